@@ -1,0 +1,38 @@
+// The `ramshift` subcommands. Each registers its options on a CLI11 app and returns the
+// process exit code: 0 completed and verified, 1 failed (the source is unchanged),
+// 2 usage or setup error (bad URI, codec, file, port, size, disk full).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+
+#include "ramshift/base/status.h"
+#include "ramshift/guest/pattern.h"
+#include "ramshift/migration/report.h"
+
+namespace ramshift::cli {
+
+using Runner = std::function<int()>;
+
+Runner add_send(CLI::App& app);
+Runner add_receive(CLI::App& app);
+Runner add_demo(CLI::App& app);
+Runner add_make_image(CLI::App& app);
+
+// Shared helpers.
+int exit_code_for(const Status& s);
+// Writes the report as JSON to `path` ("-" = stdout); failures are reported, not fatal.
+void write_json(const migration::MigrationReport& report, const std::string& path);
+// Human summary of a report on stderr (one or two lines).
+void print_summary(const migration::MigrationReport& report);
+// Prints "ramshift: error: ..." and returns exit_code_for(s).
+int fail_with(const Status& s);
+
+}  // namespace ramshift::cli
+
+namespace ramshift::cli {
+// Writes a `size`-byte image of `pattern` to `path` (make-image and demo).
+Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed);
+}  // namespace ramshift::cli

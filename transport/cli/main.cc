@@ -1,0 +1,40 @@
+// ramshift: the command-line entry point. Parses options with CLI11 and dispatches.
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <csignal>
+#include <cstdio>
+
+#include "commands.h"
+#include "ramshift/base/log.h"
+
+int main(int argc, char** argv) {
+  // A peer that disappears must surface as an error from send(), not kill the process.
+  std::signal(SIGPIPE, SIG_IGN);
+  CLI::App app{"ramshift: RDMA-accelerated live migration transport and engine"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ramshift 0.1.0");
+  bool verbose = false, quiet = false;
+  app.add_flag("-v,--verbose", verbose, "log what happens, step by step");
+  app.add_flag("-q,--quiet", quiet, "only errors; no progress bar or summary");
+  auto send = ramshift::cli::add_send(app);
+  auto receive = ramshift::cli::add_receive(app);
+  auto demo = ramshift::cli::add_demo(app);
+  auto make_image = ramshift::cli::add_make_image(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+  ramshift::log::set_level(verbose ? ramshift::log::Level::kInfo
+                           : quiet ? ramshift::log::Level::kError
+                                   : ramshift::log::Level::kWarn);
+  if (app.got_subcommand("send")) return send();
+  if (app.got_subcommand("receive")) return receive();
+  if (app.got_subcommand("demo")) return demo();
+  if (app.got_subcommand("make-image")) return make_image();
+  return 2;
+}

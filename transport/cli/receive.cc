@@ -1,0 +1,79 @@
+// `ramshift receive`: the destination end.
+#include <fmt/format.h>
+
+#include <cstdio>
+
+#include "commands.h"
+#include "progress_bar.h"
+#include "ramshift/base/log.h"
+#include "ramshift/base/units.h"
+#include "ramshift/migration/destination.h"
+
+namespace ramshift::cli {
+namespace {
+
+struct ReceiveOptions {
+  std::string listen;
+  std::string guest_out;
+  bool overwrite = false;
+  std::string expect_size = "0";
+  std::string json;
+  bool once = false;
+  double accept_timeout_s = 0;
+};
+
+}  // namespace
+
+Runner add_receive(CLI::App& app) {
+  auto o = std::make_shared<ReceiveOptions>();
+  auto* cmd = app.add_subcommand("receive", "accept migrations from `ramshift send`");
+  cmd->add_option("--listen", o->listen, "URI to listen on, e.g. tcp://0.0.0.0:7000 (port 0 = any)")
+      ->required();
+  cmd->add_option("--guest-out", o->guest_out,
+                  "write the received memory to PATH (written as PATH.partial, renamed when verified)");
+  cmd->add_flag("--overwrite", o->overwrite, "replace an existing --guest-out file");
+  cmd->add_option("--expect-size", o->expect_size, "refuse a guest of any other size, e.g. 1G");
+  cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
+  cmd->add_flag("--once", o->once, "exit after one migration (exit code = its outcome)");
+  cmd->add_option("--accept-timeout", o->accept_timeout_s,
+                  "seconds to wait for a source before giving up (0 = forever)");
+  return [o]() -> int {
+    auto uri = transport::parse_uri(o->listen);
+    if (!uri) return fail_with(uri.status());
+    auto expect = parse_size(o->expect_size);
+    if (!expect) return fail_with(expect.status());
+    auto listener = transport::listen(*uri);
+    if (!listener) return fail_with(listener.status());
+    // Scripts (and `ramshift demo`) read this line to learn the port chosen for port 0.
+    fmt::print("listening on {}\n", (*listener)->address().to_string());
+    std::fflush(stdout);
+
+    migration::DestinationConfig config;
+    config.output_path = o->guest_out;
+    config.overwrite = o->overwrite;
+    config.expect_bytes = *expect;
+    auto deadline = std::chrono::steady_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>(o->accept_timeout_s * 1000));
+    for (;;) {
+      auto wait = std::chrono::milliseconds(1000);
+      auto conn = (*listener)->accept(wait);
+      if (!conn) {
+        if (conn.status().code() != ErrorCode::kTimeout) return fail_with(conn.status());
+        if (o->accept_timeout_s > 0 && std::chrono::steady_clock::now() >= deadline)
+          return fail_with(Status(ErrorCode::kTimeout, fmt::format("no source connected within {} s",
+                                                                   o->accept_timeout_s)));
+        continue;
+      }
+      log::info("accepted {}", (*conn)->describe());
+      ProgressBar bar("receive", log::level() <= log::Level::kWarn);
+      auto report = migration::run_destination(std::move(conn).value(), config,
+                                               [&](const migration::Progress& p) { bar.update(p); });
+      bar.finish();
+      write_json(report, o->json);
+      print_summary(report);
+      if (o->once) return report.completed ? 0 : exit_code_for(report.error);
+    }
+  };
+}
+
+}  // namespace ramshift::cli

@@ -1,0 +1,89 @@
+// `ramshift send`: the source end.
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "progress_bar.h"
+#include "ramshift/base/log.h"
+#include "ramshift/base/units.h"
+#include "ramshift/guest/image.h"
+#include "ramshift/migration/source.h"
+
+namespace ramshift::cli {
+namespace {
+
+struct SendOptions {
+  std::string to;
+  std::string guest;
+  uint32_t queues = migration::SourceConfig{}.queues;
+  std::string codec = "auto";
+  std::string bandwidth_limit = "0";
+  std::string json;
+  uint32_t page_size = 4096;
+  uint32_t batch_pages = migration::SourceConfig{}.batch_pages;
+  int zstd_level = pipeline::CodecConfig{}.zstd_level;
+  std::string xbzrle_cache = "64M";
+  double connect_timeout_s = 10;
+};
+
+Result<migration::SourceConfig> make_config(const SendOptions& o) {
+  migration::SourceConfig c;
+  RS_ASSIGN_OR_RETURN(c.to, transport::parse_uri(o.to));
+  RS_ASSIGN_OR_RETURN(c.codec.mode, pipeline::parse_codec(o.codec));
+  RS_ASSIGN_OR_RETURN(c.bandwidth_limit, parse_rate(o.bandwidth_limit));
+  RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(o.xbzrle_cache));
+  c.codec.zstd_level = o.zstd_level;
+  c.queues = o.queues;
+  c.page_size = o.page_size;
+  c.batch_pages = o.batch_pages;
+  c.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
+  return c;
+}
+
+}  // namespace
+
+Runner add_send(CLI::App& app) {
+  auto o = std::make_shared<SendOptions>();
+  auto* cmd = app.add_subcommand("send", "migrate a guest to a `ramshift receive` peer");
+  cmd->add_option("--to", o->to, "destination URI, e.g. tcp://10.0.0.2:7000")->required();
+  cmd->add_option("--guest", o->guest, "what to migrate: file:PATH (a memory image)")->required();
+  cmd->add_option("--queues", o->queues, "parallel data queues (1..64)")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")->capture_default_str();
+  cmd->add_option("--bandwidth-limit", o->bandwidth_limit,
+                  "cap on wire traffic, e.g. 100M (MiB/s) or 1Gbit; 0 = none")->capture_default_str();
+  cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
+  cmd->add_option("--page-size", o->page_size, "page size in bytes (power of two, 1024..65536)")
+      ->capture_default_str();
+  cmd->add_option("--batch-pages", o->batch_pages, "pages per batch (1..1024)")->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  cmd->add_option("--zstd-level", o->zstd_level, "zstd level (negative = faster)")->capture_default_str()
+      ->check(CLI::Range(-7, 19));
+  cmd->add_option("--xbzrle-cache", o->xbzrle_cache, "XBZRLE cache per side, all queues")
+      ->capture_default_str();
+  cmd->add_option("--connect-timeout", o->connect_timeout_s, "seconds to wait for the destination")
+      ->capture_default_str();
+  return [o]() -> int {
+    auto config = make_config(*o);
+    if (!config) return fail_with(config.status());
+    if (o->page_size < 1024 || o->page_size > 65536 || (o->page_size & (o->page_size - 1)))
+      return fail_with(Status(ErrorCode::kInvalidArgument,
+                              fmt::format("--page-size {} is not a power of two in 1024..65536", o->page_size)));
+    if (o->guest.rfind("file:", 0) != 0)
+      return fail_with(Status(ErrorCode::kInvalidArgument,
+                              fmt::format("--guest '{}' is not understood; use file:PATH", o->guest)));
+    auto guest = guest::ImageGuest::open(o->guest.substr(5), o->page_size);
+    if (!guest) {
+      log::error("{}", guest.status().message());
+      return 2;  // a missing or unreadable image is a usage error, whatever errno said
+    }
+    log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
+    ProgressBar bar("send", log::level() <= log::Level::kWarn);
+    auto report = migration::run_source(**guest, *config, [&](const migration::Progress& p) { bar.update(p); });
+    bar.finish();
+    write_json(report, o->json);
+    print_summary(report);
+    return report.completed ? 0 : exit_code_for(report.error);
+  };
+}
+
+}  // namespace ramshift::cli

@@ -1,0 +1,65 @@
+// A memory image in a file (offline migration): `--guest file:PATH` on the source, and the
+// destination's `--guest-out PATH`.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ramshift/base/status.h"
+#include "ramshift/base/unique_fd.h"
+#include "ramshift/guest/guest.h"
+#include "ramshift/guest/mapped_memory.h"
+
+namespace ramshift::guest {
+
+// Source side: the file mapped read-only as one region named "image".
+class ImageGuest final : public SourceGuest {
+ public:
+  // kNotFound (missing), kIo (unreadable, a directory), kInvalidArgument (empty, or a size
+  // that is not whole pages when page_size exceeds the host page size).
+  static Result<std::unique_ptr<ImageGuest>> open(const std::string& path, size_t page_size);
+  const std::vector<Region>& regions() const override { return regions_; }
+  std::string describe() const override;
+
+ private:
+  std::string path_;
+  UniqueFd fd_;
+  MappedMemory map_;
+  std::vector<Region> regions_;
+};
+
+// Destination side: memory for the incoming regions, laid end to end. Either anonymous
+// (verify only) or a file written at PATH.partial and renamed to PATH on commit(), so a
+// failed migration never leaves a file that looks complete.
+class DestinationMemory {
+ public:
+  struct Options {
+    std::string output_path;  // empty: anonymous memory
+    bool overwrite = false;   // an existing output file may be replaced
+  };
+  // kNoSpace when the filesystem (or memory) cannot hold `region_bytes`; kInvalidArgument
+  // when the output exists and overwrite is off.
+  static Result<std::unique_ptr<DestinationMemory>> create(const std::vector<uint64_t>& region_bytes,
+                                                           size_t page_size, const Options& options);
+  ~DestinationMemory();
+
+  // Spans of every region, each a whole number of pages.
+  const std::vector<std::span<std::byte>>& regions() const { return spans_; }
+  // Regions trimmed to their exact sizes (what the digest covers).
+  std::span<const std::byte> exact(size_t region) const { return {spans_[region].data(), bytes_[region]}; }
+  // Output file: trim to the exact size and rename into place. Anonymous: nothing.
+  Status commit();
+
+ private:
+  std::string path_;
+  std::string partial_path_;
+  UniqueFd fd_;
+  MappedMemory map_;
+  std::vector<std::span<std::byte>> spans_;
+  std::vector<uint64_t> bytes_;
+  uint64_t exact_total_ = 0;
+  bool committed_ = false;
+};
+
+}  // namespace ramshift::guest

@@ -1,0 +1,26 @@
+// Synthetic memory contents with known character, for images, tests and benchmarks.
+//   zero    all zero
+//   random  incompressible (xorshift), XBZRLE's and zstd's worst case
+//   text    words from a small vocabulary: zstd level 1 compresses it ≈ 3-4x
+//   mixed   per page: 1/4 zero, 1/4 random, 1/2 text (like a booted guest's RAM)
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "ramshift/base/status.h"
+
+namespace ramshift::guest {
+
+enum class Pattern { kZero, kRandom, kText, kMixed };
+
+Result<Pattern> parse_pattern(std::string_view name);
+const char* pattern_name(Pattern p);
+
+// Fills `memory` page by page; the content of page i depends only on (pattern, seed, i),
+// so any slice can be produced independently (and in parallel).
+void fill_pattern(std::span<std::byte> memory, Pattern pattern, uint64_t seed,
+                  uint64_t first_page = 0, size_t page_size = 4096);
+
+}  // namespace ramshift::guest

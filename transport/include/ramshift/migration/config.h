@@ -1,0 +1,36 @@
+// Configuration of the two ends of a migration. CLI flags map 1:1 onto these fields.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "ramshift/pipeline/codec.h"
+#include "ramshift/transport/uri.h"
+
+namespace ramshift::migration {
+
+struct SourceConfig {
+  transport::Uri to;
+  // Data queues (the connection has one more: queue 0 carries control frames).
+  // Why 2: these machines have 2 cores; more queues than cores only add contention.
+  uint32_t queues = 2;
+  pipeline::CodecConfig codec;
+  uint32_t page_size = 4096;
+  // Why 64 pages (256 KiB): at or above the 64 KiB where perftest reaches line rate, and
+  // small enough that 2 x 8 MiB of socket buffer holds dozens of batches per queue.
+  uint32_t batch_pages = 64;
+  uint64_t bandwidth_limit = 0;  // bytes/s of wire traffic over all queues; 0 = unlimited
+  std::chrono::milliseconds connect_timeout{10000};
+  // How long to wait for the destination's verdict after the last page.
+  std::chrono::milliseconds verdict_timeout{600000};
+};
+
+struct DestinationConfig {
+  std::string output_path;  // --guest-out; empty = keep in memory, verify only
+  bool overwrite = false;
+  uint64_t expect_bytes = 0;  // --expect-size; 0 = accept any size
+  std::chrono::milliseconds handshake_timeout{10000};
+};
+
+}  // namespace ramshift::migration

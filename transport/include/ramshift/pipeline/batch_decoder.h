@@ -1,0 +1,47 @@
+// Per-queue page batch decoder: validates a batch body completely, then places its pages in
+// destination memory, mirroring the sender's XBZRLE cache. One instance per receiving queue
+// thread; buffers are allocated once.
+//
+// Safety: every header field, entry and run is checked before anything is written; a page
+// index outside its region, an unknown kind or flag, lengths that do not add up, a payload
+// that does not decompress to the announced size, or a delta against a page the cache does
+// not hold all return kProtocol/kCorrupt with the field named. Nothing is ever written
+// outside the region spans given.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "ramshift/base/status.h"
+#include "ramshift/pipeline/batch_format.h"
+#include "ramshift/pipeline/page_cache.h"
+#include "ramshift/pipeline/zstd_context.h"
+
+namespace ramshift::pipeline {
+
+struct DecodedBatch {
+  uint32_t region_id = 0;
+  uint32_t round = 0;
+  PageCounts counts;
+};
+
+class BatchDecoder {
+ public:
+  BatchDecoder(size_t page_size, size_t max_pages, size_t cache_bytes);
+
+  // `regions[i]` is the destination memory of region i (a whole number of pages).
+  Result<DecodedBatch> apply(std::span<const std::byte> body,
+                             std::span<const std::span<std::byte>> regions);
+
+ private:
+  size_t page_size_;
+  size_t max_pages_;
+  PageCache cache_;
+  ZstdDecompressor zstd_;
+  std::vector<std::byte> payload_;  // decompressed payload
+  std::vector<std::byte> scratch_;  // one page for XBZRLE reconstruction
+};
+
+}  // namespace ramshift::pipeline

@@ -1,0 +1,77 @@
+// Per-queue page batch encoder: classify each page (zero / XBZRLE delta / raw), pack the
+// batch, optionally zstd-compress its payload. One instance per sending queue thread; all
+// buffers are allocated once at construction, so the hot path neither allocates nor locks.
+//
+// Race safety for live guests: a page is copied once (a snapshot) before it is encoded, and
+// the same snapshot feeds the delta, the payload and the cache, so a guest write racing with
+// encoding can never put sender and receiver caches out of step. (The dirty log re-sends it.)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "ramshift/pipeline/batch_format.h"
+#include "ramshift/pipeline/codec.h"
+#include "ramshift/pipeline/page_cache.h"
+#include "ramshift/pipeline/zstd_context.h"
+
+namespace ramshift::pipeline {
+
+// Decisions taken once per batch by the caller (the engine or the auto governor).
+struct BatchPolicy {
+  bool skip_zero = false;     // round 0 on a fresh destination: zero pages need not travel
+  bool compress = false;      // zstd the payload (ignored unless the codec may compress)
+  bool cache_insert = false;  // raw pages also enter the XBZRLE cache (later rounds)
+};
+
+class BatchEncoder {
+ public:
+  // `cache_bytes` is this queue's share of the XBZRLE cache (0 or a codec without XBZRLE:
+  // no cache). `max_pages` <= kMaxBatchPages.
+  BatchEncoder(const CodecConfig& config, size_t page_size, size_t max_pages, size_t cache_bytes);
+
+  void begin(uint32_t region_id, uint32_t round, const BatchPolicy& policy);
+  // Encodes one page of the current region (read once, `page_size` bytes).
+  void add(uint64_t page_index, const std::byte* page);
+
+  size_t entry_count() const { return entries_; }
+  bool full() const { return entries_ == max_pages_; }
+
+  // Packs the batch. Returns the body to send (valid until the next begin), empty when every
+  // page was skipped. counts() then describes the finished batch.
+  std::span<const std::byte> finish();
+  const PageCounts& counts() const { return counts_; }
+  // Guest bytes given to zstd and nanoseconds spent compressing them, for the last batch.
+  uint64_t compressed_input_bytes() const { return compressed_in_; }
+  uint64_t compress_ns() const { return compress_ns_; }
+
+ private:
+  void append_entry(uint64_t page_index, uint32_t len, PageKind kind, uint8_t flags);
+
+  CodecConfig config_;
+  size_t page_size_;
+  size_t max_pages_;
+  PageCache cache_;
+  ZstdCompressor zstd_;
+
+  std::vector<std::byte> out_;       // header | payload | entries
+  std::vector<std::byte> staging_;   // uncompressed payload when compressing
+  std::vector<std::byte> entry_buf_;
+  std::vector<std::byte> snapshot_;  // one page
+
+  uint32_t region_id_ = 0;
+  uint32_t round_ = 0;
+  BatchPolicy policy_;
+  bool compress_ = false;
+  size_t entries_ = 0;
+  size_t payload_len_ = 0;
+  PageCounts counts_;
+  uint64_t raw_in_batch_ = 0;
+  uint64_t compressed_in_ = 0;
+  uint64_t compress_ns_ = 0;
+};
+
+}  // namespace ramshift::pipeline

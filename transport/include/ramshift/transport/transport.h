@@ -1,0 +1,105 @@
+// The transport interface every backend implements (loopback, tcp; rdma and dpdk later).
+//
+// A Connection has N queues. Each queue is an independent, reliable, ordered channel of
+// messages in both directions; queues are not ordered relative to each other. Calls are
+// batched where it matters: post_send takes a gather list (one message from many pieces)
+// and poll returns many messages at once, so one virtual call moves many pages.
+//
+// Threading: per queue, at most one thread sends and at most one thread receives at a time
+// (they may be different threads). Different queues may be driven by different threads with
+// no locking between them. close() may be called from any thread at any time and wakes every
+// waiter on every queue.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ramshift/base/status.h"
+#include "ramshift/transport/uri.h"
+
+namespace ramshift::transport {
+
+using ConstBuffer = std::span<const std::byte>;
+using Millis = std::chrono::milliseconds;
+
+struct Capabilities {
+  bool reliable = true;          // complete messages, each once, in order per queue
+  bool zero_copy_write = false;  // can place bytes in registered remote memory (rdma)
+  bool remote_read = false;      // can read registered remote memory (rdma, post-copy)
+  size_t max_message = 0;        // largest message post_send accepts, in bytes
+  uint32_t max_queues = 0;
+};
+
+// Handle for memory registered with a backend. Backends without registration return a key
+// that only echoes the range.
+struct MemoryKey {
+  uint64_t address = 0;
+  uint64_t length = 0;
+  uint32_t rkey = 0;
+};
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+
+  virtual const Capabilities& capabilities() const = 0;
+  virtual uint32_t queue_count() const = 0;
+  // Human-readable description for logs and reports, e.g. "tcp 127.0.0.1:7000 (4 queues)".
+  virtual std::string describe() const = 0;
+  virtual std::string transport_name() const = 0;  // "tcp", "loopback", ...
+
+  // Registers memory for zero-copy use for the connection's lifetime. No-op where the
+  // backend needs none.
+  virtual Result<MemoryKey> register_memory(std::span<std::byte> memory) = 0;
+
+  // Sends one message, the concatenation of `segments`, on `queue`.
+  //   ok           accepted; the caller may reuse the segment buffers at once
+  //   kWouldBlock  not accepted: the queue is full; call wait_writable() and retry
+  //   kDisconnected / kIo   the connection is gone
+  // A message larger than capabilities().max_message is kInvalidArgument.
+  virtual Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) = 0;
+
+  // Waits until post_send on `queue` would accept a message, or `timeout` (kTimeout).
+  virtual Status wait_writable(uint32_t queue, Millis timeout) = 0;
+
+  // Waits until every message accepted on `queue` has left this process (kernel or NIC).
+  virtual Status flush(uint32_t queue, Millis timeout) = 0;
+
+  // Receives up to out.size() messages from `queue`, waiting up to `timeout` for the first.
+  // Returns how many were stored in `out` (0 on timeout). The views stay valid until the
+  // next poll() on the same queue. Once the peer has gone and every complete message was
+  // delivered: kDisconnected. A message cut short by the peer is never delivered.
+  virtual Result<size_t> poll(uint32_t queue, std::span<ConstBuffer> out, Millis timeout) = 0;
+
+  // Closes every queue: the peer sees kDisconnected after what was already sent; local
+  // waiters wake with kDisconnected. Idempotent, thread-safe.
+  virtual void close() = 0;
+};
+
+class Listener {
+ public:
+  virtual ~Listener() = default;
+  // The address actually bound (with the port the kernel chose for port 0).
+  virtual Uri address() const = 0;
+  // Waits up to `timeout` for one whole connection (all of its queues). kTimeout if none.
+  virtual Result<std::unique_ptr<Connection>> accept(Millis timeout) = 0;
+};
+
+struct TransportOptions {
+  // How long connect() may take for all queues before kUnreachable/kTimeout.
+  Millis connect_timeout{10000};
+};
+
+// Opens a listener for `uri` (tcp, loopback, ...). kAddressInUse when the port is taken;
+// kInvalidArgument for a scheme this build does not carry, with the reason.
+Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options = {});
+
+// Connects `queues` queues to a listener at `uri`.
+Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
+                                            const TransportOptions& options = {});
+
+}  // namespace ramshift::transport

@@ -1,0 +1,128 @@
+// ramshift wire protocol: framing and the control messages (docs/protocol.md is the spec).
+//
+// Every message on every queue is one frame: a 16-byte header then `length` body bytes.
+//   u32 magic "RSHF" (0x46485352), u8 type, u8 flags (0), u16 reserved (0),
+//   u32 length, u32 crc32c of the body
+// All integers are little-endian. parse_frame() checks the header and the CRC; the
+// decode_* functions check every field of a body and name the field they reject.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ramshift/base/status.h"
+
+namespace ramshift::wire {
+
+inline constexpr uint32_t kFrameMagic = 0x46485352;  // "RSHF" in little-endian bytes
+inline constexpr uint16_t kProtocolVersion = 1;
+inline constexpr size_t kFrameHeaderBytes = 16;
+// Why 32 MiB: the largest body is a page batch (page_size x batch pages, capped at 16 MiB by
+// the hello checks) or a digest (4 bytes per MiB of guest: 32 MiB covers 8 TiB).
+inline constexpr size_t kMaxFrameBody = 32u << 20;
+
+enum class FrameType : uint8_t {
+  kHello = 1,        // both ways, first: versions, capabilities, session shape
+  kRegionTable = 2,  // source -> destination: the guest's memory regions
+  kReady = 3,        // destination -> source: memory prepared, send pages
+  kPageBatch = 4,    // source -> destination, data queues: pipeline/batch_format.h
+  kRoundEnd = 5,     // source -> destination, each data queue: round done on this queue
+  kSwitchover = 6,   // source -> destination: source guest paused, final round follows
+  kDeviceState = 7,  // source -> destination: opaque device-state blob
+  kDigest = 8,       // source -> destination: CRC32C per MiB of every region
+  kCommit = 9,       // destination -> source: digest matched, destination owns the guest
+  kError = 10,       // either way: the session is over, here is why
+  kBye = 11,         // either way: orderly end
+};
+const char* frame_type_name(FrameType t);
+
+struct FrameView {
+  FrameType type;
+  std::span<const std::byte> body;
+};
+
+// Validates header, length and CRC of one whole message.
+Result<FrameView> parse_frame(std::span<const std::byte> message);
+// Header for `body` (CRC computed here); send it followed by the body.
+std::array<std::byte, kFrameHeaderBytes> frame_header(FrameType type, std::span<const std::byte> body);
+
+// ---- control messages ------------------------------------------------------------------
+
+// Capability bits a side offers in Hello.
+inline constexpr uint64_t kCapXbzrle = 1 << 0;
+inline constexpr uint64_t kCapZstd = 1 << 1;
+inline constexpr uint64_t kCapDigest = 1 << 2;
+inline constexpr uint64_t kCapAll = kCapXbzrle | kCapZstd | kCapDigest;
+
+struct Hello {
+  uint16_t version_min = kProtocolVersion;
+  uint16_t version_max = kProtocolVersion;
+  uint64_t capabilities = kCapAll;
+  uint32_t page_size = 4096;
+  uint32_t data_queues = 1;
+  uint32_t batch_pages = 64;
+  uint8_t codec = 0;                      // pipeline::CodecMode
+  uint64_t xbzrle_cache_per_queue = 0;    // bytes; 0 = no XBZRLE
+  uint64_t session_id = 0;
+  std::string software;                   // "ramshift 0.1.0", for logs
+};
+
+struct RegionInfo {
+  uint32_t id = 0;
+  uint64_t bytes = 0;  // exact size; the region spans ceil(bytes / page_size) pages
+  std::string name;
+};
+struct RegionTable {
+  std::vector<RegionInfo> regions;
+};
+
+struct RoundEnd {
+  uint32_t round = 0;
+  uint32_t queue = 0;    // data queue index, 0-based
+  uint64_t batches = 0;  // page batches this queue sent in the round
+};
+
+struct Switchover {
+  uint32_t round = 0;
+};
+
+struct Digest {
+  uint32_t final_round = 0;
+  uint32_t chunk_bytes = 0;
+  std::vector<std::vector<uint32_t>> regions;  // per region, one CRC32C per chunk
+};
+
+struct ErrorMessage {
+  ErrorCode code = ErrorCode::kInternal;
+  std::string message;
+};
+
+// Limits every decoder enforces (and the encoder's caller must respect).
+inline constexpr uint32_t kMaxDataQueues = 64;
+inline constexpr uint32_t kMaxRegions = 1024;
+inline constexpr uint64_t kMaxRegionBytes = uint64_t{1} << 44;  // 16 TiB
+inline constexpr uint64_t kMaxCachePerQueue = uint64_t{1} << 30;
+inline constexpr size_t kMaxNameBytes = 255;
+inline constexpr size_t kMaxErrorMessageBytes = 4096;
+
+std::vector<std::byte> encode(const Hello& m);
+std::vector<std::byte> encode(const RegionTable& m);
+std::vector<std::byte> encode(const RoundEnd& m);
+std::vector<std::byte> encode(const Switchover& m);
+std::vector<std::byte> encode(const Digest& m);
+std::vector<std::byte> encode(const ErrorMessage& m);
+
+Result<Hello> decode_hello(std::span<const std::byte> body);
+Result<RegionTable> decode_region_table(std::span<const std::byte> body);
+Result<RoundEnd> decode_round_end(std::span<const std::byte> body);
+Result<Switchover> decode_switchover(std::span<const std::byte> body);
+Result<Digest> decode_digest(std::span<const std::byte> body);
+Result<ErrorMessage> decode_error(std::span<const std::byte> body);
+// Frames with no body (Ready, Commit, Bye): anything but an empty body is an error.
+Status expect_empty(FrameType type, std::span<const std::byte> body);
+
+}  // namespace ramshift::wire

@@ -1,0 +1,131 @@
+#include "ramshift/guest/image.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <fmt/format.h>
+
+#include "ramshift/base/log.h"
+#include "ramshift/base/units.h"
+
+namespace ramshift::guest {
+
+Result<std::unique_ptr<ImageGuest>> ImageGuest::open(const std::string& path, size_t page_size) {
+  auto g = std::make_unique<ImageGuest>();
+  g->path_ = path;
+  g->fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!g->fd_.valid()) {
+    int err = errno;
+    if (err == ENOENT)
+      return Status(ErrorCode::kNotFound, fmt::format("guest image {} does not exist", path), err);
+    return errno_status(ErrorCode::kIo, fmt::format("cannot read guest image {}", path), err);
+  }
+  struct stat st {};
+  if (fstat(g->fd_.get(), &st) != 0)
+    return errno_status(ErrorCode::kIo, fmt::format("cannot stat {}", path), errno);
+  if (!S_ISREG(st.st_mode))
+    return Status(ErrorCode::kIo, fmt::format("guest image {} is not a regular file", path));
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (size == 0)
+    return Status(ErrorCode::kInvalidArgument, fmt::format("guest image {} is empty", path));
+  if (page_size > host_page_size() && size % page_size != 0)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("guest image {} is {} bytes, not a whole number of {}-byte pages", path,
+                              size, page_size));
+  // Probe one byte so an unreadable file fails here, not with SIGBUS in a queue thread.
+  std::byte probe;
+  if (pread(g->fd_.get(), &probe, 1, 0) != 1)
+    return errno_status(ErrorCode::kIo, fmt::format("cannot read guest image {}", path), errno);
+  RS_ASSIGN_OR_RETURN(g->map_, MappedMemory::map_file(g->fd_.get(), size, false, path));
+  size_t pages = (size + page_size - 1) / page_size;
+  g->regions_.push_back(Region{"image", size, g->map_.bytes().subspan(0, pages * page_size)});
+  return g;
+}
+
+std::string ImageGuest::describe() const {
+  return fmt::format("image {} ({})", path_, format_bytes(regions_[0].bytes));
+}
+
+Result<std::unique_ptr<DestinationMemory>> DestinationMemory::create(
+    const std::vector<uint64_t>& region_bytes, size_t page_size, const Options& options) {
+  auto d = std::make_unique<DestinationMemory>();
+  d->bytes_ = region_bytes;
+  std::vector<uint64_t> offsets;
+  uint64_t total = 0;
+  for (uint64_t b : region_bytes) {
+    offsets.push_back(total);
+    total += (b + page_size - 1) / page_size * page_size;
+  }
+  d->exact_total_ = total - ((region_bytes.back() + page_size - 1) / page_size * page_size) +
+                    region_bytes.back();
+  if (options.output_path.empty()) {
+    RS_ASSIGN_OR_RETURN(d->map_, MappedMemory::anonymous(total));
+  } else {
+    d->path_ = options.output_path;
+    d->partial_path_ = options.output_path + ".partial";
+    struct stat st {};
+    if (!options.overwrite && ::stat(d->path_.c_str(), &st) == 0)
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("{} already exists; remove it or pass --overwrite", d->path_));
+    d->fd_.reset(::open(d->partial_path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!d->fd_.valid())
+      return errno_status(ErrorCode::kIo, fmt::format("cannot create {}", d->partial_path_), errno);
+    struct statvfs vfs {};
+    if (fstatvfs(d->fd_.get(), &vfs) == 0) {
+      uint64_t avail = uint64_t{vfs.f_bavail} * vfs.f_frsize;
+      if (avail < total) {
+        ::unlink(d->partial_path_.c_str());
+        return Status(ErrorCode::kNoSpace,
+                      fmt::format("receiver disk full: {} needs {} but its filesystem has {} free",
+                                  d->path_, format_bytes(total), format_bytes(avail)));
+      }
+    }
+    // Reserve every block now: running out of space later would arrive as SIGBUS on a
+    // mapped write, in the middle of the migration.
+    int rc = posix_fallocate(d->fd_.get(), 0, static_cast<off_t>(total));
+    if (rc != 0) {
+      ::unlink(d->partial_path_.c_str());
+      if (rc == ENOSPC)
+        return Status(ErrorCode::kNoSpace,
+                      fmt::format("receiver disk full: cannot reserve {} for {}", format_bytes(total),
+                                  d->path_), rc);
+      return errno_status(ErrorCode::kIo, fmt::format("cannot allocate {}", d->partial_path_), rc);
+    }
+    auto map = MappedMemory::map_file(d->fd_.get(), total, true, d->partial_path_);
+    if (!map) {
+      ::unlink(d->partial_path_.c_str());
+      return map.status();
+    }
+    d->map_ = std::move(map).value();
+  }
+  for (size_t i = 0; i < region_bytes.size(); ++i) {
+    size_t span = (region_bytes[i] + page_size - 1) / page_size * page_size;
+    d->spans_.push_back(d->map_.bytes().subspan(offsets[i], span));
+  }
+  return d;
+}
+
+DestinationMemory::~DestinationMemory() {
+  if (!partial_path_.empty() && !committed_) {
+    if (::unlink(partial_path_.c_str()) == 0)
+      log::info("removed {} (migration did not complete)", partial_path_);
+  }
+}
+
+Status DestinationMemory::commit() {
+  if (path_.empty()) {
+    committed_ = true;
+    return Status::ok();
+  }
+  if (ftruncate(fd_.get(), static_cast<off_t>(exact_total_)) != 0)
+    return errno_status(ErrorCode::kIo, fmt::format("cannot trim {}", partial_path_), errno);
+  if (::rename(partial_path_.c_str(), path_.c_str()) != 0)
+    return errno_status(ErrorCode::kIo, fmt::format("cannot rename {} to {}", partial_path_, path_), errno);
+  committed_ = true;
+  return Status::ok();
+}
+
+}  // namespace ramshift::guest

@@ -1,0 +1,327 @@
+#include "ramshift/migration/destination.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "frame_io.h"
+#include "ramshift/base/log.h"
+#include "ramshift/base/units.h"
+#include "ramshift/guest/image.h"
+#include "ramshift/pipeline/batch_decoder.h"
+#include "ramshift/pipeline/checksum.h"
+
+namespace ramshift::migration {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using wire::FrameType;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+struct alignas(64) QueueState {
+  std::atomic<uint64_t> pages{0};
+  std::atomic<uint64_t> wire_bytes{0};
+  std::atomic<int64_t> rounds_done{0};  // rounds whose ROUND_END this queue has checked
+  pipeline::PageCounts counts;          // read after join
+};
+
+class DestinationRun {
+ public:
+  DestinationRun(std::unique_ptr<transport::Connection> conn, const DestinationConfig& config,
+                 const ProgressFn& progress)
+      : conn_(std::move(conn)), config_(config), progress_(progress) {}
+
+  MigrationReport run() {
+    report_.role = "destination";
+    report_.transport = conn_->transport_name();
+    report_.peer = conn_->describe();
+    start_ = Clock::now();
+    Status s = migrate();
+    if (!s && !peer_failed_ && s.code() != ErrorCode::kDisconnected) send_error_frame(*conn_, s);
+    fail(s);
+    stop_ = true;
+    conn_->close();  // wakes data queue threads blocked in poll
+    for (auto& t : threads_) t.join();
+    for (uint32_t q = 0; q < queues_; ++q) {
+      report_.pages += state_[q].counts;
+      report_.wire_bytes += state_[q].wire_bytes.load();
+    }
+    report_.total_ms = ms_since(start_);
+    report_.error = s;
+    report_.completed = s.is_ok();
+    report_.verified = s.is_ok();
+    memory_.reset();  // removes a partial output file
+    return report_;
+  }
+
+ private:
+  // Records the first failure and wakes everyone.
+  void fail(const Status& s) {
+    if (s.is_ok()) return;
+    {
+      std::lock_guard lock(mu_);
+      if (first_error_.is_ok()) first_error_ = s;
+    }
+    stop_ = true;
+    cv_.notify_all();
+  }
+
+  Result<wire::FrameView> next_control(milliseconds timeout, const char* waiting_for) {
+    auto f = receive_frame(*conn_, 0, timeout);
+    if (!f) {
+      if (f.status().code() == ErrorCode::kTimeout)
+        return Status(ErrorCode::kTimeout, fmt::format("source sent no {} within {} s", waiting_for,
+                                                       timeout.count() / 1000));
+      return f.status().with_context(fmt::format("source, while waiting for {}", waiting_for));
+    }
+    if (f->type == FrameType::kError) {
+      peer_failed_ = true;
+      return peer_error(f->body, "source");
+    }
+    return f;
+  }
+
+  Status expect(const wire::FrameView& f, FrameType want) {
+    if (f.type == want) return Status::ok();
+    return Status(ErrorCode::kProtocol, fmt::format("expected {} from the source, got {}",
+                                                    wire::frame_type_name(want), wire::frame_type_name(f.type)));
+  }
+
+  Status send_control(FrameType type, std::span<const std::byte> body) {
+    std::lock_guard lock(send_mu_);
+    auto n = send_frame(*conn_, 0, type, body, milliseconds(10000));
+    return n ? Status::ok() : n.status();
+  }
+
+  Status migrate() {
+    RS_RETURN_IF_ERROR(handshake());
+    queues_ = hello_.data_queues;
+    state_ = std::make_unique<QueueState[]>(queues_);
+    for (uint32_t q = 0; q < queues_; ++q) threads_.emplace_back([this, q] { queue_main(q); });
+    RS_RETURN_IF_ERROR(send_control(FrameType::kReady, {}));
+    report_.setup_ms = ms_since(start_);
+    return control_loop();
+  }
+
+  Status handshake() {
+    RS_ASSIGN_OR_RETURN(auto f, next_control(config_.handshake_timeout, "hello"));
+    RS_RETURN_IF_ERROR(expect(f, FrameType::kHello));
+    RS_ASSIGN_OR_RETURN(hello_, wire::decode_hello(f.body));
+    if (hello_.version_max < wire::kProtocolVersion || hello_.version_min > wire::kProtocolVersion)
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("source speaks protocol {}..{}, this destination speaks {}",
+                                hello_.version_min, hello_.version_max, wire::kProtocolVersion));
+    if (hello_.data_queues + 1 != conn_->queue_count())
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("hello announces {} data queues but the connection has {} queues",
+                                hello_.data_queues, conn_->queue_count()));
+    report_.queues = hello_.data_queues;
+    report_.codec = pipeline::codec_name(static_cast<pipeline::CodecMode>(hello_.codec));
+    wire::Hello mine;
+    mine.page_size = hello_.page_size;
+    mine.data_queues = hello_.data_queues;
+    mine.batch_pages = hello_.batch_pages;
+    mine.codec = hello_.codec;
+    mine.xbzrle_cache_per_queue = hello_.xbzrle_cache_per_queue;
+    mine.session_id = hello_.session_id;
+    mine.software = "ramshift 0.1.0";
+    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(mine)));
+
+    RS_ASSIGN_OR_RETURN(auto t, next_control(config_.handshake_timeout, "region table"));
+    RS_RETURN_IF_ERROR(expect(t, FrameType::kRegionTable));
+    RS_ASSIGN_OR_RETURN(table_, wire::decode_region_table(t.body));
+    std::vector<uint64_t> sizes;
+    uint64_t total = 0;
+    for (const auto& r : table_.regions) {
+      sizes.push_back(r.bytes);
+      total += r.bytes;
+    }
+    report_.guest_bytes = total;
+    if (config_.expect_bytes && total != config_.expect_bytes)
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("size mismatch: the destination expects a {} guest ({} bytes) but "
+                                "the source offers {} ({} bytes)", format_bytes(config_.expect_bytes),
+                                config_.expect_bytes, format_bytes(total), total));
+    guest::DestinationMemory::Options opts{config_.output_path, config_.overwrite};
+    RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
+    for (const auto& span : memory_->regions()) total_pages_ += span.size() / hello_.page_size;
+    return Status::ok();
+  }
+
+  void queue_main(uint32_t q) {
+    Status s = receive_queue(q);
+    if (!s) fail(s);
+  }
+
+  Status receive_queue(uint32_t q) {
+    QueueState& st = state_[q];
+    pipeline::BatchDecoder decoder(hello_.page_size, hello_.batch_pages, hello_.xbzrle_cache_per_queue);
+    const auto& regions = memory_->regions();
+    uint32_t round = 0;
+    uint64_t batches = 0;
+    // Why 16: enough messages per poll to amortise the call, few enough to keep the views
+    // within one receive buffer.
+    transport::ConstBuffer msgs[16];
+    while (!stop_.load(std::memory_order_relaxed)) {
+      auto got = conn_->poll(q + 1, msgs, milliseconds(100));
+      if (!got) {
+        if (stop_.load()) return Status::ok();
+        return got.status().with_context(fmt::format("data queue {} in round {}", q, round));
+      }
+      for (size_t i = 0; i < *got; ++i) {
+        st.wire_bytes.fetch_add(msgs[i].size(), std::memory_order_relaxed);
+        RS_ASSIGN_OR_RETURN(auto f, wire::parse_frame(msgs[i]));
+        if (f.type == FrameType::kPageBatch) {
+          RS_ASSIGN_OR_RETURN(auto b, decoder.apply(f.body, regions));
+          if (b.round != round)
+            return Status(ErrorCode::kProtocol, fmt::format("data queue {}: batch of round {} while in round {}",
+                                                            q, b.round, round));
+          ++batches;
+          st.counts += b.counts;
+          st.pages.fetch_add(b.counts.total(), std::memory_order_relaxed);
+        } else if (f.type == FrameType::kRoundEnd) {
+          RS_ASSIGN_OR_RETURN(auto end, wire::decode_round_end(f.body));
+          if (end.round != round || end.queue != q || end.batches != batches)
+            return Status(ErrorCode::kProtocol,
+                          fmt::format("data queue {}: round_end says round {} queue {} with {} batches; "
+                                      "this queue is in round {} and received {}", q, end.round,
+                                      end.queue, end.batches, round, batches));
+          ++round;
+          batches = 0;
+          {
+            std::lock_guard lock(mu_);  // so a waiter cannot miss this between check and wait
+            st.rounds_done.store(round);
+          }
+          cv_.notify_all();
+        } else {
+          return Status(ErrorCode::kProtocol, fmt::format("data queue {}: unexpected {} frame", q,
+                                                          wire::frame_type_name(f.type)));
+        }
+      }
+    }
+    return Status::ok();
+  }
+
+  Status control_loop() {
+    for (;;) {
+      if (stop_.load()) return current_error();
+      report_progress();
+      auto f = receive_frame(*conn_, 0, milliseconds(100));
+      if (!f) {
+        if (f.status().code() == ErrorCode::kTimeout) continue;
+        if (stop_.load()) return current_error();
+        return f.status().with_context("source");
+      }
+      switch (f->type) {
+        case FrameType::kError:
+          peer_failed_ = true;
+          return peer_error(f->body, "source");
+        case FrameType::kDigest: {
+          RS_ASSIGN_OR_RETURN(auto digest, wire::decode_digest(f->body));
+          RS_RETURN_IF_ERROR(check_digest(digest));
+          RS_RETURN_IF_ERROR(memory_->commit());
+          RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
+          (void)conn_->flush(0, milliseconds(1000));
+          // The source says bye (or just closes); either ends the session.
+          auto bye = receive_frame(*conn_, 0, milliseconds(5000));
+          if (bye && bye->type != FrameType::kBye)
+            log::warn("source sent {} after commit", wire::frame_type_name(bye->type));
+          return Status::ok();
+        }
+        default:
+          return Status(ErrorCode::kProtocol, fmt::format("unexpected {} on the control queue",
+                                                          wire::frame_type_name(f->type)));
+      }
+    }
+  }
+
+  Status current_error() {
+    std::lock_guard lock(mu_);
+    return first_error_.is_ok() ? Status(ErrorCode::kCancelled, "stopped") : first_error_;
+  }
+
+  void report_progress() {
+    if (!progress_ || Clock::now() - last_progress_ < milliseconds(100)) return;
+    last_progress_ = Clock::now();
+    uint64_t pages = 0, wire = 0;
+    for (uint32_t q = 0; q < queues_; ++q) {
+      pages += state_[q].pages.load(std::memory_order_relaxed);
+      wire += state_[q].wire_bytes.load(std::memory_order_relaxed);
+    }
+    progress_({total_pages_ * hello_.page_size, pages * hello_.page_size, wire, 0, ms_since(start_) / 1000});
+  }
+
+  Status check_digest(const wire::Digest& digest) {
+    // Every queue must have finished the final round before memory is compared.
+    {
+      std::unique_lock lock(mu_);
+      bool all = cv_.wait_for(lock, std::chrono::seconds(600), [&] {
+        if (stop_.load()) return true;
+        for (uint32_t q = 0; q < queues_; ++q)
+          if (state_[q].rounds_done.load() <= digest.final_round) return false;
+        return true;
+      });
+      if (stop_.load()) return first_error_;
+      if (!all) return Status(ErrorCode::kTimeout, "data queues did not finish the final round");
+    }
+    report_.rounds = digest.final_round + 1;
+    if (digest.chunk_bytes != pipeline::kDigestChunkBytes || digest.regions.size() != table_.regions.size())
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("digest covers {} regions in {}-byte chunks; expected {} regions in "
+                                "{}-byte chunks", digest.regions.size(), digest.chunk_bytes,
+                                table_.regions.size(), pipeline::kDigestChunkBytes));
+    for (size_t r = 0; r < digest.regions.size(); ++r) {
+      auto mine = pipeline::memory_digest(memory_->exact(r));
+      if (mine.size() != digest.regions[r].size())
+        return Status(ErrorCode::kProtocol, fmt::format("digest of region {} has {} chunks, expected {}",
+                                                        r, digest.regions[r].size(), mine.size()));
+      size_t bad = 0, first_bad = 0;
+      for (size_t c = 0; c < mine.size(); ++c)
+        if (mine[c] != digest.regions[r][c] && bad++ == 0) first_bad = c;
+      if (bad)
+        return Status(ErrorCode::kCorrupt,
+                      fmt::format("verification failed: region {} differs from the source in {} of "
+                                  "{} MiB chunks, first at offset {}", table_.regions[r].name, bad,
+                                  mine.size(), uint64_t{first_bad} * pipeline::kDigestChunkBytes));
+    }
+    return Status::ok();
+  }
+
+  std::unique_ptr<transport::Connection> conn_;
+  const DestinationConfig& config_;
+  const ProgressFn& progress_;
+  wire::Hello hello_;
+  wire::RegionTable table_;
+  std::unique_ptr<guest::DestinationMemory> memory_;
+  uint32_t queues_ = 0;
+  uint64_t total_pages_ = 0;
+  std::unique_ptr<QueueState[]> state_;
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::mutex send_mu_;
+  Status first_error_;
+  bool peer_failed_ = false;
+  Clock::time_point start_;
+  Clock::time_point last_progress_{};
+  MigrationReport report_;
+};
+
+}  // namespace
+
+MigrationReport run_destination(std::unique_ptr<transport::Connection> conn,
+                                const DestinationConfig& config, const ProgressFn& progress) {
+  return DestinationRun(std::move(conn), config, progress).run();
+}
+
+}  // namespace ramshift::migration

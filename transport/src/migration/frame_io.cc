@@ -1,0 +1,53 @@
+#include "frame_io.h"
+
+#include <fmt/format.h>
+
+namespace ramshift::migration {
+
+using Clock = std::chrono::steady_clock;
+
+Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::FrameType type,
+                            std::span<const std::byte> body, std::chrono::milliseconds timeout,
+                            const std::atomic<bool>* abort) {
+  auto header = wire::frame_header(type, body);
+  transport::ConstBuffer segs[2] = {header, body};
+  auto deadline = Clock::now() + timeout;
+  for (;;) {
+    Status s = conn.post_send(queue, segs);
+    if (s) return uint64_t{header.size() + body.size()};
+    if (s.code() != ErrorCode::kWouldBlock) return s;
+    if (abort && abort->load(std::memory_order_relaxed))
+      return Status(ErrorCode::kCancelled, "cancelled");
+    if (Clock::now() >= deadline)
+      return Status(ErrorCode::kTimeout,
+                    fmt::format("peer did not accept a {} frame for {} ms",
+                                wire::frame_type_name(type), timeout.count()));
+    // Short waits so an abort is noticed within 100 ms.
+    Status w = conn.wait_writable(queue, std::chrono::milliseconds(100));
+    if (!w && w.code() != ErrorCode::kTimeout) return w;
+  }
+}
+
+Result<wire::FrameView> receive_frame(transport::Connection& conn, uint32_t queue,
+                                      std::chrono::milliseconds timeout) {
+  transport::ConstBuffer msg[1];
+  RS_ASSIGN_OR_RETURN(size_t n, conn.poll(queue, msg, timeout));
+  if (n == 0) return Status(ErrorCode::kTimeout, fmt::format("no message within {} ms", timeout.count()));
+  return wire::parse_frame(msg[0]);
+}
+
+Status peer_error(std::span<const std::byte> body, const char* peer) {
+  auto e = wire::decode_error(body);
+  if (!e) return e.status().with_context(fmt::format("{} sent an unreadable error", peer));
+  return Status(e->code, fmt::format("{}: {}", peer, e->message));
+}
+
+void send_error_frame(transport::Connection& conn, const Status& status) {
+  wire::ErrorMessage m{status.code(), status.message()};
+  if (m.code == ErrorCode::kOk) m.code = ErrorCode::kInternal;
+  auto body = wire::encode(m);
+  (void)send_frame(conn, 0, wire::FrameType::kError, body, std::chrono::milliseconds(1000));
+  (void)conn.flush(0, std::chrono::milliseconds(1000));
+}
+
+}  // namespace ramshift::migration

@@ -1,0 +1,296 @@
+#include "ramshift/migration/source.h"
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "frame_io.h"
+#include "rate_limiter.h"
+#include "ramshift/base/log.h"
+#include "ramshift/pipeline/batch_encoder.h"
+#include "ramshift/pipeline/checksum.h"
+#include "ramshift/pipeline/compression_governor.h"
+#include "ramshift/transport/transport.h"
+
+namespace ramshift::migration {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using wire::FrameType;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// Per data queue counters; the control thread reads the atomics for progress.
+struct alignas(64) QueueStats {
+  std::atomic<uint64_t> pages_done{0};
+  std::atomic<uint64_t> wire_bytes{0};
+  pipeline::PageCounts counts;  // read after join
+  Status status;                // read after join
+};
+
+class SourceRun {
+ public:
+  SourceRun(const guest::SourceGuest& guest, const SourceConfig& config, const ProgressFn& progress)
+      : guest_(guest), config_(config), progress_(progress),
+        governor_(pipeline::codec_may_compress(config.codec.mode),
+                  config.codec.mode != pipeline::CodecMode::kAuto),
+        limiter_(config.bandwidth_limit) {}
+
+  MigrationReport run() {
+    report_.role = "source";
+    report_.queues = config_.queues;
+    report_.transport = config_.to.scheme;
+    report_.codec = pipeline::codec_name(config_.codec.mode);
+    for (const auto& r : guest_.regions()) report_.guest_bytes += r.bytes;
+    start_ = Clock::now();
+    Status s = migrate();
+    report_.total_ms = ms_since(start_);
+    report_.wire_bytes += wire_control_;
+    report_.error = s;
+    report_.completed = s.is_ok();
+    report_.verified = s.is_ok();
+    if (config_.codec.mode == pipeline::CodecMode::kAuto) {
+      auto e = governor_.estimate();
+      report_.auto_compressed_bytes_per_s = e.compressed_bytes_per_s;
+      report_.auto_raw_bytes_per_s = e.raw_bytes_per_s;
+    }
+    return report_;
+  }
+
+ private:
+  Status migrate() {
+    if (config_.queues < 1 || config_.queues > wire::kMaxDataQueues)
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("--queues {} is outside 1..{}", config_.queues, wire::kMaxDataQueues));
+    transport::TransportOptions topts;
+    topts.connect_timeout = config_.connect_timeout;
+    auto conn = transport::connect(config_.to, config_.queues + 1, topts);
+    if (!conn) return conn.status();
+    conn_ = std::move(conn).value();
+    report_.peer = conn_->describe();
+    Status s = handshake();
+    if (s) s = stream_round(0);
+    if (s) s = verify();
+    if (!s && s.code() != ErrorCode::kDisconnected && !peer_failed_) send_error_frame(*conn_, s);
+    conn_->close();
+    return s;
+  }
+
+  Status send_control(FrameType type, std::span<const std::byte> body) {
+    auto n = send_frame(*conn_, 0, type, body, milliseconds(10000));
+    if (!n) return n.status();
+    wire_control_ += *n;
+    return Status::ok();
+  }
+
+  // Waits for a frame of type `want` on the control queue; ERROR frames become the error.
+  Result<std::vector<std::byte>> await(FrameType want, milliseconds timeout) {
+    auto f = receive_frame(*conn_, 0, timeout);
+    if (!f) {
+      if (f.status().code() == ErrorCode::kTimeout)
+        return Status(ErrorCode::kTimeout, fmt::format("destination sent no {} within {} s",
+                                                       wire::frame_type_name(want), timeout.count() / 1000));
+      return f.status().with_context(fmt::format("waiting for {}", wire::frame_type_name(want)));
+    }
+    if (f->type == FrameType::kError) {
+      peer_failed_ = true;
+      return peer_error(f->body, "destination");
+    }
+    if (f->type != want)
+      return Status(ErrorCode::kProtocol, fmt::format("expected {} from the destination, got {}",
+                                                      wire::frame_type_name(want),
+                                                      wire::frame_type_name(f->type)));
+    return std::vector<std::byte>(f->body.begin(), f->body.end());
+  }
+
+  Status handshake() {
+    wire::Hello hello;
+    hello.page_size = config_.page_size;
+    hello.data_queues = config_.queues;
+    hello.batch_pages = config_.batch_pages;
+    hello.codec = static_cast<uint8_t>(config_.codec.mode);
+    hello.xbzrle_cache_per_queue =
+        pipeline::codec_uses_xbzrle(config_.codec.mode) ? config_.codec.xbzrle_cache_bytes / config_.queues : 0;
+    std::random_device rd;
+    hello.session_id = (uint64_t{rd()} << 32) ^ rd();
+    hello.software = "ramshift 0.1.0";
+    cache_per_queue_ = hello.xbzrle_cache_per_queue;
+    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(hello)));
+    RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kHello, milliseconds(10000)));
+    RS_ASSIGN_OR_RETURN(wire::Hello peer, wire::decode_hello(body));
+    if (peer.version_max < wire::kProtocolVersion || peer.version_min > wire::kProtocolVersion)
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("destination speaks protocol {}..{}, this source speaks {}",
+                                peer.version_min, peer.version_max, wire::kProtocolVersion));
+    wire::RegionTable table;
+    for (uint32_t i = 0; i < guest_.regions().size(); ++i)
+      table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});
+    RS_RETURN_IF_ERROR(send_control(FrameType::kRegionTable, wire::encode(table)));
+    // The destination may be reserving gigabytes of disk: allow it a minute.
+    RS_ASSIGN_OR_RETURN(auto ready, await(FrameType::kReady, milliseconds(60000)));
+    RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kReady, ready));
+    report_.setup_ms = ms_since(start_);
+    return Status::ok();
+  }
+
+  Status stream_round(uint32_t round) {
+    const uint32_t n = config_.queues;
+    stats_ = std::make_unique<QueueStats[]>(n);
+    uint64_t total_pages = 0;
+    for (const auto& r : guest_.regions()) total_pages += r.memory.size() / config_.page_size;
+    std::vector<std::thread> threads;
+    for (uint32_t q = 0; q < n; ++q) threads.emplace_back([this, q, round] { queue_main(q, round); });
+
+    // Control thread: watch for an early ERROR from the destination and report progress.
+    Status control;
+    auto last_progress = Clock::now() - milliseconds(1000);
+    for (;;) {
+      uint64_t done = 0, wire = 0;
+      for (uint32_t q = 0; q < n; ++q) {
+        done += stats_[q].pages_done.load(std::memory_order_relaxed);
+        wire += stats_[q].wire_bytes.load(std::memory_order_relaxed);
+      }
+      if (progress_ && Clock::now() - last_progress >= milliseconds(100)) {
+        progress_({total_pages * config_.page_size, done * config_.page_size, wire, round,
+                   ms_since(start_) / 1000});
+        last_progress = Clock::now();
+      }
+      if (finished_.load() == n) break;
+      transport::ConstBuffer msg[1];
+      auto got = conn_->poll(0, msg, milliseconds(50));
+      if (!got) {
+        if (!abort_.load()) control = got.status().with_context("destination");
+        break;
+      }
+      if (*got == 1) {
+        auto f = wire::parse_frame(msg[0]);
+        if (!f) control = f.status();
+        else if (f->type == FrameType::kError) {
+          peer_failed_ = true;
+          control = peer_error(f->body, "destination");
+        } else {
+          control = Status(ErrorCode::kProtocol, fmt::format("unexpected {} from the destination during round {}",
+                                                             wire::frame_type_name(f->type), round));
+        }
+        break;
+      }
+    }
+    if (!control) {
+      abort_ = true;
+      conn_->close();
+    }
+    for (auto& t : threads) t.join();
+    Status first = control;
+    for (uint32_t q = 0; q < n; ++q) {
+      report_.pages += stats_[q].counts;
+      report_.wire_bytes += stats_[q].wire_bytes.load();
+      if (first.is_ok() && !stats_[q].status.is_ok()) first = stats_[q].status;
+    }
+    report_.rounds = round + 1;
+    if (progress_ && first.is_ok())
+      progress_({total_pages * config_.page_size, total_pages * config_.page_size, report_.wire_bytes,
+                 round, ms_since(start_) / 1000});
+    if (!first.is_ok() && first.code() == ErrorCode::kDisconnected)
+      return Status(ErrorCode::kDisconnected,
+                    fmt::format("the destination went away during round {} ({}); nothing on the "
+                                "source was changed", round, first.message()));
+    return first;
+  }
+
+  void queue_main(uint32_t q, uint32_t round) {
+    Status s = stream_queue(q, round);
+    if (!s && !abort_.exchange(true)) conn_->close();
+    if (!s) stats_[q].status = s;
+    finished_.fetch_add(1);
+  }
+
+  Status send_on_queue(uint32_t q, FrameType type, std::span<const std::byte> body) {
+    auto n = send_frame(*conn_, q + 1, type, body, milliseconds(60000), &abort_);
+    if (!n) return n.status();
+    stats_[q].wire_bytes.fetch_add(*n, std::memory_order_relaxed);
+    return Status::ok();
+  }
+
+  Status stream_queue(uint32_t q, uint32_t round) {
+    const uint32_t n = config_.queues;
+    const size_t ps = config_.page_size;
+    pipeline::BatchEncoder encoder(config_.codec, ps, config_.batch_pages, cache_per_queue_);
+    QueueStats& st = stats_[q];
+    uint64_t batches = 0;
+    const auto& regions = guest_.regions();
+    for (uint32_t r = 0; r < regions.size(); ++r) {
+      const std::byte* base = regions[r].memory.data();
+      const uint64_t pages = regions[r].memory.size() / ps;
+      const uint64_t chunks = (pages + config_.batch_pages - 1) / config_.batch_pages;
+      // Chunk c always travels on queue c % n, so each page meets the same XBZRLE cache.
+      for (uint64_t c = q; c < chunks; c += n) {
+        if (abort_.load(std::memory_order_relaxed)) return Status(ErrorCode::kCancelled, "cancelled");
+        uint64_t first = c * config_.batch_pages;
+        uint64_t last = std::min(pages, first + config_.batch_pages);
+        pipeline::BatchPolicy policy;
+        policy.skip_zero = round == 0;  // a fresh destination is zero-filled
+        policy.compress = governor_.should_compress();
+        policy.cache_insert = round > 0;
+        encoder.begin(r, round, policy);
+        for (uint64_t p = first; p < last; ++p) encoder.add(p, base + p * ps);
+        auto body = encoder.finish();
+        if (!body.empty()) {
+          limiter_.acquire(body.size() + wire::kFrameHeaderBytes);
+          RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kPageBatch, body));
+          ++batches;
+        }
+        st.counts += encoder.counts();
+        st.pages_done.fetch_add(last - first, std::memory_order_relaxed);
+        governor_.record((last - first) * ps);
+      }
+    }
+    RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kRoundEnd, wire::encode(wire::RoundEnd{round, q, batches})));
+    return conn_->flush(q + 1, milliseconds(60000));
+  }
+
+  Status verify() {
+    wire::Digest digest;
+    digest.final_round = report_.rounds - 1;
+    digest.chunk_bytes = pipeline::kDigestChunkBytes;
+    for (const auto& r : guest_.regions())
+      digest.regions.push_back(pipeline::memory_digest(r.memory.subspan(0, r.bytes)));
+    RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
+    RS_ASSIGN_OR_RETURN(auto commit, await(FrameType::kCommit, config_.verdict_timeout));
+    RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kCommit, commit));
+    (void)send_control(FrameType::kBye, {});
+    (void)conn_->flush(0, milliseconds(1000));
+    return Status::ok();
+  }
+
+  const guest::SourceGuest& guest_;
+  const SourceConfig& config_;
+  const ProgressFn& progress_;
+  pipeline::CompressionGovernor governor_;
+  RateLimiter limiter_;
+  std::unique_ptr<transport::Connection> conn_;
+  std::unique_ptr<QueueStats[]> stats_;
+  std::atomic<bool> abort_{false};
+  std::atomic<uint32_t> finished_{0};
+  bool peer_failed_ = false;
+  uint64_t cache_per_queue_ = 0;
+  uint64_t wire_control_ = 0;
+  Clock::time_point start_;
+  MigrationReport report_;
+};
+
+}  // namespace
+
+MigrationReport run_source(const guest::SourceGuest& guest, const SourceConfig& config,
+                           const ProgressFn& progress) {
+  return SourceRun(guest, config, progress).run();
+}
+
+}  // namespace ramshift::migration

@@ -1,0 +1,148 @@
+#include "ramshift/pipeline/batch_encoder.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "ramshift/base/byte_order.h"
+#include "ramshift/pipeline/xbzrle.h"
+#include "ramshift/pipeline/zero_page.h"
+
+namespace ramshift::pipeline {
+
+BatchEncoder::BatchEncoder(const CodecConfig& config, size_t page_size, size_t max_pages,
+                           size_t cache_bytes)
+    : config_(config),
+      page_size_(page_size),
+      max_pages_(max_pages),
+      cache_(codec_uses_xbzrle(config.mode) ? cache_bytes : 0, page_size),
+      zstd_(config.zstd_level) {
+  size_t payload_max = page_size * max_pages;
+  out_.resize(kBatchHeaderBytes + std::max(payload_max, ZstdCompressor::bound(payload_max)));
+  staging_.resize(payload_max);
+  entry_buf_.resize(max_pages * kPageEntryBytes);
+  snapshot_.resize(page_size);
+}
+
+void BatchEncoder::begin(uint32_t region_id, uint32_t round, const BatchPolicy& policy) {
+  region_id_ = region_id;
+  round_ = round;
+  policy_ = policy;
+  compress_ = policy.compress && codec_may_compress(config_.mode);
+  entries_ = 0;
+  payload_len_ = 0;
+  counts_ = {};
+  raw_in_batch_ = 0;
+  compressed_in_ = 0;
+  compress_ns_ = 0;
+}
+
+void BatchEncoder::append_entry(uint64_t page_index, uint32_t len, PageKind kind, uint8_t flags) {
+  std::byte* e = entry_buf_.data() + entries_ * kPageEntryBytes;
+  store_le<uint64_t>(e, page_index);
+  store_le<uint32_t>(e + 8, len);
+  e[12] = static_cast<std::byte>(kind);
+  e[13] = static_cast<std::byte>(flags);
+  store_le<uint16_t>(e + 14, 0);
+  ++entries_;
+}
+
+void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
+  // Pages are written to the staging buffer when compressing, else straight to the output.
+  std::byte* payload = compress_ ? staging_.data() : out_.data() + kBatchHeaderBytes;
+  std::byte* dst = payload + payload_len_;
+  const uint64_t key = PageCache::make_key(region_id_, page_index);
+  const bool use_cache = cache_.enabled();
+
+  if (!codec_detects_zero(config_.mode)) {
+    std::memcpy(dst, page, page_size_);
+    payload_len_ += page_size_;
+    append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, 0);
+    ++raw_in_batch_;
+    return;
+  }
+  if (is_zero(page, page_size_)) {
+    if (policy_.skip_zero) {
+      ++counts_.zero;
+      return;
+    }
+    uint8_t flags = 0;
+    if (use_cache && (policy_.cache_insert || cache_.find(key))) {
+      std::memset(cache_.claim(key), 0, page_size_);
+      flags = kEntryCacheInsert;
+    }
+    append_entry(page_index, 0, PageKind::kZero, flags);
+    ++counts_.zero;
+    return;
+  }
+  if (use_cache) {
+    if (std::byte* old = cache_.find(key)) {
+      std::memcpy(snapshot_.data(), page, page_size_);
+      // Insist on saving a quarter of the page; otherwise raw (and maybe zstd) does better.
+      int64_t n = xbzrle::encode(old, snapshot_.data(), page_size_,
+                                 std::span<std::byte>(dst, page_size_ - page_size_ / 4));
+      if (n < 0) std::memcpy(dst, snapshot_.data(), page_size_);
+      std::memcpy(old, snapshot_.data(), page_size_);
+      if (n >= 0) {
+        payload_len_ += static_cast<size_t>(n);
+        append_entry(page_index, static_cast<uint32_t>(n), PageKind::kXbzrle, kEntryCacheInsert);
+        ++counts_.xbzrle;
+      } else {
+        payload_len_ += page_size_;
+        append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw,
+                     kEntryCacheInsert);
+        ++raw_in_batch_;
+      }
+      return;
+    }
+  }
+  std::memcpy(dst, page, page_size_);
+  payload_len_ += page_size_;
+  uint8_t flags = 0;
+  if (use_cache && policy_.cache_insert) {
+    cache_.insert(key, dst);  // from the snapshot we send, never from live memory
+    flags = kEntryCacheInsert;
+  }
+  append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, flags);
+  ++raw_in_batch_;
+}
+
+std::span<const std::byte> BatchEncoder::finish() {
+  if (entries_ == 0) return {};
+  std::byte* h = out_.data();
+  std::byte* payload = h + kBatchHeaderBytes;
+  size_t stored = payload_len_;
+  uint8_t flags = 0;
+  if (compress_ && payload_len_ > 0) {
+    auto t0 = std::chrono::steady_clock::now();
+    // Keep the result only if it saves at least 1/32 of the payload (≈ 3%): below that the
+    // receiver's decompression costs more than the link time it saves.
+    size_t budget = payload_len_ - payload_len_ / 32;
+    size_t n = zstd_.compress(std::span<const std::byte>(staging_.data(), payload_len_),
+                              std::span<std::byte>(payload, budget));
+    compress_ns_ = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
+            .count());
+    compressed_in_ = payload_len_;
+    if (n > 0) {
+      stored = n;
+      flags |= kBatchCompressed;
+    } else {
+      std::memcpy(payload, staging_.data(), payload_len_);
+    }
+  }
+  if (flags & kBatchCompressed) counts_.zstd += raw_in_batch_;
+  else counts_.raw += raw_in_batch_;
+
+  store_le<uint32_t>(h, region_id_);
+  store_le<uint32_t>(h + 4, round_);
+  store_le<uint16_t>(h + 8, static_cast<uint16_t>(entries_));
+  h[10] = static_cast<std::byte>(flags);
+  h[11] = std::byte{0};
+  store_le<uint32_t>(h + 12, static_cast<uint32_t>(payload_len_));
+  store_le<uint32_t>(h + 16, static_cast<uint32_t>(stored));
+  store_le<uint32_t>(h + 20, 0);
+  std::memcpy(payload + stored, entry_buf_.data(), entries_ * kPageEntryBytes);
+  return {out_.data(), kBatchHeaderBytes + stored + entries_ * kPageEntryBytes};
+}
+
+}  // namespace ramshift::pipeline

@@ -1,0 +1,50 @@
+#include "ramshift/pipeline/compression_governor.h"
+
+namespace ramshift::pipeline {
+
+CompressionGovernor::CompressionGovernor(bool enabled, bool always)
+    : adaptive_(enabled && !always), compress_(enabled) {}
+
+void CompressionGovernor::record(uint64_t guest_bytes, Clock::time_point now) {
+  if (!adaptive_) return;
+  std::lock_guard lock(mu_);
+  if (!started_) {
+    started_ = true;
+    window_start_ = now;
+  }
+  if (now - window_start_ >= kSettle) window_bytes_ += guest_bytes;
+  if (now - window_start_ >= kWindow) evaluate(now);
+}
+
+void CompressionGovernor::evaluate(Clock::time_point now) {
+  double seconds = std::chrono::duration<double>(now - window_start_ - kSettle).count();
+  bool mode = compress_.load(std::memory_order_relaxed);
+  rate_[mode] = seconds > 0 ? static_cast<double>(window_bytes_) / seconds : 0;
+  window_bytes_ = 0;
+  window_start_ = now;
+  ++windows_in_mode_;
+
+  bool next = mode;
+  if (rate_[!mode] == 0) {
+    next = !mode;  // the other mode has never been measured: measure it now
+    probing_ = true;
+  } else if (probing_) {
+    next = rate_[1] > rate_[0];  // probe finished: keep the faster
+    probing_ = false;
+  } else if (windows_in_mode_ >= kHoldWindows) {
+    next = !mode;  // time to check the other mode again
+    probing_ = true;
+  }
+  if (next != mode) {
+    compress_.store(next, std::memory_order_relaxed);
+    windows_in_mode_ = 0;
+    ++switches_;
+  }
+}
+
+CompressionGovernor::Estimate CompressionGovernor::estimate() const {
+  std::lock_guard lock(mu_);
+  return {rate_[1], rate_[0], switches_};
+}
+
+}  // namespace ramshift::pipeline

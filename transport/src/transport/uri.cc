@@ -1,0 +1,65 @@
+#include "ramshift/transport/uri.h"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+namespace ramshift::transport {
+
+std::string Uri::to_string() const {
+  if (scheme == "loopback") return "loopback://" + host;
+  if (host.find(':') != std::string::npos) return fmt::format("{}://[{}]:{}", scheme, host, port);
+  return fmt::format("{}://{}:{}", scheme, host, port);
+}
+
+Result<Uri> parse_uri(std::string_view text) {
+  auto bad = [&](std::string_view why) {
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("malformed URI '{}': {} (expected e.g. tcp://127.0.0.1:7000, "
+                              "rdma://10.0.0.2:7000 or loopback://name)",
+                              text, why));
+  };
+  Uri uri;
+  if (text == "loopback") {
+    uri.scheme = "loopback";
+    uri.host = "default";
+    return uri;
+  }
+  size_t sep = text.find("://");
+  if (sep == std::string_view::npos || sep == 0) return bad("no scheme");
+  uri.scheme = std::string(text.substr(0, sep));
+  std::string_view rest = text.substr(sep + 3);
+  if (uri.scheme == "loopback") {
+    if (rest.empty()) return bad("loopback needs a name");
+    uri.host = std::string(rest);
+    return uri;
+  }
+  if (uri.scheme != "tcp" && uri.scheme != "rdma" && uri.scheme != "dpdk")
+    return bad(fmt::format("unknown scheme '{}'", uri.scheme));
+  std::string_view host;
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    size_t close = rest.find(']');
+    if (close == std::string_view::npos) return bad("unclosed '['");
+    host = rest.substr(1, close - 1);
+    if (close + 1 >= rest.size() || rest[close + 1] != ':') return bad("no port");
+    port = rest.substr(close + 2);
+  } else {
+    size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) return bad("no port");
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return bad("IPv6 addresses need [brackets]");
+  }
+  if (host.empty()) return bad("empty host");
+  if (host.find('/') != std::string_view::npos) return bad("host contains '/'");
+  unsigned value = 0;
+  auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || ptr != port.data() + port.size() || value > 65535)
+    return bad(fmt::format("port '{}' is not a number in 0..65535", port));
+  uri.host = std::string(host);
+  uri.port = static_cast<uint16_t>(value);
+  return uri;
+}
+
+}  // namespace ramshift::transport
