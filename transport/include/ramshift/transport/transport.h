@@ -61,6 +61,9 @@ class Connection {
   //   kWouldBlock  not accepted: the queue is full; call wait_writable() and retry
   //   kDisconnected / kIo   the connection is gone
   // A message larger than capabilities().max_message is kInvalidArgument.
+  // An accepted message may wait inside the backend (tcp: the unsent tail of a partial
+  // write) until the next post_send, wait_writable or flush on the same queue: a sender
+  // that stops sending must call flush() to be sure everything leaves.
   virtual Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) = 0;
 
   // Waits until post_send on `queue` would accept a message, or `timeout` (kTimeout).

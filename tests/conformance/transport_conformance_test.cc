@@ -1,0 +1,237 @@
+// The transport contract (transport.h), checked on every backend built into this binary.
+// A new backend joins by adding its name to kBackends; the tests do not change.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "backend_pair.h"
+#include "ramshift/base/byte_order.h"
+
+namespace ramshift::transport {
+namespace {
+
+using namespace std::chrono_literals;
+using ramshift::testing::connect_pair;
+
+// A message whose content encodes (queue, sequence) and is checkable at any size.
+std::vector<std::byte> make_message(uint32_t queue, uint64_t seq, size_t size) {
+  std::vector<std::byte> m(std::max<size_t>(size, 12));
+  store_le<uint32_t>(m.data(), queue);
+  store_le<uint64_t>(m.data() + 4, seq);
+  for (size_t i = 12; i < m.size(); ++i) m[i] = static_cast<std::byte>((seq * 31 + i) & 0xff);
+  return m;
+}
+bool check_message(ConstBuffer m, uint32_t queue, uint64_t seq) {
+  if (m.size() < 12 || load_le<uint32_t>(m.data()) != queue || load_le<uint64_t>(m.data() + 4) != seq)
+    return false;
+  for (size_t i = 12; i < m.size(); ++i)
+    if (m[i] != static_cast<std::byte>((seq * 31 + i) & 0xff)) return false;
+  return true;
+}
+
+Status send_blocking(Connection& c, uint32_t q, ConstBuffer m) {
+  ConstBuffer segs[1] = {m};
+  for (;;) {
+    Status s = c.post_send(q, segs);
+    if (s.code() != ErrorCode::kWouldBlock) return s;
+    Status w = c.wait_writable(q, 5s);
+    if (!w) return w;
+  }
+}
+
+class TransportConformance : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TransportConformance, EachQueueDeliversInOrderWhileAllRunInParallel) {
+  for (uint32_t queues : {1u, 2u, 4u, 16u}) {
+    auto p = connect_pair(GetParam(), queues);
+    ASSERT_TRUE(p.client && p.server);
+    EXPECT_EQ(p.client->queue_count(), queues);
+    EXPECT_EQ(p.server->queue_count(), queues);
+    constexpr uint64_t kMessages = 300;
+    std::vector<std::thread> threads;
+    std::atomic<int> failures{0};
+    for (uint32_t q = 0; q < queues; ++q) {
+      threads.emplace_back([&, q] {
+        for (uint64_t s = 0; s < kMessages; ++s)
+          if (!send_blocking(*p.client, q, make_message(q, s, 100 + (s * 977) % 70000))) ++failures;
+        if (!p.client->flush(q, 10s)) ++failures;
+      });
+      threads.emplace_back([&, q] {
+        uint64_t next = 0;
+        ConstBuffer msgs[8];
+        while (next < kMessages) {
+          auto n = p.server->poll(q, msgs, 5s);
+          if (!n || *n == 0) {
+            ++failures;
+            return;
+          }
+          for (size_t i = 0; i < *n; ++i)
+            if (!check_message(msgs[i], q, next++)) ++failures;
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0) << queues << " queues";
+  }
+}
+
+TEST_P(TransportConformance, BothDirectionsWork) {
+  auto p = connect_pair(GetParam(), 2);
+  ASSERT_TRUE(p.client && p.server);
+  ASSERT_TRUE(send_blocking(*p.server, 1, make_message(1, 7, 50)).is_ok());
+  ConstBuffer m[1];
+  ASSERT_EQ(p.client->poll(1, m, 5s).value(), 1u);
+  EXPECT_TRUE(check_message(m[0], 1, 7));
+}
+
+TEST_P(TransportConformance, GatherSegmentsArriveAsOneMessage) {
+  auto p = connect_pair(GetParam(), 1);
+  ASSERT_TRUE(p.client && p.server);
+  auto whole = make_message(0, 3, 5000);
+  ConstBuffer segs[3] = {ConstBuffer(whole).subspan(0, 7), ConstBuffer(whole).subspan(7, 0),
+                         ConstBuffer(whole).subspan(7)};
+  ASSERT_TRUE(p.client->post_send(0, segs).is_ok());
+  ConstBuffer m[4];
+  ASSERT_EQ(p.server->poll(0, m, 5s).value(), 1u);
+  EXPECT_TRUE(check_message(m[0], 0, 3));
+}
+
+TEST_P(TransportConformance, SmallestAndLargestMessages) {
+  auto p = connect_pair(GetParam(), 1);
+  ASSERT_TRUE(p.client && p.server);
+  size_t max = p.client->capabilities().max_message;
+  ASSERT_GE(max, size_t{16} << 20);
+  std::vector<std::byte> empty;
+  std::vector<std::byte> one(1, std::byte{0x42});
+  auto big = make_message(0, 9, max);
+  std::thread sender([&] {
+    EXPECT_TRUE(send_blocking(*p.client, 0, empty).is_ok());
+    EXPECT_TRUE(send_blocking(*p.client, 0, one).is_ok());
+    EXPECT_TRUE(send_blocking(*p.client, 0, big).is_ok());
+    EXPECT_TRUE(p.client->flush(0, 10s).is_ok());  // the contract: finish with flush
+  });
+  std::vector<size_t> sizes;
+  ConstBuffer m[4];
+  bool big_ok = false;
+  while (sizes.size() < 3) {
+    auto n = p.server->poll(0, m, 10s);
+    ASSERT_TRUE(n.is_ok() && *n > 0) << n.status().message();
+    for (size_t i = 0; i < *n; ++i) {
+      sizes.push_back(m[i].size());
+      if (m[i].size() == max) big_ok = check_message(m[i], 0, 9);
+    }
+  }
+  sender.join();
+  EXPECT_EQ(sizes, (std::vector<size_t>{0, 1, max}));
+  EXPECT_TRUE(big_ok);
+  std::vector<std::byte> too_big(max + 1);
+  ConstBuffer segs[1] = {too_big};
+  EXPECT_EQ(p.client->post_send(0, segs).code(), ErrorCode::kInvalidArgument);
+}
+
+TEST_P(TransportConformance, BackPressureThenEverythingArrives) {
+  auto p = connect_pair(GetParam(), 1);
+  ASSERT_TRUE(p.client && p.server);
+  auto msg = make_message(0, 0, 256 << 10);
+  uint64_t accepted = 0;
+  Status last;
+  // Nobody reads: the queue must push back within a bounded amount of data.
+  for (int i = 0; i < 4096; ++i) {
+    msg = make_message(0, accepted, 256 << 10);
+    ConstBuffer segs[1] = {msg};
+    last = p.client->post_send(0, segs);
+    if (!last) break;
+    ++accepted;
+  }
+  ASSERT_EQ(last.code(), ErrorCode::kWouldBlock) << "no back-pressure after 1 GiB";
+  EXPECT_EQ(p.client->wait_writable(0, 50ms).code(), ErrorCode::kTimeout);
+  // Now drain, and keep sending: nothing accepted is lost, nothing is duplicated.
+  const uint64_t total = accepted + 20;
+  std::thread sender([&] {
+    for (uint64_t s = accepted; s < total; ++s) EXPECT_TRUE(send_blocking(*p.client, 0, make_message(0, s, 256 << 10)).is_ok());
+    EXPECT_TRUE(p.client->flush(0, 10s).is_ok());
+  });
+  uint64_t next = 0;
+  ConstBuffer m[8];
+  while (next < total) {
+    auto n = p.server->poll(0, m, 5s);
+    ASSERT_TRUE(n.is_ok() && *n > 0) << next;
+    for (size_t i = 0; i < *n; ++i) ASSERT_TRUE(check_message(m[i], 0, next++));
+  }
+  sender.join();
+}
+
+TEST_P(TransportConformance, PeerDisconnectMidBatchDeliversOnlyWholeMessagesThenReportsIt) {
+  auto p = connect_pair(GetParam(), 4);
+  ASSERT_TRUE(p.client && p.server);
+  // The sender posts a batch of messages on every queue and closes without waiting.
+  for (uint32_t q = 0; q < 4; ++q)
+    for (uint64_t s = 0; s < 10; ++s) {
+      auto m = make_message(q, s, 64 << 10);
+      ConstBuffer segs[1] = {m};
+      Status st = p.client->post_send(q, segs);
+      if (!st) break;
+    }
+  p.client.reset();  // the peer goes away: its connection is closed and destroyed
+  for (uint32_t q = 0; q < 4; ++q) {
+    uint64_t next = 0;
+    ConstBuffer m[4];
+    Status end;
+    for (;;) {
+      auto n = p.server->poll(q, m, 5s);
+      if (!n) {
+        end = n.status();
+        break;
+      }
+      ASSERT_GT(*n, 0u) << "poll timed out instead of reporting the disconnect";
+      for (size_t i = 0; i < *n; ++i) EXPECT_TRUE(check_message(m[i], q, next++));
+    }
+    EXPECT_EQ(end.code(), ErrorCode::kDisconnected) << end.message();
+    EXPECT_LE(next, 10u);
+  }
+  // And the other way: sending to a closed peer fails rather than hangs.
+  auto m = make_message(0, 0, 1000);
+  Status s;
+  for (int i = 0; i < 100000 && s.is_ok(); ++i) s = send_blocking(*p.server, 0, m);
+  EXPECT_EQ(s.code(), ErrorCode::kDisconnected) << s.message();
+}
+
+TEST_P(TransportConformance, LocalCloseWakesABlockedPoller) {
+  auto p = connect_pair(GetParam(), 1);
+  ASSERT_TRUE(p.client && p.server);
+  std::thread closer([&] {
+    std::this_thread::sleep_for(100ms);
+    p.server->close();
+  });
+  ConstBuffer m[1];
+  auto start = std::chrono::steady_clock::now();
+  auto r = p.server->poll(0, m, 10s);
+  closer.join();
+  EXPECT_FALSE(r.is_ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+TEST_P(TransportConformance, PollTimesOutWithNothing) {
+  auto p = connect_pair(GetParam(), 1);
+  ASSERT_TRUE(p.client && p.server);
+  ConstBuffer m[1];
+  EXPECT_EQ(p.server->poll(0, m, 20ms).value(), 0u);
+}
+
+TEST_P(TransportConformance, QueueIndexIsChecked) {
+  auto p = connect_pair(GetParam(), 2);
+  ASSERT_TRUE(p.client && p.server);
+  ConstBuffer m[1];
+  EXPECT_EQ(p.server->poll(2, m, 1ms).status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(p.client->post_send(7, {}).code(), ErrorCode::kInvalidArgument);
+}
+
+const std::string kBackends[] = {"loopback", "tcp"};
+INSTANTIATE_TEST_SUITE_P(Backends, TransportConformance, ::testing::ValuesIn(kBackends),
+                         [](const auto& param_info) { return param_info.param; });
+
+}  // namespace
+}  // namespace ramshift::transport

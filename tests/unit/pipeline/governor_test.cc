@@ -1,0 +1,57 @@
+#include "ramshift/pipeline/compression_governor.h"
+
+#include <gtest/gtest.h>
+
+namespace ramshift::pipeline {
+namespace {
+
+using Clock = CompressionGovernor::Clock;
+using std::chrono::milliseconds;
+
+// Drives the governor with a simulated sender whose rate depends on the mode, for `windows`
+// windows, and returns the fraction of time spent compressing.
+double run(CompressionGovernor& g, double raw_rate, double compressed_rate, int windows) {
+  auto t = Clock::time_point{} + std::chrono::hours(1);
+  int compressing = 0, total = 0;
+  const auto step = milliseconds(10);
+  for (int i = 0; i < windows * 25; ++i) {
+    bool c = g.should_compress();
+    compressing += c;
+    ++total;
+    double rate = c ? compressed_rate : raw_rate;
+    t += step;
+    g.record(static_cast<uint64_t>(rate * 0.01), t);
+  }
+  return static_cast<double>(compressing) / total;
+}
+
+TEST(CompressionGovernor, SlowLinkKeepsCompressing) {
+  CompressionGovernor g(true, false);
+  // 1 Gbit/s link with 3x compression: compressing moves 375 MB/s of guest, raw 125 MB/s.
+  EXPECT_GT(run(g, 125e6, 375e6, 40), 0.8);
+  auto e = g.estimate();
+  EXPECT_NEAR(e.compressed_bytes_per_s, 375e6, 375e6 * 0.1);
+  EXPECT_NEAR(e.raw_bytes_per_s, 125e6, 125e6 * 0.1);
+}
+
+TEST(CompressionGovernor, FastLinkStopsCompressing) {
+  CompressionGovernor g(true, false);
+  // Loopback: raw 1.2 GB/s, the compressor only 400 MB/s.
+  EXPECT_LT(run(g, 1.2e9, 400e6, 40), 0.2);
+}
+
+TEST(CompressionGovernor, FollowsAChangeOfContent) {
+  CompressionGovernor g(true, false);
+  EXPECT_GT(run(g, 125e6, 375e6, 20), 0.7);
+  // The guest now holds incompressible data: compressing no longer helps.
+  EXPECT_LT(run(g, 125e6, 110e6, 40), 0.3);
+}
+
+TEST(CompressionGovernor, FixedModesDoNotAdapt) {
+  CompressionGovernor never(false, false), always(true, true);
+  EXPECT_EQ(run(never, 1, 1e9, 10), 0.0);
+  EXPECT_EQ(run(always, 1e9, 1, 10), 1.0);
+}
+
+}  // namespace
+}  // namespace ramshift::pipeline

@@ -1,0 +1,107 @@
+#include "ramshift/wire/frame.h"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "ramshift/base/byte_order.h"
+
+namespace ramshift::wire {
+namespace {
+
+std::vector<std::byte> message(FrameType t, const std::vector<std::byte>& body) {
+  auto h = frame_header(t, body);
+  std::vector<std::byte> m(h.begin(), h.end());
+  m.insert(m.end(), body.begin(), body.end());
+  return m;
+}
+
+TEST(Frame, RoundTripsEveryControlMessage) {
+  Hello h;
+  h.data_queues = 8;
+  h.codec = 5;
+  h.xbzrle_cache_per_queue = 1 << 20;
+  h.session_id = 42;
+  h.software = "test";
+  auto m = message(FrameType::kHello, encode(h));
+  auto f = parse_frame(m).value();
+  EXPECT_EQ(f.type, FrameType::kHello);
+  auto h2 = decode_hello(f.body).value();
+  EXPECT_EQ(h2.data_queues, 8u);
+  EXPECT_EQ(h2.session_id, 42u);
+  EXPECT_EQ(h2.software, "test");
+
+  RegionTable t{{{0, 1 << 20, "ram"}, {1, 4097, "rom"}}};
+  auto t2 = decode_region_table(encode(t)).value();
+  ASSERT_EQ(t2.regions.size(), 2u);
+  EXPECT_EQ(t2.regions[1].bytes, 4097u);
+  EXPECT_EQ(t2.regions[1].name, "rom");
+
+  Digest d{3, 1 << 20, {{1, 2, 3}, {4}}};
+  auto d2 = decode_digest(encode(d)).value();
+  EXPECT_EQ(d2.final_round, 3u);
+  EXPECT_EQ(d2.regions[0], (std::vector<uint32_t>{1, 2, 3}));
+
+  auto e = decode_error(encode(ErrorMessage{ErrorCode::kNoSpace, "disk full"})).value();
+  EXPECT_EQ(e.code, ErrorCode::kNoSpace);
+  EXPECT_EQ(e.message, "disk full");
+
+  auto r = decode_round_end(encode(RoundEnd{2, 5, 77})).value();
+  EXPECT_EQ(r.batches, 77u);
+}
+
+TEST(Frame, HeaderDamageIsRejectedWithTheReason) {
+  auto good = message(FrameType::kRoundEnd, encode(RoundEnd{1, 0, 3}));
+  auto check = [&](auto mutate, const char* expect) {
+    auto m = good;
+    mutate(m);
+    auto r = parse_frame(m);
+    ASSERT_FALSE(r) << expect;
+    EXPECT_NE(r.status().message().find(expect), std::string::npos) << r.status().message();
+  };
+  check([](auto& m) { m[0] = std::byte{0}; }, "magic");
+  check([](auto& m) { m[4] = std::byte{99}; }, "type");
+  check([](auto& m) { m[5] = std::byte{1}; }, "reserved");
+  check([](auto& m) { store_le<uint32_t>(m.data() + 8, 1000); }, "length");
+  check([](auto& m) { store_le<uint32_t>(m.data() + 8, 0xffffffff); }, "limit");
+  check([](auto& m) { m.back() ^= std::byte{1}; }, "CRC32C");
+  check([](auto& m) { m.resize(7); }, "shorter");
+}
+
+TEST(Frame, HelloFieldsAreCheckedByName) {
+  auto check = [](auto mutate, const char* field) {
+    Hello h;
+    mutate(h);
+    auto r = decode_hello(encode(h));
+    ASSERT_FALSE(r) << field;
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
+  };
+  check([](Hello& h) { h.page_size = 3000; }, "page_size");
+  check([](Hello& h) { h.page_size = 1 << 20; }, "page_size");
+  check([](Hello& h) { h.data_queues = 0; }, "data_queues");
+  check([](Hello& h) { h.data_queues = 65; }, "data_queues");
+  check([](Hello& h) { h.batch_pages = 5000; }, "batch_pages");
+  check([](Hello& h) { h.page_size = 65536; h.batch_pages = 1024; }, "batch_pages");
+  check([](Hello& h) { h.codec = 17; }, "codec");
+  check([](Hello& h) { h.xbzrle_cache_per_queue = 1ull << 40; }, "xbzrle_cache_per_queue");
+  check([](Hello& h) { h.version_min = 3; h.version_max = 2; }, "version_min");
+}
+
+TEST(Frame, BodiesMustBeExactlyTheirFields) {
+  auto body = encode(RoundEnd{1, 2, 3});
+  body.push_back(std::byte{0});
+  EXPECT_FALSE(decode_round_end(body));
+  body.resize(5);
+  EXPECT_FALSE(decode_round_end(body));
+  EXPECT_FALSE(decode_region_table(encode(RegionTable{})));                   // no regions
+  EXPECT_FALSE(decode_region_table(encode(RegionTable{{{1, 4096, "x"}}})));   // id not 0
+  EXPECT_FALSE(decode_region_table(encode(RegionTable{{{0, 0, "x"}}})));      // empty region
+  auto digest = encode(Digest{0, 1 << 20, {{1, 2}}});
+  store_le<uint64_t>(digest.data() + 12, 1ull << 60);  // chunk count beyond the body
+  EXPECT_FALSE(decode_digest(digest));
+  EXPECT_FALSE(decode_error(encode(ErrorMessage{static_cast<ErrorCode>(99), "x"})));
+  EXPECT_FALSE(expect_empty(FrameType::kReady, body).is_ok());
+}
+
+}  // namespace
+}  // namespace ramshift::wire
