@@ -25,7 +25,8 @@ std::vector<std::byte> make_message(uint32_t queue, uint64_t seq, size_t size) {
   return m;
 }
 bool check_message(ConstBuffer m, uint32_t queue, uint64_t seq) {
-  if (m.size() < 12 || load_le<uint32_t>(m.data()) != queue || load_le<uint64_t>(m.data() + 4) != seq)
+  if (m.size() < 12 || load_le<uint32_t>(m.data()) != queue ||
+      load_le<uint64_t>(m.data() + 4) != seq)
     return false;
   for (size_t i = 12; i < m.size(); ++i)
     if (m[i] != static_cast<std::byte>((seq * 31 + i) & 0xff)) return false;
@@ -151,7 +152,8 @@ TEST_P(TransportConformance, BackPressureThenEverythingArrives) {
   // Now drain, and keep sending: nothing accepted is lost, nothing is duplicated.
   const uint64_t total = accepted + 20;
   std::thread sender([&] {
-    for (uint64_t s = accepted; s < total; ++s) EXPECT_TRUE(send_blocking(*p.client, 0, make_message(0, s, 256 << 10)).is_ok());
+    for (uint64_t s = accepted; s < total; ++s)
+      EXPECT_TRUE(send_blocking(*p.client, 0, make_message(0, s, 256 << 10)).is_ok());
     EXPECT_TRUE(p.client->flush(0, 10s).is_ok());
   });
   uint64_t next = 0;

@@ -46,18 +46,20 @@ void write_json(const migration::MigrationReport& report, const std::string& pat
 void print_summary(const migration::MigrationReport& r) {
   if (log::level() > log::Level::kWarn) return;
   if (!r.completed) {
-    fmt::print(stderr, "ramshift: {} failed after {:.0f} ms: {}\n", r.role, r.total_ms, r.error.message());
+    fmt::print(stderr, "ramshift: {} failed after {:.0f} ms: {}\n", r.role, r.total_ms,
+               r.error.message());
     return;
   }
   double seconds = r.total_ms / 1000;
-  fmt::print(stderr,
-             "ramshift: {} completed and verified: {} in {:.2f} s ({}, {:.0f} Mbit/s), {} on the wire "
-             "over {} {} queue(s), codec {}\n"
-             "ramshift: pages zero {} xbzrle {} zstd {} raw {}; setup {:.0f} ms\n",
-             r.role, format_bytes(r.guest_bytes), seconds,
-             format_rate(seconds > 0 ? r.guest_bytes / seconds : 0), r.throughput_mbps(),
-             format_bytes(r.wire_bytes), r.queues, r.transport, r.codec, r.pages.zero, r.pages.xbzrle,
-             r.pages.zstd, r.pages.raw, r.setup_ms);
+  fmt::print(
+      stderr,
+      "ramshift: {} completed and verified: {} in {:.2f} s ({}, {:.0f} Mbit/s), {} on the wire "
+      "over {} {} queue(s), codec {}\n"
+      "ramshift: pages zero {} xbzrle {} zstd {} raw {}; setup {:.0f} ms\n",
+      r.role, format_bytes(r.guest_bytes), seconds,
+      format_rate(seconds > 0 ? r.guest_bytes / seconds : 0), r.throughput_mbps(),
+      format_bytes(r.wire_bytes), r.queues, r.transport, r.codec, r.pages.zero, r.pages.xbzrle,
+      r.pages.zstd, r.pages.raw, r.setup_ms);
 }
 
 }  // namespace ramshift::cli

@@ -20,8 +20,8 @@
 #include "commands.h"
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
-#include "ramshift/base/units.h"
 #include "ramshift/base/unique_fd.h"
+#include "ramshift/base/units.h"
 #include "ramshift/guest/image.h"
 #include "ramshift/migration/destination.h"
 #include "ramshift/migration/source.h"
@@ -42,13 +42,15 @@ struct DemoOptions {
 };
 
 // Starts `ramshift receive` as a child; returns its pid and the URI it listens on.
-Result<std::pair<pid_t, std::string>> spawn_receiver(const std::string& out_path, const std::string& json) {
+Result<std::pair<pid_t, std::string>> spawn_receiver(const std::string& out_path,
+                                                     const std::string& json) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return errno_status(ErrorCode::kIo, "pipe", errno);
   UniqueFd rd(fds[0]), wr(fds[1]);
   std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  std::vector<std::string> args = {self, "-q", "receive", "--listen", "tcp://127.0.0.1:0", "--once",
-                                   "--guest-out", out_path, "--json", json};
+  std::vector<std::string> args = {
+      self,     "-q",          "receive", "--listen", "tcp://127.0.0.1:0",
+      "--once", "--guest-out", out_path,  "--json",   json};
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -74,8 +76,10 @@ Result<std::pair<pid_t, std::string>> spawn_receiver(const std::string& out_path
 // Independent end-to-end check: the two files are byte-identical.
 Result<bool> files_identical(const std::string& a, const std::string& b) {
   UniqueFd fa(::open(a.c_str(), O_RDONLY | O_CLOEXEC)), fb(::open(b.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fa.valid() || !fb.valid()) return Status(ErrorCode::kIo, fmt::format("cannot open {} or {}", a, b));
-  struct stat sa {}, sb {};
+  if (!fa.valid() || !fb.valid())
+    return Status(ErrorCode::kIo, fmt::format("cannot open {} or {}", a, b));
+  struct stat sa {
+  }, sb{};
   fstat(fa.get(), &sa);
   fstat(fb.get(), &sb);
   if (sa.st_size != sb.st_size) return false;
@@ -96,14 +100,17 @@ int run_demo(const DemoOptions& o) {
   config.codec.mode = *codec;
   config.queues = o.queues;
   if (o.transport != "tcp" && o.transport != "loopback")
-    return fail_with(Status(ErrorCode::kInvalidArgument,
-                            fmt::format("--transport {} is not available yet (tcp or loopback)", o.transport)));
+    return fail_with(
+        Status(ErrorCode::kInvalidArgument,
+               fmt::format("--transport {} is not available yet (tcp or loopback)", o.transport)));
 
   const char* tmp = std::getenv("TMPDIR");
   std::string dir_template = std::string(tmp && *tmp ? tmp : "/tmp") + "/ramshift-demo-XXXXXX";
-  if (!mkdtemp(dir_template.data())) return fail_with(errno_status(ErrorCode::kIo, "mkdtemp", errno));
+  if (!mkdtemp(dir_template.data()))
+    return fail_with(errno_status(ErrorCode::kIo, "mkdtemp", errno));
   const std::string dir = dir_template;
-  const std::string src = dir + "/source.img", dst = dir + "/destination.img", djson = dir + "/destination.json";
+  const std::string src = dir + "/source.img", dst = dir + "/destination.img",
+                    djson = dir + "/destination.json";
   struct Cleanup {
     std::string dir;
     bool keep;
@@ -125,11 +132,14 @@ int run_demo(const DemoOptions& o) {
     auto child = spawn_receiver(dst, djson);
     if (!child) return fail_with(child.status());
     auto [pid, uri_text] = *child;
-    fmt::print(stderr, "ramshift demo: receiver process {} listening on {}; sending over {} queue(s), codec {}\n",
-               pid, uri_text, config.queues, o.codec);
+    fmt::print(
+        stderr,
+        "ramshift demo: receiver process {} listening on {}; sending over {} queue(s), codec {}\n",
+        pid, uri_text, config.queues, o.codec);
     config.to = transport::parse_uri(uri_text).value();
     ProgressBar bar("demo", true);
-    report = migration::run_source(**image, config, [&](const migration::Progress& p) { bar.update(p); });
+    report = migration::run_source(**image, config,
+                                   [&](const migration::Progress& p) { bar.update(p); });
     bar.finish();
     int status = 0;
     waitpid(pid, &status, 0);
@@ -147,7 +157,8 @@ int run_demo(const DemoOptions& o) {
       dest = migration::run_destination(std::move(conn).value(), dc);
     });
     ProgressBar bar("demo", true);
-    report = migration::run_source(**image, config, [&](const migration::Progress& p) { bar.update(p); });
+    report = migration::run_source(**image, config,
+                                   [&](const migration::Progress& p) { bar.update(p); });
     bar.finish();
     receiver.join();
     receiver_exit = dest.completed ? 0 : 1;
@@ -170,13 +181,17 @@ int run_demo(const DemoOptions& o) {
 
 Runner add_demo(CLI::App& app) {
   auto o = std::make_shared<DemoOptions>();
-  auto* cmd = app.add_subcommand("demo", "migrate a memory image between two local processes and verify it");
+  auto* cmd = app.add_subcommand(
+      "demo", "migrate a memory image between two local processes and verify it");
   cmd->add_option("--size", o->size, "image size")->capture_default_str();
   cmd->add_option("--pattern", o->pattern, "zero|random|text|mixed")->capture_default_str();
   cmd->add_option("--transport", o->transport, "tcp (two processes) or loopback (one process)")
       ->capture_default_str();
-  cmd->add_option("--queues", o->queues, "data queues")->capture_default_str()->check(CLI::Range(1, 64));
-  cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")->capture_default_str();
+  cmd->add_option("--queues", o->queues, "data queues")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")
+      ->capture_default_str();
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
   cmd->add_flag("--keep", o->keep, "keep the temporary images");
   return [o]() -> int { return run_demo(*o); };

@@ -1,6 +1,6 @@
 // ramshift: the command-line entry point. Parses options with CLI11 and dispatches.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>

@@ -8,15 +8,16 @@
 #include <vector>
 
 #include "commands.h"
-#include "ramshift/base/units.h"
 #include "ramshift/base/unique_fd.h"
+#include "ramshift/base/units.h"
 #include "ramshift/guest/pattern.h"
 
 namespace ramshift::cli {
 
 Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (!fd.valid()) return errno_status(ErrorCode::kIo, fmt::format("cannot create {}", path), errno);
+  if (!fd.valid())
+    return errno_status(ErrorCode::kIo, fmt::format("cannot create {}", path), errno);
   constexpr size_t kChunk = 4u << 20;  // whole pages, written with one call each
   std::vector<std::byte> buf(kChunk);
   for (uint64_t off = 0; off < size; off += kChunk) {

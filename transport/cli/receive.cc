@@ -29,8 +29,9 @@ Runner add_receive(CLI::App& app) {
   auto* cmd = app.add_subcommand("receive", "accept migrations from `ramshift send`");
   cmd->add_option("--listen", o->listen, "URI to listen on, e.g. tcp://0.0.0.0:7000 (port 0 = any)")
       ->required();
-  cmd->add_option("--guest-out", o->guest_out,
-                  "write the received memory to PATH (written as PATH.partial, renamed when verified)");
+  cmd->add_option(
+      "--guest-out", o->guest_out,
+      "write the received memory to PATH (written as PATH.partial, renamed when verified)");
   cmd->add_flag("--overwrite", o->overwrite, "replace an existing --guest-out file");
   cmd->add_option("--expect-size", o->expect_size, "refuse a guest of any other size, e.g. 1G");
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
@@ -60,14 +61,15 @@ Runner add_receive(CLI::App& app) {
       if (!conn) {
         if (conn.status().code() != ErrorCode::kTimeout) return fail_with(conn.status());
         if (o->accept_timeout_s > 0 && std::chrono::steady_clock::now() >= deadline)
-          return fail_with(Status(ErrorCode::kTimeout, fmt::format("no source connected within {} s",
-                                                                   o->accept_timeout_s)));
+          return fail_with(
+              Status(ErrorCode::kTimeout,
+                     fmt::format("no source connected within {} s", o->accept_timeout_s)));
         continue;
       }
       log::info("accepted {}", (*conn)->describe());
       ProgressBar bar("receive", log::level() <= log::Level::kWarn);
-      auto report = migration::run_destination(std::move(conn).value(), config,
-                                               [&](const migration::Progress& p) { bar.update(p); });
+      auto report = migration::run_destination(
+          std::move(conn).value(), config, [&](const migration::Progress& p) { bar.update(p); });
       bar.finish();
       write_json(report, o->json);
       print_summary(report);

@@ -46,17 +46,22 @@ Runner add_send(CLI::App& app) {
   auto* cmd = app.add_subcommand("send", "migrate a guest to a `ramshift receive` peer");
   cmd->add_option("--to", o->to, "destination URI, e.g. tcp://10.0.0.2:7000")->required();
   cmd->add_option("--guest", o->guest, "what to migrate: file:PATH (a memory image)")->required();
-  cmd->add_option("--queues", o->queues, "parallel data queues (1..64)")->capture_default_str()
+  cmd->add_option("--queues", o->queues, "parallel data queues (1..64)")
+      ->capture_default_str()
       ->check(CLI::Range(1, 64));
-  cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")->capture_default_str();
+  cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")
+      ->capture_default_str();
   cmd->add_option("--bandwidth-limit", o->bandwidth_limit,
-                  "cap on wire traffic, e.g. 100M (MiB/s) or 1Gbit; 0 = none")->capture_default_str();
+                  "cap on wire traffic, e.g. 100M (MiB/s) or 1Gbit; 0 = none")
+      ->capture_default_str();
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
   cmd->add_option("--page-size", o->page_size, "page size in bytes (power of two, 1024..65536)")
       ->capture_default_str();
-  cmd->add_option("--batch-pages", o->batch_pages, "pages per batch (1..1024)")->capture_default_str()
+  cmd->add_option("--batch-pages", o->batch_pages, "pages per batch (1..1024)")
+      ->capture_default_str()
       ->check(CLI::Range(1, 1024));
-  cmd->add_option("--zstd-level", o->zstd_level, "zstd level (negative = faster)")->capture_default_str()
+  cmd->add_option("--zstd-level", o->zstd_level, "zstd level (negative = faster)")
+      ->capture_default_str()
       ->check(CLI::Range(-7, 19));
   cmd->add_option("--xbzrle-cache", o->xbzrle_cache, "XBZRLE cache per side, all queues")
       ->capture_default_str();
@@ -66,11 +71,13 @@ Runner add_send(CLI::App& app) {
     auto config = make_config(*o);
     if (!config) return fail_with(config.status());
     if (o->page_size < 1024 || o->page_size > 65536 || (o->page_size & (o->page_size - 1)))
-      return fail_with(Status(ErrorCode::kInvalidArgument,
-                              fmt::format("--page-size {} is not a power of two in 1024..65536", o->page_size)));
+      return fail_with(
+          Status(ErrorCode::kInvalidArgument,
+                 fmt::format("--page-size {} is not a power of two in 1024..65536", o->page_size)));
     if (o->guest.rfind("file:", 0) != 0)
-      return fail_with(Status(ErrorCode::kInvalidArgument,
-                              fmt::format("--guest '{}' is not understood; use file:PATH", o->guest)));
+      return fail_with(
+          Status(ErrorCode::kInvalidArgument,
+                 fmt::format("--guest '{}' is not understood; use file:PATH", o->guest)));
     auto guest = guest::ImageGuest::open(o->guest.substr(5), o->page_size);
     if (!guest) {
       log::error("{}", guest.status().message());
@@ -78,7 +85,8 @@ Runner add_send(CLI::App& app) {
     }
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);
-    auto report = migration::run_source(**guest, *config, [&](const migration::Progress& p) { bar.update(p); });
+    auto report = migration::run_source(**guest, *config,
+                                        [&](const migration::Progress& p) { bar.update(p); });
     bar.finish();
     write_json(report, o->json);
     print_summary(report);

@@ -9,9 +9,9 @@
 
 #include "migration/frame_io.h"
 #include "ramshift/guest/pattern.h"
-#include "ramshift/pipeline/batch_encoder.h"
 #include "ramshift/migration/destination.h"
 #include "ramshift/migration/source.h"
+#include "ramshift/pipeline/batch_encoder.h"
 
 namespace ramshift::migration {
 namespace {
@@ -44,7 +44,9 @@ struct Outcome {
 Outcome migrate(const std::string& backend, const guest::SourceGuest& g, SourceConfig sc,
                 DestinationConfig dc) {
   static int n = 0;
-  auto uri = transport::parse_uri(backend == "tcp" ? "tcp://127.0.0.1:0" : "loopback://session-" + std::to_string(n++)).value();
+  auto uri = transport::parse_uri(backend == "tcp" ? "tcp://127.0.0.1:0"
+                                                   : "loopback://session-" + std::to_string(n++))
+                 .value();
   auto listener = transport::listen(uri).value();
   sc.to = listener->address();
   Outcome out;
@@ -59,7 +61,9 @@ Outcome migrate(const std::string& backend, const guest::SourceGuest& g, SourceC
 }
 
 std::string temp_path(const char* name) {
-  return (std::filesystem::temp_directory_path() / (std::string("ramshift-test-") + std::to_string(getpid()) + "-" + name)).string();
+  return (std::filesystem::temp_directory_path() /
+          (std::string("ramshift-test-") + std::to_string(getpid()) + "-" + name))
+      .string();
 }
 
 class SessionTest : public ::testing::TestWithParam<std::string> {};
@@ -74,8 +78,8 @@ TEST_P(SessionTest, EveryCodecMigratesAndVerifies) {
     EXPECT_TRUE(out.source.completed) << codec << ": " << out.source.error.message();
     EXPECT_TRUE(out.destination.verified) << codec << ": " << out.destination.error.message();
     EXPECT_EQ(out.source.guest_bytes, (8u << 20) + 3 * 4096 + 123);
-    EXPECT_EQ(out.destination.pages.total(), out.source.pages.total() - out.source.pages.zero +
-                                                 out.destination.pages.zero);
+    EXPECT_EQ(out.destination.pages.total(),
+              out.source.pages.total() - out.source.pages.zero + out.destination.pages.zero);
     const std::string name = codec;
     if (name == "none") {
       EXPECT_EQ(out.source.pages.raw, out.source.pages.total());
@@ -116,7 +120,8 @@ TEST_P(SessionTest, SizeMismatchFailsBothSidesWithTheReason) {
   auto out = migrate(GetParam(), g, SourceConfig{}, dc);
   EXPECT_FALSE(out.source.completed);
   EXPECT_EQ(out.source.error.code(), ErrorCode::kMismatch);
-  EXPECT_NE(out.source.error.message().find("size mismatch"), std::string::npos) << out.source.error.message();
+  EXPECT_NE(out.source.error.message().find("size mismatch"), std::string::npos)
+      << out.source.error.message();
   EXPECT_EQ(out.destination.error.code(), ErrorCode::kMismatch);
 }
 
@@ -124,7 +129,9 @@ TEST_P(SessionTest, DestinationThatVanishesFailsTheSourceCleanly) {
   TestGuest g(64 << 20, 4096, guest::Pattern::kRandom);
   std::vector<std::byte> before(g.regions()[0].memory.begin(), g.regions()[0].memory.end());
   static int n = 0;
-  auto uri = transport::parse_uri(GetParam() == "tcp" ? "tcp://127.0.0.1:0" : "loopback://vanish-" + std::to_string(n++)).value();
+  auto uri = transport::parse_uri(GetParam() == "tcp" ? "tcp://127.0.0.1:0"
+                                                      : "loopback://vanish-" + std::to_string(n++))
+                 .value();
   auto listener = transport::listen(uri).value();
   SourceConfig sc;
   sc.to = listener->address();
@@ -147,7 +154,9 @@ TEST_P(SessionTest, SourceThatVanishesMidRoundLeavesNoOutputFile) {
   dc.output_path = temp_path("vanish.img");
   std::filesystem::remove(dc.output_path);
   static int n = 0;
-  auto uri = transport::parse_uri(GetParam() == "tcp" ? "tcp://127.0.0.1:0" : "loopback://svanish-" + std::to_string(n++)).value();
+  auto uri = transport::parse_uri(GetParam() == "tcp" ? "tcp://127.0.0.1:0"
+                                                      : "loopback://svanish-" + std::to_string(n++))
+                 .value();
   auto listener = transport::listen(uri).value();
   MigrationReport dest;
   std::thread t([&] { dest = run_destination(std::move(listener->accept(10s)).value(), dc); });
@@ -179,7 +188,9 @@ TEST_P(SessionTest, SourceThatVanishesMidRoundLeavesNoOutputFile) {
 
 TEST_P(SessionTest, CorruptFrameFromTheSourceFailsWithTheFieldNamed) {
   static int n = 0;
-  auto uri = transport::parse_uri(GetParam() == "tcp" ? "tcp://127.0.0.1:0" : "loopback://corrupt-" + std::to_string(n++)).value();
+  auto uri = transport::parse_uri(GetParam() == "tcp" ? "tcp://127.0.0.1:0"
+                                                      : "loopback://corrupt-" + std::to_string(n++))
+                 .value();
   auto listener = transport::listen(uri).value();
   MigrationReport dest;
   std::thread t([&] { dest = run_destination(std::move(listener->accept(10s)).value(), {}); });

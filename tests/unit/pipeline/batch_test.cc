@@ -61,9 +61,15 @@ TEST_P(BatchCodecTest, EveryPatternArrivesExactlyOverSeveralRounds) {
       for (int i = 0; i < 64; ++i) {
         size_t p = rng() % src.pages();
         switch (rng() % 3) {
-          case 0: src.page(p)[rng() % kPage] ^= std::byte{1}; break;
-          case 1: guest::fill_pattern({src.page(p), kPage}, guest::Pattern::kText, rng()); break;
-          default: std::memset(src.page(p), 0, kPage); break;
+          case 0:
+            src.page(p)[rng() % kPage] ^= std::byte{1};
+            break;
+          case 1:
+            guest::fill_pattern({src.page(p), kPage}, guest::Pattern::kText, rng());
+            break;
+          default:
+            std::memset(src.page(p), 0, kPage);
+            break;
         }
       }
     }
@@ -72,10 +78,12 @@ TEST_P(BatchCodecTest, EveryPatternArrivesExactlyOverSeveralRounds) {
 
 INSTANTIATE_TEST_SUITE_P(AllCodecs, BatchCodecTest,
                          ::testing::Values(CodecMode::kNone, CodecMode::kZero, CodecMode::kXbzrle,
-                                           CodecMode::kZstd, CodecMode::kXbzrleZstd, CodecMode::kAuto),
+                                           CodecMode::kZstd, CodecMode::kXbzrleZstd,
+                                           CodecMode::kAuto),
                          [](const auto& param_info) {
                            std::string n = codec_name(param_info.param);
-                           for (auto& c : n) if (c == '+') c = '_';
+                           for (auto& c : n)
+                             if (c == '+') c = '_';
                            return n;
                          });
 
@@ -147,7 +155,11 @@ TEST(Batch, MalformedBatchesAreRejectedAndMemoryIsUntouched) {
       {"kind", [=](auto& b) { b[entries + 12] = std::byte{9}; }},
       {"len", [=](auto& b) { store_le<uint32_t>(b.data() + entries + 8, 100); }},
       {"cache", [=](auto& b) { b[entries + 13] = std::byte{kEntryCacheInsert}; }},
-      {"xbzrle", [=](auto& b) { b[entries + 12] = std::byte{2}; store_le<uint32_t>(b.data() + entries + 8, 4); }},
+      {"xbzrle",
+       [=](auto& b) {
+         b[entries + 12] = std::byte{2};
+         store_le<uint32_t>(b.data() + entries + 8, 4);
+       }},
       {"truncated", [](auto& b) { b.resize(b.size() - 1); }},
       {"header only", [](auto& b) { b.resize(10); }},
   };
@@ -157,7 +169,8 @@ TEST(Batch, MalformedBatchesAreRejectedAndMemoryIsUntouched) {
     BatchDecoder dec(kPage, kBatch, 0);
     auto r = dec.apply(bad, regions);
     EXPECT_FALSE(r.is_ok()) << c.what;
-    EXPECT_TRUE(std::all_of(dst.bytes.begin(), dst.bytes.end(), [](std::byte x) { return x == std::byte{0}; }))
+    EXPECT_TRUE(std::all_of(dst.bytes.begin(), dst.bytes.end(),
+                            [](std::byte x) { return x == std::byte{0}; }))
         << c.what << " wrote to memory before rejecting";
   }
   BatchDecoder dec(kPage, kBatch, 0);
@@ -206,7 +219,8 @@ TEST(Batch, RandomMutationsNeverCrashOrWriteOutOfBounds) {
     BatchDecoder dec(kPage, kBatch, 1 << 20);
     for (auto body : bodies) {
       int flips = 1 + rng() % 4;
-      for (int f = 0; f < flips; ++f) body[rng() % body.size()] ^= static_cast<std::byte>(1 << (rng() % 8));
+      for (int f = 0; f < flips; ++f)
+        body[rng() % body.size()] ^= static_cast<std::byte>(1 << (rng() % 8));
       rejected += !dec.apply(body, regions).is_ok();
     }
   }

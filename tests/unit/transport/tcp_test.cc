@@ -53,7 +53,8 @@ TEST(Tcp, GarbageOnTheListeningPortIsRejectedAndServiceContinues) {
   {
     auto raw = tcp::connect_socket(l->address(), deadline).value();
     const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    ASSERT_TRUE(tcp::send_all(raw.get(), reinterpret_cast<const std::byte*>(junk), 24, deadline).is_ok());
+    ASSERT_TRUE(
+        tcp::send_all(raw.get(), reinterpret_cast<const std::byte*>(junk), 24, deadline).is_ok());
     auto none = l->accept(300ms);
     EXPECT_FALSE(none);  // the junk connection never becomes a Connection
   }
@@ -89,7 +90,8 @@ TEST(Tcp, MessageCutShortByThePeerIsNeverDelivered) {
   auto r = server->poll(0, m, 5s);
   ASSERT_FALSE(r);
   EXPECT_EQ(r.status().code(), ErrorCode::kDisconnected);
-  EXPECT_NE(r.status().message().find("middle of a message"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("middle of a message"), std::string::npos)
+      << r.status().message();
 }
 
 TEST(Tcp, AbsurdLengthPrefixIsAProtocolError) {

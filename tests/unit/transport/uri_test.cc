@@ -19,13 +19,15 @@ TEST(Uri, ParsesTcpRdmaAndLoopback) {
 }
 
 TEST(Uri, MalformedInputSaysWhatIsWrongAndShowsTheForm) {
-  const char* bad[] = {"127.0.0.1:7000", "tcp://", "tcp://host", "tcp://host:", "tcp://host:70000",
-                       "tcp://host:12ab", "udp://h:1", "tcp://::1:7000", "tcp://[::1:7000", "tcp://:7000"};
+  const char* bad[] = {
+      "127.0.0.1:7000",  "tcp://",    "tcp://host",     "tcp://host:",     "tcp://host:70000",
+      "tcp://host:12ab", "udp://h:1", "tcp://::1:7000", "tcp://[::1:7000", "tcp://:7000"};
   for (const char* b : bad) {
     auto r = parse_uri(b);
     ASSERT_FALSE(r) << b;
     EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
-    EXPECT_NE(r.status().message().find("tcp://127.0.0.1:7000"), std::string::npos) << r.status().message();
+    EXPECT_NE(r.status().message().find("tcp://127.0.0.1:7000"), std::string::npos)
+        << r.status().message();
   }
 }
 

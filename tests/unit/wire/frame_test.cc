@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "ramshift/base/byte_order.h"
@@ -11,8 +12,9 @@ namespace {
 
 std::vector<std::byte> message(FrameType t, const std::vector<std::byte>& body) {
   auto h = frame_header(t, body);
-  std::vector<std::byte> m(h.begin(), h.end());
-  m.insert(m.end(), body.begin(), body.end());
+  std::vector<std::byte> m(h.size() + body.size());
+  std::copy(h.begin(), h.end(), m.begin());
+  std::copy(body.begin(), body.end(), m.begin() + static_cast<std::ptrdiff_t>(h.size()));
   return m;
 }
 
@@ -81,10 +83,20 @@ TEST(Frame, HelloFieldsAreCheckedByName) {
   check([](Hello& h) { h.data_queues = 0; }, "data_queues");
   check([](Hello& h) { h.data_queues = 65; }, "data_queues");
   check([](Hello& h) { h.batch_pages = 5000; }, "batch_pages");
-  check([](Hello& h) { h.page_size = 65536; h.batch_pages = 1024; }, "batch_pages");
+  check(
+      [](Hello& h) {
+        h.page_size = 65536;
+        h.batch_pages = 1024;
+      },
+      "batch_pages");
   check([](Hello& h) { h.codec = 17; }, "codec");
   check([](Hello& h) { h.xbzrle_cache_per_queue = 1ull << 40; }, "xbzrle_cache_per_queue");
-  check([](Hello& h) { h.version_min = 3; h.version_max = 2; }, "version_min");
+  check(
+      [](Hello& h) {
+        h.version_min = 3;
+        h.version_max = 2;
+      },
+      "version_min");
 }
 
 TEST(Frame, BodiesMustBeExactlyTheirFields) {
@@ -93,9 +105,9 @@ TEST(Frame, BodiesMustBeExactlyTheirFields) {
   EXPECT_FALSE(decode_round_end(body));
   body.resize(5);
   EXPECT_FALSE(decode_round_end(body));
-  EXPECT_FALSE(decode_region_table(encode(RegionTable{})));                   // no regions
-  EXPECT_FALSE(decode_region_table(encode(RegionTable{{{1, 4096, "x"}}})));   // id not 0
-  EXPECT_FALSE(decode_region_table(encode(RegionTable{{{0, 0, "x"}}})));      // empty region
+  EXPECT_FALSE(decode_region_table(encode(RegionTable{})));                  // no regions
+  EXPECT_FALSE(decode_region_table(encode(RegionTable{{{1, 4096, "x"}}})));  // id not 0
+  EXPECT_FALSE(decode_region_table(encode(RegionTable{{{0, 0, "x"}}})));     // empty region
   auto digest = encode(Digest{0, 1 << 20, {{1, 2}}});
   store_le<uint64_t>(digest.data() + 12, 1ull << 60);  // chunk count beyond the body
   EXPECT_FALSE(decode_digest(digest));

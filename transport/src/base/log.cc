@@ -9,10 +9,14 @@ namespace {
 std::atomic<Level> g_level{Level::kWarn};
 const char* prefix(Level l) {
   switch (l) {
-    case Level::kDebug: return "ramshift: debug: ";
-    case Level::kInfo: return "ramshift: ";
-    case Level::kWarn: return "ramshift: warning: ";
-    default: return "ramshift: error: ";
+    case Level::kDebug:
+      return "ramshift: debug: ";
+    case Level::kInfo:
+      return "ramshift: ";
+    case Level::kWarn:
+      return "ramshift: warning: ";
+    default:
+      return "ramshift: error: ";
   }
 }
 }  // namespace

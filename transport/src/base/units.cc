@@ -38,14 +38,20 @@ Result<uint64_t> parse_size(std::string_view text) {
     return Status(ErrorCode::kInvalidArgument,
                   fmt::format("'{}' is not a size (examples: 4096, 64K, 256M, 1G)", text));
   double mult = 0;
-  if (suffix.empty() || suffix == "b") mult = 1;
-  else if (suffix == "k" || suffix == "kib" || suffix == "kb") mult = 1024.0;
-  else if (suffix == "m" || suffix == "mib" || suffix == "mb") mult = 1024.0 * 1024;
-  else if (suffix == "g" || suffix == "gib" || suffix == "gb") mult = 1024.0 * 1024 * 1024;
-  else if (suffix == "t" || suffix == "tib" || suffix == "tb") mult = 1024.0 * 1024 * 1024 * 1024;
+  if (suffix.empty() || suffix == "b")
+    mult = 1;
+  else if (suffix == "k" || suffix == "kib" || suffix == "kb")
+    mult = 1024.0;
+  else if (suffix == "m" || suffix == "mib" || suffix == "mb")
+    mult = 1024.0 * 1024;
+  else if (suffix == "g" || suffix == "gib" || suffix == "gb")
+    mult = 1024.0 * 1024 * 1024;
+  else if (suffix == "t" || suffix == "tib" || suffix == "tb")
+    mult = 1024.0 * 1024 * 1024 * 1024;
   if (mult == 0)
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("'{}' has an unknown size suffix '{}' (use K, M, G or T)", text, suffix));
+    return Status(
+        ErrorCode::kInvalidArgument,
+        fmt::format("'{}' has an unknown size suffix '{}' (use K, M, G or T)", text, suffix));
   double bytes = n * mult;
   if (bytes > 1.8e19)
     return Status(ErrorCode::kInvalidArgument, fmt::format("size '{}' is too large", text));
@@ -56,8 +62,9 @@ Result<uint64_t> parse_rate(std::string_view text) {
   double n = 0;
   std::string suffix;
   if (!split_number(text, &n, &suffix))
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("'{}' is not a rate (examples: 100M = 100 MiB/s, 1Gbit, 800Mbit)", text));
+    return Status(
+        ErrorCode::kInvalidArgument,
+        fmt::format("'{}' is not a rate (examples: 100M = 100 MiB/s, 1Gbit, 800Mbit)", text));
   for (const char* tail : {"/s", "ps"}) {
     std::string t(tail);
     if (suffix.size() > t.size() && suffix.compare(suffix.size() - t.size(), t.size(), t) == 0)
@@ -66,10 +73,14 @@ Result<uint64_t> parse_rate(std::string_view text) {
   if (suffix.size() >= 3 && suffix.compare(suffix.size() - 3, 3, "bit") == 0) {
     std::string p = suffix.substr(0, suffix.size() - 3);
     double mult = 0;
-    if (p.empty()) mult = 1;
-    else if (p == "k") mult = 1e3;
-    else if (p == "m") mult = 1e6;
-    else if (p == "g") mult = 1e9;
+    if (p.empty())
+      mult = 1;
+    else if (p == "k")
+      mult = 1e3;
+    else if (p == "m")
+      mult = 1e6;
+    else if (p == "g")
+      mult = 1e9;
     if (mult == 0)
       return Status(ErrorCode::kInvalidArgument,
                     fmt::format("'{}' has an unknown rate unit (use Kbit, Mbit or Gbit)", text));
@@ -77,8 +88,9 @@ Result<uint64_t> parse_rate(std::string_view text) {
   }
   auto size = parse_size(fmt::format("{}{}", n, suffix));
   if (!size)
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("'{}' is not a rate (examples: 100M = 100 MiB/s, 1Gbit, 800Mbit)", text));
+    return Status(
+        ErrorCode::kInvalidArgument,
+        fmt::format("'{}' is not a rate (examples: 100M = 100 MiB/s, 1Gbit, 800Mbit)", text));
   return size;
 }
 

@@ -5,8 +5,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <fmt/format.h>
+#include <cerrno>
 
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -33,8 +33,8 @@ Result<std::unique_ptr<ImageGuest>> ImageGuest::open(const std::string& path, si
     return Status(ErrorCode::kInvalidArgument, fmt::format("guest image {} is empty", path));
   if (page_size > host_page_size() && size % page_size != 0)
     return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("guest image {} is {} bytes, not a whole number of {}-byte pages", path,
-                              size, page_size));
+                  fmt::format("guest image {} is {} bytes, not a whole number of {}-byte pages",
+                              path, size, page_size));
   // Probe one byte so an unreadable file fails here, not with SIGBUS in a queue thread.
   std::byte probe;
   if (pread(g->fd_.get(), &probe, 1, 0) != 1)
@@ -59,8 +59,8 @@ Result<std::unique_ptr<DestinationMemory>> DestinationMemory::create(
     offsets.push_back(total);
     total += (b + page_size - 1) / page_size * page_size;
   }
-  d->exact_total_ = total - ((region_bytes.back() + page_size - 1) / page_size * page_size) +
-                    region_bytes.back();
+  d->exact_total_ =
+      total - ((region_bytes.back() + page_size - 1) / page_size * page_size) + region_bytes.back();
   if (options.output_path.empty()) {
     RS_ASSIGN_OR_RETURN(d->map_, MappedMemory::anonymous(total));
   } else {
@@ -90,8 +90,9 @@ Result<std::unique_ptr<DestinationMemory>> DestinationMemory::create(
       ::unlink(d->partial_path_.c_str());
       if (rc == ENOSPC)
         return Status(ErrorCode::kNoSpace,
-                      fmt::format("receiver disk full: cannot reserve {} for {}", format_bytes(total),
-                                  d->path_), rc);
+                      fmt::format("receiver disk full: cannot reserve {} for {}",
+                                  format_bytes(total), d->path_),
+                      rc);
       return errno_status(ErrorCode::kIo, fmt::format("cannot allocate {}", d->partial_path_), rc);
     }
     auto map = MappedMemory::map_file(d->fd_.get(), total, true, d->partial_path_);
@@ -123,7 +124,8 @@ Status DestinationMemory::commit() {
   if (ftruncate(fd_.get(), static_cast<off_t>(exact_total_)) != 0)
     return errno_status(ErrorCode::kIo, fmt::format("cannot trim {}", partial_path_), errno);
   if (::rename(partial_path_.c_str(), path_.c_str()) != 0)
-    return errno_status(ErrorCode::kIo, fmt::format("cannot rename {} to {}", partial_path_, path_), errno);
+    return errno_status(ErrorCode::kIo, fmt::format("cannot rename {} to {}", partial_path_, path_),
+                        errno);
   committed_ = true;
   return Status::ok();
 }

@@ -3,8 +3,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <fmt/format.h>
+#include <cerrno>
 #include <utility>
 
 #include "ramshift/base/log.h"
@@ -18,7 +18,9 @@ size_t host_page_size() {
 }
 
 namespace {
-size_t round_up(size_t n) { return (n + host_page_size() - 1) / host_page_size() * host_page_size(); }
+size_t round_up(size_t n) {
+  return (n + host_page_size() - 1) / host_page_size() * host_page_size();
+}
 }  // namespace
 
 MappedMemory::~MappedMemory() {
@@ -40,19 +42,22 @@ MappedMemory& MappedMemory::operator=(MappedMemory&& o) noexcept {
 
 Result<MappedMemory> MappedMemory::anonymous(size_t bytes) {
   size_t size = round_up(bytes);
-  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                 -1, 0);
   if (p == MAP_FAILED)
     return errno_status(ErrorCode::kNoSpace,
                         fmt::format("cannot reserve {} of memory", format_bytes(size)), errno);
   return MappedMemory(p, size);
 }
 
-Result<MappedMemory> MappedMemory::map_file(int fd, size_t bytes, bool writable, const std::string& what) {
+Result<MappedMemory> MappedMemory::map_file(int fd, size_t bytes, bool writable,
+                                            const std::string& what) {
   size_t size = round_up(bytes);
   int prot = writable ? PROT_READ | PROT_WRITE : PROT_READ;
   int flags = writable ? MAP_SHARED : MAP_PRIVATE;
   void* p = mmap(nullptr, size, prot, flags, fd, 0);
-  if (p == MAP_FAILED) return errno_status(ErrorCode::kIo, fmt::format("cannot map {}", what), errno);
+  if (p == MAP_FAILED)
+    return errno_status(ErrorCode::kIo, fmt::format("cannot map {}", what), errno);
   return MappedMemory(p, size);
 }
 

@@ -28,10 +28,10 @@ void fill_random(std::byte* p, size_t n, uint64_t state) {
 }
 
 constexpr std::string_view kWords[] = {
-    "the ", "memory ", "page ", "guest ", "kernel ", "migration ", "queue ", "of ", "and ",
-    "to ", "network ", "buffer ", "struct ", "return ", "if ", "while ", "0x0000 ", "NULL ",
-    "int ", "static ", "void ", "data ", "host ", "rdma ", "= ", "; ", "{\n", "}\n",
-    "process ", "thread ", "lock ", "dirty "};
+    "the ",    "memory ", "page ",    "guest ",  "kernel ",  "migration ", "queue ", "of ",
+    "and ",    "to ",     "network ", "buffer ", "struct ",  "return ",    "if ",    "while ",
+    "0x0000 ", "NULL ",   "int ",     "static ", "void ",    "data ",      "host ",  "rdma ",
+    "= ",      "; ",      "{\n",      "}\n",     "process ", "thread ",    "lock ",  "dirty "};
 
 void fill_text(std::byte* p, size_t n, uint64_t state) {
   size_t i = 0;
@@ -59,10 +59,14 @@ Result<Pattern> parse_pattern(std::string_view name) {
 
 const char* pattern_name(Pattern p) {
   switch (p) {
-    case Pattern::kZero: return "zero";
-    case Pattern::kRandom: return "random";
-    case Pattern::kText: return "text";
-    case Pattern::kMixed: return "mixed";
+    case Pattern::kZero:
+      return "zero";
+    case Pattern::kRandom:
+      return "random";
+    case Pattern::kText:
+      return "text";
+    case Pattern::kMixed:
+      return "mixed";
   }
   return "?";
 }
@@ -80,9 +84,15 @@ void fill_pattern(std::span<std::byte> memory, Pattern pattern, uint64_t seed, u
       kind = q == 0 ? Pattern::kZero : q == 1 ? Pattern::kRandom : Pattern::kText;
     }
     switch (kind) {
-      case Pattern::kZero: std::memset(p, 0, n); break;
-      case Pattern::kRandom: fill_random(p, n, h); break;
-      default: fill_text(p, n, h); break;
+      case Pattern::kZero:
+        std::memset(p, 0, n);
+        break;
+      case Pattern::kRandom:
+        fill_random(p, n, h);
+        break;
+      default:
+        fill_text(p, n, h);
+        break;
     }
   }
 }

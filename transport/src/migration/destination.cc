@@ -92,8 +92,9 @@ class DestinationRun {
 
   Status expect(const wire::FrameView& f, FrameType want) {
     if (f.type == want) return Status::ok();
-    return Status(ErrorCode::kProtocol, fmt::format("expected {} from the source, got {}",
-                                                    wire::frame_type_name(want), wire::frame_type_name(f.type)));
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("expected {} from the source, got {}", wire::frame_type_name(want),
+                              wire::frame_type_name(f.type)));
   }
 
   Status send_control(FrameType type, std::span<const std::byte> body) {
@@ -149,8 +150,9 @@ class DestinationRun {
     if (config_.expect_bytes && total != config_.expect_bytes)
       return Status(ErrorCode::kMismatch,
                     fmt::format("size mismatch: the destination expects a {} guest ({} bytes) but "
-                                "the source offers {} ({} bytes)", format_bytes(config_.expect_bytes),
-                                config_.expect_bytes, format_bytes(total), total));
+                                "the source offers {} ({} bytes)",
+                                format_bytes(config_.expect_bytes), config_.expect_bytes,
+                                format_bytes(total), total));
     guest::DestinationMemory::Options opts{config_.output_path, config_.overwrite};
     RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
     for (const auto& span : memory_->regions()) total_pages_ += span.size() / hello_.page_size;
@@ -164,7 +166,8 @@ class DestinationRun {
 
   Status receive_queue(uint32_t q) {
     QueueState& st = state_[q];
-    pipeline::BatchDecoder decoder(hello_.page_size, hello_.batch_pages, hello_.xbzrle_cache_per_queue);
+    pipeline::BatchDecoder decoder(hello_.page_size, hello_.batch_pages,
+                                   hello_.xbzrle_cache_per_queue);
     const auto& regions = memory_->regions();
     uint32_t round = 0;
     uint64_t batches = 0;
@@ -183,18 +186,20 @@ class DestinationRun {
         if (f.type == FrameType::kPageBatch) {
           RS_ASSIGN_OR_RETURN(auto b, decoder.apply(f.body, regions));
           if (b.round != round)
-            return Status(ErrorCode::kProtocol, fmt::format("data queue {}: batch of round {} while in round {}",
-                                                            q, b.round, round));
+            return Status(ErrorCode::kProtocol,
+                          fmt::format("data queue {}: batch of round {} while in round {}", q,
+                                      b.round, round));
           ++batches;
           st.counts += b.counts;
           st.pages.fetch_add(b.counts.total(), std::memory_order_relaxed);
         } else if (f.type == FrameType::kRoundEnd) {
           RS_ASSIGN_OR_RETURN(auto end, wire::decode_round_end(f.body));
           if (end.round != round || end.queue != q || end.batches != batches)
-            return Status(ErrorCode::kProtocol,
-                          fmt::format("data queue {}: round_end says round {} queue {} with {} batches; "
-                                      "this queue is in round {} and received {}", q, end.round,
-                                      end.queue, end.batches, round, batches));
+            return Status(
+                ErrorCode::kProtocol,
+                fmt::format("data queue {}: round_end says round {} queue {} with {} batches; "
+                            "this queue is in round {} and received {}",
+                            q, end.round, end.queue, end.batches, round, batches));
           ++round;
           batches = 0;
           {
@@ -257,7 +262,8 @@ class DestinationRun {
       pages += state_[q].pages.load(std::memory_order_relaxed);
       wire += state_[q].wire_bytes.load(std::memory_order_relaxed);
     }
-    progress_({total_pages_ * hello_.page_size, pages * hello_.page_size, wire, 0, ms_since(start_) / 1000});
+    progress_({total_pages_ * hello_.page_size, pages * hello_.page_size, wire, 0,
+               ms_since(start_) / 1000});
   }
 
   Status check_digest(const wire::Digest& digest) {
@@ -274,24 +280,29 @@ class DestinationRun {
       if (!all) return Status(ErrorCode::kTimeout, "data queues did not finish the final round");
     }
     report_.rounds = digest.final_round + 1;
-    if (digest.chunk_bytes != pipeline::kDigestChunkBytes || digest.regions.size() != table_.regions.size())
-      return Status(ErrorCode::kProtocol,
-                    fmt::format("digest covers {} regions in {}-byte chunks; expected {} regions in "
-                                "{}-byte chunks", digest.regions.size(), digest.chunk_bytes,
-                                table_.regions.size(), pipeline::kDigestChunkBytes));
+    if (digest.chunk_bytes != pipeline::kDigestChunkBytes ||
+        digest.regions.size() != table_.regions.size())
+      return Status(
+          ErrorCode::kProtocol,
+          fmt::format("digest covers {} regions in {}-byte chunks; expected {} regions in "
+                      "{}-byte chunks",
+                      digest.regions.size(), digest.chunk_bytes, table_.regions.size(),
+                      pipeline::kDigestChunkBytes));
     for (size_t r = 0; r < digest.regions.size(); ++r) {
       auto mine = pipeline::memory_digest(memory_->exact(r));
       if (mine.size() != digest.regions[r].size())
-        return Status(ErrorCode::kProtocol, fmt::format("digest of region {} has {} chunks, expected {}",
-                                                        r, digest.regions[r].size(), mine.size()));
+        return Status(ErrorCode::kProtocol,
+                      fmt::format("digest of region {} has {} chunks, expected {}", r,
+                                  digest.regions[r].size(), mine.size()));
       size_t bad = 0, first_bad = 0;
       for (size_t c = 0; c < mine.size(); ++c)
         if (mine[c] != digest.regions[r][c] && bad++ == 0) first_bad = c;
       if (bad)
         return Status(ErrorCode::kCorrupt,
                       fmt::format("verification failed: region {} differs from the source in {} of "
-                                  "{} MiB chunks, first at offset {}", table_.regions[r].name, bad,
-                                  mine.size(), uint64_t{first_bad} * pipeline::kDigestChunkBytes));
+                                  "{} MiB chunks, first at offset {}",
+                                  table_.regions[r].name, bad, mine.size(),
+                                  uint64_t{first_bad} * pipeline::kDigestChunkBytes));
     }
     return Status::ok();
   }

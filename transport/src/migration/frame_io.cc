@@ -19,9 +19,8 @@ Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::F
     if (abort && abort->load(std::memory_order_relaxed))
       return Status(ErrorCode::kCancelled, "cancelled");
     if (Clock::now() >= deadline)
-      return Status(ErrorCode::kTimeout,
-                    fmt::format("peer did not accept a {} frame for {} ms",
-                                wire::frame_type_name(type), timeout.count()));
+      return Status(ErrorCode::kTimeout, fmt::format("peer did not accept a {} frame for {} ms",
+                                                     wire::frame_type_name(type), timeout.count()));
     // Short waits so an abort is noticed within 100 ms.
     Status w = conn.wait_writable(queue, std::chrono::milliseconds(100));
     if (!w && w.code() != ErrorCode::kTimeout) return w;
@@ -32,7 +31,8 @@ Result<wire::FrameView> receive_frame(transport::Connection& conn, uint32_t queu
                                       std::chrono::milliseconds timeout) {
   transport::ConstBuffer msg[1];
   RS_ASSIGN_OR_RETURN(size_t n, conn.poll(queue, msg, timeout));
-  if (n == 0) return Status(ErrorCode::kTimeout, fmt::format("no message within {} ms", timeout.count()));
+  if (n == 0)
+    return Status(ErrorCode::kTimeout, fmt::format("no message within {} ms", timeout.count()));
   return wire::parse_frame(msg[0]);
 }
 

@@ -29,7 +29,8 @@ class RateLimiter {
         tokens_ = rate_ * 0.02;
       }
       double burst = std::max(rate_ * 0.02, static_cast<double>(bytes));
-      tokens_ = std::min(burst, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
+      tokens_ =
+          std::min(burst, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
       last_ = now;
       tokens_ -= static_cast<double>(bytes);
       if (tokens_ >= 0) return;

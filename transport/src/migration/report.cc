@@ -11,12 +11,14 @@ std::string MigrationReport::to_json() const {
   j["verified"] = verified;
   j["total_ms"] = total_ms;
   j["setup_ms"] = setup_ms;
-  j["downtime_ms"] = downtime_ms ? nlohmann::ordered_json(*downtime_ms) : nlohmann::ordered_json(nullptr);
+  j["downtime_ms"] =
+      downtime_ms ? nlohmann::ordered_json(*downtime_ms) : nlohmann::ordered_json(nullptr);
   j["rounds"] = rounds;
   j["guest_bytes"] = guest_bytes;
   j["wire_bytes"] = wire_bytes;
   j["throughput_mbps"] = throughput_mbps();
-  j["pages"] = {{"zero", pages.zero}, {"xbzrle", pages.xbzrle}, {"zstd", pages.zstd}, {"raw", pages.raw}};
+  j["pages"] = {
+      {"zero", pages.zero}, {"xbzrle", pages.xbzrle}, {"zstd", pages.zstd}, {"raw", pages.raw}};
   j["queues"] = queues;
   j["transport"] = transport;
   j["codec"] = codec;

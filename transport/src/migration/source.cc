@@ -10,12 +10,12 @@
 #include <vector>
 
 #include "frame_io.h"
-#include "rate_limiter.h"
 #include "ramshift/base/log.h"
 #include "ramshift/pipeline/batch_encoder.h"
 #include "ramshift/pipeline/checksum.h"
 #include "ramshift/pipeline/compression_governor.h"
 #include "ramshift/transport/transport.h"
+#include "rate_limiter.h"
 
 namespace ramshift::migration {
 namespace {
@@ -39,7 +39,9 @@ struct alignas(64) QueueStats {
 class SourceRun {
  public:
   SourceRun(const guest::SourceGuest& guest, const SourceConfig& config, const ProgressFn& progress)
-      : guest_(guest), config_(config), progress_(progress),
+      : guest_(guest),
+        config_(config),
+        progress_(progress),
         governor_(pipeline::codec_may_compress(config.codec.mode),
                   config.codec.mode != pipeline::CodecMode::kAuto),
         limiter_(config.bandwidth_limit) {}
@@ -68,8 +70,8 @@ class SourceRun {
  private:
   Status migrate() {
     if (config_.queues < 1 || config_.queues > wire::kMaxDataQueues)
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("--queues {} is outside 1..{}", config_.queues, wire::kMaxDataQueues));
+      return Status(ErrorCode::kInvalidArgument, fmt::format("--queues {} is outside 1..{}",
+                                                             config_.queues, wire::kMaxDataQueues));
     transport::TransportOptions topts;
     topts.connect_timeout = config_.connect_timeout;
     auto conn = transport::connect(config_.to, config_.queues + 1, topts);
@@ -96,8 +98,9 @@ class SourceRun {
     auto f = receive_frame(*conn_, 0, timeout);
     if (!f) {
       if (f.status().code() == ErrorCode::kTimeout)
-        return Status(ErrorCode::kTimeout, fmt::format("destination sent no {} within {} s",
-                                                       wire::frame_type_name(want), timeout.count() / 1000));
+        return Status(ErrorCode::kTimeout,
+                      fmt::format("destination sent no {} within {} s", wire::frame_type_name(want),
+                                  timeout.count() / 1000));
       return f.status().with_context(fmt::format("waiting for {}", wire::frame_type_name(want)));
     }
     if (f->type == FrameType::kError) {
@@ -105,9 +108,9 @@ class SourceRun {
       return peer_error(f->body, "destination");
     }
     if (f->type != want)
-      return Status(ErrorCode::kProtocol, fmt::format("expected {} from the destination, got {}",
-                                                      wire::frame_type_name(want),
-                                                      wire::frame_type_name(f->type)));
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("expected {} from the destination, got {}",
+                                wire::frame_type_name(want), wire::frame_type_name(f->type)));
     return std::vector<std::byte>(f->body.begin(), f->body.end());
   }
 
@@ -117,8 +120,9 @@ class SourceRun {
     hello.data_queues = config_.queues;
     hello.batch_pages = config_.batch_pages;
     hello.codec = static_cast<uint8_t>(config_.codec.mode);
-    hello.xbzrle_cache_per_queue =
-        pipeline::codec_uses_xbzrle(config_.codec.mode) ? config_.codec.xbzrle_cache_bytes / config_.queues : 0;
+    hello.xbzrle_cache_per_queue = pipeline::codec_uses_xbzrle(config_.codec.mode)
+                                       ? config_.codec.xbzrle_cache_bytes / config_.queues
+                                       : 0;
     std::random_device rd;
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
     hello.software = "ramshift 0.1.0";
@@ -147,7 +151,8 @@ class SourceRun {
     uint64_t total_pages = 0;
     for (const auto& r : guest_.regions()) total_pages += r.memory.size() / config_.page_size;
     std::vector<std::thread> threads;
-    for (uint32_t q = 0; q < n; ++q) threads.emplace_back([this, q, round] { queue_main(q, round); });
+    for (uint32_t q = 0; q < n; ++q)
+      threads.emplace_back([this, q, round] { queue_main(q, round); });
 
     // Control thread: watch for an early ERROR from the destination and report progress.
     Status control;
@@ -172,13 +177,15 @@ class SourceRun {
       }
       if (*got == 1) {
         auto f = wire::parse_frame(msg[0]);
-        if (!f) control = f.status();
+        if (!f)
+          control = f.status();
         else if (f->type == FrameType::kError) {
           peer_failed_ = true;
           control = peer_error(f->body, "destination");
         } else {
-          control = Status(ErrorCode::kProtocol, fmt::format("unexpected {} from the destination during round {}",
-                                                             wire::frame_type_name(f->type), round));
+          control = Status(ErrorCode::kProtocol,
+                           fmt::format("unexpected {} from the destination during round {}",
+                                       wire::frame_type_name(f->type), round));
         }
         break;
       }
@@ -196,12 +203,13 @@ class SourceRun {
     }
     report_.rounds = round + 1;
     if (progress_ && first.is_ok())
-      progress_({total_pages * config_.page_size, total_pages * config_.page_size, report_.wire_bytes,
-                 round, ms_since(start_) / 1000});
+      progress_({total_pages * config_.page_size, total_pages * config_.page_size,
+                 report_.wire_bytes, round, ms_since(start_) / 1000});
     if (!first.is_ok() && first.code() == ErrorCode::kDisconnected)
       return Status(ErrorCode::kDisconnected,
                     fmt::format("the destination went away during round {} ({}); nothing on the "
-                                "source was changed", round, first.message()));
+                                "source was changed",
+                                round, first.message()));
     return first;
   }
 
@@ -232,7 +240,8 @@ class SourceRun {
       const uint64_t chunks = (pages + config_.batch_pages - 1) / config_.batch_pages;
       // Chunk c always travels on queue c % n, so each page meets the same XBZRLE cache.
       for (uint64_t c = q; c < chunks; c += n) {
-        if (abort_.load(std::memory_order_relaxed)) return Status(ErrorCode::kCancelled, "cancelled");
+        if (abort_.load(std::memory_order_relaxed))
+          return Status(ErrorCode::kCancelled, "cancelled");
         uint64_t first = c * config_.batch_pages;
         uint64_t last = std::min(pages, first + config_.batch_pages);
         pipeline::BatchPolicy policy;
@@ -252,7 +261,8 @@ class SourceRun {
         governor_.record((last - first) * ps);
       }
     }
-    RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kRoundEnd, wire::encode(wire::RoundEnd{round, q, batches})));
+    RS_RETURN_IF_ERROR(
+        send_on_queue(q, FrameType::kRoundEnd, wire::encode(wire::RoundEnd{round, q, batches})));
     return conn_->flush(q + 1, milliseconds(60000));
   }
 

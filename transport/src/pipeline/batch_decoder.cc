@@ -9,7 +9,9 @@
 
 namespace ramshift::pipeline {
 namespace {
-Status bad(std::string msg) { return Status(ErrorCode::kProtocol, "page batch: " + std::move(msg)); }
+Status bad(std::string msg) {
+  return Status(ErrorCode::kProtocol, "page batch: " + std::move(msg));
+}
 }  // namespace
 
 BatchDecoder::BatchDecoder(size_t page_size, size_t max_pages, size_t cache_bytes)
@@ -21,8 +23,8 @@ BatchDecoder::BatchDecoder(size_t page_size, size_t max_pages, size_t cache_byte
 Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
                                          std::span<const std::span<std::byte>> regions) {
   if (body.size() < kBatchHeaderBytes)
-    return bad(fmt::format("{} bytes is shorter than the {}-byte header", body.size(),
-                           kBatchHeaderBytes));
+    return bad(
+        fmt::format("{} bytes is shorter than the {}-byte header", body.size(), kBatchHeaderBytes));
   const std::byte* h = body.data();
   DecodedBatch out;
   out.region_id = load_le<uint32_t>(h);
@@ -40,8 +42,8 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
   if (count == 0 || count > max_pages_)
     return bad(fmt::format("page_count {} outside 1..{}", count, max_pages_));
   if (payload_len > count * page_size_)
-    return bad(fmt::format("payload_len {} exceeds {} pages of {} bytes", payload_len, count,
-                           page_size_));
+    return bad(
+        fmt::format("payload_len {} exceeds {} pages of {} bytes", payload_len, count, page_size_));
   const bool compressed = flags & kBatchCompressed;
   if (!compressed && stored_len != payload_len)
     return bad(fmt::format("stored_len {} differs from payload_len {} in an uncompressed batch",
@@ -115,8 +117,9 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
                                     "but the cache slot holds another page (caches out of step)",
                                     i, index, out.region_id));
         std::memcpy(scratch_.data(), old, page_size_);
-        RS_RETURN_IF_ERROR(xbzrle::decode({payload + off, len}, scratch_)
-                               .with_context(fmt::format("page batch entry {} (page {})", i, index)));
+        RS_RETURN_IF_ERROR(
+            xbzrle::decode({payload + off, len}, scratch_)
+                .with_context(fmt::format("page batch entry {} (page {})", i, index)));
         std::memcpy(dst, scratch_.data(), page_size_);
         if (insert) std::memcpy(old, scratch_.data(), page_size_);
         ++out.counts.xbzrle;

@@ -130,8 +130,10 @@ std::span<const std::byte> BatchEncoder::finish() {
       std::memcpy(payload, staging_.data(), payload_len_);
     }
   }
-  if (flags & kBatchCompressed) counts_.zstd += raw_in_batch_;
-  else counts_.raw += raw_in_batch_;
+  if (flags & kBatchCompressed)
+    counts_.zstd += raw_in_batch_;
+  else
+    counts_.raw += raw_in_batch_;
 
   store_le<uint32_t>(h, region_id_);
   store_le<uint32_t>(h + 4, round_);

@@ -98,11 +98,13 @@ Status decode(std::span<const std::byte> delta, std::span<std::byte> page) {
     uint32_t unchanged = 0;
     uint32_t changed = 0;
     if (!get_uleb(delta, &in, &unchanged))
-      return Status(ErrorCode::kCorrupt,
-                    fmt::format("xbzrle: truncated or oversized unchanged-run length at byte {}", in));
+      return Status(
+          ErrorCode::kCorrupt,
+          fmt::format("xbzrle: truncated or oversized unchanged-run length at byte {}", in));
     if (!get_uleb(delta, &in, &changed))
-      return Status(ErrorCode::kCorrupt,
-                    fmt::format("xbzrle: truncated or oversized changed-run length at byte {}", in));
+      return Status(
+          ErrorCode::kCorrupt,
+          fmt::format("xbzrle: truncated or oversized changed-run length at byte {}", in));
     if (changed == 0)
       return Status(ErrorCode::kCorrupt, fmt::format("xbzrle: empty changed run at byte {}", in));
     if (unchanged > page.size() - pos || changed > page.size() - pos - unchanged)

@@ -49,8 +49,9 @@ Status ZstdDecompressor::decompress(std::span<const std::byte> src, std::span<st
     return Status(ErrorCode::kCorrupt,
                   fmt::format("zstd payload does not decompress: {}", ZSTD_getErrorName(r)));
   if (r != dst.size())
-    return Status(ErrorCode::kCorrupt,
-                  fmt::format("zstd payload decompressed to {} bytes, header said {}", r, dst.size()));
+    return Status(
+        ErrorCode::kCorrupt,
+        fmt::format("zstd payload decompressed to {} bytes, header said {}", r, dst.size()));
   return Status::ok();
 }
 

@@ -50,7 +50,9 @@ struct Wire {
 class LoopbackConnection final : public Connection {
  public:
   LoopbackConnection(std::shared_ptr<Wire> wire, bool side_a, std::string name)
-      : wire_(std::move(wire)), side_a_(side_a), name_(std::move(name)),
+      : wire_(std::move(wire)),
+        side_a_(side_a),
+        name_(std::move(name)),
         held_(wire_->a_to_b.size()) {
     caps_.max_message = kMaxMessage;
     caps_.max_queues = kMaxQueues;
@@ -73,8 +75,9 @@ class LoopbackConnection final : public Connection {
     size_t total = 0;
     for (auto s : segments) total += s.size();
     if (total > kMaxMessage)
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("message of {} bytes exceeds the {}-byte limit", total, kMaxMessage));
+      return Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format("message of {} bytes exceeds the {}-byte limit", total, kMaxMessage));
     Channel& ch = tx(queue);
     std::unique_lock lock(ch.mu);
     if (ch.closed) return disconnected();
@@ -105,9 +108,8 @@ class LoopbackConnection final : public Connection {
     RS_RETURN_IF_ERROR(check_queue(queue));
     Channel& ch = tx(queue);
     std::unique_lock lock(ch.mu);
-    bool ready = ch.cv.wait_for(lock, timeout, [&] {
-      return ch.closed || ch.bytes < kChannelCapacity;
-    });
+    bool ready =
+        ch.cv.wait_for(lock, timeout, [&] { return ch.closed || ch.bytes < kChannelCapacity; });
     if (ch.closed) return disconnected();
     return ready ? Status::ok() : Status(ErrorCode::kTimeout, "loopback queue still full");
   }

@@ -1,16 +1,16 @@
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <atomic>
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <random>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "ramshift/base/byte_order.h"
@@ -79,8 +79,9 @@ class TcpConnection final : public Connection {
     size_t total = 0;
     for (auto s : segments) total += s.size();
     if (total > kMaxMessage)
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("message of {} bytes exceeds the {}-byte limit", total, kMaxMessage));
+      return Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format("message of {} bytes exceeds the {}-byte limit", total, kMaxMessage));
     std::byte prefix[kLengthPrefix];
     store_le<uint32_t>(prefix, static_cast<uint32_t>(total));
     // Why 64: a message is a frame header, a body and at most a few more pieces.
@@ -129,7 +130,9 @@ class TcpConnection final : public Connection {
     for (;;) {
       if (closed_.load()) return closed_status();
       Status w = wait_fd(q.fd.get(), POLLOUT, deadline);
-      if (!w) return w.code() == ErrorCode::kTimeout ? Status(ErrorCode::kTimeout, "tcp queue still full") : w;
+      if (!w)
+        return w.code() == ErrorCode::kTimeout ? Status(ErrorCode::kTimeout, "tcp queue still full")
+                                               : w;
       RS_RETURN_IF_ERROR(drain(q));
       if (q.pending_off == q.pending.size()) return Status::ok();
     }
@@ -175,7 +178,8 @@ class TcpConnection final : public Connection {
         if (q.end > q.start)
           return Status(ErrorCode::kDisconnected,
                         fmt::format("peer {} closed the connection in the middle of a message "
-                                    "({} bytes of it arrived)", peer_, q.end - q.start));
+                                    "({} bytes of it arrived)",
+                                    peer_, q.end - q.start));
         return closed_.load() ? closed_status()
                               : Status(ErrorCode::kDisconnected,
                                        fmt::format("peer {} closed the connection", peer_));
@@ -194,8 +198,8 @@ class TcpConnection final : public Connection {
       if (errno != EAGAIN) {
         if (errno == ECONNRESET) {
           q.eof = true;
-          return Status(ErrorCode::kDisconnected,
-                        fmt::format("connection reset by peer {}", peer_), ECONNRESET);
+          return Status(ErrorCode::kDisconnected, fmt::format("connection reset by peer {}", peer_),
+                        ECONNRESET);
         }
         return errno_status(ErrorCode::kIo, "recv", errno);
       }
@@ -221,13 +225,11 @@ class TcpConnection final : public Connection {
                     fmt::format("queue {} does not exist (connection has {})", q, queues_.size()));
     return Status::ok();
   }
-  Status closed_status() const {
-    return Status(ErrorCode::kDisconnected, "connection closed");
-  }
+  Status closed_status() const { return Status(ErrorCode::kDisconnected, "connection closed"); }
   Status send_error(int err) {
     if (err == EPIPE || err == ECONNRESET)
-      return Status(ErrorCode::kDisconnected,
-                    fmt::format("peer {} closed the connection", peer_), err);
+      return Status(ErrorCode::kDisconnected, fmt::format("peer {} closed the connection", peer_),
+                    err);
     return errno_status(ErrorCode::kIo, "send", err);
   }
   Status drain(Queue& q) {
@@ -272,7 +274,8 @@ class TcpListener final : public Listener {
       Status w = wait_fd(fd_.get(), POLLIN, deadline);
       if (!w)
         return w.code() == ErrorCode::kTimeout
-                   ? Status(ErrorCode::kTimeout, fmt::format("no connection on {}", uri_.to_string()))
+                   ? Status(ErrorCode::kTimeout,
+                            fmt::format("no connection on {}", uri_.to_string()))
                    : w;
       UniqueFd s(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (!s.valid()) {
@@ -283,7 +286,8 @@ class TcpListener final : public Listener {
       Status r = recv_all(s.get(), raw, sizeof raw, Clock::now() + kHelloTimeout);
       auto hello = r ? decode_queue_hello(raw) : Result<QueueHello>(r);
       if (!hello) {
-        log::warn("rejected a connection from {}: {}", peer_address(s.get()), hello.status().message());
+        log::warn("rejected a connection from {}: {}", peer_address(s.get()),
+                  hello.status().message());
         continue;
       }
       if (hello->queue_count > kMaxQueues) {
@@ -355,8 +359,9 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
     RS_ASSIGN_OR_RETURN(UniqueFd fd, connect_socket(uri, deadline));
     std::byte raw[kQueueHelloBytes];
     encode_queue_hello({static_cast<uint16_t>(i), static_cast<uint16_t>(queues), nonce}, raw);
-    RS_RETURN_IF_ERROR(send_all(fd.get(), raw, sizeof raw, deadline)
-                           .with_context(fmt::format("sending queue hello to {}", uri.to_string())));
+    RS_RETURN_IF_ERROR(
+        send_all(fd.get(), raw, sizeof raw, deadline)
+            .with_context(fmt::format("sending queue hello to {}", uri.to_string())));
     fds.push_back(std::move(fd));
   }
   return std::unique_ptr<Connection>(std::make_unique<TcpConnection>(std::move(fds)));

@@ -7,8 +7,8 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 
-#include <cerrno>
 #include <fmt/format.h>
+#include <cerrno>
 
 #include "ramshift/base/byte_order.h"
 
@@ -56,7 +56,8 @@ std::string format_sockaddr(const sockaddr_storage& ss) {
 }
 
 int remaining_ms(Clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return left <= 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
 }
 
@@ -96,7 +97,8 @@ Result<UniqueFd> listen_socket(const Uri& uri) {
   RS_RETURN_IF_ERROR(resolve(uri, true, &ai));
   Status last(ErrorCode::kUnreachable, "no address to listen on");
   for (addrinfo* a = ai.head; a; a = a->ai_next) {
-    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
+    UniqueFd fd(
+        ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
     if (!fd.valid()) {
       last = errno_status(ErrorCode::kIo, "socket", errno);
       continue;
@@ -106,13 +108,17 @@ Result<UniqueFd> listen_socket(const Uri& uri) {
     if (::bind(fd.get(), a->ai_addr, a->ai_addrlen) != 0) {
       int err = errno;
       if (err == EADDRINUSE)
-        return Status(ErrorCode::kAddressInUse,
-                      fmt::format("port {} on {} is already in use; choose another port in --listen",
-                                  uri.port, uri.host), err);
+        return Status(
+            ErrorCode::kAddressInUse,
+            fmt::format("port {} on {} is already in use; choose another port in --listen",
+                        uri.port, uri.host),
+            err);
       if (err == EADDRNOTAVAIL)
         return Status(ErrorCode::kInvalidArgument,
                       fmt::format("{} is not an address of this host; listen on one of its own "
-                                  "addresses (or 0.0.0.0)", uri.host), err);
+                                  "addresses (or 0.0.0.0)",
+                                  uri.host),
+                      err);
       last = errno_status(ErrorCode::kIo, fmt::format("bind {}", uri.to_string()), err);
       continue;
     }
@@ -131,7 +137,8 @@ Result<UniqueFd> connect_socket(const Uri& uri, Clock::time_point deadline) {
   RS_RETURN_IF_ERROR(resolve(uri, false, &ai));
   Status last(ErrorCode::kUnreachable, fmt::format("no address for {}", uri.host));
   for (addrinfo* a = ai.head; a; a = a->ai_next) {
-    UniqueFd fd(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
+    UniqueFd fd(
+        ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol));
     if (!fd.valid()) {
       last = errno_status(ErrorCode::kIo, "socket", errno);
       continue;
@@ -159,9 +166,11 @@ Result<UniqueFd> connect_socket(const Uri& uri, Clock::time_point deadline) {
     if (err == ECONNREFUSED)
       last = Status(ErrorCode::kUnreachable,
                     fmt::format("connection refused by {} (is `ramshift receive` listening there?)",
-                                uri.to_string()), err);
+                                uri.to_string()),
+                    err);
     else
-      last = errno_status(ErrorCode::kUnreachable, fmt::format("cannot connect to {}", uri.to_string()), err);
+      last = errno_status(ErrorCode::kUnreachable,
+                          fmt::format("cannot connect to {}", uri.to_string()), err);
   }
   return last;
 }

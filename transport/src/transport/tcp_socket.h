@@ -37,8 +37,10 @@ std::string peer_address(int fd);
 uint16_t local_port(int fd);
 
 // Sends/receives exactly `len` bytes before `deadline` on a non-blocking socket.
-Status send_all(int fd, const std::byte* data, size_t len, std::chrono::steady_clock::time_point deadline);
-Status recv_all(int fd, std::byte* data, size_t len, std::chrono::steady_clock::time_point deadline);
+Status send_all(int fd, const std::byte* data, size_t len,
+                std::chrono::steady_clock::time_point deadline);
+Status recv_all(int fd, std::byte* data, size_t len,
+                std::chrono::steady_clock::time_point deadline);
 
 // Waits for `events` on `fd` until `deadline`. Ok = ready, kTimeout otherwise.
 Status wait_fd(int fd, short events, std::chrono::steady_clock::time_point deadline);

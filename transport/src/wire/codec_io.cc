@@ -36,8 +36,9 @@ void BodyReader::fail_truncated(const char* field) {
 
 Status BodyReader::finish() {
   if (error_.is_ok() && pos_ != body_.size())
-    error_ = Status(ErrorCode::kProtocol, fmt::format("{}: {} unexpected bytes after the last field",
-                                                      frame_, body_.size() - pos_));
+    error_ = Status(
+        ErrorCode::kProtocol,
+        fmt::format("{}: {} unexpected bytes after the last field", frame_, body_.size() - pos_));
   return error_;
 }
 

@@ -14,17 +14,28 @@ namespace ramshift::wire {
 
 const char* frame_type_name(FrameType t) {
   switch (t) {
-    case FrameType::kHello: return "hello";
-    case FrameType::kRegionTable: return "region_table";
-    case FrameType::kReady: return "ready";
-    case FrameType::kPageBatch: return "page_batch";
-    case FrameType::kRoundEnd: return "round_end";
-    case FrameType::kSwitchover: return "switchover";
-    case FrameType::kDeviceState: return "device_state";
-    case FrameType::kDigest: return "digest";
-    case FrameType::kCommit: return "commit";
-    case FrameType::kError: return "error";
-    case FrameType::kBye: return "bye";
+    case FrameType::kHello:
+      return "hello";
+    case FrameType::kRegionTable:
+      return "region_table";
+    case FrameType::kReady:
+      return "ready";
+    case FrameType::kPageBatch:
+      return "page_batch";
+    case FrameType::kRoundEnd:
+      return "round_end";
+    case FrameType::kSwitchover:
+      return "switchover";
+    case FrameType::kDeviceState:
+      return "device_state";
+    case FrameType::kDigest:
+      return "digest";
+    case FrameType::kCommit:
+      return "commit";
+    case FrameType::kError:
+      return "error";
+    case FrameType::kBye:
+      return "bye";
   }
   return "unknown";
 }
@@ -37,10 +48,11 @@ Result<FrameView> parse_frame(std::span<const std::byte> message) {
   const std::byte* h = message.data();
   uint32_t magic = load_le<uint32_t>(h);
   if (magic != kFrameMagic)
-    return bad(fmt::format("magic 0x{:08x} is not 0x{:08x} (not a ramshift peer?)", magic,
-                           kFrameMagic));
+    return bad(
+        fmt::format("magic 0x{:08x} is not 0x{:08x} (not a ramshift peer?)", magic, kFrameMagic));
   uint8_t type = static_cast<uint8_t>(h[4]);
-  if (type < static_cast<uint8_t>(FrameType::kHello) || type > static_cast<uint8_t>(FrameType::kBye))
+  if (type < static_cast<uint8_t>(FrameType::kHello) ||
+      type > static_cast<uint8_t>(FrameType::kBye))
     return bad(fmt::format("type {} is unknown", type));
   if (h[5] != std::byte{0} || load_le<uint16_t>(h + 6) != 0)
     return bad("flags/reserved bytes are not zero");
@@ -102,20 +114,23 @@ Result<Hello> decode_hello(std::span<const std::byte> body) {
   m.software = r.read_string("software", kMaxNameBytes);
   if (r.ok()) {
     if (m.version_min > m.version_max)
-      r.reject("version_min", fmt::format("{} is above version_max {}", m.version_min, m.version_max));
+      r.reject("version_min",
+               fmt::format("{} is above version_max {}", m.version_min, m.version_max));
     if (!std::has_single_bit(m.page_size) || m.page_size < 1024 || m.page_size > 65536)
       r.reject("page_size", fmt::format("{} is not a power of two in 1024..65536", m.page_size));
     if (m.data_queues < 1 || m.data_queues > kMaxDataQueues)
       r.reject("data_queues", fmt::format("{} is outside 1..{}", m.data_queues, kMaxDataQueues));
     if (m.batch_pages < 1 || m.batch_pages > pipeline::kMaxBatchPages)
-      r.reject("batch_pages", fmt::format("{} is outside 1..{}", m.batch_pages, pipeline::kMaxBatchPages));
+      r.reject("batch_pages",
+               fmt::format("{} is outside 1..{}", m.batch_pages, pipeline::kMaxBatchPages));
     else if (uint64_t{m.batch_pages} * m.page_size > (16u << 20))
-      r.reject("batch_pages", fmt::format("{} pages of {} bytes exceed 16 MiB", m.batch_pages, m.page_size));
+      r.reject("batch_pages",
+               fmt::format("{} pages of {} bytes exceed 16 MiB", m.batch_pages, m.page_size));
     if (m.codec > static_cast<uint8_t>(pipeline::CodecMode::kXbzrleZstd))
       r.reject("codec", fmt::format("{} is unknown", m.codec));
     if (m.xbzrle_cache_per_queue > kMaxCachePerQueue)
-      r.reject("xbzrle_cache_per_queue",
-               fmt::format("{} bytes exceeds the {}-byte limit", m.xbzrle_cache_per_queue, kMaxCachePerQueue));
+      r.reject("xbzrle_cache_per_queue", fmt::format("{} bytes exceeds the {}-byte limit",
+                                                     m.xbzrle_cache_per_queue, kMaxCachePerQueue));
   }
   RS_RETURN_IF_ERROR(r.finish());
   return m;
@@ -146,9 +161,11 @@ Result<RegionTable> decode_region_table(std::span<const std::byte> body) {
     info.bytes = r.read<uint64_t>("bytes");
     info.name = r.read_string("name", kMaxNameBytes);
     if (!r.ok()) break;
-    if (info.id != i) r.reject("id", fmt::format("region {} has id {}; ids must be 0,1,2...", i, info.id));
+    if (info.id != i)
+      r.reject("id", fmt::format("region {} has id {}; ids must be 0,1,2...", i, info.id));
     if (info.bytes == 0 || info.bytes > kMaxRegionBytes)
-      r.reject("bytes", fmt::format("region {} size {} is outside 1..{}", i, info.bytes, kMaxRegionBytes));
+      r.reject("bytes",
+               fmt::format("region {} size {} is outside 1..{}", i, info.bytes, kMaxRegionBytes));
     m.regions.push_back(std::move(info));
   }
   RS_RETURN_IF_ERROR(r.finish());
@@ -214,7 +231,8 @@ Result<Digest> decode_digest(std::span<const std::byte> body) {
   for (uint32_t i = 0; r.ok() && i < count; ++i) {
     uint64_t chunks = r.read<uint64_t>("chunk_count");
     if (r.ok() && chunks > r.remaining() / 4) {
-      r.reject("chunk_count", fmt::format("{} chunks but only {} bytes left", chunks, r.remaining()));
+      r.reject("chunk_count",
+               fmt::format("{} chunks but only {} bytes left", chunks, r.remaining()));
       break;
     }
     std::vector<uint32_t> crcs(chunks);

@@ -10,10 +10,14 @@ namespace ramshift {
 
 template <typename T>
 inline T byteswap_int(T v) {
-  if constexpr (sizeof(T) == 1) return v;
-  else if constexpr (sizeof(T) == 2) return static_cast<T>(__builtin_bswap16(static_cast<uint16_t>(v)));
-  else if constexpr (sizeof(T) == 4) return static_cast<T>(__builtin_bswap32(static_cast<uint32_t>(v)));
-  else return static_cast<T>(__builtin_bswap64(static_cast<uint64_t>(v)));
+  if constexpr (sizeof(T) == 1)
+    return v;
+  else if constexpr (sizeof(T) == 2)
+    return static_cast<T>(__builtin_bswap16(static_cast<uint16_t>(v)));
+  else if constexpr (sizeof(T) == 4)
+    return static_cast<T>(__builtin_bswap32(static_cast<uint32_t>(v)));
+  else
+    return static_cast<T>(__builtin_bswap64(static_cast<uint64_t>(v)));
 }
 
 template <typename T>
@@ -29,6 +33,5 @@ inline void store_le(std::byte* p, T v) {
   if constexpr (std::endian::native == std::endian::big) v = byteswap_int(v);
   std::memcpy(p, &v, sizeof v);
 }
-
 
 }  // namespace ramshift

@@ -27,8 +27,8 @@ enum class ErrorCode : int {
   kProtocol = 8,         // peer sent something that breaks the wire protocol
   kCorrupt = 9,          // checksum or digest mismatch
   kTimeout = 10,
-  kWouldBlock = 11,      // back-pressure: retry after progress
-  kMismatch = 12,        // both sides valid but disagree (size, version, capabilities)
+  kWouldBlock = 11,  // back-pressure: retry after progress
+  kMismatch = 12,    // both sides valid but disagree (size, version, capabilities)
   kCancelled = 13,
   kInternal = 14,
 };
@@ -90,16 +90,17 @@ class [[nodiscard]] Result {
 }  // namespace ramshift
 
 // Propagate a failed Status from an expression returning Status.
-#define RS_RETURN_IF_ERROR(expr)           \
-  do {                                     \
-    ::ramshift::Status rs_status_ = (expr); \
+#define RS_RETURN_IF_ERROR(expr)                \
+  do {                                          \
+    ::ramshift::Status rs_status_ = (expr);     \
     if (!rs_status_.is_ok()) return rs_status_; \
   } while (0)
 
 #define RS_CONCAT_INNER(a, b) a##b
 #define RS_CONCAT(a, b) RS_CONCAT_INNER(a, b)
 // `RS_ASSIGN_OR_RETURN(auto x, make_x());` — unwrap a Result or return its Status.
-#define RS_ASSIGN_OR_RETURN(decl, expr) RS_ASSIGN_OR_RETURN_IMPL(RS_CONCAT(rs_result_, __LINE__), decl, expr)
+#define RS_ASSIGN_OR_RETURN(decl, expr) \
+  RS_ASSIGN_OR_RETURN_IMPL(RS_CONCAT(rs_result_, __LINE__), decl, expr)
 #define RS_ASSIGN_OR_RETURN_IMPL(tmp, decl, expr) \
   auto tmp = (expr);                              \
   if (!tmp.is_ok()) return tmp.status();          \

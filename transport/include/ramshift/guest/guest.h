@@ -13,8 +13,8 @@ namespace ramshift::guest {
 
 struct Region {
   std::string name;
-  uint64_t bytes = 0;            // exact size
-  std::span<std::byte> memory;   // covers `bytes` rounded up to whole pages; tail reads zero
+  uint64_t bytes = 0;           // exact size
+  std::span<std::byte> memory;  // covers `bytes` rounded up to whole pages; tail reads zero
 };
 
 class SourceGuest {

@@ -40,14 +40,16 @@ class DestinationMemory {
   };
   // kNoSpace when the filesystem (or memory) cannot hold `region_bytes`; kInvalidArgument
   // when the output exists and overwrite is off.
-  static Result<std::unique_ptr<DestinationMemory>> create(const std::vector<uint64_t>& region_bytes,
-                                                           size_t page_size, const Options& options);
+  static Result<std::unique_ptr<DestinationMemory>> create(
+      const std::vector<uint64_t>& region_bytes, size_t page_size, const Options& options);
   ~DestinationMemory();
 
   // Spans of every region, each a whole number of pages.
   const std::vector<std::span<std::byte>>& regions() const { return spans_; }
   // Regions trimmed to their exact sizes (what the digest covers).
-  std::span<const std::byte> exact(size_t region) const { return {spans_[region].data(), bytes_[region]}; }
+  std::span<const std::byte> exact(size_t region) const {
+    return {spans_[region].data(), bytes_[region]};
+  }
   // Output file: trim to the exact size and rename into place. Anonymous: nothing.
   Status commit();
 

@@ -23,7 +23,8 @@ class MappedMemory {
   // Maps `bytes` of the open file `fd` (rounded up to the host page size). Read-only maps
   // are MAP_PRIVATE|PROT_READ (the source can never change the image); writable maps are
   // MAP_SHARED so writes land in the file. `what` names the file in errors.
-  static Result<MappedMemory> map_file(int fd, size_t bytes, bool writable, const std::string& what);
+  static Result<MappedMemory> map_file(int fd, size_t bytes, bool writable,
+                                       const std::string& what);
 
   std::span<std::byte> bytes() const { return {static_cast<std::byte*>(addr_), size_}; }
   size_t mapped_size() const { return size_; }

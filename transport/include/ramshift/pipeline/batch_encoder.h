@@ -57,8 +57,8 @@ class BatchEncoder {
   PageCache cache_;
   ZstdCompressor zstd_;
 
-  std::vector<std::byte> out_;       // header | payload | entries
-  std::vector<std::byte> staging_;   // uncompressed payload when compressing
+  std::vector<std::byte> out_;      // header | payload | entries
+  std::vector<std::byte> staging_;  // uncompressed payload when compressing
   std::vector<std::byte> entry_buf_;
   std::vector<std::byte> snapshot_;  // one page
 

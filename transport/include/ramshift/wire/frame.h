@@ -48,7 +48,8 @@ struct FrameView {
 // Validates header, length and CRC of one whole message.
 Result<FrameView> parse_frame(std::span<const std::byte> message);
 // Header for `body` (CRC computed here); send it followed by the body.
-std::array<std::byte, kFrameHeaderBytes> frame_header(FrameType type, std::span<const std::byte> body);
+std::array<std::byte, kFrameHeaderBytes> frame_header(FrameType type,
+                                                      std::span<const std::byte> body);
 
 // ---- control messages ------------------------------------------------------------------
 
@@ -65,10 +66,10 @@ struct Hello {
   uint32_t page_size = 4096;
   uint32_t data_queues = 1;
   uint32_t batch_pages = 64;
-  uint8_t codec = 0;                      // pipeline::CodecMode
-  uint64_t xbzrle_cache_per_queue = 0;    // bytes; 0 = no XBZRLE
+  uint8_t codec = 0;                    // pipeline::CodecMode
+  uint64_t xbzrle_cache_per_queue = 0;  // bytes; 0 = no XBZRLE
   uint64_t session_id = 0;
-  std::string software;                   // "ramshift 0.1.0", for logs
+  std::string software;  // "ramshift 0.1.0", for logs
 };
 
 struct RegionInfo {

@@ -1,0 +1,20 @@
+#!/bin/bash
+# Installs what building and testing ramshift needs on Debian 12, skipping what is present.
+# Usage: scripts/setup.sh [--test]   (--test adds what the test suites use)
+set -euo pipefail
+PKGS=(build-essential cmake ninja-build pkg-config
+      libzstd-dev libisal-dev libfmt-dev libcli11-dev nlohmann-json3-dev)
+if [ "${1:-}" = "--test" ]; then
+  PKGS+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format
+         iproute2 iperf3 python3)
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+fi
