@@ -115,10 +115,12 @@ std::span<const std::byte> BatchEncoder::finish() {
   if (compress_ && payload_len_ > 0) {
     auto t0 = std::chrono::steady_clock::now();
     // Keep the result only if it saves at least 1/32 of the payload (≈ 3%): below that the
-    // receiver's decompression costs more than the link time it saves.
+    // receiver's decompression costs more than the link time it saves. The output buffer
+    // is given its full compressBound: zstd takes a slower, bounds-checked path otherwise.
     size_t budget = payload_len_ - payload_len_ / 32;
     size_t n = zstd_.compress(std::span<const std::byte>(staging_.data(), payload_len_),
-                              std::span<std::byte>(payload, budget));
+                              std::span<std::byte>(payload, ZstdCompressor::bound(payload_len_)));
+    if (n > budget) n = 0;
     compress_ns_ = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0)
             .count());
