@@ -125,7 +125,7 @@ void BM_Zstd_BatchEncode(benchmark::State& state) {
       enc.begin(0, 1, {false, true, false});
       for (size_t p = 0; p < kBatchPages; ++p)
         enc.add(off / kPage + p, src.data() + off + p * kPage);
-      wire += enc.finish().size();
+      wire += enc.finish().bytes;
     }
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kArena));
@@ -162,8 +162,8 @@ void BM_Batch_Decode_Mixed(benchmark::State& state) {
   for (size_t off = 0; off < kArena; off += kPage * kBatchPages) {
     enc.begin(0, 1, {});
     for (size_t p = 0; p < kBatchPages; ++p) enc.add(off / kPage + p, src.data() + off + p * kPage);
-    auto b = enc.finish();
-    bodies.emplace_back(b.begin(), b.end());
+    auto view = enc.finish();
+    bodies.emplace_back(view.segments[0].begin(), view.segments[0].end());
   }
   std::vector<std::byte> dst(kArena);
   std::span<std::byte> regions[] = {dst};

@@ -175,8 +175,8 @@ TEST_P(SessionTest, SourceThatVanishesMidRoundLeavesNoOutputFile) {
   pipeline::BatchEncoder enc({pipeline::CodecMode::kZero}, 4096, 64, 0);
   enc.begin(0, 0, {});
   enc.add(5, page.data());
-  auto body = enc.finish();
-  ASSERT_TRUE(send_frame(*conn, 1, wire::FrameType::kPageBatch, body, 5s).is_ok());
+  auto batch = enc.finish();
+  ASSERT_TRUE(send_frame(*conn, 1, wire::FrameType::kPageBatch, batch.segments, 5s).is_ok());
   std::this_thread::sleep_for(100ms);
   conn.reset();
   t.join();

@@ -17,6 +17,14 @@ namespace {
 constexpr size_t kPage = 4096;
 constexpr size_t kBatch = 32;
 
+// A batch body in one piece, as the receiver gets it from the transport.
+std::vector<std::byte> flatten(const BatchView& v) {
+  std::vector<std::byte> out;
+  for (auto s : v.segments) out.insert(out.end(), s.begin(), s.end());
+  EXPECT_EQ(out.size(), v.bytes);
+  return out;
+}
+
 struct Memory {
   explicit Memory(size_t pages) : bytes(pages * kPage) {}
   std::vector<std::byte> bytes;
@@ -26,16 +34,16 @@ struct Memory {
 
 // Sends every page of `src` in batches (as a queue would) and applies them to `dst`.
 PageCounts transfer(BatchEncoder& enc, BatchDecoder& dec, Memory& src, Memory& dst, uint32_t round,
-                    bool compress) {
+                    bool compress, bool zero_copy = false) {
   PageCounts total;
   std::span<std::byte> regions[] = {dst.bytes};
   for (size_t first = 0; first < src.pages(); first += kBatch) {
-    enc.begin(0, round, {round == 0, compress, round > 0});
+    enc.begin(0, round, {round == 0, compress, round > 0, zero_copy});
     for (size_t p = first; p < std::min(src.pages(), first + kBatch); ++p) enc.add(p, src.page(p));
-    auto body = enc.finish();
+    auto view = enc.finish();
     total += enc.counts();
-    if (body.empty()) continue;
-    auto r = dec.apply(body, regions);
+    if (view.empty()) continue;
+    auto r = dec.apply(flatten(view), regions);
     EXPECT_TRUE(r.is_ok()) << r.status().message();
   }
   return total;
@@ -104,6 +112,44 @@ TEST(Batch, Round0SkipsZeroPagesAndLaterRoundsUseDeltas) {
   EXPECT_EQ(std::memcmp(src.bytes.data(), dst.bytes.data(), src.bytes.size()), 0);
 }
 
+TEST(Batch, ZeroCopyBatchesPointIntoGuestMemoryAndDecodeTheSame) {
+  for (auto mode : {CodecMode::kNone, CodecMode::kZero, CodecMode::kAuto}) {
+    CodecConfig cfg;
+    cfg.mode = mode;
+    Memory src(128), dst(128);
+    guest::fill_pattern(src.bytes, guest::Pattern::kMixed, 4);
+    BatchEncoder enc(cfg, kPage, kBatch, 1 << 20);
+    BatchDecoder dec(kPage, kBatch, 1 << 20);
+    enc.begin(0, 0, {true, false, false, true});
+    for (size_t p = 0; p < kBatch; ++p) enc.add(p, src.page(p));
+    auto view = enc.finish();
+    bool points_into_guest = false;
+    for (auto s : view.segments)
+      points_into_guest |=
+          s.data() >= src.bytes.data() && s.data() < src.bytes.data() + src.bytes.size();
+    EXPECT_TRUE(points_into_guest) << codec_name(mode);
+    transfer(enc, dec, src, dst, 0, false, /*zero_copy=*/true);
+    EXPECT_EQ(std::memcmp(src.bytes.data(), dst.bytes.data(), src.bytes.size()), 0)
+        << codec_name(mode);
+  }
+}
+
+TEST(Batch, EntriesOutsideTheBatchChunkAreRejected) {
+  CodecConfig cfg;
+  cfg.mode = CodecMode::kZero;
+  Memory src(2 * kBatch), dst(2 * kBatch);
+  guest::fill_pattern(src.bytes, guest::Pattern::kText, 1);
+  BatchEncoder enc(cfg, kPage, kBatch, 0);
+  enc.begin(0, 0, {});
+  enc.add(kBatch - 1, src.page(kBatch - 1));
+  enc.add(kBatch, src.page(kBatch));  // the next chunk: a sender must never do this
+  std::span<std::byte> regions[] = {dst.bytes};
+  BatchDecoder dec(kPage, kBatch, 0);
+  auto r = dec.apply(flatten(enc.finish()), regions);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.status().message().find("chunk"), std::string::npos) << r.status().message();
+}
+
 TEST(Batch, CachesAgreeThroughEvictions) {
   // A cache of 128 slots for 256 pages: every round evicts most of it; both sides
   // must still agree on which pages a delta may refer to.
@@ -126,8 +172,7 @@ TEST(Batch, CachesAgreeThroughEvictions) {
 std::vector<std::byte> sample_batch(BatchEncoder& enc, Memory& src) {
   enc.begin(0, 0, {false, false, false});
   for (size_t p = 0; p < 4; ++p) enc.add(p, src.page(p));
-  auto body = enc.finish();
-  return {body.begin(), body.end()};
+  return flatten(enc.finish());
 }
 
 TEST(Batch, MalformedBatchesAreRejectedAndMemoryIsUntouched) {
@@ -185,8 +230,7 @@ TEST(Batch, CorruptCompressedPayloadIsRejected) {
   BatchEncoder enc(cfg, kPage, kBatch, 0);
   enc.begin(0, 0, {false, true, false});
   for (size_t p = 0; p < 8; ++p) enc.add(p, src.page(p));
-  auto body = enc.finish();
-  std::vector<std::byte> bad(body.begin(), body.end());
+  std::vector<std::byte> bad = flatten(enc.finish());
   ASSERT_EQ(static_cast<uint8_t>(bad[10]) & kBatchCompressed, kBatchCompressed);
   for (size_t i = kBatchHeaderBytes; i < kBatchHeaderBytes + 40; ++i) bad[i] ^= std::byte{0x55};
   std::span<std::byte> regions[] = {dst.bytes};
@@ -207,8 +251,7 @@ TEST(Batch, RandomMutationsNeverCrashOrWriteOutOfBounds) {
       src.page(p)[round] ^= std::byte{1};
       enc.add(p, src.page(p));
     }
-    auto b = enc.finish();
-    bodies.emplace_back(b.begin(), b.end());
+    bodies.push_back(flatten(enc.finish()));
   }
   std::mt19937_64 rng(99);
   // Guard pages around the region would be ideal; ASan builds check bounds precisely.

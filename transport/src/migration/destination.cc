@@ -156,6 +156,8 @@ class DestinationRun {
     guest::DestinationMemory::Options opts{config_.output_path, config_.overwrite};
     RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
     for (const auto& span : memory_->regions()) total_pages_ += span.size() / hello_.page_size;
+    digest_ = std::make_unique<pipeline::MemoryDigest>(
+        sizes, size_t{hello_.batch_pages} * hello_.page_size, /*zero_filled=*/true);
     return Status::ok();
   }
 
@@ -185,6 +187,8 @@ class DestinationRun {
         RS_ASSIGN_OR_RETURN(auto f, wire::parse_frame(msgs[i]));
         if (f.type == FrameType::kPageBatch) {
           RS_ASSIGN_OR_RETURN(auto b, decoder.apply(f.body, regions));
+          // Just written, so the chunk's CRC comes from cache, not memory.
+          digest_->update(b.region_id, b.chunk, regions[b.region_id]);
           if (b.round != round)
             return Status(ErrorCode::kProtocol,
                           fmt::format("data queue {}: batch of round {} while in round {}", q,
@@ -280,31 +284,13 @@ class DestinationRun {
       if (!all) return Status(ErrorCode::kTimeout, "data queues did not finish the final round");
     }
     report_.rounds = digest.final_round + 1;
-    if (digest.chunk_bytes != pipeline::kDigestChunkBytes ||
-        digest.regions.size() != table_.regions.size())
-      return Status(
-          ErrorCode::kProtocol,
-          fmt::format("digest covers {} regions in {}-byte chunks; expected {} regions in "
-                      "{}-byte chunks",
-                      digest.regions.size(), digest.chunk_bytes, table_.regions.size(),
-                      pipeline::kDigestChunkBytes));
-    for (size_t r = 0; r < digest.regions.size(); ++r) {
-      auto mine = pipeline::memory_digest(memory_->exact(r));
-      if (mine.size() != digest.regions[r].size())
-        return Status(ErrorCode::kProtocol,
-                      fmt::format("digest of region {} has {} chunks, expected {}", r,
-                                  digest.regions[r].size(), mine.size()));
-      size_t bad = 0, first_bad = 0;
-      for (size_t c = 0; c < mine.size(); ++c)
-        if (mine[c] != digest.regions[r][c] && bad++ == 0) first_bad = c;
-      if (bad)
-        return Status(ErrorCode::kCorrupt,
-                      fmt::format("verification failed: region {} differs from the source in {} of "
-                                  "{} MiB chunks, first at offset {}",
-                                  table_.regions[r].name, bad, mine.size(),
-                                  uint64_t{first_bad} * pipeline::kDigestChunkBytes));
-    }
-    return Status::ok();
+    if (digest.chunk_bytes != digest_->chunk_bytes())
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("digest chunks of {} bytes; this session's are {}",
+                                digest.chunk_bytes, digest_->chunk_bytes()));
+    std::vector<std::string> names;
+    for (const auto& r : table_.regions) names.push_back(r.name);
+    return digest_->compare(digest.regions, names);
   }
 
   std::unique_ptr<transport::Connection> conn_;
@@ -313,6 +299,7 @@ class DestinationRun {
   wire::Hello hello_;
   wire::RegionTable table_;
   std::unique_ptr<guest::DestinationMemory> memory_;
+  std::unique_ptr<pipeline::MemoryDigest> digest_;
   uint32_t queues_ = 0;
   uint64_t total_pages_ = 0;
   std::unique_ptr<QueueState[]> state_;

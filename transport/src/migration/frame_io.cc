@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
+
 namespace ramshift::migration {
 
 using Clock = std::chrono::steady_clock;
@@ -9,12 +12,29 @@ using Clock = std::chrono::steady_clock;
 Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::FrameType type,
                             std::span<const std::byte> body, std::chrono::milliseconds timeout,
                             const std::atomic<bool>* abort) {
-  auto header = wire::frame_header(type, body);
-  transport::ConstBuffer segs[2] = {header, body};
+  transport::ConstBuffer one[1] = {body};
+  return send_frame(conn, queue, type, std::span<const transport::ConstBuffer>(one), timeout,
+                    abort);
+}
+
+Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::FrameType type,
+                            std::span<const transport::ConstBuffer> body_segments,
+                            std::chrono::milliseconds timeout, const std::atomic<bool>* abort) {
+  auto header = wire::frame_header(type, body_segments);
+  // Why 1040: a batch of up to 1024 pages can be as many runs, plus header and entries.
+  constexpr size_t kMaxSegments = 1040;
+  if (body_segments.size() + 1 > kMaxSegments)
+    return Status(ErrorCode::kInternal, "frame has too many segments");
+  std::array<transport::ConstBuffer, kMaxSegments> segs;
+  segs[0] = header;
+  std::copy(body_segments.begin(), body_segments.end(), segs.begin() + 1);
+  size_t body_bytes = 0;
+  for (auto s : body_segments) body_bytes += s.size();
+  std::span<const transport::ConstBuffer> all(segs.data(), body_segments.size() + 1);
   auto deadline = Clock::now() + timeout;
   for (;;) {
-    Status s = conn.post_send(queue, segs);
-    if (s) return uint64_t{header.size() + body.size()};
+    Status s = conn.post_send(queue, all);
+    if (s) return uint64_t{header.size() + body_bytes};
     if (s.code() != ErrorCode::kWouldBlock) return s;
     if (abort && abort->load(std::memory_order_relaxed))
       return Status(ErrorCode::kCancelled, "cancelled");

@@ -16,6 +16,12 @@ Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::F
                             std::span<const std::byte> body, std::chrono::milliseconds timeout,
                             const std::atomic<bool>* abort = nullptr);
 
+// The same for a body given as a gather list.
+Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::FrameType type,
+                            std::span<const transport::ConstBuffer> body_segments,
+                            std::chrono::milliseconds timeout,
+                            const std::atomic<bool>* abort = nullptr);
+
 // Receives the next frame on `queue` (one at a time; the body is valid until the next
 // call). kTimeout if none arrives in time; a frame that fails parse_frame is an error.
 Result<wire::FrameView> receive_frame(transport::Connection& conn, uint32_t queue,

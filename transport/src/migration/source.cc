@@ -127,6 +127,10 @@ class SourceRun {
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
     hello.software = "ramshift 0.1.0";
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
+    std::vector<uint64_t> sizes;
+    for (const auto& r : guest_.regions()) sizes.push_back(r.bytes);
+    digest_ = std::make_unique<pipeline::MemoryDigest>(
+        sizes, size_t{config_.batch_pages} * config_.page_size, false);
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(hello)));
     RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kHello, milliseconds(10000)));
     RS_ASSIGN_OR_RETURN(wire::Hello peer, wire::decode_hello(body));
@@ -220,7 +224,8 @@ class SourceRun {
     finished_.fetch_add(1);
   }
 
-  Status send_on_queue(uint32_t q, FrameType type, std::span<const std::byte> body) {
+  template <typename Body>
+  Status send_on_queue(uint32_t q, FrameType type, const Body& body) {
     auto n = send_frame(*conn_, q + 1, type, body, milliseconds(60000), &abort_);
     if (!n) return n.status();
     stats_[q].wire_bytes.fetch_add(*n, std::memory_order_relaxed);
@@ -248,12 +253,15 @@ class SourceRun {
         policy.skip_zero = round == 0;  // a fresh destination is zero-filled
         policy.compress = governor_.should_compress();
         policy.cache_insert = round > 0;
+        policy.zero_copy = guest_.immutable();
         encoder.begin(r, round, policy);
         for (uint64_t p = first; p < last; ++p) encoder.add(p, base + p * ps);
-        auto body = encoder.finish();
-        if (!body.empty()) {
-          limiter_.acquire(body.size() + wire::kFrameHeaderBytes);
-          RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kPageBatch, body));
+        auto batch = encoder.finish();
+        // The chunk was just read, so its CRC comes from cache, not memory.
+        digest_->update(r, c, regions[r].memory);
+        if (!batch.empty()) {
+          limiter_.acquire(batch.bytes + wire::kFrameHeaderBytes);
+          RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kPageBatch, batch.segments));
           ++batches;
         }
         st.counts += encoder.counts();
@@ -269,9 +277,8 @@ class SourceRun {
   Status verify() {
     wire::Digest digest;
     digest.final_round = report_.rounds - 1;
-    digest.chunk_bytes = pipeline::kDigestChunkBytes;
-    for (const auto& r : guest_.regions())
-      digest.regions.push_back(pipeline::memory_digest(r.memory.subspan(0, r.bytes)));
+    digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
+    digest.regions = digest_->crcs();
     RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
     RS_ASSIGN_OR_RETURN(auto commit, await(FrameType::kCommit, config_.verdict_timeout));
     RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kCommit, commit));
@@ -287,6 +294,7 @@ class SourceRun {
   RateLimiter limiter_;
   std::unique_ptr<transport::Connection> conn_;
   std::unique_ptr<QueueStats[]> stats_;
+  std::unique_ptr<pipeline::MemoryDigest> digest_;
   std::atomic<bool> abort_{false};
   std::atomic<uint32_t> finished_{0};
   bool peer_failed_ = false;

@@ -58,6 +58,7 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
 
   // Pass 1: every entry is checked before any byte of guest memory changes.
   size_t sum = 0;
+  out.chunk = load_le<uint64_t>(entries) / max_pages_;
   for (size_t i = 0; i < count; ++i) {
     const std::byte* e = entries + i * kPageEntryBytes;
     uint64_t index = load_le<uint64_t>(e);
@@ -67,6 +68,10 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
     if (index >= region_pages)
       return bad(fmt::format("entry {}: page_index {} beyond region {} ({} pages)", i, index,
                              out.region_id, region_pages));
+    if (index / max_pages_ != out.chunk)
+      return bad(fmt::format("entry {}: page {} is outside the batch's chunk {} (pages {}..{})", i,
+                             index, out.chunk, out.chunk * max_pages_,
+                             (out.chunk + 1) * max_pages_ - 1));
     if (kind >= kPageKindCount) return bad(fmt::format("entry {}: unknown page kind {}", i, kind));
     if ((eflags & ~kEntryCacheInsert) || load_le<uint16_t>(e + 14) != 0)
       return bad(fmt::format("entry {}: unknown flags 0x{:02x} or reserved bits set", i, eflags));

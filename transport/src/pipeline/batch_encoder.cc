@@ -21,6 +21,8 @@ BatchEncoder::BatchEncoder(const CodecConfig& config, size_t page_size, size_t m
   staging_.resize(payload_max);
   entry_buf_.resize(max_pages * kPageEntryBytes);
   snapshot_.resize(page_size);
+  runs_.reserve(max_pages);
+  segments_.reserve(max_pages + 2);
 }
 
 void BatchEncoder::begin(uint32_t region_id, uint32_t round, const BatchPolicy& policy) {
@@ -28,6 +30,8 @@ void BatchEncoder::begin(uint32_t region_id, uint32_t round, const BatchPolicy& 
   round_ = round;
   policy_ = policy;
   compress_ = policy.compress && codec_may_compress(config_.mode);
+  zero_copy_ = policy.zero_copy && !compress_ && !policy.cache_insert;
+  runs_.clear();
   entries_ = 0;
   payload_len_ = 0;
   counts_ = {};
@@ -46,15 +50,27 @@ void BatchEncoder::append_entry(uint64_t page_index, uint32_t len, PageKind kind
   ++entries_;
 }
 
+void BatchEncoder::append_raw(std::byte* dst, const std::byte* page) {
+  if (!zero_copy_) {
+    std::memcpy(dst, page, page_size_);
+    return;
+  }
+  if (!runs_.empty() && runs_.back().data() + runs_.back().size() == page)
+    runs_.back() = {runs_.back().data(), runs_.back().size() + page_size_};
+  else
+    runs_.emplace_back(page, page_size_);
+}
+
 void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
   // Pages are written to the staging buffer when compressing, else straight to the output.
   std::byte* payload = compress_ ? staging_.data() : out_.data() + kBatchHeaderBytes;
   std::byte* dst = payload + payload_len_;
   const uint64_t key = PageCache::make_key(region_id_, page_index);
-  const bool use_cache = cache_.enabled();
+  // Zero-copy batches leave the cache alone: a cached page would need a snapshot.
+  const bool use_cache = cache_.enabled() && !zero_copy_;
 
   if (!codec_detects_zero(config_.mode)) {
-    std::memcpy(dst, page, page_size_);
+    append_raw(dst, page);
     payload_len_ += page_size_;
     append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, 0);
     ++raw_in_batch_;
@@ -95,7 +111,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
       return;
     }
   }
-  std::memcpy(dst, page, page_size_);
+  append_raw(dst, page);
   payload_len_ += page_size_;
   uint8_t flags = 0;
   if (use_cache && policy_.cache_insert) {
@@ -106,7 +122,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
   ++raw_in_batch_;
 }
 
-std::span<const std::byte> BatchEncoder::finish() {
+BatchView BatchEncoder::finish() {
   if (entries_ == 0) return {};
   std::byte* h = out_.data();
   std::byte* payload = h + kBatchHeaderBytes;
@@ -145,8 +161,19 @@ std::span<const std::byte> BatchEncoder::finish() {
   store_le<uint32_t>(h + 12, static_cast<uint32_t>(payload_len_));
   store_le<uint32_t>(h + 16, static_cast<uint32_t>(stored));
   store_le<uint32_t>(h + 20, 0);
-  std::memcpy(payload + stored, entry_buf_.data(), entries_ * kPageEntryBytes);
-  return {out_.data(), kBatchHeaderBytes + stored + entries_ * kPageEntryBytes};
+  segments_.clear();
+  const size_t entry_bytes = entries_ * kPageEntryBytes;
+  if (zero_copy_) {
+    // header | runs of guest memory | entries (copied behind the header in out_)
+    std::memcpy(payload, entry_buf_.data(), entry_bytes);
+    segments_.emplace_back(h, kBatchHeaderBytes);
+    segments_.insert(segments_.end(), runs_.begin(), runs_.end());
+    segments_.emplace_back(payload, entry_bytes);
+  } else {
+    std::memcpy(payload + stored, entry_buf_.data(), entry_bytes);
+    segments_.emplace_back(h, kBatchHeaderBytes + stored + entry_bytes);
+  }
+  return {segments_, kBatchHeaderBytes + stored + entry_bytes};
 }
 
 }  // namespace ramshift::pipeline

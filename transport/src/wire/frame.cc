@@ -74,11 +74,23 @@ Result<FrameView> parse_frame(std::span<const std::byte> message) {
 
 std::array<std::byte, kFrameHeaderBytes> frame_header(FrameType type,
                                                       std::span<const std::byte> body) {
+  std::span<const std::byte> one[1] = {body};
+  return frame_header(type, std::span<const std::span<const std::byte>>(one));
+}
+
+std::array<std::byte, kFrameHeaderBytes> frame_header(
+    FrameType type, std::span<const std::span<const std::byte>> body_segments) {
+  size_t length = 0;
+  uint32_t crc = 0;
+  for (auto s : body_segments) {
+    length += s.size();
+    crc = pipeline::crc32c(s, crc);
+  }
   std::array<std::byte, kFrameHeaderBytes> h{};
   store_le<uint32_t>(h.data(), kFrameMagic);
   h[4] = static_cast<std::byte>(type);
-  store_le<uint32_t>(h.data() + 8, static_cast<uint32_t>(body.size()));
-  store_le<uint32_t>(h.data() + 12, pipeline::crc32c(body));
+  store_le<uint32_t>(h.data() + 8, static_cast<uint32_t>(length));
+  store_le<uint32_t>(h.data() + 12, crc);
   return h;
 }
 

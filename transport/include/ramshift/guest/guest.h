@@ -22,6 +22,9 @@ class SourceGuest {
   virtual ~SourceGuest() = default;
   virtual const std::vector<Region>& regions() const = 0;
   virtual std::string describe() const = 0;  // for logs and the report
+  // True when the memory cannot change during the migration (an image): the sender may
+  // then hand pages to the transport without copying them first.
+  virtual bool immutable() const { return false; }
 };
 
 }  // namespace ramshift::guest

@@ -21,6 +21,7 @@ class ImageGuest final : public SourceGuest {
   static Result<std::unique_ptr<ImageGuest>> open(const std::string& path, size_t page_size);
   const std::vector<Region>& regions() const override { return regions_; }
   std::string describe() const override;
+  bool immutable() const override { return true; }  // mapped read-only, MAP_PRIVATE
 
  private:
   std::string path_;
@@ -46,10 +47,6 @@ class DestinationMemory {
 
   // Spans of every region, each a whole number of pages.
   const std::vector<std::span<std::byte>>& regions() const { return spans_; }
-  // Regions trimmed to their exact sizes (what the digest covers).
-  std::span<const std::byte> exact(size_t region) const {
-    return {spans_[region].data(), bytes_[region]};
-  }
   // Output file: trim to the exact size and rename into place. Anonymous: nothing.
   Status commit();
 

@@ -24,6 +24,7 @@ namespace ramshift::pipeline {
 struct DecodedBatch {
   uint32_t region_id = 0;
   uint32_t round = 0;
+  uint64_t chunk = 0;  // every page of a batch lies in one chunk of max_pages pages
   PageCounts counts;
 };
 

@@ -25,6 +25,18 @@ struct BatchPolicy {
   bool skip_zero = false;     // round 0 on a fresh destination: zero pages need not travel
   bool compress = false;      // zstd the payload (ignored unless the codec may compress)
   bool cache_insert = false;  // raw pages also enter the XBZRLE cache (later rounds)
+  // Raw pages are not copied: the batch points into guest memory, and the transport gathers
+  // them straight from there. Only for memory that cannot change until the batch is sent
+  // (a memory image); ignored when compressing or inserting into the cache.
+  bool zero_copy = false;
+};
+
+// A finished batch: its body as a gather list (header and entries in the encoder's buffer,
+// raw pages possibly in guest memory). Valid until the next begin().
+struct BatchView {
+  std::span<const std::span<const std::byte>> segments;
+  size_t bytes = 0;
+  bool empty() const { return bytes == 0; }
 };
 
 class BatchEncoder {
@@ -42,7 +54,7 @@ class BatchEncoder {
 
   // Packs the batch. Returns the body to send (valid until the next begin), empty when every
   // page was skipped. counts() then describes the finished batch.
-  std::span<const std::byte> finish();
+  BatchView finish();
   const PageCounts& counts() const { return counts_; }
   // Guest bytes given to zstd and nanoseconds spent compressing them, for the last batch.
   uint64_t compressed_input_bytes() const { return compressed_in_; }
@@ -50,6 +62,7 @@ class BatchEncoder {
 
  private:
   void append_entry(uint64_t page_index, uint32_t len, PageKind kind, uint8_t flags);
+  void append_raw(std::byte* dst, const std::byte* page);  // copy, or reference (zero copy)
 
   CodecConfig config_;
   size_t page_size_;
@@ -61,6 +74,10 @@ class BatchEncoder {
   std::vector<std::byte> staging_;  // uncompressed payload when compressing
   std::vector<std::byte> entry_buf_;
   std::vector<std::byte> snapshot_;  // one page
+  // Zero-copy raw pages: runs of guest memory in payload order, then the gather list.
+  std::vector<std::span<const std::byte>> runs_;
+  std::vector<std::span<const std::byte>> segments_;
+  bool zero_copy_ = false;
 
   uint32_t region_id_ = 0;
   uint32_t round_ = 0;

@@ -50,6 +50,9 @@ Result<FrameView> parse_frame(std::span<const std::byte> message);
 // Header for `body` (CRC computed here); send it followed by the body.
 std::array<std::byte, kFrameHeaderBytes> frame_header(FrameType type,
                                                       std::span<const std::byte> body);
+// The same for a body given as a gather list (the pieces in order).
+std::array<std::byte, kFrameHeaderBytes> frame_header(
+    FrameType type, std::span<const std::span<const std::byte>> body_segments);
 
 // ---- control messages ------------------------------------------------------------------
 
