@@ -1,5 +1,7 @@
 #include "ramshift/pipeline/compression_governor.h"
 
+#include <algorithm>
+
 namespace ramshift::pipeline {
 
 CompressionGovernor::CompressionGovernor(bool enabled, bool always)
@@ -31,8 +33,11 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   } else if (probing_) {
     next = rate_[1] > rate_[0];  // probe finished: keep the faster
     probing_ = false;
-  } else if (windows_in_mode_ >= kHoldWindows) {
-    next = !mode;  // time to check the other mode again
+    hold_windows_ = next == mode ? kHoldWindows : std::min(2 * hold_windows_, kMaxHoldWindows);
+  } else if (windows_in_mode_ >= hold_windows_ || rate_[mode] < 0.95 * rate_[!mode]) {
+    // Time to check the other mode again — at once if this mode has become slower than the
+    // other was when last measured (the content or the link changed).
+    next = !mode;
     probing_ = true;
   }
   if (next != mode) {

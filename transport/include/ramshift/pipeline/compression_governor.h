@@ -26,7 +26,11 @@ class CompressionGovernor {
   // The first part of each window is discarded: bytes queued under the previous mode are
   // still draining.
   static constexpr std::chrono::milliseconds kSettle{50};
+  // Windows spent in the chosen mode before probing the other again. Each probe that loses
+  // doubles the hold (up to kMaxHoldWindows), so a mode that keeps losing — zstd on random
+  // memory — costs ever less probing; a probe that wins resets it.
   static constexpr int kHoldWindows = 8;
+  static constexpr int kMaxHoldWindows = 64;
 
   // `enabled` false: never compress (codec without zstd). `always` true: always compress.
   CompressionGovernor(bool enabled, bool always);
@@ -51,6 +55,7 @@ class CompressionGovernor {
   bool started_ = false;
   uint64_t window_bytes_ = 0;
   int windows_in_mode_ = 0;
+  int hold_windows_ = kHoldWindows;
   bool probing_ = false;
   double rate_[2] = {0, 0};  // [0] raw, [1] compressed
   uint64_t switches_ = 0;
