@@ -49,9 +49,10 @@ BENCHMARK(BM_Limit_Memcpy)->Unit(benchmark::kMillisecond);
 void BM_Limit_ReadScan(benchmark::State& state) {
   auto& src = arena(guest::Pattern::kRandom);
   for (auto _ : state) {
+    // An OR-reduction: the compiler vectorises it, so this is the memory's read bandwidth.
     uint64_t acc = 0;
     const auto* p = reinterpret_cast<const uint64_t*>(src.data());
-    for (size_t i = 0; i < kArena / 8; i += 4) acc += p[i] ^ p[i + 1] ^ p[i + 2] ^ p[i + 3];
+    for (size_t i = 0; i < kArena / 8; ++i) acc |= p[i];
     benchmark::DoNotOptimize(acc);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * kArena));
