@@ -5,7 +5,7 @@
 namespace ramshift::pipeline {
 
 CompressionGovernor::CompressionGovernor(bool enabled, bool always)
-    : adaptive_(enabled && !always), compress_(enabled) {}
+    : adaptive_(enabled && !always), compress_(enabled && always) {}
 
 void CompressionGovernor::record(uint64_t guest_bytes, Clock::time_point now) {
   if (!adaptive_) return;

@@ -1,4 +1,6 @@
 // Decides, for `--codec auto`, whether batches are zstd-compressed, by measuring both ways.
+// It starts sending raw: on a fast link a compressing first window is the costliest mistake,
+// on a slow link a raw one costs little.
 //
 // Compression pays only when the link is slower than the compressor can feed it. Rather
 // than guess either speed, the governor alternates: it measures the guest bytes per second
