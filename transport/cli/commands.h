@@ -6,9 +6,11 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "ramshift/base/status.h"
+#include "ramshift/guest/guest.h"
 #include "ramshift/guest/pattern.h"
 #include "ramshift/migration/report.h"
 
@@ -33,6 +35,8 @@ int fail_with(const Status& s);
 }  // namespace ramshift::cli
 
 namespace ramshift::cli {
+// Opens `--guest` (file:PATH or synthetic:SPEC).
+Result<std::unique_ptr<guest::SourceGuest>> open_guest(const std::string& spec, uint32_t page_size);
 // Writes a `size`-byte image of `pattern` to `path` (make-image and demo).
 Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed);
 }  // namespace ramshift::cli

@@ -20,6 +20,7 @@ struct ReceiveOptions {
   std::string json;
   bool once = false;
   double accept_timeout_s = 0;
+  double resume_seconds = 2;
 };
 
 }  // namespace
@@ -36,6 +37,9 @@ Runner add_receive(CLI::App& app) {
   cmd->add_option("--expect-size", o->expect_size, "refuse a guest of any other size, e.g. 1G");
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
   cmd->add_flag("--once", o->once, "exit after one migration (exit code = its outcome)");
+  cmd->add_option("--resume-seconds", o->resume_seconds,
+                  "a live guest runs here this long after the commit, then is verified again")
+      ->capture_default_str();
   cmd->add_option("--accept-timeout", o->accept_timeout_s,
                   "seconds to wait for a source before giving up (0 = forever)");
   return [o]() -> int {
@@ -53,6 +57,7 @@ Runner add_receive(CLI::App& app) {
     config.output_path = o->guest_out;
     config.overwrite = o->overwrite;
     config.expect_bytes = *expect;
+    config.resume_for = std::chrono::milliseconds(static_cast<int64_t>(o->resume_seconds * 1000));
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(o->accept_timeout_s * 1000));
     for (;;) {

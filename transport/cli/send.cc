@@ -6,6 +6,7 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/guest/image.h"
+#include "ramshift/guest/synthetic.h"
 #include "ramshift/migration/source.h"
 
 namespace ramshift::cli {
@@ -23,6 +24,9 @@ struct SendOptions {
   int zstd_level = pipeline::CodecConfig{}.zstd_level;
   std::string xbzrle_cache = "64M";
   double connect_timeout_s = 10;
+  double downtime_limit_ms = 100;
+  uint32_t max_rounds = 30;
+  bool auto_converge = false;
 };
 
 Result<migration::SourceConfig> make_config(const SendOptions& o) {
@@ -36,16 +40,45 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   c.page_size = o.page_size;
   c.batch_pages = o.batch_pages;
   c.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
+  c.convergence.downtime_limit =
+      std::chrono::milliseconds(static_cast<int64_t>(o.downtime_limit_ms));
+  c.convergence.max_rounds = o.max_rounds;
+  c.convergence.auto_converge = o.auto_converge;
   return c;
 }
 
 }  // namespace
 
+Result<std::unique_ptr<guest::SourceGuest>> open_guest(const std::string& spec,
+                                                       uint32_t page_size) {
+  if (spec.rfind("file:", 0) == 0) {
+    RS_ASSIGN_OR_RETURN(auto g, guest::ImageGuest::open(spec.substr(5), page_size));
+    return std::unique_ptr<guest::SourceGuest>(std::move(g));
+  }
+  if (spec.rfind("synthetic:", 0) == 0) {
+    if (page_size != guest::host_page_size())
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("a synthetic guest needs --page-size {} (the host page size)",
+                                guest::host_page_size()));
+    RS_ASSIGN_OR_RETURN(auto s, guest::SyntheticSpec::parse(spec.substr(10)));
+    RS_ASSIGN_OR_RETURN(auto g, guest::SyntheticGuest::create(s));
+    return std::unique_ptr<guest::SourceGuest>(std::move(g));
+  }
+  return Status(
+      ErrorCode::kInvalidArgument,
+      fmt::format("--guest '{}' is not understood; use file:PATH or synthetic:size=SIZE,...",
+                  spec));
+}
+
 Runner add_send(CLI::App& app) {
   auto o = std::make_shared<SendOptions>();
   auto* cmd = app.add_subcommand("send", "migrate a guest to a `ramshift receive` peer");
   cmd->add_option("--to", o->to, "destination URI, e.g. tcp://10.0.0.2:7000")->required();
-  cmd->add_option("--guest", o->guest, "what to migrate: file:PATH (a memory image)")->required();
+  cmd->add_option(
+         "--guest", o->guest,
+         "what to migrate: file:PATH (a memory image) or synthetic:size=1G[,dirty-rate=20M]"
+         "[,pattern=mixed|random|delta|zero][,threads=N] (a running guest)")
+      ->required();
   cmd->add_option("--queues", o->queues, "parallel data queues (1..64)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
@@ -67,6 +100,15 @@ Runner add_send(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--connect-timeout", o->connect_timeout_s, "seconds to wait for the destination")
       ->capture_default_str();
+  cmd->add_option("--downtime-limit", o->downtime_limit_ms,
+                  "live guests: switch over when the rest can be sent within this many ms")
+      ->capture_default_str();
+  cmd->add_option("--max-rounds", o->max_rounds, "live guests: switch over after this many rounds")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 10000));
+  cmd->add_flag(
+      "--auto-converge", o->auto_converge,
+      "live guests: throttle the guest (20%, +10%...) when it dirties faster than the link");
   return [o]() -> int {
     auto config = make_config(*o);
     if (!config) return fail_with(config.status());
@@ -74,14 +116,10 @@ Runner add_send(CLI::App& app) {
       return fail_with(
           Status(ErrorCode::kInvalidArgument,
                  fmt::format("--page-size {} is not a power of two in 1024..65536", o->page_size)));
-    if (o->guest.rfind("file:", 0) != 0)
-      return fail_with(
-          Status(ErrorCode::kInvalidArgument,
-                 fmt::format("--guest '{}' is not understood; use file:PATH", o->guest)));
-    auto guest = guest::ImageGuest::open(o->guest.substr(5), o->page_size);
+    auto guest = open_guest(o->guest, o->page_size);
     if (!guest) {
       log::error("{}", guest.status().message());
-      return 2;  // a missing or unreadable image is a usage error, whatever errno said
+      return 2;  // a guest that cannot be opened is a usage error, whatever errno said
     }
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);

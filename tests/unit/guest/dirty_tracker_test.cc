@@ -64,7 +64,7 @@ TEST_P(DirtyTrackerTest, NoWriteIsMissedWhileWritesRaceWithFetch) {
   for (auto& t : writers) t.join();
   auto last = (*tracker)->fetch_and_clear().value();
   for (uint64_t p : last) std::memcpy(shadow.data() + p * ps, mem.bytes().data() + p * ps, ps);
-  EXPECT_GT(writes.load(), 10000u);
+  EXPECT_GT(writes.load(), 1000u);  // the race had material (fault-driven tracking is slow)
   EXPECT_GT(fetched, 0u);
   size_t stale = 0;
   for (size_t p = 0; p < pages; ++p)

@@ -41,7 +41,7 @@ struct Outcome {
   MigrationReport source, destination;
 };
 
-Outcome migrate(const std::string& backend, const guest::SourceGuest& g, SourceConfig sc,
+Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig sc,
                 DestinationConfig dc) {
   static int n = 0;
   auto uri = transport::parse_uri(backend == "tcp" ? "tcp://127.0.0.1:0"

@@ -13,6 +13,7 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/guest/image.h"
+#include "ramshift/guest/synthetic.h"
 #include "ramshift/pipeline/batch_decoder.h"
 #include "ramshift/pipeline/checksum.h"
 
@@ -59,6 +60,7 @@ class DestinationRun {
     report_.error = s;
     report_.completed = s.is_ok();
     report_.verified = s.is_ok();
+    guest_.reset();   // stops its threads before its memory goes
     memory_.reset();  // removes a partial output file
     return report_;
   }
@@ -156,8 +158,8 @@ class DestinationRun {
     guest::DestinationMemory::Options opts{config_.output_path, config_.overwrite};
     RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
     for (const auto& span : memory_->regions()) total_pages_ += span.size() / hello_.page_size;
-    digest_ = std::make_unique<pipeline::MemoryDigest>(
-        sizes, size_t{hello_.batch_pages} * hello_.page_size, /*zero_filled=*/true);
+    digest_ = std::make_unique<pipeline::MemoryDigest>(sizes, hello_.page_size, hello_.batch_pages,
+                                                       /*zero_filled=*/true);
     return Status::ok();
   }
 
@@ -186,9 +188,7 @@ class DestinationRun {
         st.wire_bytes.fetch_add(msgs[i].size(), std::memory_order_relaxed);
         RS_ASSIGN_OR_RETURN(auto f, wire::parse_frame(msgs[i]));
         if (f.type == FrameType::kPageBatch) {
-          RS_ASSIGN_OR_RETURN(auto b, decoder.apply(f.body, regions));
-          // Just written, so the chunk's CRC comes from cache, not memory.
-          digest_->update(b.region_id, b.chunk, regions[b.region_id]);
+          RS_ASSIGN_OR_RETURN(auto b, decoder.apply(f.body, regions, digest_.get()));
           if (b.round != round)
             return Status(ErrorCode::kProtocol,
                           fmt::format("data queue {}: batch of round {} while in round {}", q,
@@ -234,23 +234,53 @@ class DestinationRun {
         case FrameType::kError:
           peer_failed_ = true;
           return peer_error(f->body, "source");
+        case FrameType::kDeviceState:
+          device_state_.assign(reinterpret_cast<const char*>(f->body.data()), f->body.size());
+          break;
         case FrameType::kDigest: {
           RS_ASSIGN_OR_RETURN(auto digest, wire::decode_digest(f->body));
           RS_RETURN_IF_ERROR(check_digest(digest));
           RS_RETURN_IF_ERROR(memory_->commit());
+          if (!device_state_.empty()) RS_RETURN_IF_ERROR(resume_guest());
           RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
           (void)conn_->flush(0, milliseconds(1000));
           // The source says bye (or just closes); either ends the session.
           auto bye = receive_frame(*conn_, 0, milliseconds(5000));
           if (bye && bye->type != FrameType::kBye)
             log::warn("source sent {} after commit", wire::frame_type_name(bye->type));
-          return Status::ok();
+          return run_resumed_guest();
         }
         default:
           return Status(ErrorCode::kProtocol, fmt::format("unexpected {} on the control queue",
                                                           wire::frame_type_name(f->type)));
       }
     }
+  }
+
+  // A live guest arrived: take it over, check every page, and let it run (before COMMIT,
+  // so the source's downtime ends when the guest runs here).
+  Status resume_guest() {
+    RS_ASSIGN_OR_RETURN(auto spec, guest::SyntheticSpec::parse(device_state_));
+    if (memory_->regions().size() != 1)
+      return Status(ErrorCode::kMismatch,
+                    "device state is a synthetic guest but the table has several regions");
+    RS_ASSIGN_OR_RETURN(guest_, guest::SyntheticGuest::adopt(spec, memory_->regions()[0]));
+    // No page check here: the digest just proved the memory equals the paused source's, and
+    // every page is checked after the guest has run (run_resumed_guest), off the downtime.
+    guest_->resume();
+    report_.resumed_verified = false;
+    return Status::ok();
+  }
+
+  // After the commit: the guest keeps running here for resume_for, then is checked again.
+  Status run_resumed_guest() {
+    if (!guest_) return Status::ok();
+    std::this_thread::sleep_for(config_.resume_for);
+    guest_->pause();
+    report_.resumed_writes = guest_->writes();
+    Status s = guest_->verify().with_context("the guest after running on the destination");
+    report_.resumed_verified = s.is_ok();
+    return s;
   }
 
   Status current_error() {
@@ -300,6 +330,8 @@ class DestinationRun {
   wire::RegionTable table_;
   std::unique_ptr<guest::DestinationMemory> memory_;
   std::unique_ptr<pipeline::MemoryDigest> digest_;
+  std::string device_state_;
+  std::unique_ptr<guest::SyntheticGuest> guest_;  // declared after memory_: destroyed first
   uint32_t queues_ = 0;
   uint64_t total_pages_ = 0;
   std::unique_ptr<QueueState[]> state_;

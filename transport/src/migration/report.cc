@@ -23,6 +23,23 @@ std::string MigrationReport::to_json() const {
   j["transport"] = transport;
   j["codec"] = codec;
   if (!peer.empty()) j["peer"] = peer;
+  j["throttle_pct"] = throttle_pct;
+  auto rounds_json = nlohmann::ordered_json::array();
+  for (const auto& r : rounds_detail)
+    rounds_json.push_back(
+        {{"round", r.round},
+         {"pages", r.pages},
+         {"guest_bytes", r.guest_bytes},
+         {"wire_bytes", r.wire_bytes},
+         {"ms", r.ms},
+         {"bandwidth_bytes_per_s", r.ms > 0 ? r.guest_bytes / (r.ms / 1000) : 0},
+         {"dirty_bytes_after", r.dirty_bytes_after},
+         {"dirty_rate_bytes_per_s", r.ms > 0 ? r.dirty_bytes_after / (r.ms / 1000) : 0},
+         {"expected_downtime_ms", r.expected_downtime_ms},
+         {"throttle_pct", r.throttle_pct}});
+  j["rounds_detail"] = rounds_json;
+  if (resumed_verified)
+    j["resumed"] = {{"verified", *resumed_verified}, {"writes", resumed_writes}};
   if (auto_compressed_bytes_per_s || auto_raw_bytes_per_s)
     j["codec_auto"] = {{"compressed_bytes_per_s", auto_compressed_bytes_per_s.value_or(0)},
                        {"raw_bytes_per_s", auto_raw_bytes_per_s.value_or(0)}};

@@ -2,15 +2,19 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
+#include <iterator>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "frame_io.h"
 #include "ramshift/base/log.h"
+#include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/batch_encoder.h"
 #include "ramshift/pipeline/checksum.h"
 #include "ramshift/pipeline/compression_governor.h"
@@ -38,7 +42,7 @@ struct alignas(64) QueueStats {
 
 class SourceRun {
  public:
-  SourceRun(const guest::SourceGuest& guest, const SourceConfig& config, const ProgressFn& progress)
+  SourceRun(guest::SourceGuest& guest, const SourceConfig& config, const ProgressFn& progress)
       : guest_(guest),
         config_(config),
         progress_(progress),
@@ -79,11 +83,79 @@ class SourceRun {
     conn_ = std::move(conn).value();
     report_.peer = conn_->describe();
     Status s = handshake();
-    if (s) s = stream_round(0);
+    // Tracking starts before round 0 reads anything, so no write can fall between the two.
+    if (s) s = guest_.start_dirty_log().with_context("dirty tracking");
+    if (s) s = stream_round(0, all_pages());
+    if (s && !guest_.immutable()) s = precopy_rounds();
     if (s) s = verify();
     if (!s && s.code() != ErrorCode::kDisconnected && !peer_failed_) send_error_frame(*conn_, s);
     conn_->close();
+    if (!s && paused_) {
+      guest_.resume();  // nothing was committed: the source keeps the guest
+      log::info("source guest resumed after the failed switchover");
+    }
     return s;
+  }
+
+  // Per region, the pages of a round (ascending), or nullopt for every page.
+  using Selection = std::vector<std::optional<std::vector<uint64_t>>>;
+  Selection all_pages() const { return Selection(guest_.regions().size()); }
+
+  Result<Selection> fetch_dirty() {
+    Selection sel;
+    for (uint32_t r = 0; r < guest_.regions().size(); ++r) {
+      RS_ASSIGN_OR_RETURN(auto pages, guest_.fetch_dirty(r));
+      sel.emplace_back(std::move(pages));
+    }
+    return sel;
+  }
+  static uint64_t count(const Selection& sel) {
+    uint64_t n = 0;
+    for (const auto& s : sel) n += s ? s->size() : 0;
+    return n;
+  }
+
+  // Rounds 1..n while the guest runs, then the switchover round with it paused.
+  Status precopy_rounds() {
+    ConvergencePolicy policy(config_.convergence);
+    RoundDetail last = report_.rounds_detail.back();
+    for (uint32_t round = 1;; ++round) {
+      RS_ASSIGN_OR_RETURN(Selection dirty, fetch_dirty());
+      const uint64_t dirty_bytes = count(dirty) * config_.page_size;
+      RoundMeasurement m{round - 1, last.ms / 1000, last.guest_bytes, dirty_bytes};
+      Decision d = policy.after_round(m);
+      auto& detail = report_.rounds_detail.back();
+      detail.dirty_bytes_after = dirty_bytes;
+      detail.expected_downtime_ms = d.expected_downtime_ms;
+      log::info("round {}: {}", round - 1, d.reason);
+      if (d.kind == Decision::kFail) return Status(ErrorCode::kTimeout, d.reason);
+      if (d.kind == Decision::kThrottle) {
+        guest_.set_throttle(d.throttle_pct);
+        report_.throttle_pct = d.throttle_pct;
+      }
+      if (d.kind == Decision::kSwitchover) return switchover(round, std::move(dirty));
+      RS_RETURN_IF_ERROR(stream_round(round, dirty));
+      last = report_.rounds_detail.back();
+    }
+  }
+
+  // Pause, send what is still dirty, the device state and the digest; wait for the commit.
+  Status switchover(uint32_t round, Selection dirty) {
+    pause_time_ = Clock::now();
+    guest_.pause();
+    paused_ = true;
+    RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
+    for (size_t r = 0; r < dirty.size(); ++r) {
+      std::vector<uint64_t> merged;
+      std::set_union(dirty[r]->begin(), dirty[r]->end(), more[r]->begin(), more[r]->end(),
+                     std::back_inserter(merged));
+      dirty[r] = std::move(merged);
+    }
+    RS_RETURN_IF_ERROR(stream_round(round, dirty));
+    std::string state = guest_.device_state();
+    RS_RETURN_IF_ERROR(send_control(
+        FrameType::kDeviceState, {reinterpret_cast<const std::byte*>(state.data()), state.size()}));
+    return Status::ok();
   }
 
   Status send_control(FrameType type, std::span<const std::byte> body) {
@@ -127,10 +199,11 @@ class SourceRun {
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
     hello.software = "ramshift 0.1.0";
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
+    encoders_.resize(config_.queues);
     std::vector<uint64_t> sizes;
     for (const auto& r : guest_.regions()) sizes.push_back(r.bytes);
-    digest_ = std::make_unique<pipeline::MemoryDigest>(
-        sizes, size_t{config_.batch_pages} * config_.page_size, false);
+    digest_ = std::make_unique<pipeline::MemoryDigest>(sizes, config_.page_size,
+                                                       config_.batch_pages, false);
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(hello)));
     RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kHello, milliseconds(10000)));
     RS_ASSIGN_OR_RETURN(wire::Hello peer, wire::decode_hello(body));
@@ -149,14 +222,19 @@ class SourceRun {
     return Status::ok();
   }
 
-  Status stream_round(uint32_t round) {
+  Status stream_round(uint32_t round, const Selection& selection) {
     const uint32_t n = config_.queues;
+    const auto round_start = Clock::now();
     stats_ = std::make_unique<QueueStats[]>(n);
+    finished_ = 0;
     uint64_t total_pages = 0;
-    for (const auto& r : guest_.regions()) total_pages += r.memory.size() / config_.page_size;
+    for (uint32_t r = 0; r < guest_.regions().size(); ++r)
+      total_pages += selection[r] ? selection[r]->size()
+                                  : guest_.regions()[r].memory.size() / config_.page_size;
+    const uint64_t wire_before = report_.wire_bytes;
     std::vector<std::thread> threads;
     for (uint32_t q = 0; q < n; ++q)
-      threads.emplace_back([this, q, round] { queue_main(q, round); });
+      threads.emplace_back([this, q, round, &selection] { queue_main(q, round, selection); });
 
     // Control thread: watch for an early ERROR from the destination and report progress.
     Status control;
@@ -174,7 +252,9 @@ class SourceRun {
       }
       if (finished_.load() == n) break;
       transport::ConstBuffer msg[1];
-      auto got = conn_->poll(0, msg, milliseconds(50));
+      // Short waits: the end of the round is noticed within 1 ms (it is part of downtime in
+      // the final round).
+      auto got = conn_->poll(0, msg, milliseconds(1));
       if (!got) {
         if (!abort_.load()) control = got.status().with_context("destination");
         break;
@@ -206,6 +286,14 @@ class SourceRun {
       if (first.is_ok() && !stats_[q].status.is_ok()) first = stats_[q].status;
     }
     report_.rounds = round + 1;
+    RoundDetail detail;
+    detail.round = round;
+    detail.pages = total_pages;
+    detail.guest_bytes = total_pages * config_.page_size;
+    detail.wire_bytes = report_.wire_bytes - wire_before;
+    detail.ms = std::chrono::duration<double, std::milli>(Clock::now() - round_start).count();
+    detail.throttle_pct = report_.throttle_pct;
+    report_.rounds_detail.push_back(detail);
     if (progress_ && first.is_ok())
       progress_({total_pages * config_.page_size, total_pages * config_.page_size,
                  report_.wire_bytes, round, ms_since(start_) / 1000});
@@ -217,8 +305,8 @@ class SourceRun {
     return first;
   }
 
-  void queue_main(uint32_t q, uint32_t round) {
-    Status s = stream_queue(q, round);
+  void queue_main(uint32_t q, uint32_t round, const Selection& selection) {
+    Status s = stream_queue(q, round, selection);
     if (!s && !abort_.exchange(true)) conn_->close();
     if (!s) stats_[q].status = s;
     finished_.fetch_add(1);
@@ -232,10 +320,14 @@ class SourceRun {
     return Status::ok();
   }
 
-  Status stream_queue(uint32_t q, uint32_t round) {
+  Status stream_queue(uint32_t q, uint32_t round, const Selection& selection) {
     const uint32_t n = config_.queues;
     const size_t ps = config_.page_size;
-    pipeline::BatchEncoder encoder(config_.codec, ps, config_.batch_pages, cache_per_queue_);
+    // One encoder per queue for the whole migration: its XBZRLE cache must outlive rounds.
+    if (!encoders_[q])
+      encoders_[q] = std::make_unique<pipeline::BatchEncoder>(
+          config_.codec, ps, config_.batch_pages, cache_per_queue_);
+    pipeline::BatchEncoder& encoder = *encoders_[q];
     QueueStats& st = stats_[q];
     uint64_t batches = 0;
     const auto& regions = guest_.regions();
@@ -243,30 +335,55 @@ class SourceRun {
       const std::byte* base = regions[r].memory.data();
       const uint64_t pages = regions[r].memory.size() / ps;
       const uint64_t chunks = (pages + config_.batch_pages - 1) / config_.batch_pages;
+      const std::vector<uint64_t>* list = selection[r] ? &*selection[r] : nullptr;
+      size_t li = 0;  // position in `list`
       // Chunk c always travels on queue c % n, so each page meets the same XBZRLE cache.
       for (uint64_t c = q; c < chunks; c += n) {
         if (abort_.load(std::memory_order_relaxed))
           return Status(ErrorCode::kCancelled, "cancelled");
         uint64_t first = c * config_.batch_pages;
         uint64_t last = std::min(pages, first + config_.batch_pages);
+        size_t list_begin = 0, list_end = 0;
+        if (list) {  // the selected pages of this chunk: a slice of the sorted list
+          while (li < list->size() && (*list)[li] < first) ++li;
+          list_begin = li;
+          while (li < list->size() && (*list)[li] < last) ++li;
+          list_end = li;
+          if (list_begin == list_end) continue;
+        }
         pipeline::BatchPolicy policy;
         policy.skip_zero = round == 0;  // a fresh destination is zero-filled
-        policy.compress = governor_.should_compress();
+        // With the guest paused, compression time is downtime: `auto` sends the final
+        // round uncompressed (an explicit zstd codec still compresses).
+        policy.compress = governor_.should_compress() &&
+                          !(paused_ && config_.codec.mode == pipeline::CodecMode::kAuto);
         policy.cache_insert = round > 0;
         policy.zero_copy = guest_.immutable();
         encoder.begin(r, round, policy);
-        for (uint64_t p = first; p < last; ++p) encoder.add(p, base + p * ps);
+        uint64_t handled = 0;
+        // Each page's digest entry is refreshed right after the encoder read it (cache-hot).
+        if (list) {
+          for (size_t i = list_begin; i < list_end; ++i) {
+            encoder.add((*list)[i], base + (*list)[i] * ps);
+            digest_->update_page(r, (*list)[i], regions[r].memory);
+          }
+          handled = list_end - list_begin;
+        } else {
+          for (uint64_t p = first; p < last; ++p) {
+            encoder.add(p, base + p * ps);
+            digest_->update_page(r, p, regions[r].memory);
+          }
+          handled = last - first;
+        }
         auto batch = encoder.finish();
-        // The chunk was just read, so its CRC comes from cache, not memory.
-        digest_->update(r, c, regions[r].memory);
         if (!batch.empty()) {
           limiter_.acquire(batch.bytes + wire::kFrameHeaderBytes);
           RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kPageBatch, batch.segments));
           ++batches;
         }
         st.counts += encoder.counts();
-        st.pages_done.fetch_add(last - first, std::memory_order_relaxed);
-        governor_.record((last - first) * ps);
+        st.pages_done.fetch_add(handled, std::memory_order_relaxed);
+        governor_.record(handled * ps);
       }
     }
     RS_RETURN_IF_ERROR(
@@ -278,16 +395,18 @@ class SourceRun {
     wire::Digest digest;
     digest.final_round = report_.rounds - 1;
     digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
-    digest.regions = digest_->crcs();
+    digest.regions = digest_->chunk_crcs();
     RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
     RS_ASSIGN_OR_RETURN(auto commit, await(FrameType::kCommit, config_.verdict_timeout));
     RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kCommit, commit));
+    // The destination resumed the guest before it sent COMMIT.
+    if (paused_) report_.downtime_ms = ms_since(pause_time_);
     (void)send_control(FrameType::kBye, {});
     (void)conn_->flush(0, milliseconds(1000));
     return Status::ok();
   }
 
-  const guest::SourceGuest& guest_;
+  guest::SourceGuest& guest_;
   const SourceConfig& config_;
   const ProgressFn& progress_;
   pipeline::CompressionGovernor governor_;
@@ -295,9 +414,12 @@ class SourceRun {
   std::unique_ptr<transport::Connection> conn_;
   std::unique_ptr<QueueStats[]> stats_;
   std::unique_ptr<pipeline::MemoryDigest> digest_;
+  std::vector<std::unique_ptr<pipeline::BatchEncoder>> encoders_;  // per data queue
   std::atomic<bool> abort_{false};
   std::atomic<uint32_t> finished_{0};
   bool peer_failed_ = false;
+  bool paused_ = false;
+  Clock::time_point pause_time_;
   uint64_t cache_per_queue_ = 0;
   uint64_t wire_control_ = 0;
   Clock::time_point start_;
@@ -306,7 +428,7 @@ class SourceRun {
 
 }  // namespace
 
-MigrationReport run_source(const guest::SourceGuest& guest, const SourceConfig& config,
+MigrationReport run_source(guest::SourceGuest& guest, const SourceConfig& config,
                            const ProgressFn& progress) {
   return SourceRun(guest, config, progress).run();
 }

@@ -21,7 +21,8 @@ BatchDecoder::BatchDecoder(size_t page_size, size_t max_pages, size_t cache_byte
 }
 
 Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
-                                         std::span<const std::span<std::byte>> regions) {
+                                         std::span<const std::span<std::byte>> regions,
+                                         MemoryDigest* digest) {
   if (body.size() < kBatchHeaderBytes)
     return bad(
         fmt::format("{} bytes is shorter than the {}-byte header", body.size(), kBatchHeaderBytes));
@@ -131,6 +132,7 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
         break;
       }
     }
+    if (digest) digest->update_page(out.region_id, index, region);
     off += len;
   }
   return out;

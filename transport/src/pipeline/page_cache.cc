@@ -12,6 +12,8 @@ PageCache::PageCache(size_t capacity_bytes, size_t page_size) : page_size_(page_
   shift_ = 64 - static_cast<unsigned>(std::countr_zero(n));
   if (n == 1) shift_ = 63;  // a shift by 64 is undefined; slot_of masks the result anyway
   keys_.assign(n, kEmptyKey);
+  // Zero-filled on purpose: touching every page now, at set-up, keeps thousands of first-touch
+  // page faults out of the rounds (measured: +40 ms in a 2,000-page final round otherwise).
   data_ = std::make_unique<std::byte[]>(n * page_size);
 }
 

@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <span>
+
 #include <string>
 #include <vector>
+#include "ramshift/base/status.h"
 
 namespace ramshift::guest {
 
@@ -25,6 +27,20 @@ class SourceGuest {
   // True when the memory cannot change during the migration (an image): the sender may
   // then hand pages to the transport without copying them first.
   virtual bool immutable() const { return false; }
+
+  // Live guests (all no-ops for an immutable one).
+  // Starts kernel dirty tracking of every region; pages written from now on are reported.
+  virtual Status start_dirty_log() { return Status::ok(); }
+  // Pages of `region` (in page_size units) written since the last call, ascending, and
+  // clears them. Immutable guests never have any.
+  virtual Result<std::vector<uint64_t>> fetch_dirty(uint32_t) { return std::vector<uint64_t>{}; }
+  // Stops the vCPUs at a point where memory is consistent; returns once they stopped.
+  virtual void pause() {}
+  virtual void resume() {}
+  // Slows the vCPUs to (100 - percent)% of their speed (auto-converge).
+  virtual void set_throttle(int) {}
+  // Opaque device state, sent at switchover.
+  virtual std::string device_state() const { return {}; }
 };
 
 }  // namespace ramshift::guest

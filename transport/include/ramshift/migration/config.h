@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <string>
 
+#include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/codec.h"
 #include "ramshift/transport/uri.h"
 
@@ -20,7 +21,8 @@ struct SourceConfig {
   // Why 64 pages (256 KiB): at or above the 64 KiB where perftest reaches line rate, and
   // small enough that 2 x 8 MiB of socket buffer holds dozens of batches per queue.
   uint32_t batch_pages = 64;
-  uint64_t bandwidth_limit = 0;  // bytes/s of wire traffic over all queues; 0 = unlimited
+  uint64_t bandwidth_limit = 0;   // bytes/s of wire traffic over all queues; 0 = unlimited
+  ConvergenceConfig convergence;  // live guests only
   std::chrono::milliseconds connect_timeout{10000};
   // How long to wait for the destination's verdict after the last page.
   std::chrono::milliseconds verdict_timeout{600000};
@@ -31,6 +33,9 @@ struct DestinationConfig {
   bool overwrite = false;
   uint64_t expect_bytes = 0;  // --expect-size; 0 = accept any size
   std::chrono::milliseconds handshake_timeout{10000};
+  // A live guest received: how long it runs here after the commit before it is verified
+  // again and the command ends (0 = verify once, do not run it).
+  std::chrono::milliseconds resume_for{2000};
 };
 
 }  // namespace ramshift::migration

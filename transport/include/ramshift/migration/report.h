@@ -4,11 +4,24 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ramshift/base/status.h"
 #include "ramshift/pipeline/batch_format.h"
 
 namespace ramshift::migration {
+
+// One pre-copy round as the source saw it.
+struct RoundDetail {
+  uint32_t round = 0;
+  uint64_t pages = 0;  // pages handled in the round
+  uint64_t guest_bytes = 0;
+  uint64_t wire_bytes = 0;
+  double ms = 0;
+  uint64_t dirty_bytes_after = 0;   // dirtied while the round ran (what the next one sends)
+  double expected_downtime_ms = 0;  // dirty_bytes_after / the round's bandwidth
+  int throttle_pct = 0;
+};
 
 struct MigrationReport {
   std::string role;  // "source" or "destination"
@@ -28,6 +41,11 @@ struct MigrationReport {
   // --codec auto: guest bytes/s measured while compressing and while raw (0 = not measured).
   std::optional<double> auto_compressed_bytes_per_s;
   std::optional<double> auto_raw_bytes_per_s;
+  std::vector<RoundDetail> rounds_detail;  // source only
+  int throttle_pct = 0;                    // auto-converge throttle at the end
+  // Destination of a live guest: it ran here after the commit and stayed consistent.
+  std::optional<bool> resumed_verified;
+  uint64_t resumed_writes = 0;
   Status error;  // ok when completed
 
   double throughput_mbps() const {

@@ -16,6 +16,7 @@
 
 #include "ramshift/base/status.h"
 #include "ramshift/pipeline/batch_format.h"
+#include "ramshift/pipeline/checksum.h"
 #include "ramshift/pipeline/page_cache.h"
 #include "ramshift/pipeline/zstd_context.h"
 
@@ -32,9 +33,11 @@ class BatchDecoder {
  public:
   BatchDecoder(size_t page_size, size_t max_pages, size_t cache_bytes);
 
-  // `regions[i]` is the destination memory of region i (a whole number of pages).
+  // `regions[i]` is the destination memory of region i (a whole number of pages). With a
+  // `digest`, each placed page's entry is refreshed right after it was written.
   Result<DecodedBatch> apply(std::span<const std::byte> body,
-                             std::span<const std::span<std::byte>> regions);
+                             std::span<const std::span<std::byte>> regions,
+                             MemoryDigest* digest = nullptr);
 
  private:
   size_t page_size_;

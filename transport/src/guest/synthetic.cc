@@ -1,0 +1,281 @@
+#include "ramshift/guest/synthetic.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "ramshift/base/byte_order.h"
+#include "ramshift/base/units.h"
+#include "ramshift/pipeline/checksum.h"
+
+namespace ramshift::guest {
+namespace {
+
+constexpr uint64_t kTag = 0x5253474553540000ull;  // "RSGEST" in the high bytes
+constexpr size_t kHeader = 24;
+
+const char* pattern_text(WorkloadPattern p) {
+  switch (p) {
+    case WorkloadPattern::kMixed:
+      return "mixed";
+    case WorkloadPattern::kRandom:
+      return "random";
+    case WorkloadPattern::kDelta:
+      return "delta";
+    case WorkloadPattern::kZero:
+      return "zero";
+  }
+  return "?";
+}
+
+inline uint64_t next(uint64_t& s) {
+  s ^= s << 13;
+  s ^= s >> 7;
+  s ^= s << 17;
+  return s;
+}
+
+constexpr std::string_view kWords[] = {"page ",  "guest ", "dirty ",  "queue ",
+                                       "round ", "the ",   "memory ", "0000 "};
+
+}  // namespace
+
+std::string SyntheticSpec::to_string() const {
+  return fmt::format("size={},dirty-rate={},pattern={},threads={},seed={}", size, dirty_rate,
+                     pattern_text(pattern), threads, seed);
+}
+
+Result<SyntheticSpec> SyntheticSpec::parse(std::string_view text) {
+  SyntheticSpec s;
+  bool have_size = false;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view{} : text.substr(comma + 1);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos)
+      return Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format("synthetic guest: '{}' is not key=value (e.g. size=1G,dirty-rate=20M)",
+                      item));
+    std::string_view key = item.substr(0, eq), value = item.substr(eq + 1);
+    if (key == "size") {
+      RS_ASSIGN_OR_RETURN(s.size, parse_size(value));
+      have_size = true;
+    } else if (key == "dirty-rate") {
+      RS_ASSIGN_OR_RETURN(s.dirty_rate, parse_rate(value));
+    } else if (key == "pattern") {
+      if (value == "mixed")
+        s.pattern = WorkloadPattern::kMixed;
+      else if (value == "random")
+        s.pattern = WorkloadPattern::kRandom;
+      else if (value == "delta")
+        s.pattern = WorkloadPattern::kDelta;
+      else if (value == "zero")
+        s.pattern = WorkloadPattern::kZero;
+      else
+        return Status(
+            ErrorCode::kInvalidArgument,
+            fmt::format("synthetic guest: unknown pattern '{}' (mixed, random, delta, zero)",
+                        value));
+    } else if (key == "threads") {
+      RS_ASSIGN_OR_RETURN(uint64_t n, parse_size(value));
+      if (n < 1 || n > 64)
+        return Status(ErrorCode::kInvalidArgument, "synthetic guest: threads must be 1..64");
+      s.threads = static_cast<uint32_t>(n);
+    } else if (key == "seed") {
+      RS_ASSIGN_OR_RETURN(s.seed, parse_size(value));
+    } else {
+      return Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format(
+              "synthetic guest: unknown key '{}' (size, dirty-rate, pattern, threads, seed)", key));
+    }
+  }
+  if (!have_size && s.size == 0)
+    return Status(ErrorCode::kInvalidArgument, "synthetic guest: size=0");
+  if (s.size < host_page_size() * 16)
+    return Status(ErrorCode::kInvalidArgument, "synthetic guest: size must be at least 64 KiB");
+  return s;
+}
+
+void SyntheticGuest::write_page(uint64_t page, uint64_t generation, uint64_t rng) {
+  const size_t ps = host_page_size();
+  std::byte* p = memory_.data() + page * ps;
+  if (spec_.pattern == WorkloadPattern::kZero && generation > 1) {
+    std::memset(p, 0, ps);
+    return;
+  }
+  std::byte* body = p + kHeader;
+  const size_t body_len = ps - kHeader;
+  uint64_t s = rng | 1;
+  switch (spec_.pattern) {
+    case WorkloadPattern::kRandom:
+      for (size_t i = 0; i + 8 <= body_len; i += 8) store_le<uint64_t>(body + i, next(s));
+      break;
+    case WorkloadPattern::kDelta:
+      if (load_le<uint64_t>(p) != (page ^ kTag)) {  // first write: a text body
+        for (size_t i = 0; i < body_len; ++i)
+          body[i] = static_cast<std::byte>('a' + (page + i) % 26);
+      } else {
+        body[next(s) % body_len] = static_cast<std::byte>(next(s));
+      }
+      break;
+    default: {  // mixed (and the first fill of zero): random words, then text
+      size_t half = body_len / 2 / 8 * 8;
+      for (size_t i = 0; i < half; i += 8) store_le<uint64_t>(body + i, next(s));
+      size_t i = half;
+      while (i < body_len) {
+        std::string_view w = kWords[next(s) & 7];
+        size_t n = std::min(w.size(), body_len - i);
+        std::memcpy(body + i, w.data(), n);
+        i += n;
+      }
+    }
+  }
+  store_le<uint64_t>(p, page ^ kTag);
+  store_le<uint64_t>(p + 8, generation);
+  store_le<uint32_t>(p + 16, pipeline::crc32c({body, body_len}));
+  store_le<uint32_t>(p + 20, static_cast<uint32_t>(spec_.pattern));
+}
+
+Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::create(const SyntheticSpec& spec) {
+  std::unique_ptr<SyntheticGuest> g(new SyntheticGuest());
+  g->spec_ = spec;
+  RS_ASSIGN_OR_RETURN(g->owned_, MappedMemory::anonymous(spec.size));
+  g->memory_ = g->owned_.bytes();
+  const size_t ps = host_page_size();
+  const uint64_t pages = g->memory_.size() / ps;
+  uint64_t s = spec.seed * 0x9E3779B97F4A7C15ull + 1;
+  for (uint64_t p = 0; p < pages; ++p) {
+    // mixed leaves a quarter of the pages zero, like a booted guest's free memory
+    if (spec.pattern == WorkloadPattern::kMixed && (next(s) & 3) == 0) continue;
+    g->write_page(p, 1, next(s));
+  }
+  g->regions_.push_back(Region{"ram", spec.size, g->memory_});
+  g->start_threads(false);
+  return g;
+}
+
+Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::adopt(const SyntheticSpec& spec,
+                                                              std::span<std::byte> memory) {
+  if (memory.size() < spec.size)
+    return Status(ErrorCode::kMismatch, "synthetic guest: memory smaller than its spec");
+  std::unique_ptr<SyntheticGuest> g(new SyntheticGuest());
+  g->spec_ = spec;
+  g->memory_ =
+      memory.subspan(0, (spec.size + host_page_size() - 1) / host_page_size() * host_page_size());
+  g->regions_.push_back(Region{"ram", spec.size, g->memory_});
+  g->start_threads(true);
+  return g;
+}
+
+SyntheticGuest::~SyntheticGuest() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+  tracker_.reset();  // before the memory goes
+}
+
+std::string SyntheticGuest::describe() const {
+  return fmt::format("synthetic guest {} ({}), dirtying {}/s with {} thread(s)",
+                     format_bytes(spec_.size), pattern_text(spec_.pattern),
+                     format_bytes(spec_.dirty_rate), spec_.threads);
+}
+
+void SyntheticGuest::start_threads(bool paused) {
+  pause_ = paused;
+  for (uint32_t t = 0; t < spec_.threads; ++t) threads_.emplace_back([this, t] { workload(t); });
+  if (paused) pause();
+}
+
+void SyntheticGuest::workload(uint32_t thread) {
+  using Clock = std::chrono::steady_clock;
+  const size_t ps = host_page_size();
+  const uint64_t pages = memory_.size() / ps;
+  uint64_t s = (spec_.seed + 7919 * (thread + 1)) * 0x9E3779B97F4A7C15ull + 3;
+  const double per_thread = static_cast<double>(spec_.dirty_rate) / spec_.threads;
+  auto next_write = Clock::now();
+  uint64_t generation = 2;
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      if (pause_ || stop_) {
+        ++parked_;
+        cv_.notify_all();
+        cv_.wait(lock, [&] { return !pause_ || stop_; });
+        --parked_;
+        if (stop_) return;
+        next_write = Clock::now();
+      }
+    }
+    if (per_thread <= 0) {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(50));
+      continue;
+    }
+    write_page(next(s) % pages, generation++, next(s));
+    writes_.fetch_add(1, std::memory_order_relaxed);
+    double slow = 100.0 / std::max(1, 100 - throttle_.load(std::memory_order_relaxed));
+    next_write += std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(ps / per_thread * slow));
+    auto now = Clock::now();
+    if (next_write > now)
+      std::this_thread::sleep_until(next_write);
+    else if (now - next_write > std::chrono::milliseconds(100))
+      next_write = now;  // no bursts
+  }
+}
+
+void SyntheticGuest::pause() {
+  std::unique_lock lock(mu_);
+  pause_ = true;
+  cv_.notify_all();
+  cv_.wait(lock, [&] { return parked_ == threads_.size(); });
+}
+
+void SyntheticGuest::resume() {
+  std::lock_guard lock(mu_);
+  pause_ = false;
+  cv_.notify_all();
+}
+
+void SyntheticGuest::set_throttle(int percent) { throttle_ = std::clamp(percent, 0, 99); }
+
+Status SyntheticGuest::start_dirty_log() {
+  RS_ASSIGN_OR_RETURN(tracker_, DirtyTracker::start(memory_));
+  return Status::ok();
+}
+
+Result<std::vector<uint64_t>> SyntheticGuest::fetch_dirty(uint32_t) {
+  if (!tracker_) return Status(ErrorCode::kInternal, "dirty log not started");
+  return tracker_->fetch_and_clear();
+}
+
+Status SyntheticGuest::verify() const {
+  const size_t ps = host_page_size();
+  const uint64_t pages = memory_.size() / ps;
+  for (uint64_t p = 0; p < pages; ++p) {
+    const std::byte* page = memory_.data() + p * ps;
+    uint64_t tag = load_le<uint64_t>(page);
+    if (tag == 0 && load_le<uint64_t>(page + 8) == 0 &&
+        std::all_of(page, page + ps, [](std::byte b) { return b == std::byte{0}; }))
+      continue;
+    if (tag != (p ^ kTag))
+      return Status(ErrorCode::kCorrupt,
+                    fmt::format("guest page {} holds the header of page {}", p, tag ^ kTag));
+    uint32_t crc = pipeline::crc32c({page + kHeader, ps - kHeader});
+    if (crc != load_le<uint32_t>(page + 16))
+      return Status(ErrorCode::kCorrupt,
+                    fmt::format("guest page {} (generation {}) fails its checksum", p,
+                                load_le<uint64_t>(page + 8)));
+  }
+  return Status::ok();
+}
+
+}  // namespace ramshift::guest
