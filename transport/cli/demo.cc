@@ -1,10 +1,10 @@
-// `ramshift demo`: one command that shows the product working on one machine. It writes a
-// memory image, starts a receiver process, sends the image to it with the progress bar,
-// checks the received copy bit for bit (independently of the built-in digest) and prints
-// the report. The live-engine issue turns this into a running synthetic guest.
+// `ramshift demo`: one command that shows the product working on one machine. It starts a
+// receiver process, migrates a running synthetic guest to it (this process is the source)
+// with a progress bar, and prints both reports: the destination checks the digest, resumes
+// the guest, lets it run and checks every page again. With `--guest image` it moves a memory
+// image instead and compares the two files byte for byte itself.
 #include <fcntl.h>
 #include <spawn.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +15,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "commands.h"
@@ -32,11 +35,14 @@ namespace ramshift::cli {
 namespace {
 
 struct DemoOptions {
-  std::string size = "256M";
+  std::string guest = "synthetic:size=1G,dirty-rate=20M,pattern=mixed";
+  std::string size = "256M";  // --guest image
   std::string pattern = "mixed";
-  std::string transport = "tcp";
+  std::string transport = "auto";
+  std::string mode = "precopy";
   uint32_t queues = 2;
   std::string codec = "auto";
+  double downtime_limit_ms = 100;
   std::string json;
   bool keep = false;
 };
@@ -49,8 +55,12 @@ Result<std::pair<pid_t, std::string>> spawn_receiver(const std::string& out_path
   UniqueFd rd(fds[0]), wr(fds[1]);
   std::string self = std::filesystem::read_symlink("/proc/self/exe");
   std::vector<std::string> args = {
-      self,     "-q",          "receive", "--listen", "tcp://127.0.0.1:0",
-      "--once", "--guest-out", out_path,  "--json",   json};
+      self,     "-q",     "receive", "--listen",         "tcp://127.0.0.1:0",
+      "--once", "--json", json,      "--resume-seconds", "1"};
+  if (!out_path.empty()) {
+    args.push_back("--guest-out");
+    args.push_back(out_path);
+  }
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -90,19 +100,24 @@ Result<bool> files_identical(const std::string& a, const std::string& b) {
 }
 
 int run_demo(const DemoOptions& o) {
-  auto size = parse_size(o.size);
-  if (!size) return fail_with(size.status());
-  auto pattern = guest::parse_pattern(o.pattern);
-  if (!pattern) return fail_with(pattern.status());
   migration::SourceConfig config;
   auto codec = pipeline::parse_codec(o.codec);
   if (!codec) return fail_with(codec.status());
   config.codec.mode = *codec;
   config.queues = o.queues;
-  if (o.transport != "tcp" && o.transport != "loopback")
+  config.convergence.downtime_limit =
+      std::chrono::milliseconds(static_cast<int64_t>(o.downtime_limit_ms));
+  if (o.mode != "precopy")
+    return fail_with(Status(ErrorCode::kInvalidArgument,
+                            fmt::format("--mode {} is not available yet (precopy)", o.mode)));
+  if (o.transport == "rdma")
+    return fail_with(Status(ErrorCode::kInvalidArgument,
+                            "--transport rdma: this build has no RDMA backend; use auto or tcp"));
+  if (o.transport != "auto" && o.transport != "tcp" && o.transport != "loopback")
     return fail_with(
         Status(ErrorCode::kInvalidArgument,
-               fmt::format("--transport {} is not available yet (tcp or loopback)", o.transport)));
+               fmt::format("--transport {} is unknown (auto, tcp, loopback)", o.transport)));
+  const bool use_tcp = o.transport != "loopback";  // auto: no RDMA backend in this build -> tcp
 
   const char* tmp = std::getenv("TMPDIR");
   std::string dir_template = std::string(tmp && *tmp ? tmp : "/tmp") + "/ramshift-demo-XXXXXX";
@@ -120,25 +135,40 @@ int run_demo(const DemoOptions& o) {
     }
   } cleanup{dir, o.keep};
 
-  fmt::print(stderr, "ramshift demo: writing a {} {} memory image to {}\n", format_bytes(*size),
-             guest::pattern_name(*pattern), src);
-  if (Status s = write_image(src, *size, *pattern, 42); !s) return fail_with(s);
-  auto image = guest::ImageGuest::open(src, config.page_size);
-  if (!image) return fail_with(image.status());
+  const bool image = o.guest == "image";
+  std::unique_ptr<guest::SourceGuest> source;
+  if (image) {
+    auto size = parse_size(o.size);
+    if (!size) return fail_with(size.status());
+    auto pattern = guest::parse_pattern(o.pattern);
+    if (!pattern) return fail_with(pattern.status());
+    fmt::print(stderr, "ramshift demo: writing a {} {} memory image to {}\n", format_bytes(*size),
+               guest::pattern_name(*pattern), src);
+    if (Status s = write_image(src, *size, *pattern, 42); !s) return fail_with(s);
+    auto g = open_guest("file:" + src, config.page_size);
+    if (!g) return fail_with(g.status());
+    source = std::move(g).value();
+  } else {
+    auto g = open_guest(o.guest, config.page_size);
+    if (!g) return fail_with(g.status());
+    source = std::move(g).value();
+    fmt::print(stderr, "ramshift demo: started a {}\n", source->describe());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let it dirty memory a while
+  }
 
-  migration::MigrationReport report;
+  migration::MigrationReport report, dest;
   int receiver_exit = 0;
-  if (o.transport == "tcp") {
-    auto child = spawn_receiver(dst, djson);
+  if (use_tcp) {
+    auto child = spawn_receiver(image ? dst : "", djson);
     if (!child) return fail_with(child.status());
     auto [pid, uri_text] = *child;
-    fmt::print(
-        stderr,
-        "ramshift demo: receiver process {} listening on {}; sending over {} queue(s), codec {}\n",
-        pid, uri_text, config.queues, o.codec);
+    fmt::print(stderr,
+               "ramshift demo: receiver process {} listening on {}; migrating over tcp, {} "
+               "queue(s), codec {}\n",
+               pid, uri_text, config.queues, o.codec);
     config.to = transport::parse_uri(uri_text).value();
     ProgressBar bar("demo", true);
-    report = migration::run_source(**image, config,
+    report = migration::run_source(*source, config,
                                    [&](const migration::Progress& p) { bar.update(p); });
     bar.finish();
     int status = 0;
@@ -148,16 +178,17 @@ int run_demo(const DemoOptions& o) {
     config.to = transport::parse_uri("loopback://demo").value();
     auto listener = transport::listen(config.to);
     if (!listener) return fail_with(listener.status());
-    migration::MigrationReport dest;
     std::thread receiver([&] {
       auto conn = (*listener)->accept(std::chrono::seconds(30));
       if (!conn) return;
       migration::DestinationConfig dc;
-      dc.output_path = dst;
+      if (image) dc.output_path = dst;
+      dc.resume_for = std::chrono::seconds(1);
       dest = migration::run_destination(std::move(conn).value(), dc);
     });
+    fmt::print(stderr, "ramshift demo: in-process receiver on loopback://demo\n");
     ProgressBar bar("demo", true);
-    report = migration::run_source(**image, config,
+    report = migration::run_source(*source, config,
                                    [&](const migration::Progress& p) { bar.update(p); });
     bar.finish();
     receiver.join();
@@ -166,15 +197,38 @@ int run_demo(const DemoOptions& o) {
   write_json(report, o.json);
   fmt::print(stderr, "{}\n", report.to_json());
   print_summary(report);
-  if (!report.completed || receiver_exit != 0) {
+  bool resumed_ok = true;
+  if (!image) {
+    std::string dest_json;
+    if (use_tcp) {
+      std::ifstream in(djson);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      dest_json = ss.str();
+    } else {
+      dest_json = dest.to_json();
+    }
+    auto j = nlohmann::json::parse(dest_json, nullptr, false);
+    resumed_ok = !j.is_discarded() && j.contains("resumed") && j["resumed"]["verified"] == true;
+    if (resumed_ok)
+      fmt::print(stderr,
+                 "ramshift demo: downtime {:.1f} ms over {} rounds; the guest resumed on the "
+                 "destination, made {} writes there, and every page verified\n",
+                 report.downtime_ms.value_or(0), report.rounds,
+                 j["resumed"]["writes"].get<uint64_t>());
+  }
+  if (!report.completed || receiver_exit != 0 || !resumed_ok) {
     log::error("demo failed (receiver exit {})", receiver_exit);
     return 1;
   }
-  auto same = files_identical(src, dst);
-  if (!same) return fail_with(same.status());
-  fmt::print(stderr, "ramshift demo: independent check: destination image is {}\n",
-             *same ? "bit-identical to the source" : "DIFFERENT from the source");
-  return *same ? 0 : 1;
+  if (image) {
+    auto same = files_identical(src, dst);
+    if (!same) return fail_with(same.status());
+    fmt::print(stderr, "ramshift demo: independent check: destination image is {}\n",
+               *same ? "bit-identical to the source" : "DIFFERENT from the source");
+    return *same ? 0 : 1;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -182,18 +236,25 @@ int run_demo(const DemoOptions& o) {
 Runner add_demo(CLI::App& app) {
   auto o = std::make_shared<DemoOptions>();
   auto* cmd = app.add_subcommand(
-      "demo", "migrate a memory image between two local processes and verify it");
-  cmd->add_option("--size", o->size, "image size")->capture_default_str();
-  cmd->add_option("--pattern", o->pattern, "zero|random|text|mixed")->capture_default_str();
-  cmd->add_option("--transport", o->transport, "tcp (two processes) or loopback (one process)")
+      "demo", "live-migrate a running synthetic guest between two local processes and verify it");
+  cmd->add_option("--guest", o->guest, "synthetic:SPEC (see `send --help`), or `image`")
       ->capture_default_str();
+  cmd->add_option("--size", o->size, "--guest image: image size")->capture_default_str();
+  cmd->add_option("--pattern", o->pattern, "--guest image: zero|random|text|mixed")
+      ->capture_default_str();
+  cmd->add_option("--transport", o->transport,
+                  "auto (rdma when built and a device exists, else tcp), tcp (two processes) or "
+                  "loopback (one process)")
+      ->capture_default_str();
+  cmd->add_option("--mode", o->mode, "precopy")->capture_default_str();
   cmd->add_option("--queues", o->queues, "data queues")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")
       ->capture_default_str();
-  cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
-  cmd->add_flag("--keep", o->keep, "keep the temporary images");
+  cmd->add_option("--downtime-limit", o->downtime_limit_ms, "ms")->capture_default_str();
+  cmd->add_option("--json", o->json, "write the source's report as JSON to FILE ('-' = stdout)");
+  cmd->add_flag("--keep", o->keep, "keep the temporary files");
   return [o]() -> int { return run_demo(*o); };
 }
 

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <atomic>
+#include <climits>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -211,12 +213,31 @@ class DestinationRun {
             st.rounds_done.store(round);
           }
           cv_.notify_all();
+          RS_RETURN_IF_ERROR(ack_finished_rounds());
         } else {
           return Status(ErrorCode::kProtocol, fmt::format("data queue {}: unexpected {} frame", q,
                                                           wire::frame_type_name(f.type)));
         }
       }
     }
+    return Status::ok();
+  }
+
+  // Tells the source, on the control queue, each round that every data queue has finished
+  // placing: ROUND_END {round, queue = data_queues (all), batches = 0}. The source times its
+  // rounds by these, so the destination's own pace (decompression, placement) is counted,
+  // and it never pauses the guest while a backlog is still in flight.
+  Status ack_finished_rounds() {
+    std::vector<uint32_t> to_ack;
+    {
+      std::lock_guard lock(ack_mu_);
+      int64_t all = INT64_MAX;
+      for (uint32_t q = 0; q < queues_; ++q) all = std::min(all, state_[q].rounds_done.load());
+      while (acked_rounds_ < all) to_ack.push_back(static_cast<uint32_t>(acked_rounds_++));
+    }
+    for (uint32_t r : to_ack)
+      RS_RETURN_IF_ERROR(
+          send_control(FrameType::kRoundEnd, wire::encode(wire::RoundEnd{r, queues_, 0})));
     return Status::ok();
   }
 
@@ -340,6 +361,8 @@ class DestinationRun {
   std::mutex mu_;
   std::condition_variable cv_;
   std::mutex send_mu_;
+  std::mutex ack_mu_;
+  int64_t acked_rounds_ = 0;
   Status first_error_;
   bool peer_failed_ = false;
   Clock::time_point start_;

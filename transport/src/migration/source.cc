@@ -122,7 +122,9 @@ class SourceRun {
     for (uint32_t round = 1;; ++round) {
       RS_ASSIGN_OR_RETURN(Selection dirty, fetch_dirty());
       const uint64_t dirty_bytes = count(dirty) * config_.page_size;
-      RoundMeasurement m{round - 1, last.ms / 1000, last.guest_bytes, dirty_bytes};
+      // The round's rate counts only pages that travelled: zero pages skipped in round 0 cost
+      // nothing and would make the link look faster than it is for the dirty pages to come.
+      RoundMeasurement m{round - 1, last.ms / 1000, last.sent_bytes, dirty_bytes};
       Decision d = policy.after_round(m);
       auto& detail = report_.rounds_detail.back();
       detail.dirty_bytes_after = dirty_bytes;
@@ -266,6 +268,15 @@ class SourceRun {
         else if (f->type == FrameType::kError) {
           peer_failed_ = true;
           control = peer_error(f->body, "destination");
+        } else if (f->type == FrameType::kRoundEnd) {
+          // The destination finished this round before our threads noticed: keep it.
+          auto ack = wire::decode_round_end(f->body);
+          if (ack && ack->round == round && ack->queue == config_.queues) {
+            early_ack_ = round + 1;
+            continue;
+          }
+          control =
+              ack ? Status(ErrorCode::kProtocol, "unexpected round acknowledgement") : ack.status();
         } else {
           control = Status(ErrorCode::kProtocol,
                            fmt::format("unexpected {} from the destination during round {}",
@@ -290,7 +301,12 @@ class SourceRun {
     detail.round = round;
     detail.pages = total_pages;
     detail.guest_bytes = total_pages * config_.page_size;
+    uint64_t skipped = 0;
+    for (uint32_t q = 0; q < n; ++q) skipped += round == 0 ? stats_[q].counts.zero : 0;
+    detail.sent_bytes = (total_pages - std::min(total_pages, skipped)) * config_.page_size;
     detail.wire_bytes = report_.wire_bytes - wire_before;
+    // The round ends when the destination has placed all of it (its ROUND_END on queue 0).
+    if (first.is_ok()) first = await_round_ack(round);
     detail.ms = std::chrono::duration<double, std::milli>(Clock::now() - round_start).count();
     detail.throttle_pct = report_.throttle_pct;
     report_.rounds_detail.push_back(detail);
@@ -303,6 +319,17 @@ class SourceRun {
                                 "source was changed",
                                 round, first.message()));
     return first;
+  }
+
+  Status await_round_ack(uint32_t round) {
+    if (early_ack_ == round + 1) return Status::ok();
+    RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kRoundEnd, config_.verdict_timeout));
+    RS_ASSIGN_OR_RETURN(auto ack, wire::decode_round_end(body));
+    if (ack.round != round || ack.queue != config_.queues)
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("destination acknowledged round {} (queue {}) while round {} ended",
+                                ack.round, ack.queue, round));
+    return Status::ok();
   }
 
   void queue_main(uint32_t q, uint32_t round, const Selection& selection) {
@@ -353,10 +380,7 @@ class SourceRun {
         }
         pipeline::BatchPolicy policy;
         policy.skip_zero = round == 0;  // a fresh destination is zero-filled
-        // With the guest paused, compression time is downtime: `auto` sends the final
-        // round uncompressed (an explicit zstd codec still compresses).
-        policy.compress = governor_.should_compress() &&
-                          !(paused_ && config_.codec.mode == pipeline::CodecMode::kAuto);
+        policy.compress = governor_.should_compress();
         policy.cache_insert = round > 0;
         policy.zero_copy = guest_.immutable();
         encoder.begin(r, round, policy);
@@ -419,6 +443,7 @@ class SourceRun {
   std::atomic<uint32_t> finished_{0};
   bool peer_failed_ = false;
   bool paused_ = false;
+  uint32_t early_ack_ = 0;  // round + 1 of an acknowledgement taken during the round
   Clock::time_point pause_time_;
   uint64_t cache_per_queue_ = 0;
   uint64_t wire_control_ = 0;

@@ -16,6 +16,7 @@ struct RoundDetail {
   uint32_t round = 0;
   uint64_t pages = 0;  // pages handled in the round
   uint64_t guest_bytes = 0;
+  uint64_t sent_bytes = 0;  // guest bytes that travelled (round 0 skips zero pages)
   uint64_t wire_bytes = 0;
   double ms = 0;
   uint64_t dirty_bytes_after = 0;   // dirtied while the round ran (what the next one sends)
