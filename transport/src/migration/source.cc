@@ -249,7 +249,7 @@ class SourceRun {
       }
       if (progress_ && Clock::now() - last_progress >= milliseconds(100)) {
         progress_({total_pages * config_.page_size, done * config_.page_size, wire, round,
-                   ms_since(start_) / 1000});
+                   ms_since(start_) / 1000, paused_});
         last_progress = Clock::now();
       }
       if (finished_.load() == n) break;

@@ -13,6 +13,7 @@ struct Progress {
   uint64_t wire_bytes = 0;
   uint32_t round = 0;
   double elapsed_s = 0;
+  bool paused = false;  // the source guest is paused: this is the switchover round
 };
 
 using ProgressFn = std::function<void(const Progress&)>;
