@@ -7,16 +7,11 @@
 set -euo pipefail
 RS=${1:-build/release/transport/ramshift}
 SIZE=${SIZE:-1G}; RATE=${RATE:-20M}; RUNS=${RUNS:-3}; CODECS=${CODECS:-"auto none"}
+source "$(dirname "$0")/../scripts/lib/netns.sh"
 A=rslbA$$; B=rslbB$$; W=$(mktemp -d)
-cleanup() { ip netns del "$A" 2>/dev/null || true; ip netns del "$B" 2>/dev/null || true; rm -rf "$W"; }
+cleanup() { netns_link_down "$A" "$B"; rm -rf "$W"; }
 trap cleanup EXIT
-ip netns add "$A"; ip netns add "$B"
-ip link add la$$ type veth peer name lb$$
-ip link set la$$ netns "$A"; ip link set lb$$ netns "$B"
-ip -n "$A" addr add 10.79.0.1/24 dev la$$; ip -n "$B" addr add 10.79.0.2/24 dev lb$$
-ip -n "$A" link set la$$ up; ip -n "$B" link set lb$$ up; ip -n "$A" link set lo up; ip -n "$B" link set lo up
-ip netns exec "$A" tc qdisc add dev la$$ root tbf rate 1gbit burst 256kb latency 50ms
-ip netns exec "$B" tc qdisc add dev lb$$ root tbf rate 1gbit burst 256kb latency 50ms
+netns_link_up "$A" "$B" 10.79.0 1gbit
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 echo "| codec | total s (median) | downtime ms (median) | rounds | runs: total s / downtime ms |"
 echo "| --- | ---: | ---: | ---: | --- |"

@@ -8,10 +8,10 @@ RS=${1:-build/release/transport/ramshift}
 SIZE=${SIZE:-1G}; RUNS=${RUNS:-3}; LINK_RATE=${LINK_RATE:-1gbit}
 W=$(mktemp -d /tmp/ramshift-bench-XXXXXX)
 NSA=rsbenchA$$; NSB=rsbenchB$$
+source "$(dirname "$0")/../scripts/lib/netns.sh"
 cleanup() {
   pkill -f "iperf3 -s -p 5399" 2>/dev/null || true
-  ip netns del "$NSA" 2>/dev/null || true
-  ip netns del "$NSB" 2>/dev/null || true
+  netns_link_down "$NSA" "$NSB"
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -63,15 +63,7 @@ measure "ramshift send, loopback, random content, codec auto" run_ramshift "" ""
 measure "ramshift send, loopback, mixed content, codec auto" run_ramshift "" "" 127.0.0.1 auto mixed
 
 echo "== $LINK_RATE shaped veth between two namespaces" >&2
-ip netns add "$NSA"; ip netns add "$NSB"
-ip link add rsbA$$ type veth peer name rsbB$$
-ip link set rsbA$$ netns "$NSA"; ip link set rsbB$$ netns "$NSB"
-ip -n "$NSA" addr add 10.77.0.1/24 dev rsbA$$; ip -n "$NSB" addr add 10.77.0.2/24 dev rsbB$$
-ip -n "$NSA" link set rsbA$$ up; ip -n "$NSB" link set rsbB$$ up
-ip -n "$NSA" link set lo up; ip -n "$NSB" link set lo up
-for ns in "$NSA:rsbA$$" "$NSB:rsbB$$"; do
-  ip netns exec "${ns%%:*}" tc qdisc add dev "${ns##*:}" root tbf rate "$LINK_RATE" burst 256kb latency 50ms
-done
+netns_link_up "$NSA" "$NSB" 10.77.0 "$LINK_RATE"
 measure "iperf3 across the $LINK_RATE link (the limit)" iperf_gbps "$NSB" "$NSA" 10.77.0.2
 measure "ramshift send across the link, text content, codec none" run_ramshift "$NSB" "$NSA" 10.77.0.2 none text
 measure "ramshift send across the link, text content, codec auto" run_ramshift "$NSB" "$NSA" 10.77.0.2 auto text

@@ -5,16 +5,11 @@
 set -uo pipefail
 RAMSHIFT=${1:?usage: $0 PATH_TO_RAMSHIFT}
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then echo "SKIP: needs root and iproute2"; exit 77; fi
+source "$(dirname "$0")/../../scripts/lib/netns.sh"
 A=rsnetA$$; B=rsnetB$$; W=$(mktemp -d)
-cleanup() { ip netns pids "$B" 2>/dev/null | xargs -r kill -9; ip netns del "$A" 2>/dev/null; ip netns del "$B" 2>/dev/null; rm -rf "$W"; }
+cleanup() { netns_link_down "$A" "$B"; rm -rf "$W"; }
 trap cleanup EXIT
-ip netns add "$A" && ip netns add "$B" || { echo "SKIP: cannot create network namespaces"; exit 77; }
-ip link add va$$ type veth peer name vb$$
-ip link set va$$ netns "$A"; ip link set vb$$ netns "$B"
-ip -n "$A" addr add 10.78.0.1/24 dev va$$; ip -n "$B" addr add 10.78.0.2/24 dev vb$$
-ip -n "$A" link set va$$ up; ip -n "$B" link set vb$$ up; ip -n "$A" link set lo up; ip -n "$B" link set lo up
-ip netns exec "$A" tc qdisc add dev va$$ root tbf rate 1gbit burst 256kb latency 50ms
-ip netns exec "$B" tc qdisc add dev vb$$ root tbf rate 1gbit burst 256kb latency 50ms
+netns_link_up "$A" "$B" 10.78.0 1gbit || { echo "SKIP: cannot create network namespaces"; exit 77; }
 
 ip netns exec "$B" "$RAMSHIFT" -q receive --listen tcp://10.78.0.2:7000 --once --json "$W/rx.json" \
   --resume-seconds 1 > "$W/rx.out" 2> "$W/rx.err" &

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "ramshift/guest/synthetic.h"
@@ -51,6 +52,15 @@ Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig 
   return out;
 }
 
+// After a failed migration the source guest runs on, and every page is consistent.
+void expect_source_guest_running_and_intact(guest::SyntheticGuest& g) {
+  uint64_t before = g.writes();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GT(g.writes(), before) << "the source guest must be running";
+  g.pause();
+  EXPECT_TRUE(g.verify().is_ok());
+}
+
 class LiveTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LiveTest, EveryPatternConvergesAndTheGuestRunsOnVerified) {
@@ -82,12 +92,7 @@ TEST_P(LiveTest, DirtierThanTheLinkFailsCleanlyWithoutAutoConverge) {
   EXPECT_NE(out.source.error.message().find("not converging"), std::string::npos)
       << out.source.error.message();
   EXPECT_FALSE(out.destination.completed);
-  // The source guest was never paused: it still runs and is consistent.
-  uint64_t before = g->writes();
-  std::this_thread::sleep_for(200ms);
-  EXPECT_GT(g->writes(), before);
-  g->pause();
-  EXPECT_TRUE(g->verify().is_ok());
+  expect_source_guest_running_and_intact(*g);  // it was never paused
 }
 
 TEST_P(LiveTest, DirtierThanTheLinkConvergesWithAutoConverge) {
@@ -105,78 +110,53 @@ TEST_P(LiveTest, DirtierThanTheLinkConvergesWithAutoConverge) {
   EXPECT_TRUE(out.destination.resumed_verified.value_or(false));
 }
 
-TEST_P(LiveTest, DestinationDyingInRoundTwoLeavesTheSourceGuestRunningAndIntact) {
-  auto g = make_guest("size=16M,dirty-rate=6M,pattern=random");
-  auto listener = transport::listen(listen_uri(GetParam())).value();
-  SourceConfig sc;
+// Runs the source against a real destination whose connection is cut the first time
+// `cut_when` says so about the source's progress; returns the source's report.
+MigrationReport migrate_and_cut(const std::string& backend, guest::SourceGuest& g, SourceConfig sc,
+                                std::function<bool(const Progress&)> cut_when) {
+  auto listener = transport::listen(listen_uri(backend)).value();
   sc.to = listener->address();
-  sc.bandwidth_limit = 8 << 20;
-  sc.convergence.downtime_limit = 1ms;
-  std::atomic<uint32_t> round{0};
-  transport::Connection* dest_conn = nullptr;
-  std::atomic<bool> accepted{false};
+  std::atomic<bool> cut{false};
+  std::atomic<transport::Connection*> dest_conn{nullptr};
   std::thread dest([&] {
     auto conn = std::move(listener->accept(10s)).value();
     dest_conn = conn.get();
-    accepted = true;
     (void)run_destination(std::move(conn), DestinationConfig{});
   });
-  // The destination's connection is cut as soon as the source reports round 2.
   std::thread killer([&] {
-    while (round.load() < 2) std::this_thread::sleep_for(1ms);
-    while (!accepted) std::this_thread::sleep_for(1ms);
-    dest_conn->close();
+    while (!cut.load()) std::this_thread::sleep_for(100us);
+    while (!dest_conn.load()) std::this_thread::sleep_for(1ms);
+    dest_conn.load()->close();
   });
-  auto report =
-      run_source(*g, sc, [&](const Progress& p) { round = std::max(round.load(), p.round); });
-  if (round.load() < 2) round = 2;  // let the killer finish if the source ended early
+  auto report = run_source(g, sc, [&](const Progress& p) {
+    if (cut_when(p)) cut = true;
+  });
+  cut = true;  // release the killer whatever happened
   killer.join();
   dest.join();
+  return report;
+}
+
+TEST_P(LiveTest, DestinationDyingInRoundTwoLeavesTheSourceGuestRunningAndIntact) {
+  auto g = make_guest("size=16M,dirty-rate=6M,pattern=random");
+  SourceConfig sc;
+  sc.bandwidth_limit = 8 << 20;
+  sc.convergence.downtime_limit = 1ms;  // keeps copying rounds
+  auto report = migrate_and_cut(GetParam(), *g, sc, [](const Progress& p) { return p.round >= 2; });
   EXPECT_FALSE(report.completed);
   EXPECT_GE(report.rounds, 2u);
   EXPECT_FALSE(report.error.is_ok());
-  uint64_t before = g->writes();
-  std::this_thread::sleep_for(200ms);
-  EXPECT_GT(g->writes(), before) << "the source guest must keep running";
-  g->pause();
-  EXPECT_TRUE(g->verify().is_ok());
+  expect_source_guest_running_and_intact(*g);
 }
 
 TEST_P(LiveTest, DestinationDyingDuringSwitchoverResumesTheSourceGuestUnharmed) {
   auto g = make_guest("size=32M,dirty-rate=8M,pattern=mixed");
-  auto listener = transport::listen(listen_uri(GetParam())).value();
   SourceConfig sc;
-  sc.to = listener->address();
   sc.bandwidth_limit = 16 << 20;
-  std::atomic<bool> paused{false};
-  transport::Connection* dest_conn = nullptr;
-  std::atomic<bool> accepted{false};
-  std::thread dest([&] {
-    auto conn = std::move(listener->accept(10s)).value();
-    dest_conn = conn.get();
-    accepted = true;
-    (void)run_destination(std::move(conn), DestinationConfig{});
-  });
-  // Cut the destination the moment the source reports its guest paused.
-  std::thread killer([&] {
-    while (!paused.load()) std::this_thread::sleep_for(100us);
-    while (!accepted) std::this_thread::sleep_for(1ms);
-    dest_conn->close();
-  });
-  auto report = run_source(*g, sc, [&](const Progress& p) {
-    if (p.paused) paused = true;
-  });
-  paused = true;  // release the killer whatever happened
-  killer.join();
-  dest.join();
+  auto report = migrate_and_cut(GetParam(), *g, sc, [](const Progress& p) { return p.paused; });
   ASSERT_FALSE(report.completed) << "the cut should have landed in the switchover";
   EXPECT_FALSE(report.downtime_ms.has_value());
-  // The source resumed its guest: it runs, and every page is consistent.
-  uint64_t before = g->writes();
-  std::this_thread::sleep_for(200ms);
-  EXPECT_GT(g->writes(), before) << "the source guest must be running again";
-  g->pause();
-  EXPECT_TRUE(g->verify().is_ok());
+  expect_source_guest_running_and_intact(*g);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LiveTest, ::testing::Values("loopback", "tcp"),
