@@ -35,4 +35,17 @@ start_receiver() {
   done
   echo "receiver did not start"; cat "$WORK/rx.err"; return 1
 }
+# expect_sender_fails_when_receiver_dies SECONDS SEND_ARGS...: starts `ramshift send` to the
+# running receiver, kill -9s the receiver after SECONDS, and checks the sender exits 1 and
+# says why.
+expect_sender_fails_when_receiver_dies() {
+  local after=$1; shift
+  "$RAMSHIFT" send --to "$RX_URI" "$@" >"$WORK/out" 2>"$WORK/err" &
+  local tx=$!; PIDS+=("$tx")
+  sleep "$after"
+  kill -9 "$RX_PID"
+  wait "$tx"; local rc=$?
+  [ "$rc" = 1 ] && pass "sender exits 1 when the receiver dies mid-migration" || { fail "sender exit $rc"; cat "$WORK/err"; }
+  expect_stderr "destination went away|reset|closed" "sender says the destination went away"
+}
 finish() { [ "$FAILS" = 0 ] && { echo "all passed"; exit 0; }; echo "$FAILS failed"; exit 1; }
