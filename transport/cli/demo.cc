@@ -99,6 +99,19 @@ Result<bool> files_identical(const std::string& a, const std::string& b) {
   return std::memcmp(ma->bytes().data(), mb->bytes().data(), sa.st_size) == 0;
 }
 
+// The report as a table: one line per round (the whole report is in --json).
+void print_rounds(const migration::MigrationReport& r) {
+  if (r.rounds_detail.empty()) return;
+  fmt::print(stderr,
+             "round      pages   guest MiB    wire MiB       ms    MB/s  dirty after  expected "
+             "downtime\n");
+  for (const auto& d : r.rounds_detail)
+    fmt::print(stderr, "{:5} {:10} {:11.1f} {:11.1f} {:8.0f} {:7.0f} {:9.1f} MiB {:14.1f} ms\n",
+               d.round, d.pages, d.guest_bytes / 1048576.0, d.wire_bytes / 1048576.0, d.ms,
+               d.ms > 0 ? d.guest_bytes / d.ms / 1000 : 0, d.dirty_bytes_after / 1048576.0,
+               d.expected_downtime_ms);
+}
+
 int run_demo(const DemoOptions& o) {
   migration::SourceConfig config;
   auto codec = pipeline::parse_codec(o.codec);
@@ -195,7 +208,7 @@ int run_demo(const DemoOptions& o) {
     receiver_exit = dest.completed ? 0 : 1;
   }
   write_json(report, o.json);
-  fmt::print(stderr, "{}\n", report.to_json());
+  print_rounds(report);
   print_summary(report);
   bool resumed_ok = true;
   if (!image) {
