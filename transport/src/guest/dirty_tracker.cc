@@ -4,6 +4,7 @@
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -43,6 +44,9 @@ struct pm_scan_arg {
 #define PAGE_IS_WRITTEN (1 << 1)
 #define PM_SCAN_WP_MATCHING (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
+#endif
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
 #endif
 #ifndef UFFD_FEATURE_WP_ASYNC
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
@@ -180,8 +184,10 @@ class FaultTracker final : public DirtyTracker {
     RS_ASSIGN_OR_RETURN(t->uffd_, open_uffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP));
     RS_RETURN_IF_ERROR(register_wp(t->uffd_.get(), memory));
     // Unpopulated pages cannot be write-protected without WP_UNPOPULATED: populate first.
-    for (size_t off = 0; off < memory.size(); off += host_page_size())
-      reinterpret_cast<volatile std::byte*>(memory.data())[off] = memory[off];
+    // MADV_POPULATE_WRITE (Linux 5.14) faults them in writable without touching their
+    // bytes — a read-and-write-back loop could undo a guest write racing with it.
+    if (madvise(memory.data(), memory.size(), MADV_POPULATE_WRITE) != 0)
+      return errno_status(ErrorCode::kNotFound, "MADV_POPULATE_WRITE (needs Linux >= 5.14)", errno);
     RS_RETURN_IF_ERROR(write_protect(t->uffd_.get(), reinterpret_cast<uint64_t>(memory.data()),
                                      memory.size(), true));
     int fds[2];

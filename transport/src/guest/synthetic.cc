@@ -43,8 +43,9 @@ constexpr std::string_view kWords[] = {"page ",  "guest ", "dirty ",  "queue ",
 }  // namespace
 
 std::string SyntheticSpec::to_string() const {
-  return fmt::format("size={},dirty-rate={},pattern={},threads={},seed={}", size, dirty_rate,
-                     pattern_text(pattern), threads, seed);
+  return fmt::format("size={},dirty-rate={},pattern={},threads={},seed={},tracking={}", size,
+                     dirty_rate, pattern_text(pattern), threads, seed,
+                     dirty_mechanism_name(tracking));
 }
 
 Result<SyntheticSpec> SyntheticSpec::parse(std::string_view text) {
@@ -85,13 +86,25 @@ Result<SyntheticSpec> SyntheticSpec::parse(std::string_view text) {
       if (n < 1 || n > 64)
         return Status(ErrorCode::kInvalidArgument, "synthetic guest: threads must be 1..64");
       s.threads = static_cast<uint32_t>(n);
+    } else if (key == "tracking") {
+      if (value == "auto")
+        s.tracking = DirtyMechanism::kAuto;
+      else if (value == "pagemap-scan")
+        s.tracking = DirtyMechanism::kPagemapScan;
+      else if (value == "wp-faults")
+        s.tracking = DirtyMechanism::kFaults;
+      else
+        return Status(
+            ErrorCode::kInvalidArgument,
+            fmt::format("synthetic guest: unknown tracking '{}' (auto, pagemap-scan, wp-faults)",
+                        value));
     } else if (key == "seed") {
       RS_ASSIGN_OR_RETURN(s.seed, parse_size(value));
     } else {
-      return Status(
-          ErrorCode::kInvalidArgument,
-          fmt::format(
-              "synthetic guest: unknown key '{}' (size, dirty-rate, pattern, threads, seed)", key));
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("synthetic guest: unknown key '{}' (size, dirty-rate, pattern, "
+                                "threads, seed, tracking)",
+                                key));
     }
   }
   if (!have_size && s.size == 0)
@@ -248,7 +261,7 @@ void SyntheticGuest::resume() {
 void SyntheticGuest::set_throttle(int percent) { throttle_ = std::clamp(percent, 0, 99); }
 
 Status SyntheticGuest::start_dirty_log() {
-  RS_ASSIGN_OR_RETURN(tracker_, DirtyTracker::start(memory_));
+  RS_ASSIGN_OR_RETURN(tracker_, DirtyTracker::start(memory_, spec_.tracking));
   return Status::ok();
 }
 

@@ -1,7 +1,8 @@
 // A synthetic guest: memory that workload threads keep writing at a set rate, with pages
 // that describe themselves so that any copy of the memory can be checked for integrity.
 //
-// Spec (the CLI's `synthetic:` guest): size=SIZE[,dirty-rate=RATE][,pattern=P][,threads=N][,seed=S]
+// Spec (the CLI's `synthetic:` guest):
+//   size=SIZE[,dirty-rate=RATE][,pattern=P][,threads=N][,seed=S][,tracking=T]
 //   pattern mixed   half of each page random words, half structured text (the default)
 //           random  every word changes: incompressible, XBZRLE's worst case
 //           delta   one byte of the page body changes per write: XBZRLE's best case
@@ -36,6 +37,8 @@ struct SyntheticSpec {
   WorkloadPattern pattern = WorkloadPattern::kMixed;
   uint32_t threads = 1;
   uint64_t seed = 1;
+  // tracking=auto|pagemap-scan|wp-faults: which kernel mechanism finds dirty pages.
+  DirtyMechanism tracking = DirtyMechanism::kAuto;
   std::string to_string() const;  // the spec text that parse() reads back
   static Result<SyntheticSpec> parse(std::string_view text);
 };
