@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -18,11 +19,29 @@ struct ConnectionPair {
   std::unique_ptr<transport::Connection> server;
 };
 
-inline ConnectionPair connect_pair(const std::string& backend, uint32_t queues) {
+// Where a backend listens in tests. rdma: an address of an RDMA device, from
+// RAMSHIFT_RDMA_ADDR (the soft-RoCE VM's rxe0, 10.9.0.1, by default).
+inline std::string test_listen_uri(const std::string& backend) {
   static std::atomic<int> counter{0};
+  if (backend == "tcp") return "tcp://127.0.0.1:0";
+  if (backend == "rdma") {
+    const char* addr = std::getenv("RAMSHIFT_RDMA_ADDR");
+    return std::string("rdma://") + (addr ? addr : "10.9.0.1") + ":0";
+  }
+  return "loopback://conformance-" + std::to_string(counter++);
+}
+
+// Empty when `backend` can run here; otherwise why not (not built, no device).
+inline std::string backend_unavailable(const std::string& backend) {
+  if (backend != "rdma") return "";
+  auto l = transport::listen(transport::parse_uri(test_listen_uri(backend)).value());
+  if (l) return "";
+  return l.status().message();
+}
+
+inline ConnectionPair connect_pair(const std::string& backend, uint32_t queues) {
   ConnectionPair p;
-  std::string uri_text = backend == "tcp" ? "tcp://127.0.0.1:0"
-                                          : "loopback://conformance-" + std::to_string(counter++);
+  std::string uri_text = test_listen_uri(backend);
   auto uri = transport::parse_uri(uri_text).value();
   auto listener = transport::listen(uri);
   EXPECT_TRUE(listener.is_ok()) << listener.status().message();

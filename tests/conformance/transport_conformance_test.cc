@@ -43,7 +43,13 @@ Status send_blocking(Connection& c, uint32_t q, ConstBuffer m) {
   }
 }
 
-class TransportConformance : public ::testing::TestWithParam<std::string> {};
+class TransportConformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    std::string why = ramshift::testing::backend_unavailable(GetParam());
+    if (!why.empty()) GTEST_SKIP() << GetParam() << " cannot run here: " << why;
+  }
+};
 
 TEST_P(TransportConformance, EachQueueDeliversInOrderWhileAllRunInParallel) {
   for (uint32_t queues : {1u, 2u, 4u, 16u}) {
@@ -231,7 +237,8 @@ TEST_P(TransportConformance, QueueIndexIsChecked) {
   EXPECT_EQ(p.client->post_send(7, {}).code(), ErrorCode::kInvalidArgument);
 }
 
-const std::string kBackends[] = {"loopback", "tcp"};
+// rdma runs where a device exists (the soft-RoCE VM, tests/softroce/) and skips elsewhere.
+const std::string kBackends[] = {"loopback", "tcp", "rdma"};
 INSTANTIATE_TEST_SUITE_P(Backends, TransportConformance, ::testing::ValuesIn(kBackends),
                          [](const auto& param_info) { return param_info.param; });
 

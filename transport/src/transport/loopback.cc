@@ -66,8 +66,11 @@ class LoopbackConnection final : public Connection {
   }
   std::string transport_name() const override { return "loopback"; }
 
-  Result<MemoryKey> register_memory(std::span<std::byte> memory) override {
-    return MemoryKey{reinterpret_cast<uint64_t>(memory.data()), memory.size(), 0};
+  Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess) override {
+    return MemoryKey{reinterpret_cast<uint64_t>(memory.data()), memory.size(), 0, {}};
+  }
+  Status post_write(uint32_t, std::span<const RemoteWrite>) override {
+    return no_remote_writes(transport_name());
   }
 
   Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) override {

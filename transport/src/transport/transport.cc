@@ -5,6 +5,9 @@
 
 #include "loopback.h"
 #include "tcp.h"
+#ifdef RAMSHIFT_HAVE_RDMA
+#include "rdma.h"  // rdma/src: the verbs backend, when this build carries it
+#endif
 
 namespace ramshift::transport {
 namespace {
@@ -16,9 +19,20 @@ Status not_built(const Uri& uri) {
 }
 }  // namespace
 
-Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions&) {
+Status no_remote_writes(const std::string& transport_name) {
+  return Status(ErrorCode::kInvalidArgument,
+                fmt::format("the {} transport has no one-sided writes (zero_copy_write is off)",
+                            transport_name));
+}
+
+Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {
   if (uri.scheme == "tcp") return tcp::listen(uri);
   if (uri.scheme == "loopback") return loopback::listen(uri);
+#ifdef RAMSHIFT_HAVE_RDMA
+  if (uri.scheme == "rdma") return rdma::listen(uri, options);
+#else
+  (void)options;
+#endif
   return not_built(uri);
 }
 
@@ -26,6 +40,9 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
                                             const TransportOptions& options) {
   if (uri.scheme == "tcp") return tcp::connect(uri, queues, options);
   if (uri.scheme == "loopback") return loopback::connect(uri, queues);
+#ifdef RAMSHIFT_HAVE_RDMA
+  if (uri.scheme == "rdma") return rdma::connect(uri, queues, options);
+#endif
   return not_built(uri);
 }
 

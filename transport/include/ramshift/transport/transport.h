@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ramshift/base/status.h"
 #include "ramshift/transport/uri.h"
@@ -34,11 +35,32 @@ struct Capabilities {
   uint32_t max_queues = 0;
 };
 
-// Handle for memory registered with a backend. Backends without registration return a key
-// that only echoes the range.
+// Who may touch registered memory. kLocal: only this side's own writes read from it (the
+// source's guest memory). kRemoteWrite: the peer may write into it (the destination's guest
+// memory, for the migration's lifetime only).
+enum class MemoryAccess { kLocal, kRemoteWrite };
+
+// Handle for memory registered with a backend. Large ranges are registered as several chunks
+// of `chunk_bytes` (in parallel), each with its own rkey; a remote write must not cross a
+// chunk boundary. Backends without registration return a key that only echoes the range.
 struct MemoryKey {
   uint64_t address = 0;
   uint64_t length = 0;
+  uint64_t chunk_bytes = 0;     // 0: one chunk covering the whole range
+  std::vector<uint32_t> rkeys;  // one per chunk; empty where the backend has none
+  // rkey for the byte at `addr` (which must lie in [address, address + length)).
+  uint32_t rkey_at(uint64_t addr) const {
+    if (rkeys.empty()) return 0;
+    return chunk_bytes == 0 ? rkeys[0] : rkeys[(addr - address) / chunk_bytes];
+  }
+};
+
+// One zero-copy write: `length` bytes at `local` (inside memory registered on this
+// connection) into the peer's registered memory at `remote_address` under `rkey`.
+struct RemoteWrite {
+  const std::byte* local = nullptr;
+  size_t length = 0;
+  uint64_t remote_address = 0;
   uint32_t rkey = 0;
 };
 
@@ -52,9 +74,18 @@ class Connection {
   virtual std::string describe() const = 0;
   virtual std::string transport_name() const = 0;  // "tcp", "loopback", ...
 
-  // Registers memory for zero-copy use for the connection's lifetime. No-op where the
-  // backend needs none.
-  virtual Result<MemoryKey> register_memory(std::span<std::byte> memory) = 0;
+  // Registers memory for zero-copy use for the connection's lifetime (deregistered when the
+  // connection is destroyed). No-op where the backend needs none.
+  virtual Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) = 0;
+
+  // Posts one-sided writes on `queue` (capabilities().zero_copy_write only; elsewhere
+  // kInvalidArgument). They are ordered before every later post_send on the same queue: once
+  // the peer receives a later message of that queue, the bytes have landed in its memory and
+  // no CPU of the peer touched them. The local bytes are read by the NIC after the call
+  // returns, until flush() or until the peer has received a later message.
+  //   ok           all accepted      kWouldBlock  not enough room now: wait_writable, retry
+  //   kInvalidArgument  more writes than the queue can ever hold, or local memory unregistered
+  virtual Status post_write(uint32_t queue, std::span<const RemoteWrite> writes) = 0;
 
   // Sends one message, the concatenation of `segments`, on `queue`.
   //   ok           accepted; the caller may reuse the segment buffers at once
@@ -92,10 +123,24 @@ class Listener {
   virtual Result<std::unique_ptr<Connection>> accept(Millis timeout) = 0;
 };
 
+// Verbs settings (rdma:// only; ignored elsewhere). Defaults follow perftest, UCX and SPDK
+// practice scaled to migration batches; docs/user-guide.md explains each.
+struct RdmaTuning {
+  uint32_t ring_slots = 8;           // receive-ring slots per queue (credits)
+  uint32_t slot_bytes = 512u << 10;  // one default batch (64 x 4 KiB pages) fits a slot
+  uint32_t send_queue_depth = 128;   // work requests in flight per queue (perftest -t)
+  uint32_t signal_every = 16;        // selective signaling interval (UCX/eRPC: 16-64)
+  uint32_t max_inline = 64;          // control messages up to this size go inline
+};
+
 struct TransportOptions {
   // How long connect() may take for all queues before kUnreachable/kTimeout.
   Millis connect_timeout{10000};
+  RdmaTuning rdma;
 };
+
+// The kInvalidArgument every backend without one-sided writes returns from post_write.
+Status no_remote_writes(const std::string& transport_name);
 
 // Opens a listener for `uri` (tcp, loopback, ...). kAddressInUse when the port is taken;
 // kInvalidArgument for a scheme this build does not carry, with the reason.

@@ -1,0 +1,84 @@
+#include "host_limits.h"
+
+#include <fmt/format.h>
+#include <infiniband/verbs.h>
+#include <sys/resource.h>
+
+#include <cerrno>
+#include <fstream>
+
+#include "ramshift/base/units.h"
+#include "verbs_handles.h"
+
+namespace ramshift::transport::rdma {
+namespace {
+
+// CAP_IPC_LOCK (bit 14 of CapEff) lets a process pin memory beyond RLIMIT_MEMLOCK.
+bool has_ipc_lock() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("CapEff:", 0) == 0) {
+      uint64_t caps = std::stoull(line.substr(7), nullptr, 16);
+      return (caps >> 14) & 1;
+    }
+  }
+  return false;
+}
+
+// Bytes this process has locked already (VmLck), so the check counts earlier registrations.
+uint64_t locked_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmLck:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
+  return 0;
+}
+
+std::string memlock_advice(uint64_t limit, uint64_t needed, const std::string& what) {
+  return fmt::format(
+      "locked-memory limit (RLIMIT_MEMLOCK) is {} but registering {} needs at least {}; "
+      "raise it: `ulimit -l unlimited` in the shell that starts ramshift, LimitMEMLOCK=infinity "
+      "for a systemd service, or a memlock line in /etc/security/limits.conf",
+      format_bytes(limit), what, format_bytes(needed));
+}
+
+}  // namespace
+
+std::vector<std::string> device_names() {
+  int n = 0;
+  DeviceList list(ibv_get_device_list(&n));
+  std::vector<std::string> names;
+  if (!list) return names;
+  for (int i = 0; i < n; ++i) names.emplace_back(ibv_get_device_name(list.get()[i]));
+  return names;
+}
+
+Status require_device() {
+  if (!device_names().empty()) return Status::ok();
+  return Status(ErrorCode::kNotFound,
+                "no RDMA device found; use tcp:// or load rdma_rxe (modprobe rdma_rxe && rdma "
+                "link add rxe0 type rxe netdev IFACE); `ramshift doctor` lists what verbs sees");
+}
+
+Status check_memlock(uint64_t bytes, const std::string& what) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_MEMLOCK, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) return Status::ok();
+  if (has_ipc_lock()) return Status::ok();
+  uint64_t needed = locked_bytes() + bytes;
+  if (needed <= lim.rlim_cur) return Status::ok();
+  return Status(ErrorCode::kNoSpace, memlock_advice(lim.rlim_cur, needed, what));
+}
+
+Status registration_error(int err, uint64_t bytes, const std::string& what) {
+  if (err == ENOMEM || err == EAGAIN || err == EPERM) {
+    rlimit lim{};
+    if (getrlimit(RLIMIT_MEMLOCK, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY && !has_ipc_lock())
+      return Status(ErrorCode::kNoSpace, memlock_advice(lim.rlim_cur, locked_bytes() + bytes, what),
+                    err);
+  }
+  return errno_status(ErrorCode::kIo, fmt::format("registering {} with the RDMA device", what),
+                      err);
+}
+
+}  // namespace ramshift::transport::rdma

@@ -1,0 +1,27 @@
+// What the host allows the verbs backend: RDMA devices present, locked-memory budget.
+// Each check returns a Status whose message says what is wrong and how to fix it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ramshift/base/status.h"
+
+namespace ramshift::transport::rdma {
+
+// Names of the RDMA devices verbs can open (e.g. "rxe0", "mlx5_0"); empty when none.
+std::vector<std::string> device_names();
+
+// kNotFound, "no RDMA device found; use tcp:// or load rdma_rxe ...", when there is none.
+Status require_device();
+
+// Checks that `bytes` more can be pinned under RLIMIT_MEMLOCK (skipped with CAP_IPC_LOCK,
+// which lifts the limit). `what` names the memory ("64 MiB of guest memory").
+Status check_memlock(uint64_t bytes, const std::string& what);
+
+// The Status for a registration that failed with `err`: for ENOMEM/EAGAIN/EPERM it explains
+// the memlock limit against the size, otherwise the system error.
+Status registration_error(int err, uint64_t bytes, const std::string& what);
+
+}  // namespace ramshift::transport::rdma

@@ -1,0 +1,398 @@
+// Connection management: rdma_cm listen/connect, the private-data handshake, and grouping
+// the queues of one connection on the listener.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <netdb.h>
+#include <poll.h>
+
+#include <cstring>
+#include <map>
+#include <random>
+
+#include "host_limits.h"
+#include "ramshift/base/byte_order.h"
+#include "ramshift/base/log.h"
+#include "rdma.h"
+#include "rdma_connection.h"
+
+namespace ramshift::transport::rdma {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// CM private data (≤ 56 bytes on RDMA_PS_TCP): version and capabilities, plus what groups
+// queues into one connection. Ring addresses and keys travel in each queue's hello instead.
+//   u32 magic, u16 version, u16 capabilities, u64 session token, u16 queue, u16 queue count
+constexpr uint32_t kCmMagic = 0x4d435352;  // "RSCM"
+constexpr size_t kPrivateBytes = 20;
+constexpr uint16_t kCapabilities = 0;  // none defined yet; unknown bits are refused
+constexpr uint32_t kMaxQueues = 256;
+
+struct PrivateData {
+  uint64_t token = 0;
+  uint16_t queue = 0;
+  uint16_t queue_count = 0;
+};
+
+void encode_private(std::byte* out, const PrivateData& p) {
+  store_le<uint32_t>(out, kCmMagic);
+  store_le<uint16_t>(out + 4, kProtocolVersion);
+  store_le<uint16_t>(out + 6, kCapabilities);
+  store_le<uint64_t>(out + 8, p.token);
+  store_le<uint16_t>(out + 16, p.queue);
+  store_le<uint16_t>(out + 18, p.queue_count);
+}
+
+Result<PrivateData> decode_private(const std::vector<std::byte>& in) {
+  if (in.size() < kPrivateBytes || load_le<uint32_t>(in.data()) != kCmMagic)
+    return Status(ErrorCode::kProtocol, "connect request is not from ramshift");
+  if (load_le<uint16_t>(in.data() + 4) != kProtocolVersion)
+    return Status(ErrorCode::kMismatch,
+                  fmt::format("peer speaks rdma protocol {}, this build {}",
+                              load_le<uint16_t>(in.data() + 4), kProtocolVersion));
+  if (load_le<uint16_t>(in.data() + 6) & ~kCapabilities)
+    return Status(ErrorCode::kMismatch, "peer asks for rdma capabilities this build lacks");
+  PrivateData p;
+  p.token = load_le<uint64_t>(in.data() + 8);
+  p.queue = load_le<uint16_t>(in.data() + 16);
+  p.queue_count = load_le<uint16_t>(in.data() + 18);
+  if (p.queue_count == 0 || p.queue_count > kMaxQueues || p.queue >= p.queue_count)
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("connect request for queue {} of {}", p.queue, p.queue_count));
+  return p;
+}
+
+struct CmEvent {
+  rdma_cm_event_type type{};
+  rdma_cm_id* id = nullptr;
+  int status = 0;
+  std::vector<std::byte> private_data;
+};
+
+// The next CM event on `channel` (acknowledged already), or kTimeout at `deadline`.
+Result<CmEvent> next_event(rdma_event_channel* channel, Clock::time_point deadline) {
+  for (;;) {
+    rdma_cm_event* ev = nullptr;
+    if (rdma_get_cm_event(channel, &ev) == 0) {
+      CmEvent out;
+      out.type = ev->event;
+      out.id = ev->id;
+      out.status = ev->status;
+      auto* pd = static_cast<const std::byte*>(ev->param.conn.private_data);
+      if (pd) out.private_data.assign(pd, pd + ev->param.conn.private_data_len);
+      rdma_ack_cm_event(ev);
+      return out;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      return errno_status(ErrorCode::kIo, "rdma_get_cm_event", errno);
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return Status(ErrorCode::kTimeout, "no rdma_cm event in time");
+    pollfd pfd{channel->fd, POLLIN, 0};
+    ::poll(&pfd, 1, static_cast<int>(std::min<int64_t>(left.count(), 1000)));
+  }
+}
+
+Result<EventChannel> make_channel() {
+  EventChannel ch(rdma_create_event_channel());
+  if (!ch) return errno_status(ErrorCode::kIo, "rdma_create_event_channel", errno);
+  int fl = fcntl(ch->fd, F_GETFL);
+  fcntl(ch->fd, F_SETFL, fl | O_NONBLOCK);
+  return ch;
+}
+
+Result<sockaddr_storage> resolve(const Uri& uri, bool passive) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | (passive ? AI_PASSIVE : 0);
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(uri.port);
+  int rc = getaddrinfo(uri.host.empty() ? nullptr : uri.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0)
+    return Status(ErrorCode::kUnreachable,
+                  fmt::format("cannot resolve '{}': {}", uri.host, gai_strerror(rc)));
+  sockaddr_storage ss{};
+  std::memcpy(&ss, res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  return ss;
+}
+
+std::string address_text(const sockaddr* sa) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (sa && sa->sa_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+    port = ntohs(in->sin_port);
+    return fmt::format("{}:{}", host, port);
+  }
+  if (sa && sa->sa_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+    port = ntohs(in6->sin6_port);
+    return fmt::format("[{}]:{}", host, port);
+  }
+  return "?";
+}
+
+std::string describe(rdma_cm_id* id, size_t queues) {
+  return fmt::format(
+      "rdma {} {} -> {} ({} queues)", id->verbs ? ibv_get_device_name(id->verbs->device) : "?",
+      address_text(rdma_get_local_addr(id)), address_text(rdma_get_peer_addr(id)), queues);
+}
+
+rdma_conn_param conn_param(const std::byte* priv) {
+  rdma_conn_param p{};
+  p.private_data = priv;
+  p.private_data_len = priv ? kPrivateBytes : 0;
+  p.responder_resources = 0;  // no RDMA READ on these queues (post-copy will add it)
+  p.initiator_depth = 0;
+  p.retry_count = 7;
+  p.rnr_retry_count = 6;  // never 7 (infinite) on rxe; receives are always posted anyway
+  return p;
+}
+
+SharedPd alloc_pd(ibv_context* ctx, Status& err) {
+  ibv_pd* pd = ibv_alloc_pd(ctx);
+  if (!pd) err = errno_status(ErrorCode::kIo, "ibv_alloc_pd", errno);
+  return pd ? make_shared_pd(pd) : SharedPd();
+}
+
+// Handshakes on every queue, then hands the queues to a connection on `channel`.
+Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
+                                           std::vector<std::unique_ptr<RdmaQueue>> queues,
+                                           Clock::time_point deadline) {
+  for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline));
+  std::string text = describe(queues[0]->id(), queues.size());
+  return std::unique_ptr<Connection>(
+      new RdmaConnection(std::move(channel), std::move(pd), std::move(queues), std::move(text)));
+}
+
+class RdmaListener final : public Listener {
+ public:
+  RdmaListener(EventChannel ch, CmId id, Uri bound, TransportOptions options)
+      : channel_(std::move(ch)), id_(std::move(id)), bound_(std::move(bound)), options_(options) {}
+  ~RdmaListener() override {
+    groups_.clear();  // queues (their ids) before the listening id and the channel
+  }
+
+  Uri address() const override { return bound_; }
+
+  Result<std::unique_ptr<Connection>> accept(Millis timeout) override {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+      auto ev = next_event(channel_.get(), deadline);
+      if (!ev) {
+        if (ev.status().code() == ErrorCode::kTimeout)
+          return Status(ErrorCode::kTimeout,
+                        fmt::format("no rdma connection within {} ms", timeout.count()));
+        return ev.status();
+      }
+      if (ev->type == RDMA_CM_EVENT_CONNECT_REQUEST) {
+        on_request(*ev);
+      } else if (ev->type == RDMA_CM_EVENT_ESTABLISHED) {
+        auto it = owner_.find(ev->id);
+        if (it == owner_.end()) continue;
+        Group& g = groups_[it->second];
+        if (++g.established < g.count) continue;
+        uint64_t token = it->second;
+        auto conn = complete(token, deadline);
+        if (conn) return conn;
+        log::warn("rdma: a connection failed during its handshake: {}", conn.status().message());
+      } else if (ev->id != id_.get()) {
+        // A queue of a half-made connection failed or left: drop the whole group.
+        auto it = owner_.find(ev->id);
+        if (it != owner_.end()) {
+          log::warn("rdma: a connecting peer went away ({})", rdma_event_str(ev->type));
+          drop(it->second);
+        }
+      }
+    }
+  }
+
+ private:
+  struct Group {
+    uint16_t count = 0;
+    uint16_t established = 0;
+    SharedPd pd;
+    std::vector<std::unique_ptr<RdmaQueue>> queues;
+  };
+
+  void drop(uint64_t token) {
+    auto& g = groups_[token];
+    for (auto& q : g.queues)
+      if (q) owner_.erase(q->id());
+    groups_.erase(token);
+  }
+
+  void reject(rdma_cm_id* raw, const Status& why) {
+    log::warn("rdma: refused a connect request: {}", why.message());
+    rdma_reject(raw, nullptr, 0);
+    rdma_destroy_id(raw);
+  }
+
+  void on_request(const CmEvent& ev) {
+    auto p = decode_private(ev.private_data);
+    if (!p) return reject(ev.id, p.status());
+    Group& g = groups_[p->token];
+    if (g.count == 0) {
+      g.count = p->queue_count;
+      g.queues.resize(g.count);
+    }
+    if (g.count != p->queue_count || g.queues[p->queue])
+      return reject(ev.id, Status(ErrorCode::kProtocol, "inconsistent queue in a connection"));
+    if (!g.pd) {
+      Status err;
+      g.pd = alloc_pd(ev.id->verbs, err);
+      if (!g.pd) return reject(ev.id, err);
+    } else if (g.pd->context != ev.id->verbs) {
+      return reject(ev.id, Status(ErrorCode::kMismatch, "queues arrived on different devices"));
+    }
+    rdma_cm_id* raw = ev.id;
+    auto q = RdmaQueue::create(CmId(raw), g.pd, options_.rdma, p->queue);
+    if (!q) {
+      log::warn("rdma: cannot set up queue {}: {}", p->queue, q.status().message());
+      return;  // the id died with the failed queue, which refuses the peer
+    }
+    std::byte priv[kPrivateBytes];
+    encode_private(priv, *p);
+    rdma_conn_param param = conn_param(priv);
+    if (rdma_accept((*q)->id(), &param) != 0) {
+      log::warn("rdma: rdma_accept failed: {}", std::strerror(errno));
+      return;
+    }
+    owner_[(*q)->id()] = p->token;
+    g.queues[p->queue] = std::move(q).value();
+  }
+
+  Result<std::unique_ptr<Connection>> complete(uint64_t token, Clock::time_point deadline) {
+    Group g = std::move(groups_[token]);
+    for (auto& q : g.queues) owner_.erase(q->id());
+    groups_.erase(token);
+    RS_ASSIGN_OR_RETURN(EventChannel ch, make_channel());
+    for (auto& q : g.queues)
+      if (rdma_migrate_id(q->id(), ch.get()) != 0)
+        return errno_status(ErrorCode::kIo, "rdma_migrate_id", errno);
+    // The handshake gets its own budget: accept()'s timeout was for a peer to show up.
+    auto hello_deadline = std::max(deadline, Clock::now() + options_.connect_timeout);
+    return finish(std::move(ch), std::move(g.pd), std::move(g.queues), hello_deadline);
+  }
+
+  EventChannel channel_;
+  std::map<uint64_t, Group> groups_;
+  std::map<rdma_cm_id*, uint64_t> owner_;
+  CmId id_;
+  Uri bound_;
+  TransportOptions options_;
+};
+
+// Waits for `want` on `id`, naming what failed otherwise.
+Status await_event(rdma_event_channel* ch, rdma_cm_id* id, rdma_cm_event_type want,
+                   Clock::time_point deadline, const Uri& uri) {
+  for (;;) {
+    auto ev = next_event(ch, deadline);
+    if (!ev) {
+      if (ev.status().code() == ErrorCode::kTimeout)
+        return Status(ErrorCode::kTimeout,
+                      fmt::format("rdma connect to {} timed out waiting for {}", uri.to_string(),
+                                  rdma_event_str(want)));
+      return ev.status();
+    }
+    if (ev->id != id) continue;
+    if (ev->type == want) return Status::ok();
+    switch (ev->type) {
+      case RDMA_CM_EVENT_ADDR_ERROR:
+        return Status(ErrorCode::kUnreachable,
+                      fmt::format("cannot resolve {} to an RDMA device (status {}): no RDMA "
+                                  "device has a route to it",
+                                  uri.host, ev->status));
+      case RDMA_CM_EVENT_ROUTE_ERROR:
+        return Status(ErrorCode::kUnreachable, fmt::format("no RDMA route to {}", uri.host));
+      case RDMA_CM_EVENT_REJECTED:
+        return Status(ErrorCode::kUnreachable,
+                      fmt::format("connection refused by {} (is `ramshift receive` listening "
+                                  "there on rdma://?)",
+                                  uri.to_string()));
+      default:
+        return Status(ErrorCode::kUnreachable,
+                      fmt::format("rdma connect to {} failed: {} (status {})", uri.to_string(),
+                                  rdma_event_str(ev->type), ev->status));
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {
+  RS_RETURN_IF_ERROR(require_device());
+  RS_ASSIGN_OR_RETURN(sockaddr_storage addr, resolve(uri, true));
+  RS_ASSIGN_OR_RETURN(EventChannel ch, make_channel());
+  rdma_cm_id* raw = nullptr;
+  if (rdma_create_id(ch.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
+    return errno_status(ErrorCode::kIo, "rdma_create_id", errno);
+  CmId id(raw);
+  if (rdma_bind_addr(raw, reinterpret_cast<sockaddr*>(&addr)) != 0) {
+    int err = errno;
+    if (err == EADDRINUSE)
+      return Status(ErrorCode::kAddressInUse, fmt::format("{} is already in use", uri.to_string()),
+                    err);
+    return errno_status(
+        ErrorCode::kUnreachable,
+        fmt::format("cannot listen on {} (is it the address of an RDMA device?)", uri.to_string()),
+        err);
+  }
+  if (rdma_listen(raw, 64) != 0) return errno_status(ErrorCode::kIo, "rdma_listen", errno);
+  Uri bound = uri;
+  bound.port = ntohs(rdma_get_src_port(raw));
+  return std::unique_ptr<Listener>(new RdmaListener(std::move(ch), std::move(id), bound, options));
+}
+
+Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
+                                            const TransportOptions& options) {
+  if (queues == 0 || queues > kMaxQueues)
+    return Status(ErrorCode::kInvalidArgument, fmt::format("{} queues is outside 1..256", queues));
+  RS_RETURN_IF_ERROR(require_device());
+  RS_ASSIGN_OR_RETURN(sockaddr_storage addr, resolve(uri, false));
+  RS_ASSIGN_OR_RETURN(EventChannel ch, make_channel());
+  const auto deadline = Clock::now() + options.connect_timeout;
+  const int step_ms = static_cast<int>(std::max<int64_t>(options.connect_timeout.count(), 100));
+  std::random_device rd;
+  PrivateData priv_in{(uint64_t{rd()} << 32) | rd(), 0, static_cast<uint16_t>(queues)};
+  SharedPd pd;
+  std::vector<std::unique_ptr<RdmaQueue>> qs;
+  for (uint32_t q = 0; q < queues; ++q) {
+    rdma_cm_id* raw = nullptr;
+    if (rdma_create_id(ch.get(), &raw, nullptr, RDMA_PS_TCP) != 0)
+      return errno_status(ErrorCode::kIo, "rdma_create_id", errno);
+    CmId id(raw);
+    if (rdma_resolve_addr(raw, nullptr, reinterpret_cast<sockaddr*>(&addr), step_ms) != 0)
+      return errno_status(ErrorCode::kUnreachable,
+                          fmt::format("cannot resolve {} to an RDMA device", uri.host), errno);
+    RS_RETURN_IF_ERROR(await_event(ch.get(), raw, RDMA_CM_EVENT_ADDR_RESOLVED, deadline, uri));
+    if (rdma_resolve_route(raw, step_ms) != 0)
+      return errno_status(ErrorCode::kUnreachable, fmt::format("no RDMA route to {}", uri.host),
+                          errno);
+    RS_RETURN_IF_ERROR(await_event(ch.get(), raw, RDMA_CM_EVENT_ROUTE_RESOLVED, deadline, uri));
+    if (!pd) {
+      Status err;
+      pd = alloc_pd(raw->verbs, err);
+      if (!pd) return err;
+    } else if (pd->context != raw->verbs) {
+      return Status(ErrorCode::kMismatch, "queues resolved to different RDMA devices");
+    }
+    RS_ASSIGN_OR_RETURN(auto queue, RdmaQueue::create(std::move(id), pd, options.rdma, q));
+    std::byte priv[kPrivateBytes];
+    priv_in.queue = static_cast<uint16_t>(q);
+    encode_private(priv, priv_in);
+    rdma_conn_param param = conn_param(priv);
+    if (rdma_connect(queue->id(), &param) != 0)
+      return errno_status(ErrorCode::kUnreachable, "rdma_connect", errno);
+    RS_RETURN_IF_ERROR(
+        await_event(ch.get(), queue->id(), RDMA_CM_EVENT_ESTABLISHED, deadline, uri));
+    qs.push_back(std::move(queue));
+  }
+  return finish(std::move(ch), std::move(pd), std::move(qs), deadline);
+}
+
+}  // namespace ramshift::transport::rdma

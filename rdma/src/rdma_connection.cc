@@ -1,0 +1,161 @@
+#include "rdma_connection.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "host_limits.h"
+#include "ramshift/base/log.h"
+#include "ramshift/base/units.h"
+
+namespace ramshift::transport::rdma {
+namespace {
+// UCX's practice: ranges of 4 GiB and more register as 2 GiB chunks, in parallel.
+constexpr uint64_t kParallelFrom = 4ull << 30;
+constexpr uint64_t kChunkBytes = 2ull << 30;
+}  // namespace
+
+RdmaConnection::RdmaConnection(EventChannel channel, SharedPd pd,
+                               std::vector<std::unique_ptr<RdmaQueue>> queues,
+                               std::string description)
+    : channel_(std::move(channel)),
+      pd_(std::move(pd)),
+      queues_(std::move(queues)),
+      description_(std::move(description)) {
+  caps_.zero_copy_write = true;
+  caps_.remote_read = false;
+  caps_.max_message = RdmaQueue::kMaxMessage;
+  caps_.max_queues = 256;
+  for (size_t i = 0; i < queues_.size(); ++i) queues_[i]->id()->context = queues_[i].get();
+  wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  int fl = fcntl(channel_->fd, F_GETFL);
+  fcntl(channel_->fd, F_SETFL, fl | O_NONBLOCK);
+  cm_thread_ = std::thread([this] { watch_cm_events(); });
+}
+
+RdmaConnection::~RdmaConnection() {
+  close();
+  stop_ = true;
+  uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
+  if (cm_thread_.joinable()) cm_thread_.join();
+  // Each queue drains its completions and joins its poller before its QP and id go.
+  queues_.clear();
+}
+
+// Every CM event is acknowledged at once: destroying an id waits for its unacked events.
+void RdmaConnection::watch_cm_events() {
+  while (!stop_) {
+    pollfd fds[2] = {{channel_->fd, POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, 200) <= 0) continue;
+    if (fds[1].revents & POLLIN) continue;  // stop_ is checked by the loop
+    rdma_cm_event* ev = nullptr;
+    while (rdma_get_cm_event(channel_.get(), &ev) == 0) {
+      auto* q = static_cast<RdmaQueue*>(ev->id ? ev->id->context : nullptr);
+      auto type = ev->event;
+      rdma_ack_cm_event(ev);
+      if (!q) continue;
+      if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL ||
+          type == RDMA_CM_EVENT_TIMEWAIT_EXIT) {
+        log::debug("rdma: {}", rdma_event_str(type));
+        q->peer_disconnected();
+      }
+    }
+  }
+}
+
+void RdmaConnection::close() {
+  for (auto& q : queues_) q->close();
+}
+
+Status RdmaConnection::check(uint32_t queue) const {
+  if (queue >= queues_.size())
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("queue {} does not exist ({} queues)", queue, queues_.size()));
+  return Status::ok();
+}
+
+Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
+                                                  MemoryAccess access) {
+  const std::string what = fmt::format("{} of guest memory", format_bytes(memory.size()));
+  RS_RETURN_IF_ERROR(check_memlock(memory.size(), what));
+  // The source only reads its guest memory (which may be a read-only file mapping); only
+  // the destination lets the peer write, and only for this connection's lifetime.
+  const int flags =
+      access == MemoryAccess::kRemoteWrite ? IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE : 0;
+  const uint64_t chunk = memory.size() >= kParallelFrom ? kChunkBytes : memory.size();
+  const size_t chunks = chunk == 0 ? 0 : (memory.size() + chunk - 1) / chunk;
+  std::vector<MemoryRegion> mrs(chunks);
+  std::vector<int> errs(chunks, 0);
+  auto reg = [&](size_t i) {
+    size_t off = i * chunk;
+    size_t len = std::min<uint64_t>(chunk, memory.size() - off);
+    mrs[i].reset(ibv_reg_mr(pd_.get(), memory.data() + off, len, flags));
+    if (!mrs[i]) errs[i] = errno;
+  };
+  if (chunks <= 1) {
+    if (chunks == 1) reg(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < chunks; ++i) threads.emplace_back(reg, i);
+    for (auto& t : threads) t.join();
+  }
+  for (size_t i = 0; i < chunks; ++i)
+    if (!mrs[i]) return registration_error(errs[i], memory.size(), what);
+  MemoryKey key;
+  key.address = reinterpret_cast<uint64_t>(memory.data());
+  key.length = memory.size();
+  key.chunk_bytes = chunks > 1 ? chunk : 0;
+  for (auto& mr : mrs) key.rkeys.push_back(mr->rkey);
+  std::lock_guard lock(mr_mu_);
+  for (auto& mr : mrs) guest_mrs_.push_back(std::move(mr));
+  return key;
+}
+
+Result<uint32_t> RdmaConnection::lkey_for(const std::byte* p, size_t len) const {
+  std::lock_guard lock(mr_mu_);
+  for (const auto& mr : guest_mrs_) {
+    auto* base = static_cast<const std::byte*>(mr->addr);
+    if (p >= base && p + len <= base + mr->length) return mr->lkey;
+  }
+  return Status(ErrorCode::kInvalidArgument,
+                "remote write from memory that was not registered on this connection");
+}
+
+Status RdmaConnection::post_send(uint32_t queue, std::span<const ConstBuffer> segments) {
+  RS_RETURN_IF_ERROR(check(queue));
+  return queues_[queue]->post_message(segments);
+}
+
+Status RdmaConnection::post_write(uint32_t queue, std::span<const RemoteWrite> writes) {
+  RS_RETURN_IF_ERROR(check(queue));
+  // Why 64: a batch's worth of page runs; the caller splits larger sets.
+  uint32_t lkeys[64];
+  if (writes.size() > std::size(lkeys))
+    return Status(ErrorCode::kInvalidArgument, "more than 64 remote writes in one call");
+  for (size_t i = 0; i < writes.size(); ++i) {
+    RS_ASSIGN_OR_RETURN(lkeys[i], lkey_for(writes[i].local, writes[i].length));
+  }
+  return queues_[queue]->post_writes(writes, std::span<const uint32_t>(lkeys, writes.size()));
+}
+
+Status RdmaConnection::wait_writable(uint32_t queue, Millis timeout) {
+  RS_RETURN_IF_ERROR(check(queue));
+  return queues_[queue]->wait_writable(timeout);
+}
+
+Status RdmaConnection::flush(uint32_t queue, Millis timeout) {
+  RS_RETURN_IF_ERROR(check(queue));
+  return queues_[queue]->flush(timeout);
+}
+
+Result<size_t> RdmaConnection::poll(uint32_t queue, std::span<ConstBuffer> out, Millis timeout) {
+  RS_RETURN_IF_ERROR(check(queue));
+  return queues_[queue]->poll(out, timeout);
+}
+
+}  // namespace ramshift::transport::rdma
