@@ -26,13 +26,15 @@ bool has_ipc_lock() {
   return false;
 }
 
-// Bytes this process has locked already (VmLck), so the check counts earlier registrations.
+// Bytes this process has locked (VmLck) or pinned (VmPin: earlier registrations) already.
 uint64_t locked_bytes() {
   std::ifstream status("/proc/self/status");
   std::string line;
+  uint64_t kb = 0;
   while (std::getline(status, line))
-    if (line.rfind("VmLck:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // kB
-  return 0;
+    if (line.rfind("VmLck:", 0) == 0 || line.rfind("VmPin:", 0) == 0)
+      kb += std::stoull(line.substr(6));
+  return kb * 1024;
 }
 
 std::string memlock_advice(uint64_t limit, uint64_t needed, const std::string& what) {

@@ -23,12 +23,13 @@ expect_exit() {
 expect_stderr() {
   if grep -qiE "$1" "$WORK/err"; then pass "$2"; else fail "$2: stderr lacks /$1/"; cat "$WORK/err"; fi
 }
-# start_receiver ARGS...: starts `ramshift receive` in the background; sets RX_PID, RX_URI.
+# start_receiver ARGS...: starts `ramshift receive` in the background on $LISTEN_URI
+# (default tcp://127.0.0.1:0); sets RX_PID, RX_URI.
 start_receiver() {
-  "$RAMSHIFT" receive --listen tcp://127.0.0.1:0 "$@" >"$WORK/rx.out" 2>"$WORK/rx.err" &
+  "$RAMSHIFT" receive --listen "${LISTEN_URI:-tcp://127.0.0.1:0}" "$@" >"$WORK/rx.out" 2>"$WORK/rx.err" &
   RX_PID=$!
   PIDS+=("$RX_PID")
-  for _ in $(seq 100); do
+  for _ in $(seq 400); do  # up to 20 s: the soft-RoCE VM runs at software speed
     RX_URI=$(sed -n 's/^listening on //p' "$WORK/rx.out")
     [ -n "$RX_URI" ] && return 0
     sleep 0.05

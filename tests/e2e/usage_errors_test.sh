@@ -20,6 +20,14 @@ expect_exit 2 "connection refused" -- "$RAMSHIFT" send --to "tcp://127.0.0.1:$po
 expect_stderr "refused" "refusal is explained"
 expect_exit 2 "unresolvable host" -- "$RAMSHIFT" send --to tcp://no-such-host.invalid:7000 --guest "file:$WORK/img"
 
+# rdma:// on a host without an RDMA device (this machine): the fix is named. Where the
+# binary has no rdma backend, or the host has a device, the message differs: skip.
+"$RAMSHIFT" send --to rdma://127.0.0.1:7000 --guest "file:$WORK/img" >/dev/null 2>"$WORK/err"; rc=$?
+if ! grep -q "not available in this build" "$WORK/err" && [ -z "$(ls /sys/class/infiniband 2>/dev/null)" ]; then
+  [ "$rc" = 2 ] && pass "rdma without a device (exit 2)" || fail "rdma without a device: exit $rc"
+  expect_stderr "no RDMA device found; use tcp:// or load rdma_rxe" "missing RDMA device is explained"
+fi
+
 # Port in use.
 start_receiver || exit 1
 expect_exit 2 "port in use" -- "$RAMSHIFT" receive --listen "$RX_URI" --once

@@ -55,11 +55,11 @@ void print_summary(const migration::MigrationReport& r) {
       stderr,
       "ramshift: {} completed and verified: {} in {:.2f} s ({}, {:.0f} Mbit/s), {} on the wire "
       "over {} {} queue(s), codec {}\n"
-      "ramshift: pages zero {} xbzrle {} zstd {} raw {}; setup {:.0f} ms\n",
+      "ramshift: pages zero {} xbzrle {} zstd {} raw {} placed {}; setup {:.0f} ms\n",
       r.role, format_bytes(r.guest_bytes), seconds,
       format_rate(seconds > 0 ? r.guest_bytes / seconds : 0), r.throughput_mbps(),
       format_bytes(r.wire_bytes), r.queues, r.transport, r.codec, r.pages.zero, r.pages.xbzrle,
-      r.pages.zstd, r.pages.raw, r.setup_ms);
+      r.pages.zstd, r.pages.raw, r.pages.placed, r.setup_ms);
 }
 
 }  // namespace ramshift::cli

@@ -272,5 +272,58 @@ TEST(Batch, RandomMutationsNeverCrashOrWriteOutOfBounds) {
   EXPECT_GT(rejected, 1000);
 }
 
+// Placement (rdma): raw pages leave the batch as kPlaced entries plus merged runs for the
+// transport's one-sided writes; the receiver accepts such entries only when it offered
+// remote-write memory, and zero pages still travel as markers.
+TEST(Batch, PlacedPagesTravelAsRunsAndAreOnlyAcceptedWhenOffered) {
+  CodecConfig cfg;
+  cfg.mode = CodecMode::kZero;
+  Memory src(kBatch), dst(kBatch);
+  guest::fill_pattern(src.bytes, guest::Pattern::kRandom, 5);
+  std::memset(src.page(3), 0, kPage);  // zero page splits the runs: 0..2, 4..31
+  std::memset(dst.page(3), 0x5a, kPage);
+  BatchEncoder enc(cfg, kPage, kBatch, 0);
+  BatchPolicy policy;
+  policy.place_raw = true;
+  enc.begin(0, 1, policy);
+  for (size_t p = 0; p < kBatch; ++p) enc.add(p, src.page(p));
+  auto body = flatten(enc.finish());
+  EXPECT_EQ(enc.counts().placed, kBatch - 1);
+  EXPECT_EQ(enc.counts().zero, 1u);
+  auto runs = enc.placements();
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].first_page, 0u);
+  EXPECT_EQ(runs[0].bytes, 3 * kPage);
+  EXPECT_EQ(runs[1].first_page, 4u);
+  EXPECT_EQ(runs[1].memory, src.page(4));
+  EXPECT_EQ(runs[1].bytes, (kBatch - 4) * kPage);
+  EXPECT_LT(body.size(), 2 * kPage);  // entries only: no page bytes in the batch
+
+  std::span<std::byte> regions[] = {dst.bytes};
+  BatchDecoder refuses(kPage, kBatch, 0);
+  auto r = refuses.apply(body, regions);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("no remote-write memory"), std::string::npos);
+
+  // What the NIC would do, then the batch: every page matches.
+  for (const auto& run : runs) std::memcpy(dst.page(run.first_page), run.memory, run.bytes);
+  BatchDecoder accepts(kPage, kBatch, 0);
+  accepts.allow_placed(true);
+  auto ok = accepts.apply(body, regions);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().message();
+  EXPECT_EQ(ok->counts.placed, kBatch - 1);
+  EXPECT_EQ(src.bytes, dst.bytes);
+
+  // Compressing or filling the XBZRLE cache keeps pages in the batch.
+  policy.compress = true;
+  cfg.mode = CodecMode::kZstd;
+  BatchEncoder zenc(cfg, kPage, kBatch, 0);
+  zenc.begin(0, 1, policy);
+  for (size_t p = 0; p < kBatch; ++p) zenc.add(p, src.page(p));
+  (void)zenc.finish();
+  EXPECT_EQ(zenc.counts().placed, 0u);
+  EXPECT_TRUE(zenc.placements().empty());
+}
+
 }  // namespace
 }  // namespace ramshift::pipeline

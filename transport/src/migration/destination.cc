@@ -109,6 +109,8 @@ class DestinationRun {
 
   Status migrate() {
     RS_RETURN_IF_ERROR(handshake());
+    // Before the queue threads start: their decoders accept placed pages only after this.
+    if (conn_->capabilities().zero_copy_write) RS_RETURN_IF_ERROR(offer_placement());
     queues_ = hello_.data_queues;
     state_ = std::make_unique<QueueState[]>(queues_);
     for (uint32_t q = 0; q < queues_; ++q) threads_.emplace_back([this, q] { queue_main(q); });
@@ -165,6 +167,20 @@ class DestinationRun {
     return Status::ok();
   }
 
+  // rdma: register guest memory for the source's one-sided writes (only for this
+  // connection's lifetime) and tell the source where it is.
+  Status offer_placement() {
+    wire::MemoryKeys keys;
+    const auto& regions = memory_->regions();
+    for (uint32_t r = 0; r < regions.size(); ++r) {
+      auto key = conn_->register_memory(regions[r], transport::MemoryAccess::kRemoteWrite);
+      if (!key) return key.status().with_context("destination guest memory");
+      keys.regions.push_back({r, key->address, key->length, key->chunk_bytes, key->rkeys});
+    }
+    placing_ = true;
+    return send_control(FrameType::kMemoryKeys, wire::encode(keys));
+  }
+
   void queue_main(uint32_t q) {
     Status s = receive_queue(q);
     if (!s) fail(s);
@@ -174,6 +190,7 @@ class DestinationRun {
     QueueState& st = state_[q];
     pipeline::BatchDecoder decoder(hello_.page_size, hello_.batch_pages,
                                    hello_.xbzrle_cache_per_queue);
+    decoder.allow_placed(placing_);
     const auto& regions = memory_->regions();
     uint32_t round = 0;
     uint64_t batches = 0;
@@ -365,6 +382,7 @@ class DestinationRun {
   int64_t acked_rounds_ = 0;
   Status first_error_;
   bool peer_failed_ = false;
+  bool placing_ = false;  // guest memory registered for the source's remote writes
   Clock::time_point start_;
   Clock::time_point last_progress_{};
   MigrationReport report_;

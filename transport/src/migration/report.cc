@@ -17,8 +17,11 @@ std::string MigrationReport::to_json() const {
   j["guest_bytes"] = guest_bytes;
   j["wire_bytes"] = wire_bytes;
   j["throughput_mbps"] = throughput_mbps();
-  j["pages"] = {
-      {"zero", pages.zero}, {"xbzrle", pages.xbzrle}, {"zstd", pages.zstd}, {"raw", pages.raw}};
+  j["pages"] = {{"zero", pages.zero},
+                {"xbzrle", pages.xbzrle},
+                {"zstd", pages.zstd},
+                {"raw", pages.raw},
+                {"placed", pages.placed}};
   j["queues"] = queues;
   j["transport"] = transport;
   j["codec"] = codec;

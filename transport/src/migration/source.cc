@@ -218,10 +218,62 @@ class SourceRun {
       table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});
     RS_RETURN_IF_ERROR(send_control(FrameType::kRegionTable, wire::encode(table)));
     // The destination may be reserving gigabytes of disk: allow it a minute.
+    if (conn_->capabilities().zero_copy_write) RS_RETURN_IF_ERROR(setup_placement(table));
     RS_ASSIGN_OR_RETURN(auto ready, await(FrameType::kReady, milliseconds(60000)));
     RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kReady, ready));
     report_.setup_ms = ms_since(start_);
     return Status::ok();
+  }
+
+  // rdma: the destination registered its memory for remote writes and says where; register
+  // ours (read-only use) once for the whole migration, so raw pages go guest to guest.
+  Status setup_placement(const wire::RegionTable& table) {
+    RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kMemoryKeys, milliseconds(60000)));
+    RS_ASSIGN_OR_RETURN(remote_keys_, wire::decode_memory_keys(body, table));
+    for (const auto& r : guest_.regions()) {
+      auto key = conn_->register_memory(r.memory, transport::MemoryAccess::kLocal);
+      if (!key) return key.status().with_context("source guest memory");
+    }
+    placing_ = true;
+    return Status::ok();
+  }
+
+  // Writes a batch's placed runs into the destination's memory, ahead of the batch itself.
+  Status post_placements(uint32_t q, uint32_t region, std::span<const pipeline::Placement> runs) {
+    const wire::RegionKey& key = remote_keys_.regions[region];
+    transport::RemoteWrite writes[64];
+    size_t n = 0;
+    auto post = [&]() -> Status {
+      for (;;) {
+        Status s = conn_->post_write(q + 1, std::span(writes, n));
+        if (s.code() != ErrorCode::kWouldBlock) {
+          n = 0;
+          return s;
+        }
+        if (abort_.load()) return Status(ErrorCode::kCancelled, "cancelled");
+        Status w = conn_->wait_writable(q + 1, milliseconds(60000));
+        if (!w) return w;
+      }
+    };
+    for (const auto& run : runs) {
+      uint64_t remote = key.address + run.first_page * config_.page_size;
+      const std::byte* local = run.memory;
+      size_t left = run.bytes;
+      while (left > 0) {
+        // A write never crosses one of the destination's registration chunks.
+        uint64_t off = remote - key.address;
+        size_t len = key.chunk_bytes == 0
+                         ? left
+                         : std::min<uint64_t>(left, key.chunk_bytes - off % key.chunk_bytes);
+        uint32_t rkey = key.rkeys[key.chunk_bytes == 0 ? 0 : off / key.chunk_bytes];
+        writes[n++] = {local, len, remote, rkey};
+        if (n == std::size(writes)) RS_RETURN_IF_ERROR(post());
+        local += len;
+        remote += len;
+        left -= len;
+      }
+    }
+    return n > 0 ? post() : Status::ok();
   }
 
   Status stream_round(uint32_t round, const Selection& selection) {
@@ -383,6 +435,7 @@ class SourceRun {
         policy.compress = governor_.should_compress();
         policy.cache_insert = round > 0;
         policy.zero_copy = guest_.immutable();
+        policy.place_raw = placing_;
         encoder.begin(r, round, policy);
         uint64_t handled = 0;
         // Each page's digest entry is refreshed right after the encoder read it (cache-hot).
@@ -401,7 +454,13 @@ class SourceRun {
         }
         auto batch = encoder.finish();
         if (!batch.empty()) {
-          limiter_.acquire(batch.bytes + wire::kFrameHeaderBytes);
+          uint64_t placed_bytes = 0;
+          for (const auto& p : encoder.placements()) placed_bytes += p.bytes;
+          limiter_.acquire(batch.bytes + wire::kFrameHeaderBytes + placed_bytes);
+          if (placed_bytes > 0) {
+            RS_RETURN_IF_ERROR(post_placements(q, r, encoder.placements()));
+            st.wire_bytes.fetch_add(placed_bytes, std::memory_order_relaxed);
+          }
           RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kPageBatch, batch.segments));
           ++batches;
         }
@@ -446,6 +505,8 @@ class SourceRun {
   uint32_t early_ack_ = 0;  // round + 1 of an acknowledgement taken during the round
   Clock::time_point pause_time_;
   uint64_t cache_per_queue_ = 0;
+  bool placing_ = false;  // raw pages travel as one-sided writes (rdma)
+  wire::MemoryKeys remote_keys_;
   uint64_t wire_control_ = 0;
   Clock::time_point start_;
   MigrationReport report_;

@@ -78,8 +78,12 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
       return bad(fmt::format("entry {}: unknown flags 0x{:02x} or reserved bits set", i, eflags));
     PageKind k = static_cast<PageKind>(kind);
     if ((k == PageKind::kZero && len != 0) || (k == PageKind::kRaw && len != page_size_) ||
-        (k == PageKind::kXbzrle && len >= page_size_))
+        (k == PageKind::kXbzrle && len >= page_size_) || (k == PageKind::kPlaced && len != 0))
       return bad(fmt::format("entry {}: len {} is invalid for its kind", i, len));
+    if (k == PageKind::kPlaced && (!allow_placed_ || (eflags & kEntryCacheInsert)))
+      return bad(fmt::format("entry {}: a placed page, but {}", i,
+                             allow_placed_ ? "placed pages never enter the cache"
+                                           : "this session has no remote-write memory"));
     if ((k == PageKind::kXbzrle || (eflags & kEntryCacheInsert)) && !cache_.enabled())
       return bad(fmt::format("entry {}: uses the XBZRLE cache, which this session has not got", i));
     sum += len;
@@ -114,6 +118,9 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
         std::memcpy(dst, payload + off, page_size_);
         if (insert) cache_.insert(key, dst);
         ++(compressed ? out.counts.zstd : out.counts.raw);
+        break;
+      case PageKind::kPlaced:  // landed before this batch (ordered one-sided write)
+        ++out.counts.placed;
         break;
       case PageKind::kXbzrle: {
         std::byte* old = cache_.find(key);

@@ -31,7 +31,9 @@ void BatchEncoder::begin(uint32_t region_id, uint32_t round, const BatchPolicy& 
   policy_ = policy;
   compress_ = policy.compress && codec_may_compress(config_.mode);
   zero_copy_ = policy.zero_copy && !compress_ && !policy.cache_insert;
+  place_ = policy.place_raw && !compress_ && !policy.cache_insert;
   runs_.clear();
+  placements_.clear();
   entries_ = 0;
   payload_len_ = 0;
   counts_ = {};
@@ -61,6 +63,25 @@ void BatchEncoder::append_raw(std::byte* dst, const std::byte* page) {
     runs_.emplace_back(page, page_size_);
 }
 
+void BatchEncoder::emit_raw(uint64_t page_index, std::byte* dst, const std::byte* page,
+                            uint8_t flags) {
+  if (place_) {
+    Placement* last = placements_.empty() ? nullptr : &placements_.back();
+    if (last && last->first_page + last->bytes / page_size_ == page_index &&
+        last->memory + last->bytes == page)
+      last->bytes += page_size_;
+    else
+      placements_.push_back({page_index, page, page_size_});
+    append_entry(page_index, 0, PageKind::kPlaced, 0);
+    ++counts_.placed;
+    return;
+  }
+  append_raw(dst, page);
+  payload_len_ += page_size_;
+  append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, flags);
+  ++raw_in_batch_;
+}
+
 void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
   // Pages are written to the staging buffer when compressing, else straight to the output.
   std::byte* payload = compress_ ? staging_.data() : out_.data() + kBatchHeaderBytes;
@@ -70,10 +91,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
   const bool use_cache = cache_.enabled() && !zero_copy_;
 
   if (!codec_detects_zero(config_.mode)) {
-    append_raw(dst, page);
-    payload_len_ += page_size_;
-    append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, 0);
-    ++raw_in_batch_;
+    emit_raw(page_index, dst, page, 0);
     return;
   }
   if (is_zero(page, page_size_)) {
@@ -111,15 +129,15 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
       return;
     }
   }
-  append_raw(dst, page);
-  payload_len_ += page_size_;
-  uint8_t flags = 0;
   if (use_cache && policy_.cache_insert) {
+    append_raw(dst, page);
     cache_.insert(key, dst);  // from the snapshot we send, never from live memory
-    flags = kEntryCacheInsert;
+    payload_len_ += page_size_;
+    append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, kEntryCacheInsert);
+    ++raw_in_batch_;
+    return;
   }
-  append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, flags);
-  ++raw_in_batch_;
+  emit_raw(page_index, dst, page, 0);
 }
 
 BatchView BatchEncoder::finish() {

@@ -36,6 +36,8 @@ const char* frame_type_name(FrameType t) {
       return "error";
     case FrameType::kBye:
       return "bye";
+    case FrameType::kMemoryKeys:
+      return "memory_keys";
   }
   return "unknown";
 }
@@ -52,7 +54,7 @@ Result<FrameView> parse_frame(std::span<const std::byte> message) {
         fmt::format("magic 0x{:08x} is not 0x{:08x} (not a ramshift peer?)", magic, kFrameMagic));
   uint8_t type = static_cast<uint8_t>(h[4]);
   if (type < static_cast<uint8_t>(FrameType::kHello) ||
-      type > static_cast<uint8_t>(FrameType::kBye))
+      type > static_cast<uint8_t>(FrameType::kMemoryKeys))
     return bad(fmt::format("type {} is unknown", type));
   if (h[5] != std::byte{0} || load_le<uint16_t>(h + 6) != 0)
     return bad("flags/reserved bytes are not zero");
@@ -179,6 +181,54 @@ Result<RegionTable> decode_region_table(std::span<const std::byte> body) {
       r.reject("bytes",
                fmt::format("region {} size {} is outside 1..{}", i, info.bytes, kMaxRegionBytes));
     m.regions.push_back(std::move(info));
+  }
+  RS_RETURN_IF_ERROR(r.finish());
+  return m;
+}
+
+// ---- memory keys -------------------------------------------------------------------------
+
+std::vector<std::byte> encode(const MemoryKeys& m) {
+  BodyWriter w;
+  w.write(static_cast<uint32_t>(m.regions.size()));
+  for (const auto& k : m.regions) {
+    w.write(k.region_id);
+    w.write(k.address);
+    w.write(k.length);
+    w.write(k.chunk_bytes);
+    w.write(static_cast<uint32_t>(k.rkeys.size()));
+    for (uint32_t rkey : k.rkeys) w.write(rkey);
+  }
+  return w.take();
+}
+
+Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table) {
+  BodyReader r(body, "memory_keys");
+  MemoryKeys m;
+  uint32_t count = r.read<uint32_t>("count");
+  if (r.ok() && count != table.regions.size())
+    r.reject("count", fmt::format("{} keys for {} regions", count, table.regions.size()));
+  for (uint32_t i = 0; r.ok() && i < count; ++i) {
+    RegionKey k;
+    k.region_id = r.read<uint32_t>("region_id");
+    k.address = r.read<uint64_t>("address");
+    k.length = r.read<uint64_t>("length");
+    k.chunk_bytes = r.read<uint64_t>("chunk_bytes");
+    uint32_t nkeys = r.read<uint32_t>("rkey_count");
+    if (!r.ok()) break;
+    if (k.region_id != i)
+      r.reject("region_id", fmt::format("key {} names region {}", i, k.region_id));
+    if (k.length < table.regions[i].bytes)
+      r.reject("length", fmt::format("region {} is {} bytes but only {} are registered", i,
+                                     table.regions[i].bytes, k.length));
+    if (k.address + k.length < k.address) r.reject("address", "range wraps around");
+    uint64_t want = k.chunk_bytes == 0 ? 1 : (k.length + k.chunk_bytes - 1) / k.chunk_bytes;
+    if (k.chunk_bytes != 0 && k.chunk_bytes < 4096)
+      r.reject("chunk_bytes", fmt::format("{} is below one page", k.chunk_bytes));
+    if (r.ok() && nkeys != want)
+      r.reject("rkey_count", fmt::format("{} keys for {} chunks", nkeys, want));
+    for (uint32_t j = 0; r.ok() && j < nkeys; ++j) k.rkeys.push_back(r.read<uint32_t>("rkey"));
+    m.regions.push_back(std::move(k));
   }
   RS_RETURN_IF_ERROR(r.finish());
   return m;

@@ -32,6 +32,9 @@ struct DecodedBatch {
 class BatchDecoder {
  public:
   BatchDecoder(size_t page_size, size_t max_pages, size_t cache_bytes);
+  // Accept kPlaced entries: this session registered destination memory for remote writes
+  // (elsewhere such an entry is a protocol error: nothing would have written the page).
+  void allow_placed(bool allow) { allow_placed_ = allow; }
 
   // `regions[i]` is the destination memory of region i (a whole number of pages). With a
   // `digest`, each placed page's entry is refreshed right after it was written.
@@ -40,6 +43,7 @@ class BatchDecoder {
                              MemoryDigest* digest = nullptr);
 
  private:
+  bool allow_placed_ = false;
   size_t page_size_;
   size_t max_pages_;
   PageCache cache_;

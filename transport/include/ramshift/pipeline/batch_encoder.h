@@ -29,6 +29,18 @@ struct BatchPolicy {
   // them straight from there. Only for memory that cannot change until the batch is sent
   // (a memory image); ignored when compressing or inserting into the cache.
   bool zero_copy = false;
+  // Raw pages are placed by the transport's one-sided writes (placements()) and the batch
+  // carries only kPlaced entries for them. Ignored when compressing or inserting into the
+  // cache (the cache must hold what the destination received, and a live page may change
+  // between our read and the NIC's).
+  bool place_raw = false;
+};
+
+// A run of raw pages to write straight into the destination's memory before the batch.
+struct Placement {
+  uint64_t first_page = 0;
+  const std::byte* memory = nullptr;
+  size_t bytes = 0;
 };
 
 // A finished batch: its body as a gather list (header and entries in the encoder's buffer,
@@ -56,6 +68,8 @@ class BatchEncoder {
   // page was skipped. counts() then describes the finished batch.
   BatchView finish();
   const PageCounts& counts() const { return counts_; }
+  // The finished batch's placed runs (contiguous pages merged), in page order.
+  std::span<const Placement> placements() const { return placements_; }
   // Guest bytes given to zstd and nanoseconds spent compressing them, for the last batch.
   uint64_t compressed_input_bytes() const { return compressed_in_; }
   uint64_t compress_ns() const { return compress_ns_; }
@@ -63,6 +77,8 @@ class BatchEncoder {
  private:
   void append_entry(uint64_t page_index, uint32_t len, PageKind kind, uint8_t flags);
   void append_raw(std::byte* dst, const std::byte* page);  // copy, or reference (zero copy)
+  // A raw page: placed (entry only) when placing, else stored in the payload.
+  void emit_raw(uint64_t page_index, std::byte* dst, const std::byte* page, uint8_t flags);
 
   CodecConfig config_;
   size_t page_size_;
@@ -78,6 +94,8 @@ class BatchEncoder {
   std::vector<std::span<const std::byte>> runs_;
   std::vector<std::span<const std::byte>> segments_;
   bool zero_copy_ = false;
+  bool place_ = false;
+  std::vector<Placement> placements_;
 
   uint32_t region_id_ = 0;
   uint32_t round_ = 0;

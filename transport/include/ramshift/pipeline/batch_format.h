@@ -24,24 +24,30 @@ inline constexpr size_t kMaxBatchPages = 1024;
 
 inline constexpr uint8_t kBatchCompressed = 1 << 0;
 
-enum class PageKind : uint8_t { kZero = 0, kRaw = 1, kXbzrle = 2 };
-inline constexpr uint8_t kPageKindCount = 3;
+// kPlaced: the page's bytes were written straight into the destination's memory by a
+// one-sided write (RDMA WRITE) ordered before this batch; len 0, nothing in the payload.
+// Only valid in sessions where the destination sent MEMORY_KEYS.
+enum class PageKind : uint8_t { kZero = 0, kRaw = 1, kXbzrle = 2, kPlaced = 3 };
+inline constexpr uint8_t kPageKindCount = 4;
 
 // Entry flag: after placing the page, both sides store it in their XBZRLE cache.
 inline constexpr uint8_t kEntryCacheInsert = 1 << 0;
 
-// How pages were sent; `zstd` counts raw pages that travelled inside a compressed payload.
+// How pages were sent; `zstd` counts raw pages that travelled inside a compressed payload,
+// `placed` raw pages written straight into destination memory (rdma).
 struct PageCounts {
   uint64_t zero = 0;
   uint64_t xbzrle = 0;
   uint64_t zstd = 0;
   uint64_t raw = 0;
-  uint64_t total() const { return zero + xbzrle + zstd + raw; }
+  uint64_t placed = 0;
+  uint64_t total() const { return zero + xbzrle + zstd + raw + placed; }
   PageCounts& operator+=(const PageCounts& o) {
     zero += o.zero;
     xbzrle += o.xbzrle;
     zstd += o.zstd;
     raw += o.raw;
+    placed += o.placed;
     return *this;
   }
 };

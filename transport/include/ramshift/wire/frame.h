@@ -37,6 +37,7 @@ enum class FrameType : uint8_t {
   kCommit = 9,       // destination -> source: digest matched, destination owns the guest
   kError = 10,       // either way: the session is over, here is why
   kBye = 11,         // either way: orderly end
+  kMemoryKeys = 12,  // destination -> source, rdma only: where pages may be written directly
 };
 const char* frame_type_name(FrameType t);
 
@@ -84,6 +85,19 @@ struct RegionTable {
   std::vector<RegionInfo> regions;
 };
 
+// The destination's guest memory as registered for one-sided writes (RDMA WRITE): per
+// region its address, length and one rkey per chunk of `chunk_bytes` (0: one chunk).
+struct RegionKey {
+  uint32_t region_id = 0;
+  uint64_t address = 0;
+  uint64_t length = 0;
+  uint64_t chunk_bytes = 0;
+  std::vector<uint32_t> rkeys;
+};
+struct MemoryKeys {
+  std::vector<RegionKey> regions;
+};
+
 struct RoundEnd {
   uint32_t round = 0;
   uint32_t queue = 0;    // data queue index, 0-based
@@ -115,6 +129,7 @@ inline constexpr size_t kMaxErrorMessageBytes = 4096;
 
 std::vector<std::byte> encode(const Hello& m);
 std::vector<std::byte> encode(const RegionTable& m);
+std::vector<std::byte> encode(const MemoryKeys& m);
 std::vector<std::byte> encode(const RoundEnd& m);
 std::vector<std::byte> encode(const Switchover& m);
 std::vector<std::byte> encode(const Digest& m);
@@ -122,6 +137,9 @@ std::vector<std::byte> encode(const ErrorMessage& m);
 
 Result<Hello> decode_hello(std::span<const std::byte> body);
 Result<RegionTable> decode_region_table(std::span<const std::byte> body);
+// Also checks the keys against the region table the source sent: one per region, in order,
+// covering exactly the region's size.
+Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table);
 Result<RoundEnd> decode_round_end(std::span<const std::byte> body);
 Result<Switchover> decode_switchover(std::span<const std::byte> body);
 Result<Digest> decode_digest(std::span<const std::byte> body);
