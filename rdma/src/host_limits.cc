@@ -1,10 +1,13 @@
 #include "host_limits.h"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <ifaddrs.h>
 #include <infiniband/verbs.h>
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <filesystem>
 #include <fstream>
 
 #include "ramshift/base/units.h"
@@ -61,6 +64,37 @@ Status require_device() {
   return Status(ErrorCode::kNotFound,
                 "no RDMA device found; use tcp:// or load rdma_rxe (modprobe rdma_rxe && rdma "
                 "link add rxe0 type rxe netdev IFACE); `ramshift doctor` lists what verbs sees");
+}
+
+Result<std::string> device_address() {
+  RS_RETURN_IF_ERROR(require_device());
+  // sysfs names each RoCE port's network interface: ports/N/gid_attrs/ndevs/INDEX.
+  std::vector<std::string> netdevs;
+  std::error_code ec;
+  for (const auto& dev : std::filesystem::directory_iterator("/sys/class/infiniband", ec))
+    for (const auto& port : std::filesystem::directory_iterator(dev.path() / "ports", ec)) {
+      std::ifstream nd(port.path() / "gid_attrs" / "ndevs" / "0");
+      std::string name;
+      if (nd >> name) netdevs.push_back(name);
+    }
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return errno_status(ErrorCode::kIo, "getifaddrs", errno);
+  std::string found;
+  for (const auto& want : netdevs) {
+    for (ifaddrs* a = list; a && found.empty(); a = a->ifa_next) {
+      if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || want != a->ifa_name) continue;
+      char text[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, text, sizeof text);
+      found = text;
+    }
+    if (!found.empty()) break;
+  }
+  freeifaddrs(list);
+  if (found.empty())
+    return Status(ErrorCode::kNotFound,
+                  "no RDMA device has an IPv4 address on its network interface; give one "
+                  "to the interface rdma_rxe (or the NIC) is bound to");
+  return found;
 }
 
 Status check_memlock(uint64_t bytes, const std::string& what) {

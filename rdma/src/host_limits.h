@@ -16,6 +16,10 @@ std::vector<std::string> device_names();
 // kNotFound, "no RDMA device found; use tcp:// or load rdma_rxe ...", when there is none.
 Status require_device();
 
+// The IPv4 address of the first RDMA device's network interface (RoCE), e.g. "10.9.0.1":
+// where `ramshift demo` listens. kNotFound when no device has one.
+Result<std::string> device_address();
+
 // Checks that `bytes` more can be pinned under RLIMIT_MEMLOCK (skipped with CAP_IPC_LOCK,
 // which lifts the limit). `what` names the memory ("64 MiB of guest memory").
 Status check_memlock(uint64_t bytes, const std::string& what);

@@ -129,7 +129,7 @@ timeout "$VM_TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$MEM" \
   -kernel "$KERNEL" -initrd "$W/initrd.gz" -append "console=ttyS0 quiet panic=-1" \
   -display none -serial stdio -no-reboot -nodefaults </dev/null > "$W/console" 2>&1 &
 QEMU_PID=$!
-tail -f --pid=$QEMU_PID "$W/console" 2>/dev/null | tr -d '\r' &
+tail -f --pid=$QEMU_PID "$W/console" 2>/dev/null | sed -u 's/\r$//' &
 wait $QEMU_PID || true
 QEMU_PID=
 sleep 0.2

@@ -13,6 +13,7 @@
 #include "ramshift/guest/guest.h"
 #include "ramshift/guest/pattern.h"
 #include "ramshift/migration/report.h"
+#include "ramshift/transport/transport.h"
 
 namespace ramshift::cli {
 
@@ -29,6 +30,14 @@ int exit_code_for(const Status& s);
 void write_json(const migration::MigrationReport& report, const std::string& path);
 // Human summary of a report on stderr (one or two lines).
 void print_summary(const migration::MigrationReport& report);
+// rdma:// verbs settings shared by send, receive (documented in docs/user-guide.md).
+struct RdmaFlags {
+  transport::RdmaTuning tuning;
+  std::string slot_size = "512K";
+  // Registers --rdma-* options on `cmd`; resolve() turns them into tuning (kInvalidArgument).
+  void add_to(CLI::App* cmd);
+  Result<transport::RdmaTuning> resolve() const;
+};
 // Prints "ramshift: error: ..." and returns exit_code_for(s).
 int fail_with(const Status& s);
 

@@ -25,6 +25,44 @@ int exit_code_for(const Status& s) {
   }
 }
 
+void RdmaFlags::add_to(CLI::App* cmd) {
+  const char* g = "rdma:// (ignored by other transports)";
+  cmd->add_option("--rdma-ring-slots", tuning.ring_slots,
+                  "receive-ring slots per queue = messages in flight (2..1024)")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--rdma-slot-size", slot_size,
+                  "bytes per ring slot; larger messages travel in several (4K..8M)")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--rdma-sq-depth", tuning.send_queue_depth,
+                  "send work requests in flight per queue")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--rdma-signal-every", tuning.signal_every,
+                  "request a completion every N work requests (selective signaling)")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--rdma-inline", tuning.max_inline, "send payloads up to N bytes inline")
+      ->capture_default_str()
+      ->group(g);
+}
+
+Result<transport::RdmaTuning> RdmaFlags::resolve() const {
+  transport::RdmaTuning t = tuning;
+  RS_ASSIGN_OR_RETURN(uint64_t slot, parse_size(slot_size));
+  if (slot < 4096 || slot > (8u << 20))
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--rdma-slot-size {} is outside 4K..8M", slot_size));
+  t.slot_bytes = static_cast<uint32_t>(slot);
+  if (t.ring_slots < 2 || t.ring_slots > 1024)
+    return Status(ErrorCode::kInvalidArgument, "--rdma-ring-slots must be 2..1024");
+  if (t.send_queue_depth < 8 || t.signal_every < 1 || t.signal_every > t.send_queue_depth / 2)
+    return Status(ErrorCode::kInvalidArgument,
+                  "--rdma-sq-depth must be >= 8 and --rdma-signal-every 1..half of it");
+  return t;
+}
+
 int fail_with(const Status& s) {
   log::error("{}", s.message());
   return exit_code_for(s);

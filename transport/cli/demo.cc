@@ -48,15 +48,15 @@ struct DemoOptions {
 };
 
 // Starts `ramshift receive` as a child; returns its pid and the URI it listens on.
-Result<std::pair<pid_t, std::string>> spawn_receiver(const std::string& out_path,
+Result<std::pair<pid_t, std::string>> spawn_receiver(const std::string& listen,
+                                                     const std::string& out_path,
                                                      const std::string& json) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return errno_status(ErrorCode::kIo, "pipe", errno);
   UniqueFd rd(fds[0]), wr(fds[1]);
   std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  std::vector<std::string> args = {
-      self,     "-q",     "receive", "--listen",         "tcp://127.0.0.1:0",
-      "--once", "--json", json,      "--resume-seconds", "1"};
+  std::vector<std::string> args = {self,     "-q",     "receive", "--listen",         listen,
+                                   "--once", "--json", json,      "--resume-seconds", "1"};
   if (!out_path.empty()) {
     args.push_back("--guest-out");
     args.push_back(out_path);
@@ -123,14 +123,26 @@ int run_demo(const DemoOptions& o) {
   if (o.mode != "precopy")
     return fail_with(Status(ErrorCode::kInvalidArgument,
                             fmt::format("--mode {} is not available yet (precopy)", o.mode)));
-  if (o.transport == "rdma")
-    return fail_with(Status(ErrorCode::kInvalidArgument,
-                            "--transport rdma: this build has no RDMA backend; use auto or tcp"));
-  if (o.transport != "auto" && o.transport != "tcp" && o.transport != "loopback")
+  if (o.transport != "auto" && o.transport != "tcp" && o.transport != "loopback" &&
+      o.transport != "rdma")
     return fail_with(
         Status(ErrorCode::kInvalidArgument,
-               fmt::format("--transport {} is unknown (auto, tcp, loopback)", o.transport)));
-  const bool use_tcp = o.transport != "loopback";  // auto: no RDMA backend in this build -> tcp
+               fmt::format("--transport {} is unknown (auto, rdma, tcp, loopback)", o.transport)));
+  // auto: rdma where this build has the backend and the host a device, else tcp.
+  std::string transport = o.transport;
+  std::string listen = "tcp://127.0.0.1:0";
+  if (transport == "auto" || transport == "rdma") {
+    auto addr = transport::rdma_device_address();
+    if (addr) {
+      transport = "rdma";
+      listen = fmt::format("rdma://{}:0", *addr);
+    } else if (transport == "rdma") {
+      return fail_with(addr.status().with_context("--transport rdma"));
+    } else {
+      transport = "tcp";
+    }
+  }
+  const bool two_processes = transport != "loopback";  // a receiver process (tcp or rdma)
 
   const char* tmp = std::getenv("TMPDIR");
   std::string dir_template = std::string(tmp && *tmp ? tmp : "/tmp") + "/ramshift-demo-XXXXXX";
@@ -171,14 +183,14 @@ int run_demo(const DemoOptions& o) {
 
   migration::MigrationReport report, dest;
   int receiver_exit = 0;
-  if (use_tcp) {
-    auto child = spawn_receiver(image ? dst : "", djson);
+  if (two_processes) {
+    auto child = spawn_receiver(listen, image ? dst : "", djson);
     if (!child) return fail_with(child.status());
     auto [pid, uri_text] = *child;
     fmt::print(stderr,
-               "ramshift demo: receiver process {} listening on {}; migrating over tcp, {} "
+               "ramshift demo: receiver process {} listening on {}; migrating over {}, {} "
                "queue(s), codec {}\n",
-               pid, uri_text, config.queues, o.codec);
+               pid, uri_text, transport, config.queues, o.codec);
     config.to = transport::parse_uri(uri_text).value();
     ProgressBar bar("demo", true);
     report = migration::run_source(*source, config,
@@ -213,7 +225,7 @@ int run_demo(const DemoOptions& o) {
   bool resumed_ok = true;
   if (!image) {
     std::string dest_json;
-    if (use_tcp) {
+    if (two_processes) {
       std::ifstream in(djson);
       std::stringstream ss;
       ss << in.rdbuf();

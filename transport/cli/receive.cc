@@ -21,6 +21,7 @@ struct ReceiveOptions {
   bool once = false;
   double accept_timeout_s = 0;
   double resume_seconds = 2;
+  RdmaFlags rdma;
 };
 
 }  // namespace
@@ -28,6 +29,7 @@ struct ReceiveOptions {
 Runner add_receive(CLI::App& app) {
   auto o = std::make_shared<ReceiveOptions>();
   auto* cmd = app.add_subcommand("receive", "accept migrations from `ramshift send`");
+  o->rdma.add_to(cmd);
   cmd->add_option("--listen", o->listen, "URI to listen on, e.g. tcp://0.0.0.0:7000 (port 0 = any)")
       ->required();
   cmd->add_option(
@@ -47,7 +49,11 @@ Runner add_receive(CLI::App& app) {
     if (!uri) return fail_with(uri.status());
     auto expect = parse_size(o->expect_size);
     if (!expect) return fail_with(expect.status());
-    auto listener = transport::listen(*uri);
+    auto tuning = o->rdma.resolve();
+    if (!tuning) return fail_with(tuning.status());
+    transport::TransportOptions topts;
+    topts.rdma = *tuning;
+    auto listener = transport::listen(*uri, topts);
     if (!listener) return fail_with(listener.status());
     // Scripts (and `ramshift demo`) read this line to learn the port chosen for port 0.
     fmt::print("listening on {}\n", (*listener)->address().to_string());

@@ -27,6 +27,7 @@ struct SendOptions {
   double downtime_limit_ms = 100;
   uint32_t max_rounds = 30;
   bool auto_converge = false;
+  RdmaFlags rdma;
 };
 
 Result<migration::SourceConfig> make_config(const SendOptions& o) {
@@ -44,6 +45,7 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
       std::chrono::milliseconds(static_cast<int64_t>(o.downtime_limit_ms));
   c.convergence.max_rounds = o.max_rounds;
   c.convergence.auto_converge = o.auto_converge;
+  RS_ASSIGN_OR_RETURN(c.rdma, o.rdma.resolve());
   return c;
 }
 
@@ -73,6 +75,7 @@ Result<std::unique_ptr<guest::SourceGuest>> open_guest(const std::string& spec,
 Runner add_send(CLI::App& app) {
   auto o = std::make_shared<SendOptions>();
   auto* cmd = app.add_subcommand("send", "migrate a guest to a `ramshift receive` peer");
+  o->rdma.add_to(cmd);
   cmd->add_option("--to", o->to, "destination URI, e.g. tcp://10.0.0.2:7000")->required();
   cmd->add_option(
          "--guest", o->guest,

@@ -78,6 +78,7 @@ class SourceRun {
                                                              config_.queues, wire::kMaxDataQueues));
     transport::TransportOptions topts;
     topts.connect_timeout = config_.connect_timeout;
+    topts.rdma = config_.rdma;
     auto conn = transport::connect(config_.to, config_.queues + 1, topts);
     if (!conn) return conn.status();
     conn_ = std::move(conn).value();

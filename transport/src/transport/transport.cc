@@ -6,7 +6,8 @@
 #include "loopback.h"
 #include "tcp.h"
 #ifdef RAMSHIFT_HAVE_RDMA
-#include "rdma.h"  // rdma/src: the verbs backend, when this build carries it
+#include "host_limits.h"  // rdma/src
+#include "rdma.h"         // rdma/src: the verbs backend, when this build carries it
 #endif
 
 namespace ramshift::transport {
@@ -23,6 +24,14 @@ Status no_remote_writes(const std::string& transport_name) {
   return Status(ErrorCode::kInvalidArgument,
                 fmt::format("the {} transport has no one-sided writes (zero_copy_write is off)",
                             transport_name));
+}
+
+Result<std::string> rdma_device_address() {
+#ifdef RAMSHIFT_HAVE_RDMA
+  return rdma::device_address();
+#else
+  return not_built(Uri{"rdma", "", 0});
+#endif
 }
 
 Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {

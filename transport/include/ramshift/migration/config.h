@@ -7,6 +7,7 @@
 
 #include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/codec.h"
+#include "ramshift/transport/transport.h"
 #include "ramshift/transport/uri.h"
 
 namespace ramshift::migration {
@@ -24,6 +25,7 @@ struct SourceConfig {
   uint64_t bandwidth_limit = 0;   // bytes/s of wire traffic over all queues; 0 = unlimited
   ConvergenceConfig convergence;  // live guests only
   std::chrono::milliseconds connect_timeout{10000};
+  transport::RdmaTuning rdma;  // rdma:// only
   // How long to wait for the destination's verdict after the last page.
   std::chrono::milliseconds verdict_timeout{600000};
 };

@@ -142,6 +142,10 @@ struct TransportOptions {
 // The kInvalidArgument every backend without one-sided writes returns from post_write.
 Status no_remote_writes(const std::string& transport_name);
 
+// The IPv4 address of this host's first RDMA device (RoCE netdev), for rdma:// listeners;
+// kNotFound without one, kInvalidArgument in a build without the rdma backend.
+Result<std::string> rdma_device_address();
+
 // Opens a listener for `uri` (tcp, loopback, ...). kAddressInUse when the port is taken;
 // kInvalidArgument for a scheme this build does not carry, with the reason.
 Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options = {});

@@ -1,0 +1,84 @@
+#!/bin/bash
+# Runs inside the soft-RoCE VM for bench/softroce_bench.sh. $1 = runs per configuration.
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
+RUNS=${1:-3}
+A=10.9.0.1
+MIB=$((1 << 20))
+IMG=/tmp/src.img
+export QEMU_MODULE_DIR=/usr/lib/x86_64-linux-gnu/qemu
+now() { echo "${EPOCHREALTIME/./}"; }  # microseconds
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null
+
+# perftest: the device's own RDMA WRITE bandwidth (MB/sec in perftest is 2^20 bytes/s).
+declare -A PERF
+for size in 65536 1048576; do
+  iters=$((size == 65536 ? 400 : 60))
+  ib_write_bw -d rxe0 -s $size -n $iters -F >/tmp/perf-srv.log 2>&1 &
+  srv=$!
+  sleep 1
+  line=$(ib_write_bw -d rxe1 -s $size -n $iters -F $A 2>/dev/null | awk -v s=$size '$1==s {print $4}')
+  wait $srv 2>/dev/null
+  PERF[$size]=$(awk -v v="${line:-0}" 'BEGIN {printf "%.1f", v * 1.048576}')  # MB/s (10^6)
+done
+
+# ramshift: seconds for the whole image, receiver verified, median of RUNS.
+rs_run() {  # queues codec -> prints seconds
+  rm -f /tmp/dst.img
+  ramshift -q receive --listen rdma://$A:7000 --once --guest-out /tmp/dst.img >/tmp/rx.out 2>&1 &
+  local rx=$!
+  for _ in $(seq 200); do grep -q listening /tmp/rx.out 2>/dev/null && break; sleep 0.05; done
+  ramshift -q send --to rdma://$A:7000 --guest file:$IMG --queues "$1" --codec "$2" \
+    --json /tmp/tx.json >/dev/null 2>/tmp/tx.err || { cat /tmp/tx.err >&2; echo 0; return; }
+  wait $rx || { echo 0; return; }
+  cmp -s $IMG /tmp/dst.img || { echo "image differs" >&2; echo 0; return; }
+  grep -o '"total_ms": *[0-9.]*' /tmp/tx.json | awk '{printf "%.2f", $2 / 1000}'
+}
+declare -A RS
+for cfg in "1 none" "2 none" "4 none" "2 auto" "4 auto"; do
+  set -- $cfg
+  runs=""
+  for _ in $(seq "$RUNS"); do runs+="$(rs_run "$1" "$2") "; done
+  RS[$cfg]="$(echo $runs | tr ' ' '\n' | median)|$runs"
+done
+
+# Stock QEMU 7.2 `rdma:` migration of a paused guest whose RAM is the same image.
+qemu_run() {
+  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults)
+  qemu-system-x86_64 "${common[@]}" \
+    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on \
+    -incoming rdma:$A:4444 -monitor none >/tmp/qdst.log 2>&1 &
+  local dst=$!
+  sleep 3
+  local t0; t0=$(now)
+  { echo "migrate_set_parameter max-bandwidth 100G"; echo "migrate rdma:$A:4444"
+    echo "info migrate"; echo "quit"; } |
+    qemu-system-x86_64 "${common[@]}" \
+      -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off \
+      -monitor stdio >/tmp/qsrc.log 2>&1
+  local t1; t1=$(now)
+  kill $dst 2>/dev/null; wait $dst 2>/dev/null
+  local status; status=$(tr -d '\r' </tmp/qsrc.log | grep -a -o 'Migration status: [a-z]*' | tail -1)
+  local total; total=$(tr -d '\r' </tmp/qsrc.log | grep -a -o 'total time: [0-9]*' | tail -1 | grep -o '[0-9]*$')
+  if [ "$status" != "Migration status: completed" ]; then
+    echo "qemu: ${status:-no status}" >&2; tr -d '\r' </tmp/qsrc.log | tail -5 >&2; cat /tmp/qdst.log >&2; echo 0; return
+  fi
+  awk -v ms="$total" 'BEGIN {printf "%.2f", ms / 1000}'
+}
+qruns=""
+for _ in $(seq "$RUNS"); do qruns+="$(qemu_run) "; done
+QEMU_S=$(echo $qruns | tr ' ' '\n' | median)
+
+best=$(printf '%s\n' "${PERF[@]}" | sort -g | tail -1)
+mbps() { awk -v s="$1" -v b=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.1f", b / s / 1e6; else print "-"}'; }
+echo
+echo "| what | seconds for 128 MiB (median) | MB/s | vs ib_write_bw best ($best MB/s) | vs QEMU rdma: time | runs |"
+echo "| --- | ---: | ---: | ---: | ---: | --- |"
+echo "| ib_write_bw 64 KiB | | ${PERF[65536]} | | | |"
+echo "| ib_write_bw 1 MiB | | ${PERF[1048576]} | | | |"
+echo "| QEMU 7.2 \`migrate rdma:\` (paused guest) | $QEMU_S | $(mbps "$QEMU_S") | $(awk -v s="$QEMU_S" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | 1.00x | $qruns |"
+for cfg in "1 none" "2 none" "4 none" "2 auto" "4 auto"; do
+  s=${RS[$cfg]%%|*}; runs=${RS[$cfg]#*|}
+  set -- $cfg
+  echo "| ramshift rdma:// --queues $1 --codec $2 | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"
+done

@@ -1,0 +1,18 @@
+#!/bin/bash
+# RDMA figures in the soft-RoCE VM, all from one boot of it (so they share one device and
+# one machine state): perftest ib_write_bw (64 KiB, 1 MiB), ramshift send/receive of a
+# 128 MiB half-random image over rdma:// (codec none at 1/2/4 queues, codec auto), and stock
+# QEMU's own `rdma:` migration of a paused 128 MiB guest whose RAM is that same image.
+#   bench/softroce_bench.sh [RAMSHIFT_BINARY]      (RUNS=3: medians of that many runs)
+# Prints a markdown table; docs/benchmarks/README.md keeps the last one.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+RS=${1:-build/release/transport/ramshift}
+QEMU=/usr/bin/qemu-system-x86_64
+[ -x "$QEMU" ] || { apt-get install -y -q --no-install-recommends qemu-system-x86 >/dev/null; }
+QDIRS=()
+for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
+  [ -e "$d" ] && QDIRS+=(-d "$d")
+done
+exec bash "$HERE/../tests/softroce/rxe_vm.sh" -m 3072 -b "$RS" -b bash -b "$QEMU" "${QDIRS[@]}" \
+  "$HERE/softroce/inside.sh" "${RUNS:-3}"
