@@ -3,10 +3,12 @@
 # Usage: scripts/setup.sh [--test]   (--test adds what the test suites use)
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config
-      libzstd-dev libisal-dev libfmt-dev libcli11-dev nlohmann-json3-dev)
+      libzstd-dev libisal-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+      libibverbs-dev librdmacm-dev ibverbs-providers)
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format
-         iproute2 iperf3 python3)
+         iproute2 iperf3 python3
+         qemu-system-x86 busybox-static cpio ibverbs-utils perftest util-linux xz-utils)  # soft-RoCE VM
 fi
 missing=()
 for p in "${PKGS[@]}"; do

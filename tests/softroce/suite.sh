@@ -68,6 +68,11 @@ expect_exit 2 "send with a 24 MiB memlock limit is a set-up error (exit 2)" -- \
 expect_stderr "RLIMIT_MEMLOCK.*64.00 MiB of guest memory.*ulimit -l" "says the limit, the size and the fix"
 kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
 
+step "failure: an address no RDMA device can reach"
+expect_exit 2 "send to an address outside every RDMA device's network" -- \
+  "$RAMSHIFT" send --to "rdma://192.0.2.1:7000" --guest "file:$WORK/src.img" --connect-timeout 3
+expect_stderr "RDMA device|route|timed out" "says the address cannot be reached over RDMA"
+
 step "failure: nothing listening"
 expect_exit 2 "send to a port with no listener is a set-up error (exit 2)" -- \
   "$RAMSHIFT" send --to "rdma://$ADDR:1" --guest "file:$WORK/src.img"
