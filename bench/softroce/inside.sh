@@ -6,6 +6,8 @@ A=10.9.0.1
 MIB=$((1 << 20))
 IMG=/tmp/src.img
 export QEMU_MODULE_DIR=/usr/lib/x86_64-linux-gnu/qemu
+# QEMU finds its firmware relative to its own path: run it from /usr/bin, not /opt/bin.
+QEMU=/usr/bin/qemu-system-x86_64
 now() { echo "${EPOCHREALTIME/./}"; }  # microseconds
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null
@@ -14,12 +16,19 @@ ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null
 declare -A PERF
 for size in 65536 1048576; do
   iters=$((size == 65536 ? 400 : 60))
-  ib_write_bw -d rxe0 -s $size -n $iters -F >/tmp/perf-srv.log 2>&1 &
-  srv=$!
-  sleep 1
-  line=$(ib_write_bw -d rxe1 -s $size -n $iters -F $A 2>/dev/null | awk -v s=$size '$1==s {print $4}')
-  wait $srv 2>/dev/null
+  line=""
+  for attempt in 1 2 3; do  # the client may knock before the server listens (TCG is slow)
+    timeout 120 ib_write_bw -d rxe0 -R -s $size -n $iters -F >/tmp/perf-srv.log 2>&1 &
+    srv=$!
+    sleep 4
+    line=$(timeout 120 ib_write_bw -d rxe1 -R -s $size -n $iters -F $A 2>/tmp/perf-cli.log |
+           awk -v s=$size '$1==s {print $4}')
+    kill $srv 2>/dev/null; wait $srv 2>/dev/null
+    [ -n "$line" ] && break
+    echo "progress: ib_write_bw attempt $attempt failed: $(tail -2 /tmp/perf-cli.log)"
+  done
   PERF[$size]=$(awk -v v="${line:-0}" 'BEGIN {printf "%.1f", v * 1.048576}')  # MB/s (10^6)
+  echo "progress: ib_write_bw $size: ${PERF[$size]} MB/s"
 done
 
 # ramshift: seconds for the whole image, receiver verified, median of RUNS.
@@ -35,17 +44,19 @@ rs_run() {  # queues codec -> prints seconds
   grep -o '"total_ms": *[0-9.]*' /tmp/tx.json | awk '{printf "%.2f", $2 / 1000}'
 }
 declare -A RS
-for cfg in "1 none" "2 none" "4 none" "2 auto" "4 auto"; do
+CONFIGS=("1 none" "2 none" "4 none" "2 auto")
+for cfg in "${CONFIGS[@]}"; do
   set -- $cfg
   runs=""
   for _ in $(seq "$RUNS"); do runs+="$(rs_run "$1" "$2") "; done
   RS[$cfg]="$(echo $runs | tr ' ' '\n' | median)|$runs"
+  echo "progress: ramshift $cfg: $runs s"
 done
 
 # Stock QEMU 7.2 `rdma:` migration of a paused guest whose RAM is the same image.
 qemu_run() {
   local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults)
-  qemu-system-x86_64 "${common[@]}" \
+  "$QEMU" "${common[@]}" \
     -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on \
     -incoming rdma:$A:4444 -monitor none >/tmp/qdst.log 2>&1 &
   local dst=$!
@@ -53,7 +64,7 @@ qemu_run() {
   local t0; t0=$(now)
   { echo "migrate_set_parameter max-bandwidth 100G"; echo "migrate rdma:$A:4444"
     echo "info migrate"; echo "quit"; } |
-    qemu-system-x86_64 "${common[@]}" \
+    timeout 300 "$QEMU" "${common[@]}" \
       -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off \
       -monitor stdio >/tmp/qsrc.log 2>&1
   local t1; t1=$(now)
@@ -66,7 +77,7 @@ qemu_run() {
   awk -v ms="$total" 'BEGIN {printf "%.2f", ms / 1000}'
 }
 qruns=""
-for _ in $(seq "$RUNS"); do qruns+="$(qemu_run) "; done
+for _ in $(seq "$RUNS"); do qruns+="$(qemu_run) "; echo "progress: qemu rdma: $qruns s"; done
 QEMU_S=$(echo $qruns | tr ' ' '\n' | median)
 
 best=$(printf '%s\n' "${PERF[@]}" | sort -g | tail -1)
@@ -77,7 +88,7 @@ echo "| --- | ---: | ---: | ---: | ---: | --- |"
 echo "| ib_write_bw 64 KiB | | ${PERF[65536]} | | | |"
 echo "| ib_write_bw 1 MiB | | ${PERF[1048576]} | | | |"
 echo "| QEMU 7.2 \`migrate rdma:\` (paused guest) | $QEMU_S | $(mbps "$QEMU_S") | $(awk -v s="$QEMU_S" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | 1.00x | $qruns |"
-for cfg in "1 none" "2 none" "4 none" "2 auto" "4 auto"; do
+for cfg in "${CONFIGS[@]}"; do
   s=${RS[$cfg]%%|*}; runs=${RS[$cfg]#*|}
   set -- $cfg
   echo "| ramshift rdma:// --queues $1 --codec $2 | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"

@@ -43,6 +43,11 @@ expect_exit 0 "live migration of a running 64 MiB guest over rdma" -- \
 wait "$RX_PID"; rc=$?
 [ "$rc" = 0 ] && pass "destination resumed and verified the workload" || { fail "receiver exit $rc"; cat "$WORK/rx.err"; }
 
+step "ramshift demo --transport rdma"
+expect_exit 0 "demo migrates a 32 MiB image over rdma and verifies it" -- \
+  "$RAMSHIFT" demo --transport rdma --guest image --size 32M
+expect_stderr "migrating over rdma" "demo says it used rdma"
+
 step "failure: receiver killed mid-round"
 # Killed once pages are landing in its memory (the VM's speed varies too much for a timer).
 start_receiver --once --guest-out "$WORK/killed.img" || fail "receiver start"

@@ -99,6 +99,34 @@ TEST(Frame, HelloFieldsAreCheckedByName) {
       "version_min");
 }
 
+// MEMORY_KEYS must describe exactly the regions the source announced: a key that covers
+// less than its region, or the wrong number of chunk keys, would let a write miss.
+TEST(Frame, MemoryKeysAreCheckedAgainstTheRegionTable) {
+  RegionTable table{{{0, 8 << 20, "ram"}, {1, 4096, "rom"}}};
+  MemoryKeys keys{{{0, 0x10000, 8 << 20, 0, {7}}, {1, 0x900000, 4096, 0, {9}}}};
+  auto ok = decode_memory_keys(encode(keys), table);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().message();
+  EXPECT_EQ(ok->regions[1].rkeys, std::vector<uint32_t>{9});
+
+  auto bad = [&](MemoryKeys k, const char* field) {
+    auto r = decode_memory_keys(encode(k), table);
+    ASSERT_FALSE(r.is_ok());
+    EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
+  };
+  MemoryKeys k = keys;
+  k.regions.pop_back();
+  bad(k, "count");
+  k = keys;
+  k.regions[0].length = 4 << 20;
+  bad(k, "length");
+  k = keys;
+  k.regions[0].chunk_bytes = 2 << 20;  // four chunks, one key
+  bad(k, "rkey_count");
+  k = keys;
+  k.regions[1].region_id = 0;
+  bad(k, "region_id");
+}
+
 TEST(Frame, BodiesMustBeExactlyTheirFields) {
   auto body = encode(RoundEnd{1, 2, 3});
   body.push_back(std::byte{0});
