@@ -688,6 +688,9 @@ Result<size_t> RdmaQueue::poll(std::span<ConstBuffer> out, Millis timeout) {
     maybe_send_credit();
   auto deadline = Clock::now() + timeout;
   const std::byte* ring = ring_.bytes().data();
+  // Hand out at most half the ring per call: the caller releases views only by calling
+  // again, and the sender needs those credits while the caller works on what it has.
+  out = out.first(std::min<size_t>(out.size(), std::max<uint32_t>(1, tuning_.ring_slots / 2)));
   for (;;) {
     size_t n = 0;
     bool copied = false;

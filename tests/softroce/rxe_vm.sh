@@ -104,7 +104,9 @@ printf '%q ' "$@" > "$R/test.args"
 cat > "$R/init" <<'EOI'
 #!/bin/sh
 export PATH=/opt/bin:/bin:/usr/bin:/usr/sbin:/sbin
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev; mount -t tmpfs tmp /tmp
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+# A tmpfs on /tmp (fallocate works there), keeping what -d copied under /tmp.
+mkdir -p /run/tmp-seed; cp -a /tmp/. /run/tmp-seed/; mount -t tmpfs tmp /tmp; cp -a /run/tmp-seed/. /tmp/; rm -rf /run/tmp-seed
 for m in crc32_generic configfs ib_core ib_uverbs udp_tunnel ip6_udp_tunnel rdma_rxe iw_cm ib_cm rdma_cm rdma_ucm veth; do
   insmod /mods/$m.ko || echo "rxe-vm: insmod $m failed"
 done

@@ -170,6 +170,7 @@ class DestinationRun {
   // rdma: register guest memory for the source's one-sided writes (only for this
   // connection's lifetime) and tell the source where it is.
   Status offer_placement() {
+    log::info("guest memory prepared after {:.0f} ms", ms_since(start_));
     wire::MemoryKeys keys;
     const auto& regions = memory_->regions();
     for (uint32_t r = 0; r < regions.size(); ++r) {
@@ -178,6 +179,7 @@ class DestinationRun {
       keys.regions.push_back({r, key->address, key->length, key->chunk_bytes, key->rkeys});
     }
     placing_ = true;
+    log::info("guest memory registered for remote writes after {:.0f} ms", ms_since(start_));
     return send_control(FrameType::kMemoryKeys, wire::encode(keys));
   }
 

@@ -83,6 +83,7 @@ class SourceRun {
     if (!conn) return conn.status();
     conn_ = std::move(conn).value();
     report_.peer = conn_->describe();
+    log::info("connected: {} after {:.0f} ms", report_.peer, ms_since(start_));
     Status s = handshake();
     // Tracking starts before round 0 reads anything, so no write can fall between the two.
     if (s) s = guest_.start_dirty_log().with_context("dirty tracking");
@@ -228,13 +229,17 @@ class SourceRun {
 
   // rdma: the destination registered its memory for remote writes and says where; register
   // ours (read-only use) once for the whole migration, so raw pages go guest to guest.
+  // Our side's registration runs while the destination prepares and registers its memory,
+  // so only the slower of the two is on the clock.
   Status setup_placement(const wire::RegionTable& table) {
-    RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kMemoryKeys, milliseconds(60000)));
-    RS_ASSIGN_OR_RETURN(remote_keys_, wire::decode_memory_keys(body, table));
     for (const auto& r : guest_.regions()) {
       auto key = conn_->register_memory(r.memory, transport::MemoryAccess::kLocal);
       if (!key) return key.status().with_context("source guest memory");
     }
+    log::info("source guest memory registered after {:.0f} ms", ms_since(start_));
+    RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kMemoryKeys, milliseconds(60000)));
+    log::info("destination memory keys after {:.0f} ms", ms_since(start_));
+    RS_ASSIGN_OR_RETURN(remote_keys_, wire::decode_memory_keys(body, table));
     placing_ = true;
     return Status::ok();
   }
