@@ -14,9 +14,21 @@
 
 namespace ramshift::transport::rdma {
 namespace {
-// UCX's practice: ranges of 4 GiB and more register as 2 GiB chunks, in parallel.
+// UCX's practice: ranges of 4 GiB and more register as 2 GiB chunks, in parallel. From
+// 64 MiB, one chunk per CPU (at most 8, 2 MiB-aligned): pinning is per-page work, and the
+// set-up of every migration waits for it.
 constexpr uint64_t kParallelFrom = 4ull << 30;
 constexpr uint64_t kChunkBytes = 2ull << 30;
+constexpr uint64_t kSplitFrom = 64ull << 20;
+constexpr uint64_t kChunkAlign = 2ull << 20;
+
+uint64_t chunk_size_for(uint64_t bytes) {
+  if (bytes >= kParallelFrom) return kChunkBytes;
+  const uint64_t cpus = std::clamp<uint64_t>(std::thread::hardware_concurrency(), 1, 8);
+  if (bytes < kSplitFrom || cpus == 1) return bytes;
+  uint64_t chunk = (bytes + cpus - 1) / cpus;
+  return (chunk + kChunkAlign - 1) / kChunkAlign * kChunkAlign;
+}
 }  // namespace
 
 RdmaConnection::RdmaConnection(EventChannel channel, SharedPd pd,
@@ -87,7 +99,7 @@ Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
   // the destination lets the peer write, and only for this connection's lifetime.
   const int flags =
       access == MemoryAccess::kRemoteWrite ? IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE : 0;
-  const uint64_t chunk = memory.size() >= kParallelFrom ? kChunkBytes : memory.size();
+  const uint64_t chunk = chunk_size_for(memory.size());
   const size_t chunks = chunk == 0 ? 0 : (memory.size() + chunk - 1) / chunk;
   std::vector<MemoryRegion> mrs(chunks);
   std::vector<int> errs(chunks, 0);

@@ -235,6 +235,7 @@ class SourceRun {
     for (const auto& r : guest_.regions()) {
       auto key = conn_->register_memory(r.memory, transport::MemoryAccess::kLocal);
       if (!key) return key.status().with_context("source guest memory");
+      local_keys_.push_back(std::move(key).value());
     }
     log::info("source guest memory registered after {:.0f} ms", ms_since(start_));
     RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kMemoryKeys, milliseconds(60000)));
@@ -247,6 +248,7 @@ class SourceRun {
   // Writes a batch's placed runs into the destination's memory, ahead of the batch itself.
   Status post_placements(uint32_t q, uint32_t region, std::span<const pipeline::Placement> runs) {
     const wire::RegionKey& key = remote_keys_.regions[region];
+    const transport::MemoryKey& local_key = local_keys_[region];
     transport::RemoteWrite writes[64];
     size_t n = 0;
     auto post = [&]() -> Status {
@@ -266,11 +268,15 @@ class SourceRun {
       const std::byte* local = run.memory;
       size_t left = run.bytes;
       while (left > 0) {
-        // A write never crosses one of the destination's registration chunks.
+        // A write never crosses a registration chunk, the destination's or ours (each side
+        // chunks by its own CPU count).
         uint64_t off = remote - key.address;
         size_t len = key.chunk_bytes == 0
                          ? left
                          : std::min<uint64_t>(left, key.chunk_bytes - off % key.chunk_bytes);
+        uint64_t local_off = reinterpret_cast<uint64_t>(local) - local_key.address;
+        if (local_key.chunk_bytes != 0)
+          len = std::min<uint64_t>(len, local_key.chunk_bytes - local_off % local_key.chunk_bytes);
         uint32_t rkey = key.rkeys[key.chunk_bytes == 0 ? 0 : off / key.chunk_bytes];
         writes[n++] = {local, len, remote, rkey};
         if (n == std::size(writes)) RS_RETURN_IF_ERROR(post());
@@ -513,6 +519,7 @@ class SourceRun {
   uint64_t cache_per_queue_ = 0;
   bool placing_ = false;  // raw pages travel as one-sided writes (rdma)
   wire::MemoryKeys remote_keys_;
+  std::vector<transport::MemoryKey> local_keys_;  // per region, as registered here
   uint64_t wire_control_ = 0;
   Clock::time_point start_;
   MigrationReport report_;
