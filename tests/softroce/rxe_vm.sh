@@ -21,7 +21,6 @@ done
 shift $((OPTIND - 1))
 [ $# -ge 1 ] || { echo "usage: $0 [-m MB] [-b BIN]... [-d DIR]... SCRIPT [ARGS...]" >&2; exit 2; }
 SCRIPT=$1; shift
-CACHE=${RAMSHIFT_CACHE:-$HOME/.cache/ramshift}
 VM_TIMEOUT=${RXE_VM_TIMEOUT:-1500}
 
 log() { echo "rxe-vm: $*" >&2; }
@@ -43,19 +42,8 @@ fi
 BUSYBOX=/bin/busybox  # busybox-static's: no libraries to copy
 
 # --- guest kernel (cached) ---------------------------------------------------------------
-KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-[ -n "$KPKG" ] || { log "cannot find Debian's linux-image-amd64 package"; exit 77; }
-KDIR=$CACHE/$KPKG
-if [ ! -d "$KDIR/boot" ]; then
-  log "fetching $KPKG into $CACHE (once)"
-  mkdir -p "$CACHE"
-  tmp=$(mktemp -d "$CACHE/dl.XXXXXX")
-  (cd "$tmp" && apt-get download "$KPKG" >/dev/null 2>&1) || { rm -rf "$tmp"; log "apt-get download $KPKG failed"; exit 77; }
-  dpkg -x "$tmp"/*.deb "$tmp/x" && mv "$tmp/x" "$KDIR.part" && mv "$KDIR.part" "$KDIR"
-  rm -rf "$tmp"
-fi
-KERNEL=$(ls "$KDIR"/boot/vmlinuz-* | head -1)
-KV=${KERNEL##*/vmlinuz-}
+. "$(dirname "$0")/../lib/debian_kernel.sh"
+debian_kernel || exit $?
 MODDIR=$KDIR/lib/modules/$KV/kernel
 
 # --- initramfs -----------------------------------------------------------------------------

@@ -23,6 +23,10 @@ Runner add_send(CLI::App& app);
 Runner add_receive(CLI::App& app);
 Runner add_demo(CLI::App& app);
 Runner add_make_image(CLI::App& app);
+#ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
+Runner add_qemu_bridge(CLI::App& app);   // qemu-plugin/cli
+Runner add_qemu_migrate(CLI::App& app);  // qemu-plugin/cli
+#endif
 
 // Shared helpers.
 int exit_code_for(const Status& s);

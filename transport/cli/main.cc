@@ -21,6 +21,10 @@ int main(int argc, char** argv) {
   auto receive = ramshift::cli::add_receive(app);
   auto demo = ramshift::cli::add_demo(app);
   auto make_image = ramshift::cli::add_make_image(app);
+#ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
+  auto qemu_bridge = ramshift::cli::add_qemu_bridge(app);
+  auto qemu_migrate = ramshift::cli::add_qemu_migrate(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -36,5 +40,9 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("receive")) return receive();
   if (app.got_subcommand("demo")) return demo();
   if (app.got_subcommand("make-image")) return make_image();
+#ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
+  if (app.got_subcommand("qemu-bridge")) return qemu_bridge();
+  if (app.got_subcommand("qemu-migrate")) return qemu_migrate();
+#endif
   return 2;
 }

@@ -22,7 +22,8 @@ BatchDecoder::BatchDecoder(size_t page_size, size_t max_pages, size_t cache_byte
 
 Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
                                          std::span<const std::span<std::byte>> regions,
-                                         MemoryDigest* digest) {
+                                         MemoryDigest* digest,
+                                         std::span<const uint64_t> cache_keys) {
   if (body.size() < kBatchHeaderBytes)
     return bad(
         fmt::format("{} bytes is shorter than the {}-byte header", body.size(), kBatchHeaderBytes));
@@ -69,6 +70,9 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
     if (index >= region_pages)
       return bad(fmt::format("entry {}: page_index {} beyond region {} ({} pages)", i, index,
                              out.region_id, region_pages));
+    if (!cache_keys.empty() && index >= cache_keys.size())
+      return bad(fmt::format("entry {}: page_index {} has no cache key ({} given)", i, index,
+                             cache_keys.size()));
     if (index / max_pages_ != out.chunk)
       return bad(fmt::format("entry {}: page {} is outside the batch's chunk {} (pages {}..{})", i,
                              index, out.chunk, out.chunk * max_pages_,
@@ -108,6 +112,7 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
     bool insert = static_cast<uint8_t>(e[13]) & kEntryCacheInsert;
     std::byte* dst = region.data() + index * page_size_;
     uint64_t key = PageCache::make_key(out.region_id, index);
+    if (!cache_keys.empty()) key = cache_keys[index];  // index checked in pass 1
     switch (kind) {
       case PageKind::kZero:
         std::memset(dst, 0, page_size_);

@@ -82,11 +82,12 @@ void BatchEncoder::emit_raw(uint64_t page_index, std::byte* dst, const std::byte
   ++raw_in_batch_;
 }
 
-void BatchEncoder::add(uint64_t page_index, const std::byte* page) {
+void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cache_key) {
   // Pages are written to the staging buffer when compressing, else straight to the output.
   std::byte* payload = compress_ ? staging_.data() : out_.data() + kBatchHeaderBytes;
   std::byte* dst = payload + payload_len_;
-  const uint64_t key = PageCache::make_key(region_id_, page_index);
+  const uint64_t key =
+      cache_key == kKeyFromIndex ? PageCache::make_key(region_id_, page_index) : cache_key;
   // Zero-copy batches leave the cache alone: a cached page would need a snapshot.
   const bool use_cache = cache_.enabled() && !zero_copy_;
 

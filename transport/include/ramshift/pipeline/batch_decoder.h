@@ -38,9 +38,12 @@ class BatchDecoder {
 
   // `regions[i]` is the destination memory of region i (a whole number of pages). With a
   // `digest`, each placed page's entry is refreshed right after it was written.
+  // `cache_keys`, when given, names page index i's XBZRLE cache entry (the encoder's
+  // `cache_key`); an index beyond it is kProtocol.
   Result<DecodedBatch> apply(std::span<const std::byte> body,
                              std::span<const std::span<std::byte>> regions,
-                             MemoryDigest* digest = nullptr);
+                             MemoryDigest* digest = nullptr,
+                             std::span<const uint64_t> cache_keys = {});
 
  private:
   bool allow_placed_ = false;

@@ -58,8 +58,12 @@ class BatchEncoder {
   BatchEncoder(const CodecConfig& config, size_t page_size, size_t max_pages, size_t cache_bytes);
 
   void begin(uint32_t region_id, uint32_t round, const BatchPolicy& policy);
-  // Encodes one page of the current region (read once, `page_size` bytes).
-  void add(uint64_t page_index, const std::byte* page);
+  // Encodes one page of the current region (read once, `page_size` bytes). `cache_key`
+  // names the page in the XBZRLE cache; by default PageCache::make_key(region, page_index).
+  // The QEMU bridge gives its own (ramblock, offset) key to pages it numbers by position in
+  // a multifd packet, so the cache follows the guest page, not the packet slot.
+  static constexpr uint64_t kKeyFromIndex = ~uint64_t{0};
+  void add(uint64_t page_index, const std::byte* page, uint64_t cache_key = kKeyFromIndex);
 
   size_t entry_count() const { return entries_; }
   bool full() const { return entries_ == max_pages_; }

@@ -1,0 +1,231 @@
+// `ramshift qemu-bridge source|dest`: stock QEMU's migration channels over a ramshift
+// transport (qemu-plugin/include/ramshift/qemu/bridge.h explains the design).
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "commands.h"
+#include "ramshift/base/log.h"
+#include "ramshift/base/units.h"
+#include "ramshift/qemu/bridge.h"
+
+namespace ramshift::cli {
+namespace {
+
+struct BridgeOptions {
+  std::string listen;
+  bool stdio = false;
+  std::string to;
+  std::string qemu;
+  std::string codec = "auto";
+  std::string cache = "64M";
+  bool passthrough = false;
+  uint32_t queues = 5;
+  std::string json;
+  double accept_timeout_s = 0;
+  RdmaFlags rdma;
+};
+
+// One status line on a terminal while the bridge runs: channels, bytes, rate.
+class StatusLine {
+ public:
+  StatusLine(const char* label, qemu::BridgeProgress& p) : label_(label), p_(p) {
+    if (!isatty(STDERR_FILENO) || log::level() > log::Level::kWarn) return;
+    thread_ = std::thread([this] { run(); });
+  }
+  ~StatusLine() {
+    stop_ = true;
+    if (thread_.joinable()) {
+      thread_.join();
+      std::fputc('\n', stderr);
+    }
+  }
+
+ private:
+  void run() {
+    auto t0 = std::chrono::steady_clock::now();
+    while (!stop_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      uint64_t b = p_.bytes_to_dest;
+      fmt::print(stderr, "\r{}: {} channel(s), {} of QEMU stream, {} on the wire, {}   ", label_,
+                 p_.channels.load(), format_bytes(b), format_bytes(p_.wire_bytes.load()),
+                 format_rate(s > 0 ? b / s : 0));
+      std::fflush(stderr);
+    }
+  }
+  const char* label_;
+  qemu::BridgeProgress& p_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+Result<qemu::BridgeConfig> resolve(const BridgeOptions& o) {
+  qemu::BridgeConfig c;
+  RS_ASSIGN_OR_RETURN(c.codec.mode, pipeline::parse_codec(o.codec));
+  RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(o.cache));
+  c.multifd_aware = !o.passthrough;
+  if (o.queues < 1 || o.queues > 64)
+    return Status(ErrorCode::kInvalidArgument, "--queues must be 1..64");
+  c.queues = o.queues;
+  RS_ASSIGN_OR_RETURN(c.transport.rdma, o.rdma.resolve());
+  c.accept_timeout_ms = static_cast<int>(o.accept_timeout_s * 1000);
+  return c;
+}
+
+void finish(const qemu::BridgeReport& r, const std::string& json) {
+  if (!json.empty()) {
+    std::string text = r.to_json() + "\n";
+    if (json == "-") {
+      std::fputs(text.c_str(), stderr);  // stdout may be QEMU's stream (exec:)
+    } else {
+      std::ofstream out(json);
+      out << text;
+      if (!out) log::error("cannot write the JSON report to {}", json);
+    }
+  }
+  if (log::level() > log::Level::kWarn) return;
+  if (!r.completed) {
+    fmt::print(stderr, "ramshift: {} failed: {}\n", r.role, r.error.message());
+    return;
+  }
+  uint64_t multifd = 0;
+  for (auto& c : r.channels) multifd += c.packets;
+  fmt::print(stderr,
+             "ramshift: {} done: {} channel(s), {} of QEMU stream in {:.2f} s, {} on the wire "
+             "over {}; {} multifd packets re-encoded (pages zero {} xbzrle {} zstd {} raw {}); "
+             "every channel verified (bytes + CRC32C)\n",
+             r.role, r.channels.size(), format_bytes(r.guest_bytes), r.total_ms / 1000,
+             format_bytes(r.wire_bytes), r.transport, multifd, r.pages.zero, r.pages.xbzrle,
+             r.pages.zstd, r.pages.raw);
+}
+
+int run_source(const BridgeOptions& o) {
+  auto config = resolve(o);
+  if (!config) return fail_with(config.status());
+  auto to = transport::parse_uri(o.to);
+  if (!to) return fail_with(to.status());
+  qemu::QemuEndpoint ep;
+  if (!o.stdio) {
+    auto path = qemu::parse_unix_uri(o.listen);
+    if (!path) return fail_with(path.status());
+    ep.unix_path = *path;
+  }
+  qemu::BridgeProgress progress;
+  std::unique_ptr<StatusLine> line;
+  auto report = qemu::run_bridge_source(*to, ep, *config, &progress, [&] {
+    // Scripts wait for this line before they tell QEMU to migrate.
+    if (!o.stdio) {
+      fmt::print("listening on {}\n", o.listen);
+      std::fflush(stdout);
+    }
+    line = std::make_unique<StatusLine>("qemu-bridge source", progress);
+  });
+  line.reset();
+  finish(report, o.json);
+  return report.completed ? 0 : exit_code_for(report.error);
+}
+
+int run_dest(const BridgeOptions& o) {
+  auto config = resolve(o);
+  if (!config) return fail_with(config.status());
+  auto uri = transport::parse_uri(o.listen);
+  if (!uri) return fail_with(uri.status());
+  qemu::QemuEndpoint ep;
+  if (!o.stdio) {
+    if (o.qemu.empty())
+      return fail_with(Status(ErrorCode::kInvalidArgument,
+                              "qemu-bridge dest needs --qemu unix:PATH or --stdio"));
+    auto path = qemu::parse_unix_uri(o.qemu);
+    if (!path) return fail_with(path.status());
+    ep.unix_path = *path;
+  }
+  auto listener = transport::listen(*uri, config->transport);
+  if (!listener) return fail_with(listener.status());
+  // With --stdio, stdout is QEMU's migration stream: announce on stderr.
+  fmt::print(o.stdio ? stderr : stdout, "listening on {}\n", (*listener)->address().to_string());
+  std::fflush(o.stdio ? stderr : stdout);
+  auto deadline = std::chrono::steady_clock::now() +
+                  std::chrono::milliseconds(static_cast<int64_t>(o.accept_timeout_s * 1000));
+  for (;;) {
+    auto conn = (*listener)->accept(std::chrono::milliseconds(500));
+    if (!conn) {
+      if (conn.status().code() != ErrorCode::kTimeout) return fail_with(conn.status());
+      if (o.accept_timeout_s > 0 && std::chrono::steady_clock::now() >= deadline)
+        return fail_with(
+            Status(ErrorCode::kTimeout,
+                   fmt::format("no source bridge connected within {} s", o.accept_timeout_s)));
+      continue;
+    }
+    log::info("bridge: accepted {}", (*conn)->describe());
+    qemu::BridgeProgress progress;
+    qemu::BridgeReport report;
+    {
+      StatusLine line("qemu-bridge dest", progress);
+      report = qemu::run_bridge_dest(std::move(conn).value(), ep, *config, &progress);
+    }
+    finish(report, o.json);
+    return report.completed ? 0 : exit_code_for(report.error);
+  }
+}
+
+}  // namespace
+
+Runner add_qemu_bridge(CLI::App& app) {
+  auto* cmd = app.add_subcommand("qemu-bridge",
+                                 "carry stock QEMU's migration channels over a ramshift transport");
+  cmd->require_subcommand(1);
+  auto src = std::make_shared<BridgeOptions>();
+  auto* s = cmd->add_subcommand(
+      "source", "the source host's end: QEMU migrates to --listen unix:PATH (or exec: --stdio)");
+  auto* s_listen =
+      s->add_option("--listen", src->listen, "unix:PATH for QEMU's `migrate unix:PATH`");
+  auto* s_stdio = s->add_flag("--stdio", src->stdio,
+                              "one channel on stdin/stdout, for `migrate \"exec:ramshift ...\"`");
+  s_listen->excludes(s_stdio);
+  s->add_option("--to", src->to, "the destination bridge, e.g. rdma://10.0.0.2:7100")->required();
+  s->add_option("--codec", src->codec, "multifd pages: auto|none|zero|xbzrle|zstd|xbzrle+zstd")
+      ->capture_default_str();
+  s->add_option("--xbzrle-cache", src->cache, "XBZRLE cache, shared over the channels")
+      ->capture_default_str();
+  s->add_flag("--passthrough", src->passthrough,
+              "carry every channel byte for byte (no multifd re-encoding)");
+  s->add_option("--queues", src->queues,
+                "transport queues = the most channels QEMU may open (1 + multifd-channels)")
+      ->capture_default_str();
+  s->add_option("--json", src->json, "write the report as JSON to FILE ('-' = stderr)");
+  s->add_option("--accept-timeout", src->accept_timeout_s,
+                "seconds to wait for QEMU's first connection (0 = forever)");
+  src->rdma.add_to(s);
+
+  auto dst = std::make_shared<BridgeOptions>();
+  auto* d = cmd->add_subcommand(
+      "dest", "the destination host's end: connects to QEMU's -incoming unix:PATH (or --stdio)");
+  d->add_option("--listen", dst->listen,
+                "URI the source bridge connects to, e.g. tcp://0.0.0.0:7100")
+      ->required();
+  auto* d_qemu = d->add_option("--qemu", dst->qemu, "unix:PATH where the destination QEMU listens");
+  auto* d_stdio = d->add_flag("--stdio", dst->stdio,
+                              "one channel on stdout/stdin, for `-incoming \"exec:ramshift ...\"`");
+  d_qemu->excludes(d_stdio);
+  d->add_option("--json", dst->json, "write the report as JSON to FILE ('-' = stderr)");
+  d->add_option("--accept-timeout", dst->accept_timeout_s,
+                "seconds to wait for the source bridge (0 = forever)");
+  dst->rdma.add_to(d);
+
+  return [cmd, s, src, dst]() -> int {
+    if (cmd->got_subcommand(s)) {
+      if (src->listen.empty() && !src->stdio)
+        return fail_with(Status(ErrorCode::kInvalidArgument,
+                                "qemu-bridge source needs --listen unix:PATH or --stdio"));
+      return run_source(*src);
+    }
+    return run_dest(*dst);
+  };
+}
+
+}  // namespace ramshift::cli

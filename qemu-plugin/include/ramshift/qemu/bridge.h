@@ -1,0 +1,97 @@
+// The QEMU bridge: carries stock QEMU's migration channels over a ramshift transport.
+//
+//   source QEMU --unix/stdio--> bridge source ==ramshift transport==> bridge dest --unix/stdio-->
+//   dest QEMU
+//
+// Each QEMU connection is a channel; channel c travels on transport queue c, so the
+// transport needs at least 1 + multifd-channels queues. Bytes in both directions are carried
+// verbatim (pass-through), except that multifd page packets from the source are re-encoded
+// with the page pipeline (zero markers, XBZRLE, zstd) when both bridges agree, and rebuilt
+// byte for byte before the destination QEMU sees them. Each channel's stream is checked end
+// to end: both bridges compare byte counts and CRC32C when the channel closes.
+//
+// A failure on either bridge closes every QEMU connection on both sides: QEMU's migration
+// fails, and the source VM keeps running (QEMU's own behaviour on a broken channel).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ramshift/base/status.h"
+#include "ramshift/pipeline/batch_format.h"
+#include "ramshift/pipeline/codec.h"
+#include "ramshift/transport/transport.h"
+
+namespace ramshift::qemu {
+
+struct BridgeConfig {
+  pipeline::CodecConfig codec;
+  bool multifd_aware = true;  // false: pass every channel through untouched
+  uint32_t queues = 5;        // source: transport queues = the most channels QEMU may open
+  transport::TransportOptions transport;
+  int qemu_connect_timeout_ms = 10000;  // destination: wait this long for QEMU's socket
+  int accept_timeout_ms = 0;            // source: wait for QEMU's first channel (0 = forever)
+};
+
+// Where the bridge meets QEMU on its side: a unix socket path, or stdio (exec: mode).
+struct QemuEndpoint {
+  std::string unix_path;  // empty = stdio
+  bool stdio() const { return unix_path.empty(); }
+};
+
+struct ChannelReport {
+  uint16_t id = 0;
+  std::string kind;  // "main", "multifd", "other" (by the stream's first bytes)
+  std::string mode;  // "passthrough" or "multifd" (packets re-encoded)
+  uint64_t bytes_to_dest = 0;
+  uint64_t bytes_to_source = 0;
+  uint64_t packets = 0;  // multifd packets re-encoded
+  std::string note;      // why a multifd channel fell back to pass-through
+};
+
+struct BridgeReport {
+  std::string role;  // "bridge-source" / "bridge-destination"
+  bool completed = false;
+  bool verified = false;     // every channel's byte count and CRC32C agreed at both ends
+  double total_ms = 0;       // first channel opened -> last channel closed
+  double setup_ms = 0;       // transport connect + bridge hello
+  uint64_t guest_bytes = 0;  // bytes QEMU's source sent (all channels)
+  uint64_t wire_bytes = 0;   // bytes this bridge posted on the transport
+  pipeline::PageCounts pages;
+  uint32_t queues = 0;
+  std::string transport;
+  std::string codec;
+  std::string peer;
+  std::vector<ChannelReport> channels;
+  Status error;
+  std::string to_json() const;
+};
+
+// Live counters for a progress line (read from another thread).
+struct BridgeProgress {
+  std::atomic<uint64_t> bytes_to_dest{0};
+  std::atomic<uint64_t> wire_bytes{0};
+  std::atomic<uint32_t> channels{0};
+};
+
+// "unix:PATH" -> PATH; kInvalidArgument with the expected form otherwise.
+Result<std::string> parse_unix_uri(const std::string& text);
+
+// Source side: connects `queues` queues to `to`, then relays every channel QEMU opens at
+// `qemu` (listening there) until they have all closed. `on_ready` runs once the bridge is
+// connected and QEMU may start (scripts wait for it before `migrate`).
+BridgeReport run_bridge_source(const transport::Uri& to, const QemuEndpoint& qemu,
+                               const BridgeConfig& config, BridgeProgress* progress,
+                               const std::function<void()>& on_ready);
+
+// Destination side: relays one accepted connection, opening a connection to the
+// destination QEMU at `qemu` for each channel the source announces, in the same order.
+BridgeReport run_bridge_dest(std::unique_ptr<transport::Connection> conn, const QemuEndpoint& qemu,
+                             const BridgeConfig& config, BridgeProgress* progress);
+
+}  // namespace ramshift::qemu

@@ -1,0 +1,85 @@
+// The bridge's messages over a ramshift transport (docs/protocol.md, "QEMU bridge stream").
+//
+// Every message starts with a 16-byte little-endian header:
+//   u32 magic "RSBG", u8 kind, u8 flags, u16 channel, u32 length (bytes after the header),
+//   u32 aux (kind-specific; 0 where unused)
+// Kinds:
+//   HELLO  source -> dest on queue 0, then dest -> source: u32 version, u32 capabilities,
+//          u32 queues, u32 XBZRLE cache bytes per channel (the source's; the destination
+//          mirrors it, so both caches have the same slots). Either side refuses another version.
+//   OPEN   source -> dest: QEMU opened channel `channel` (the n-th connection, 0 = main).
+//          The destination opens its QEMU connections in channel order.
+//   DATA   `length` bytes of the channel's stream, verbatim.
+//   PAGES  one multifd packet, re-encoded (multifd-aware mode): u32 header_len, then the
+//          packet header (verbatim, header_len bytes), then one page batch (page pipeline
+//          format) whose page i is the packet's i-th normal page.
+//   CLOSE  the sender's QEMU end of the channel reached end of stream: u64 bytes, u32 CRC32C
+//          of every byte of the stream in that direction, u32 reserved. The receiver checks
+//          both against what it delivered before it passes the end of stream on to QEMU.
+//   ERROR  the sender failed: u32 error code, then a UTF-8 message (length - 4 bytes).
+// Channel c always travels on queue c, so each channel's bytes stay in order and a channel
+// that QEMU stops reading can never hold up another (QEMU's main channel waits for the
+// multifd channels' SYNC packets: sharing a queue would deadlock).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "ramshift/base/status.h"
+
+namespace ramshift::qemu {
+
+inline constexpr uint32_t kBridgeMagic = 0x47425352;  // "RSBG" little-endian
+inline constexpr uint32_t kBridgeVersion = 1;
+inline constexpr size_t kBridgeHeaderBytes = 16;
+inline constexpr size_t kHelloBytes = 16;
+inline constexpr size_t kCloseBytes = 16;
+// Largest body either side sends or accepts: a DATA chunk is at most 1 MiB and a PAGES
+// message one multifd packet (≤ 4096 pages of 4 KiB plus its header), encoded.
+inline constexpr uint32_t kMaxBridgeBody = 20u << 20;
+inline constexpr uint16_t kMaxChannels = 256;
+
+enum class BridgeKind : uint8_t {
+  kHello = 1,
+  kOpen = 2,
+  kData = 3,
+  kPages = 4,
+  kClose = 5,
+  kError = 6
+};
+// HELLO capability bits.
+inline constexpr uint32_t kCapMultifdPages = 1 << 0;  // sender may send PAGES
+
+struct BridgeHeader {
+  BridgeKind kind = BridgeKind::kData;
+  uint8_t flags = 0;
+  uint16_t channel = 0;
+  uint32_t length = 0;
+  uint32_t aux = 0;
+};
+
+struct BridgeHello {
+  uint32_t version = kBridgeVersion;
+  uint32_t capabilities = 0;
+  uint32_t queues = 0;
+  uint32_t cache_bytes = 0;
+};
+
+struct CloseInfo {
+  uint64_t bytes = 0;
+  uint32_t crc = 0;
+};
+
+void encode_header(const BridgeHeader& h, std::byte* out);
+// Validates magic, kind, channel (< kMaxChannels) and length (≤ kMaxBridgeBody, and equal
+// to `message.size() - kBridgeHeaderBytes`): kProtocol naming the field.
+Result<BridgeHeader> decode_header(std::span<const std::byte> message);
+
+void encode_hello(const BridgeHello& h, std::byte* out);
+Result<BridgeHello> decode_hello(std::span<const std::byte> body);
+void encode_close(const CloseInfo& c, std::byte* out);
+Result<CloseInfo> decode_close(std::span<const std::byte> body);
+
+}  // namespace ramshift::qemu

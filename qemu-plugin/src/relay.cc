@@ -1,0 +1,569 @@
+#include "relay.h"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cstring>
+
+#include "ramshift/base/byte_order.h"
+#include "ramshift/base/log.h"
+#include "ramshift/pipeline/checksum.h"
+
+namespace ramshift::qemu {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+constexpr uint32_t kQevmMagic = 0x5145564d;  // "QEVM", QEMU's main migration stream
+// Largest multifd packet re-encoded (header, offsets and pages); larger ones pass through.
+constexpr size_t kMaxPacketBytes = 16u << 20;
+
+std::string kind_of(uint16_t id, std::span<const std::byte> first) {
+  if (is_multifd_magic(first)) return "multifd";
+  if (first.size() >= 4) {
+    uint32_t v;
+    std::memcpy(&v, first.data(), 4);
+    if (__builtin_bswap32(v) == kQevmMagic) return "main";
+  }
+  return id == 0 ? "main" : "other";
+}
+}  // namespace
+
+struct Relay::Channel {
+  uint16_t id = 0;
+  LocalChannel local;
+  std::thread reader;
+  // QEMU on this side -> peer (the reader thread's).
+  uint64_t bytes_out = 0;
+  uint32_t crc_out = 0;
+  bool out_closed = false;  // under mu_
+  // peer -> QEMU on this side (queue `id`'s receiver thread's).
+  uint64_t bytes_in = 0;
+  uint32_t crc_in = 0;
+  bool in_closed = false;  // under mu_
+  std::string kind;
+  std::string mode = "passthrough";
+  std::string note;
+  uint64_t packets = 0;
+  std::unique_ptr<PacketEncoder> encoder;
+  std::unique_ptr<PacketDecoder> decoder;
+  explicit Channel(LocalChannel l) : local(std::move(l)) {}
+};
+
+Relay::Relay(transport::Connection& conn, Side side, const BridgeConfig& config,
+             BridgeProgress* progress, Opener opener)
+    : conn_(conn),
+      side_(side),
+      config_(config),
+      progress_(progress),
+      opener_(std::move(opener)),
+      // Room for a header in front of each DATA chunk; 1 MiB keeps syscalls and messages few.
+      max_chunk_(std::min<size_t>(1u << 20, conn.capabilities().max_message - kBridgeHeaderBytes)),
+      governor_(pipeline::codec_may_compress(config.codec.mode),
+                config.codec.mode == pipeline::CodecMode::kZstd ||
+                    config.codec.mode == pipeline::CodecMode::kXbzrleZstd) {
+  cache_bytes_ = std::min<uint64_t>(config.codec.xbzrle_cache_bytes / conn.queue_count(), 1u << 30);
+  for (uint32_t q = 0; q < conn.queue_count(); ++q)
+    send_mu_.push_back(std::make_unique<std::mutex>());
+  channels_.resize(conn.queue_count());
+}
+
+Relay::~Relay() { stop(); }
+
+Status Relay::post_segments(uint32_t queue, std::span<const std::span<const std::byte>> segs,
+                            bool even_if_failed) {
+  std::lock_guard lock(*send_mu_[queue]);
+  size_t bytes = 0;
+  for (auto s : segs) bytes += s.size();
+  auto give_up = Clock::now() + 2s;  // for a last ERROR message only
+  for (;;) {
+    Status st = conn_.post_send(queue, segs);
+    if (st) {
+      wire_bytes_ += bytes;
+      if (progress_) progress_->wire_bytes += bytes;
+      return st;
+    }
+    if (st.code() != ErrorCode::kWouldBlock) return st;
+    if (!even_if_failed && failed_) return Status(ErrorCode::kCancelled, "bridge failed");
+    if (even_if_failed && Clock::now() > give_up) return st;
+    Status w = conn_.wait_writable(queue, 100ms);
+    if (!w && w.code() != ErrorCode::kTimeout) return w;
+  }
+}
+
+Status Relay::post(uint32_t queue, BridgeKind kind, uint16_t channel,
+                   std::span<const std::byte> body, bool even_if_failed) {
+  std::byte header[kBridgeHeaderBytes];
+  encode_header({kind, 0, channel, static_cast<uint32_t>(body.size()), 0}, header);
+  std::span<const std::byte> segs[] = {{header, sizeof header}, body};
+  return post_segments(queue, {segs, body.empty() ? 1u : 2u}, even_if_failed);
+}
+
+Status Relay::handshake(std::chrono::milliseconds timeout) {
+  BridgeHello mine;
+  mine.queues = conn_.queue_count();
+  mine.cache_bytes = static_cast<uint32_t>(cache_bytes_);
+  // Every destination bridge decodes PAGES; a source sends them only when configured to.
+  mine.capabilities = side_ == Side::kDest || config_.multifd_aware ? kCapMultifdPages : 0;
+  std::byte body[kHelloBytes];
+  encode_hello(mine, body);
+  if (side_ == Side::kSource) RS_RETURN_IF_ERROR(post(0, BridgeKind::kHello, 0, body));
+  std::array<transport::ConstBuffer, 1> in;
+  auto n = conn_.poll(0, in, timeout);
+  if (!n || *n == 0) {
+    Status why = n ? Status(ErrorCode::kTimeout, "no HELLO within the timeout") : n.status();
+    return Status(why.code() == ErrorCode::kDisconnected ? ErrorCode::kProtocol : why.code(),
+                  "the peer is not a ramshift qemu-bridge (" + why.message() + ")");
+  }
+  RS_ASSIGN_OR_RETURN(BridgeHeader h, decode_header(in[0]));
+  if (h.kind != BridgeKind::kHello)
+    return Status(ErrorCode::kProtocol, "bridge message: expected HELLO first");
+  RS_ASSIGN_OR_RETURN(BridgeHello theirs, decode_hello(in[0].subspan(kBridgeHeaderBytes)));
+  if (theirs.queues != conn_.queue_count())
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("bridge HELLO: peer counts {} queues, the connection has {}",
+                              theirs.queues, conn_.queue_count()));
+  if (side_ == Side::kDest) cache_bytes_ = theirs.cache_bytes;
+  peer_takes_pages_ = side_ == Side::kSource && config_.multifd_aware &&
+                      (theirs.capabilities & kCapMultifdPages) != 0;
+  if (side_ == Side::kDest) RS_RETURN_IF_ERROR(post(0, BridgeKind::kHello, 0, body));
+  return Status::ok();
+}
+
+void Relay::start() {
+  for (uint32_t q = 0; q < conn_.queue_count(); ++q)
+    receivers_.emplace_back([this, q] { receiver_loop(q); });
+}
+
+Relay::Channel* Relay::open_channel(uint16_t id, LocalChannel local) {
+  auto ch = std::make_unique<Channel>(std::move(local));
+  ch->id = id;
+  Channel* c = ch.get();
+  {
+    std::lock_guard lock(mu_);
+    if (first_open_ == Clock::time_point{}) first_open_ = Clock::now();
+    channels_[id] = std::move(ch);
+    if (failed_flag_) c->local.abort();
+  }
+  if (progress_) progress_->channels++;
+  c->reader = std::thread([this, c] { reader_loop(c); });
+  return c;
+}
+
+Status Relay::add_channel(LocalChannel channel) {
+  uint16_t id;
+  {
+    std::lock_guard lock(mu_);
+    id = next_open_;
+    if (id >= conn_.queue_count())
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("QEMU opened channel {} but the bridge carries {} (one per "
+                                "queue): start the source bridge with --queues {} or more "
+                                "(1 + multifd-channels)",
+                                id + 1, conn_.queue_count(), id + 1));
+    ++next_open_;
+  }
+  log::info("bridge: QEMU opened channel {}", id);
+  RS_RETURN_IF_ERROR(post(id, BridgeKind::kOpen, id, {}));
+  open_channel(id, std::move(channel));
+  return Status::ok();
+}
+
+// --- QEMU -> peer --------------------------------------------------------------------------
+
+void Relay::reader_loop(Channel* c) {
+  std::vector<std::byte> buf(max_chunk_);
+  size_t have = 0;
+  Status st;
+  // The first four bytes tell a multifd channel from the main one.
+  while (have < 4) {
+    auto n = c->local.read_some(std::span(buf).subspan(have));
+    if (!n) {
+      st = n.status();
+      break;
+    }
+    if (*n == 0) break;
+    have += *n;
+  }
+  if (st) {
+    c->kind = kind_of(c->id, std::span(buf).first(have));
+    if (c->kind == "multifd" && peer_takes_pages_) {
+      c->mode = "multifd";
+      st = relay_multifd(c, buf, have);
+    } else {
+      st = relay_passthrough(c, buf, have);
+    }
+  }
+  if (!st) {
+    if (st.code() != ErrorCode::kCancelled)
+      fail(st.with_context(fmt::format("channel {} ({} side QEMU)", c->id,
+                                       side_ == Side::kSource ? "source" : "destination")),
+           true);
+    return;
+  }
+  std::byte body[kCloseBytes];
+  encode_close({c->bytes_out, c->crc_out}, body);
+  Status p = post(c->id, BridgeKind::kClose, c->id, body);
+  if (!p) {
+    if (p.code() != ErrorCode::kCancelled) fail(p.with_context("sending CLOSE"), false);
+    return;
+  }
+  log::info("bridge: channel {} closed by {} QEMU after {} bytes", c->id,
+            side_ == Side::kSource ? "source" : "destination", c->bytes_out);
+  std::lock_guard lock(mu_);
+  c->out_closed = true;
+  mark_done_locked();
+}
+
+Status Relay::relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t have) {
+  for (;;) {
+    if (have > 0) {
+      std::span<const std::byte> data(buf.data(), have);
+      c->crc_out = pipeline::crc32c(data, c->crc_out);
+      c->bytes_out += have;
+      if (progress_ && side_ == Side::kSource) progress_->bytes_to_dest += have;
+      RS_RETURN_IF_ERROR(post(c->id, BridgeKind::kData, c->id, data));
+    }
+    RS_ASSIGN_OR_RETURN(have, c->local.read_some(buf));
+    if (have == 0) return Status::ok();
+  }
+}
+
+Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have) {
+  if (!c->encoder)
+    c->encoder = std::make_unique<PacketEncoder>(config_.codec, &governor_, cache_bytes_);
+  size_t start = 0, end = have;
+  bool init_done = false;
+  size_t page_size = 0;
+  auto send_raw = [&](size_t len) -> Status {
+    std::span<const std::byte> data(buf.data() + start, len);
+    c->crc_out = pipeline::crc32c(data, c->crc_out);
+    c->bytes_out += len;
+    if (progress_) progress_->bytes_to_dest += len;
+    start += len;
+    return post(c->id, BridgeKind::kData, c->id, data);
+  };
+  auto read_more = [&](size_t need) -> Result<bool> {
+    if (start > 0 && buf.size() - start < need) {  // compact
+      std::memmove(buf.data(), buf.data() + start, end - start);
+      end -= start;
+      start = 0;
+    }
+    if (buf.size() - start < need) buf.resize(start + need);
+    RS_ASSIGN_OR_RETURN(size_t n, c->local.read_some(std::span(buf).subspan(end)));
+    end += n;
+    return n > 0;
+  };
+  for (;;) {
+    size_t avail = end - start;
+    std::span<const std::byte> view(buf.data() + start, avail);
+    size_t need = 0;
+    if (!init_done) {
+      if (avail >= kMultifdInitBytes) {
+        RS_RETURN_IF_ERROR(send_raw(kMultifdInitBytes));
+        init_done = true;
+        continue;
+      }
+      need = kMultifdInitBytes;
+    } else {
+      ParseResult r = parse_multifd_packet(view, page_size);
+      if (r.outcome == ParseOutcome::kPacket && r.packet.total_bytes() > kMaxPacketBytes) {
+        r.outcome = ParseOutcome::kDoubt;
+        r.doubt = fmt::format("a {}-byte packet", r.packet.total_bytes());
+      }
+      if (r.outcome == ParseOutcome::kDoubt) {
+        c->note = "passed through from packet " + std::to_string(c->packets) + ": " + r.doubt;
+        log::warn(
+            "bridge: channel {}: multifd stream not recognised ({}); passing it through "
+            "untouched",
+            c->id, r.doubt);
+        c->mode = "passthrough";
+        if (avail > 0) RS_RETURN_IF_ERROR(send_raw(avail));
+        buf.resize(max_chunk_);
+        return relay_passthrough(c, buf, 0);
+      }
+      if (r.outcome == ParseOutcome::kPacket) {
+        const MultifdPacket& k = r.packet;
+        if (avail >= k.total_bytes()) {
+          if (k.page_size) page_size = k.page_size;
+          auto packet = view.first(k.total_bytes());
+          c->crc_out = pipeline::crc32c(packet, c->crc_out);
+          c->bytes_out += packet.size();
+          if (progress_) progress_->bytes_to_dest += packet.size();
+          auto segs = c->encoder->encode(k, packet);
+          std::vector<std::span<const std::byte>> all;
+          size_t body = 0;
+          for (auto s : segs) body += s.size();
+          std::byte header[kBridgeHeaderBytes];
+          encode_header({BridgeKind::kPages, 0, c->id, static_cast<uint32_t>(body), 0}, header);
+          all.push_back({header, sizeof header});
+          all.insert(all.end(), segs.begin(), segs.end());
+          RS_RETURN_IF_ERROR(post_segments(c->id, all, false));
+          ++c->packets;
+          start += k.total_bytes();
+          continue;
+        }
+        need = k.total_bytes();
+      } else {
+        // Enough for the fixed part and the largest offsets table.
+        need = kMultifdPacketFixedBytes + 8 * size_t{kMultifdMaxPagesAlloc};
+        if (avail >= kMultifdPacketFixedBytes) need = std::max(need, avail + 1);
+      }
+    }
+    RS_ASSIGN_OR_RETURN(bool more, read_more(need));
+    if (!more) {  // end of stream, maybe mid-packet: QEMU's problem, carried verbatim
+      if (end > start) RS_RETURN_IF_ERROR(send_raw(end - start));
+      return Status::ok();
+    }
+  }
+}
+
+// --- peer -> QEMU --------------------------------------------------------------------------
+
+void Relay::receiver_loop(uint32_t queue) {
+  std::array<transport::ConstBuffer, 16> msgs;
+  while (!stopping_) {
+    auto n = conn_.poll(queue, msgs, 200ms);
+    if (!n) {
+      if (stopping_ || finished()) return;
+      // The peer closes once it has every CLOSE of ours, having sent all of its own; queues
+      // are not ordered among themselves, so this queue may see the end before another
+      // delivered its CLOSE. It is a failure only if this queue's channel is still open.
+      if (n.status().code() == ErrorCode::kDisconnected && queue_finished(queue)) return;
+      if (n.status().code() == ErrorCode::kDisconnected)
+        fail(Status(ErrorCode::kDisconnected,
+                    "the peer bridge went away before every channel had closed"),
+             false);
+      else
+        fail(n.status().with_context("transport"), false);
+      return;
+    }
+    for (size_t i = 0; i < *n; ++i) {
+      Status st = handle(queue, msgs[i]);
+      if (!st) {
+        if (st.code() != ErrorCode::kCancelled) fail(st, true);
+        return;
+      }
+    }
+  }
+}
+
+Status Relay::handle(uint32_t queue, std::span<const std::byte> m) {
+  RS_ASSIGN_OR_RETURN(BridgeHeader h, decode_header(m));
+  auto body = m.subspan(kBridgeHeaderBytes);
+  if (h.kind == BridgeKind::kError) {
+    uint32_t code = body.size() >= 4 ? load_le<uint32_t>(body.data()) : 0;
+    std::string text(reinterpret_cast<const char*>(body.data()) + std::min<size_t>(4, body.size()),
+                     body.size() - std::min<size_t>(4, body.size()));
+    auto ec = code > 0 && code <= static_cast<uint32_t>(ErrorCode::kInternal)
+                  ? static_cast<ErrorCode>(code)
+                  : ErrorCode::kInternal;
+    fail(Status(ec, "peer bridge: " + text), false);
+    return Status(ErrorCode::kCancelled, "peer failed");
+  }
+  if (h.kind == BridgeKind::kHello)
+    return Status(ErrorCode::kProtocol, "bridge message: a second HELLO");
+  if (h.channel != queue)
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("bridge message: channel {} arrived on queue {}", h.channel, queue));
+  if (h.kind == BridgeKind::kOpen) {
+    if (side_ != Side::kDest || !body.empty())
+      return Status(ErrorCode::kProtocol,
+                    "bridge message: OPEN sent to a source bridge or with a body");
+    return handle_open(h.channel);
+  }
+  Channel* c;
+  {
+    std::lock_guard lock(mu_);
+    c = channels_[h.channel].get();
+    if (!c)
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("bridge message: channel {} was never opened", h.channel));
+    if (c->in_closed)
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("bridge message: channel {} used after its CLOSE", h.channel));
+  }
+  switch (h.kind) {
+    case BridgeKind::kData:
+      return deliver(c, body);
+    case BridgeKind::kPages: {
+      if (side_ != Side::kDest)
+        return Status(ErrorCode::kProtocol, "bridge message: PAGES sent to a source bridge");
+      if (!c->decoder) c->decoder = std::make_unique<PacketDecoder>(cache_bytes_);
+      auto packet = c->decoder->decode(body);
+      if (!packet) return packet.status().with_context(fmt::format("channel {}", c->id));
+      c->mode = "multifd";
+      ++c->packets;
+      return deliver(c, *packet);
+    }
+    case BridgeKind::kClose: {
+      RS_ASSIGN_OR_RETURN(CloseInfo info, decode_close(body));
+      if (info.bytes != c->bytes_in || info.crc != c->crc_in)
+        return Status(ErrorCode::kCorrupt,
+                      fmt::format("channel {}: delivered {} bytes (CRC32C {:08x}) but the peer "
+                                  "sent {} ({:08x})",
+                                  c->id, c->bytes_in, c->crc_in, info.bytes, info.crc));
+      c->local.close_write();
+      std::lock_guard lock(mu_);
+      c->in_closed = true;
+      mark_done_locked();
+      return Status::ok();
+    }
+    default:
+      return Status(ErrorCode::kProtocol, "bridge message: unexpected kind");
+  }
+}
+
+Status Relay::handle_open(uint16_t id) {
+  {
+    // QEMU 7.2 takes the first connection as the main channel: open in the source's order.
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return next_open_ >= id || failed_flag_ || stopping_; });
+    if (failed_flag_ || stopping_) return Status(ErrorCode::kCancelled, "bridge failed");
+    if (next_open_ != id || channels_[id])
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("bridge message: channel {} opened twice", id));
+  }
+  auto local = opener_(id);
+  if (!local) return local.status().with_context(fmt::format("opening channel {}", id));
+  open_channel(id, std::move(local).value());
+  std::lock_guard lock(mu_);
+  ++next_open_;
+  cv_.notify_all();
+  log::info("bridge: channel {} connected to the destination QEMU", id);
+  return Status::ok();
+}
+
+Status Relay::deliver(Channel* c, std::span<const std::byte> bytes) {
+  if (c->bytes_in == 0 && c->kind.empty()) c->kind = kind_of(c->id, bytes);
+  Status st = c->local.write_all(bytes);
+  if (!st) {
+    if (st.code() == ErrorCode::kCancelled) return st;
+    return Status(
+        ErrorCode::kDisconnected,
+        fmt::format("{} QEMU closed channel {} while the bridge was still writing it "
+                    "({}); its migration failed or was cancelled",
+                    side_ == Side::kDest ? "destination" : "source", c->id, st.message()));
+  }
+  c->crc_in = pipeline::crc32c(bytes, c->crc_in);
+  c->bytes_in += bytes.size();
+  if (progress_ && side_ == Side::kDest) progress_->bytes_to_dest += bytes.size();
+  return Status::ok();
+}
+
+// --- ending --------------------------------------------------------------------------------
+
+void Relay::mark_done_locked() {
+  bool any = false;
+  for (auto& c : channels_) {
+    if (!c) continue;
+    any = true;
+    if (!c->out_closed || !c->in_closed) return;
+  }
+  if (!any || done_) return;
+  done_ = true;
+  last_close_ = Clock::now();
+  cv_.notify_all();
+}
+
+bool Relay::queue_finished(uint32_t queue) const {
+  std::lock_guard lock(mu_);
+  if (channels_[queue]) return channels_[queue]->in_closed;
+  // No channel on this queue: another queue's receiver judges, unless there is none at all.
+  for (auto& c : channels_)
+    if (c) return true;
+  return false;
+}
+
+bool Relay::finished() const {
+  std::lock_guard lock(mu_);
+  return done_ || failed_flag_;
+}
+
+void Relay::fail(const Status& why, bool tell_peer) {
+  {
+    std::lock_guard lock(mu_);
+    if (failed_flag_ || done_) return;
+    failed_flag_ = true;
+    failed_ = true;
+    failure_ = why;
+    for (auto& c : channels_)
+      if (c) c->local.abort();
+    cv_.notify_all();
+  }
+  log::info("bridge: failing: {}", why.message());
+  if (tell_peer) {
+    std::string body(4, '\0');
+    store_le<uint32_t>(reinterpret_cast<std::byte*>(body.data()),
+                       static_cast<uint32_t>(why.code()));
+    body += why.message().substr(0, 4000);
+    (void)post(0, BridgeKind::kError, 0,
+               {reinterpret_cast<const std::byte*>(body.data()), body.size()}, true);
+  }
+}
+
+Status Relay::wait(const std::function<bool()>& give_up_waiting_for_first) {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (done_) return Status::ok();
+    if (failed_flag_) return failure_;
+    if (first_open_ == Clock::time_point{} && give_up_waiting_for_first &&
+        give_up_waiting_for_first())
+      return Status(ErrorCode::kTimeout, "QEMU never opened a channel");
+    cv_.wait_for(lock, 100ms);
+  }
+}
+
+void Relay::stop() {
+  if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard lock(mu_);
+    cv_.notify_all();
+  }
+  if (!failed_)
+    for (uint32_t q = 0; q < conn_.queue_count(); ++q) (void)conn_.flush(q, 2000ms);
+  else
+    (void)conn_.flush(0, 500ms);  // the ERROR message, if any
+  conn_.close();
+  {
+    std::lock_guard lock(mu_);
+    for (auto& c : channels_)
+      if (c && (!c->out_closed || !c->in_closed)) c->local.abort();
+  }
+  for (auto& t : receivers_)
+    if (t.joinable()) t.join();
+  for (auto& c : channels_)
+    if (c && c->reader.joinable()) c->reader.join();
+}
+
+void Relay::fill_report(BridgeReport& r) const {
+  std::lock_guard lock(mu_);
+  r.completed = done_ && !failed_flag_;
+  r.verified = r.completed;  // every CLOSE compared bytes and CRC32C before it was accepted
+  if (first_open_ != Clock::time_point{})
+    r.total_ms =
+        std::chrono::duration<double, std::milli>(
+            (last_close_ == Clock::time_point{} ? Clock::now() : last_close_) - first_open_)
+            .count();
+  r.wire_bytes = wire_bytes_;
+  r.queues = conn_.queue_count();
+  for (auto& c : channels_) {
+    if (!c) continue;
+    ChannelReport cr;
+    cr.id = c->id;
+    cr.kind = c->kind.empty() ? (c->id == 0 ? "main" : "other") : c->kind;
+    cr.mode = c->mode;
+    cr.bytes_to_dest = side_ == Side::kSource ? c->bytes_out : c->bytes_in;
+    cr.bytes_to_source = side_ == Side::kSource ? c->bytes_in : c->bytes_out;
+    cr.packets = c->packets;
+    cr.note = c->note;
+    if (c->encoder) r.pages += c->encoder->counts();
+    if (c->decoder) r.pages += c->decoder->counts();
+    r.guest_bytes += cr.bytes_to_dest;
+    r.channels.push_back(cr);
+  }
+  if (!r.completed) r.error = failed_flag_ ? failure_ : Status(ErrorCode::kCancelled, "stopped");
+}
+
+}  // namespace ramshift::qemu

@@ -1,0 +1,95 @@
+// The bridge's engine, the same on both sides: local channels (QEMU connections) on one
+// hand, a transport connection on the other, one reader thread per channel (QEMU -> peer)
+// and one receiver thread per queue (peer -> QEMU). See bridge_wire.h for the messages.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "local_channel.h"
+#include "packet_codec.h"
+#include "ramshift/pipeline/compression_governor.h"
+#include "ramshift/qemu/bridge.h"
+#include "ramshift/qemu/bridge_wire.h"
+
+namespace ramshift::qemu {
+
+class Relay {
+ public:
+  enum class Side { kSource, kDest };
+  // Destination: opens the QEMU connection for channel `id` (called in channel order).
+  using Opener = std::function<Result<LocalChannel>(uint16_t id)>;
+
+  Relay(transport::Connection& conn, Side side, const BridgeConfig& config,
+        BridgeProgress* progress, Opener opener = {});
+  ~Relay();  // stops and joins every thread
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  // Exchanges HELLO on queue 0 (before start()).
+  Status handshake(std::chrono::milliseconds timeout);
+  void start();  // the per-queue receiver threads
+  // Source: a connection QEMU opened; announces it and starts relaying it.
+  Status add_channel(LocalChannel channel);
+  // Waits until every channel has closed in both directions (ok) or the relay failed.
+  // `deadline_hit` is polled while waiting for the first channel only.
+  Status wait(const std::function<bool()>& give_up_waiting_for_first = {});
+  // Fails the relay: every QEMU connection is cut, the peer told why (unless it told us).
+  void fail(const Status& why, bool tell_peer);
+  bool finished() const;
+  // Flushes and closes the transport, joins the threads.
+  void stop();
+
+  void fill_report(BridgeReport& r) const;
+  std::chrono::steady_clock::time_point first_open() const { return first_open_; }
+
+ private:
+  struct Channel;
+  Status post(uint32_t queue, BridgeKind kind, uint16_t channel, std::span<const std::byte> body,
+              bool even_if_failed = false);
+  Status post_segments(uint32_t queue, std::span<const std::span<const std::byte>> segs,
+                       bool even_if_failed);
+  Channel* open_channel(uint16_t id, LocalChannel local);
+  void reader_loop(Channel* c);
+  Status relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t have);
+  Status relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have);
+  void receiver_loop(uint32_t queue);
+  Status handle(uint32_t queue, std::span<const std::byte> message);
+  Status handle_open(uint16_t id);
+  Status deliver(Channel* c, std::span<const std::byte> bytes);
+  void mark_done_locked();
+  bool queue_finished(uint32_t queue) const;
+
+  transport::Connection& conn_;
+  Side side_;
+  BridgeConfig config_;
+  BridgeProgress* progress_;
+  Opener opener_;
+  bool peer_takes_pages_ = false;
+  size_t cache_bytes_;  // per channel, the source's figure on both sides
+  size_t max_chunk_;
+  pipeline::CompressionGovernor governor_;
+
+  std::vector<std::unique_ptr<std::mutex>> send_mu_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<Channel>> channels_;  // index = id
+  uint16_t next_open_ = 0;
+  bool done_ = false;
+  bool failed_flag_ = false;
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> stopping_{false};
+  Status failure_;
+  std::chrono::steady_clock::time_point first_open_{};
+  std::chrono::steady_clock::time_point last_close_{};
+  std::atomic<uint64_t> wire_bytes_{0};
+  std::vector<std::thread> receivers_;
+};
+
+}  // namespace ramshift::qemu

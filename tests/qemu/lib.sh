@@ -1,0 +1,71 @@
+# Helpers for the QEMU bridge tests: a tiny TCG guest (Debian's kernel + guest/init.c as the
+# whole initramfs) started as a migration source or destination, with QMP and a serial log.
+# Source it after setting W (a scratch directory the caller removes) and RAMSHIFT (the binary).
+QEMU_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$QEMU_LIB_DIR/../lib/debian_kernel.sh"
+
+qlog() { echo "qemu-test: $*" >&2; }
+
+# Installs what the tests need (qemu-system-x86, a static libc for the guest), or exits 77.
+qemu_need_tools() {
+  local pkgs=()
+  command -v qemu-system-x86_64 >/dev/null || pkgs+=(qemu-system-x86)
+  command -v cpio >/dev/null || pkgs+=(cpio)
+  [ -e /usr/lib/x86_64-linux-gnu/libc.a ] || pkgs+=(libc6-dev)
+  command -v gcc >/dev/null || pkgs+=(gcc)
+  if [ ${#pkgs[@]} -gt 0 ]; then
+    [ "$(id -u)" = 0 ] || { qlog "needs ${pkgs[*]} (run as root to install)"; exit 77; }
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${pkgs[@]}" >/dev/null
+  fi
+  debian_kernel || exit $?
+}
+
+# Builds $W/guest.cpio.gz: the static init and the device nodes it needs.
+qemu_build_guest() {
+  local r=$W/guest-root
+  mkdir -p "$r/dev"
+  gcc -static -O2 -o "$r/init" "$QEMU_LIB_DIR/guest/init.c"
+  (cd "$r" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$W/guest.cpio.gz")
+}
+
+# qemu_start NAME GUEST_MB DIRTY_MBPS [QEMU ARGS...]: boots the guest (RAM = GUEST_MB + 96)
+# with QMP at $W/NAME.qmp and the console in $W/NAME.log. Prefix the call with
+# QEMU_WRAP="ip netns exec ns" to run it elsewhere.
+qemu_start() {
+  local name=$1 mb=$2 dirty=$3; shift 3
+  ${QEMU_WRAP:-} qemu-system-x86_64 -accel tcg -m $((mb + 96)) -nodefaults -no-user-config \
+    -display none -serial "file:$W/$name.log" -qmp "unix:$W/$name.qmp,server=on,wait=off" \
+    -kernel "$KERNEL" -initrd "$W/guest.cpio.gz" \
+    -append "console=ttyS0 quiet panic=-1 RS_MEM_MB=$mb RS_DIRTY_MBPS=$dirty" "$@" \
+    > "$W/$name.qemu.out" 2>&1 &
+  echo $! > "$W/$name.pid"
+}
+
+# The last heartbeat number in NAME's console (0 if none yet).
+qemu_beat() { tr -d '\r' < "$W/$1.log" 2>/dev/null | grep -a -o 'heartbeat [0-9]*' | tail -1 | cut -d' ' -f2 || true; }
+
+# Waits until NAME's heartbeat reaches N (or fails after T seconds).
+qemu_wait_beat() {
+  local name=$1 n=$2 t=${3:-180} i=0 b
+  while [ $i -lt $((t * 5)) ]; do
+    b=$(qemu_beat "$name"); [ -n "$b" ] && [ "$b" -ge "$n" ] && return 0
+    kill -0 "$(cat "$W/$name.pid")" 2>/dev/null || { qlog "$name QEMU exited"; cat "$W/$name.qemu.out" >&2; return 1; }
+    sleep 0.2; i=$((i + 1))
+  done
+  qlog "$name: heartbeat $n not reached in ${t}s (last: ${b:-none})"; tail -5 "$W/$name.log" >&2
+  return 1
+}
+
+# Fails when NAME's console reports a bad page.
+qemu_check_clean() {
+  local bad
+  bad=$(tr -d '\r' < "$W/$1.log" | grep -a -o 'bad [0-9]*' | awk '$2 > 0' | head -1)
+  [ -z "$bad" ] || { qlog "$1 guest saw corrupted memory:"; grep -a 'does not match' "$W/$1.log" | head -3 >&2; return 1; }
+}
+
+qemu_stop_all() {
+  local p
+  for p in "$W"/*.pid; do [ -e "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  wait 2>/dev/null || true
+}
