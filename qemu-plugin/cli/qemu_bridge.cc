@@ -1,6 +1,7 @@
 // `ramshift qemu-bridge source|dest`: stock QEMU's migration channels over a ramshift
 // transport (qemu-plugin/include/ramshift/qemu/bridge.h explains the design).
 #include <fmt/format.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,6 +28,7 @@ struct BridgeOptions {
   uint32_t queues = 5;
   std::string json;
   double accept_timeout_s = 0;
+  double connect_retry_s = 5;
   RdmaFlags rdma;
 };
 
@@ -74,6 +76,7 @@ Result<qemu::BridgeConfig> resolve(const BridgeOptions& o) {
   c.queues = o.queues;
   RS_ASSIGN_OR_RETURN(c.transport.rdma, o.rdma.resolve());
   c.accept_timeout_ms = static_cast<int>(o.accept_timeout_s * 1000);
+  c.connect_retry_ms = static_cast<int>(o.connect_retry_s * 1000);
   return c;
 }
 
@@ -200,6 +203,9 @@ Runner add_qemu_bridge(CLI::App& app) {
   s->add_option("--json", src->json, "write the report as JSON to FILE ('-' = stderr)");
   s->add_option("--accept-timeout", src->accept_timeout_s,
                 "seconds to wait for QEMU's first connection (0 = forever)");
+  s->add_option("--connect-retry", src->connect_retry_s,
+                "seconds to keep retrying while the destination bridge refuses (not up yet)")
+      ->capture_default_str();
   src->rdma.add_to(s);
 
   auto dst = std::make_shared<BridgeOptions>();

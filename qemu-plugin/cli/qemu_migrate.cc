@@ -198,8 +198,12 @@ int run(const MigrateOptions& o) {
     if (dst_status != "running")
       outcome = Status(ErrorCode::kIo, "destination QEMU is " + dst_status + ", not running");
   }
+  // After a failure QEMU resumes the source VM; say so (or that it did not).
+  std::string src_status = "?";
+  if (auto st = src->execute("query-status"); st) src_status = st->value("status", "?");
   nlohmann::ordered_json report;
   report["qemu"] = qemu_figures(last);
+  report["source_status"] = src_status;
   report["destination_status"] = dst_status;
   report["multifd_channels"] = o.multifd_channels;
   report["path"] = o.via.empty() ? "direct " + src_uri : "bridge " + o.via;
@@ -241,7 +245,9 @@ int run(const MigrateOptions& o) {
                  b["pages"].value("xbzrle", 0), b["pages"].value("zstd", 0),
                  b["pages"].value("raw", 0), b.value("verified", false));
     }
-    if (!outcome) fmt::print(stderr, "qemu-migrate: failed: {}\n", outcome.message());
+    if (!outcome)
+      fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", outcome.message(),
+                 src_status);
   }
   return outcome ? 0 : (exit_code_for(outcome) == 2 ? 2 : 1);
 }

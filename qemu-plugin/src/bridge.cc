@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <thread>
+
 #include "local_channel.h"
 #include "ramshift/base/log.h"
 #include "relay.h"
@@ -78,6 +80,11 @@ BridgeReport run_bridge_source(const transport::Uri& to, const QemuEndpoint& qem
     listener.emplace(std::move(l).value());
   }
   auto conn = transport::connect(to, config.queues, config.transport);
+  auto retry_until = t0 + std::chrono::milliseconds(config.connect_retry_ms);
+  while (!conn && conn.status().code() == ErrorCode::kUnreachable && Clock::now() < retry_until) {
+    std::this_thread::sleep_for(100ms);
+    conn = transport::connect(to, config.queues, config.transport);
+  }
   if (!conn) {
     r.error = conn.status().with_context("connecting to the destination bridge");
     return r;

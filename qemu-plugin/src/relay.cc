@@ -116,9 +116,12 @@ Status Relay::handshake(std::chrono::milliseconds timeout) {
     return Status(why.code() == ErrorCode::kDisconnected ? ErrorCode::kProtocol : why.code(),
                   "the peer is not a ramshift qemu-bridge (" + why.message() + ")");
   }
-  RS_ASSIGN_OR_RETURN(BridgeHeader h, decode_header(in[0]));
-  if (h.kind != BridgeKind::kHello)
-    return Status(ErrorCode::kProtocol, "bridge message: expected HELLO first");
+  auto h = decode_header(in[0]);
+  if (!h || h->kind != BridgeKind::kHello)
+    return Status(ErrorCode::kProtocol,
+                  "the peer is not a ramshift qemu-bridge (" +
+                      (h ? std::string("its first message is not HELLO") : h.status().message()) +
+                      ")");
   RS_ASSIGN_OR_RETURN(BridgeHello theirs, decode_hello(in[0].subspan(kBridgeHeaderBytes)));
   if (theirs.queues != conn_.queue_count())
     return Status(ErrorCode::kProtocol,

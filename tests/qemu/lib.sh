@@ -64,8 +64,32 @@ qemu_check_clean() {
   [ -z "$bad" ] || { qlog "$1 guest saw corrupted memory:"; grep -a 'does not match' "$W/$1.log" | head -3 >&2; return 1; }
 }
 
+# qemu_start_bridges NEXT DEST_URI: a destination bridge listening on DEST_URI for QEMU NEXT
+# (at $W/NEXT.in), then a source bridge at $W/NEXT.sb connected to it. Sets DPID, SPID.
+# DEST_WRAP / SRC_WRAP prefix the commands (e.g. "ip netns exec nsB"); GARBAGE=1 sends junk
+# to the destination bridge's port before the source bridge connects.
+qemu_start_bridges() {
+  local next=$1 uri=$2 i duri
+  ${DEST_WRAP:-} "$RAMSHIFT" qemu-bridge dest --listen "$uri" --qemu "unix:$W/$next.in" \
+    > "$W/$next.dbr.out" 2> "$W/$next.dbr.err" &
+  DPID=$!
+  for i in $(seq 100); do grep -q listening "$W/$next.dbr.out" && break; sleep 0.1; done
+  duri=$(awk '/listening on/ {print $3}' "$W/$next.dbr.out")
+  [ -n "$duri" ] || return 1
+  if [ -n "${GARBAGE:-}" ]; then  # in a subshell: the bridge hangs up, SIGPIPE ends only it
+    ( exec 3<>"/dev/tcp/127.0.0.1/${duri##*:}" && printf 'GET / HTTP/1.0\r\n\r\n%.0s' {1..50} >&3 ) 2>/dev/null
+    sleep 0.3
+  fi
+  ${SRC_WRAP:-} "$RAMSHIFT" qemu-bridge source --listen "unix:$W/$next.sb" --to "$duri" ${SRC_ARGS:-} \
+    > "$W/$next.sbr.out" 2> "$W/$next.sbr.err" &
+  SPID=$!
+  for i in $(seq 100); do grep -q listening "$W/$next.sbr.out" && return 0; sleep 0.1; done
+  return 1
+}
+
 qemu_stop_all() {
   local p
   for p in "$W"/*.pid; do [ -e "$p" ] && kill "$(cat "$p")" 2>/dev/null; done
+  p=$(jobs -p); [ -n "$p" ] && kill -9 $p 2>/dev/null
   wait 2>/dev/null || true
 }

@@ -36,6 +36,9 @@ struct BridgeConfig {
   transport::TransportOptions transport;
   int qemu_connect_timeout_ms = 10000;  // destination: wait this long for QEMU's socket
   int accept_timeout_ms = 0;            // source: wait for QEMU's first channel (0 = forever)
+  // source: keep retrying a refused connection this long. Why: with exec: QEMU starts both
+  // bridges itself, the destination's only a moment before the source's.
+  int connect_retry_ms = 5000;
 };
 
 // Where the bridge meets QEMU on its side: a unix socket path, or stdio (exec: mode).
