@@ -80,6 +80,33 @@ qruns=""
 for _ in $(seq "$RUNS"); do qruns+="$(qemu_run) "; echo "progress: qemu rdma: $qruns s"; done
 QEMU_S=$(echo $qruns | tr ' ' '\n' | median)
 
+# The same paused guest through the ramshift QEMU bridge over rdma:// (qemu-migrate drives
+# both QEMUs over QMP; QEMU's own total-time, so the figures compare like for like).
+bridge_run() {  # multifd-channels -> prints seconds
+  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
+  rm -f /tmp/qemu-dst.ram
+  "$QEMU" "${common[@]}" -qmp unix:/tmp/bs.qmp,server=on,wait=off \
+    -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off >/tmp/bs.log 2>&1 &
+  local s=$!
+  "$QEMU" "${common[@]}" -qmp unix:/tmp/bd.qmp,server=on,wait=off -incoming defer \
+    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on >/tmp/bd.log 2>&1 &
+  local d=$!
+  sleep 2
+  ramshift -q qemu-migrate --src-qmp /tmp/bs.qmp --dst-qmp /tmp/bd.qmp --via rdma://$A:0 \
+    --multifd-channels "$1" --codec auto --json /tmp/bm.json 2>/tmp/bm.err
+  local rc=$?
+  kill $s $d 2>/dev/null; wait $s $d 2>/dev/null
+  if [ $rc != 0 ] || ! cmp -s $IMG /tmp/qemu-dst.ram; then cat /tmp/bm.err >&2; echo 0; return; fi
+  grep -a -m1 -o '"total_ms": *[0-9]*' /tmp/bm.json | awk '{printf "%.2f", $2 / 1000}'
+}
+declare -A BR
+for ch in 0 2; do
+  runs=""
+  for _ in $(seq "$RUNS"); do runs+="$(bridge_run $ch) "; done
+  BR[$ch]="$(echo $runs | tr ' ' '\n' | median)|$runs"
+  echo "progress: bridge rdma:// multifd $ch: $runs s"
+done
+
 best=$(printf '%s\n' "${PERF[@]}" | sort -g | tail -1)
 mbps() { awk -v s="$1" -v b=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.1f", b / s / 1e6; else print "-"}'; }
 echo
@@ -92,4 +119,8 @@ for cfg in "${CONFIGS[@]}"; do
   s=${RS[$cfg]%%|*}; runs=${RS[$cfg]#*|}
   set -- $cfg
   echo "| ramshift rdma:// --queues $1 --codec $2 | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"
+done
+for ch in 0 2; do
+  s=${BR[$ch]%%|*}; runs=${BR[$ch]#*|}
+  echo "| QEMU through the ramshift bridge over rdma://, multifd $ch, --codec auto | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"
 done

@@ -31,6 +31,7 @@ struct MigrateOptions {
   std::string dst_uri;  // without --via: QEMU-to-QEMU (or externally bridged) URIs
   std::string src_uri;
   uint32_t multifd_channels = 0;
+  std::string multifd_compression;  // QEMU's own (none|zlib|zstd); empty = QEMU's default
   std::string codec = "auto";
   bool passthrough = false;
   std::string max_bandwidth = "0";
@@ -66,6 +67,7 @@ Status configure(qemu::QmpClient& qmp, const MigrateOptions& o, uint64_t max_bw)
   RS_ASSIGN_OR_RETURN(auto r, qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}));
   nlohmann::json params = {{"max-bandwidth", max_bw}};
   if (o.multifd_channels > 0) params["multifd-channels"] = o.multifd_channels;
+  if (!o.multifd_compression.empty()) params["multifd-compression"] = o.multifd_compression;
   if (o.downtime_limit_ms > 0)
     params["downtime-limit"] = static_cast<uint64_t>(o.downtime_limit_ms);
   RS_ASSIGN_OR_RETURN(r, qmp.execute("migrate-set-parameters", params));
@@ -148,6 +150,10 @@ int run(const MigrateOptions& o) {
       return fail_with(r.error.with_context("source bridge"));
     }
   }
+  // A running source must end running on the destination; a paused one (QEMU -S, or
+  // stopped) arrives in the same state, as QEMU carries the run state across.
+  std::string src_before = "?";
+  if (auto st = src->execute("query-status"); st) src_before = st->value("status", "?");
   auto t0 = Clock::now();
   auto mig = src->execute("migrate", {{"uri", src_uri}});
   nlohmann::json last;
@@ -189,20 +195,25 @@ int run(const MigrateOptions& o) {
   std::string dst_status = "?";
   if (outcome) {
     // The destination starts the guest right after it loaded the last state.
+    const bool want_running = src_before == "running";
     for (int i = 0; i < 50; ++i) {
       auto st = dst->execute("query-status");
       if (st) dst_status = st->value("status", "?");
-      if (dst_status == "running") break;
+      if ((dst_status == "running") == want_running && dst_status != "inmigrate") break;
       std::this_thread::sleep_for(100ms);
     }
-    if (dst_status != "running")
+    if (want_running && dst_status != "running")
       outcome = Status(ErrorCode::kIo, "destination QEMU is " + dst_status + ", not running");
+    if (!want_running && (dst_status == "running" || dst_status == "inmigrate"))
+      outcome = Status(ErrorCode::kIo,
+                       "the source was " + src_before + " but the destination is " + dst_status);
   }
   // After a failure QEMU resumes the source VM; say so (or that it did not).
   std::string src_status = "?";
   if (auto st = src->execute("query-status"); st) src_status = st->value("status", "?");
   nlohmann::ordered_json report;
   report["qemu"] = qemu_figures(last);
+  report["source_status_before"] = src_before;
   report["source_status"] = src_status;
   report["destination_status"] = dst_status;
   report["multifd_channels"] = o.multifd_channels;
@@ -274,6 +285,9 @@ Runner add_qemu_migrate(CLI::App& app) {
   cmd->add_option("--multifd-channels", o->multifd_channels,
                   "QEMU multifd channels (0 = single-channel migration)")
       ->capture_default_str();
+  cmd->add_option("--multifd-compression", o->multifd_compression,
+                  "QEMU's own multifd compression (none|zlib|zstd), for direct comparisons; a "
+                  "bridge passes compressed multifd through untouched");
   cmd->add_option("--codec", o->codec, "bridge codec for multifd pages")->capture_default_str();
   cmd->add_flag("--passthrough", o->passthrough, "bridges carry every byte untouched");
   cmd->add_option("--max-bandwidth", o->max_bandwidth,

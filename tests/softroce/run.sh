@@ -10,4 +10,13 @@ if [ -n "${RAMSHIFT_RDMA_ADDR:-}" ] && [ -n "$(ibv_devices 2>/dev/null | awk 'NR
   echo "softroce: using this host's RDMA device at $RAMSHIFT_RDMA_ADDR"
   PATH=$(dirname "$RAMSHIFT"):$(dirname "$CONF"):$PATH exec bash "$HERE/suite.sh" "$E2E"
 fi
-exec bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b "$CONF" -b bash -d "$E2E" "$HERE/suite.sh" "$E2E"
+# QEMU for the bridge step; it finds its firmware and modules at their host paths.
+QEMU=/usr/bin/qemu-system-x86_64
+QARGS=()
+if [ -x "$QEMU" ]; then
+  QARGS+=(-b "$QEMU")
+  for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
+    [ -e "$d" ] && QARGS+=(-d "$d")
+  done
+fi
+exec bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b "$CONF" -b bash "${QARGS[@]}" -d "$E2E" "$HERE/suite.sh" "$E2E"

@@ -1,0 +1,115 @@
+#!/bin/bash
+# Stock QEMU 7.2 migrating a running TCG guest, directly and through the ramshift bridge, in
+# one run (docs/benchmarks/README.md, "QEMU bridge"). The guest is tests/qemu/guest/init.c:
+# GUEST_MB (1024) of memory, 7/16 random, 7/16 structured, 1/8 zero pages.
+#   loopback   QEMU -> QEMU over a unix socket vs through bridges over tcp://127.0.0.1
+#   link       two network namespaces joined by a 1 Gbit/s tc-tbf veth: QEMU tcp (the QEMUs in
+#              the namespaces) vs bridges in the namespaces; idle guest, then one dirtying
+#              DIRTY (20) MB/s; plus ramshift's own live engine on the same link (synthetic
+#              guest of the same size and rate) for the live-engine issue
+# Each configuration RUNS (3) times; medians. Usage: bench/qemu_bridge_bench.sh [RAMSHIFT]
+set -uo pipefail
+RAMSHIFT=$(readlink -f "${1:-build/release/transport/ramshift}")
+GUEST_MB=${GUEST_MB:-1024}; DIRTY=${DIRTY:-20}; RUNS=${RUNS:-3}; PHASES=${PHASES:-"loopback link"}
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../scripts/lib/netns.sh"
+W=$(mktemp -d /tmp/ramshift-qemu-bench.XXXXXX)
+NSA=rsqbA$$ NSB=rsqbB$$
+cleanup() { netns_link_down "$NSA" "$NSB"; qemu_stop_all; rm -rf "$W"; }
+trap cleanup EXIT
+. "$HERE/../tests/qemu/lib.sh"
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+jget() { grep -a -m1 -o "\"$2\": *[0-9.]*" "$1" | grep -o '[0-9.]*$'; }
+qemu_need_tools; qemu_build_guest
+netns_link_up "$NSA" "$NSB" 10.81.0 1gbit || { echo "cannot create namespaces" >&2; exit 77; }
+declare -A NS_OF=([a]=$NSA [b]=$NSB) ADDR_OF=([a]=10.81.0.1 [b]=10.81.0.2)
+CUR= SIDE=a N=0
+
+# boot DIRTY_MBPS: a fresh source guest in namespace side a.
+boot() {
+  qemu_stop_all
+  N=$((N + 1)); CUR=vm$N; SIDE=a
+  QEMU_WRAP="ip netns exec ${NS_OF[a]}" qemu_start "$CUR" "$GUEST_MB" "$1"
+  qemu_wait_beat "$CUR" 3 600 || exit 1
+}
+
+# one PATH ARGS...: one migration CUR -> next (in the other namespace); prints "total_ms downtime_ms".
+# PATH: direct-unix | direct-tcp | bridge-lo | bridge-link
+one() {
+  local path=$1; shift
+  local other=$([ $SIDE = a ] && echo b || echo a)
+  N=$((N + 1)); local next=vm$N
+  QEMU_WRAP="ip netns exec ${NS_OF[$other]}" qemu_start "$next" "$GUEST_MB" 0 -incoming defer
+  local args=(--src-qmp "$W/$CUR.qmp" --dst-qmp "$W/$next.qmp" --json "$W/$next.json" --timeout 600)
+  case $path in
+    direct-unix) args+=(--dst-uri "unix:$W/$next.direct") ;;
+    direct-tcp) args+=(--dst-uri "tcp:${ADDR_OF[$other]}:4444") ;;
+    bridge-lo) args+=(--via tcp://127.0.0.1:0) ;;
+    bridge-link)
+      DEST_WRAP="ip netns exec ${NS_OF[$other]}" SRC_WRAP="ip netns exec ${NS_OF[$SIDE]}" \
+        SRC_ARGS="--queues 5 ${BRIDGE_ARGS:-}" qemu_start_bridges "$next" "tcp://${ADDR_OF[$other]}:0" || return 1
+      args+=(--src-uri "unix:$W/$next.sb" --dst-uri "unix:$W/$next.in") ;;
+  esac
+  "$RAMSHIFT" -q qemu-migrate "${args[@]}" "$@" 2> "$W/$next.err" || { echo "FAILED $(tail -1 "$W/$next.err")" >&2; echo "0 0"; }
+  wait 2>/dev/null
+  kill "$(cat "$W/$CUR.pid")" 2>/dev/null
+  qemu_wait_beat "$next" $(( $(qemu_beat "$CUR") + 1 )) 120 >/dev/null || echo "no heartbeat after migration" >&2
+  qemu_check_clean "$next" || echo "GUEST MEMORY DIFFERED" >&2
+  CUR=$next SIDE=$other
+  echo "$(jget "$W/$next.json" total_ms) $(jget "$W/$next.json" downtime_ms)"
+}
+
+row() {  # LABEL PATH ARGS... : RUNS migrations, one table row
+  local label=$1; shift
+  local t=() d=() runs=""
+  for _ in $(seq "$RUNS"); do
+    read -r a b < <(one "$@")
+    t+=("$a"); d+=("$b"); runs+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
+  done
+  local mt; mt=$(printf '%s\n' "${t[@]}" | median)
+  printf '| %s | %.2f | %.0f | %s|\n' "$label" "$(awk -v m="$mt" 'BEGIN {print m / 1000}')" \
+    "$(printf '%s\n' "${d[@]}" | median)" "$runs"
+  echo "$label $mt" >> "$W/medians"
+}
+
+header() { echo; echo "### $1"; echo; echo "| path | total s (median) | downtime ms (median) | runs: s/ms |"; echo "| --- | ---: | ---: | --- |"; }
+
+if [[ $PHASES == *loopback* ]]; then
+  boot 0
+  header "loopback, idle ${GUEST_MB} MiB guest (QEMU max-bandwidth lifted)"
+  row "QEMU direct, unix socket" direct-unix
+  row "bridge tcp://127.0.0.1, single channel" bridge-lo
+  row "QEMU direct, multifd 2" direct-unix --multifd-channels 2
+  row "bridge tcp://127.0.0.1, multifd 2, --codec none" bridge-lo --multifd-channels 2 --codec none
+  row "bridge tcp://127.0.0.1, multifd 2, --codec auto" bridge-lo --multifd-channels 2 --codec auto
+fi
+if [[ $PHASES == *link* ]]; then
+  for dirty in 0 "$DIRTY"; do
+    boot "$dirty"
+    header "1 Gbit/s shaped veth, ${GUEST_MB} MiB guest dirtying ${dirty} MB/s"
+    row "QEMU direct tcp" direct-tcp
+    row "QEMU direct multifd 2, zstd" direct-tcp --multifd-channels 2 --multifd-compression zstd
+    row "bridge tcp over the link, single channel" bridge-link
+    row "bridge tcp over the link, multifd 2, --codec auto" bridge-link --multifd-channels 2 --codec auto
+    row "bridge tcp over the link, multifd 4, --codec auto" bridge-link --multifd-channels 4 --codec auto
+  done
+  qemu_stop_all
+  if [ -n "${LIVE:-1}" ]; then
+    echo; echo "### ramshift's own live engine on the same link (synthetic ${GUEST_MB} MiB guest, ${DIRTY} MB/s, mixed)"; echo
+    echo "| codec | total s (median) | downtime ms (median) | runs |"; echo "| --- | ---: | ---: | --- |"
+    t=() d=() runs=""
+    for _ in $(seq "$RUNS"); do
+      ip netns exec "$NSB" "$RAMSHIFT" -q receive --listen tcp://10.81.0.2:7000 --once --resume-seconds 1 > "$W/rx.out" &
+      rx=$!
+      for _ in $(seq 100); do grep -q listening "$W/rx.out" 2>/dev/null && break; sleep 0.05; done
+      ip netns exec "$NSA" "$RAMSHIFT" -q send --to tcp://10.81.0.2:7000 --codec auto \
+        --guest "synthetic:size=${GUEST_MB}M,dirty-rate=${DIRTY}M,pattern=mixed" --json "$W/tx.json"
+      wait $rx || echo "receiver failed" >&2
+      a=$(jget "$W/tx.json" total_ms); b=$(jget "$W/tx.json" downtime_ms)
+      t+=("$a"); d+=("$b"); runs+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%.0f ", a / 1000, b}')"
+    done
+    printf '| auto | %.2f | %.1f | %s|\n' "$(printf '%s\n' "${t[@]}" | median | awk '{print $1 / 1000}')" \
+      "$(printf '%s\n' "${d[@]}" | median)" "$runs"
+  fi
+fi
+echo; echo "medians (ms):"; cat "$W/medians"
