@@ -162,6 +162,7 @@ int run(const MigrateOptions& o) {
     outcome = mig.status().with_context("source QEMU");
   } else {
     bool tty = isatty(STDERR_FILENO) && log::level() <= log::Level::kWarn;
+    int settle = 0;
     for (;;) {
       auto q = src->execute("query-migrate");
       if (!q) {
@@ -174,6 +175,11 @@ int run(const MigrateOptions& o) {
         uint64_t total = last["ram"].value("total", 0), rem = last["ram"].value("remaining", 0);
         fmt::print(stderr, "\rqemu-migrate: {} {} of {} left, {:.0f} Mbit/s   ", status,
                    format_bytes(rem), format_bytes(total), last["ram"].value("mbps", 0.0));
+      }
+      // QEMU 7.2 flips the status to completed a moment before it fills in total-time.
+      if (status == "completed" && last.value("total-time", 0) == 0 && ++settle < 20) {
+        std::this_thread::sleep_for(50ms);
+        continue;
       }
       if (status == "completed") break;
       if (status == "failed" || status == "cancelled") {

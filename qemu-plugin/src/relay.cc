@@ -191,7 +191,9 @@ void Relay::reader_loop(Channel* c) {
   }
   if (st) {
     c->kind = kind_of(c->id, std::span(buf).first(have));
-    if (c->kind == "multifd" && peer_takes_pages_) {
+    // --codec none would only copy each page twice more: such channels pass through.
+    if (c->kind == "multifd" && peer_takes_pages_ &&
+        config_.codec.mode != pipeline::CodecMode::kNone) {
       c->mode = "multifd";
       st = relay_multifd(c, buf, have);
     } else {
