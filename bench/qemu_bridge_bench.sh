@@ -11,6 +11,8 @@
 set -uo pipefail
 RAMSHIFT=$(readlink -f "${1:-build/release/transport/ramshift}")
 GUEST_MB=${GUEST_MB:-1024}; DIRTY=${DIRTY:-20}; RUNS=${RUNS:-3}; PHASES=${PHASES:-"loopback link"}
+# The bridge codecs compared on the link (auto decides by measuring; xbzrle+zstd always compresses).
+LINK_CODECS=${LINK_CODECS:-"auto xbzrle+zstd"}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../scripts/lib/netns.sh"
 W=$(mktemp -d /tmp/ramshift-qemu-bench.XXXXXX)
@@ -51,7 +53,7 @@ one() {
       args+=(--src-uri "unix:$W/$next.sb" --dst-uri "unix:$W/$next.in") ;;
   esac
   "$RAMSHIFT" -q qemu-migrate "${args[@]}" "$@" 2> "$W/$next.err" || { echo "FAILED $(tail -1 "$W/$next.err")" >&2; echo "0 0"; }
-  wait 2>/dev/null
+  [ "$path" = bridge-link ] && wait "$DPID" "$SPID" 2>/dev/null
   kill "$(cat "$W/$CUR.pid")" 2>/dev/null
   qemu_wait_beat "$next" $(( $(qemu_beat "$CUR") + 1 )) 120 >/dev/null || echo "no heartbeat after migration" >&2
   qemu_check_clean "$next" || echo "GUEST MEMORY DIFFERED" >&2
@@ -63,7 +65,8 @@ row() {  # LABEL PATH ARGS... : RUNS migrations, one table row
   local label=$1; shift
   local t=() d=() runs=""
   for _ in $(seq "$RUNS"); do
-    read -r a b < <(one "$@")
+    one "$@" > "$W/result"  # not in a subshell: it moves CUR and SIDE
+    read -r a b < "$W/result"
     t+=("$a"); d+=("$b"); runs+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
   done
   local mt; mt=$(printf '%s\n' "${t[@]}" | median)
@@ -90,11 +93,14 @@ if [[ $PHASES == *link* ]]; then
     row "QEMU direct tcp" direct-tcp
     row "QEMU direct multifd 2, zstd" direct-tcp --multifd-channels 2 --multifd-compression zstd
     row "bridge tcp over the link, single channel" bridge-link
-    row "bridge tcp over the link, multifd 2, --codec auto" bridge-link --multifd-channels 2 --codec auto
-    row "bridge tcp over the link, multifd 4, --codec auto" bridge-link --multifd-channels 4 --codec auto
+    for codec in $LINK_CODECS; do
+      # The source bridge process takes the codec (qemu-migrate's --codec is for --via only).
+      BRIDGE_ARGS="--codec $codec" row "bridge tcp over the link, multifd 2, --codec $codec" bridge-link --multifd-channels 2
+      BRIDGE_ARGS="--codec $codec" row "bridge tcp over the link, multifd 4, --codec $codec" bridge-link --multifd-channels 4
+    done
   done
   qemu_stop_all
-  if [ -n "${LIVE:-1}" ]; then
+  if [ "${LIVE:-1}" = 1 ]; then
     echo; echo "### ramshift's own live engine on the same link (synthetic ${GUEST_MB} MiB guest, ${DIRTY} MB/s, mixed)"; echo
     echo "| codec | total s (median) | downtime ms (median) | runs |"; echo "| --- | ---: | ---: | --- |"
     t=() d=() runs=""

@@ -29,12 +29,12 @@ qemu_build_guest() {
   (cd "$r" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$W/guest.cpio.gz")
 }
 
-# qemu_start NAME GUEST_MB DIRTY_MBPS [QEMU ARGS...]: boots the guest (RAM = GUEST_MB + 96)
+# qemu_start NAME GUEST_MB DIRTY_MBPS [QEMU ARGS...]: boots the guest (RAM = GUEST_MB x 9/8 + 128)
 # with QMP at $W/NAME.qmp and the console in $W/NAME.log. Prefix the call with
 # QEMU_WRAP="ip netns exec ns" to run it elsewhere.
 qemu_start() {
   local name=$1 mb=$2 dirty=$3; shift 3
-  ${QEMU_WRAP:-} qemu-system-x86_64 -accel tcg -m $((mb + 96)) -nodefaults -no-user-config \
+  ${QEMU_WRAP:-} qemu-system-x86_64 -accel tcg -m $((mb + mb / 8 + 128)) -nodefaults -no-user-config \
     -display none -serial "file:$W/$name.log" -qmp "unix:$W/$name.qmp,server=on,wait=off" \
     -kernel "$KERNEL" -initrd "$W/guest.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1 RS_MEM_MB=$mb RS_DIRTY_MBPS=$dirty" "$@" \
