@@ -23,24 +23,7 @@ double ms_since(Clock::time_point t) {
 }  // namespace
 
 std::string BridgeReport::to_json() const {
-  nlohmann::ordered_json j;
-  j["role"] = role;
-  j["status"] = completed ? "completed" : "failed";
-  j["verified"] = verified;
-  j["total_ms"] = total_ms;
-  j["setup_ms"] = setup_ms;
-  j["guest_bytes"] = guest_bytes;
-  j["wire_bytes"] = wire_bytes;
-  j["throughput_mbps"] = total_ms > 0 ? guest_bytes * 8 / (total_ms / 1000) / 1e6 : 0.0;
-  j["pages"] = {{"zero", pages.zero},
-                {"xbzrle", pages.xbzrle},
-                {"zstd", pages.zstd},
-                {"raw", pages.raw},
-                {"placed", pages.placed}};
-  j["queues"] = queues;
-  j["transport"] = transport;
-  j["codec"] = codec;
-  j["peer"] = peer;
+  auto j = nlohmann::ordered_json::parse(MigrationReport::to_json());
   auto chans = nlohmann::ordered_json::array();
   for (const auto& c : channels) {
     nlohmann::ordered_json o;
@@ -54,9 +37,6 @@ std::string BridgeReport::to_json() const {
     chans.push_back(o);
   }
   j["channels"] = chans;
-  j["error"] = error.is_ok() ? nlohmann::ordered_json(nullptr)
-                             : nlohmann::ordered_json{{"code", error_code_name(error.code())},
-                                                      {"message", error.message()}};
   return j.dump(2);
 }
 

@@ -240,6 +240,7 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
     c->encoder = std::make_unique<PacketEncoder>(config_.codec, &governor_, cache_bytes_);
   size_t start = 0, end = have;
   bool init_done = false;
+  std::vector<std::span<const std::byte>> all;  // one packet's gather list, reused
   size_t page_size = 0;
   auto send_raw = [&](size_t len) -> Status {
     std::span<const std::byte> data(buf.data() + start, len);
@@ -297,7 +298,7 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
           c->bytes_out += packet.size();
           if (progress_) progress_->bytes_to_dest += packet.size();
           auto segs = c->encoder->encode(k, packet);
-          std::vector<std::span<const std::byte>> all;
+          all.clear();
           size_t body = 0;
           for (auto s : segs) body += s.size();
           std::byte header[kBridgeHeaderBytes];

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "ramshift/base/status.h"
-#include "ramshift/pipeline/batch_format.h"
+#include "ramshift/migration/report.h"
 #include "ramshift/pipeline/codec.h"
 #include "ramshift/transport/transport.h"
 
@@ -57,21 +57,13 @@ struct ChannelReport {
   std::string note;      // why a multifd channel fell back to pass-through
 };
 
-struct BridgeReport {
-  std::string role;  // "bridge-source" / "bridge-destination"
-  bool completed = false;
-  bool verified = false;     // every channel's byte count and CRC32C agreed at both ends
-  double total_ms = 0;       // first channel opened -> last channel closed
-  double setup_ms = 0;       // transport connect + bridge hello
-  uint64_t guest_bytes = 0;  // bytes QEMU's source sent (all channels)
-  uint64_t wire_bytes = 0;   // bytes this bridge posted on the transport
-  pipeline::PageCounts pages;
-  uint32_t queues = 0;
-  std::string transport;
-  std::string codec;
-  std::string peer;
+// The migration report's keys (same JSON as send/receive: status, verified, total_ms —
+// first channel opened to last closed —, setup_ms — connect + HELLO —, guest_bytes — QEMU's
+// stream —, wire_bytes, pages, queues, transport, codec, peer, error; role is
+// "bridge-source" / "bridge-destination"; downtime and rounds are QEMU's, not the bridge's),
+// plus one entry per channel. `verified`: every channel's byte count and CRC32C agreed.
+struct BridgeReport : migration::MigrationReport {
   std::vector<ChannelReport> channels;
-  Status error;
   std::string to_json() const;
 };
 
