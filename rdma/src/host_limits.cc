@@ -59,6 +59,57 @@ std::vector<std::string> device_names() {
   return names;
 }
 
+std::vector<RdmaDeviceInfo> describe_devices() {
+  int n = 0;
+  DeviceList list(ibv_get_device_list(&n));
+  std::vector<RdmaDeviceInfo> out;
+  if (!list) return out;
+  namespace fs = std::filesystem;
+  auto read_line = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::string line;
+    std::getline(in, line);
+    return line;
+  };
+  for (int i = 0; i < n; ++i) {
+    RdmaDeviceInfo dev;
+    dev.name = ibv_get_device_name(list.get()[i]);
+    const fs::path sys = fs::path("/sys/class/infiniband") / dev.name;
+    std::string numa = read_line(sys / "device" / "numa_node");
+    if (!numa.empty()) dev.numa_node = std::atoi(numa.c_str());
+    std::unique_ptr<ibv_context, int (*)(ibv_context*)> ctx(ibv_open_device(list.get()[i]),
+                                                            ibv_close_device);
+    ibv_device_attr attr{};
+    if (ctx && ibv_query_device(ctx.get(), &attr) == 0) {
+      for (uint32_t p = 1; p <= attr.phys_port_cnt; ++p) {
+        ibv_port_attr pa{};
+        if (ibv_query_port(ctx.get(), static_cast<uint8_t>(p), &pa) != 0) continue;
+        RdmaPortInfo port;
+        port.port = p;
+        port.state = ibv_port_state_str(pa.state);
+        port.active_mtu = 128u << pa.active_mtu;  // IBV_MTU_256 = 1
+        port.max_mtu = 128u << pa.max_mtu;
+        port.link_layer = pa.link_layer == IBV_LINK_LAYER_ETHERNET ? "Ethernet" : "InfiniBand";
+        const fs::path ps = sys / "ports" / std::to_string(p);
+        port.netdev = read_line(ps / "gid_attrs" / "ndevs" / "0");
+        for (int g = 0; g < pa.gid_tbl_len && g < 256; ++g) {
+          std::string type = read_line(ps / "gid_attrs" / "types" / std::to_string(g));
+          std::string gid = read_line(ps / "gids" / std::to_string(g));
+          // An IPv4-mapped GID is ::ffff:a.b.c.d, written 0000:...:ffff:xxxx:xxxx.
+          if (type == "RoCE v2" && gid.rfind("0000:0000:0000:0000:0000:ffff:", 0) == 0) {
+            port.roce_v2_gid_index = g;
+            port.roce_v2_gid = gid;
+            break;
+          }
+        }
+        dev.ports.push_back(std::move(port));
+      }
+    }
+    out.push_back(std::move(dev));
+  }
+  return out;
+}
+
 Status require_device() {
   if (!device_names().empty()) return Status::ok();
   return Status(ErrorCode::kNotFound,

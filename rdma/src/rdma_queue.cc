@@ -294,6 +294,7 @@ void RdmaQueue::run_poller() {
         drain_deadline = Clock::now() + std::chrono::seconds(2);
       if (Clock::now() > drain_deadline) break;  // the QP is destroyed anyway; flushes die with it
     }
+    if (tuning_.busy_poll && !stopping_) continue;  // spin: never sleep on the channel
     if (!armed) {
       ibv_req_notify_cq(cq_.get(), 0);
       armed = true;

@@ -46,6 +46,10 @@ void RdmaFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--rdma-inline", tuning.max_inline, "send payloads up to N bytes inline")
       ->capture_default_str()
       ->group(g);
+  cmd->add_option("--rdma-busy-poll", tuning.busy_poll,
+                  "true: completion pollers spin (a core per queue); false: sleep on events")
+      ->capture_default_str()
+      ->group(g);
 }
 
 Result<transport::RdmaTuning> RdmaFlags::resolve() const {

@@ -6,7 +6,9 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "profile.h"
 #include "ramshift/base/log.h"
+#include "tools.h"  // bench/cli
 
 int main(int argc, char** argv) {
   // A peer that disappears must surface as an error from send(), not kill the process.
@@ -21,9 +23,16 @@ int main(int argc, char** argv) {
   auto receive = ramshift::cli::add_receive(app);
   auto demo = ramshift::cli::add_demo(app);
   auto make_image = ramshift::cli::add_make_image(app);
+  auto bench = ramshift::cli::add_bench(app);
+  auto tune = ramshift::cli::add_tune(app);
+  auto doctor = ramshift::cli::add_doctor(app);
+  for (const char* name : {"send", "receive"})
+    ramshift::cli::add_profile_option(app.get_subcommand(name));
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
   auto qemu_bridge = ramshift::cli::add_qemu_bridge(app);
   auto qemu_migrate = ramshift::cli::add_qemu_migrate(app);
+  for (const char* name : {"source", "dest"})
+    ramshift::cli::add_profile_option(app.get_subcommand("qemu-bridge")->get_subcommand(name));
 #endif
   try {
     app.parse(argc, argv);
@@ -36,10 +45,20 @@ int main(int argc, char** argv) {
   ramshift::log::set_level(verbose ? ramshift::log::Level::kInfo
                            : quiet ? ramshift::log::Level::kError
                                    : ramshift::log::Level::kWarn);
+  // A profile fills the options the command line left out, on the command that runs.
+  CLI::App* chosen = app.get_subcommands().front();
+  while (!chosen->get_subcommands().empty()) chosen = chosen->get_subcommands().front();
+  if (ramshift::Status s = ramshift::cli::apply_profile(chosen); !s) {
+    std::fprintf(stderr, "ramshift: error: %s\n", s.message().c_str());
+    return 2;
+  }
   if (app.got_subcommand("send")) return send();
   if (app.got_subcommand("receive")) return receive();
   if (app.got_subcommand("demo")) return demo();
   if (app.got_subcommand("make-image")) return make_image();
+  if (app.got_subcommand("bench")) return bench();
+  if (app.got_subcommand("tune")) return tune();
+  if (app.got_subcommand("doctor")) return doctor();
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
   if (app.got_subcommand("qemu-bridge")) return qemu_bridge();
   if (app.got_subcommand("qemu-migrate")) return qemu_migrate();

@@ -34,6 +34,14 @@ Result<std::string> rdma_device_address() {
 #endif
 }
 
+Result<std::vector<RdmaDeviceInfo>> rdma_devices() {
+#ifdef RAMSHIFT_HAVE_RDMA
+  return rdma::describe_devices();
+#else
+  return not_built(Uri{"rdma", "", 0});
+#endif
+}
+
 Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {
   if (uri.scheme == "tcp") return tcp::listen(uri);
   if (uri.scheme == "loopback") return loopback::listen(uri);

@@ -131,6 +131,9 @@ struct RdmaTuning {
   uint32_t send_queue_depth = 128;   // work requests in flight per queue (perftest -t)
   uint32_t signal_every = 16;        // selective signaling interval (UCX/eRPC: 16-64)
   uint32_t max_inline = 64;          // control messages up to this size go inline
+  // Completion pollers spin instead of sleeping on the completion channel: lower latency,
+  // one busy core per queue. Events (false) suit hosts with fewer cores than queues.
+  bool busy_poll = false;
 };
 
 struct TransportOptions {
@@ -145,6 +148,26 @@ Status no_remote_writes(const std::string& transport_name);
 // The IPv4 address of this host's first RDMA device (RoCE netdev), for rdma:// listeners;
 // kNotFound without one, kInvalidArgument in a build without the rdma backend.
 Result<std::string> rdma_device_address();
+
+// What verbs reports about one RDMA device, for `ramshift doctor`.
+struct RdmaPortInfo {
+  uint32_t port = 0;
+  std::string state;        // "PORT_ACTIVE", "PORT_DOWN", ...
+  uint32_t active_mtu = 0;  // bytes (256..4096)
+  uint32_t max_mtu = 0;
+  std::string link_layer;      // "Ethernet" (RoCE) or "InfiniBand"
+  std::string netdev;          // RoCE: the network interface behind the port
+  int roce_v2_gid_index = -1;  // first RoCE v2 GID with an IPv4 address; -1: none
+  std::string roce_v2_gid;
+};
+struct RdmaDeviceInfo {
+  std::string name;
+  int numa_node = -1;  // -1: unknown or a single-node host
+  std::vector<RdmaPortInfo> ports;
+};
+// Every RDMA device verbs can open (empty without one); kInvalidArgument in a build without
+// the rdma backend.
+Result<std::vector<RdmaDeviceInfo>> rdma_devices();
 
 // Opens a listener for `uri` (tcp, loopback, ...). kAddressInUse when the port is taken;
 // kInvalidArgument for a scheme this build does not carry, with the reason.

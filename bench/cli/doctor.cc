@@ -1,0 +1,60 @@
+// `ramshift doctor`: host checks with a fix for each problem.
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "ramshift/base/units.h"
+#include "ramshift/bench/doctor.h"
+#include "tools.h"
+
+namespace ramshift::cli {
+
+Runner add_doctor(CLI::App& app) {
+  struct Options {
+    std::string guest_size = "1G";
+    uint32_t queues = 4;
+    std::string json;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "doctor", "check this host for full-speed migration (exit 0) or list what to fix (exit 1)");
+  cmd->add_option("--guest-size", o->guest_size, "largest guest this host migrates")
+      ->capture_default_str();
+  cmd->add_option("--queues", o->queues, "queues migrations will use")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  cmd->add_option("--json", o->json, "write the checks as JSON to FILE ('-' = stdout)");
+  return [o]() -> int {
+    bench::DoctorOptions d;
+    auto size = parse_size(o->guest_size);
+    if (!size) return fail_with(size.status());
+    d.guest_bytes = *size;
+    d.queues = o->queues;
+    auto checks = bench::run_doctor(d);
+    FILE* out = o->json == "-" ? stderr : stdout;
+    for (const auto& c : checks) {
+      std::fprintf(out, "%-5s %-24s %s\n", bench::verdict_name(c.verdict), c.id.c_str(),
+                   c.detail.c_str());
+      if (!c.fix.empty() &&
+          (c.verdict == bench::Verdict::kFail || c.verdict == bench::Verdict::kWarn))
+        std::fprintf(out, "      %-24s fix: %s\n", "", c.fix.c_str());
+    }
+    const bool passed = bench::doctor_passed(checks);
+    std::fprintf(out, "%s\n",
+                 passed ? "this host can migrate at full speed"
+                        : "this host cannot migrate at full speed: fix the `fail` lines");
+    if (!o->json.empty()) {
+      std::string text = bench::doctor_json(checks) + "\n";
+      if (o->json == "-")
+        std::fputs(text.c_str(), stdout);
+      else if (FILE* f = std::fopen(o->json.c_str(), "w")) {
+        std::fputs(text.c_str(), f);
+        std::fclose(f);
+      } else {
+        return fail_with(Status(ErrorCode::kIo, "cannot write " + o->json));
+      }
+    }
+    return passed ? 0 : 1;
+  };
+}
+
+}  // namespace ramshift::cli

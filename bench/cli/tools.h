@@ -1,0 +1,54 @@
+// Option groups and display shared by `ramshift bench` and `ramshift tune`.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+#include <vector>
+
+#include "ramshift/bench/throughput.h"
+
+namespace ramshift::cli {
+
+Runner add_bench(CLI::App& app);
+Runner add_tune(CLI::App& app);
+Runner add_doctor(CLI::App& app);
+
+// --to, --pattern, --seconds, --working-set, --xbzrle-cache, --connect-timeout.
+struct BenchCommon {
+  std::string to;
+  std::string pattern = "mixed";
+  double seconds = 3;
+  std::string working_set = "32M";
+  std::string xbzrle_cache = "64M";
+  double connect_timeout_s = 10;
+  void add_to(CLI::App* cmd);
+  Status resolve(bench::BenchSettings& s) const;  // kInvalidArgument naming the option
+};
+
+// --queues, --message-size, --codec (lists) and --zstd-level: the configurations to run.
+struct BenchSweep {
+  std::vector<uint32_t> queues{1, 2, 4};
+  std::vector<std::string> message_sizes{"256K"};
+  std::vector<std::string> codecs{"none"};
+  int zstd_level = 1;
+  void add_to(CLI::App* cmd);
+  // Every combination, codec-major then message size then queues.
+  Result<std::vector<bench::BenchPoint>> points(const transport::RdmaTuning& rdma,
+                                                uint32_t page_size) const;
+};
+
+// "[3/9] queues=2 message=256 KiB codec=none  47%" on a terminal's stderr.
+class PointProgress {
+ public:
+  PointProgress();
+  void start(size_t index, size_t total, const bench::BenchPoint& p);
+  void update(double fraction);
+  void done();
+
+ private:
+  bool show_;
+  std::string label_;
+};
+
+}  // namespace ramshift::cli

@@ -1,0 +1,405 @@
+// `ramshift bench --to`: one configuration against a bench server (see throughput.h).
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+#include <ctime>
+#include <thread>
+
+#include "bench_wire.h"
+#include "ramshift/base/log.h"
+#include "ramshift/bench/throughput.h"
+#include "ramshift/guest/mapped_memory.h"
+#include "ramshift/pipeline/batch_encoder.h"
+#include "ramshift/pipeline/compression_governor.h"
+
+namespace ramshift::bench {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+uint64_t process_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000000ull + uint64_t(ts.tv_nsec);
+}
+
+// Fills the two generations of the working set.
+void fill_generations(BenchPattern pattern, std::span<std::byte> a, std::span<std::byte> b,
+                      size_t page_size) {
+  auto base = [&](BenchPattern p) {
+    switch (p) {
+      case BenchPattern::kRandom:
+        return guest::Pattern::kRandom;
+      case BenchPattern::kZero:
+        return guest::Pattern::kZero;
+      case BenchPattern::kText:
+        return guest::Pattern::kText;
+      default:
+        return guest::Pattern::kMixed;
+    }
+  };
+  guest::fill_pattern(a, base(pattern), 1, 0, page_size);
+  if (pattern != BenchPattern::kDelta) {
+    guest::fill_pattern(b, base(pattern), 2, 0, page_size);
+    return;
+  }
+  std::memcpy(b.data(), a.data(), a.size());
+  for (size_t off = 0; off < b.size(); off += page_size)  // one byte per page
+    b[off + (off / page_size * 97) % page_size] ^= std::byte{0x5a};
+}
+
+struct QueueOutcome {
+  uint64_t guest_bytes = 0;
+  uint64_t wire_bytes = 0;
+  uint64_t messages = 0;
+  pipeline::PageCounts counts;
+  std::vector<double> latencies_ms;
+  Clock::time_point last_ack{};
+  Status status;
+};
+
+class PointRunner {
+ public:
+  PointRunner(const BenchSettings& s, const BenchPoint& p) : s_(s), p_(p) {}
+
+  Result<BenchResult> run(const BenchProgress& progress) {
+    RS_RETURN_IF_ERROR(validate());
+    transport::TransportOptions topts;
+    topts.connect_timeout = s_.connect_timeout;
+    topts.rdma = p_.rdma;
+    auto conn = transport::connect(s_.to, p_.queues + 1, topts);
+    if (!conn && conn.status().code() == ErrorCode::kUnreachable)
+      return Status(
+          ErrorCode::kUnreachable,
+          conn.status().message() + "; start `ramshift bench --server --listen URI` there");
+    if (!conn) return conn.status();
+    conn_ = std::move(conn).value();
+    RS_ASSIGN_OR_RETURN(gen_[0], guest::MappedMemory::anonymous(s_.working_set_bytes));
+    RS_ASSIGN_OR_RETURN(gen_[1], guest::MappedMemory::anonymous(s_.working_set_bytes));
+    fill_generations(s_.pattern, gen_[0].bytes(), gen_[1].bytes(), s_.page_size);
+
+    wire::Config config{s_.page_size,         batch_pages_,  p_.queues,
+                        uint8_t(p_.codec),    p_.zstd_level, s_.working_set_bytes,
+                        s_.xbzrle_cache_bytes};
+    RS_RETURN_IF_ERROR(send_control(wire::encode(config)));
+    RS_ASSIGN_OR_RETURN(auto ready_msg,
+                        await_control(wire::ControlKind::kReady, milliseconds(60000)));
+    RS_ASSIGN_OR_RETURN(auto ready, wire::decode_ready(ready_msg));
+    if (ready.placed) {
+      if (!conn_->capabilities().zero_copy_write)
+        return Status(ErrorCode::kProtocol, "the server offers placement this transport cannot do");
+      if (ready.key.length != s_.working_set_bytes)
+        return Status(ErrorCode::kProtocol,
+                      "the server's memory key does not cover the working set");
+      for (auto& g : gen_) {
+        auto key = conn_->register_memory(g.bytes(), transport::MemoryAccess::kLocal);
+        if (!key) return key.status().with_context("bench working set");
+        local_keys_.push_back(std::move(key).value());
+      }
+      remote_key_ = ready.key;
+    }
+    placing_ = ready.placed;
+
+    const uint64_t cpu_start = process_cpu_ns();
+    start_ = Clock::now();
+    deadline_ = start_ + s_.duration;
+    std::vector<QueueOutcome> outcomes(p_.queues);
+    std::vector<std::thread> threads;
+    for (uint32_t q = 0; q < p_.queues; ++q)
+      threads.emplace_back([this, q, &outcomes] {
+        outcomes[q].status = run_queue(q, outcomes[q]);
+        if (!outcomes[q].status) {
+          failed_ = true;
+          conn_->close();  // wake the other queues
+        }
+      });
+    while (progress && Clock::now() < deadline_ && !aborted()) {
+      progress(std::chrono::duration<double>(Clock::now() - start_) / s_.duration);
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+    for (auto& t : threads) t.join();
+    const uint64_t cpu_ns = process_cpu_ns() - cpu_start;
+    for (auto& o : outcomes) RS_RETURN_IF_ERROR(o.status);
+
+    RS_RETURN_IF_ERROR(send_control(wire::encode_finish()));
+    RS_ASSIGN_OR_RETURN(auto result_msg,
+                        await_control(wire::ControlKind::kResult, milliseconds(60000)));
+    RS_ASSIGN_OR_RETURN(auto server, wire::decode_result(result_msg));
+    conn_->close();
+    auto result = summarize(outcomes, cpu_ns, server);
+    if (server.batches != result.messages)
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("the server decoded {} batches of the {} sent", server.batches,
+                                result.messages));
+    return result;
+  }
+
+ private:
+  bool aborted() const { return failed_.load(std::memory_order_relaxed); }
+
+  Status validate() {
+    const uint32_t ps = s_.page_size;
+    if (p_.queues < 1 || p_.queues > 64)
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("queues {} is outside 1..64", p_.queues));
+    if (p_.message_bytes < ps || p_.message_bytes % ps != 0 || p_.message_bytes / ps > 1024)
+      return Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format("message size {} must be 1..1024 pages of {} bytes", p_.message_bytes, ps));
+    batch_pages_ = p_.message_bytes / ps;
+    if (s_.working_set_bytes % (uint64_t{batch_pages_} * ps) != 0 ||
+        s_.working_set_bytes < uint64_t{p_.message_bytes} * p_.queues)
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("the working set ({} bytes) must be a multiple of the message "
+                                "size and hold one message per queue",
+                                s_.working_set_bytes));
+    return Status::ok();
+  }
+
+  Status send_control(const std::vector<std::byte>& msg) {
+    transport::ConstBuffer seg(msg);
+    for (;;) {
+      Status s = conn_->post_send(0, std::span(&seg, 1));
+      if (s.code() != ErrorCode::kWouldBlock) {
+        RS_RETURN_IF_ERROR(s);
+        return conn_->flush(0, milliseconds(10000));
+      }
+      RS_RETURN_IF_ERROR(conn_->wait_writable(0, milliseconds(10000)));
+    }
+  }
+
+  Result<std::span<const std::byte>> await_control(wire::ControlKind want, milliseconds timeout) {
+    transport::ConstBuffer msg;
+    RS_ASSIGN_OR_RETURN(size_t n, conn_->poll(0, std::span(&msg, 1), timeout));
+    if (n == 0) return Status(ErrorCode::kTimeout, "the bench server did not answer");
+    RS_ASSIGN_OR_RETURN(auto kind, wire::control_kind(msg));
+    if (kind != want)
+      return Status(
+          ErrorCode::kProtocol,
+          fmt::format("bench server sent control kind {}, expected {}", int(kind), int(want)));
+    return msg;
+  }
+
+  // Drains acknowledgements on `queue` (waiting up to `timeout` for the first).
+  Status drain_acks(uint32_t queue, std::vector<Clock::time_point>& sent, uint64_t& acked,
+                    QueueOutcome& out, milliseconds timeout) {
+    transport::ConstBuffer msgs[64];
+    RS_ASSIGN_OR_RETURN(size_t n, conn_->poll(queue, msgs, timeout));
+    const auto now = Clock::now();
+    for (size_t i = 0; i < n; ++i) {
+      RS_ASSIGN_OR_RETURN(auto h, wire::load_data_header(msgs[i]));
+      if (h.kind != wire::DataKind::kAck || h.seq != acked || h.seq >= sent.size())
+        return Status(ErrorCode::kProtocol,
+                      fmt::format("queue {}: acknowledgement {} out of order (expected {})", queue,
+                                  h.seq, acked));
+      out.latencies_ms.push_back(
+          std::chrono::duration<double, std::milli>(now - sent[h.seq]).count());
+      ++acked;
+      out.last_ack = now;
+    }
+    return Status::ok();
+  }
+
+  Status post_placements(uint32_t queue, uint32_t gen, std::span<const pipeline::Placement> runs) {
+    transport::RemoteWrite writes[64];
+    size_t n = 0;
+    auto post = [&]() -> Status {
+      for (;;) {
+        Status s = conn_->post_write(queue, std::span(writes, n));
+        if (s.code() != ErrorCode::kWouldBlock) {
+          n = 0;
+          return s;
+        }
+        RS_RETURN_IF_ERROR(conn_->wait_writable(queue, milliseconds(30000)));
+      }
+    };
+    const auto& local_key = local_keys_[gen];
+    for (const auto& run : runs) {
+      uint64_t remote = remote_key_.address + run.first_page * s_.page_size;
+      const std::byte* local = run.memory;
+      size_t left = run.bytes;
+      while (left > 0) {  // a write never crosses a registration chunk on either side
+        uint64_t off = remote - remote_key_.address;
+        size_t len =
+            remote_key_.chunk_bytes == 0
+                ? left
+                : std::min<uint64_t>(left, remote_key_.chunk_bytes - off % remote_key_.chunk_bytes);
+        uint64_t local_off = reinterpret_cast<uint64_t>(local) - local_key.address;
+        if (local_key.chunk_bytes != 0)
+          len = std::min<uint64_t>(len, local_key.chunk_bytes - local_off % local_key.chunk_bytes);
+        writes[n++] = {local, len, remote, remote_key_.rkey_at(remote)};
+        if (n == std::size(writes)) RS_RETURN_IF_ERROR(post());
+        local += len;
+        remote += len;
+        left -= len;
+      }
+    }
+    return n > 0 ? post() : Status::ok();
+  }
+
+  Status run_queue(uint32_t q, QueueOutcome& out) {
+    const uint32_t queue = q + 1;
+    const uint32_t ps = s_.page_size;
+    const uint64_t chunks = s_.working_set_bytes / (uint64_t{batch_pages_} * ps);
+    pipeline::CodecConfig codec{p_.codec, p_.zstd_level, s_.xbzrle_cache_bytes};
+    pipeline::BatchEncoder encoder(codec, ps, batch_pages_, s_.xbzrle_cache_bytes / p_.queues);
+    std::vector<Clock::time_point> sent;
+    uint64_t acked = 0;
+    std::byte header[wire::kDataHeaderBytes];
+    std::vector<transport::ConstBuffer> segments;
+    for (uint32_t pass = 0; Clock::now() < deadline_ && !aborted(); ++pass) {
+      const uint32_t gen = pass % 2;
+      const std::byte* base = gen_[gen].bytes().data();
+      for (uint64_t c = q; c < chunks && Clock::now() < deadline_; c += p_.queues) {
+        pipeline::BatchPolicy policy;
+        policy.compress = governor_.should_compress();
+        policy.cache_insert = pipeline::codec_uses_xbzrle(p_.codec);
+        policy.zero_copy = true;  // the working set never changes while it is sent
+        policy.place_raw = placing_;
+        encoder.begin(0, pass, policy);
+        const uint64_t first = c * batch_pages_;
+        for (uint64_t p = first; p < first + batch_pages_; ++p) encoder.add(p, base + p * ps);
+        auto batch = encoder.finish();
+        uint64_t placed_bytes = 0;
+        for (const auto& run : encoder.placements()) placed_bytes += run.bytes;
+        if (placed_bytes > 0) RS_RETURN_IF_ERROR(post_placements(queue, gen, encoder.placements()));
+        wire::store_data_header(header, wire::DataKind::kBatch, sent.size());
+        segments.assign(1, transport::ConstBuffer(header, sizeof header));
+        for (const auto& seg : batch.segments) segments.push_back(seg);
+        sent.push_back(Clock::now());
+        for (;;) {
+          Status s = conn_->post_send(queue, segments);
+          if (s.code() != ErrorCode::kWouldBlock) {
+            RS_RETURN_IF_ERROR(s);
+            break;
+          }
+          RS_RETURN_IF_ERROR(drain_acks(queue, sent, acked, out, milliseconds(0)));
+          Status w = conn_->wait_writable(queue, milliseconds(10));
+          if (!w && w.code() != ErrorCode::kTimeout) return w;
+        }
+        out.guest_bytes += uint64_t{batch_pages_} * ps;
+        out.wire_bytes += batch.bytes + sizeof header + placed_bytes;
+        ++out.messages;
+        out.counts += encoder.counts();
+        governor_.record(uint64_t{batch_pages_} * ps);
+        RS_RETURN_IF_ERROR(drain_acks(queue, sent, acked, out, milliseconds(0)));
+      }
+    }
+    wire::store_data_header(header, wire::DataKind::kEnd, sent.size());
+    transport::ConstBuffer end(header, sizeof header);
+    for (;;) {
+      Status s = conn_->post_send(queue, std::span(&end, 1));
+      if (s.code() != ErrorCode::kWouldBlock) {
+        RS_RETURN_IF_ERROR(s);
+        break;
+      }
+      RS_RETURN_IF_ERROR(drain_acks(queue, sent, acked, out, milliseconds(0)));
+      Status w = conn_->wait_writable(queue, milliseconds(10));
+      if (!w && w.code() != ErrorCode::kTimeout) return w;
+    }
+    RS_RETURN_IF_ERROR(conn_->flush(queue, milliseconds(60000)));
+    const auto give_up = Clock::now() + std::chrono::seconds(60);
+    while (acked < sent.size()) {
+      if (Clock::now() > give_up)
+        return Status(ErrorCode::kTimeout, fmt::format("queue {}: {} batches never acknowledged",
+                                                       queue, sent.size() - acked));
+      RS_RETURN_IF_ERROR(drain_acks(queue, sent, acked, out, milliseconds(200)));
+    }
+    return Status::ok();
+  }
+
+  BenchResult summarize(std::vector<QueueOutcome>& outcomes, uint64_t cpu_ns,
+                        const wire::ServerResult& server) {
+    BenchResult r;
+    r.point = p_;
+    r.transport = conn_->transport_name();
+    r.placed = placing_;
+    Clock::time_point end = start_;
+    std::vector<double> lat;
+    for (auto& o : outcomes) {
+      r.guest_bytes += o.guest_bytes;
+      r.wire_bytes += o.wire_bytes;
+      r.messages += o.messages;
+      r.pages_zero += o.counts.zero;
+      r.pages_xbzrle += o.counts.xbzrle;
+      r.pages_zstd += o.counts.zstd;
+      r.pages_raw += o.counts.raw;
+      r.pages_placed += o.counts.placed;
+      end = std::max(end, o.last_ack);
+      lat.insert(lat.end(), o.latencies_ms.begin(), o.latencies_ms.end());
+    }
+    r.seconds = std::chrono::duration<double>(end - start_).count();
+    if (r.seconds > 0) {
+      r.gbit_per_s = r.wire_bytes * 8 / r.seconds / 1e9;
+      r.gbytes_per_s = r.guest_bytes / r.seconds / 1e9;
+      r.messages_per_s = r.messages / r.seconds;
+    }
+    const double gb = r.guest_bytes / 1e9;
+    if (gb > 0) {
+      r.sender_cpu_s_per_gb = cpu_ns / 1e9 / gb;
+      r.receiver_cpu_s_per_gb = server.cpu_ns / 1e9 / gb;
+    }
+    if (!lat.empty()) {
+      auto pct = [&](double f) {
+        size_t i = std::min(lat.size() - 1, static_cast<size_t>(f * lat.size()));
+        std::nth_element(lat.begin(), lat.begin() + i, lat.end());
+        return lat[i];
+      };
+      r.latency_p50_ms = pct(0.50);
+      r.latency_p99_ms = pct(0.99);
+    }
+    return r;
+  }
+
+  const BenchSettings& s_;
+  const BenchPoint& p_;
+  uint32_t batch_pages_ = 0;
+  std::unique_ptr<transport::Connection> conn_;
+  guest::MappedMemory gen_[2];
+  std::vector<transport::MemoryKey> local_keys_;
+  transport::MemoryKey remote_key_;
+  bool placing_ = false;
+  Clock::time_point start_{}, deadline_{};
+  std::atomic<bool> failed_{false};
+  // As in a migration: only `auto` adapts; zstd codecs always compress.
+  pipeline::CompressionGovernor governor_{pipeline::codec_may_compress(p_.codec),
+                                          p_.codec != pipeline::CodecMode::kAuto};
+};
+
+}  // namespace
+
+Result<BenchPattern> parse_bench_pattern(std::string_view name) {
+  if (name == "mixed") return BenchPattern::kMixed;
+  if (name == "random") return BenchPattern::kRandom;
+  if (name == "zero") return BenchPattern::kZero;
+  if (name == "text") return BenchPattern::kText;
+  if (name == "delta") return BenchPattern::kDelta;
+  return Status(ErrorCode::kInvalidArgument,
+                fmt::format("pattern '{}' is not one of mixed, random, zero, text, delta", name));
+}
+
+const char* bench_pattern_name(BenchPattern p) {
+  switch (p) {
+    case BenchPattern::kMixed:
+      return "mixed";
+    case BenchPattern::kRandom:
+      return "random";
+    case BenchPattern::kZero:
+      return "zero";
+    case BenchPattern::kText:
+      return "text";
+    case BenchPattern::kDelta:
+      return "delta";
+  }
+  return "?";
+}
+
+Result<BenchResult> run_point(const BenchSettings& settings, const BenchPoint& point,
+                              const BenchProgress& progress) {
+  PointRunner runner(settings, point);
+  return runner.run(progress);
+}
+
+}  // namespace ramshift::bench

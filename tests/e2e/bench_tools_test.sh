@@ -1,0 +1,129 @@
+#!/bin/bash
+# `ramshift bench`, `tune`, `doctor` and `--profile`, as real processes over tcp on loopback.
+source "$(dirname "$0")/lib.sh"
+
+# start_bench_server: `bench --server` on an ephemeral port; sets BS_PID, BS_URI.
+start_bench_server() {
+  "$RAMSHIFT" bench --server --listen tcp://127.0.0.1:0 >"$WORK/bs.out" 2>"$WORK/bs.err" &
+  BS_PID=$!; PIDS+=("$BS_PID")
+  for _ in $(seq 200); do
+    BS_URI=$(sed -n 's/^listening on //p' "$WORK/bs.out")
+    [ -n "$BS_URI" ] && return 0
+    sleep 0.05
+  done
+  echo "bench server did not start"; cat "$WORK/bs.err"; return 1
+}
+start_bench_server || exit 1
+
+# 1. A sweep: every configuration measured, the outputs agree, XBZRLE engages on `delta`.
+expect_exit 0 "bench sweep (2 queue counts x 2 sizes x 3 codecs)" -- \
+  "$RAMSHIFT" bench --to "$BS_URI" --queues 1,2 --message-size 64K,1M --codec none,xbzrle,zstd \
+    --pattern delta --seconds 0.5 --working-set 8M --json "$WORK/b.json" --csv "$WORK/b.csv" --plot "$WORK/b.svg"
+python3 - "$WORK/b.json" "$WORK/b.csv" <<'PY' && pass "bench JSON and CSV hold 12 sane results" || fail "bench results"
+import csv, json, sys
+j = json.load(open(sys.argv[1]))
+rows = list(csv.DictReader(open(sys.argv[2])))
+res = j["results"]
+assert len(res) == 12 and len(rows) == 12, (len(res), len(rows))
+combos = {(r["queues"], r["message_bytes"], r["codec"]) for r in res}
+assert len(combos) == 12, combos
+for r in res:
+    for k in ("gbit_per_s", "gbytes_per_s", "messages_per_s", "sender_cpu_s_per_gb",
+              "receiver_cpu_s_per_gb", "latency_p50_ms", "latency_p99_ms"):
+        assert r[k] > 0, (k, r)
+    assert r["latency_p99_ms"] >= r["latency_p50_ms"]
+    assert r["transport"] == "tcp" and r["guest_bytes"] >= 8 << 20, r
+    pages = r["pages"]
+    assert sum(pages.values()) * 4096 == r["guest_bytes"], r
+    if r["codec"] == "xbzrle":  # the second generation differs by one byte per page
+        assert pages["xbzrle"] > 0 and r["wire_bytes"] < r["guest_bytes"] / 4, r
+    if r["codec"] == "none":
+        assert pages["raw"] * 4096 == r["guest_bytes"] and r["wire_bytes"] >= r["guest_bytes"], r
+for row, r in zip(rows, res):
+    assert int(row["queues"]) == r["queues"] and row["codec"] == r["codec"]
+PY
+grep -q "<svg" "$WORK/b.svg" && grep -q "Gbit/s" "$WORK/b.svg" && pass "--plot drew an SVG chart" || fail "--plot"
+
+# 2. Garbage and a half-open connection do not take the server down.
+python3 - "${BS_URI#tcp://}" <<'PY'
+import os, socket, sys
+host, port = sys.argv[1].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+s.sendall(os.urandom(4096)); s.close()
+PY
+sleep 0.3
+expect_exit 0 "the server still serves after garbage" -- \
+  "$RAMSHIFT" bench --to "$BS_URI" --queues 2 --seconds 0.3 --working-set 4M --json "$WORK/after.json"
+kill -0 "$BS_PID" 2>/dev/null && pass "bench server alive" || fail "bench server died"
+
+# 3. Usage errors and an absent server.
+expect_exit 2 "bench with a message size that is not whole pages" -- \
+  "$RAMSHIFT" bench --to "$BS_URI" --message-size 5000
+expect_stderr "message-size 5000" "says which size is wrong"
+expect_exit 2 "bench with neither --to nor --server" -- "$RAMSHIFT" bench
+expect_exit 2 "bench against a port nobody listens on (a set-up error, as for send)" -- \
+  "$RAMSHIFT" bench --to tcp://127.0.0.1:1 --seconds 0.2 --connect-timeout 2
+expect_stderr "refused.*bench --server" "says the server is not there and how to start one"
+
+# 4. tune within a budget writes a profile that send/receive/bench accept.
+expect_exit 0 "tune with a 10 s budget" -- \
+  "$RAMSHIFT" tune --to "$BS_URI" --budget 10 --seconds 0.3 --working-set 8M \
+    --profile-out "$WORK/p.json" --json "$WORK/t.json"
+grep -q "trials; the best" "$WORK/out" && pass "tune lists its best configurations" || { fail "tune output"; cat "$WORK/out"; }
+python3 - "$WORK/p.json" "$WORK/t.json" <<'PY' && pass "profile holds the best trial's settings" || fail "profile"
+import json, sys
+p, t = (json.load(open(f)) for f in sys.argv[1:3])
+assert p["ramshift_profile"] == 1 and p["transport"] == "tcp"
+best = max(t["results"], key=lambda r: r["gbytes_per_s"])
+o = p["options"]
+assert len(t["results"]) >= 3, len(t["results"])
+assert (o["queues"], o["codec"]) == (best["queues"], best["codec"]), (o, best)
+assert abs(p["measured"]["gbytes_per_s"] - best["gbytes_per_s"]) < 1e-9
+PY
+# A profile naming 3 queues and zstd drives `send`; the command line still wins over it.
+cat > "$WORK/p3.json" <<'J'
+{"ramshift_profile": 1, "options": {"queues": 3, "codec": "zstd", "rdma-sq-depth": 64, "message-size": "1M"}}
+J
+"$RAMSHIFT" make-image "$WORK/src.img" --size 16M --pattern mixed >/dev/null || exit 1
+start_receiver --once --guest-out "$WORK/dst.img" --profile "$WORK/p3.json" || exit 1
+expect_exit 0 "send with --profile (and --codec none on the command line)" -- \
+  "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --profile "$WORK/p3.json" --codec none --json "$WORK/tx.json"
+wait "$RX_PID"
+python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['queues']==3 and r['codec']=='none', r" "$WORK/tx.json" \
+  && pass "the profile set 3 queues; --codec none from the command line won" || fail "profile not applied"
+echo '{"ramshift_profile": 1, "options": {"queues": 500}}' > "$WORK/bad.json"
+expect_exit 2 "a profile with an out-of-range value" -- \
+  "$RAMSHIFT" send --to "$BS_URI" --guest "file:$WORK/src.img" --profile "$WORK/bad.json"
+expect_stderr "bad.json.*queues" "names the profile and the option"
+echo '{"queues": 2}' > "$WORK/notprofile.json"
+expect_exit 2 "a JSON file that is not a profile" -- \
+  "$RAMSHIFT" bench --to "$BS_URI" --profile "$WORK/notprofile.json"
+expect_stderr "not a ramshift profile" "says it is not a profile"
+
+# 5. doctor: its findings match the host, read independently here.
+"$RAMSHIFT" doctor --json "$WORK/d.json" --queues 1 >"$WORK/d.out" 2>&1; drc=$?
+python3 - "$WORK/d.json" "$drc" <<'PY' && pass "doctor's findings match the host" || { fail "doctor"; cat "$WORK/d.out"; }
+import json, os, sys
+d = json.load(open(sys.argv[1])); rc = int(sys.argv[2])
+checks = {c["id"]: c for c in d["checks"]}
+for k in ("rdma.device", "memlock", "hugepages", "userfaultfd", "pagemap_scan", "cpus", "cpufreq", "dpdk.hugepages"):
+    assert k in checks, k
+assert d["passed"] == (not any(c["verdict"] == "fail" for c in d["checks"]))
+assert rc == (0 if d["passed"] else 1), rc
+has_rdma = os.path.isdir("/sys/class/infiniband") and len(os.listdir("/sys/class/infiniband")) > 0
+assert (checks["rdma.device"]["verdict"] == "ok") == has_rdma, checks["rdma.device"]
+assert str(len(os.sched_getaffinity(0))) + " CPUs" in checks["cpus"]["detail"]
+for c in d["checks"]:
+    if c["verdict"] in ("fail", "warn"):
+        assert c["fix"], c  # every problem comes with its fix
+PY
+# Without CAP_IPC_LOCK and with a 1 MiB memlock limit, a 1 GiB guest cannot be registered.
+if command -v capsh >/dev/null && command -v prlimit >/dev/null; then
+  prlimit --memlock=1048576:1048576 capsh --drop=cap_ipc_lock -- -c \
+    "'$RAMSHIFT' doctor --guest-size 1G --json '$WORK/m.json'" >"$WORK/m.out" 2>&1
+  python3 -c "
+import json,sys; c={x['id']:x for x in json.load(open(sys.argv[1]))['checks']}['memlock']
+assert c['verdict']=='fail' and '1.00 MiB' in c['detail'] and 'ulimit -l' in c['fix'], c" "$WORK/m.json" \
+    && pass "doctor fails memlock at 1 MiB for a 1 GiB guest, with the fix" || { fail "memlock check"; cat "$WORK/m.out"; }
+fi
+finish
