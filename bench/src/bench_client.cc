@@ -315,7 +315,6 @@ class PointRunner {
     BenchResult r;
     r.point = p_;
     r.transport = conn_->transport_name();
-    r.placed = placing_;
     Clock::time_point end = start_;
     std::vector<double> lat;
     for (auto& o : outcomes) {
@@ -330,6 +329,7 @@ class PointRunner {
       end = std::max(end, o.last_ack);
       lat.insert(lat.end(), o.latencies_ms.begin(), o.latencies_ms.end());
     }
+    r.placed = r.pages_placed > 0;
     r.seconds = std::chrono::duration<double>(end - start_).count();
     if (r.seconds > 0) {
       r.gbit_per_s = r.wire_bytes * 8 / r.seconds / 1e9;

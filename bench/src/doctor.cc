@@ -63,7 +63,7 @@ void check_rdma(std::vector<Check>& out) {
   for (const auto& d : *devices) {
     for (const auto& p : d.ports) {
       const std::string id = fmt::format("rdma.port.{}/{}", d.name, p.port);
-      if (p.state != "PORT_ACTIVE") {
+      if (!p.active) {
         out.push_back({id, Verdict::kFail, fmt::format("{} port {} is {}", d.name, p.port, p.state),
                        p.netdev.empty()
                            ? "check the cable and the switch port"

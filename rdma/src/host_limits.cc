@@ -86,6 +86,7 @@ std::vector<RdmaDeviceInfo> describe_devices() {
         if (ibv_query_port(ctx.get(), static_cast<uint8_t>(p), &pa) != 0) continue;
         RdmaPortInfo port;
         port.port = p;
+        port.active = pa.state == IBV_PORT_ACTIVE;
         port.state = ibv_port_state_str(pa.state);
         port.active_mtu = 128u << pa.active_mtu;  // IBV_MTU_256 = 1
         port.max_mtu = 128u << pa.max_mtu;

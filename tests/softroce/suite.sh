@@ -105,6 +105,25 @@ else
   fail "no $QEMU in the VM (run.sh copies it in)"
 fi
 
+step "ramshift bench and doctor on the rdma device"
+"$RAMSHIFT" bench --server --listen "rdma://$ADDR:0" >"$WORK/bs.out" 2>"$WORK/bs.err" &
+BS_PID=$!; PIDS+=("$BS_PID")
+for _ in $(seq 200); do BS_URI=$(sed -n 's/^listening on //p' "$WORK/bs.out"); [ -n "$BS_URI" ] && break; sleep 0.1; done
+expect_exit 0 "bench over rdma (codec none and zstd, 2 queues, 2 verbs settings)" -- \
+  "$RAMSHIFT" bench --to "$BS_URI" --queues 2 --codec none,zstd --seconds 1 --working-set 8M \
+    --rdma-sq-depth 64 --rdma-signal-every 8 --json "$WORK/rb.json"
+# The VM has busybox, not python: the JSON is pretty-printed one key per line.
+j="$WORK/rb.json"
+grep -q '"transport": "rdma"' "$j" && [ "$(grep -c '"raw_pages_placed": true' "$j")" = 1 ] &&
+  grep -q '"send_queue_depth": 64' "$j" && grep -q '"signal_every": 8' "$j" &&
+  pass "bench placed raw pages by RDMA WRITE (codec none) and reports the verbs settings" ||
+  { fail "bench over rdma"; cat "$WORK/err" "$j"; }
+kill "$BS_PID" 2>/dev/null
+"$RAMSHIFT" doctor >"$WORK/doc.out" 2>&1
+grep -qE '^ok +rdma\.device +.*rxe' "$WORK/doc.out" && grep -qE '^ok +rdma\.port\.rxe[0-9]+/1 +.*active' "$WORK/doc.out" &&
+  grep -qE '^ok +rdma\.port\..*\.gid +RoCE v2 GID' "$WORK/doc.out" &&
+  pass "doctor sees the rxe device, its active port and a RoCE v2 GID" || { fail "doctor in the VM"; cat "$WORK/doc.out"; }
+
 step "failure: nothing listening"
 expect_exit 2 "send to a port with no listener is a set-up error (exit 2)" -- \
   "$RAMSHIFT" send --to "rdma://$ADDR:1" --guest "file:$WORK/src.img"

@@ -152,7 +152,8 @@ Result<std::string> rdma_device_address();
 // What verbs reports about one RDMA device, for `ramshift doctor`.
 struct RdmaPortInfo {
   uint32_t port = 0;
-  std::string state;        // "PORT_ACTIVE", "PORT_DOWN", ...
+  bool active = false;      // IBV_PORT_ACTIVE
+  std::string state;        // verbs' name for it: "active", "down", "init", ...
   uint32_t active_mtu = 0;  // bytes (256..4096)
   uint32_t max_mtu = 0;
   std::string link_layer;      // "Ethernet" (RoCE) or "InfiniBand"

@@ -1,0 +1,24 @@
+// libFuzzer: every bench protocol message a peer can send (control and data) goes through
+// the decoders the bench server and client use; none may crash or read out of bounds.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+#include "bench_wire.h"  // bench/src
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace ramshift::bench::wire;
+  std::span<const std::byte> msg(reinterpret_cast<const std::byte*>(data), size);
+  if (auto kind = control_kind(msg)) {
+    (void)decode_config(msg);
+    if (auto ready = decode_ready(msg); ready && ready->placed) {
+      // A decoded key must describe its rkeys consistently (the client indexes them).
+      for (uint64_t off = 0; off < ready->key.length;
+           off += ready->key.chunk_bytes ? ready->key.chunk_bytes : ready->key.length)
+        (void)ready->key.rkey_at(ready->key.address + off);
+    }
+    (void)decode_result(msg);
+  }
+  (void)load_data_header(msg);
+  return 0;
+}
