@@ -12,10 +12,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto kind = control_kind(msg)) {
     (void)decode_config(msg);
     if (auto ready = decode_ready(msg); ready && ready->placed) {
-      // A decoded key must describe its rkeys consistently (the client indexes them).
-      for (uint64_t off = 0; off < ready->key.length;
-           off += ready->key.chunk_bytes ? ready->key.chunk_bytes : ready->key.length)
-        (void)ready->key.rkey_at(ready->key.address + off);
+      // A decoded key must name an rkey for every chunk (the client indexes them); chunk i
+      // starts at i * chunk_bytes < length, so this cannot overflow.
+      const auto& key = ready->key;
+      for (size_t i = 0; i < key.rkeys.size(); ++i)
+        (void)key.rkey_at(key.address + i * key.chunk_bytes);
     }
     (void)decode_result(msg);
   }
