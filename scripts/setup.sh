@@ -3,7 +3,7 @@
 # Usage: scripts/setup.sh [--test]   (--test adds what the test suites use)
 set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config
-      libzstd-dev libisal-dev libfmt-dev libcli11-dev nlohmann-json3-dev
+      libzstd-dev libisal-dev libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev
       libibverbs-dev librdmacm-dev ibverbs-providers
       gnuplot-nox)  # `ramshift bench --plot`
 if [ "${1:-}" = "--test" ]; then

@@ -31,6 +31,27 @@ for size in 65536 1048576; do
   echo "progress: ib_write_bw $size: ${PERF[$size]} MB/s"
 done
 
+# ramshift bench: the same device's throughput through ramshift's pipeline and transport
+# (no guest, no set-up on the clock: the figure to put beside ib_write_bw), then a short
+# tune within a 40 s budget.
+ramshift bench --server --listen rdma://$A:7100 >/tmp/bs.out 2>&1 &
+BS=$!
+for _ in $(seq 200); do grep -q listening /tmp/bs.out 2>/dev/null && break; sleep 0.05; done
+declare -A BENCH
+for q in 1 2; do
+  runs=""
+  for _ in $(seq "$RUNS"); do
+    ramshift -q bench --to rdma://$A:7100 --queues $q --message-size 1M --codec none --seconds 3 \
+      --working-set 64M --json /tmp/b.json >/dev/null 2>/tmp/b.err || cat /tmp/b.err >&2
+    runs+="$(grep -o '"gbytes_per_s": *[0-9.e+-]*' /tmp/b.json | head -1 | awk '{printf "%.1f", $2 * 1000}') "
+  done
+  BENCH[$q]="$(echo $runs | tr ' ' '\n' | median)|$runs"
+  echo "progress: ramshift bench rdma $q queue(s): $runs MB/s"
+done
+ramshift tune --to rdma://$A:7100 --budget 40 --profile-out /tmp/tuned.json >/tmp/tune.out 2>&1 ||
+  cat /tmp/tune.out >&2
+kill $BS 2>/dev/null; wait $BS 2>/dev/null
+
 # ramshift: seconds for the whole image, receiver verified, median of RUNS.
 rs_run() {  # queues codec -> prints seconds
   rm -f /tmp/dst.img
@@ -120,7 +141,14 @@ for cfg in "${CONFIGS[@]}"; do
   set -- $cfg
   echo "| ramshift rdma:// --queues $1 --codec $2 | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"
 done
+for q in 1 2; do
+  v=${BENCH[$q]%%|*}; runs=${BENCH[$q]#*|}
+  echo "| ramshift bench rdma:// --queues $q --message-size 1M --codec none (data phase only) | | $v | $(awk -v v="$v" -v b="$best" 'BEGIN {if (v > 0) printf "%.2fx", v / b}') | | $runs|"
+done
 for ch in 0 2; do
   s=${BR[$ch]%%|*}; runs=${BR[$ch]#*|}
   echo "| QEMU through the ramshift bridge over rdma://, multifd $ch, --codec auto | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"
 done
+echo
+echo "ramshift tune --budget 40 over rdma:// (top of its table):"
+grep -A6 "trials; the best" /tmp/tune.out | head -8

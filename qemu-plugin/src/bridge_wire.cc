@@ -77,8 +77,7 @@ Result<BridgeHello> decode_hello(std::span<const std::byte> body) {
 
 void encode_close(const CloseInfo& c, std::byte* out) {
   store_le<uint64_t>(out, c.bytes);
-  store_le<uint32_t>(out + 8, c.crc);
-  store_le<uint32_t>(out + 12, 0);
+  store_le<uint64_t>(out + 8, c.hash);
 }
 
 Result<CloseInfo> decode_close(std::span<const std::byte> body) {
@@ -86,7 +85,7 @@ Result<CloseInfo> decode_close(std::span<const std::byte> body) {
     return bad(fmt::format("CLOSE of {} bytes, expected {}", body.size(), kCloseBytes));
   CloseInfo c;
   c.bytes = load_le<uint64_t>(body.data());
-  c.crc = load_le<uint32_t>(body.data() + 8);
+  c.hash = load_le<uint64_t>(body.data() + 8);
   return c;
 }
 

@@ -36,11 +36,11 @@ struct Relay::Channel {
   std::thread reader;
   // QEMU on this side -> peer (the reader thread's).
   uint64_t bytes_out = 0;
-  uint32_t crc_out = 0;
+  pipeline::StreamHash hash_out;
   bool out_closed = false;  // under mu_
   // peer -> QEMU on this side (queue `id`'s receiver thread's).
   uint64_t bytes_in = 0;
-  uint32_t crc_in = 0;
+  pipeline::StreamHash hash_in;
   bool in_closed = false;  // under mu_
   std::string kind;
   std::string mode = "passthrough";
@@ -208,7 +208,7 @@ void Relay::reader_loop(Channel* c) {
     return;
   }
   std::byte body[kCloseBytes];
-  encode_close({c->bytes_out, c->crc_out}, body);
+  encode_close({c->bytes_out, c->hash_out.digest()}, body);
   Status p = post(c->id, BridgeKind::kClose, c->id, body);
   if (!p) {
     if (p.code() != ErrorCode::kCancelled) fail(p.with_context("sending CLOSE"), false);
@@ -225,7 +225,7 @@ Status Relay::relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t 
   for (;;) {
     if (have > 0) {
       std::span<const std::byte> data(buf.data(), have);
-      c->crc_out = pipeline::crc32c(data, c->crc_out);
+      c->hash_out.update(data);
       c->bytes_out += have;
       if (progress_ && side_ == Side::kSource) progress_->bytes_to_dest += have;
       RS_RETURN_IF_ERROR(post(c->id, BridgeKind::kData, c->id, data));
@@ -244,7 +244,7 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
   size_t page_size = 0;
   auto send_raw = [&](size_t len) -> Status {
     std::span<const std::byte> data(buf.data() + start, len);
-    c->crc_out = pipeline::crc32c(data, c->crc_out);
+    c->hash_out.update(data);
     c->bytes_out += len;
     if (progress_) progress_->bytes_to_dest += len;
     start += len;
@@ -294,7 +294,7 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
         if (avail >= k.total_bytes()) {
           if (k.page_size) page_size = k.page_size;
           auto packet = view.first(k.total_bytes());
-          c->crc_out = pipeline::crc32c(packet, c->crc_out);
+          c->hash_out.update(packet);
           c->bytes_out += packet.size();
           if (progress_) progress_->bytes_to_dest += packet.size();
           auto segs = c->encoder->encode(k, packet);
@@ -405,11 +405,12 @@ Status Relay::handle(uint32_t queue, std::span<const std::byte> m) {
     }
     case BridgeKind::kClose: {
       RS_ASSIGN_OR_RETURN(CloseInfo info, decode_close(body));
-      if (info.bytes != c->bytes_in || info.crc != c->crc_in)
+      const uint64_t delivered = c->hash_in.digest();
+      if (info.bytes != c->bytes_in || info.hash != delivered)
         return Status(ErrorCode::kCorrupt,
-                      fmt::format("channel {}: delivered {} bytes (CRC32C {:08x}) but the peer "
-                                  "sent {} ({:08x})",
-                                  c->id, c->bytes_in, c->crc_in, info.bytes, info.crc));
+                      fmt::format("channel {}: delivered {} bytes (XXH3 {:016x}) but the peer "
+                                  "sent {} ({:016x})",
+                                  c->id, c->bytes_in, delivered, info.bytes, info.hash));
       c->local.close_write();
       std::lock_guard lock(mu_);
       c->in_closed = true;
@@ -452,7 +453,7 @@ Status Relay::deliver(Channel* c, std::span<const std::byte> bytes) {
                     "({}); its migration failed or was cancelled",
                     side_ == Side::kDest ? "destination" : "source", c->id, st.message()));
   }
-  c->crc_in = pipeline::crc32c(bytes, c->crc_in);
+  c->hash_in.update(bytes);
   c->bytes_in += bytes.size();
   if (progress_ && side_ == Side::kDest) progress_->bytes_to_dest += bytes.size();
   return Status::ok();

@@ -124,15 +124,31 @@ Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
   key.chunk_bytes = chunks > 1 ? chunk : 0;
   for (auto& mr : mrs) key.rkeys.push_back(mr->rkey);
   std::lock_guard lock(mr_mu_);
-  for (auto& mr : mrs) guest_mrs_.push_back(std::move(mr));
+  // Kept sorted by address: lkey_for() searches it for every write, and a large guest
+  // registered piece by piece holds thousands.
+  for (auto& mr : mrs) {
+    auto at = std::upper_bound(
+        guest_mrs_.begin(), guest_mrs_.end(), mr->addr,
+        [](void* addr, const MemoryRegion& m) { return std::less<void*>()(addr, m->addr); });
+    guest_mrs_.insert(at, std::move(mr));
+  }
   return key;
+}
+
+Status RdmaConnection::can_register(uint64_t bytes) const {
+  return check_memlock(bytes, fmt::format("{} of guest memory", format_bytes(bytes)));
 }
 
 Result<uint32_t> RdmaConnection::lkey_for(const std::byte* p, size_t len) const {
   std::lock_guard lock(mr_mu_);
-  for (const auto& mr : guest_mrs_) {
+  auto after = std::upper_bound(guest_mrs_.begin(), guest_mrs_.end(), p,
+                                [](const std::byte* q, const MemoryRegion& m) {
+                                  return std::less<const void*>()(q, m->addr);
+                                });
+  if (after != guest_mrs_.begin()) {
+    const auto& mr = *std::prev(after);
     auto* base = static_cast<const std::byte*>(mr->addr);
-    if (p >= base && p + len <= base + mr->length) return mr->lkey;
+    if (p + len <= base + mr->length) return mr->lkey;
   }
   return Status(ErrorCode::kInvalidArgument,
                 "remote write from memory that was not registered on this connection");

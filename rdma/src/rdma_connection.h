@@ -28,6 +28,7 @@ class RdmaConnection final : public Connection {
   std::string transport_name() const override { return "rdma"; }
 
   Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) override;
+  Status can_register(uint64_t bytes) const override;
   Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) override;
   Status post_write(uint32_t queue, std::span<const RemoteWrite> writes) override;
   Status wait_writable(uint32_t queue, Millis timeout) override;

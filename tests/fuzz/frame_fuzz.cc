@@ -39,6 +39,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case FrameType::kError:
       (void)decode_error(f->body);
       break;
+    case FrameType::kMemoryKeys: {
+      // Against a fixed table: a range that decodes must lie inside it, page-aligned.
+      static const RegionTable table{{{0, 64u << 20, "ram"}, {1, 5000, "rom"}}};
+      auto keys = decode_memory_keys(f->body, table, 4096);
+      if (keys)
+        for (const auto& k : keys->ranges)
+          if (k.region_id > 1 || k.offset % 4096 || k.length == 0 ||
+              k.offset + k.length > (k.region_id == 0 ? (64u << 20) : 8192u))
+            __builtin_trap();
+      break;
+    }
     default:
       (void)expect_empty(f->type, f->body);
       break;

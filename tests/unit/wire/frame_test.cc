@@ -42,7 +42,7 @@ TEST(Frame, RoundTripsEveryControlMessage) {
   Digest d{3, 1 << 20, {{1, 2, 3}, {4}}};
   auto d2 = decode_digest(encode(d)).value();
   EXPECT_EQ(d2.final_round, 3u);
-  EXPECT_EQ(d2.regions[0], (std::vector<uint32_t>{1, 2, 3}));
+  EXPECT_EQ(d2.regions[0], (std::vector<uint64_t>{1, 2, 3}));
 
   auto e = decode_error(encode(ErrorMessage{ErrorCode::kNoSpace, "disk full"})).value();
   EXPECT_EQ(e.code, ErrorCode::kNoSpace);
@@ -99,32 +99,41 @@ TEST(Frame, HelloFieldsAreCheckedByName) {
       "version_min");
 }
 
-// MEMORY_KEYS must describe exactly the regions the source announced: a key that covers
-// less than its region, or the wrong number of chunk keys, would let a write miss.
-TEST(Frame, MemoryKeysAreCheckedAgainstTheRegionTable) {
-  RegionTable table{{{0, 8 << 20, "ram"}, {1, 4096, "rom"}}};
-  MemoryKeys keys{{{0, 0x10000, 8 << 20, 0, {7}}, {1, 0x900000, 4096, 0, {9}}}};
-  auto ok = decode_memory_keys(encode(keys), table);
+// A MEMORY_KEYS range must lie inside a region the source announced, on page boundaries:
+// a range past the end would let the source write beyond the destination's guest memory.
+TEST(Frame, MemoryKeyRangesAreCheckedAgainstTheRegionTable) {
+  RegionTable table{{{0, 8 << 20, "ram"}, {1, 100, "rom"}}};  // rom: one partial page
+  MemoryKeys keys{{{0, 4 << 20, 4 << 20, 0x10000, 7}, {1, 0, 4096, 0x900000, 9}}};
+  auto ok = decode_memory_keys(encode(keys), table, 4096);
   ASSERT_TRUE(ok.is_ok()) << ok.status().message();
-  EXPECT_EQ(ok->regions[1].rkeys, std::vector<uint32_t>{9});
+  ASSERT_EQ(ok->ranges.size(), 2u);
+  EXPECT_EQ(ok->ranges[0].offset, 4u << 20);
+  EXPECT_EQ(ok->ranges[1].rkey, 9u);
 
   auto bad = [&](MemoryKeys k, const char* field) {
-    auto r = decode_memory_keys(encode(k), table);
+    auto r = decode_memory_keys(encode(k), table, 4096);
     ASSERT_FALSE(r.is_ok());
     EXPECT_NE(r.status().message().find(field), std::string::npos) << r.status().message();
   };
+  bad(MemoryKeys{}, "count");
   MemoryKeys k = keys;
-  k.regions.pop_back();
-  bad(k, "count");
-  k = keys;
-  k.regions[0].length = 4 << 20;
+  k.ranges[0].length = 8 << 20;  // runs 4 MiB past the region's end
   bad(k, "length");
   k = keys;
-  k.regions[0].chunk_bytes = 2 << 20;  // four chunks, one key
-  bad(k, "rkey_count");
+  k.ranges[1].length = 8192;  // the rom region is one page
+  bad(k, "length");
   k = keys;
-  k.regions[1].region_id = 0;
+  k.ranges[0].length = 100;
+  bad(k, "length");
+  k = keys;
+  k.ranges[0].offset = 512;
+  bad(k, "offset");
+  k = keys;
+  k.ranges[1].region_id = 2;
   bad(k, "region_id");
+  k = keys;
+  k.ranges[0].address = ~uint64_t{0} - 4096;
+  bad(k, "address");
 }
 
 TEST(Frame, BodiesMustBeExactlyTheirFields) {

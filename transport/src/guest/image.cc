@@ -83,9 +83,12 @@ Result<std::unique_ptr<DestinationMemory>> DestinationMemory::create(
                                   d->path_, format_bytes(total), format_bytes(avail)));
       }
     }
-    // Reserve every block now: running out of space later would arrive as SIGBUS on a
-    // mapped write, in the middle of the migration.
-    int rc = posix_fallocate(d->fd_.get(), 0, static_cast<off_t>(total));
+    // Reserve every block before any is written: running out of space later would arrive as
+    // SIGBUS on a mapped write, in the middle of the migration. Now, or chunk by chunk ahead
+    // of the writes (reserve()); the file needs its full size either way for the mapping.
+    int rc = options.reserve_later
+                 ? (ftruncate(d->fd_.get(), static_cast<off_t>(total)) == 0 ? 0 : errno)
+                 : posix_fallocate(d->fd_.get(), 0, static_cast<off_t>(total));
     if (rc != 0) {
       ::unlink(d->partial_path_.c_str());
       if (rc == ENOSPC)
@@ -101,7 +104,9 @@ Result<std::unique_ptr<DestinationMemory>> DestinationMemory::create(
       return map.status();
     }
     d->map_ = std::move(map).value();
+    d->reserve_later_ = options.reserve_later;
   }
+  d->offsets_ = offsets;
   for (size_t i = 0; i < region_bytes.size(); ++i) {
     size_t span = (region_bytes[i] + page_size - 1) / page_size * page_size;
     d->spans_.push_back(d->map_.bytes().subspan(offsets[i], span));
@@ -114,6 +119,21 @@ DestinationMemory::~DestinationMemory() {
     if (::unlink(partial_path_.c_str()) == 0)
       log::info("removed {} (migration did not complete)", partial_path_);
   }
+}
+
+Status DestinationMemory::reserve(uint32_t region, uint64_t offset, uint64_t bytes) {
+  if (!reserve_later_) return Status::ok();
+  if (region >= offsets_.size())
+    return Status(ErrorCode::kInvalidArgument, fmt::format("no region {}", region));
+  int rc = posix_fallocate(fd_.get(), static_cast<off_t>(offsets_[region] + offset),
+                           static_cast<off_t>(bytes));
+  if (rc == ENOSPC)
+    return Status(ErrorCode::kNoSpace,
+                  fmt::format("receiver disk full: cannot reserve {} more for {}",
+                              format_bytes(bytes), path_),
+                  rc);
+  if (rc != 0) return errno_status(ErrorCode::kIo, fmt::format("cannot allocate {}", path_), rc);
+  return Status::ok();
 }
 
 Status DestinationMemory::commit() {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "frame_io.h"
+#include "memory_preparer.h"
 #include "ramshift/base/log.h"
 #include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/batch_encoder.h"
@@ -20,6 +21,7 @@
 #include "ramshift/pipeline/compression_governor.h"
 #include "ramshift/transport/transport.h"
 #include "rate_limiter.h"
+#include "remote_memory.h"
 
 namespace ramshift::migration {
 namespace {
@@ -85,6 +87,11 @@ class SourceRun {
     report_.peer = conn_->describe();
     log::info("connected: {} after {:.0f} ms", report_.peer, ms_since(start_));
     Status s = handshake();
+    // A guest under dirty tracking cannot be pinned any more: userfaultfd write-protection
+    // makes the registration's long-term pin fail (EFAULT, seen on Linux 6.1). So a running
+    // guest's memory is registered before tracking starts; only an image's overlaps round 0.
+    if (s && local_prep_ && !guest_.immutable())
+      s = local_prep_->finish().with_context("registering the guest before dirty tracking");
     // Tracking starts before round 0 reads anything, so no write can fall between the two.
     if (s) s = guest_.start_dirty_log().with_context("dirty tracking");
     if (s) s = stream_round(0, all_pages());
@@ -170,8 +177,15 @@ class SourceRun {
   }
 
   // Waits for a frame of type `want` on the control queue; ERROR frames become the error.
+  // MEMORY_KEYS may arrive at any time (rdma) and are taken in passing.
   Result<std::vector<std::byte>> await(FrameType want, milliseconds timeout) {
+    const auto deadline = Clock::now() + timeout;
     auto f = receive_frame(*conn_, 0, timeout);
+    while (f && f->type == FrameType::kMemoryKeys && want != FrameType::kMemoryKeys) {
+      RS_RETURN_IF_ERROR(absorb_keys(f->body));
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      f = receive_frame(*conn_, 0, std::max(left, milliseconds(0)));
+    }
     if (!f) {
       if (f.status().code() == ErrorCode::kTimeout)
         return Status(ErrorCode::kTimeout,
@@ -219,36 +233,66 @@ class SourceRun {
     for (uint32_t i = 0; i < guest_.regions().size(); ++i)
       table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});
     RS_RETURN_IF_ERROR(send_control(FrameType::kRegionTable, wire::encode(table)));
-    // The destination may be reserving gigabytes of disk: allow it a minute.
-    if (conn_->capabilities().zero_copy_write) RS_RETURN_IF_ERROR(setup_placement(table));
+    table_ = table;
+    if (conn_->capabilities().zero_copy_write) RS_RETURN_IF_ERROR(start_placement());
     RS_ASSIGN_OR_RETURN(auto ready, await(FrameType::kReady, milliseconds(60000)));
     RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kReady, ready));
     report_.setup_ms = ms_since(start_);
     return Status::ok();
   }
 
-  // rdma: the destination registered its memory for remote writes and says where; register
-  // ours (read-only use) once for the whole migration, so raw pages go guest to guest.
-  // Our side's registration runs while the destination prepares and registers its memory,
-  // so only the slower of the two is on the clock.
-  Status setup_placement(const wire::RegionTable& table) {
+  // rdma: raw pages go guest to guest by one-sided writes. Our memory is registered (for
+  // local reads only) chunk by chunk in the background while round 0 already runs; the
+  // destination does the same with its memory and sends MEMORY_KEYS as chunks become
+  // writable. A batch is placed once both ends of its pages are registered; until then its
+  // pages travel inside the batch, so set-up never waits for the whole guest to be pinned.
+  Status start_placement() {
+    uint64_t total = 0;
+    std::vector<std::span<std::byte>> spans;
     for (const auto& r : guest_.regions()) {
-      auto key = conn_->register_memory(r.memory, transport::MemoryAccess::kLocal);
-      if (!key) return key.status().with_context("source guest memory");
-      local_keys_.push_back(std::move(key).value());
+      spans.push_back(r.memory);
+      total += r.memory.size();
     }
-    log::info("source guest memory registered after {:.0f} ms", ms_since(start_));
-    RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kMemoryKeys, milliseconds(60000)));
-    log::info("destination memory keys after {:.0f} ms", ms_since(start_));
-    RS_ASSIGN_OR_RETURN(remote_keys_, wire::decode_memory_keys(body, table));
+    RS_RETURN_IF_ERROR(conn_->can_register(total).with_context("source guest memory"));
+    remote_.reset(spans.size());
+    local_prep_ = std::make_unique<MemoryPreparer>(
+        std::move(spans), [this](uint32_t, uint64_t, std::span<std::byte> chunk) -> Status {
+          auto key = conn_->register_memory(chunk, transport::MemoryAccess::kLocal);
+          return key ? Status::ok() : key.status().with_context("source guest memory");
+        });
     placing_ = true;
     return Status::ok();
   }
 
+  // A MEMORY_KEYS frame from the destination, whenever it arrives on the control queue.
+  Status absorb_keys(std::span<const std::byte> body) {
+    if (!placing_)
+      return Status(ErrorCode::kProtocol, "memory_keys on a connection without one-sided writes");
+    RS_ASSIGN_OR_RETURN(auto keys, wire::decode_memory_keys(body, table_, config_.page_size));
+    RS_RETURN_IF_ERROR(remote_.add(keys));
+    if (!keys_logged_ && remote_.keyed_bytes() >= report_.guest_bytes) {
+      keys_logged_ = true;
+      log::info("all destination memory writable directly after {:.0f} ms", ms_since(start_));
+    }
+    return Status::ok();
+  }
+
+  // Whether the raw pages of [first, last) of region `r` may be placed: both sides have
+  // registered them. A failed local registration ends the migration (its message says why).
+  Result<bool> can_place(uint32_t r, uint64_t first, uint64_t last) {
+    if (!placing_) return false;
+    const uint64_t ps = config_.page_size;
+    if (!local_prep_->ready(r, first * ps, last * ps)) {
+      RS_RETURN_IF_ERROR(local_prep_->status());
+      return false;
+    }
+    return remote_.covers(r, first * ps, last * ps);
+  }
+
   // Writes a batch's placed runs into the destination's memory, ahead of the batch itself.
   Status post_placements(uint32_t q, uint32_t region, std::span<const pipeline::Placement> runs) {
-    const wire::RegionKey& key = remote_keys_.regions[region];
-    const transport::MemoryKey& local_key = local_keys_[region];
+    const std::byte* base = guest_.regions()[region].memory.data();
+    const uint64_t local_chunk = local_prep_->region_chunk_bytes(region);
     transport::RemoteWrite writes[64];
     size_t n = 0;
     auto post = [&]() -> Status {
@@ -264,25 +308,18 @@ class SourceRun {
       }
     };
     for (const auto& run : runs) {
-      uint64_t remote = key.address + run.first_page * config_.page_size;
-      const std::byte* local = run.memory;
-      size_t left = run.bytes;
-      while (left > 0) {
-        // A write never crosses a registration chunk, the destination's or ours (each side
-        // chunks by its own CPU count).
-        uint64_t off = remote - key.address;
-        size_t len = key.chunk_bytes == 0
-                         ? left
-                         : std::min<uint64_t>(left, key.chunk_bytes - off % key.chunk_bytes);
-        uint64_t local_off = reinterpret_cast<uint64_t>(local) - local_key.address;
-        if (local_key.chunk_bytes != 0)
-          len = std::min<uint64_t>(len, local_key.chunk_bytes - local_off % local_key.chunk_bytes);
-        uint32_t rkey = key.rkeys[key.chunk_bytes == 0 ? 0 : off / key.chunk_bytes];
-        writes[n++] = {local, len, remote, rkey};
+      uint64_t off = run.first_page * config_.page_size;
+      const uint64_t end = off + run.bytes;
+      while (off < end) {
+        // A write never crosses a registration, the destination's or ours.
+        auto range = remote_.range_at(region, off);
+        if (!range)
+          return Status(ErrorCode::kInternal, "placed page outside the destination's keys");
+        uint64_t len = std::min(end, range->offset + range->length) - off;
+        len = std::min(len, local_chunk - off % local_chunk);
+        writes[n++] = {base + off, len, range->address + (off - range->offset), range->rkey};
         if (n == std::size(writes)) RS_RETURN_IF_ERROR(post());
-        local += len;
-        remote += len;
-        left -= len;
+        off += len;
       }
     }
     return n > 0 ? post() : Status::ok();
@@ -332,6 +369,9 @@ class SourceRun {
         else if (f->type == FrameType::kError) {
           peer_failed_ = true;
           control = peer_error(f->body, "destination");
+        } else if (f->type == FrameType::kMemoryKeys) {
+          control = absorb_keys(f->body);
+          if (control.is_ok()) continue;
         } else if (f->type == FrameType::kRoundEnd) {
           // The destination finished this round before our threads noticed: keep it.
           auto ack = wire::decode_round_end(f->body);
@@ -447,7 +487,7 @@ class SourceRun {
         policy.compress = governor_.should_compress();
         policy.cache_insert = round > 0;
         policy.zero_copy = guest_.immutable();
-        policy.place_raw = placing_;
+        RS_ASSIGN_OR_RETURN(policy.place_raw, can_place(r, first, last));
         encoder.begin(r, round, policy);
         uint64_t handled = 0;
         // Each page's digest entry is refreshed right after the encoder read it (cache-hot).
@@ -490,7 +530,7 @@ class SourceRun {
     wire::Digest digest;
     digest.final_round = report_.rounds - 1;
     digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
-    digest.regions = digest_->chunk_crcs();
+    digest.regions = digest_->chunk_hashes();
     RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
     RS_ASSIGN_OR_RETURN(auto commit, await(FrameType::kCommit, config_.verdict_timeout));
     RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kCommit, commit));
@@ -518,8 +558,10 @@ class SourceRun {
   Clock::time_point pause_time_;
   uint64_t cache_per_queue_ = 0;
   bool placing_ = false;  // raw pages travel as one-sided writes (rdma)
-  wire::MemoryKeys remote_keys_;
-  std::vector<transport::MemoryKey> local_keys_;  // per region, as registered here
+  bool keys_logged_ = false;
+  wire::RegionTable table_;
+  RemoteMemory remote_;                         // destination memory keyed so far
+  std::unique_ptr<MemoryPreparer> local_prep_;  // after conn_: its threads use it
   uint64_t wire_control_ = 0;
   Clock::time_point start_;
   MigrationReport report_;

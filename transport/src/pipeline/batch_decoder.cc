@@ -102,6 +102,8 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
     payload = payload_.data();
   }
 
+  if (write_gate_) RS_RETURN_IF_ERROR(write_gate_(out.region_id, out.chunk));
+
   // Pass 2: place the pages.
   size_t off = 0;
   for (size_t i = 0; i < count; ++i) {

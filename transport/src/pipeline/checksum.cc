@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <isa-l/crc.h>
+#include <xxh_x86dispatch.h>
 
 #include <algorithm>
 
@@ -24,34 +25,60 @@ uint32_t crc32c(std::span<const std::byte> data, uint32_t seed) {
   return crc;
 }
 
+uint64_t page_hash(std::span<const std::byte> data) {
+  return XXH3_64bits_dispatch(data.data(), data.size());
+}
+
+struct StreamHash::State {
+  XXH3_state_t* xxh;
+};
+
+StreamHash::StreamHash() : state_(new State{XXH3_createState()}) {
+  // Allocation failure of 600 bytes is not recoverable anywhere else either.
+  if (state_->xxh == nullptr) std::abort();
+  XXH3_64bits_reset(state_->xxh);
+}
+
+StreamHash::~StreamHash() {
+  XXH3_freeState(state_->xxh);
+  delete state_;
+}
+
+void StreamHash::update(std::span<const std::byte> data) {
+  XXH3_64bits_update_dispatch(state_->xxh, data.data(), data.size());
+}
+
+uint64_t StreamHash::digest() const { return XXH3_64bits_digest(state_->xxh); }
+
 MemoryDigest::MemoryDigest(const std::vector<uint64_t>& region_bytes, size_t page_size,
                            size_t chunk_pages, bool zero_filled)
     : page_size_(page_size), chunk_pages_(chunk_pages), bytes_(region_bytes) {
   std::vector<std::byte> zeros(zero_filled ? page_size : 0);
-  const uint32_t zero_crc = zero_filled ? crc32c(zeros) : 0;
+  const uint64_t zero_hash = zero_filled ? page_hash(zeros) : 0;
   for (uint64_t b : region_bytes) {
-    pages_.emplace_back((b + page_size - 1) / page_size, zero_crc);
-    if (zero_filled && b % page_size) pages_.back().back() = crc32c({zeros.data(), b % page_size});
+    pages_.emplace_back((b + page_size - 1) / page_size, zero_hash);
+    if (zero_filled && b % page_size)
+      pages_.back().back() = page_hash({zeros.data(), b % page_size});
   }
 }
 
-std::vector<std::vector<uint32_t>> MemoryDigest::chunk_crcs() const {
-  std::vector<std::vector<uint32_t>> out;
-  std::vector<std::byte> le(chunk_pages_ * 4);
+std::vector<std::vector<uint64_t>> MemoryDigest::chunk_hashes() const {
+  std::vector<std::vector<uint64_t>> out;
+  std::vector<std::byte> le(chunk_pages_ * 8);
   for (const auto& pages : pages_) {
     auto& chunks = out.emplace_back();
     for (size_t first = 0; first < pages.size(); first += chunk_pages_) {
       size_t n = std::min(chunk_pages_, pages.size() - first);
-      for (size_t i = 0; i < n; ++i) store_le<uint32_t>(le.data() + 4 * i, pages[first + i]);
-      chunks.push_back(crc32c({le.data(), n * 4}));
+      for (size_t i = 0; i < n; ++i) store_le<uint64_t>(le.data() + 8 * i, pages[first + i]);
+      chunks.push_back(page_hash({le.data(), n * 8}));
     }
   }
   return out;
 }
 
-Status MemoryDigest::compare(const std::vector<std::vector<uint32_t>>& theirs,
+Status MemoryDigest::compare(const std::vector<std::vector<uint64_t>>& theirs,
                              const std::vector<std::string>& names) const {
-  auto mine = chunk_crcs();
+  auto mine = chunk_hashes();
   if (theirs.size() != mine.size())
     return Status(ErrorCode::kProtocol,
                   fmt::format("digest covers {} regions, expected {}", theirs.size(), mine.size()));

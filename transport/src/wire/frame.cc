@@ -190,45 +190,49 @@ Result<RegionTable> decode_region_table(std::span<const std::byte> body) {
 
 std::vector<std::byte> encode(const MemoryKeys& m) {
   BodyWriter w;
-  w.write(static_cast<uint32_t>(m.regions.size()));
-  for (const auto& k : m.regions) {
+  w.write(static_cast<uint32_t>(m.ranges.size()));
+  for (const auto& k : m.ranges) {
     w.write(k.region_id);
-    w.write(k.address);
+    w.write(k.offset);
     w.write(k.length);
-    w.write(k.chunk_bytes);
-    w.write(static_cast<uint32_t>(k.rkeys.size()));
-    for (uint32_t rkey : k.rkeys) w.write(rkey);
+    w.write(k.address);
+    w.write(k.rkey);
   }
   return w.take();
 }
 
-Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table) {
+Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table,
+                                      uint32_t page_size) {
   BodyReader r(body, "memory_keys");
   MemoryKeys m;
   uint32_t count = r.read<uint32_t>("count");
-  if (r.ok() && count != table.regions.size())
-    r.reject("count", fmt::format("{} keys for {} regions", count, table.regions.size()));
+  if (r.ok() && count == 0) r.reject("count", "no key ranges");
   for (uint32_t i = 0; r.ok() && i < count; ++i) {
-    RegionKey k;
+    KeyRange k;
     k.region_id = r.read<uint32_t>("region_id");
-    k.address = r.read<uint64_t>("address");
+    k.offset = r.read<uint64_t>("offset");
     k.length = r.read<uint64_t>("length");
-    k.chunk_bytes = r.read<uint64_t>("chunk_bytes");
-    uint32_t nkeys = r.read<uint32_t>("rkey_count");
+    k.address = r.read<uint64_t>("address");
+    k.rkey = r.read<uint32_t>("rkey");
     if (!r.ok()) break;
-    if (k.region_id != i)
-      r.reject("region_id", fmt::format("key {} names region {}", i, k.region_id));
-    if (k.length < table.regions[i].bytes)
-      r.reject("length", fmt::format("region {} is {} bytes but only {} are registered", i,
-                                     table.regions[i].bytes, k.length));
-    if (k.address + k.length < k.address) r.reject("address", "range wraps around");
-    uint64_t want = k.chunk_bytes == 0 ? 1 : (k.length + k.chunk_bytes - 1) / k.chunk_bytes;
-    if (k.chunk_bytes != 0 && k.chunk_bytes < 4096)
-      r.reject("chunk_bytes", fmt::format("{} is below one page", k.chunk_bytes));
-    if (r.ok() && nkeys != want)
-      r.reject("rkey_count", fmt::format("{} keys for {} chunks", nkeys, want));
-    for (uint32_t j = 0; r.ok() && j < nkeys; ++j) k.rkeys.push_back(r.read<uint32_t>("rkey"));
-    m.regions.push_back(std::move(k));
+    if (k.region_id >= table.regions.size()) {
+      r.reject("region_id",
+               fmt::format("range {} names region {} of {}", i, k.region_id, table.regions.size()));
+      break;
+    }
+    const uint64_t bytes = table.regions[k.region_id].bytes;
+    const uint64_t span = (bytes + page_size - 1) / page_size * page_size;
+    if (k.offset % page_size != 0)
+      r.reject("offset", fmt::format("{} is not a multiple of the {}-byte page", k.offset,
+                                     page_size));
+    else if (k.length == 0 || k.length % page_size != 0)
+      r.reject("length", fmt::format("{} is not a whole number of pages", k.length));
+    else if (k.offset >= span || k.length > span - k.offset)
+      r.reject("length", fmt::format("range {}+{} ends beyond region {} ({} bytes)", k.offset,
+                                     k.length, k.region_id, bytes));
+    else if (k.address + k.length < k.address)
+      r.reject("address", "range wraps around");
+    m.ranges.push_back(k);
   }
   RS_RETURN_IF_ERROR(r.finish());
   return m;
@@ -277,7 +281,7 @@ std::vector<std::byte> encode(const Digest& m) {
   w.write(static_cast<uint32_t>(m.regions.size()));
   for (const auto& region : m.regions) {
     w.write(static_cast<uint64_t>(region.size()));
-    for (uint32_t crc : region) w.write(crc);
+    for (uint64_t hash : region) w.write(hash);
   }
   return w.take();
 }
@@ -292,14 +296,14 @@ Result<Digest> decode_digest(std::span<const std::byte> body) {
     r.reject("region_count", fmt::format("{} is outside 1..{}", count, kMaxRegions));
   for (uint32_t i = 0; r.ok() && i < count; ++i) {
     uint64_t chunks = r.read<uint64_t>("chunk_count");
-    if (r.ok() && chunks > r.remaining() / 4) {
+    if (r.ok() && chunks > r.remaining() / 8) {
       r.reject("chunk_count",
                fmt::format("{} chunks but only {} bytes left", chunks, r.remaining()));
       break;
     }
-    std::vector<uint32_t> crcs(chunks);
-    for (auto& c : crcs) c = r.read<uint32_t>("crc");
-    m.regions.push_back(std::move(crcs));
+    std::vector<uint64_t> hashes(chunks);
+    for (auto& h : hashes) h = r.read<uint64_t>("hash");
+    m.regions.push_back(std::move(hashes));
   }
   RS_RETURN_IF_ERROR(r.finish());
   return m;

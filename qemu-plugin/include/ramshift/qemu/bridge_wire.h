@@ -13,8 +13,9 @@
 //   PAGES  one multifd packet, re-encoded (multifd-aware mode): u32 header_len, then the
 //          packet header (verbatim, header_len bytes), then one page batch (page pipeline
 //          format) whose page i is the packet's i-th normal page.
-//   CLOSE  the sender's QEMU end of the channel reached end of stream: u64 bytes, u32 CRC32C
-//          of every byte of the stream in that direction, u32 reserved. The receiver checks
+//   CLOSE  the sender's QEMU end of the channel reached end of stream: u64 bytes, u64 XXH3
+//          of every byte of the stream in that direction (version 1: u32 CRC32C, u32 0; XXH3
+//          is 7x faster where CRC instructions are emulated). The receiver checks
 //          both against what it delivered before it passes the end of stream on to QEMU.
 //   ERROR  the sender failed: u32 error code, then a UTF-8 message (length - 4 bytes).
 // Channel c always travels on queue c, so each channel's bytes stay in order and a channel
@@ -32,7 +33,7 @@
 namespace ramshift::qemu {
 
 inline constexpr uint32_t kBridgeMagic = 0x47425352;  // "RSBG" little-endian
-inline constexpr uint32_t kBridgeVersion = 1;
+inline constexpr uint32_t kBridgeVersion = 2;
 inline constexpr size_t kBridgeHeaderBytes = 16;
 inline constexpr size_t kHelloBytes = 16;
 inline constexpr size_t kCloseBytes = 16;
@@ -69,7 +70,7 @@ struct BridgeHello {
 
 struct CloseInfo {
   uint64_t bytes = 0;
-  uint32_t crc = 0;
+  uint64_t hash = 0;  // pipeline::StreamHash of the stream
 };
 
 void encode_header(const BridgeHeader& h, std::byte* out);

@@ -38,6 +38,9 @@ class DestinationMemory {
   struct Options {
     std::string output_path;  // empty: anonymous memory
     bool overwrite = false;   // an existing output file may be replaced
+    // Output file: leave reserving its blocks to reserve() (chunk by chunk, while the
+    // migration runs) instead of reserving all of it in create().
+    bool reserve_later = false;
   };
   // kNoSpace when the filesystem (or memory) cannot hold `region_bytes`; kInvalidArgument
   // when the output exists and overwrite is off.
@@ -49,6 +52,12 @@ class DestinationMemory {
   const std::vector<std::span<std::byte>>& regions() const { return spans_; }
   // Output file: trim to the exact size and rename into place. Anonymous: nothing.
   Status commit();
+  // Whether bytes written through regions() need reserve() first (an output file created
+  // with reserve_later): a write to unreserved blocks of a full disk would be SIGBUS.
+  bool reserves_later() const { return reserve_later_; }
+  // Reserves the file blocks under [offset, offset + bytes) of region `region` (kNoSpace
+  // when the disk is full). Thread-safe; nothing to do for anonymous memory.
+  Status reserve(uint32_t region, uint64_t offset, uint64_t bytes);
 
  private:
   std::string path_;
@@ -57,6 +66,8 @@ class DestinationMemory {
   MappedMemory map_;
   std::vector<std::span<std::byte>> spans_;
   std::vector<uint64_t> bytes_;
+  std::vector<uint64_t> offsets_;  // of each region in the file
+  bool reserve_later_ = false;
   uint64_t exact_total_ = 0;
   bool committed_ = false;
 };

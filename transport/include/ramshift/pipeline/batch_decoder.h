@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -35,6 +36,11 @@ class BatchDecoder {
   // Accept kPlaced entries: this session registered destination memory for remote writes
   // (elsewhere such an entry is a protocol error: nothing would have written the page).
   void allow_placed(bool allow) { allow_placed_ = allow; }
+  // Called once a batch is validated, before it writes guest memory, with its region and
+  // chunk (pages chunk x max_pages ...): the destination waits there until the memory under
+  // that chunk is reserved. A failure is the batch's failure.
+  using WriteGate = std::function<Status(uint32_t region, uint64_t chunk)>;
+  void set_write_gate(WriteGate gate) { write_gate_ = std::move(gate); }
 
   // `regions[i]` is the destination memory of region i (a whole number of pages). With a
   // `digest`, each placed page's entry is refreshed right after it was written.
@@ -47,6 +53,7 @@ class BatchDecoder {
 
  private:
   bool allow_placed_ = false;
+  WriteGate write_gate_;
   size_t page_size_;
   size_t max_pages_;
   PageCache cache_;

@@ -77,6 +77,9 @@ class Connection {
   // Registers memory for zero-copy use for the connection's lifetime (deregistered when the
   // connection is destroyed). No-op where the backend needs none.
   virtual Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) = 0;
+  // Whether `bytes` more can be registered (rdma: the memlock limit), checked before memory
+  // is registered piece by piece, so a guest too large fails at once and says how to fix it.
+  virtual Status can_register(uint64_t /*bytes*/) const { return Status::ok(); }
 
   // Posts one-sided writes on `queue` (capabilities().zero_copy_write only; elsewhere
   // kInvalidArgument). They are ordered before every later post_send on the same queue: once

@@ -19,10 +19,11 @@
 namespace ramshift::wire {
 
 inline constexpr uint32_t kFrameMagic = 0x46485352;  // "RSHF" in little-endian bytes
-inline constexpr uint16_t kProtocolVersion = 1;
+// 2: MEMORY_KEYS carries key ranges, sent as the destination's memory is prepared.
+inline constexpr uint16_t kProtocolVersion = 2;
 inline constexpr size_t kFrameHeaderBytes = 16;
 // Why 32 MiB: the largest body is a page batch (page_size x batch pages, capped at 16 MiB by
-// the hello checks) or a digest (4 bytes per MiB of guest: 32 MiB covers 8 TiB).
+// the hello checks) or a digest (8 bytes per MiB of guest: 32 MiB covers 4 TiB).
 inline constexpr size_t kMaxFrameBody = 32u << 20;
 
 enum class FrameType : uint8_t {
@@ -37,7 +38,7 @@ enum class FrameType : uint8_t {
   kCommit = 9,       // destination -> source: digest matched, destination owns the guest
   kError = 10,       // either way: the session is over, here is why
   kBye = 11,         // either way: orderly end
-  kMemoryKeys = 12,  // destination -> source, rdma only: where pages may be written directly
+  kMemoryKeys = 12,  // destination -> source, rdma only: where pages may now be written directly
 };
 const char* frame_type_name(FrameType t);
 
@@ -85,17 +86,20 @@ struct RegionTable {
   std::vector<RegionInfo> regions;
 };
 
-// The destination's guest memory as registered for one-sided writes (RDMA WRITE): per
-// region its address, length and one rkey per chunk of `chunk_bytes` (0: one chunk).
-struct RegionKey {
+// Part of the destination's guest memory, registered for one-sided writes (RDMA WRITE):
+// bytes [offset, offset + length) of a region live at `address` under `rkey`. The
+// destination sends MEMORY_KEYS frames as it prepares its memory, in any number and at any
+// time after READY; a range never overlaps one sent before. Pages outside every range so far
+// travel inside batches.
+struct KeyRange {
   uint32_t region_id = 0;
-  uint64_t address = 0;
+  uint64_t offset = 0;
   uint64_t length = 0;
-  uint64_t chunk_bytes = 0;
-  std::vector<uint32_t> rkeys;
+  uint64_t address = 0;
+  uint32_t rkey = 0;
 };
 struct MemoryKeys {
-  std::vector<RegionKey> regions;
+  std::vector<KeyRange> ranges;
 };
 
 struct RoundEnd {
@@ -111,7 +115,7 @@ struct Switchover {
 struct Digest {
   uint32_t final_round = 0;
   uint32_t chunk_bytes = 0;
-  std::vector<std::vector<uint32_t>> regions;  // per region, one CRC32C per chunk
+  std::vector<std::vector<uint64_t>> regions;  // per region, one XXH3 per chunk
 };
 
 struct ErrorMessage {
@@ -137,9 +141,11 @@ std::vector<std::byte> encode(const ErrorMessage& m);
 
 Result<Hello> decode_hello(std::span<const std::byte> body);
 Result<RegionTable> decode_region_table(std::span<const std::byte> body);
-// Also checks the keys against the region table the source sent: one per region, in order,
-// covering exactly the region's size.
-Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table);
+// Also checks each range against the region table the source sent: a known region,
+// page-aligned, non-empty, inside the region (rounded up to whole pages), no wrap-around.
+// Overlap with earlier frames is the receiver's check (it holds them).
+Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table,
+                                      uint32_t page_size);
 Result<RoundEnd> decode_round_end(std::span<const std::byte> body);
 Result<Switchover> decode_switchover(std::span<const std::byte> body);
 Result<Digest> decode_digest(std::span<const std::byte> body);
