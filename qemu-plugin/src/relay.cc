@@ -337,6 +337,13 @@ void Relay::receiver_loop(uint32_t queue) {
       // are not ordered among themselves, so this queue may see the end before another
       // delivered its CLOSE. It is a failure only if this queue's channel is still open.
       if (n.status().code() == ErrorCode::kDisconnected && queue_finished(queue)) return;
+      if (n.status().code() == ErrorCode::kDisconnected && queue != 0) {
+        // A failing peer sends ERROR on queue 0, then closes every queue: let queue 0's
+        // thread report the peer's reason (it gets the ERROR before the end) rather than
+        // this queue's bare disconnect, which under load can be seen first.
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, 500ms, [&] { return failed_flag_ || done_; });
+      }
       if (n.status().code() == ErrorCode::kDisconnected)
         fail(Status(ErrorCode::kDisconnected,
                     "the peer bridge went away before every channel had closed"),
@@ -495,6 +502,9 @@ void Relay::fail(const Status& why, bool tell_peer) {
     failed_flag_ = true;
     failed_ = true;
     failure_ = why;
+    // wait() returns only once the ERROR below is posted: the caller then closes the
+    // connection, and a close before the post would leave the peer with a bare disconnect.
+    error_posting_ = tell_peer;
     for (auto& c : channels_)
       if (c) c->local.abort();
     cv_.notify_all();
@@ -507,6 +517,9 @@ void Relay::fail(const Status& why, bool tell_peer) {
     body += why.message().substr(0, 4000);
     (void)post(0, BridgeKind::kError, 0,
                {reinterpret_cast<const std::byte*>(body.data()), body.size()}, true);
+    std::lock_guard lock(mu_);
+    error_posting_ = false;
+    cv_.notify_all();
   }
 }
 
@@ -514,7 +527,7 @@ Status Relay::wait(const std::function<bool()>& give_up_waiting_for_first) {
   std::unique_lock lock(mu_);
   for (;;) {
     if (done_) return Status::ok();
-    if (failed_flag_) return failure_;
+    if (failed_flag_ && !error_posting_) return failure_;
     if (first_open_ == Clock::time_point{} && give_up_waiting_for_first &&
         give_up_waiting_for_first())
       return Status(ErrorCode::kTimeout, "QEMU never opened a channel");

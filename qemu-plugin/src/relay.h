@@ -83,6 +83,7 @@ class Relay {
   uint16_t next_open_ = 0;
   bool done_ = false;
   bool failed_flag_ = false;
+  bool error_posting_ = false;  // fail() is still sending the peer its ERROR
   std::atomic<bool> failed_{false};
   std::atomic<bool> stopping_{false};
   Status failure_;

@@ -1,6 +1,7 @@
 #include "ramshift/guest/image.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -134,6 +135,15 @@ Status DestinationMemory::reserve(uint32_t region, uint64_t offset, uint64_t byt
                   rc);
   if (rc != 0) return errno_status(ErrorCode::kIo, fmt::format("cannot allocate {}", path_), rc);
   return Status::ok();
+}
+
+void DestinationMemory::populate(uint32_t region, uint64_t offset, uint64_t bytes) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  if (region >= spans_.size() || offset >= spans_[region].size()) return;
+  bytes = std::min<uint64_t>(bytes, spans_[region].size() - offset);
+  (void)madvise(spans_[region].data() + offset, bytes, MADV_POPULATE_WRITE);
 }
 
 Status DestinationMemory::commit() {

@@ -1,6 +1,7 @@
 // Prepares guest memory chunk by chunk on background threads while the migration already
-// runs: the destination reserves its output file's blocks and registers each chunk for the
-// source's one-sided writes; the source registers its own memory for them. Setup then costs
+// runs: the destination reserves its output file's blocks and faults the chunk in (tcp) or
+// registers it for the source's one-sided writes (rdma); the source registers its own
+// memory for them. Setup then costs
 // only the first chunk, not the whole guest (pinning and zeroing gigabytes takes seconds).
 //
 // Chunks are fixed per region (see chunk_bytes()), prepared in address order by 1..4

@@ -58,6 +58,10 @@ class DestinationMemory {
   // Reserves the file blocks under [offset, offset + bytes) of region `region` (kNoSpace
   // when the disk is full). Thread-safe; nothing to do for anonymous memory.
   Status reserve(uint32_t region, uint64_t offset, uint64_t bytes);
+  // Faults [offset, offset + bytes) of region `region` in, writable (MADV_POPULATE_WRITE),
+  // so the pages that land there later cost no page fault each. Only an optimisation:
+  // a kernel without it (< 5.14) is not an error.
+  void populate(uint32_t region, uint64_t offset, uint64_t bytes);
 
  private:
   std::string path_;
