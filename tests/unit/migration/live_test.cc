@@ -36,14 +36,14 @@ struct Outcome {
   MigrationReport source, destination;
 };
 
-Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig sc) {
+Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig sc,
+                DestinationConfig dc = {}) {
   auto listener = transport::listen(listen_uri(backend)).value();
   sc.to = listener->address();
   Outcome out;
   std::thread dest([&] {
     auto conn = listener->accept(10s);
     ASSERT_TRUE(conn.is_ok());
-    DestinationConfig dc;
     dc.resume_for = 300ms;
     out.destination = run_destination(std::move(conn).value(), dc);
   });
@@ -167,6 +167,25 @@ TEST_P(LiveTest, DestinationDyingDuringSwitchoverResumesTheSourceGuestUnharmed) 
   ASSERT_FALSE(report.completed) << "the cut should have landed in the switchover";
   EXPECT_FALSE(report.downtime_ms.has_value());
   expect_source_guest_running_and_intact(*g);
+}
+
+// The hand-off's one ambiguous moment: the destination has verified its copy and said so
+// (COMMIT), and the connection dies before the source's HANDOFF reaches it. The guest must
+// not run on both hosts: the source, which has let it go, keeps it paused and says so; the
+// destination never started it and says so.
+TEST_P(LiveTest, ConnectionLostDuringTheHandOffRunsTheGuestNowhereAndBothSidesSaySo) {
+  auto g = make_guest("size=16M,dirty-rate=4M,pattern=mixed");
+  DestinationConfig dc;
+  dc.test_drop_after_commit = true;
+  auto out = migrate(GetParam(), *g, SourceConfig{}, dc);
+  EXPECT_FALSE(out.source.completed);
+  EXPECT_NE(out.source.error.message().find("stays paused"), std::string::npos)
+      << out.source.error.message();
+  EXPECT_FALSE(out.destination.completed);
+  uint64_t before = g->writes();
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(g->writes(), before) << "the source must not resume a guest it handed over";
+  EXPECT_TRUE(g->verify().is_ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, LiveTest, ::testing::Values("loopback", "tcp"),

@@ -316,6 +316,7 @@ class DestinationRun {
           return peer_error(f->body, "source");
         case FrameType::kDeviceState:
           device_state_.assign(reinterpret_cast<const char*>(f->body.data()), f->body.size());
+          live_ = true;  // a guest that ran on the source, now paused there: hand-off
           break;
         case FrameType::kDigest: {
           RS_ASSIGN_OR_RETURN(auto digest, wire::decode_digest(f->body));
@@ -323,13 +324,25 @@ class DestinationRun {
           // Every block reserved before the file is renamed into place.
           if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());
           RS_RETURN_IF_ERROR(memory_->commit());
-          if (!device_state_.empty()) RS_RETURN_IF_ERROR(resume_guest());
+          // Ready to run before COMMIT, so the hand-off costs only its round trip.
+          if (!device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
           RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
           (void)conn_->flush(0, milliseconds(1000));
-          // The source says bye (or just closes); either ends the session.
-          auto bye = receive_frame(*conn_, 0, milliseconds(5000));
-          if (bye && bye->type != FrameType::kBye)
-            log::warn("source sent {} after commit", wire::frame_type_name(bye->type));
+          if (config_.test_drop_after_commit) {
+            conn_->close();
+            return Status(ErrorCode::kDisconnected, "test: dropped the connection after COMMIT");
+          }
+          if (!live_) {
+            // An image: the source says bye (or just closes); either ends the session.
+            auto bye = receive_frame(*conn_, 0, milliseconds(5000));
+            if (bye && bye->type != FrameType::kBye)
+              log::warn("source sent {} after commit", wire::frame_type_name(bye->type));
+            return Status::ok();
+          }
+          RS_RETURN_IF_ERROR(await_hand_off());
+          if (guest_) guest_->resume();
+          (void)send_control(FrameType::kBye, {});
+          (void)conn_->flush(0, milliseconds(1000));
           return run_resumed_guest();
         }
         default:
@@ -339,9 +352,29 @@ class DestinationRun {
     }
   }
 
-  // A live guest arrived: take it over, check every page, and let it run (before COMMIT,
-  // so the source's downtime ends when the guest runs here).
-  Status resume_guest() {
+  // A live guest is verified here and paused: it runs only once the source has let it go
+  // (HANDOFF), so it never runs on both hosts. A connection lost now leaves it paused here.
+  Status await_hand_off() {
+    auto f = receive_frame(*conn_, 0, milliseconds(10000));
+    if (f && f->type == FrameType::kHandOff)
+      return wire::expect_empty(FrameType::kHandOff, f->body);
+    if (f && f->type == FrameType::kError) {
+      peer_failed_ = true;
+      return peer_error(f->body, "source");
+    }
+    if (f)
+      return Status(ErrorCode::kProtocol, fmt::format("expected handoff from the source, got {}",
+                                                      wire::frame_type_name(f->type)));
+    return Status(ErrorCode::kDisconnected,
+                  fmt::format("the source went away before handing the guest over ({}); the "
+                              "verified guest was not started here and the source may still "
+                              "hold it, paused: check the source before resuming either",
+                              f.status().message()));
+  }
+
+  // A live guest arrived: take it over, paused (its workload threads start with resume(),
+  // after the hand-off).
+  Status adopt_guest() {
     RS_ASSIGN_OR_RETURN(auto spec, guest::SyntheticSpec::parse(device_state_));
     if (memory_->regions().size() != 1)
       return Status(ErrorCode::kMismatch,
@@ -349,7 +382,6 @@ class DestinationRun {
     RS_ASSIGN_OR_RETURN(guest_, guest::SyntheticGuest::adopt(spec, memory_->regions()[0]));
     // No page check here: the digest just proved the memory equals the paused source's, and
     // every page is checked after the guest has run (run_resumed_guest), off the downtime.
-    guest_->resume();
     report_.resumed_verified = false;
     return Status::ok();
   }
@@ -413,6 +445,7 @@ class DestinationRun {
   std::unique_ptr<guest::DestinationMemory> memory_;
   std::unique_ptr<pipeline::MemoryDigest> digest_;
   std::string device_state_;
+  bool live_ = false;  // DEVICE_STATE arrived
   std::unique_ptr<guest::SyntheticGuest> guest_;  // declared after memory_: destroyed first
   uint32_t queues_ = 0;
   uint64_t total_pages_ = 0;

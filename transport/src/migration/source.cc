@@ -99,7 +99,7 @@ class SourceRun {
     if (s) s = verify();
     if (!s && s.code() != ErrorCode::kDisconnected && !peer_failed_) send_error_frame(*conn_, s);
     conn_->close();
-    if (!s && paused_) {
+    if (!s && paused_ && !released_) {
       guest_.resume();  // nothing was committed: the source keeps the guest
       log::info("source guest resumed after the failed switchover");
     }
@@ -534,10 +534,33 @@ class SourceRun {
     RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
     RS_ASSIGN_OR_RETURN(auto commit, await(FrameType::kCommit, config_.verdict_timeout));
     RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kCommit, commit));
-    // The destination resumed the guest before it sent COMMIT.
-    if (paused_) report_.downtime_ms = ms_since(pause_time_);
-    (void)send_control(FrameType::kBye, {});
-    (void)conn_->flush(0, milliseconds(1000));
+    if (!paused_) {  // an image: nothing runs on either side
+      (void)send_control(FrameType::kBye, {});
+      (void)conn_->flush(0, milliseconds(1000));
+      return Status::ok();
+    }
+    return hand_off();
+  }
+
+  // The destination holds a verified copy of the paused guest and waits. From the moment
+  // HANDOFF may leave, the guest belongs to the destination: the source never resumes it
+  // again, even if the connection breaks now. So the guest can never run on both hosts; if
+  // the connection breaks before HANDOFF arrives, it runs on neither until an operator
+  // decides (both commands say so) — the one outcome no protocol between two hosts can rule
+  // out, and the safe one: the guest is intact and paused on both sides.
+  Status hand_off() {
+    released_ = true;
+    const char* limbo =
+        "the destination verified its copy but the connection broke during the hand-off, so "
+        "it may not have started the guest; the source guest stays paused (it was handed "
+        "over): check the destination before resuming either";
+    if (!send_control(FrameType::kHandOff, {}).is_ok() ||
+        !conn_->flush(0, milliseconds(5000)).is_ok())
+      return Status(ErrorCode::kDisconnected, limbo);
+    // Downtime ends when the guest runs there: the destination's BYE says it does.
+    auto bye = await(FrameType::kBye, milliseconds(10000));
+    if (!bye) return Status(ErrorCode::kDisconnected, limbo);
+    report_.downtime_ms = ms_since(pause_time_);
     return Status::ok();
   }
 
@@ -554,6 +577,7 @@ class SourceRun {
   std::atomic<uint32_t> finished_{0};
   bool peer_failed_ = false;
   bool paused_ = false;
+  bool released_ = false;   // the live guest was handed to the destination: never resume it
   uint32_t early_ack_ = 0;  // round + 1 of an acknowledgement taken during the round
   Clock::time_point pause_time_;
   uint64_t cache_per_queue_ = 0;

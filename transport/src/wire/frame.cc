@@ -38,6 +38,8 @@ const char* frame_type_name(FrameType t) {
       return "bye";
     case FrameType::kMemoryKeys:
       return "memory_keys";
+    case FrameType::kHandOff:
+      return "handoff";
   }
   return "unknown";
 }
@@ -54,7 +56,7 @@ Result<FrameView> parse_frame(std::span<const std::byte> message) {
         fmt::format("magic 0x{:08x} is not 0x{:08x} (not a ramshift peer?)", magic, kFrameMagic));
   uint8_t type = static_cast<uint8_t>(h[4]);
   if (type < static_cast<uint8_t>(FrameType::kHello) ||
-      type > static_cast<uint8_t>(FrameType::kMemoryKeys))
+      type > static_cast<uint8_t>(FrameType::kHandOff))
     return bad(fmt::format("type {} is unknown", type));
   if (h[5] != std::byte{0} || load_le<uint16_t>(h + 6) != 0)
     return bad("flags/reserved bytes are not zero");
@@ -223,8 +225,8 @@ Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const Reg
     const uint64_t bytes = table.regions[k.region_id].bytes;
     const uint64_t span = (bytes + page_size - 1) / page_size * page_size;
     if (k.offset % page_size != 0)
-      r.reject("offset", fmt::format("{} is not a multiple of the {}-byte page", k.offset,
-                                     page_size));
+      r.reject("offset",
+               fmt::format("{} is not a multiple of the {}-byte page", k.offset, page_size));
     else if (k.length == 0 || k.length % page_size != 0)
       r.reject("length", fmt::format("{} is not a whole number of pages", k.length));
     else if (k.offset >= span || k.length > span - k.offset)

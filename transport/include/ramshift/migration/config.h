@@ -38,6 +38,9 @@ struct DestinationConfig {
   // A live guest received: how long it runs here after the commit before it is verified
   // again and the command ends (0 = verify once, do not run it).
   std::chrono::milliseconds resume_for{2000};
+  // Fault injection for tests: drop the connection right after sending COMMIT, as if this
+  // host died there (the hand-off's one ambiguous moment).
+  bool test_drop_after_commit = false;
 };
 
 }  // namespace ramshift::migration

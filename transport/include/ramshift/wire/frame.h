@@ -20,7 +20,8 @@ namespace ramshift::wire {
 
 inline constexpr uint32_t kFrameMagic = 0x46485352;  // "RSHF" in little-endian bytes
 // 2: MEMORY_KEYS carries key ranges, sent as the destination's memory is prepared.
-inline constexpr uint16_t kProtocolVersion = 2;
+// 3: a live guest is handed over (COMMIT, HANDOFF, BYE) rather than resumed before COMMIT.
+inline constexpr uint16_t kProtocolVersion = 3;
 inline constexpr size_t kFrameHeaderBytes = 16;
 // Why 32 MiB: the largest body is a page batch (page_size x batch pages, capped at 16 MiB by
 // the hello checks) or a digest (8 bytes per MiB of guest: 32 MiB covers 4 TiB).
@@ -35,10 +36,11 @@ enum class FrameType : uint8_t {
   kSwitchover = 6,   // source -> destination: source guest paused, final round follows
   kDeviceState = 7,  // source -> destination: opaque device-state blob
   kDigest = 8,       // source -> destination: CRC32C per MiB of every region
-  kCommit = 9,       // destination -> source: digest matched, destination owns the guest
+  kCommit = 9,       // destination -> source: digest matched; a live guest waits, paused
   kError = 10,       // either way: the session is over, here is why
   kBye = 11,         // either way: orderly end
   kMemoryKeys = 12,  // destination -> source, rdma only: where pages may now be written directly
+  kHandOff = 13,     // source -> destination: the source has let the live guest go: run it
 };
 const char* frame_type_name(FrameType t);
 
