@@ -7,6 +7,11 @@
 #              the namespaces) vs bridges in the namespaces; idle guest, then one dirtying
 #              DIRTY (20) MB/s; plus ramshift's own live engine on the same link (synthetic
 #              guest of the same size and rate) for the live-engine issue
+#   dirty      only the dirtying comparison: QEMU direct tcp and multifd 2 zstd, each run on
+#              a freshly booted guest (a QEMU migration that leaves a dead guest cannot turn
+#              the next runs into migrations of a dead guest), then ramshift's live engine
+#   e.g. PHASES=dirty bench/qemu_bridge_bench.sh; BEAT_WAIT (120) s for the moved guest's
+#   heartbeat; a guest that never beats again is reported under the table.
 # Each configuration RUNS (3) times; medians. Usage: bench/qemu_bridge_bench.sh [RAMSHIFT]
 set -uo pipefail
 RAMSHIFT=$(readlink -f "${1:-build/release/transport/ramshift}")
@@ -55,7 +60,8 @@ one() {
   "$RAMSHIFT" -q qemu-migrate "${args[@]}" "$@" 2> "$W/$next.err" || { echo "FAILED $(tail -1 "$W/$next.err")" >&2; echo "0 0"; }
   [ "$path" = bridge-link ] && wait "$DPID" "$SPID" 2>/dev/null
   kill "$(cat "$W/$CUR.pid")" 2>/dev/null
-  qemu_wait_beat "$next" $(( $(qemu_beat "$CUR") + 1 )) 120 >/dev/null || echo "no heartbeat after migration" >&2
+  qemu_wait_beat "$next" $(( $(qemu_beat "$CUR") + 1 )) "${BEAT_WAIT:-120}" >/dev/null ||
+    { echo "no heartbeat after migration" >&2; echo "$LABEL" >> "$W/dead"; }
   qemu_check_clean "$next" || echo "GUEST MEMORY DIFFERED" >&2
   CUR=$next SIDE=$other
   echo "$(jget "$W/$next.json" total_ms) $(jget "$W/$next.json" downtime_ms)"
@@ -64,7 +70,9 @@ one() {
 row() {  # LABEL PATH ARGS... : RUNS migrations, one table row
   local label=$1; shift
   local t=() d=() runs=""
+  LABEL=$label
   for _ in $(seq "$RUNS"); do
+    [ -n "${FRESH:-}" ] && boot "$FRESH"
     one "$@" > "$W/result"  # not in a subshell: it moves CUR and SIDE
     read -r a b < "$W/result"
     t+=("$a"); d+=("$b"); runs+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
@@ -76,6 +84,26 @@ row() {  # LABEL PATH ARGS... : RUNS migrations, one table row
 }
 
 header() { echo; echo "### $1"; echo; echo "| path | total s (median) | downtime ms (median) | runs: s/ms |"; echo "| --- | ---: | ---: | --- |"; }
+
+live_rows() {
+  if [ "${LIVE:-1}" = 1 ]; then
+    echo; echo "### ramshift's own live engine on the same link (synthetic ${GUEST_MB} MiB guest, ${DIRTY} MB/s, mixed)"; echo
+    echo "| codec | total s (median) | downtime ms (median) | runs |"; echo "| --- | ---: | ---: | --- |"
+    t=() d=() runs=""
+    for _ in $(seq "$RUNS"); do
+      ip netns exec "$NSB" "$RAMSHIFT" -q receive --listen tcp://10.81.0.2:7000 --once --resume-seconds 1 > "$W/rx.out" &
+      rx=$!
+      for _ in $(seq 100); do grep -q listening "$W/rx.out" 2>/dev/null && break; sleep 0.05; done
+      ip netns exec "$NSA" "$RAMSHIFT" -q send --to tcp://10.81.0.2:7000 --codec auto \
+        --guest "synthetic:size=${GUEST_MB}M,dirty-rate=${DIRTY}M,pattern=mixed" --json "$W/tx.json"
+      wait $rx || echo "receiver failed" >&2
+      a=$(jget "$W/tx.json" total_ms); b=$(jget "$W/tx.json" downtime_ms)
+      t+=("$a"); d+=("$b"); runs+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%.0f ", a / 1000, b}')"
+    done
+    printf '| auto | %.2f | %.1f | %s|\n' "$(printf '%s\n' "${t[@]}" | median | awk '{print $1 / 1000}')" \
+      "$(printf '%s\n' "${d[@]}" | median)" "$runs"
+  fi
+}
 
 if [[ $PHASES == *loopback* ]]; then
   boot 0
@@ -100,22 +128,14 @@ if [[ $PHASES == *link* ]]; then
     done
   done
   qemu_stop_all
-  if [ "${LIVE:-1}" = 1 ]; then
-    echo; echo "### ramshift's own live engine on the same link (synthetic ${GUEST_MB} MiB guest, ${DIRTY} MB/s, mixed)"; echo
-    echo "| codec | total s (median) | downtime ms (median) | runs |"; echo "| --- | ---: | ---: | --- |"
-    t=() d=() runs=""
-    for _ in $(seq "$RUNS"); do
-      ip netns exec "$NSB" "$RAMSHIFT" -q receive --listen tcp://10.81.0.2:7000 --once --resume-seconds 1 > "$W/rx.out" &
-      rx=$!
-      for _ in $(seq 100); do grep -q listening "$W/rx.out" 2>/dev/null && break; sleep 0.05; done
-      ip netns exec "$NSA" "$RAMSHIFT" -q send --to tcp://10.81.0.2:7000 --codec auto \
-        --guest "synthetic:size=${GUEST_MB}M,dirty-rate=${DIRTY}M,pattern=mixed" --json "$W/tx.json"
-      wait $rx || echo "receiver failed" >&2
-      a=$(jget "$W/tx.json" total_ms); b=$(jget "$W/tx.json" downtime_ms)
-      t+=("$a"); d+=("$b"); runs+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%.0f ", a / 1000, b}')"
-    done
-    printf '| auto | %.2f | %.1f | %s|\n' "$(printf '%s\n' "${t[@]}" | median | awk '{print $1 / 1000}')" \
-      "$(printf '%s\n' "${d[@]}" | median)" "$runs"
-  fi
+  live_rows
 fi
+if [[ $PHASES == *dirty* ]]; then
+  header "1 Gbit/s shaped veth, ${GUEST_MB} MiB guest dirtying ${DIRTY} MB/s, a fresh guest per run"
+  FRESH=$DIRTY row "QEMU direct tcp" direct-tcp
+  FRESH=$DIRTY row "QEMU direct multifd 2, zstd" direct-tcp --multifd-channels 2 --multifd-compression zstd
+  qemu_stop_all
+  live_rows
+fi
+[ -s "$W/dead" ] && { echo; echo "migrations whose guest never ran again (no heartbeat in ${BEAT_WAIT:-120} s):"; sort "$W/dead" | uniq -c; }
 echo; echo "medians (ms):"; cat "$W/medians"
