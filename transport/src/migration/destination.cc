@@ -445,7 +445,7 @@ class DestinationRun {
   std::unique_ptr<guest::DestinationMemory> memory_;
   std::unique_ptr<pipeline::MemoryDigest> digest_;
   std::string device_state_;
-  bool live_ = false;  // DEVICE_STATE arrived
+  bool live_ = false;                             // DEVICE_STATE arrived
   std::unique_ptr<guest::SyntheticGuest> guest_;  // declared after memory_: destroyed first
   uint32_t queues_ = 0;
   uint64_t total_pages_ = 0;
