@@ -7,7 +7,8 @@
 #              the namespaces) vs bridges in the namespaces; idle guest, then one dirtying
 #              DIRTY (20) MB/s; plus ramshift's own live engine on the same link (synthetic
 #              guest of the same size and rate) for the live-engine issue
-#   dirty      only the dirtying comparison: QEMU direct tcp and multifd 2 zstd, each run on
+#   dirty      only the dirtying comparison: QEMU direct tcp and multifd 2 zstd, the bridge
+#              (multifd 4 xbzrle+zstd, multifd 2 auto; DIRTY_BRIDGE=0 skips them), each run on
 #              a freshly booted guest (a QEMU migration that leaves a dead guest cannot turn
 #              the next runs into migrations of a dead guest), then ramshift's live engine
 #   e.g. PHASES=dirty bench/qemu_bridge_bench.sh; BEAT_WAIT (120) s for the moved guest's
@@ -134,6 +135,10 @@ if [[ $PHASES == *dirty* ]]; then
   header "1 Gbit/s shaped veth, ${GUEST_MB} MiB guest dirtying ${DIRTY} MB/s, a fresh guest per run"
   FRESH=$DIRTY row "QEMU direct tcp" direct-tcp
   FRESH=$DIRTY row "QEMU direct multifd 2, zstd" direct-tcp --multifd-channels 2 --multifd-compression zstd
+  if [ "${DIRTY_BRIDGE:-1}" = 1 ]; then
+    FRESH=$DIRTY BRIDGE_ARGS="--codec xbzrle+zstd" row "bridge tcp over the link, multifd 4, --codec xbzrle+zstd" bridge-link --multifd-channels 4
+    FRESH=$DIRTY BRIDGE_ARGS="--codec auto" row "bridge tcp over the link, multifd 2, --codec auto" bridge-link --multifd-channels 2
+  fi
   qemu_stop_all
   live_rows
 fi
