@@ -203,18 +203,7 @@ class PointRunner {
   }
 
   Status post_placements(uint32_t queue, uint32_t gen, std::span<const pipeline::Placement> runs) {
-    transport::RemoteWrite writes[64];
-    size_t n = 0;
-    auto post = [&]() -> Status {
-      for (;;) {
-        Status s = conn_->post_write(queue, std::span(writes, n));
-        if (s.code() != ErrorCode::kWouldBlock) {
-          n = 0;
-          return s;
-        }
-        RS_RETURN_IF_ERROR(conn_->wait_writable(queue, milliseconds(30000)));
-      }
-    };
+    transport::RemoteWriter writer(*conn_, queue, milliseconds(30000));
     const auto& local_key = local_keys_[gen];
     for (const auto& run : runs) {
       uint64_t remote = remote_key_.address + run.first_page * s_.page_size;
@@ -229,14 +218,13 @@ class PointRunner {
         uint64_t local_off = reinterpret_cast<uint64_t>(local) - local_key.address;
         if (local_key.chunk_bytes != 0)
           len = std::min<uint64_t>(len, local_key.chunk_bytes - local_off % local_key.chunk_bytes);
-        writes[n++] = {local, len, remote, remote_key_.rkey_at(remote)};
-        if (n == std::size(writes)) RS_RETURN_IF_ERROR(post());
+        RS_RETURN_IF_ERROR(writer.add({local, len, remote, remote_key_.rkey_at(remote)}));
         local += len;
         remote += len;
         left -= len;
       }
     }
-    return n > 0 ? post() : Status::ok();
+    return writer.finish();
   }
 
   Status run_queue(uint32_t q, QueueOutcome& out) {

@@ -293,36 +293,24 @@ class SourceRun {
   Status post_placements(uint32_t q, uint32_t region, std::span<const pipeline::Placement> runs) {
     const std::byte* base = guest_.regions()[region].memory.data();
     const uint64_t local_chunk = local_prep_->region_chunk_bytes(region);
-    transport::RemoteWrite writes[64];
-    size_t n = 0;
-    auto post = [&]() -> Status {
-      for (;;) {
-        Status s = conn_->post_write(q + 1, std::span(writes, n));
-        if (s.code() != ErrorCode::kWouldBlock) {
-          n = 0;
-          return s;
-        }
-        if (abort_.load()) return Status(ErrorCode::kCancelled, "cancelled");
-        Status w = conn_->wait_writable(q + 1, milliseconds(60000));
-        if (!w) return w;
-      }
-    };
+    const uint64_t ps = config_.page_size;
+    transport::RemoteWriter writer(*conn_, q + 1, milliseconds(60000), &abort_);
     for (const auto& run : runs) {
-      uint64_t off = run.first_page * config_.page_size;
+      uint64_t off = run.first_page * ps;
       const uint64_t end = off + run.bytes;
       while (off < end) {
         // A write never crosses a registration, the destination's or ours.
         auto range = remote_.range_at(region, off);
         if (!range)
           return Status(ErrorCode::kInternal, "placed page outside the destination's keys");
-        uint64_t len = std::min(end, range->offset + range->length) - off;
+        uint64_t len = std::min<uint64_t>(end, range->offset + range->length) - off;
         len = std::min(len, local_chunk - off % local_chunk);
-        writes[n++] = {base + off, len, range->address + (off - range->offset), range->rkey};
-        if (n == std::size(writes)) RS_RETURN_IF_ERROR(post());
+        RS_RETURN_IF_ERROR(
+            writer.add({base + off, len, range->address + (off - range->offset), range->rkey}));
         off += len;
       }
     }
-    return n > 0 ? post() : Status::ok();
+    return writer.finish();
   }
 
   Status stream_round(uint32_t round, const Selection& selection) {

@@ -63,4 +63,16 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   return not_built(uri);
 }
 
+Status RemoteWriter::post() {
+  for (;;) {
+    Status s = conn_.post_write(queue_, std::span(pending_, count_));
+    if (s.code() != ErrorCode::kWouldBlock) {
+      count_ = 0;
+      return s;
+    }
+    if (abort_ && abort_->load()) return Status(ErrorCode::kCancelled, "cancelled");
+    RS_RETURN_IF_ERROR(conn_.wait_writable(queue_, wait_));
+  }
+}
+
 }  // namespace ramshift::transport
