@@ -181,7 +181,7 @@ class SourceRun {
   Result<std::vector<std::byte>> await(FrameType want, milliseconds timeout) {
     const auto deadline = Clock::now() + timeout;
     auto f = receive_frame(*conn_, 0, timeout);
-    while (f && f->type == FrameType::kMemoryKeys && want != FrameType::kMemoryKeys) {
+    while (f && f->type == FrameType::kMemoryKeys) {
       RS_RETURN_IF_ERROR(absorb_keys(f->body));
       auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
       f = receive_frame(*conn_, 0, std::max(left, milliseconds(0)));
@@ -295,12 +295,16 @@ class SourceRun {
     const uint64_t local_chunk = local_prep_->region_chunk_bytes(region);
     const uint64_t ps = config_.page_size;
     transport::RemoteWriter writer(*conn_, q + 1, milliseconds(60000), &abort_);
+    // Runs come in page order and a range spans many of them: look one up (a shared lock and
+    // a map search) only when a run leaves the last one, not once per run.
+    std::optional<wire::KeyRange> range;
     for (const auto& run : runs) {
       uint64_t off = run.first_page * ps;
       const uint64_t end = off + run.bytes;
       while (off < end) {
         // A write never crosses a registration, the destination's or ours.
-        auto range = remote_.range_at(region, off);
+        if (!range || off < range->offset || off >= range->offset + range->length)
+          range = remote_.range_at(region, off);
         if (!range)
           return Status(ErrorCode::kInternal, "placed page outside the destination's keys");
         uint64_t len = std::min<uint64_t>(end, range->offset + range->length) - off;
