@@ -153,6 +153,16 @@ rdma_conn_param conn_param(const std::byte* priv) {
   return p;
 }
 
+// Before rdma_connect / rdma_accept: the QP's local ACK timeout, when the tuning sets one.
+Status apply_ack_timeout(rdma_cm_id* id, const RdmaTuning& tuning) {
+  if (tuning.ack_timeout == 0) return Status::ok();
+  auto t = static_cast<uint8_t>(tuning.ack_timeout);
+  log::debug("rdma: local ACK timeout exponent {}", t);
+  if (rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &t, sizeof t) != 0)
+    return errno_status(ErrorCode::kIo, "rdma_set_option(ACK_TIMEOUT)", errno);
+  return Status::ok();
+}
+
 SharedPd alloc_pd(ibv_context* ctx, Status& err) {
   ibv_pd* pd = ibv_alloc_pd(ctx);
   if (!pd) err = errno_status(ErrorCode::kIo, "ibv_alloc_pd", errno);
@@ -254,6 +264,10 @@ class RdmaListener final : public Listener {
     if (!q) {
       log::warn("rdma: cannot set up queue {}: {}", p->queue, q.status().message());
       return;  // the id died with the failed queue, which refuses the peer
+    }
+    if (Status st = apply_ack_timeout((*q)->id(), options_.rdma); !st) {
+      log::warn("rdma: {}", st.message());
+      return;
     }
     std::byte priv[kPrivateBytes];
     encode_private(priv, *p);
@@ -386,6 +400,7 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
           return Status(ErrorCode::kMismatch, "queues resolved to different RDMA devices");
         }
         RS_ASSIGN_OR_RETURN(qs[q], RdmaQueue::create(std::move(ids[q]), pd, options.rdma, q));
+        RS_RETURN_IF_ERROR(apply_ack_timeout(qs[q]->id(), options.rdma));
         std::byte priv[kPrivateBytes];
         PrivateData mine = priv_in;
         mine.queue = static_cast<uint16_t>(q);

@@ -31,6 +31,9 @@ constexpr uint64_t kHelloRecvId = kRecvTag | 1;
 constexpr uint64_t kImmRecvId = kRecvTag | 2;
 constexpr uint64_t kHelloSendId = 1ull << 62;
 
+// How long poll() waits for the reason of an unexplained end (see poll()).
+constexpr std::chrono::milliseconds kExplainGrace{1000};
+
 constexpr uint32_t kHelloMagic = 0x51525352;  // "RSRQ"
 constexpr size_t kHelloBytes = 32;
 
@@ -142,6 +145,10 @@ Status RdmaQueue::init_resources() {
     tuning_.max_inline = 0;
     if (rdma_create_qp(id_.get(), pd_.get(), &qa) != 0) return verbs_error("rdma_create_qp", errno);
   }
+  // Failures that complete none of our work requests (the peer writing outside our memory,
+  // a fatal QP, a port going down) only come as async events.
+  async_watch_ = std::make_unique<AsyncEventWatch>(ctx, id_->qp, cq_.get(), id_->port_num, index_,
+                                                   [this](Status s) { fail(std::move(s)); });
   wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!wake_fd_.valid()) return verbs_error("eventfd", errno);
   wrs_.resize(tuning_.send_queue_depth);
@@ -450,6 +457,7 @@ void RdmaQueue::peer_disconnected() {
   ibv_qp_attr attr{};
   attr.qp_state = IBV_QPS_ERR;
   if (id_->qp) ibv_modify_qp(id_->qp, &attr, IBV_QP_STATE);
+  { std::lock_guard lock(mu_); }  // a waiter has either seen peer_gone_ or gets the notify
   cv_.notify_all();
 }
 
@@ -725,6 +733,21 @@ Result<size_t> RdmaQueue::poll(std::span<ConstBuffer> out, Millis timeout) {
         }
       }
       if (n == 0 && ready_.empty()) {
+        if (failure_.is_ok() && ended_ && !closed_ && !peer_gone_) {
+          // The QP went to the error state with neither side closing: a failure whose
+          // reason comes as an async event (or the peer's DISCONNECTED) on another thread.
+          // Give it a moment so that the caller hears why rather than a bare disconnect.
+          cv_.wait_for(lock, kExplainGrace, [&] { return !failure_.is_ok() || peer_gone_.load(); });
+          // Still nothing: the responder side of the QP failed on a request of the peer's
+          // and the device raised no event (soft-RoCE raises none for a refused write).
+          if (failure_.is_ok() && !peer_gone_)
+            return Status(ErrorCode::kDisconnected,
+                          fmt::format("rdma queue {}: the queue pair failed without a disconnect "
+                                      "from the peer: a request of the peer's was refused here "
+                                      "(most often a one-sided write outside the memory "
+                                      "registered for it); the peer's error says which",
+                                      index_));
+        }
         if (!failure_.is_ok()) return failure_;
         if (ended_ || closed_)
           return Status(ErrorCode::kDisconnected,

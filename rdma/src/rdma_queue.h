@@ -31,6 +31,7 @@
 #include <thread>
 #include <vector>
 
+#include "async_events.h"
 #include "ramshift/base/unique_fd.h"
 #include "ramshift/guest/mapped_memory.h"
 #include "ramshift/transport/transport.h"
@@ -161,6 +162,10 @@ class RdmaQueue {
   uint32_t held_ = 0;  // slots behind the views the last poll() returned
   std::vector<std::byte> reassembly_;
   bool reassembling_ = false;
+
+  // Last member, so destroyed first: no async-event callback runs into a queue being torn
+  // down, and the watch is gone before the QP and CQ it names.
+  std::unique_ptr<AsyncEventWatch> async_watch_;
 };
 
 }  // namespace ramshift::transport::rdma

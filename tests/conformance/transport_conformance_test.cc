@@ -2,6 +2,7 @@
 // A new backend joins by adding its name to kBackends; the tests do not change.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <numeric>
 #include <thread>
@@ -227,6 +228,72 @@ TEST_P(TransportConformance, PollTimesOutWithNothing) {
   ASSERT_TRUE(p.client && p.server);
   ConstBuffer m[1];
   EXPECT_EQ(p.server->poll(0, m, 20ms).value(), 0u);
+}
+
+// One-sided writes (backends with zero_copy_write): the pages a migration places straight
+// into destination memory must be there once a later message on the same queue arrives.
+TEST_P(TransportConformance, RemoteWritesLandBeforeALaterMessageOnTheQueue) {
+  auto p = connect_pair(GetParam(), 2);
+  ASSERT_TRUE(p.client && p.server);
+  if (!p.client->capabilities().zero_copy_write)
+    GTEST_SKIP() << GetParam() << " has no one-sided writes";
+  constexpr size_t kBytes = 4 << 20;
+  std::vector<std::byte> target(kBytes), source(kBytes);
+  for (size_t i = 0; i < kBytes; ++i) source[i] = static_cast<std::byte>((i * 7 + i / 4096) & 0xff);
+  auto key = p.server->register_memory(target, MemoryAccess::kRemoteWrite);
+  ASSERT_TRUE(key.is_ok()) << key.status().message();
+  ASSERT_TRUE(p.client->register_memory(source, MemoryAccess::kLocal).is_ok());
+  // Runs of every size from one page to 1 MiB, on queue 1, then a message behind them.
+  std::vector<RemoteWrite> writes;
+  for (size_t off = 0, len = 4096; off < kBytes;
+       off += len, len = std::min<size_t>(2 * len, 1 << 20))
+    writes.push_back({source.data() + off, std::min(len, kBytes - off), key->address + off,
+                      key->rkey_at(key->address + off)});
+  for (size_t i = 0; i < writes.size(); i += 8) {
+    auto group = std::span(writes).subspan(i, std::min<size_t>(8, writes.size() - i));
+    Status st;
+    while ((st = p.client->post_write(1, group)).code() == ErrorCode::kWouldBlock)
+      ASSERT_TRUE(p.client->wait_writable(1, 5s).is_ok());
+    ASSERT_TRUE(st.is_ok()) << st.message();
+  }
+  auto m = make_message(1, 0, 100);
+  ASSERT_TRUE(send_blocking(*p.client, 1, m).is_ok());
+  ASSERT_TRUE(p.client->flush(1, 5s).is_ok());
+  ConstBuffer in[1];
+  auto n = p.server->poll(1, in, 10s);
+  ASSERT_TRUE(n.is_ok()) << n.status().message();
+  ASSERT_EQ(*n, 1u);
+  EXPECT_TRUE(check_message(in[0], 1, 0));
+  EXPECT_TRUE(target == source) << "the writes had not all landed when the message arrived";
+}
+
+// A write with a key the peer never gave fails on both sides, each saying why: the writer
+// hears the peer refused it; the peer, whose QP had no work request to fail, must not take
+// it for an ordinary disconnect.
+TEST_P(TransportConformance, AWriteWithAWrongKeyFailsBothSidesWithTheReason) {
+  auto p = connect_pair(GetParam(), 1);
+  ASSERT_TRUE(p.client && p.server);
+  if (!p.client->capabilities().zero_copy_write)
+    GTEST_SKIP() << GetParam() << " has no one-sided writes";
+  std::vector<std::byte> target(1 << 20), source(1 << 20, std::byte{0x5a});
+  auto key = p.server->register_memory(target, MemoryAccess::kRemoteWrite);
+  ASSERT_TRUE(key.is_ok()) << key.status().message();
+  ASSERT_TRUE(p.client->register_memory(source, MemoryAccess::kLocal).is_ok());
+  RemoteWrite bad{source.data(), 65536, key->address, key->rkey_at(key->address) ^ 0x5a5a00u};
+  ASSERT_TRUE(p.client->post_write(0, std::span(&bad, 1)).is_ok());
+  Status writer = p.client->flush(0, 10s);
+  EXPECT_EQ(writer.code(), ErrorCode::kProtocol) << writer.message();
+  ConstBuffer in[1];
+  auto r = p.server->poll(0, in, 10s);
+  ASSERT_FALSE(r.is_ok()) << "the target side went on as if nothing happened";
+  // Hardware names the fault by an async event; soft-RoCE raises none, and the queue says
+  // what it can tell: the failure was not a disconnect, and a request of the peer's caused it.
+  const std::string& why = r.status().message();
+  EXPECT_TRUE(why.find("outside the memory") != std::string::npos ||
+              why.find("without a disconnect") != std::string::npos)
+      << why;
+  EXPECT_TRUE(
+      std::all_of(target.begin(), target.end(), [](std::byte b) { return b == std::byte{0}; }));
 }
 
 TEST_P(TransportConformance, QueueIndexIsChecked) {

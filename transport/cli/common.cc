@@ -46,6 +46,11 @@ void RdmaFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--rdma-inline", tuning.max_inline, "send payloads up to N bytes inline")
       ->capture_default_str()
       ->group(g);
+  cmd->add_option("--rdma-ack-timeout", tuning.ack_timeout,
+                  "local ACK timeout exponent: 4.096 us * 2^N before a retransmission "
+                  "(1..31; 0 = rdma_cm's default from the route)")
+      ->capture_default_str()
+      ->group(g);
   cmd->add_option("--rdma-busy-poll", tuning.busy_poll,
                   "true: completion pollers spin (a core per queue); false: sleep on events")
       ->capture_default_str()
@@ -64,6 +69,8 @@ Result<transport::RdmaTuning> RdmaFlags::resolve() const {
   if (t.send_queue_depth < 8 || t.signal_every < 1 || t.signal_every > t.send_queue_depth / 2)
     return Status(ErrorCode::kInvalidArgument,
                   "--rdma-sq-depth must be >= 8 and --rdma-signal-every 1..half of it");
+  if (t.ack_timeout > 31)
+    return Status(ErrorCode::kInvalidArgument, "--rdma-ack-timeout must be 0..31");
   return t;
 }
 

@@ -138,6 +138,10 @@ struct RdmaTuning {
   // Completion pollers spin instead of sleeping on the completion channel: lower latency,
   // one busy core per queue. Events (false) suit hosts with fewer cores than queues.
   bool busy_poll = false;
+  // Local ACK timeout, as the exponent of 4.096 us * 2^N (perftest uses 14 = 67 ms; 1..31).
+  // 0 leaves rdma_cm's choice, derived from the route's packet lifetime (about 0.5-1 s on
+  // RoCE). A lost packet is retransmitted only after it, up to 7 times.
+  uint32_t ack_timeout = 0;
 };
 
 struct TransportOptions {
