@@ -98,13 +98,14 @@ void finish(const qemu::BridgeReport& r, const std::string& json) {
   }
   uint64_t multifd = 0;
   for (auto& c : r.channels) multifd += c.packets;
-  fmt::print(stderr,
-             "ramshift: {} done: {} channel(s), {} of QEMU stream in {:.2f} s, {} on the wire "
-             "over {}; {} multifd packets re-encoded (pages zero {} xbzrle {} zstd {} raw {}); "
-             "every channel verified (bytes + CRC32C)\n",
-             r.role, r.channels.size(), format_bytes(r.guest_bytes), r.total_ms / 1000,
-             format_bytes(r.wire_bytes), r.transport, multifd, r.pages.zero, r.pages.xbzrle,
-             r.pages.zstd, r.pages.raw);
+  fmt::print(
+      stderr,
+      "ramshift: {} done: {} channel(s), {} of QEMU stream in {:.2f} s, {} on the wire "
+      "over {}; {} multifd packets re-encoded (pages zero {} xbzrle {} zstd {} raw {} placed "
+      "{}); every channel verified (bytes + XXH3)\n",
+      r.role, r.channels.size(), format_bytes(r.guest_bytes), r.total_ms / 1000,
+      format_bytes(r.wire_bytes), r.transport, multifd, r.pages.zero, r.pages.xbzrle, r.pages.zstd,
+      r.pages.raw, r.pages.placed);
 }
 
 int run_source(const BridgeOptions& o) {

@@ -256,11 +256,12 @@ int run(const MigrateOptions& o) {
       auto b = report["bridge_source"];
       fmt::print(stderr,
                  "qemu-migrate: bridge over {}: {} of QEMU stream, {} on the wire, pages zero {} "
-                 "xbzrle {} zstd {} raw {}, verified {}\n",
+                 "xbzrle {} zstd {} raw {} placed {}, verified {}\n",
                  o.via, format_bytes(b.value("guest_bytes", 0ull)),
                  format_bytes(b.value("wire_bytes", 0ull)), b["pages"].value("zero", 0),
                  b["pages"].value("xbzrle", 0), b["pages"].value("zstd", 0),
-                 b["pages"].value("raw", 0), b.value("verified", false));
+                 b["pages"].value("raw", 0), b["pages"].value("placed", 0),
+                 b.value("verified", false));
     }
     if (!outcome)
       fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", outcome.message(),

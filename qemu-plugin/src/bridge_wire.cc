@@ -30,7 +30,7 @@ Result<BridgeHeader> decode_header(std::span<const std::byte> m) {
         fmt::format("magic {:#010x} is not a ramshift bridge's (is the peer a bridge?)", magic));
   BridgeHeader h;
   uint8_t kind = static_cast<uint8_t>(m[4]);
-  if (kind < 1 || kind > static_cast<uint8_t>(BridgeKind::kError))
+  if (kind < 1 || kind > static_cast<uint8_t>(BridgeKind::kRelease))
     return bad(fmt::format("unknown kind {}", kind));
   h.kind = static_cast<BridgeKind>(kind);
   h.flags = static_cast<uint8_t>(m[5]);
@@ -44,7 +44,9 @@ Result<BridgeHeader> decode_header(std::span<const std::byte> m) {
   if (h.length != m.size() - kBridgeHeaderBytes)
     return bad(fmt::format("length {} but {} bytes follow the header", h.length,
                            m.size() - kBridgeHeaderBytes));
-  if (h.flags != 0) return bad(fmt::format("flags {:#x} not defined for kind {}", h.flags, kind));
+  const uint8_t allowed = h.kind == BridgeKind::kPages ? kPagesPlaced : 0;
+  if (h.flags & ~allowed)
+    return bad(fmt::format("flags {:#x} not defined for kind {}", h.flags, kind));
   return h;
 }
 
@@ -87,6 +89,34 @@ Result<CloseInfo> decode_close(std::span<const std::byte> body) {
   c.bytes = load_le<uint64_t>(body.data());
   c.hash = load_le<uint64_t>(body.data() + 8);
   return c;
+}
+
+void encode_keys(const SlotKeys& k, std::byte* out) {
+  store_le<uint32_t>(out, k.slots);
+  store_le<uint32_t>(out + 4, k.slot_bytes);
+  store_le<uint64_t>(out + 8, k.address);
+  store_le<uint32_t>(out + 16, k.rkey);
+  store_le<uint32_t>(out + 20, 0);
+}
+
+Result<SlotKeys> decode_keys(std::span<const std::byte> body) {
+  if (body.size() != kKeysBytes)
+    return bad(fmt::format("KEYS of {} bytes, expected {}", body.size(), kKeysBytes));
+  SlotKeys k;
+  k.slots = load_le<uint32_t>(body.data());
+  k.slot_bytes = load_le<uint32_t>(body.data() + 4);
+  k.address = load_le<uint64_t>(body.data() + 8);
+  k.rkey = load_le<uint32_t>(body.data() + 16);
+  if (load_le<uint32_t>(body.data() + 20) != 0) return bad("KEYS reserved field is not 0");
+  if (k.slots == 0 || k.slots > kMaxPlacementSlots)
+    return bad(fmt::format("KEYS offers {} slots, outside 1..{}", k.slots, kMaxPlacementSlots));
+  if (k.slot_bytes < 4096 || k.slot_bytes > kMaxSlotBytes || k.slot_bytes % 4096 != 0)
+    return bad(fmt::format("KEYS slot of {} bytes is not whole pages within 4 KiB..{} MiB",
+                           k.slot_bytes, kMaxSlotBytes >> 20));
+  const uint64_t span = uint64_t{k.slots} * k.slot_bytes;
+  if (k.address == 0 || k.address + span < k.address)
+    return bad("KEYS slot range is empty or wraps");
+  return k;
 }
 
 }  // namespace ramshift::qemu

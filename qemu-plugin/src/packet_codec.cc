@@ -23,8 +23,13 @@ PacketEncoder::PacketEncoder(const pipeline::CodecConfig& codec,
                              pipeline::CompressionGovernor* governor, size_t cache_bytes)
     : codec_(codec), governor_(governor), cache_bytes_(cache_bytes) {}
 
-std::span<const std::span<const std::byte>> PacketEncoder::encode(
-    const MultifdPacket& k, std::span<const std::byte> packet) {
+std::span<const pipeline::Placement> PacketEncoder::placements() const {
+  return encoder_ ? encoder_->placements() : std::span<const pipeline::Placement>();
+}
+
+std::span<const std::span<const std::byte>> PacketEncoder::encode(const MultifdPacket& k,
+                                                                  std::span<const std::byte> packet,
+                                                                  bool place) {
   segments_.clear();
   store_le<uint32_t>(prefix_, static_cast<uint32_t>(k.header_bytes));
   segments_.push_back({prefix_, 4});
@@ -40,6 +45,8 @@ std::span<const std::span<const std::byte>> PacketEncoder::encode(
   pipeline::BatchPolicy policy;
   policy.compress = governor_ && governor_->should_compress();
   policy.cache_insert = pipeline::codec_uses_xbzrle(codec_.mode);
+  policy.place_raw = place;
+  policy.stable_pages = true;  // the bridge's own copy of the packet
   encoder_->begin(0, 0, policy);
   const std::byte* pages = packet.data() + k.header_bytes;
   for (uint32_t i = 0; i < k.normal_pages; ++i)
@@ -52,6 +59,17 @@ std::span<const std::span<const std::byte>> PacketEncoder::encode(
 }
 
 Result<std::span<const std::byte>> PacketDecoder::decode(std::span<const std::byte> body) {
+  return rebuild(body, {});
+}
+
+Result<std::span<const std::byte>> PacketDecoder::decode_in_place(std::span<const std::byte> body,
+                                                                  std::span<std::byte> slot) {
+  if (slot.empty()) return Status(ErrorCode::kInvalidArgument, "decode_in_place without a slot");
+  return rebuild(body, slot);
+}
+
+Result<std::span<const std::byte>> PacketDecoder::rebuild(std::span<const std::byte> body,
+                                                          std::span<std::byte> slot) {
   auto bad = [](const std::string& what) {
     return Status(ErrorCode::kProtocol, "multifd PAGES message: " + what);
   };
@@ -68,11 +86,20 @@ Result<std::span<const std::byte>> PacketDecoder::decode(std::span<const std::by
   if (k.header_bytes != header_len)
     return bad(fmt::format("header_len {} but the header says {}", header_len, k.header_bytes));
   auto batch = body.subspan(4 + header_len);
-  packet_.resize(k.total_bytes());
-  std::memcpy(packet_.data(), header.data(), header_len);
+  std::span<std::byte> out;
+  if (slot.empty()) {
+    packet_.resize(k.total_bytes());
+    out = packet_;
+  } else {
+    if (k.total_bytes() > slot.size())
+      return bad(
+          fmt::format("a {}-byte packet placed in a {}-byte slot", k.total_bytes(), slot.size()));
+    out = slot.first(k.total_bytes());
+  }
+  std::memcpy(out.data(), header.data(), header_len);
   if (k.normal_pages == 0) {
     if (!batch.empty()) return bad("page batch after a packet without pages");
-    return std::span<const std::byte>(packet_.data(), header_len);
+    return std::span<const std::byte>(out.data(), header_len);
   }
   if (!decoder_) {
     page_size_ = k.page_size;
@@ -80,8 +107,10 @@ Result<std::span<const std::byte>> PacketDecoder::decode(std::span<const std::by
                                                         cache_bytes_);
   }
   keys_.fill(k, header, key_buf_);
-  std::span<std::byte> payload(packet_.data() + header_len, k.payload_bytes);
+  std::span<std::byte> payload(out.data() + header_len, k.payload_bytes);
   std::span<std::byte> regions[] = {payload};
+  // kPlaced entries are only believed where the peer could have written: in a slot.
+  decoder_->allow_placed(!slot.empty());
   RS_ASSIGN_OR_RETURN(pipeline::DecodedBatch d, decoder_->apply(batch, regions, nullptr, key_buf_));
   // A batch short of pages would leave bytes of an earlier packet in place; a page sent
   // twice in place of another is caught by the channel's CLOSE CRC.
@@ -89,7 +118,7 @@ Result<std::span<const std::byte>> PacketDecoder::decode(std::span<const std::by
     return bad(fmt::format("batch carries {} pages for {} in the packet", d.counts.total(),
                            k.normal_pages));
   counts_ += d.counts;
-  return std::span<const std::byte>(packet_);
+  return std::span<const std::byte>(out);
 }
 
 }  // namespace ramshift::qemu

@@ -38,8 +38,14 @@ class PacketEncoder {
                 size_t cache_bytes);
   // Encodes `packet` (header and payload: k.total_bytes() bytes). The result is a gather
   // list valid until the next call.
+  // With `place`, raw pages are left out of the batch as kPlaced entries and listed by
+  // placements() (first_page = page index within the packet): the caller writes each run to
+  // header_bytes + first_page * page_size of the destination's slot before sending the body.
+  // `packet` must then stay unchanged until those writes are done.
   std::span<const std::span<const std::byte>> encode(const MultifdPacket& k,
-                                                     std::span<const std::byte> packet);
+                                                     std::span<const std::byte> packet,
+                                                     bool place = false);
+  std::span<const pipeline::Placement> placements() const;
   const pipeline::PageCounts& counts() const { return counts_; }
 
  private:
@@ -61,9 +67,16 @@ class PacketDecoder {
   // Validates a PAGES body and returns the rebuilt packet (valid until the next call).
   // kProtocol/kCorrupt naming the fault for anything that does not add up.
   Result<std::span<const std::byte>> decode(std::span<const std::byte> body);
+  // The same for a PLACED body: the packet is rebuilt in `slot`, whose kPlaced pages the
+  // peer already wrote at their final offsets; returns the packet's span of `slot`.
+  Result<std::span<const std::byte>> decode_in_place(std::span<const std::byte> body,
+                                                     std::span<std::byte> slot);
   const pipeline::PageCounts& counts() const { return counts_; }
 
  private:
+  // `slot` empty: rebuild in packet_.
+  Result<std::span<const std::byte>> rebuild(std::span<const std::byte> body,
+                                             std::span<std::byte> slot);
   pipeline::PageCounts counts_;
   size_t cache_bytes_;
   size_t page_size_ = 0;

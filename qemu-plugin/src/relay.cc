@@ -16,6 +16,11 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr uint32_t kQevmMagic = 0x5145564d;  // "QEVM", QEMU's main migration stream
+// Reassembly slots a destination offers per channel over rdma://: one 7.2/9.x packet of
+// 128 pages of 4 KiB (512 KiB plus header) fits a slot; 8 keep the link busy while QEMU
+// reads the packets already delivered.
+constexpr uint32_t kPlacementSlots = 8;
+constexpr uint32_t kPlacementSlotBytes = 1u << 20;
 // Largest multifd packet re-encoded (header, offsets and pages); larger ones pass through.
 constexpr size_t kMaxPacketBytes = 16u << 20;
 
@@ -64,8 +69,10 @@ Relay::Relay(transport::Connection& conn, Side side, const BridgeConfig& config,
                 config.codec.mode == pipeline::CodecMode::kZstd ||
                     config.codec.mode == pipeline::CodecMode::kXbzrleZstd) {
   cache_bytes_ = std::min<uint64_t>(config.codec.xbzrle_cache_bytes / conn.queue_count(), 1u << 30);
-  for (uint32_t q = 0; q < conn.queue_count(); ++q)
+  for (uint32_t q = 0; q < conn.queue_count(); ++q) {
     send_mu_.push_back(std::make_unique<std::mutex>());
+    pools_.push_back(std::make_unique<SlotPool>());
+  }
   channels_.resize(conn.queue_count());
 }
 
@@ -74,6 +81,11 @@ Relay::~Relay() { stop(); }
 Status Relay::post_segments(uint32_t queue, std::span<const std::span<const std::byte>> segs,
                             bool even_if_failed) {
   std::lock_guard lock(*send_mu_[queue]);
+  return post_segments_locked(queue, segs, even_if_failed);
+}
+
+Status Relay::post_segments_locked(uint32_t queue, std::span<const std::span<const std::byte>> segs,
+                                   bool even_if_failed) {
   size_t bytes = 0;
   for (auto s : segs) bytes += s.size();
   auto give_up = Clock::now() + 2s;  // for a last ERROR message only
@@ -93,9 +105,10 @@ Status Relay::post_segments(uint32_t queue, std::span<const std::span<const std:
 }
 
 Status Relay::post(uint32_t queue, BridgeKind kind, uint16_t channel,
-                   std::span<const std::byte> body, bool even_if_failed) {
+                   std::span<const std::byte> body, bool even_if_failed, uint8_t flags,
+                   uint32_t aux) {
   std::byte header[kBridgeHeaderBytes];
-  encode_header({kind, 0, channel, static_cast<uint32_t>(body.size()), 0}, header);
+  encode_header({kind, flags, channel, static_cast<uint32_t>(body.size()), aux}, header);
   std::span<const std::byte> segs[] = {{header, sizeof header}, body};
   return post_segments(queue, {segs, body.empty() ? 1u : 2u}, even_if_failed);
 }
@@ -106,6 +119,9 @@ Status Relay::handshake(std::chrono::milliseconds timeout) {
   mine.cache_bytes = static_cast<uint32_t>(cache_bytes_);
   // Every destination bridge decodes PAGES; a source sends them only when configured to.
   mine.capabilities = side_ == Side::kDest || config_.multifd_aware ? kCapMultifdPages : 0;
+  // Placement needs one-sided writes (rdma://); the source uses it only for PAGES.
+  if (conn_.capabilities().zero_copy_write && (side_ == Side::kDest || config_.multifd_aware))
+    mine.capabilities |= kCapPlacement;
   std::byte body[kHelloBytes];
   encode_hello(mine, body);
   if (side_ == Side::kSource) RS_RETURN_IF_ERROR(post(0, BridgeKind::kHello, 0, body));
@@ -130,6 +146,7 @@ Status Relay::handshake(std::chrono::milliseconds timeout) {
   if (side_ == Side::kDest) cache_bytes_ = theirs.cache_bytes;
   peer_takes_pages_ = side_ == Side::kSource && config_.multifd_aware &&
                       (theirs.capabilities & kCapMultifdPages) != 0;
+  place_ = (mine.capabilities & theirs.capabilities & kCapPlacement) != 0;
   if (side_ == Side::kDest) RS_RETURN_IF_ERROR(post(0, BridgeKind::kHello, 0, body));
   return Status::ok();
 }
@@ -297,15 +314,21 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
           c->hash_out.update(packet);
           c->bytes_out += packet.size();
           if (progress_) progress_->bytes_to_dest += packet.size();
-          auto segs = c->encoder->encode(k, packet);
-          all.clear();
-          size_t body = 0;
-          for (auto s : segs) body += s.size();
-          std::byte header[kBridgeHeaderBytes];
-          encode_header({BridgeKind::kPages, 0, c->id, static_cast<uint32_t>(body), 0}, header);
-          all.push_back({header, sizeof header});
-          all.insert(all.end(), segs.begin(), segs.end());
-          RS_RETURN_IF_ERROR(post_segments(c->id, all, false));
+          RS_ASSIGN_OR_RETURN(int slot, k.normal_pages > 0 ? acquire_slot(c->id, k.total_bytes())
+                                                           : Result<int>(-1));
+          auto segs = c->encoder->encode(k, packet, slot >= 0);
+          if (slot >= 0) {
+            RS_RETURN_IF_ERROR(send_placed(c, slot, k, segs));
+          } else {
+            all.clear();
+            size_t body = 0;
+            for (auto s : segs) body += s.size();
+            std::byte header[kBridgeHeaderBytes];
+            encode_header({BridgeKind::kPages, 0, c->id, static_cast<uint32_t>(body), 0}, header);
+            all.push_back({header, sizeof header});
+            all.insert(all.end(), segs.begin(), segs.end());
+            RS_RETURN_IF_ERROR(post_segments(c->id, all, false));
+          }
           ++c->packets;
           start += k.total_bytes();
           continue;
@@ -323,6 +346,107 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
       return Status::ok();
     }
   }
+}
+
+// --- placement (rdma://) -------------------------------------------------------------------
+
+Status Relay::offer_slots(uint16_t id) {
+  SlotPool& pool = *pools_[id];
+  const uint64_t bytes = uint64_t{kPlacementSlots} * kPlacementSlotBytes;
+  RS_ASSIGN_OR_RETURN(pool.memory, guest::MappedMemory::anonymous(bytes));
+  RS_ASSIGN_OR_RETURN(
+      transport::MemoryKey key,
+      conn_.register_memory(pool.memory.bytes(), transport::MemoryAccess::kRemoteWrite));
+  if (key.rkeys.size() != 1) return Status::ok();  // split registration: no placement
+  pool.keys = {kPlacementSlots, kPlacementSlotBytes, key.address, key.rkeys[0]};
+  std::byte body[kKeysBytes];
+  encode_keys(pool.keys, body);
+  return post(id, BridgeKind::kKeys, id, body);
+}
+
+Status Relay::take_keys(uint16_t id, std::span<const std::byte> body) {
+  if (side_ != Side::kSource || !place_)
+    return Status(ErrorCode::kProtocol, "bridge message: KEYS without placement agreed");
+  RS_ASSIGN_OR_RETURN(SlotKeys keys, decode_keys(body));
+  SlotPool& pool = *pools_[id];
+  {
+    std::lock_guard lock(mu_);
+    if (pool.keys.slots != 0)
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("bridge message: KEYS for channel {} twice", id));
+  }
+  // The staging copy the writes leave from; registered like the destination's slots.
+  const uint64_t bytes = uint64_t{keys.slots} * keys.slot_bytes;
+  RS_ASSIGN_OR_RETURN(auto memory, guest::MappedMemory::anonymous(bytes));
+  RS_RETURN_IF_ERROR(
+      conn_.register_memory(memory.bytes(), transport::MemoryAccess::kLocal).status());
+  std::lock_guard lock(mu_);
+  pool.memory = std::move(memory);
+  pool.in_flight.assign(keys.slots, false);
+  pool.keys = keys;
+  cv_.notify_all();
+  return Status::ok();
+}
+
+Status Relay::take_release(uint16_t id, uint32_t slot) {
+  std::lock_guard lock(mu_);
+  SlotPool& pool = *pools_[id];
+  if (side_ != Side::kSource || slot >= pool.in_flight.size() || !pool.in_flight[slot])
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("bridge message: RELEASE of slot {} of channel {}, which is not "
+                              "in flight",
+                              slot, id));
+  pool.in_flight[slot] = false;
+  cv_.notify_all();
+  return Status::ok();
+}
+
+Result<int> Relay::acquire_slot(uint16_t id, size_t bytes) {
+  std::unique_lock lock(mu_);
+  SlotPool& pool = *pools_[id];
+  if (!place_ || pool.keys.slots == 0 || bytes > pool.keys.slot_bytes) return -1;
+  for (;;) {
+    if (failed_flag_ || stopping_) return Status(ErrorCode::kCancelled, "bridge failed");
+    for (size_t i = 0; i < pool.in_flight.size(); ++i)
+      if (!pool.in_flight[i]) {
+        pool.in_flight[i] = true;
+        return static_cast<int>(i);
+      }
+    cv_.wait_for(lock, 100ms);
+  }
+}
+
+Status Relay::send_placed(Channel* c, int slot, const MultifdPacket& k,
+                          std::span<const std::span<const std::byte>> segs) {
+  SlotPool& pool = *pools_[c->id];  // keys and memory are fixed once set
+  const size_t base = size_t(slot) * pool.keys.slot_bytes + k.header_bytes;
+  std::byte* local = pool.memory.bytes().data();
+  size_t body = 0;
+  for (auto s : segs) body += s.size();
+  std::byte header[kBridgeHeaderBytes];
+  encode_header({BridgeKind::kPages, kPagesPlaced, c->id, static_cast<uint32_t>(body),
+                 static_cast<uint32_t>(slot)},
+                header);
+  std::vector<std::span<const std::byte>> all;
+  all.reserve(segs.size() + 1);
+  all.push_back({header, sizeof header});
+  all.insert(all.end(), segs.begin(), segs.end());
+  // The writes and the message that follows them go out under one lock: RC delivers them
+  // in posting order, so the pages are in the slot before the message arrives.
+  std::lock_guard lock(*send_mu_[c->id]);
+  transport::RemoteWriter writer(conn_, c->id, std::chrono::milliseconds(30000), &failed_);
+  size_t placed = 0;
+  for (const pipeline::Placement& run : c->encoder->placements()) {
+    const size_t off = base + run.first_page * k.page_size;
+    std::memcpy(local + off, run.memory, run.bytes);
+    RS_RETURN_IF_ERROR(
+        writer.add({local + off, run.bytes, pool.keys.address + off, pool.keys.rkey}));
+    placed += run.bytes;
+  }
+  RS_RETURN_IF_ERROR(writer.finish());
+  wire_bytes_ += placed;
+  if (progress_) progress_->wire_bytes += placed;
+  return post_segments_locked(c->id, all, false);
 }
 
 // --- peer -> QEMU --------------------------------------------------------------------------
@@ -386,6 +510,11 @@ Status Relay::handle(uint32_t queue, std::span<const std::byte> m) {
                     "bridge message: OPEN sent to a source bridge or with a body");
     return handle_open(h.channel);
   }
+  if (h.kind == BridgeKind::kKeys) return take_keys(h.channel, body);
+  if (h.kind == BridgeKind::kRelease) {
+    if (!body.empty()) return Status(ErrorCode::kProtocol, "bridge message: RELEASE with a body");
+    return take_release(h.channel, h.aux);
+  }
   Channel* c;
   {
     std::lock_guard lock(mu_);
@@ -404,11 +533,24 @@ Status Relay::handle(uint32_t queue, std::span<const std::byte> m) {
       if (side_ != Side::kDest)
         return Status(ErrorCode::kProtocol, "bridge message: PAGES sent to a source bridge");
       if (!c->decoder) c->decoder = std::make_unique<PacketDecoder>(cache_bytes_);
-      auto packet = c->decoder->decode(body);
+      const bool placed = h.flags & kPagesPlaced;
+      SlotPool& pool = *pools_[c->id];  // only this thread and offer_slots() touch it here
+      if (placed && h.aux >= pool.keys.slots)
+        return Status(ErrorCode::kProtocol,
+                      fmt::format("bridge message: PAGES placed in slot {} of channel {}, which "
+                                  "offered {}",
+                                  h.aux, c->id, pool.keys.slots));
+      auto packet = placed
+                        ? c->decoder->decode_in_place(
+                              body, pool.memory.bytes().subspan(
+                                        size_t{h.aux} * pool.keys.slot_bytes, pool.keys.slot_bytes))
+                        : c->decoder->decode(body);
       if (!packet) return packet.status().with_context(fmt::format("channel {}", c->id));
       c->mode = "multifd";
       ++c->packets;
-      return deliver(c, *packet);
+      RS_RETURN_IF_ERROR(deliver(c, *packet));
+      // Delivered (QEMU's socket has the bytes): the source may write the slot again.
+      return placed ? post(c->id, BridgeKind::kRelease, c->id, {}, false, 0, h.aux) : Status::ok();
     }
     case BridgeKind::kClose: {
       RS_ASSIGN_OR_RETURN(CloseInfo info, decode_close(body));
@@ -442,6 +584,17 @@ Status Relay::handle_open(uint16_t id) {
   auto local = opener_(id);
   if (!local) return local.status().with_context(fmt::format("opening channel {}", id));
   open_channel(id, std::move(local).value());
+  if (place_) {
+    // Without slots the channel still works (unplaced PAGES): say why and go on.
+    Status offered = offer_slots(id);
+    if (!offered && offered.code() != ErrorCode::kCancelled)
+      log::warn(
+          "bridge: channel {}: no reassembly slots for placement ({}); pages travel in "
+          "messages",
+          id, offered.message());
+    else if (!offered)
+      return offered;
+  }
   std::lock_guard lock(mu_);
   ++next_open_;
   cv_.notify_all();

@@ -14,6 +14,7 @@
 
 #include "local_channel.h"
 #include "packet_codec.h"
+#include "ramshift/guest/mapped_memory.h"
 #include "ramshift/pipeline/compression_governor.h"
 #include "ramshift/qemu/bridge.h"
 #include "ramshift/qemu/bridge_wire.h"
@@ -51,10 +52,29 @@ class Relay {
 
  private:
   struct Channel;
+  // A channel's reassembly slots (rdma:// placement): the destination's registered for
+  // remote writes, and the source's registered staging copy of them, slot for slot.
+  struct SlotPool {
+    SlotKeys keys;                // ready when keys.slots > 0
+    guest::MappedMemory memory;   // slots * slot_bytes
+    std::vector<bool> in_flight;  // source: written, not yet RELEASEd
+  };
   Status post(uint32_t queue, BridgeKind kind, uint16_t channel, std::span<const std::byte> body,
-              bool even_if_failed = false);
+              bool even_if_failed = false, uint8_t flags = 0, uint32_t aux = 0);
   Status post_segments(uint32_t queue, std::span<const std::span<const std::byte>> segs,
                        bool even_if_failed);
+  // Caller holds send_mu_[queue].
+  Status post_segments_locked(uint32_t queue, std::span<const std::span<const std::byte>> segs,
+                              bool even_if_failed);
+  // Source: a free slot of channel `id` for a packet of `bytes` (waiting for a RELEASE if
+  // all are in flight), or -1 when the channel has no slots (yet) or the packet is too big.
+  Result<int> acquire_slot(uint16_t id, size_t bytes);
+  // Source: writes the encoder's placements into slot `slot`, then the PAGES message.
+  Status send_placed(Channel* c, int slot, const MultifdPacket& k,
+                     std::span<const std::span<const std::byte>> segs);
+  Status offer_slots(uint16_t id);                                 // destination, on OPEN
+  Status take_keys(uint16_t id, std::span<const std::byte> body);  // source
+  Status take_release(uint16_t id, uint32_t slot);                 // source
   Channel* open_channel(uint16_t id, LocalChannel local);
   void reader_loop(Channel* c);
   Status relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t have);
@@ -72,7 +92,9 @@ class Relay {
   BridgeProgress* progress_;
   Opener opener_;
   bool peer_takes_pages_ = false;
-  size_t cache_bytes_;  // per channel, the source's figure on both sides
+  bool place_ = false;                            // both HELLOs offered placement (rdma://)
+  std::vector<std::unique_ptr<SlotPool>> pools_;  // index = channel; under mu_
+  size_t cache_bytes_;                            // per channel, the source's figure on both sides
   size_t max_chunk_;
   pipeline::CompressionGovernor governor_;
 

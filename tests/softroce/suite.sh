@@ -100,6 +100,11 @@ if [ -x "$QEMU" ]; then
     cmp -s "$WORK/src.img" "$WORK/qemu-dst.ram" && pass "destination RAM identical to the source's ($ch channels)" ||
       fail "destination RAM differs ($ch channels)"
     grep -q '"transport": "rdma"' "$WORK/qm-$ch.json" && pass "the bridges used rdma" || fail "bridges not on rdma"
+    if [ $ch -gt 0 ]; then  # multifd packets: raw pages go by RDMA WRITE into reassembly slots
+      placed=$(grep -o '"placed": *[0-9]*' "$WORK/qm-$ch.json" | head -1 | grep -o '[0-9]*$')
+      [ "${placed:-0}" -gt 1000 ] && pass "$placed multifd pages placed by RDMA WRITE at their final offset" ||
+        fail "only ${placed:-0} multifd pages were placed"
+    fi
   done
 else
   fail "no $QEMU in the VM (run.sh copies it in)"

@@ -84,10 +84,11 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
     if ((k == PageKind::kZero && len != 0) || (k == PageKind::kRaw && len != page_size_) ||
         (k == PageKind::kXbzrle && len >= page_size_) || (k == PageKind::kPlaced && len != 0))
       return bad(fmt::format("entry {}: len {} is invalid for its kind", i, len));
-    if (k == PageKind::kPlaced && (!allow_placed_ || (eflags & kEntryCacheInsert)))
-      return bad(fmt::format("entry {}: a placed page, but {}", i,
-                             allow_placed_ ? "placed pages never enter the cache"
-                                           : "this session has no remote-write memory"));
+    if (k == PageKind::kPlaced && !allow_placed_)
+      return bad(
+          fmt::format("entry {}: a placed page, but this session has no remote-write "
+                      "memory",
+                      i));
     if ((k == PageKind::kXbzrle || (eflags & kEntryCacheInsert)) && !cache_.enabled())
       return bad(fmt::format("entry {}: uses the XBZRLE cache, which this session has not got", i));
     sum += len;
@@ -127,6 +128,9 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
         ++(compressed ? out.counts.zstd : out.counts.raw);
         break;
       case PageKind::kPlaced:  // landed before this batch (ordered one-sided write)
+        // Cached as it landed: the sender places only pages it cannot change meanwhile
+        // when it also caches them (BatchPolicy::stable_pages).
+        if (insert) cache_.insert(key, dst);
         ++out.counts.placed;
         break;
       case PageKind::kXbzrle: {

@@ -31,7 +31,7 @@ void BatchEncoder::begin(uint32_t region_id, uint32_t round, const BatchPolicy& 
   policy_ = policy;
   compress_ = policy.compress && codec_may_compress(config_.mode);
   zero_copy_ = policy.zero_copy && !compress_ && !policy.cache_insert;
-  place_ = policy.place_raw && !compress_ && !policy.cache_insert;
+  place_ = policy.place_raw && !compress_ && (!policy.cache_insert || policy.stable_pages);
   runs_.clear();
   placements_.clear();
   entries_ = 0;
@@ -72,7 +72,7 @@ void BatchEncoder::emit_raw(uint64_t page_index, std::byte* dst, const std::byte
       last->bytes += page_size_;
     else
       placements_.push_back({page_index, page, page_size_});
-    append_entry(page_index, 0, PageKind::kPlaced, 0);
+    append_entry(page_index, 0, PageKind::kPlaced, flags);
     ++counts_.placed;
     return;
   }
@@ -121,6 +121,8 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
         payload_len_ += static_cast<size_t>(n);
         append_entry(page_index, static_cast<uint32_t>(n), PageKind::kXbzrle, kEntryCacheInsert);
         ++counts_.xbzrle;
+      } else if (place_) {  // stable pages: the placed bytes are the snapshot just cached
+        emit_raw(page_index, dst, page, kEntryCacheInsert);
       } else {
         payload_len_ += page_size_;
         append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw,
@@ -129,6 +131,11 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
       }
       return;
     }
+  }
+  if (use_cache && policy_.cache_insert && place_) {
+    cache_.insert(key, page);  // stable pages: what the placement carries
+    emit_raw(page_index, dst, page, kEntryCacheInsert);
+    return;
   }
   if (use_cache && policy_.cache_insert) {
     append_raw(dst, page);

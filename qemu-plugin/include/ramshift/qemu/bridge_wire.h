@@ -12,12 +12,20 @@
 //   DATA   `length` bytes of the channel's stream, verbatim.
 //   PAGES  one multifd packet, re-encoded (multifd-aware mode): u32 header_len, then the
 //          packet header (verbatim, header_len bytes), then one page batch (page pipeline
-//          format) whose page i is the packet's i-th normal page.
+//          format) whose page i is the packet's i-th normal page. Flag PLACED (1): the
+//          packet is rebuilt in reassembly slot `aux` of the channel (see KEYS), where the
+//          sender already wrote its kPlaced pages, each at its final offset in the packet
+//          (header_len + i * page size), by one-sided writes ordered before this message.
+//   KEYS   dest -> source, once per channel, only when both HELLOs offered PLACEMENT: the
+//          channel's reassembly slots: u32 slot count, u32 slot bytes, u64 address, u32
+//          rkey, u32 0. The source owns every slot until it sends a PLACED packet into it.
+//   RELEASE dest -> source: slot `aux` was delivered to QEMU and may be written again.
 //   CLOSE  the sender's QEMU end of the channel reached end of stream: u64 bytes, u64 XXH3
 //          of every byte of the stream in that direction (version 1: u32 CRC32C, u32 0; XXH3
 //          is 7x faster where CRC instructions are emulated). The receiver checks
 //          both against what it delivered before it passes the end of stream on to QEMU.
 //   ERROR  the sender failed: u32 error code, then a UTF-8 message (length - 4 bytes).
+// Version 3 added KEYS, RELEASE and PLACED pages (rdma:// only).
 // Channel c always travels on queue c, so each channel's bytes stay in order and a channel
 // that QEMU stops reading can never hold up another (QEMU's main channel waits for the
 // multifd channels' SYNC packets: sharing a queue would deadlock).
@@ -33,10 +41,11 @@
 namespace ramshift::qemu {
 
 inline constexpr uint32_t kBridgeMagic = 0x47425352;  // "RSBG" little-endian
-inline constexpr uint32_t kBridgeVersion = 2;
+inline constexpr uint32_t kBridgeVersion = 3;
 inline constexpr size_t kBridgeHeaderBytes = 16;
 inline constexpr size_t kHelloBytes = 16;
 inline constexpr size_t kCloseBytes = 16;
+inline constexpr size_t kKeysBytes = 24;
 // Largest body either side sends or accepts: a DATA chunk is at most 1 MiB and a PAGES
 // message one multifd packet (≤ 4096 pages of 4 KiB plus its header), encoded.
 inline constexpr uint32_t kMaxBridgeBody = 20u << 20;
@@ -48,10 +57,19 @@ enum class BridgeKind : uint8_t {
   kData = 3,
   kPages = 4,
   kClose = 5,
-  kError = 6
+  kError = 6,
+  kKeys = 7,
+  kRelease = 8
 };
 // HELLO capability bits.
 inline constexpr uint32_t kCapMultifdPages = 1 << 0;  // sender may send PAGES
+// Source: can place pages by one-sided writes. Destination: takes them (both: rdma://).
+inline constexpr uint32_t kCapPlacement = 1 << 1;
+// PAGES flag: rebuilt in reassembly slot `aux`, its kPlaced pages already there.
+inline constexpr uint8_t kPagesPlaced = 1 << 0;
+// Reassembly slots a destination may offer per channel, and their largest size.
+inline constexpr uint32_t kMaxPlacementSlots = 64;
+inline constexpr uint32_t kMaxSlotBytes = 32u << 20;
 
 struct BridgeHeader {
   BridgeKind kind = BridgeKind::kData;
@@ -82,5 +100,17 @@ void encode_hello(const BridgeHello& h, std::byte* out);
 Result<BridgeHello> decode_hello(std::span<const std::byte> body);
 void encode_close(const CloseInfo& c, std::byte* out);
 Result<CloseInfo> decode_close(std::span<const std::byte> body);
+
+// A channel's reassembly slots on the destination (KEYS).
+struct SlotKeys {
+  uint32_t slots = 0;
+  uint32_t slot_bytes = 0;
+  uint64_t address = 0;
+  uint32_t rkey = 0;
+};
+void encode_keys(const SlotKeys& k, std::byte* out);
+// Validates counts (1..kMaxPlacementSlots), size (4 KiB..kMaxSlotBytes, whole pages), that
+// the range does not wrap, and the reserved field.
+Result<SlotKeys> decode_keys(std::span<const std::byte> body);
 
 }  // namespace ramshift::qemu

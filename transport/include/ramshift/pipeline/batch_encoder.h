@@ -34,6 +34,10 @@ struct BatchPolicy {
   // cache (the cache must hold what the destination received, and a live page may change
   // between our read and the NIC's).
   bool place_raw = false;
+  // The pages given to add() are a private copy that stays unchanged until the placements
+  // have landed (the QEMU bridge's packets, not live guest memory): placed pages may then
+  // also enter the XBZRLE cache, since the destination receives exactly what was cached.
+  bool stable_pages = false;
 };
 
 // A run of raw pages to write straight into the destination's memory before the batch.
