@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ramshift/base/byte_order.h"
+#include "ramshift/pipeline/entropy.h"
 #include "ramshift/pipeline/xbzrle.h"
 #include "ramshift/pipeline/zero_page.h"
 
@@ -31,7 +32,8 @@ void BatchEncoder::begin(uint32_t region_id, uint32_t round, const BatchPolicy& 
   policy_ = policy;
   compress_ = policy.compress && codec_may_compress(config_.mode);
   zero_copy_ = policy.zero_copy && !compress_ && !policy.cache_insert;
-  place_ = policy.place_raw && !compress_ && (!policy.cache_insert || policy.stable_pages);
+  // While compressing, only pages that would not compress are placed (place_page()).
+  place_ = policy.place_raw && (!policy.cache_insert || policy.stable_pages);
   runs_.clear();
   placements_.clear();
   entries_ = 0;
@@ -63,9 +65,15 @@ void BatchEncoder::append_raw(std::byte* dst, const std::byte* page) {
     runs_.emplace_back(page, page_size_);
 }
 
+bool BatchEncoder::place_page(const std::byte* page) const {
+  // Compressing: text and structures go to zstd, random-looking pages go by one-sided write
+  // (zstd would spend CPU on them for nothing, and the write costs the sender no copy).
+  return place_ && (!compress_ || looks_incompressible(page, page_size_));
+}
+
 void BatchEncoder::emit_raw(uint64_t page_index, std::byte* dst, const std::byte* page,
                             uint8_t flags) {
-  if (place_) {
+  if (place_page(page)) {
     Placement* last = placements_.empty() ? nullptr : &placements_.back();
     if (last && last->first_page + last->bytes / page_size_ == page_index &&
         last->memory + last->bytes == page)
@@ -121,7 +129,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
         payload_len_ += static_cast<size_t>(n);
         append_entry(page_index, static_cast<uint32_t>(n), PageKind::kXbzrle, kEntryCacheInsert);
         ++counts_.xbzrle;
-      } else if (place_) {  // stable pages: the placed bytes are the snapshot just cached
+      } else if (place_page(page)) {  // stable pages: placed bytes = the snapshot just cached
         emit_raw(page_index, dst, page, kEntryCacheInsert);
       } else {
         payload_len_ += page_size_;
@@ -132,7 +140,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
       return;
     }
   }
-  if (use_cache && policy_.cache_insert && place_) {
+  if (use_cache && policy_.cache_insert && place_page(page)) {
     cache_.insert(key, page);  // stable pages: what the placement carries
     emit_raw(page_index, dst, page, kEntryCacheInsert);
     return;

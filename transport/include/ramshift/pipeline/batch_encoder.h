@@ -30,9 +30,10 @@ struct BatchPolicy {
   // (a memory image); ignored when compressing or inserting into the cache.
   bool zero_copy = false;
   // Raw pages are placed by the transport's one-sided writes (placements()) and the batch
-  // carries only kPlaced entries for them. Ignored when compressing or inserting into the
-  // cache (the cache must hold what the destination received, and a live page may change
-  // between our read and the NIC's).
+  // carries only kPlaced entries for them. While compressing, only the pages that look
+  // incompressible (entropy.h) are placed; the rest go through zstd. Ignored when inserting
+  // into the cache unless stable_pages (the cache must hold what the destination received,
+  // and a live page may change between our read and the NIC's).
   bool place_raw = false;
   // The pages given to add() are a private copy that stays unchanged until the placements
   // have landed (the QEMU bridge's packets, not live guest memory): placed pages may then
@@ -85,7 +86,10 @@ class BatchEncoder {
  private:
   void append_entry(uint64_t page_index, uint32_t len, PageKind kind, uint8_t flags);
   void append_raw(std::byte* dst, const std::byte* page);  // copy, or reference (zero copy)
-  // A raw page: placed (entry only) when placing, else stored in the payload.
+  // Whether a raw page is placed: when placing, and while compressing only if it looks
+  // incompressible.
+  bool place_page(const std::byte* page) const;
+  // A raw page: placed (entry only) when place_page(), else stored in the payload.
   void emit_raw(uint64_t page_index, std::byte* dst, const std::byte* page, uint8_t flags);
 
   CodecConfig config_;
