@@ -37,6 +37,7 @@ std::string BridgeReport::to_json() const {
     chans.push_back(o);
   }
   j["channels"] = chans;
+  if (qemu_closed_early) j["qemu_closed_early"] = true;
   return j.dump(2);
 }
 

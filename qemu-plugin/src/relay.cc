@@ -218,6 +218,9 @@ void Relay::reader_loop(Channel* c) {
     }
   }
   if (!st) {
+    // The destination QEMU resetting its end (it closed with our bytes unread) is the same
+    // event as a write finding it closed: see deliver().
+    if (side_ == Side::kDest && st.code() == ErrorCode::kDisconnected) qemu_closed_early_ = true;
     if (st.code() != ErrorCode::kCancelled)
       fail(st.with_context(fmt::format("channel {} ({} side QEMU)", c->id,
                                        side_ == Side::kSource ? "source" : "destination")),
@@ -607,6 +610,7 @@ Status Relay::deliver(Channel* c, std::span<const std::byte> bytes) {
   Status st = c->local.write_all(bytes);
   if (!st) {
     if (st.code() == ErrorCode::kCancelled) return st;
+    qemu_closed_early_ = true;
     return Status(
         ErrorCode::kDisconnected,
         fmt::format("{} QEMU closed channel {} while the bridge was still writing it "
@@ -737,6 +741,7 @@ void Relay::fill_report(BridgeReport& r) const {
     r.channels.push_back(cr);
   }
   if (!r.completed) r.error = failed_flag_ ? failure_ : Status(ErrorCode::kCancelled, "stopped");
+  r.qemu_closed_early = !r.completed && qemu_closed_early_;
 }
 
 }  // namespace ramshift::qemu

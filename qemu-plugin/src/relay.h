@@ -112,6 +112,7 @@ class Relay {
   std::chrono::steady_clock::time_point first_open_{};
   std::chrono::steady_clock::time_point last_close_{};
   std::atomic<uint64_t> wire_bytes_{0};
+  std::atomic<bool> qemu_closed_early_{false};  // see BridgeReport::qemu_closed_early
   std::vector<std::thread> receivers_;
 };
 

@@ -203,5 +203,59 @@ TEST(Relay, MissingDestinationQemuFailsBothBridgesAndCutsTheSource) {
   EXPECT_NE(d.error.message().find("not listening"), std::string::npos) << d.error.message();
 }
 
+// A destination QEMU that closes its channel while the bridge still writes to it: both
+// bridges fail, and the destination's report marks it as QEMU closing early, which is what
+// lets qemu-migrate tell this from a bridge fault once QEMU itself says "completed".
+TEST(Relay, DestinationQemuClosingAChannelEarlyIsReportedAsSuch) {
+  TempDir dir;
+  std::string src_sock = dir.path + "/src.sock", dst_sock = dir.path + "/dst.sock";
+  UniqueFd lfd(::socket(AF_UNIX, SOCK_STREAM, 0));
+  auto la = addr(dst_sock);
+  ASSERT_EQ(::bind(lfd.get(), reinterpret_cast<sockaddr*>(&la), sizeof la), 0);
+  ASSERT_EQ(::listen(lfd.get(), 8), 0);
+  auto dest_qemu = std::async(std::launch::async, [&] {
+    UniqueFd fd(::accept(lfd.get(), nullptr, nullptr));
+    std::byte buf[4096];
+    (void)::read(fd.get(), buf, sizeof buf);  // a little, then goes away
+  });
+  BridgeConfig config;
+  config.queues = 1;
+  auto listener = transport::listen(transport::parse_uri("loopback://relay-early").value());
+  ASSERT_TRUE(listener);
+  auto dest = std::async(std::launch::async, [&] {
+    auto conn = (*listener)->accept(10s);
+    return run_bridge_dest(std::move(conn).value(), {dst_sock}, config, nullptr);
+  });
+  std::promise<void> ready;
+  auto source = std::async(std::launch::async, [&] {
+    return run_bridge_source(transport::parse_uri("loopback://relay-early").value(), {src_sock},
+                             config, nullptr, [&] { ready.set_value(); });
+  });
+  ASSERT_EQ(ready.get_future().wait_for(10s), std::future_status::ready);
+  UniqueFd fd = connect_to(src_sock);
+  ASSERT_TRUE(fd.valid());
+  std::vector<std::byte> stream(32 << 20, std::byte{7});
+  const std::byte qevm[] = {std::byte{'Q'}, std::byte{'E'}, std::byte{'V'}, std::byte{'M'}};
+  std::copy(std::begin(qevm), std::end(qevm), stream.begin());
+  for (size_t off = 0; off < stream.size();) {  // until the bridge cuts the source QEMU
+    ssize_t n = ::send(fd.get(), stream.data() + off, stream.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  ::shutdown(fd.get(), SHUT_WR);
+  dest_qemu.get();
+  BridgeReport s = source.get(), d = dest.get();
+  EXPECT_FALSE(d.completed);
+  EXPECT_FALSE(s.completed);
+  EXPECT_TRUE(d.qemu_closed_early) << d.error.message();
+  EXPECT_FALSE(s.qemu_closed_early) << s.error.message();
+  // Which of the dest bridge's threads sees it first varies: the write (EPIPE) or the read
+  // of the QEMU's reset.
+  EXPECT_TRUE(d.error.message().find("destination QEMU closed channel 0") != std::string::npos ||
+              d.error.message().find("destination side QEMU): QEMU reset") != std::string::npos)
+      << d.error.message();
+  EXPECT_NE(d.to_json().find("qemu_closed_early"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ramshift::qemu

@@ -64,6 +64,10 @@ struct ChannelReport {
 // plus one entry per channel. `verified`: every channel's byte count and CRC32C agreed.
 struct BridgeReport : migration::MigrationReport {
   std::vector<ChannelReport> channels;
+  // The failure was this side's QEMU closing a channel while the bridge still wrote to it.
+  // Whether that mattered only QEMU can say: after a migration QEMU reports completed, it
+  // is bytes QEMU no longer read (qemu-migrate then notes it and succeeds).
+  bool qemu_closed_early = false;
   std::string to_json() const;
 };
 
