@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "ramshift/base/byte_order.h"
@@ -50,12 +51,24 @@ std::span<const std::span<const std::byte>> PacketEncoder::encode(const MultifdP
   encoder_->begin(0, 0, policy);
   const std::byte* pages = packet.data() + k.header_bytes;
   for (uint32_t i = 0; i < k.normal_pages; ++i)
-    encoder_->add(i, pages + size_t{i} * page_size_, key_buf_[i]);
+    encoder_->add(i, pages + size_t{i} * page_size_, key_buf_[i], sent_before(key_buf_[i]));
   pipeline::BatchView view = encoder_->finish();
   counts_ += encoder_->counts();
   if (governor_) governor_->record(k.payload_bytes);
   for (auto s : view.segments) segments_.push_back(s);
   return segments_;
+}
+
+bool PacketEncoder::sent_before(uint64_t key) {
+  const uint64_t block = pipeline::PageCache::key_region(key);
+  const uint64_t page = pipeline::PageCache::key_page(key);
+  if (block >= sent_.size()) sent_.resize(block + 1);
+  auto& bits = sent_[block];
+  const uint64_t word = page / 64, bit = uint64_t{1} << (page % 64);
+  if (word >= bits.size()) bits.resize(std::max<size_t>(word + 1, bits.size() * 2), 0);
+  const bool was = bits[word] & bit;
+  bits[word] |= bit;
+  return was;
 }
 
 Result<std::span<const std::byte>> PacketDecoder::decode(std::span<const std::byte> body) {

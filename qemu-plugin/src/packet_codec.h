@@ -54,8 +54,14 @@ class PacketEncoder {
   size_t cache_bytes_;
   size_t page_size_ = 0;
   std::unique_ptr<pipeline::BatchEncoder> encoder_;  // once the page size is known
+  // Whether the page behind `key` was sent before on this channel (and marks it sent).
+  bool sent_before(uint64_t key);
+
   RamblockKeys keys_;
   std::vector<uint64_t> key_buf_;
+  // Pages sent so far, a bitmap per ramblock: XBZRLE caches a page only from its second
+  // sending on, like QEMU, so the first pass over RAM costs no cache copies on either side.
+  std::vector<std::vector<uint64_t>> sent_;
   std::byte prefix_[4];
   std::vector<std::span<const std::byte>> segments_;
   pipeline::PageCounts counts_;

@@ -90,7 +90,8 @@ void BatchEncoder::emit_raw(uint64_t page_index, std::byte* dst, const std::byte
   ++raw_in_batch_;
 }
 
-void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cache_key) {
+void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cache_key,
+                       bool may_insert) {
   // Pages are written to the staging buffer when compressing, else straight to the output.
   std::byte* payload = compress_ ? staging_.data() : out_.data() + kBatchHeaderBytes;
   std::byte* dst = payload + payload_len_;
@@ -109,7 +110,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
       return;
     }
     uint8_t flags = 0;
-    if (use_cache && (policy_.cache_insert || cache_.find(key))) {
+    if (use_cache && ((policy_.cache_insert && may_insert) || cache_.find(key))) {
       std::memset(cache_.claim(key), 0, page_size_);
       flags = kEntryCacheInsert;
     }
@@ -140,12 +141,13 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
       return;
     }
   }
-  if (use_cache && policy_.cache_insert && place_page(page)) {
+  const bool insert = use_cache && policy_.cache_insert && may_insert;
+  if (insert && place_page(page)) {
     cache_.insert(key, page);  // stable pages: what the placement carries
     emit_raw(page_index, dst, page, kEntryCacheInsert);
     return;
   }
-  if (use_cache && policy_.cache_insert) {
+  if (insert) {
     append_raw(dst, page);
     cache_.insert(key, dst);  // from the snapshot we send, never from live memory
     payload_len_ += page_size_;

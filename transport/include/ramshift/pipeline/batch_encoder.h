@@ -67,8 +67,11 @@ class BatchEncoder {
   // names the page in the XBZRLE cache; by default PageCache::make_key(region, page_index).
   // The QEMU bridge gives its own (ramblock, offset) key to pages it numbers by position in
   // a multifd packet, so the cache follows the guest page, not the packet slot.
+  // `may_insert` false keeps a page that is not cached yet out of the cache even when the
+  // policy inserts (the bridge's first sending of a page, as QEMU's own XBZRLE does).
   static constexpr uint64_t kKeyFromIndex = ~uint64_t{0};
-  void add(uint64_t page_index, const std::byte* page, uint64_t cache_key = kKeyFromIndex);
+  void add(uint64_t page_index, const std::byte* page, uint64_t cache_key = kKeyFromIndex,
+           bool may_insert = true);
 
   size_t entry_count() const { return entries_; }
   bool full() const { return entries_ == max_pages_; }

@@ -21,6 +21,8 @@ class PageCache {
   static uint64_t make_key(uint32_t region_id, uint64_t page_index) {
     return (uint64_t{region_id} << 44) | (page_index & ((uint64_t{1} << 44) - 1));
   }
+  static uint32_t key_region(uint64_t key) { return static_cast<uint32_t>(key >> 44); }
+  static uint64_t key_page(uint64_t key) { return key & ((uint64_t{1} << 44) - 1); }
 
   // Rounds `capacity_bytes / page_size` down to a power of two slots (0 disables the cache).
   PageCache(size_t capacity_bytes, size_t page_size);
