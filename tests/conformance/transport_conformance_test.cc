@@ -288,7 +288,7 @@ TEST_P(TransportConformance, AWriteWithAWrongKeyFailsBothSidesWithTheReason) {
   ASSERT_FALSE(r.is_ok()) << "the target side went on as if nothing happened";
   // Hardware names the fault by an async event; soft-RoCE raises none, and the queue says
   // what it can tell: the failure was not a disconnect, and a request of the peer's caused it.
-  const std::string& why = r.status().message();
+  const std::string why = r.status().message();
   EXPECT_TRUE(why.find("outside the memory") != std::string::npos ||
               why.find("without a disconnect") != std::string::npos)
       << why;

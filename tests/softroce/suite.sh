@@ -23,7 +23,7 @@ step "64 MiB image over rdma://, two processes, verified"
 sum_before=$(md5sum < "$WORK/src.img")
 for codec in none auto; do
   rm -f "$WORK/dst.img"
-  start_receiver --once --guest-out "$WORK/dst.img" --json "$WORK/rx.json" || fail "receiver start"
+  start_receiver --once --accept-timeout 120 --guest-out "$WORK/dst.img" --json "$WORK/rx.json" || fail "receiver start"
   expect_exit 0 "send --codec $codec over rdma" -- \
     "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --queues 2 --codec $codec \
     --json "$WORK/tx-$codec.json"
@@ -38,7 +38,7 @@ placed=$(grep -o '"placed": *[0-9]*' "$WORK/tx-none.json" | grep -o '[0-9]*$')
 step "live synthetic guest over rdma://"
 # The VM's speed swings with the host's load: allow a software-speed downtime and throttling
 # rather than fail on convergence, which tests/unit/migration covers.
-start_receiver --once --resume-seconds 1 --json "$WORK/live-rx.json" || fail "receiver start"
+start_receiver --once --accept-timeout 120 --resume-seconds 1 --json "$WORK/live-rx.json" || fail "receiver start"
 expect_exit 0 "live migration of a running 64 MiB guest over rdma" -- \
   "$RAMSHIFT" send --to "$RX_URI" --guest synthetic:size=64M,dirty-rate=1M,pattern=mixed \
   --queues 2 --auto-converge --downtime-limit 1000 --json "$WORK/live.json"
@@ -53,7 +53,7 @@ expect_stderr "migrating over rdma" "demo says it used rdma"
 step "failure: receiver killed mid-round"
 # 64 MiB at 2 MB/s keeps round 0 busy for about 32 s; 12 s is well past the set-up (about
 # 3 s here). The message below proves the kill landed inside round 0.
-start_receiver --once || fail "receiver start"
+start_receiver --once --accept-timeout 120 || fail "receiver start"
 "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --codec none --bandwidth-limit 2M \
   >"$WORK/out" 2>"$WORK/err" &
 tx=$!; PIDS+=("$tx")
@@ -65,7 +65,7 @@ expect_stderr "destination went away during round 0" "sender says the destinatio
 [ "$(md5sum < "$WORK/src.img")" = "$sum_before" ] && pass "source image unchanged" || fail "source image changed"
 
 step "failure: locked-memory limit too low for the guest"
-start_receiver --once || fail "receiver start"
+start_receiver --once --accept-timeout 120 || fail "receiver start"
 # Root's CAP_IPC_LOCK ignores the limit: drop it, keep room for the rings, not for 64 MiB.
 expect_exit 2 "send with a 24 MiB memlock limit is a set-up error (exit 2)" -- \
   setpriv --bounding-set=-ipc_lock --inh-caps=-ipc_lock bash -c \
