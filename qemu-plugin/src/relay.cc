@@ -320,18 +320,17 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
           RS_ASSIGN_OR_RETURN(int slot, k.normal_pages > 0 ? acquire_slot(c->id, k.total_bytes())
                                                            : Result<int>(-1));
           auto segs = c->encoder->encode(k, packet, slot >= 0);
-          if (slot >= 0) {
-            RS_RETURN_IF_ERROR(send_placed(c, slot, k, segs));
-          } else {
-            all.clear();
-            size_t body = 0;
-            for (auto s : segs) body += s.size();
-            std::byte header[kBridgeHeaderBytes];
-            encode_header({BridgeKind::kPages, 0, c->id, static_cast<uint32_t>(body), 0}, header);
-            all.push_back({header, sizeof header});
-            all.insert(all.end(), segs.begin(), segs.end());
-            RS_RETURN_IF_ERROR(post_segments(c->id, all, false));
-          }
+          all.clear();
+          size_t body = 0;
+          for (auto s : segs) body += s.size();
+          std::byte header[kBridgeHeaderBytes];
+          encode_header({BridgeKind::kPages, slot >= 0 ? kPagesPlaced : uint8_t{0}, c->id,
+                         static_cast<uint32_t>(body), slot >= 0 ? static_cast<uint32_t>(slot) : 0},
+                        header);
+          all.push_back({header, sizeof header});
+          all.insert(all.end(), segs.begin(), segs.end());
+          RS_RETURN_IF_ERROR(slot >= 0 ? send_placed(c, slot, k, all)
+                                       : post_segments(c->id, all, false));
           ++c->packets;
           start += k.total_bytes();
           continue;
@@ -420,20 +419,10 @@ Result<int> Relay::acquire_slot(uint16_t id, size_t bytes) {
 }
 
 Status Relay::send_placed(Channel* c, int slot, const MultifdPacket& k,
-                          std::span<const std::span<const std::byte>> segs) {
+                          std::span<const std::span<const std::byte>> message) {
   SlotPool& pool = *pools_[c->id];  // keys and memory are fixed once set
   const size_t base = size_t(slot) * pool.keys.slot_bytes + k.header_bytes;
   std::byte* local = pool.memory.bytes().data();
-  size_t body = 0;
-  for (auto s : segs) body += s.size();
-  std::byte header[kBridgeHeaderBytes];
-  encode_header({BridgeKind::kPages, kPagesPlaced, c->id, static_cast<uint32_t>(body),
-                 static_cast<uint32_t>(slot)},
-                header);
-  std::vector<std::span<const std::byte>> all;
-  all.reserve(segs.size() + 1);
-  all.push_back({header, sizeof header});
-  all.insert(all.end(), segs.begin(), segs.end());
   // The writes and the message that follows them go out under one lock: RC delivers them
   // in posting order, so the pages are in the slot before the message arrives.
   std::lock_guard lock(*send_mu_[c->id]);
@@ -449,7 +438,7 @@ Status Relay::send_placed(Channel* c, int slot, const MultifdPacket& k,
   RS_RETURN_IF_ERROR(writer.finish());
   wire_bytes_ += placed;
   if (progress_) progress_->wire_bytes += placed;
-  return post_segments_locked(c->id, all, false);
+  return post_segments_locked(c->id, message, false);
 }
 
 // --- peer -> QEMU --------------------------------------------------------------------------

@@ -69,9 +69,10 @@ class Relay {
   // Source: a free slot of channel `id` for a packet of `bytes` (waiting for a RELEASE if
   // all are in flight), or -1 when the channel has no slots (yet) or the packet is too big.
   Result<int> acquire_slot(uint16_t id, size_t bytes);
-  // Source: writes the encoder's placements into slot `slot`, then the PAGES message.
+  // Source: writes the encoder's placements into slot `slot`, then `message` (the PAGES
+  // message with PLACED and the slot in its header) on the channel's queue.
   Status send_placed(Channel* c, int slot, const MultifdPacket& k,
-                     std::span<const std::span<const std::byte>> segs);
+                     std::span<const std::span<const std::byte>> message);
   Status offer_slots(uint16_t id);                                 // destination, on OPEN
   Status take_keys(uint16_t id, std::span<const std::byte> body);  // source
   Status take_release(uint16_t id, uint32_t slot);                 // source
