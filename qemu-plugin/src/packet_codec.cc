@@ -59,11 +59,18 @@ std::span<const std::span<const std::byte>> PacketEncoder::encode(const MultifdP
   return segments_;
 }
 
+namespace {
+constexpr uint64_t kMaxTrackedPages = uint64_t{1} << 32;
+}  // namespace
+
 bool PacketEncoder::sent_before(uint64_t key) {
   const uint64_t block = pipeline::PageCache::key_region(key);
   const uint64_t page = pipeline::PageCache::key_page(key);
   if (block >= sent_.size()) sent_.resize(block + 1);
   auto& bits = sent_[block];
+  // A page number no real ramblock reaches (16 TiB of 4 KiB pages) is not tracked: a bad
+  // offset must not make the bitmap allocate terabytes. Such a page is never cached.
+  if (page >= kMaxTrackedPages) return false;
   const uint64_t word = page / 64, bit = uint64_t{1} << (page % 64);
   if (word >= bits.size()) bits.resize(std::max<size_t>(word + 1, bits.size() * 2), 0);
   const bool was = bits[word] & bit;

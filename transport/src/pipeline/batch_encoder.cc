@@ -71,19 +71,20 @@ bool BatchEncoder::place_page(const std::byte* page) const {
   return place_ && (!compress_ || looks_incompressible(page, page_size_));
 }
 
+void BatchEncoder::emit_placed(uint64_t page_index, const std::byte* page, uint8_t flags) {
+  Placement* last = placements_.empty() ? nullptr : &placements_.back();
+  if (last && last->first_page + last->bytes / page_size_ == page_index &&
+      last->memory + last->bytes == page)
+    last->bytes += page_size_;
+  else
+    placements_.push_back({page_index, page, page_size_});
+  append_entry(page_index, 0, PageKind::kPlaced, flags);
+  ++counts_.placed;
+}
+
 void BatchEncoder::emit_raw(uint64_t page_index, std::byte* dst, const std::byte* page,
                             uint8_t flags) {
-  if (place_page(page)) {
-    Placement* last = placements_.empty() ? nullptr : &placements_.back();
-    if (last && last->first_page + last->bytes / page_size_ == page_index &&
-        last->memory + last->bytes == page)
-      last->bytes += page_size_;
-    else
-      placements_.push_back({page_index, page, page_size_});
-    append_entry(page_index, 0, PageKind::kPlaced, flags);
-    ++counts_.placed;
-    return;
-  }
+  if (place_page(page)) return emit_placed(page_index, page, flags);
   append_raw(dst, page);
   payload_len_ += page_size_;
   append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw, flags);
@@ -131,7 +132,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
         append_entry(page_index, static_cast<uint32_t>(n), PageKind::kXbzrle, kEntryCacheInsert);
         ++counts_.xbzrle;
       } else if (place_page(page)) {  // stable pages: placed bytes = the snapshot just cached
-        emit_raw(page_index, dst, page, kEntryCacheInsert);
+        emit_placed(page_index, page, kEntryCacheInsert);
       } else {
         payload_len_ += page_size_;
         append_entry(page_index, static_cast<uint32_t>(page_size_), PageKind::kRaw,
@@ -144,7 +145,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
   const bool insert = use_cache && policy_.cache_insert && may_insert;
   if (insert && place_page(page)) {
     cache_.insert(key, page);  // stable pages: what the placement carries
-    emit_raw(page_index, dst, page, kEntryCacheInsert);
+    emit_placed(page_index, page, kEntryCacheInsert);
     return;
   }
   if (insert) {

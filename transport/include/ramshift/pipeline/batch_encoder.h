@@ -92,6 +92,8 @@ class BatchEncoder {
   // Whether a raw page is placed: when placing, and while compressing only if it looks
   // incompressible.
   bool place_page(const std::byte* page) const;
+  // A page written by one-sided write: a kPlaced entry, its run merged with the last one.
+  void emit_placed(uint64_t page_index, const std::byte* page, uint8_t flags);
   // A raw page: placed (entry only) when place_page(), else stored in the payload.
   void emit_raw(uint64_t page_index, std::byte* dst, const std::byte* page, uint8_t flags);
 
