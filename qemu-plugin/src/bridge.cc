@@ -33,6 +33,7 @@ std::string BridgeReport::to_json() const {
     o["bytes_to_dest"] = c.bytes_to_dest;
     o["bytes_to_source"] = c.bytes_to_source;
     o["packets"] = c.packets;
+    if (c.qemu_zero_pages) o["qemu_zero_pages"] = c.qemu_zero_pages;
     if (!c.note.empty()) o["note"] = c.note;
     chans.push_back(o);
   }

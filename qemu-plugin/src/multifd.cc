@@ -72,6 +72,19 @@ ParseResult parse_multifd_packet(std::span<const std::byte> d, size_t page_size)
     k.payload_bytes = k.next_packet_size;
   }
   k.header_bytes = kMultifdPacketFixedBytes + 8 * size_t{k.pages_alloc};
+  // QEMU 9.0+ clears a SYNC packet before filling it, pages_alloc included, yet still sends
+  // its full length: the offsets table of a packet of MULTIFD_PACKET_SIZE, all zero. Take
+  // that length only when the table is indeed zero; a wrong guess then ends in a doubt at
+  // the next packet, never in a changed byte (every PAGES message rebuilds what it read).
+  const bool cleared_sync = (k.flags & kMultifdFlagSync) && k.pages_alloc == 0 &&
+                            k.normal_pages == 0 && k.zero_pages == 0;
+  if (cleared_sync) {
+    size_t offsets = kMultifdPacketPayloadBytes / (page_size != 0 ? page_size : 4096);
+    k.header_bytes = kMultifdPacketFixedBytes + 8 * offsets;
+    if (d.size() < k.header_bytes) return {};
+    for (size_t i = kMultifdPacketFixedBytes; i < k.header_bytes; ++i)
+      if (p[i] != std::byte{0}) return doubt("a SYNC packet without pages has offsets");
+  }
   if (d.size() < k.header_bytes) return {};
   ParseResult r;
   r.outcome = ParseOutcome::kPacket;

@@ -51,6 +51,7 @@ struct Relay::Channel {
   std::string mode = "passthrough";
   std::string note;
   uint64_t packets = 0;
+  uint64_t qemu_zero_pages = 0;
   std::unique_ptr<PacketEncoder> encoder;
   std::unique_ptr<PacketDecoder> decoder;
   explicit Channel(LocalChannel l) : local(std::move(l)) {}
@@ -332,6 +333,7 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
           RS_RETURN_IF_ERROR(slot >= 0 ? send_placed(c, slot, k, all)
                                        : post_segments(c->id, all, false));
           ++c->packets;
+          c->qemu_zero_pages += k.zero_pages;
           start += k.total_bytes();
           continue;
         }
@@ -723,6 +725,7 @@ void Relay::fill_report(BridgeReport& r) const {
     cr.bytes_to_dest = side_ == Side::kSource ? c->bytes_out : c->bytes_in;
     cr.bytes_to_source = side_ == Side::kSource ? c->bytes_in : c->bytes_out;
     cr.packets = c->packets;
+    cr.qemu_zero_pages = c->qemu_zero_pages;
     cr.note = c->note;
     if (c->encoder) r.pages += c->encoder->counts();
     if (c->decoder) r.pages += c->decoder->counts();

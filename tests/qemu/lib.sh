@@ -31,10 +31,10 @@ qemu_build_guest() {
 
 # qemu_start NAME GUEST_MB DIRTY_MBPS [QEMU ARGS...]: boots the guest (RAM = GUEST_MB x 9/8 + 128)
 # with QMP at $W/NAME.qmp and the console in $W/NAME.log. Prefix the call with
-# QEMU_WRAP="ip netns exec ns" to run it elsewhere.
+# QEMU_WRAP="ip netns exec ns" to run it elsewhere; QEMU_BIN picks another QEMU binary.
 qemu_start() {
   local name=$1 mb=$2 dirty=$3; shift 3
-  ${QEMU_WRAP:-} qemu-system-x86_64 -accel tcg -m $((mb + mb / 8 + 128)) -nodefaults -no-user-config \
+  ${QEMU_WRAP:-} "${QEMU_BIN:-qemu-system-x86_64}" -accel tcg -m $((mb + mb / 8 + 128)) -nodefaults -no-user-config \
     -display none -serial "file:$W/$name.log" -qmp "unix:$W/$name.qmp,server=on,wait=off" \
     -kernel "$KERNEL" -initrd "$W/guest.cpio.gz" \
     -append "console=ttyS0 quiet panic=-1 RS_MEM_MB=$mb RS_DIRTY_MBPS=$dirty" "$@" \
@@ -43,7 +43,7 @@ qemu_start() {
 }
 
 # The last heartbeat number in NAME's console (0 if none yet).
-qemu_beat() { tr -d '\r' < "$W/$1.log" 2>/dev/null | grep -a -o 'heartbeat [0-9]*' | tail -1 | cut -d' ' -f2 || true; }
+qemu_beat() { { tr -d '\r' < "$W/$1.log"; } 2>/dev/null | grep -a -o 'heartbeat [0-9]*' | tail -1 | cut -d' ' -f2 || true; }
 
 # Waits until NAME's heartbeat reaches N (or fails after T seconds).
 qemu_wait_beat() {

@@ -107,6 +107,28 @@ TEST(Multifd, SyncPacketWithStaleSizeCarriesNoPayload) {
   EXPECT_EQ(r.packet.total_bytes(), p.size());
 }
 
+TEST(Multifd, ClearedSyncPacketOfNewerQemuKeepsAFullOffsetsTable) {
+  // QEMU 9.0+: pages_alloc 0 in a SYNC packet, yet 1344 bytes on the wire; the RAM packet
+  // after it must be found where QEMU put it.
+  auto stream = testing::multifd_cleared_sync(478);
+  auto pages = mixed_pages(2, 9);
+  auto ram = multifd_packet({0, 8192}, pages);
+  stream.insert(stream.end(), ram.begin(), ram.end());
+  for (size_t page_size : {size_t{0}, size_t{4096}}) {
+    ParseResult r = parse_multifd_packet(stream, page_size);
+    ASSERT_EQ(r.outcome, ParseOutcome::kPacket) << r.doubt;
+    EXPECT_EQ(r.packet.total_bytes(), 1344u);
+    ParseResult next = parse_multifd_packet(std::span(stream).subspan(1344), page_size);
+    ASSERT_EQ(next.outcome, ParseOutcome::kPacket) << next.doubt;
+    EXPECT_EQ(next.packet.normal_pages, 2u);
+  }
+  EXPECT_EQ(parse_multifd_packet(std::span(stream).first(400), 0).outcome, ParseOutcome::kNeedMore);
+  // Offsets in a packet that claims none: not the layout this guess is for.
+  auto odd = testing::multifd_cleared_sync(1);
+  odd[320 + 8 * 127 + 7] = std::byte{1};
+  EXPECT_EQ(parse_multifd_packet(odd, 0).outcome, ParseOutcome::kDoubt);
+}
+
 TEST(Multifd, DoubtsAnythingItDoesNotKnow) {
   auto pages = mixed_pages(2, 2);
   auto doubt = [](std::vector<std::byte> p, size_t page_size = 0) {
@@ -146,12 +168,14 @@ TEST_P(PacketCodecTest, RebuildsPacketsByteForByte) {
   std::vector<uint64_t> offsets;
   for (uint64_t i = 0; i < 64; ++i) offsets.push_back(i * 4096 * 3);
   auto pages = mixed_pages(64, 3);
-  for (int round = 0; round < 4; ++round) {
+  for (int round = 0; round < 5; ++round) {
     // Each round changes one byte in every non-zero page: XBZRLE's best case from round 1 on.
     for (size_t p = 1; p < 64; ++p)
       if (p % 4 != 0) pages[p * 4096 + 100 + round] ^= std::byte{0x5a};
-    auto packet = round == 2 ? multifd_packet({}, {}, kMultifdFlagSync, 128, "pc.ram", 4096)
-                             : multifd_packet(offsets, pages);
+    // Round 2: QEMU 7.2's SYNC packet; round 3: QEMU 9.0+'s.
+    auto packet = round == 2   ? multifd_packet({}, {}, kMultifdFlagSync, 128, "pc.ram", 4096)
+                  : round == 3 ? testing::multifd_cleared_sync(9)
+                               : multifd_packet(offsets, pages);
     ParseResult r = parse_multifd_packet(packet, 0);
     ASSERT_EQ(r.outcome, ParseOutcome::kPacket);
     std::vector<std::byte> body;

@@ -1,4 +1,4 @@
-// Builds QEMU-format multifd byte streams for the bridge tests (big-endian, 7.2/9.x layout).
+// Builds QEMU-format multifd byte streams for the bridge tests (big-endian, 7.2 .. 10.x layout).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +42,17 @@ inline std::vector<std::byte> multifd_packet(const std::vector<uint64_t>& offset
   std::memcpy(v.data() + 64, block.data(), block.size());
   for (size_t i = 0; i < offsets.size(); ++i) put_be64(v, 320 + 8 * i, offsets[i]);
   v.insert(v.end(), pages.begin(), pages.end());
+  return v;
+}
+
+// A SYNC packet as QEMU 9.0+ sends it: cleared (pages_alloc 0, no ramblock), but as long as
+// a full packet's header: 128 zero offsets for 4 KiB pages (captured from QEMU 10.0).
+inline std::vector<std::byte> multifd_cleared_sync(uint64_t packet_num) {
+  std::vector<std::byte> v(320 + 8 * 128);
+  put_be32(v, 0, 0x11223344);
+  put_be32(v, 4, 1);
+  put_be32(v, 8, 1);  // MULTIFD_FLAG_SYNC
+  put_be64(v, 24, packet_num);
   return v;
 }
 

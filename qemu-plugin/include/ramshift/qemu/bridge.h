@@ -54,7 +54,10 @@ struct ChannelReport {
   uint64_t bytes_to_dest = 0;
   uint64_t bytes_to_source = 0;
   uint64_t packets = 0;  // multifd packets re-encoded
-  std::string note;      // why a multifd channel fell back to pass-through
+  // Pages QEMU itself sent as zero in those packets (QEMU 9.0+ lists them by offset, with no
+  // bytes; 7.2 sends them as normal pages). Counted by the source bridge.
+  uint64_t qemu_zero_pages = 0;
+  std::string note;  // why a multifd channel fell back to pass-through
 };
 
 // The migration report's keys (same JSON as send/receive: status, verified, total_ms —

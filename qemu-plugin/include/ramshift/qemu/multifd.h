@@ -9,8 +9,12 @@
 //   followed by the normal pages, in offset order: normal_pages x page size bytes. That is
 //   next_packet_size when the packet has pages; a SYNC packet without pages keeps the
 //   previous packet's next_packet_size (QEMU 7.2 does not reset it) and carries no payload.
+//   QEMU 9.0+ clears a SYNC packet instead (pages_alloc, sizes, ramblock and offsets all
+//   zero) but still sends the offsets table of a full packet: MULTIFD_PACKET_SIZE (512 KiB)
+//   / page size entries — 1344 bytes in all for 4 KiB pages, whatever pages_alloc says.
 //
-// The parser recognises QEMU 7.2 .. 9.x RAM packets without compression. Anything else —
+// The parser recognises QEMU 7.2 .. 10.x RAM packets without compression (tested with
+// 7.2 and with 10.0 from bookworm-backports). Anything else —
 // another version, a compression or device-state flag, sizes that do not add up — is a
 // "doubt": the bridge then passes the rest of the channel through untouched.
 #pragma once
@@ -28,6 +32,8 @@ inline constexpr uint32_t kMultifdVersion = 1;
 inline constexpr size_t kMultifdInitBytes = 64;
 inline constexpr size_t kMultifdPacketFixedBytes = 320;
 inline constexpr uint32_t kMultifdFlagSync = 1u << 0;
+// QEMU's MULTIFD_PACKET_SIZE: the pages one packet can carry, in bytes.
+inline constexpr size_t kMultifdPacketPayloadBytes = 512 * 1024;
 // Largest pages_alloc the bridge parses (QEMU 7.2..9.x use 128 for 4 KiB pages).
 inline constexpr uint32_t kMultifdMaxPagesAlloc = 1024;
 
