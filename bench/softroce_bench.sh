@@ -1,8 +1,9 @@
 #!/bin/bash
 # RDMA figures in the soft-RoCE VM, all from one boot of it (so they share one device and
 # one machine state): perftest ib_write_bw (64 KiB, 1 MiB), ramshift send/receive of a
-# 128 MiB half-random image over rdma:// (codec none at 1/2/4 queues, codec auto), and stock
-# QEMU's own `rdma:` migration of a paused 128 MiB guest whose RAM is that same image.
+# 128 MiB mixed image (1/4 zero, 1/4 random, 1/2 text) over rdma:// (codec none at 1/2/4
+# queues, zero, auto), stock QEMU's own `rdma:` migration of a paused 128 MiB guest whose
+# RAM is that same image, and that guest through the ramshift bridge over rdma://.
 #   bench/softroce_bench.sh [RAMSHIFT_BINARY]      (RUNS=3: medians of that many runs)
 # Prints a markdown table; docs/benchmarks/README.md keeps the last one.
 set -euo pipefail

@@ -4,10 +4,11 @@ source "$(dirname "$0")/lib.sh"
 
 # start_bench_server: `bench --server` on an ephemeral port; sets BS_PID, BS_URI.
 start_bench_server() {
+  rm -f "$WORK/bs.out"  # not a previous server's line (see start_receiver)
   "$RAMSHIFT" bench --server --listen tcp://127.0.0.1:0 >"$WORK/bs.out" 2>"$WORK/bs.err" &
   BS_PID=$!; PIDS+=("$BS_PID")
   for _ in $(seq 200); do
-    BS_URI=$(sed -n 's/^listening on //p' "$WORK/bs.out")
+    BS_URI=$(sed -n 's/^listening on //p' "$WORK/bs.out" 2>/dev/null)
     [ -n "$BS_URI" ] && return 0
     sleep 0.05
   done

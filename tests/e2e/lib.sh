@@ -26,11 +26,14 @@ expect_stderr() {
 # start_receiver ARGS...: starts `ramshift receive` in the background on $LISTEN_URI
 # (default tcp://127.0.0.1:0); sets RX_PID, RX_URI.
 start_receiver() {
+  # The background job truncates rx.out only once it runs: a previous receiver's "listening
+  # on" line left in the file would otherwise be read first, and its port is closed by now.
+  rm -f "$WORK/rx.out"
   "$RAMSHIFT" receive --listen "${LISTEN_URI:-tcp://127.0.0.1:0}" "$@" >"$WORK/rx.out" 2>"$WORK/rx.err" &
   RX_PID=$!
   PIDS+=("$RX_PID")
   for _ in $(seq 400); do  # up to 20 s: the soft-RoCE VM runs at software speed
-    RX_URI=$(sed -n 's/^listening on //p' "$WORK/rx.out")
+    RX_URI=$(sed -n 's/^listening on //p' "$WORK/rx.out" 2>/dev/null)
     [ -n "$RX_URI" ] && return 0
     sleep 0.05
   done
