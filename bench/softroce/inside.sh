@@ -131,6 +131,9 @@ for ch in 0 2; do
 done
 
 best=$(printf '%s\n' "${PERF[@]}" | sort -g | tail -1)
+vs_qemu() {  # seconds -> QEMU's time over it, e.g. "1.41x faster" or "0.94x (slower)"
+  awk -v s="$1" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx %s", q / s, (q >= s ? "faster" : "(slower)")}'
+}
 mbps() { awk -v s="$1" -v b=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.1f", b / s / 1e6; else print "-"}'; }
 echo
 echo "| what | seconds for 128 MiB (median) | MB/s | vs ib_write_bw best ($best MB/s) | vs QEMU rdma: time | runs |"
@@ -141,7 +144,7 @@ echo "| QEMU 7.2 \`migrate rdma:\` (paused guest) | $QEMU_S | $(mbps "$QEMU_S") 
 for cfg in "${CONFIGS[@]}"; do
   s=${RS[$cfg]%%|*}; runs=${RS[$cfg]#*|}
   set -- $cfg
-  echo "| ramshift rdma:// --queues $1 --codec $2 | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"
+  echo "| ramshift rdma:// --queues $1 --codec $2 | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(vs_qemu "$s") | $runs|"
 done
 for q in 1 2; do
   v=${BENCH[$q]%%|*}; runs=${BENCH[$q]#*|}
@@ -149,7 +152,7 @@ for q in 1 2; do
 done
 for ch in 0 2; do
   s=${BR[$ch]%%|*}; runs=${BR[$ch]#*|}
-  echo "| QEMU through the ramshift bridge over rdma://, multifd $ch, --codec auto | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(awk -v s="$s" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx faster", q / s}') | $runs|"
+  echo "| QEMU through the ramshift bridge over rdma://, multifd $ch, --codec auto | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(vs_qemu "$s") | $runs|"
 done
 echo
 echo "ramshift tune --budget 40 over rdma:// (top of its table):"

@@ -10,8 +10,9 @@ A=10.9.0.1
 N=${1:-50}
 ramshift make-image --size 64M --pattern mixed /tmp/src.img >/dev/null
 run() {  # ack-timeout (0 = rdma_cm's default) -> seconds, or "failed"
-  rm -f /tmp/dst.img
-  ramshift -q receive --listen rdma://$A:7000 --once --guest-out /tmp/dst.img --accept-timeout 120 \
+  # No --guest-out and no cmp: both cost tens of seconds in this VM; the receiver checks
+  # every page's digest itself and the sender's report says whether it verified.
+  ramshift -q receive --listen rdma://$A:7000 --once --accept-timeout 120 \
     --rdma-ack-timeout "$1" >/tmp/rx.out 2>&1 &
   local rx=$!
   for _ in $(seq 200); do grep -q listening /tmp/rx.out 2>/dev/null && break; sleep 0.05; done
@@ -19,8 +20,8 @@ run() {  # ack-timeout (0 = rdma_cm's default) -> seconds, or "failed"
        --rdma-ack-timeout "$1" --json /tmp/tx.json >/dev/null 2>/tmp/tx.err; then
     kill $rx 2>/dev/null; wait $rx 2>/dev/null; echo "failed: $(tail -1 /tmp/tx.err)"; return
   fi
-  wait $rx
-  cmp -s /tmp/src.img /tmp/dst.img || { echo "failed: image differs"; return; }
+  wait $rx || { echo "failed: receiver exit $?"; return; }
+  grep -q '"verified": *true' /tmp/tx.json || { echo "failed: not verified"; return; }
   grep -o '"total_ms": *[0-9.]*' /tmp/tx.json | head -1 | awk '{printf "%.2f\n", $2 / 1000}'
 }
 declare -A T
