@@ -34,6 +34,10 @@ done
 placed=$(grep -o '"placed": *[0-9]*' "$WORK/tx-none.json" | grep -o '[0-9]*$')
 [ "${placed:-0}" -gt 10000 ] && pass "codec none: $placed raw pages went by RDMA WRITE into guest memory" ||
   fail "codec none placed ${placed:-0} pages, expected nearly all 16384"
+# rdma:// picks 1 MiB batches by default (256 x 4 KiB); the receiver learns it from HELLO.
+grep -q '"batch_pages": 256' "$WORK/tx-none.json" && grep -q '"batch_pages": 256' "$WORK/rx.json" &&
+  pass "rdma:// default batch: 256 pages at both ends" ||
+  fail "rdma:// default batch: $(grep -o '"batch_pages": *[0-9]*' "$WORK/tx-none.json" "$WORK/rx.json" | tr '\n' ' ')"
 
 step "live synthetic guest over rdma://"
 # The VM's speed swings with the host's load: allow a software-speed downtime and throttling

@@ -16,8 +16,10 @@ int main(int argc, char** argv) {
   CLI::App app{"ramshift: RDMA-accelerated live migration transport and engine"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ramshift 0.1.0");
-  bool verbose = false, quiet = false;
-  app.add_flag("-v,--verbose", verbose, "log what happens, step by step");
+  int verbose = 0;
+  bool quiet = false;
+  app.add_flag("-v,--verbose", verbose,
+               "log what happens, step by step; -vv also each --codec auto window");
   app.add_flag("-q,--quiet", quiet, "only errors; no progress bar or summary");
   auto send = ramshift::cli::add_send(app);
   auto receive = ramshift::cli::add_receive(app);
@@ -42,9 +44,10 @@ int main(int argc, char** argv) {
     app.exit(e);
     return 2;
   }
-  ramshift::log::set_level(verbose ? ramshift::log::Level::kInfo
-                           : quiet ? ramshift::log::Level::kError
-                                   : ramshift::log::Level::kWarn);
+  ramshift::log::set_level(verbose >= 2 ? ramshift::log::Level::kDebug
+                           : verbose    ? ramshift::log::Level::kInfo
+                           : quiet      ? ramshift::log::Level::kError
+                                        : ramshift::log::Level::kWarn);
   // A profile fills the options the command line left out, on the command that runs.
   CLI::App* chosen = app.get_subcommands().front();
   while (!chosen->get_subcommands().empty()) chosen = chosen->get_subcommands().front();

@@ -93,9 +93,11 @@ Runner add_send(CLI::App& app) {
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
   cmd->add_option("--page-size", o->page_size, "page size in bytes (power of two, 1024..65536)")
       ->capture_default_str();
-  cmd->add_option("--batch-pages", o->batch_pages, "pages per batch (1..1024)")
+  cmd->add_option("--batch-pages", o->batch_pages,
+                  "pages per batch (1..1024); 0 = per transport: 1 MiB of pages over rdma://, "
+                  "64 otherwise")
       ->capture_default_str()
-      ->check(CLI::Range(1, 1024));
+      ->check(CLI::Range(0, 1024));
   cmd->add_option("--zstd-level", o->zstd_level, "zstd level (negative = faster)")
       ->capture_default_str()
       ->check(CLI::Range(-7, 19));

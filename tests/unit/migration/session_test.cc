@@ -31,6 +31,8 @@ class TestGuest final : public guest::SourceGuest {
   }
   const std::vector<guest::Region>& regions() const override { return regions_; }
   std::string describe() const override { return "test guest"; }
+  bool immutable() const override { return immutable_; }
+  bool immutable_ = false;  // true: sent like an image file, in one round
 
  private:
   std::vector<std::vector<std::byte>> store_;
@@ -111,6 +113,56 @@ TEST_P(SessionTest, OutputFileIsBitIdenticalAndAppearsOnlyWhenVerified) {
   EXPECT_EQ(again.source.error.code(), ErrorCode::kInvalidArgument);
   EXPECT_NE(again.source.error.message().find("already exists"), std::string::npos);
   std::filesystem::remove(dc.output_path);
+}
+
+TEST_P(SessionTest, BatchSizeIsPerTransportByDefaultAndBothEndsUseTheSourcesChoice) {
+  TestGuest g(4 << 20, 4096, guest::Pattern::kMixed);
+  auto out = migrate(GetParam(), g, SourceConfig{}, {});
+  ASSERT_TRUE(out.destination.verified) << out.destination.error.message();
+  EXPECT_EQ(out.source.batch_pages, 64u);  // not rdma: sized for socket buffers
+  EXPECT_EQ(out.destination.batch_pages, 64u);
+  SourceConfig big;
+  big.batch_pages = 256;
+  out = migrate(GetParam(), g, big, {});
+  ASSERT_TRUE(out.destination.verified) << out.destination.error.message();
+  EXPECT_EQ(out.source.batch_pages, 256u);
+  EXPECT_EQ(out.destination.batch_pages, 256u);
+  EXPECT_NE(out.destination.to_json().find("\"batch_pages\": 256"), std::string::npos);
+}
+
+TEST_P(SessionTest, AnImageSetsAsideNoXbzrleCacheAtEitherEnd) {
+  TestGuest g(4 << 20, 4096, guest::Pattern::kMixed);
+  SourceConfig sc;  // codec auto, whose XBZRLE half only ever helps a page sent again
+  auto out = migrate(GetParam(), g, sc, {});
+  ASSERT_TRUE(out.destination.verified) << out.destination.error.message();
+  EXPECT_EQ(out.source.xbzrle_cache_bytes, sc.codec.xbzrle_cache_bytes);
+  EXPECT_EQ(out.destination.xbzrle_cache_bytes, sc.codec.xbzrle_cache_bytes);
+  g.immutable_ = true;
+  out = migrate(GetParam(), g, sc, {});
+  ASSERT_TRUE(out.destination.verified) << out.destination.error.message();
+  EXPECT_EQ(out.source.xbzrle_cache_bytes, 0u);
+  EXPECT_EQ(out.destination.xbzrle_cache_bytes, 0u);
+}
+
+TEST(SessionConfig, BatchOverRdmaIsOneMebibyteOfPagesAndSixtyFourElsewhere) {
+  EXPECT_EQ(default_batch_pages("rdma", 4096), 256u);
+  EXPECT_EQ(default_batch_pages("rdma", 65536), 16u);
+  EXPECT_EQ(default_batch_pages("rdma", 1024), 1024u);
+  EXPECT_EQ(default_batch_pages("tcp", 4096), 64u);
+  EXPECT_EQ(default_batch_pages("loopback", 65536), 64u);
+}
+
+TEST(SessionConfig, BatchOverSixteenMebibytesFailsBeforeConnecting) {
+  TestGuest g(1 << 20, 4096, guest::Pattern::kMixed);
+  SourceConfig sc;
+  sc.to = transport::parse_uri("tcp://127.0.0.1:1").value();  // never reached
+  sc.page_size = 65536;
+  sc.batch_pages = 512;  // 32 MiB
+  auto report = run_source(g, sc);
+  EXPECT_FALSE(report.completed);
+  EXPECT_EQ(report.error.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(report.error.message().find("--batch-pages 512"), std::string::npos)
+      << report.error.message();
 }
 
 TEST_P(SessionTest, SizeMismatchFailsBothSidesWithTheReason) {

@@ -138,6 +138,8 @@ class DestinationRun {
                     fmt::format("hello announces {} data queues but the connection has {} queues",
                                 hello_.data_queues, conn_->queue_count()));
     report_.queues = hello_.data_queues;
+    report_.batch_pages = hello_.batch_pages;
+    report_.xbzrle_cache_bytes = hello_.xbzrle_cache_per_queue * hello_.data_queues;
     report_.codec = pipeline::codec_name(static_cast<pipeline::CodecMode>(hello_.codec));
     wire::Hello mine;
     mine.page_size = hello_.page_size;

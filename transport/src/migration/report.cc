@@ -23,6 +23,10 @@ std::string MigrationReport::to_json() const {
                 {"raw", pages.raw},
                 {"placed", pages.placed}};
   j["queues"] = queues;
+  if (batch_pages != 0) {  // bridges have neither batches nor an XBZRLE cache of their own
+    j["batch_pages"] = batch_pages;
+    j["xbzrle_cache_bytes"] = xbzrle_cache_bytes;
+  }
   j["transport"] = transport;
   j["codec"] = codec;
   if (!peer.empty()) j["peer"] = peer;

@@ -55,6 +55,7 @@ class SourceRun {
   MigrationReport run() {
     report_.role = "source";
     report_.queues = config_.queues;
+    report_.batch_pages = config_.batch_pages;
     report_.transport = config_.to.scheme;
     report_.codec = pipeline::codec_name(config_.codec.mode);
     for (const auto& r : guest_.regions()) report_.guest_bytes += r.bytes;
@@ -78,6 +79,15 @@ class SourceRun {
     if (config_.queues < 1 || config_.queues > wire::kMaxDataQueues)
       return Status(ErrorCode::kInvalidArgument, fmt::format("--queues {} is outside 1..{}",
                                                              config_.queues, wire::kMaxDataQueues));
+    if (config_.batch_pages < 1 || config_.batch_pages > pipeline::kMaxBatchPages)
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("--batch-pages {} is outside 1..{}", config_.batch_pages,
+                                pipeline::kMaxBatchPages));
+    if (uint64_t{config_.batch_pages} * config_.page_size > (16u << 20))
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("--batch-pages {} of {}-byte pages is over the 16 MiB a batch "
+                                "may hold",
+                                config_.batch_pages, config_.page_size));
     transport::TransportOptions topts;
     topts.connect_timeout = config_.connect_timeout;
     topts.rdma = config_.rdma;
@@ -210,13 +220,18 @@ class SourceRun {
     hello.data_queues = config_.queues;
     hello.batch_pages = config_.batch_pages;
     hello.codec = static_cast<uint8_t>(config_.codec.mode);
-    hello.xbzrle_cache_per_queue = pipeline::codec_uses_xbzrle(config_.codec.mode)
+    // An image is sent in one round, and XBZRLE only helps a page sent again: no cache at
+    // either end then. Each would be zero-filled at set-up, 64 MiB per side by default,
+    // which a slow host pays for in the migration's time.
+    const bool resends = !guest_.immutable();
+    hello.xbzrle_cache_per_queue = pipeline::codec_uses_xbzrle(config_.codec.mode) && resends
                                        ? config_.codec.xbzrle_cache_bytes / config_.queues
                                        : 0;
     std::random_device rd;
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
     hello.software = "ramshift 0.1.0";
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
+    report_.xbzrle_cache_bytes = cache_per_queue_ * config_.queues;
     encoders_.resize(config_.queues);
     std::vector<uint64_t> sizes;
     for (const auto& r : guest_.regions()) sizes.push_back(r.bytes);
@@ -587,7 +602,10 @@ class SourceRun {
 
 MigrationReport run_source(guest::SourceGuest& guest, const SourceConfig& config,
                            const ProgressFn& progress) {
-  return SourceRun(guest, config, progress).run();
+  SourceConfig resolved = config;
+  if (resolved.batch_pages == 0)
+    resolved.batch_pages = default_batch_pages(resolved.to.scheme, resolved.page_size);
+  return SourceRun(guest, resolved, progress).run();
 }
 
 }  // namespace ramshift::migration

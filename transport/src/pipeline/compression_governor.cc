@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "ramshift/base/log.h"
+
 namespace ramshift::pipeline {
 
 CompressionGovernor::CompressionGovernor(bool enabled, bool always)
@@ -40,6 +42,8 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
     next = !mode;
     probing_ = true;
   }
+  log::debug("codec auto: {} window {:.1f} MB/s (other mode {:.1f}); next {}",
+             mode ? "zstd" : "raw", rate_[mode] / 1e6, rate_[!mode] / 1e6, next ? "zstd" : "raw");
   if (next != mode) {
     compress_.store(next, std::memory_order_relaxed);
     windows_in_mode_ = 0;

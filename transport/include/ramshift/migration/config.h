@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/codec.h"
@@ -19,9 +20,8 @@ struct SourceConfig {
   uint32_t queues = 2;
   pipeline::CodecConfig codec;
   uint32_t page_size = 4096;
-  // Why 64 pages (256 KiB): at or above the 64 KiB where perftest reaches line rate, and
-  // small enough that 2 x 8 MiB of socket buffer holds dozens of batches per queue.
-  uint32_t batch_pages = 64;
+  // Pages per batch; 0 = the transport's default, default_batch_pages(to.scheme, page_size).
+  uint32_t batch_pages = 0;
   uint64_t bandwidth_limit = 0;   // bytes/s of wire traffic over all queues; 0 = unlimited
   ConvergenceConfig convergence;  // live guests only
   std::chrono::milliseconds connect_timeout{10000};
@@ -29,6 +29,16 @@ struct SourceConfig {
   // How long to wait for the destination's verdict after the last page.
   std::chrono::milliseconds verdict_timeout{600000};
 };
+
+// The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
+// - rdma: 1 MiB of pages (256 x 4 KiB). Every batch over rdma:// costs a control message,
+//   its completions and a wake-up of the receiver, whatever its size; in the soft-RoCE VM,
+//   256 pages beat 64 in 11 of 14 back-to-back pairs and 1024 was slower
+//   (docs/benchmarks/README.md, "Batch size over rdma://").
+// - everything else: 64 pages (256 KiB for 4 KiB pages), at or above the 64 KiB where
+//   perftest reaches line rate and small enough that 2 x 8 MiB of socket buffer holds dozens
+//   of batches per queue.
+uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size);
 
 struct DestinationConfig {
   std::string output_path;  // --guest-out; empty = keep in memory, verify only

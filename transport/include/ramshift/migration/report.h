@@ -36,6 +36,10 @@ struct MigrationReport {
   uint64_t wire_bytes = 0;
   pipeline::PageCounts pages;
   uint32_t queues = 0;
+  uint32_t batch_pages = 0;  // pages per batch the migration used (the source chose it)
+  // Memory this end set aside for XBZRLE caches, all queues: none for an image, which is
+  // sent in one round (a cache only helps a page sent again).
+  uint64_t xbzrle_cache_bytes = 0;
   std::string transport;
   std::string codec;
   std::string peer;
