@@ -15,5 +15,8 @@ QDIRS=()
 for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
   [ -e "$d" ] && QDIRS+=(-d "$d")
 done
+# About 6 minutes per round of runs in a slow boot, plus the measurements before them.
+export RXE_VM_TIMEOUT=${RXE_VM_TIMEOUT:-$((900 + ${RUNS:-3} * 420))}
 exec bash "$HERE/../tests/softroce/rxe_vm.sh" -m 3072 -b "$RS" -b bash -b "$QEMU" "${QDIRS[@]}" \
+  -f "$HERE/softroce/lib.sh" \
   "$HERE/softroce/inside.sh" "${RUNS:-3}"

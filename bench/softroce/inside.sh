@@ -2,15 +2,8 @@
 # Runs inside the soft-RoCE VM for bench/softroce_bench.sh. $1 = runs per configuration.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 RUNS=${1:-3}
-A=10.9.0.1
-MIB=$((1 << 20))
-IMG=/tmp/src.img
-export QEMU_MODULE_DIR=/usr/lib/x86_64-linux-gnu/qemu
-# QEMU finds its firmware relative to its own path: run it from /usr/bin, not /opt/bin.
-QEMU=/usr/bin/qemu-system-x86_64
-now() { echo "${EPOCHREALTIME/./}"; }  # microseconds
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null
+. /opt/share/lib.sh
+bench_image
 
 # perftest: the device's own RDMA WRITE bandwidth (MB/sec in perftest is 2^20 bytes/s).
 declare -A PERF
@@ -52,18 +45,7 @@ ramshift tune --to rdma://$A:7100 --budget 40 --profile-out /tmp/tuned.json >/tm
   cat /tmp/tune.out >&2
 kill $BS 2>/dev/null; wait $BS 2>/dev/null
 
-# ramshift: seconds for the whole image, receiver verified, median of RUNS.
-rs_run() {  # queues codec batch-pages -> prints seconds
-  rm -f /tmp/dst.img
-  ramshift -q receive --listen rdma://$A:7000 --once --guest-out /tmp/dst.img >/tmp/rx.out 2>&1 &
-  local rx=$!
-  for _ in $(seq 200); do grep -q listening /tmp/rx.out 2>/dev/null && break; sleep 0.05; done
-  ramshift -q send --to rdma://$A:7000 --guest file:$IMG --queues "$1" --codec "$2" \
-    --batch-pages "$3" --json /tmp/tx.json >/dev/null 2>/tmp/tx.err || { cat /tmp/tx.err >&2; echo 0; return; }
-  wait $rx || { echo 0; return; }
-  cmp -s $IMG /tmp/dst.img || { echo "image differs" >&2; echo 0; return; }
-  grep -o '"total_ms": *[0-9.]*' /tmp/tx.json | awk '{printf "%.2f", $2 / 1000}'
-}
+# ramshift: seconds for the whole image (rs_run: receiver verified, copy compared).
 declare -A RS
 # "2 zero" (zero pages skipped, nothing compressed) is what auto amounts to when compressing
 # does not pay: the line to read auto against. A third field is --batch-pages (default 0, the
@@ -87,55 +69,15 @@ for cfg in "${CONFIGS[@]}"; do
 done
 
 # Stock QEMU 7.2 `rdma:` migration of a paused guest whose RAM is the same image.
-qemu_run() {
-  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults)
-  "$QEMU" "${common[@]}" \
-    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on \
-    -incoming rdma:$A:4444 -monitor none >/tmp/qdst.log 2>&1 &
-  local dst=$!
-  sleep 3
-  local t0; t0=$(now)
-  { echo "migrate_set_parameter max-bandwidth 100G"; echo "migrate rdma:$A:4444"
-    echo "info migrate"; echo "quit"; } |
-    timeout 300 "$QEMU" "${common[@]}" \
-      -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off \
-      -monitor stdio >/tmp/qsrc.log 2>&1
-  local t1; t1=$(now)
-  kill $dst 2>/dev/null; wait $dst 2>/dev/null
-  local status; status=$(tr -d '\r' </tmp/qsrc.log | grep -a -o 'Migration status: [a-z]*' | tail -1)
-  local total; total=$(tr -d '\r' </tmp/qsrc.log | grep -a -o 'total time: [0-9]*' | tail -1 | grep -o '[0-9]*$')
-  if [ "$status" != "Migration status: completed" ]; then
-    echo "qemu: ${status:-no status}" >&2; tr -d '\r' </tmp/qsrc.log | tail -5 >&2; cat /tmp/qdst.log >&2; echo 0; return
-  fi
-  awk -v ms="$total" 'BEGIN {printf "%.2f", ms / 1000}'
-}
 qruns=""
-for _ in $(seq "$RUNS"); do qruns+="$(qemu_run) "; echo "progress: qemu rdma: $qruns s"; done
+for _ in $(seq "$RUNS"); do qruns+="$(qemu_rdma_run) "; echo "progress: qemu rdma: $qruns s"; done
 QEMU_S=$(echo $qruns | tr ' ' '\n' | median)
 
-# The same paused guest through the ramshift QEMU bridge over rdma:// (qemu-migrate drives
-# both QEMUs over QMP; QEMU's own total-time, so the figures compare like for like).
-bridge_run() {  # multifd-channels -> prints seconds
-  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
-  rm -f /tmp/qemu-dst.ram
-  "$QEMU" "${common[@]}" -qmp unix:/tmp/bs.qmp,server=on,wait=off \
-    -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off >/tmp/bs.log 2>&1 &
-  local s=$!
-  "$QEMU" "${common[@]}" -qmp unix:/tmp/bd.qmp,server=on,wait=off -incoming defer \
-    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on >/tmp/bd.log 2>&1 &
-  local d=$!
-  sleep 2
-  ramshift -q qemu-migrate --src-qmp /tmp/bs.qmp --dst-qmp /tmp/bd.qmp --via rdma://$A:0 \
-    --multifd-channels "$1" --codec auto --json /tmp/bm.json 2>/tmp/bm.err
-  local rc=$?
-  kill $s $d 2>/dev/null; wait $s $d 2>/dev/null
-  if [ $rc != 0 ] || ! cmp -s $IMG /tmp/qemu-dst.ram; then cat /tmp/bm.err >&2; echo 0; return; fi
-  grep -a -m1 -o '"total_ms": *[0-9]*' /tmp/bm.json | awk '{printf "%.2f", $2 / 1000}'
-}
+# The same paused guest through the ramshift QEMU bridge over rdma://.
 declare -A BR
 for ch in 0 2; do
   runs=""
-  for _ in $(seq "$RUNS"); do runs+="$(bridge_run $ch) "; done
+  for _ in $(seq "$RUNS"); do runs+="$(bridge_run ramshift $ch) "; done
   BR[$ch]="$(echo $runs | tr ' ' '\n' | median)|$runs"
   echo "progress: bridge rdma:// multifd $ch: $runs s"
 done

@@ -2,10 +2,11 @@
 # Runs a script as root inside a throwaway Linux VM (QEMU software emulation) that has two
 # soft-RoCE devices: rxe0 on veth va (10.9.0.1) and rxe1 on veth vb (10.9.0.2).
 #
-#   tests/softroce/rxe_vm.sh [-m MEM_MB] [-b BINARY]... [-d DIR]... SCRIPT [ARGS...]
+#   tests/softroce/rxe_vm.sh [-m MEM_MB] [-b BINARY]... [-d DIR]... [-f FILE]... SCRIPT [ARGS...]
 #
 # -b copies a host binary and every library it needs into the VM (on PATH as its basename);
-# -d copies a host directory tree to the same path inside. The script's exit status comes
+# -d copies a host directory tree to the same path inside; -f copies one file to
+# /opt/share/BASENAME inside (a shell library the script sources, say). The script's exit status comes
 # back as ours; 77 means "cannot run here" (ctest skips). The VM is a cpio initramfs in a
 # temporary folder, removed on exit whatever happens; nothing touches the host's network.
 #
@@ -14,12 +15,15 @@
 # host tools (qemu-system-x86, busybox-static, rdma-core, ...) are installed from Debian.
 # Why TCG: /dev/kvm on these machines cannot run a normal guest kernel.
 set -euo pipefail
-MEM=2048; BINS=(); DIRS=()
-while getopts "m:b:d:" o; do
-  case $o in m) MEM=$OPTARG ;; b) BINS+=("$OPTARG") ;; d) DIRS+=("$OPTARG") ;; *) exit 2 ;; esac
+MEM=2048; BINS=(); DIRS=(); FILES=()
+while getopts "m:b:d:f:" o; do
+  case $o in
+    m) MEM=$OPTARG ;; b) BINS+=("$OPTARG") ;; d) DIRS+=("$OPTARG") ;; f) FILES+=("$OPTARG") ;;
+    *) exit 2 ;;
+  esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { echo "usage: $0 [-m MB] [-b BIN]... [-d DIR]... SCRIPT [ARGS...]" >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 [-m MB] [-b BIN]... [-d DIR]... [-f FILE]... SCRIPT [ARGS...]" >&2; exit 2; }
 SCRIPT=$1; shift
 VM_TIMEOUT=${RXE_VM_TIMEOUT:-1500}
 
@@ -78,6 +82,8 @@ cp /etc/libibverbs.d/rxe.driver "$R/etc/libibverbs.d/"
 cp -L /lib/x86_64-linux-gnu/libgcc_s.so.1 "$R/lib/x86_64-linux-gnu/" 2>/dev/null || true
 echo "root:x:0:0:root:/root:/bin/sh" > "$R/etc/passwd"
 for d in ${DIRS[@]+"${DIRS[@]}"}; do mkdir -p "$R$(dirname "$d")"; cp -a "$d" "$R$d"; done
+mkdir -p "$R/opt/share"
+for f in ${FILES[@]+"${FILES[@]}"}; do cp "$f" "$R/opt/share/"; done
 # Modules in dependency order; without crc32_generic `rdma link add` fails with ENOENT.
 MODS="crypto/crc32_generic fs/configfs/configfs drivers/infiniband/core/ib_core
       drivers/infiniband/core/ib_uverbs net/ipv4/udp_tunnel net/ipv6/ip6_udp_tunnel

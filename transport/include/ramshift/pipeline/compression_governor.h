@@ -1,6 +1,8 @@
 // Decides, for `--codec auto`, whether batches are zstd-compressed, by measuring both ways.
 // It starts sending raw: on a fast link a compressing first window is the costliest mistake,
-// on a slow link a raw one costs little.
+// on a slow link a raw one costs little. The first window is a warm-up and measures nothing:
+// it holds the connection's start (queues filling, the destination still registering its
+// memory), which would make raw look slower than it is.
 //
 // Compression pays only when the link is slower than the compressor can feed it. Rather
 // than guess either speed, the governor alternates: it measures the guest bytes per second
@@ -33,6 +35,11 @@ class CompressionGovernor {
   // memory — costs ever less probing; a probe that wins resets it.
   static constexpr int kHoldWindows = 8;
   static constexpr int kMaxHoldWindows = 64;
+  // Compressing is kept only when it moves this much more guest memory per second than
+  // sending raw: within it the two are a tie, and raw wins a tie (it spends no CPU on
+  // either end). Why 5%: back-to-back windows of one mode spread about that much on a
+  // quiet host, so a smaller edge is noise.
+  static constexpr double kCompressMargin = 1.05;
 
   // `enabled` false: never compress (codec without zstd). `always` true: always compress.
   CompressionGovernor(bool enabled, bool always);
@@ -55,6 +62,7 @@ class CompressionGovernor {
   mutable std::mutex mu_;
   Clock::time_point window_start_{};
   bool started_ = false;
+  bool warmed_up_ = false;  // the first window has passed
   uint64_t window_bytes_ = 0;
   int windows_in_mode_ = 0;
   int hold_windows_ = kHoldWindows;

@@ -1,0 +1,72 @@
+# Shell functions the soft-RoCE bench scripts share, sourced inside the VM from
+# /opt/share/lib.sh (rxe_vm.sh -f bench/softroce/lib.sh). Needs bash. Every run below prints
+# its seconds, or 0 with the reason on stderr, and leaves its report in /tmp.
+A=10.9.0.1  # rxe0's address; rxe1 (10.9.0.2) reaches it over the veth pair
+MIB=$((1 << 20))
+IMG=/tmp/src.img  # bench_image makes it
+export QEMU_MODULE_DIR=/usr/lib/x86_64-linux-gnu/qemu
+# QEMU finds its firmware relative to its own path: run it from /usr/bin, not /opt/bin.
+QEMU=/usr/bin/qemu-system-x86_64
+
+now() { echo "${EPOCHREALTIME/./}"; }  # microseconds
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# The 128 MiB mixed image every bench migrates: a quarter zero, a quarter random, half text.
+bench_image() { ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null; }
+
+# ramshift send/receive of $IMG over rdma://, the destination's copy byte-compared.
+# Report: /tmp/tx.json.
+rs_run() {  # QUEUES CODEC [BATCH_PAGES (0 = the transport's default)] -> seconds
+  rm -f /tmp/dst.img
+  ramshift -q receive --listen rdma://$A:7000 --once --guest-out /tmp/dst.img >/tmp/rx.out 2>&1 &
+  local rx=$!
+  for _ in $(seq 200); do grep -q listening /tmp/rx.out 2>/dev/null && break; sleep 0.05; done
+  ramshift -q send --to rdma://$A:7000 --guest file:$IMG --queues "$1" --codec "$2" \
+    --batch-pages "${3:-0}" --json /tmp/tx.json >/dev/null 2>/tmp/tx.err ||
+    { cat /tmp/tx.err >&2; kill $rx 2>/dev/null; wait $rx 2>/dev/null; echo 0; return; }
+  wait $rx || { echo "receiver failed: $(tail -1 /tmp/rx.out)" >&2; echo 0; return; }
+  cmp -s $IMG /tmp/dst.img || { echo "image differs" >&2; echo 0; return; }
+  grep -o '"total_ms": *[0-9.]*' /tmp/tx.json | awk '{printf "%.2f", $2 / 1000}'
+}
+
+# Stock QEMU's own `migrate rdma:` of a paused guest whose RAM is $IMG (QEMU's total time).
+qemu_rdma_run() {
+  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults)
+  "$QEMU" "${common[@]}" \
+    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on \
+    -incoming rdma:$A:4444 -monitor none >/tmp/qdst.log 2>&1 &
+  local dst=$!
+  sleep 3
+  { echo "migrate_set_parameter max-bandwidth 100G"; echo "migrate rdma:$A:4444"
+    echo "info migrate"; echo "quit"; } |
+    timeout 300 "$QEMU" "${common[@]}" \
+      -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off \
+      -monitor stdio >/tmp/qsrc.log 2>&1
+  kill $dst 2>/dev/null; wait $dst 2>/dev/null
+  local status; status=$(tr -d '\r' </tmp/qsrc.log | grep -a -o 'Migration status: [a-z]*' | tail -1)
+  local total; total=$(tr -d '\r' </tmp/qsrc.log | grep -a -o 'total time: [0-9]*' | tail -1 | grep -o '[0-9]*$')
+  if [ "$status" != "Migration status: completed" ]; then
+    echo "qemu: ${status:-no status}" >&2; tr -d '\r' </tmp/qsrc.log | tail -5 >&2; cat /tmp/qdst.log >&2; echo 0; return
+  fi
+  awk -v ms="$total" 'BEGIN {printf "%.2f", ms / 1000}'
+}
+
+# The same paused guest through the ramshift QEMU bridge over rdma:// (qemu-migrate drives both
+# QEMUs over QMP; QEMU's own total time, so it compares like for like with qemu_rdma_run).
+# Report: /tmp/bm.json.
+bridge_run() {  # RAMSHIFT_BINARY MULTIFD_CHANNELS -> seconds
+  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
+  rm -f /tmp/qemu-dst.ram
+  "$QEMU" "${common[@]}" -qmp unix:/tmp/bs.qmp,server=on,wait=off \
+    -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off >/tmp/bs.log 2>&1 &
+  local s=$!
+  "$QEMU" "${common[@]}" -qmp unix:/tmp/bd.qmp,server=on,wait=off -incoming defer \
+    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on >/tmp/bd.log 2>&1 &
+  local d=$!
+  sleep 2
+  "$1" -q qemu-migrate --src-qmp /tmp/bs.qmp --dst-qmp /tmp/bd.qmp --via rdma://$A:0 \
+    --multifd-channels "$2" --codec auto --json /tmp/bm.json 2>/tmp/bm.err
+  local rc=$?
+  kill $s $d 2>/dev/null; wait $s $d 2>/dev/null
+  if [ $rc != 0 ] || ! cmp -s $IMG /tmp/qemu-dst.ram; then cat /tmp/bm.err >&2; echo 0; return; fi
+  grep -a -m1 -o '"total_ms": *[0-9]*' /tmp/bm.json | awk '{printf "%.2f", $2 / 1000}'
+}
