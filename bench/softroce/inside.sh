@@ -5,6 +5,7 @@ RUNS=${1:-3}
 . /opt/share/lib.sh
 bench_image
 
+echo "progress: $(ibv_devinfo -d rxe0 | grep -E 'active_mtu')"
 # perftest: the device's own RDMA WRITE bandwidth (MB/sec in perftest is 2^20 bytes/s).
 declare -A PERF
 for size in 65536 1048576; do
