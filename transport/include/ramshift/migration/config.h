@@ -32,9 +32,9 @@ struct SourceConfig {
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
 // - rdma: 1 MiB of pages (256 x 4 KiB). Every batch over rdma:// costs a control message,
-//   its completions and a wake-up of the receiver, whatever its size; in the soft-RoCE VM,
-//   256 pages beat 64 in 11 of 14 back-to-back pairs and 1024 was slower
-//   (docs/benchmarks/README.md, "Batch size over rdma://").
+//   its completions and a wake-up of the receiver, whatever its size: 12,000 of each per
+//   second at 100 Gbit/s instead of 48,000. In the soft-RoCE VM, CPU-bound in rxe, 1 MiB
+//   and 256 KiB were within noise of each other (docs/benchmarks/README.md, RDMA section).
 // - everything else: 64 pages (256 KiB for 4 KiB pages), at or above the 64 KiB where
 //   perftest reaches line rate and small enough that 2 x 8 MiB of socket buffer holds dozens
 //   of batches per queue.

@@ -37,8 +37,8 @@ class CompressionGovernor {
   static constexpr int kMaxHoldWindows = 64;
   // Compressing is kept only when it moves this much more guest memory per second than
   // sending raw: within it the two are a tie, and raw wins a tie (it spends no CPU on
-  // either end). Why 5%: back-to-back windows of one mode spread about that much on a
-  // quiet host, so a smaller edge is noise.
+  // either end). Why 5%: a smaller edge is within one window's measuring error, and not
+  // worth the CPU that compressing and decompressing take from both hosts.
   static constexpr double kCompressMargin = 1.05;
 
   // `enabled` false: never compress (codec without zstd). `always` true: always compress.
