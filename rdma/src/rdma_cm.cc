@@ -20,6 +20,10 @@ namespace ramshift::transport::rdma {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+long ms_since(Clock::time_point t) {
+  return static_cast<long>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
+}
 
 // CM private data (≤ 56 bytes on RDMA_PS_TCP): version and capabilities, plus what groups
 // queues into one connection. Ring addresses and keys travel in each queue's hello instead.
@@ -173,7 +177,9 @@ SharedPd alloc_pd(ibv_context* ctx, Status& err) {
 Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
                                            std::vector<std::unique_ptr<RdmaQueue>> queues,
                                            Clock::time_point deadline) {
+  const auto t0 = Clock::now();
   for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline));
+  log::debug("rdma: queue hellos exchanged in {} ms", ms_since(t0));
   std::string text = describe(queues[0]->id(), queues.size());
   return std::unique_ptr<Connection>(
       new RdmaConnection(std::move(channel), std::move(pd), std::move(queues), std::move(text)));
@@ -260,7 +266,9 @@ class RdmaListener final : public Listener {
       return reject(ev.id, Status(ErrorCode::kMismatch, "queues arrived on different devices"));
     }
     rdma_cm_id* raw = ev.id;
+    const auto t0 = Clock::now();
     auto q = RdmaQueue::create(CmId(raw), g.pd, options_.rdma, p->queue);
+    log::debug("rdma: queue {} of a connecting peer set up in {} ms", p->queue, ms_since(t0));
     if (!q) {
       log::warn("rdma: cannot set up queue {}: {}", p->queue, q.status().message());
       return;  // the id died with the failed queue, which refuses the peer
@@ -364,6 +372,7 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   // each step is a round trip, and doing them queue after queue multiplied the set-up time.
   std::vector<CmId> ids(queues);
   std::vector<std::unique_ptr<RdmaQueue>> qs(queues);
+  const auto t0 = Clock::now();
   SharedPd pd;
   for (uint32_t q = 0; q < queues; ++q) {
     rdma_cm_id* raw = nullptr;
@@ -399,7 +408,9 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
         } else if (pd->context != ev->id->verbs) {
           return Status(ErrorCode::kMismatch, "queues resolved to different RDMA devices");
         }
+        log::debug("rdma: queue {} route resolved at {} ms", q, ms_since(t0));
         RS_ASSIGN_OR_RETURN(qs[q], RdmaQueue::create(std::move(ids[q]), pd, options.rdma, q));
+        log::debug("rdma: queue {} created at {} ms", q, ms_since(t0));
         RS_RETURN_IF_ERROR(apply_ack_timeout(qs[q]->id(), options.rdma));
         std::byte priv[kPrivateBytes];
         PrivateData mine = priv_in;
@@ -411,6 +422,7 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
         break;
       }
       case RDMA_CM_EVENT_ESTABLISHED:
+        log::debug("rdma: queue {} established at {} ms", q, ms_since(t0));
         ++established;
         break;
       default:

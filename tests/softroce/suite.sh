@@ -22,6 +22,9 @@ fi
 step "64 MiB image over rdma://, two processes, verified"
 "$RAMSHIFT" make-image --size 64M --pattern mixed "$WORK/src.img" >/dev/null
 sum_before=$(md5sum < "$WORK/src.img")
+# On tmpfs (the VM's /tmp) the sender maps the image shared and writable, so that pinning
+# it copies nothing on a 6.1 kernel: it must still never change, not even its mtime.
+mtime_before=$(stat -c %y "$WORK/src.img")
 for codec in none auto; do
   rm -f "$WORK/dst.img"
   start_receiver --once --accept-timeout 120 --guest-out "$WORK/dst.img" --json "$WORK/rx.json" || fail "receiver start"
@@ -68,6 +71,8 @@ wait "$tx"; rc=$?
 [ "$rc" = 1 ] && pass "sender exits 1 when the receiver dies mid-round" || { fail "sender exit $rc"; cat "$WORK/err"; }
 expect_stderr "destination went away during round 0" "sender says the destination went away in round 0"
 [ "$(md5sum < "$WORK/src.img")" = "$sum_before" ] && pass "source image unchanged" || fail "source image changed"
+[ "$(stat -c %y "$WORK/src.img")" = "$mtime_before" ] && pass "source image's mtime unchanged" ||
+  fail "source image's mtime changed"
 
 step "failure: locked-memory limit too low for the guest"
 start_receiver --once --accept-timeout 120 || fail "receiver start"

@@ -2,6 +2,7 @@
 // destination's `--guest-out PATH`.
 #pragma once
 
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,20 +14,28 @@
 
 namespace ramshift::guest {
 
-// Source side: the file mapped read-only as one region named "image".
+// Source side: the file mapped as one region named "image", which nothing here writes:
+// MAP_PRIVATE and read-only, or on tmpfs MAP_SHARED (see shared_mapping()).
 class ImageGuest final : public SourceGuest {
  public:
   // kNotFound (missing), kIo (unreadable, a directory), kInvalidArgument (empty, or a size
   // that is not whole pages when page_size exceeds the host page size).
   static Result<std::unique_ptr<ImageGuest>> open(const std::string& path, size_t page_size);
+  ~ImageGuest() override;  // a shared mapping: puts back the mtime pinning may have moved
   const std::vector<Region>& regions() const override { return regions_; }
   std::string describe() const override;
-  bool immutable() const override { return true; }  // mapped read-only, MAP_PRIVATE
+  bool immutable() const override { return true; }  // sent in one round
+  // True for a writable image on tmpfs: mapped shared, so pinning it for RDMA on kernels
+  // before 6.2 (which pin read-only memory as if for writing) copies no page. The pin's
+  // write fault moves the file's mtime; the destructor moves it back.
+  bool shared_mapping() const { return shared_; }
 
  private:
   std::string path_;
   UniqueFd fd_;
   MappedMemory map_;
+  bool shared_ = false;
+  timespec mtime_{};  // the file's, when it was opened (shared mappings only)
   std::vector<Region> regions_;
 };
 
