@@ -97,7 +97,9 @@ Status Relay::post_segments_locked(uint32_t queue, std::span<const std::span<con
       if (progress_) progress_->wire_bytes += bytes;
       return st;
     }
-    if (st.code() != ErrorCode::kWouldBlock) return st;
+    if (st.code() != ErrorCode::kWouldBlock)
+      return st.with_context(side_ == Side::kSource ? "to the destination bridge"
+                                                    : "to the source bridge");
     if (!even_if_failed && failed_) return Status(ErrorCode::kCancelled, "bridge failed");
     if (even_if_failed && Clock::now() > give_up) return st;
     Status w = conn_.wait_writable(queue, 100ms);
@@ -193,13 +195,20 @@ Status Relay::add_channel(LocalChannel channel) {
 
 // --- QEMU -> peer --------------------------------------------------------------------------
 
+Result<size_t> Relay::read_qemu(Channel* c, std::span<std::byte> buf) {
+  auto n = c->local.read_some(buf);
+  if (!n)
+    return n.status().with_context(side_ == Side::kSource ? "source QEMU" : "destination QEMU");
+  return n;
+}
+
 void Relay::reader_loop(Channel* c) {
   std::vector<std::byte> buf(max_chunk_);
   size_t have = 0;
   Status st;
   // The first four bytes tell a multifd channel from the main one.
   while (have < 4) {
-    auto n = c->local.read_some(std::span(buf).subspan(have));
+    auto n = read_qemu(c, std::span(buf).subspan(have));
     if (!n) {
       st = n.status();
       break;
@@ -222,10 +231,9 @@ void Relay::reader_loop(Channel* c) {
     // The destination QEMU resetting its end (it closed with our bytes unread) is the same
     // event as a write finding it closed: see deliver().
     if (side_ == Side::kDest && st.code() == ErrorCode::kDisconnected) qemu_closed_early_ = true;
+    // The error names its end: this side's QEMU (read_qemu) or the peer bridge (post).
     if (st.code() != ErrorCode::kCancelled)
-      fail(st.with_context(fmt::format("channel {} ({} side QEMU)", c->id,
-                                       side_ == Side::kSource ? "source" : "destination")),
-           true);
+      fail(st.with_context(fmt::format("channel {}", c->id)), true);
     return;
   }
   std::byte body[kCloseBytes];
@@ -251,7 +259,7 @@ Status Relay::relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t 
       if (progress_ && side_ == Side::kSource) progress_->bytes_to_dest += have;
       RS_RETURN_IF_ERROR(post(c->id, BridgeKind::kData, c->id, data));
     }
-    RS_ASSIGN_OR_RETURN(have, c->local.read_some(buf));
+    RS_ASSIGN_OR_RETURN(have, read_qemu(c, buf));
     if (have == 0) return Status::ok();
   }
 }
@@ -278,7 +286,7 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
       start = 0;
     }
     if (buf.size() - start < need) buf.resize(start + need);
-    RS_ASSIGN_OR_RETURN(size_t n, c->local.read_some(std::span(buf).subspan(end)));
+    RS_ASSIGN_OR_RETURN(size_t n, read_qemu(c, std::span(buf).subspan(end)));
     end += n;
     return n > 0;
   };

@@ -77,6 +77,8 @@ class Relay {
   Status take_keys(uint16_t id, std::span<const std::byte> body);  // source
   Status take_release(uint16_t id, uint32_t slot);                 // source
   Channel* open_channel(uint16_t id, LocalChannel local);
+  // Reads what this side's QEMU sent on a channel; errors say "source/destination QEMU".
+  Result<size_t> read_qemu(Channel* c, std::span<std::byte> buf);
   void reader_loop(Channel* c);
   Status relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t have);
   Status relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have);

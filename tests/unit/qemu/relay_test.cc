@@ -252,7 +252,8 @@ TEST(Relay, DestinationQemuClosingAChannelEarlyIsReportedAsSuch) {
   // Which of the dest bridge's threads sees it first varies: the write (EPIPE) or the read
   // of the QEMU's reset.
   EXPECT_TRUE(d.error.message().find("destination QEMU closed channel 0") != std::string::npos ||
-              d.error.message().find("destination side QEMU): QEMU reset") != std::string::npos)
+              d.error.message().find("channel 0: destination QEMU: QEMU reset") !=
+                  std::string::npos)
       << d.error.message();
   EXPECT_NE(d.to_json().find("qemu_closed_early"), std::string::npos);
 }
