@@ -50,10 +50,15 @@ Result<std::unique_ptr<ImageGuest>> ImageGuest::open(const std::string& path, si
   // write access for that pin; on tmpfs the only trace it leaves is the write fault's
   // mtime (and ctime) update, and the destructor puts the mtime back. Nothing here writes
   // through it. A disk file stays private: a write fault there also schedules writeback.
+  // Only for the file's owner (or root), who alone may put the mtime back.
   struct statfs fs {};
-  if (fstatfs(g->fd_.get(), &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
+  const bool may_restore_mtime = ::geteuid() == 0 || ::geteuid() == st.st_uid;
+  if (may_restore_mtime && fstatfs(g->fd_.get(), &fs) == 0 && fs.f_type == TMPFS_MAGIC) {
     UniqueFd rw(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-    if (rw.valid()) {
+    struct stat rw_st {};
+    // The same file, not one renamed into its place since.
+    if (rw.valid() && fstat(rw.get(), &rw_st) == 0 && rw_st.st_dev == st.st_dev &&
+        rw_st.st_ino == st.st_ino) {
       auto shared = MappedMemory::map_file(rw.get(), size, true, path);
       if (shared) {
         g->map_ = std::move(shared).value();

@@ -25,9 +25,9 @@ class ImageGuest final : public SourceGuest {
   const std::vector<Region>& regions() const override { return regions_; }
   std::string describe() const override;
   bool immutable() const override { return true; }  // sent in one round
-  // True for a writable image on tmpfs: mapped shared, so pinning it for RDMA on kernels
-  // before 6.2 (which pin read-only memory as if for writing) copies no page. The pin's
-  // write fault moves the file's mtime; the destructor moves it back.
+  // True for an image on tmpfs that this process owns (or root): mapped shared, so pinning it for
+  // RDMA on kernels before 6.2 (which pin read-only memory as if for writing) copies no page. The
+  // pin's write fault moves the file's mtime; the destructor moves it back.
   bool shared_mapping() const { return shared_; }
 
  private:
