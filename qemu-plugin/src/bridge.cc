@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "local_channel.h"
+#include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "relay.h"
 
@@ -16,11 +17,7 @@ namespace ramshift::qemu {
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-namespace {
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-}  // namespace
+namespace {}  // namespace
 
 std::string BridgeReport::to_json() const {
   auto j = nlohmann::ordered_json::parse(MigrationReport::to_json());

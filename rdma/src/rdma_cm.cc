@@ -12,6 +12,7 @@
 
 #include "host_limits.h"
 #include "ramshift/base/byte_order.h"
+#include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "rdma.h"
 #include "rdma_connection.h"
@@ -20,10 +21,6 @@ namespace ramshift::transport::rdma {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-long ms_since(Clock::time_point t) {
-  return static_cast<long>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t).count());
-}
 
 // CM private data (≤ 56 bytes on RDMA_PS_TCP): version and capabilities, plus what groups
 // queues into one connection. Ring addresses and keys travel in each queue's hello instead.
@@ -179,7 +176,7 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
                                            Clock::time_point deadline) {
   const auto t0 = Clock::now();
   for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline));
-  log::debug("rdma: queue hellos exchanged in {} ms", ms_since(t0));
+  log::debug("rdma: queue hellos exchanged in {:.0f} ms", ms_since(t0));
   std::string text = describe(queues[0]->id(), queues.size());
   return std::unique_ptr<Connection>(
       new RdmaConnection(std::move(channel), std::move(pd), std::move(queues), std::move(text)));
@@ -268,7 +265,7 @@ class RdmaListener final : public Listener {
     rdma_cm_id* raw = ev.id;
     const auto t0 = Clock::now();
     auto q = RdmaQueue::create(CmId(raw), g.pd, options_.rdma, p->queue);
-    log::debug("rdma: queue {} of a connecting peer set up in {} ms", p->queue, ms_since(t0));
+    log::debug("rdma: queue {} of a connecting peer set up in {:.0f} ms", p->queue, ms_since(t0));
     if (!q) {
       log::warn("rdma: cannot set up queue {}: {}", p->queue, q.status().message());
       return;  // the id died with the failed queue, which refuses the peer
@@ -408,9 +405,9 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
         } else if (pd->context != ev->id->verbs) {
           return Status(ErrorCode::kMismatch, "queues resolved to different RDMA devices");
         }
-        log::debug("rdma: queue {} route resolved at {} ms", q, ms_since(t0));
+        log::debug("rdma: queue {} route resolved at {:.0f} ms", q, ms_since(t0));
         RS_ASSIGN_OR_RETURN(qs[q], RdmaQueue::create(std::move(ids[q]), pd, options.rdma, q));
-        log::debug("rdma: queue {} created at {} ms", q, ms_since(t0));
+        log::debug("rdma: queue {} created at {:.0f} ms", q, ms_since(t0));
         RS_RETURN_IF_ERROR(apply_ack_timeout(qs[q]->id(), options.rdma));
         std::byte priv[kPrivateBytes];
         PrivateData mine = priv_in;
@@ -422,7 +419,7 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
         break;
       }
       case RDMA_CM_EVENT_ESTABLISHED:
-        log::debug("rdma: queue {} established at {} ms", q, ms_since(t0));
+        log::debug("rdma: queue {} established at {:.0f} ms", q, ms_since(t0));
         ++established;
         break;
       default:

@@ -13,6 +13,7 @@
 
 #include "frame_io.h"
 #include "memory_preparer.h"
+#include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/guest/image.h"
@@ -26,10 +27,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using wire::FrameType;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 struct alignas(64) QueueState {
   std::atomic<uint64_t> pages{0};

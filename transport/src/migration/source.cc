@@ -14,6 +14,7 @@
 
 #include "frame_io.h"
 #include "memory_preparer.h"
+#include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/batch_encoder.h"
@@ -29,10 +30,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using wire::FrameType;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 
 // Per data queue counters; the control thread reads the atomics for progress.
 struct alignas(64) QueueStats {
