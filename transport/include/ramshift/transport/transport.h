@@ -131,7 +131,7 @@ class Listener {
 // practice scaled to migration batches; docs/user-guide.md explains each.
 struct RdmaTuning {
   uint32_t ring_slots = 8;           // receive-ring slots per queue (credits)
-  uint32_t slot_bytes = 512u << 10;  // a 1 MiB batch's entries and zstd output fit a slot
+  uint32_t slot_bytes = 512u << 10;  // a 1 MiB batch's entries and zstd output, usually
   uint32_t send_queue_depth = 128;   // work requests in flight per queue (perftest -t)
   uint32_t signal_every = 16;        // selective signaling interval (UCX/eRPC: 16-64)
   uint32_t max_inline = 64;          // control messages up to this size go inline
