@@ -2,8 +2,9 @@
 # RDMA figures in the soft-RoCE VM, all from one boot of it (so they share one device and
 # one machine state): perftest ib_write_bw (64 KiB, 1 MiB), ramshift send/receive of a
 # 128 MiB mixed image (1/4 zero, 1/4 random, 1/2 text) over rdma:// (codec none at 1/2/4
-# queues, zero, auto), stock QEMU's own `rdma:` migration of a paused 128 MiB guest whose
-# RAM is that same image, and that guest through the ramshift bridge over rdma://.
+# queues, zero, auto; none also into memory), stock QEMU's own `rdma:` migration of a paused
+# 128 MiB guest whose RAM is that same image, and that guest through the ramshift bridge over
+# rdma://.
 #   bench/softroce_bench.sh [RAMSHIFT_BINARY]      (RUNS=3: medians of that many runs;
 #                                                  RXE_VM_MTU=9000: jumbo frames, RoCE MTU 4096)
 # Prints a markdown table; docs/benchmarks/README.md keeps the last one.

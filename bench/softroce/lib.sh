@@ -13,18 +13,23 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 # The 128 MiB mixed image every bench migrates: a quarter zero, a quarter random, half text.
 bench_image() { ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null; }
 
-# ramshift send/receive of $IMG over rdma://, the destination's copy byte-compared.
+# ramshift send/receive of $IMG over rdma://. Into a file (the default): the destination
+# writes /tmp/dst.img (tmpfs), byte-compared after. Into memory ("mem"): the destination keeps
+# the guest in anonymous memory, as a migrated guest's RAM is, and verifies it against the
+# source's digest (XXH3 of every page, compared before it exits 0); no file, so no cmp.
 # Report: /tmp/tx.json.
-rs_run() {  # QUEUES CODEC [BATCH_PAGES (0 = the transport's default)] -> seconds
+rs_run() {  # QUEUES CODEC [BATCH_PAGES (0 = the transport's default)] [file|mem] -> seconds
   rm -f /tmp/dst.img
-  ramshift -q receive --listen rdma://$A:7000 --once --guest-out /tmp/dst.img >/tmp/rx.out 2>&1 &
+  local out=(--guest-out /tmp/dst.img)
+  [ "${4:-file}" = mem ] && out=()
+  ramshift -q receive --listen rdma://$A:7000 --once "${out[@]}" >/tmp/rx.out 2>&1 &
   local rx=$!
   for _ in $(seq 200); do grep -q listening /tmp/rx.out 2>/dev/null && break; sleep 0.05; done
   ramshift -q send --to rdma://$A:7000 --guest file:$IMG --queues "$1" --codec "$2" \
     --batch-pages "${3:-0}" --json /tmp/tx.json >/dev/null 2>/tmp/tx.err ||
     { cat /tmp/tx.err >&2; kill $rx 2>/dev/null; wait $rx 2>/dev/null; echo 0; return; }
   wait $rx || { echo "receiver failed: $(tail -1 /tmp/rx.out)" >&2; echo 0; return; }
-  cmp -s $IMG /tmp/dst.img || { echo "image differs" >&2; echo 0; return; }
+  if [ "${4:-file}" != mem ]; then cmp -s $IMG /tmp/dst.img || { echo "image differs" >&2; echo 0; return; }; fi
   grep -o '"total_ms": *[0-9.]*' /tmp/tx.json | awk '{printf "%.2f", $2 / 1000}'
 }
 

@@ -83,6 +83,17 @@ expect_exit 2 "send with a 24 MiB memlock limit is a set-up error (exit 2)" -- \
 expect_stderr "RLIMIT_MEMLOCK.*64.00 MiB of guest memory.*ulimit -l" "says the limit, the size and the fix"
 kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
 
+step "locked memory: a source pins its guest plus about 4.5 MiB per queue"
+# 64 MiB of image + 3 queues x (4 MiB staging for the receiver's ring + 0.5 MiB reply ring)
+# = 77.5 MiB fits in 80 MiB. A source with a receiver-sized ring of its own (4 MiB, the
+# layout before reply rings) needs 88 MiB and fails here; the limit is what users size.
+start_receiver --once --accept-timeout 120 || fail "receiver start"
+expect_exit 0 "send --queues 2 of the 64 MiB image under an 80 MiB memlock limit" -- \
+  setpriv --bounding-set=-ipc_lock --inh-caps=-ipc_lock bash -c \
+  "ulimit -l 81920 && exec \"$RAMSHIFT\" send --to $RX_URI --guest file:$WORK/src.img --queues 2"
+wait "$RX_PID"; rc=$?
+[ "$rc" = 0 ] && pass "receiver verified the image sent under the limit" || fail "receiver exit $rc"
+
 step "failure: an address no RDMA device can reach"
 expect_exit 2 "send to an address outside every RDMA device's network" -- \
   "$RAMSHIFT" send --to "rdma://192.0.2.1:7000" --guest "file:$WORK/src.img" --connect-timeout 3

@@ -35,6 +35,8 @@ void write_json(const migration::MigrationReport& report, const std::string& pat
 // Human summary of a report on stderr (one or two lines).
 void print_summary(const migration::MigrationReport& report);
 // rdma:// verbs settings shared by send, receive (documented in docs/user-guide.md).
+// The ring options size the ring the command's own side receives into (transport.h), so
+// `send` defaults to a reply ring: RdmaFlags{.slot_size = "64K"}.
 struct RdmaFlags {
   transport::RdmaTuning tuning;
   std::string slot_size = "512K";

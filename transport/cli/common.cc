@@ -28,11 +28,13 @@ int exit_code_for(const Status& s) {
 void RdmaFlags::add_to(CLI::App* cmd) {
   const char* g = "rdma:// (ignored by other transports)";
   cmd->add_option("--rdma-ring-slots", tuning.ring_slots,
-                  "receive-ring slots per queue = messages in flight (2..1024)")
+                  "slots per queue of the ring this side receives into = messages the peer "
+                  "may have in flight (2..1024)")
       ->capture_default_str()
       ->group(g);
   cmd->add_option("--rdma-slot-size", slot_size,
-                  "bytes per ring slot; larger messages travel in several (4K..8M)")
+                  "bytes per slot of the ring this side receives into; larger messages "
+                  "travel in several (4K..8M)")
       ->capture_default_str()
       ->group(g);
   cmd->add_option("--rdma-sq-depth", tuning.send_queue_depth,

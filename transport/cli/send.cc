@@ -27,7 +27,9 @@ struct SendOptions {
   double downtime_limit_ms = 100;
   uint32_t max_rounds = 30;
   bool auto_converge = false;
-  RdmaFlags rdma;
+  // The source receives only replies; the destination's ring, set on `receive`, carries
+  // the pages.
+  RdmaFlags rdma{.slot_size = "64K"};
 };
 
 Result<migration::SourceConfig> make_config(const SendOptions& o) {

@@ -25,7 +25,9 @@ struct SourceConfig {
   uint64_t bandwidth_limit = 0;   // bytes/s of wire traffic over all queues; 0 = unlimited
   ConvergenceConfig convergence;  // live guests only
   std::chrono::milliseconds connect_timeout{10000};
-  transport::RdmaTuning rdma;  // rdma:// only
+  // rdma:// only. The source receives only the destination's replies, so its own ring (and
+  // the destination's staging for it) is small; the destination's ring carries the pages.
+  transport::RdmaTuning rdma{.slot_bytes = transport::kReplySlotBytes};
   // How long to wait for the destination's verdict after the last page.
   std::chrono::milliseconds verdict_timeout{600000};
 };

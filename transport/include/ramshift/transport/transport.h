@@ -129,6 +129,10 @@ class Listener {
 
 // Verbs settings (rdma:// only; ignored elsewhere). Defaults follow perftest, UCX and SPDK
 // practice scaled to migration batches; docs/user-guide.md explains each.
+// ring_slots x slot_bytes is the ring *this* side receives messages into, per queue; the
+// peer's send staging mirrors it (both pinned). So the ring is sized by what a side receives:
+// a migration destination takes batches (the defaults below), a source only replies
+// (kReplySlotBytes).
 struct RdmaTuning {
   uint32_t ring_slots = 8;           // receive-ring slots per queue (credits)
   uint32_t slot_bytes = 512u << 10;  // a 1 MiB batch's entries and zstd output, usually
@@ -143,6 +147,11 @@ struct RdmaTuning {
   // RoCE). A lost packet is retransmitted only after it, up to 7 times.
   uint32_t ack_timeout = 0;
 };
+
+// Slot size for a side that receives only control replies (round acknowledgements, memory
+// keys, post-copy page requests: tens of bytes to a few KiB; anything larger is split across
+// slots). 8 x 64 KiB pins 0.5 MiB per queue on each side instead of 4 MiB.
+inline constexpr uint32_t kReplySlotBytes = 64u << 10;
 
 struct TransportOptions {
   // How long connect() may take for all queues before kUnreachable/kTimeout.
