@@ -104,6 +104,7 @@ class RdmaQueue {
   Status pump_pending();
   Status send_credit_locked();
   void maybe_send_credit();  // consumer thread
+  void post_drain_marker();  // destructor, after close()
   bool drained() const;
 
   // Verbs owners, destroyed bottom-up: id (with its QP) first, then MRs before the memory

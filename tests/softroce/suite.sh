@@ -31,9 +31,14 @@ for codec in none auto; do
   expect_exit 0 "send --codec $codec over rdma" -- \
     "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --queues 2 --codec $codec \
     --json "$WORK/tx-$codec.json"
+  cp "$WORK/err" "$WORK/tx.err"
   wait "$RX_PID"; rc=$?
   [ "$rc" = 0 ] && pass "receiver verified ($codec)" || fail "receiver exit $rc ($codec)"
   cmp -s "$WORK/src.img" "$WORK/dst.img" && pass "image identical ($codec)" || fail "image differs ($codec)"
+  # Closing drains each queue (every posted work request accounted for) instead of waiting
+  # out a deadline per queue, which kept `receive --once` alive ~4 s after a migration.
+  ! grep -q "unaccounted for" "$WORK/rx.err" "$WORK/tx.err" && pass "both sides' queues drained on close ($codec)" ||
+    fail "a queue did not drain: $(grep "unaccounted" "$WORK/rx.err" "$WORK/tx.err" | head -1)"
 done
 placed=$(grep -o '"placed": *[0-9]*' "$WORK/tx-none.json" | grep -o '[0-9]*$')
 [ "${placed:-0}" -gt 10000 ] && pass "codec none: $placed raw pages went by RDMA WRITE into guest memory" ||
