@@ -265,11 +265,11 @@ class RdmaListener final : public Listener {
     rdma_cm_id* raw = ev.id;
     const auto t0 = Clock::now();
     auto q = RdmaQueue::create(CmId(raw), g.pd, options_.rdma, p->queue);
-    log::debug("rdma: queue {} of a connecting peer set up in {:.0f} ms", p->queue, ms_since(t0));
     if (!q) {
       log::warn("rdma: cannot set up queue {}: {}", p->queue, q.status().message());
       return;  // the id died with the failed queue, which refuses the peer
     }
+    log::debug("rdma: queue {} of a connecting peer set up in {:.0f} ms", p->queue, ms_since(t0));
     if (Status st = apply_ack_timeout((*q)->id(), options_.rdma); !st) {
       log::warn("rdma: {}", st.message());
       return;
