@@ -148,9 +148,9 @@ struct RdmaTuning {
   uint32_t ack_timeout = 0;
 };
 
-// Slot size for a side that receives only control replies (round acknowledgements, memory
-// keys, post-copy page requests: tens of bytes to a few KiB; anything larger is split across
-// slots). 8 x 64 KiB pins 0.5 MiB per queue on each side instead of 4 MiB.
+// Slot size for a side that receives only control replies (a migration source: round
+// acknowledgements, memory keys, the commit; tens of bytes to a few KiB, and anything larger
+// is split across slots). 8 x 64 KiB pins 0.5 MiB per queue on each side instead of 4 MiB.
 inline constexpr uint32_t kReplySlotBytes = 64u << 10;
 
 struct TransportOptions {
