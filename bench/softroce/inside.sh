@@ -46,7 +46,7 @@ ramshift tune --to rdma://$A:7100 --budget 40 --profile-out /tmp/tuned.json >/tm
   cat /tmp/tune.out >&2
 kill $BS 2>/dev/null; wait $BS 2>/dev/null
 
-# ramshift: seconds for the whole image (rs_run: receiver verified, copy compared).
+# ramshift: seconds for the whole image (rs_run: receiver verified; a file copy also compared).
 declare -A RS
 # "2 zero" (zero pages skipped, nothing compressed) is what auto amounts to when compressing
 # does not pay: the line to read auto against. A third field is --batch-pages (0 = the

@@ -478,17 +478,22 @@ void RdmaQueue::peer_disconnected() {
 void RdmaQueue::post_drain_marker() {
   std::lock_guard lock(send_mu_);  // the destructor: no sender or receiver thread is left
   if (!id_ || !id_->qp || posted_wr_ == 0 || last_signaled_ == posted_wr_ - 1) return;
+  (void)post_signaled_marker_locked();  // if it fails, the drain deadline still bounds the wait
+}
+
+int RdmaQueue::post_signaled_marker_locked() {
   ibv_send_wr wr{};
-  wr.opcode = IBV_WR_RDMA_WRITE;  // zero bytes: it writes nothing even if it were executed
+  wr.opcode = IBV_WR_RDMA_WRITE;  // zero bytes: it writes nothing in the peer's ring
   wr.num_sge = 0;
   wr.wr.rdma.remote_addr = peer_ring_addr_;
   wr.wr.rdma.rkey = peer_rkey_;
   wr.wr_id = posted_wr_;
   wr.send_flags = IBV_SEND_SIGNALED;
   ibv_send_wr* bad = nullptr;
-  if (ibv_post_send(id_->qp, &wr, &bad) != 0) return;  // the drain deadline still bounds it
+  if (int rc = ibv_post_send(id_->qp, &wr, &bad); rc != 0) return rc;
   last_signaled_ = posted_wr_;
   ++posted_wr_;
+  return 0;
 }
 
 void RdmaQueue::close() {
@@ -669,19 +674,10 @@ Status RdmaQueue::flush(Millis timeout) {
     RS_RETURN_IF_ERROR(usable());
     target = posted_wr_;
     if (target > 0 && last_signaled_ != target - 1) {
-      // Unsignaled work requests report nothing: end with a signaled zero-byte write.
-      ibv_send_wr wr{};
-      wr.opcode = IBV_WR_RDMA_WRITE;
-      wr.num_sge = 0;
-      wr.wr.rdma.remote_addr = peer_ring_addr_;
-      wr.wr.rdma.rkey = peer_rkey_;
-      wr.wr_id = posted_wr_;
-      wr.send_flags = IBV_SEND_SIGNALED;
-      ibv_send_wr* bad = nullptr;
-      if (int rc = ibv_post_send(id_->qp, &wr, &bad); rc != 0)
+      // Unsignaled work requests report nothing: end with a signaled marker.
+      if (int rc = post_signaled_marker_locked(); rc != 0)
         return verbs_error("ibv_post_send (flush)", rc);
-      last_signaled_ = posted_wr_;
-      target = ++posted_wr_;
+      target = posted_wr_;
     }
   }
   std::unique_lock lock(mu_);

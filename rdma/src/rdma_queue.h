@@ -105,6 +105,9 @@ class RdmaQueue {
   Status send_credit_locked();
   void maybe_send_credit();  // consumer thread
   void post_drain_marker();  // destructor, after close()
+  // A signaled zero-byte RDMA WRITE numbered like any other request: its completion means
+  // every request before it completed. Returns ibv_post_send's error (0 = posted).
+  int post_signaled_marker_locked();
   bool drained() const;
 
   // Verbs owners, destroyed bottom-up: id (with its QP) first, then MRs before the memory
