@@ -4,7 +4,9 @@
 # 128 MiB mixed image (1/4 zero, 1/4 random, 1/2 text) over rdma:// (codec none at 1/2/4
 # queues, zero, auto; none also into memory), stock QEMU's own `rdma:` migration of a paused
 # 128 MiB guest whose RAM is that same image, and that guest through the ramshift bridge over
-# rdma://.
+# rdma://. Everything but `ramshift bench` and `tune` is measured in rounds, one run of each
+# per round, so the VM's drift within a boot hits all of them alike; the goals' ratios are
+# printed both from the medians and round by round.
 #   bench/softroce_bench.sh [RAMSHIFT_BINARY]      (RUNS=3: medians of that many runs;
 #                                                  RXE_VM_MTU=9000: jumbo frames, RoCE MTU 4096)
 # Prints a markdown table; docs/benchmarks/README.md keeps the last one.

@@ -6,25 +6,6 @@ RUNS=${1:-3}
 bench_image
 
 echo "progress: $(ibv_devinfo -d rxe0 | grep -E 'active_mtu')"
-# perftest: the device's own RDMA WRITE bandwidth (MB/sec in perftest is 2^20 bytes/s).
-declare -A PERF
-for size in 65536 1048576; do
-  iters=$((size == 65536 ? 400 : 60))
-  line=""
-  for attempt in 1 2 3; do  # the client may knock before the server listens (TCG is slow)
-    timeout 120 ib_write_bw -d rxe0 -R -s $size -n $iters -F >/tmp/perf-srv.log 2>&1 &
-    srv=$!
-    sleep 4
-    line=$(timeout 120 ib_write_bw -d rxe1 -R -s $size -n $iters -F $A 2>/tmp/perf-cli.log |
-           awk -v s=$size '$1==s {print $4}')
-    kill $srv 2>/dev/null; wait $srv 2>/dev/null
-    [ -n "$line" ] && break
-    echo "progress: ib_write_bw attempt $attempt failed: $(tail -2 /tmp/perf-cli.log)"
-  done
-  PERF[$size]=$(awk -v v="${line:-0}" 'BEGIN {printf "%.1f", v * 1.048576}')  # MB/s (10^6)
-  echo "progress: ib_write_bw $size: ${PERF[$size]} MB/s"
-done
-
 # ramshift bench: the same device's throughput through ramshift's pipeline and transport
 # (no guest, no set-up on the clock: the figure to put beside ib_write_bw), then a short
 # tune within a 40 s budget.
@@ -46,45 +27,54 @@ ramshift tune --to rdma://$A:7100 --budget 40 --profile-out /tmp/tuned.json >/tm
   cat /tmp/tune.out >&2
 kill $BS 2>/dev/null; wait $BS 2>/dev/null
 
-# ramshift: seconds for the whole image (rs_run: receiver verified; a file copy also compared).
-declare -A RS
+# Everything compared below alternates run by run, one round after another: perftest's
+# ib_write_bw, stock QEMU 7.2's own `rdma:` migration of a paused guest whose RAM is the image,
+# ramshift send/receive of the image (rs_run: receiver verified; a file copy also compared),
+# and that guest through the ramshift bridge. This VM drifts within a boot (a run can take
+# half again as long as the same run minutes later); measured one after another, the peers
+# share each round's state, and each goal's ratio is also taken round by round (the median of
+# the per-round ratios beside the ratio of the medians).
+#
 # "2 zero" (zero pages skipped, nothing compressed) is what auto amounts to when compressing
 # does not pay: the line to read auto against. A third field is --batch-pages (0 = the
 # transport's choice: 256 pages = 1 MiB over rdma://); a fourth, "mem", receives into memory
 # instead of a tmpfs file: like ib_write_bw, which writes into memory it registered, and like
 # a migrated guest's RAM, without the double zeroing a tmpfs page costs on being pinned in
-# this VM (see "Where the VM's CPU goes"). QEMU's destination below writes a tmpfs file, so
-# the QEMU comparison reads the file rows. The configurations alternate run by run, so that
-# this VM's drift within a boot hits all alike.
+# this VM (see "Where the VM's CPU goes"). QEMU's destination writes a tmpfs file, so the QEMU
+# comparison reads the file rows.
 CONFIGS=("1 none" "2 none" "4 none" "2 zero" "2 auto" "2 none 0 mem")
-declare -A RUNS_OF
+declare -A RUNS_OF PERF_RUNS BR_RUNS
+qruns=""
 for r in $(seq "$RUNS"); do
+  for size in 65536 1048576; do
+    v=$(perf_run $size)
+    PERF_RUNS[$size]+="$v "
+    echo "progress: round $r, ib_write_bw $size: $v MB/s"
+  done
+  q=$(qemu_rdma_run)
+  qruns+="$q "
+  echo "progress: round $r, qemu rdma: $q s"
   for cfg in "${CONFIGS[@]}"; do
     set -- $cfg
     t=$(rs_run "$1" "$2" "${3:-0}" "${4:-file}")
     RUNS_OF[$cfg]+="$t "
-    echo "progress: ramshift round $r, $cfg: $t s"
+    echo "progress: round $r, $cfg: $t s"
+  done
+  for ch in 0 2; do
+    t=$(bridge_run ramshift $ch)
+    BR_RUNS[$ch]+="$t "
+    echo "progress: round $r, bridge multifd $ch: $t s"
   done
 done
+declare -A RS BR PERF
 for cfg in "${CONFIGS[@]}"; do
   runs=${RUNS_OF[$cfg]}
   RS[$cfg]="$(echo $runs | tr ' ' '\n' | median)|$runs"
   echo "progress: ramshift $cfg: $runs s"
 done
-
-# Stock QEMU 7.2 `rdma:` migration of a paused guest whose RAM is the same image.
-qruns=""
-for _ in $(seq "$RUNS"); do qruns+="$(qemu_rdma_run) "; echo "progress: qemu rdma: $qruns s"; done
+for ch in 0 2; do BR[$ch]="$(echo ${BR_RUNS[$ch]} | tr ' ' '\n' | median)|${BR_RUNS[$ch]}"; done
+for size in 65536 1048576; do PERF[$size]=$(echo ${PERF_RUNS[$size]} | tr ' ' '\n' | median); done
 QEMU_S=$(echo $qruns | tr ' ' '\n' | median)
-
-# The same paused guest through the ramshift QEMU bridge over rdma://.
-declare -A BR
-for ch in 0 2; do
-  runs=""
-  for _ in $(seq "$RUNS"); do runs+="$(bridge_run ramshift $ch) "; done
-  BR[$ch]="$(echo $runs | tr ' ' '\n' | median)|$runs"
-  echo "progress: bridge rdma:// multifd $ch: $runs s"
-done
 
 best=$(printf '%s\n' "${PERF[@]}" | sort -g | tail -1)
 vs_qemu() {  # seconds -> QEMU's time over it, e.g. "1.41x faster" or "0.94x (slower)"
@@ -94,8 +84,8 @@ mbps() { awk -v s="$1" -v b=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.1f", b /
 echo
 echo "| what | seconds for 128 MiB (median) | MB/s | vs ib_write_bw best ($best MB/s) | vs QEMU rdma: time | runs |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
-echo "| ib_write_bw 64 KiB | | ${PERF[65536]} | | | |"
-echo "| ib_write_bw 1 MiB | | ${PERF[1048576]} | | | |"
+echo "| ib_write_bw 64 KiB | | ${PERF[65536]} | | | ${PERF_RUNS[65536]}|"
+echo "| ib_write_bw 1 MiB | | ${PERF[1048576]} | | | ${PERF_RUNS[1048576]}|"
 echo "| QEMU 7.2 \`migrate rdma:\` (paused guest) | $QEMU_S | $(mbps "$QEMU_S") | $(awk -v s="$QEMU_S" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | 1.00x | $qruns |"
 for cfg in "${CONFIGS[@]}"; do
   s=${RS[$cfg]%%|*}; runs=${RS[$cfg]#*|}
@@ -114,6 +104,16 @@ for ch in 0 2; do
   s=${BR[$ch]%%|*}; runs=${BR[$ch]#*|}
   echo "| QEMU through the ramshift bridge over rdma://, multifd $ch, --codec auto | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(vs_qemu "$s") | $runs|"
 done
+# The goals round by round: each run against the peer measured in the same round.
+BEST_RUNS=$(awk -v a="${PERF_RUNS[65536]}" -v b="${PERF_RUNS[1048576]}" 'BEGIN {
+  n = split(a, x, " "); split(b, y, " "); for (i = 1; i <= n; i++) printf "%s ", (x[i] > y[i] ? x[i] : y[i]) }')
+echo
+echo "Per round (ratio of each run to its round's peer; median of the rounds):"
+echo "- ib_write_bw best per round: ${BEST_RUNS}MB/s"
+echo "- \`--queues 2 --codec none\` into a file, over ib_write_bw: $(round_ratios bw "$BEST_RUNS" "${RUNS_OF[2 none]}")"
+echo "- \`--queues 2 --codec none\` into memory, over ib_write_bw: $(round_ratios bw "$BEST_RUNS" "${RUNS_OF[2 none 0 mem]}")"
+echo "- QEMU's time over \`--queues 2 --codec zero\`'s: $(round_ratios qemu "$qruns" "${RUNS_OF[2 zero]}")"
+echo "- QEMU's time over \`--queues 2 --codec auto\`'s: $(round_ratios qemu "$qruns" "${RUNS_OF[2 auto]}")"
 echo
 echo "ramshift tune --budget 40 over rdma:// (top of its table):"
 grep -A6 "trials; the best" /tmp/tune.out | head -8

@@ -10,6 +10,38 @@ QEMU=/usr/bin/qemu-system-x86_64
 
 now() { echo "${EPOCHREALTIME/./}"; }  # microseconds
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+# Per-round ratios and their median: "bw" (a = MB/s, b = seconds for the image) gives the
+# image's rate over a; "qemu" (a, b = seconds) gives a / b. Rounds where either failed (0)
+# are left out. Prints e.g. "1.12 0.98 1.30 (median 1.12)".
+round_ratios() {  # bw|qemu "A1 A2 ..." "B1 B2 ..."
+  # (awk splits the lists itself: the VM's busybox has no /dev/fd for <(...))
+  awk -v mode="$1" -v a="$2" -v b="$3" -v by=$((128 * MIB)) 'BEGIN {
+    n = split(a, x, " "); split(b, y, " "); k = 0
+    for (i = 1; i <= n; i++) if (x[i] > 0 && y[i] > 0)
+      r[++k] = mode == "bw" ? by / y[i] / 1e6 / x[i] : x[i] / y[i]
+    for (i = 1; i <= k; i++) printf "%.2f ", r[i]
+    for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (r[j] < r[i]) { t = r[i]; r[i] = r[j]; r[j] = t }
+    printf "(median %.2f)", k == 0 ? 0 : (k % 2 ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2) }'
+}
+
+# perftest ib_write_bw from rxe1 to rxe0 at SIZE bytes per write -> MB/s (10^6; perftest's
+# MB/sec is 2^20 bytes/s), or 0. The client may knock before the server listens (TCG is
+# slow): three attempts.
+perf_run() {  # SIZE
+  local iters=$(($1 == 65536 ? 400 : 60)) line="" srv attempt
+  for attempt in 1 2 3; do
+    timeout 120 ib_write_bw -d rxe0 -R -s $1 -n $iters -F >/tmp/perf-srv.log 2>&1 &
+    srv=$!
+    sleep 4
+    line=$(timeout 120 ib_write_bw -d rxe1 -R -s $1 -n $iters -F $A 2>/tmp/perf-cli.log |
+      awk -v s=$1 '$1==s {print $4}')
+    kill $srv 2>/dev/null; wait $srv 2>/dev/null
+    [ -n "$line" ] && break
+    echo "ib_write_bw attempt $attempt failed: $(tail -2 /tmp/perf-cli.log)" >&2
+  done
+  awk -v v="${line:-0}" 'BEGIN {printf "%.1f", v * 1.048576}'
+}
+
 # The 128 MiB mixed image every bench migrates: a quarter zero, a quarter random, half text.
 bench_image() { ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null; }
 
