@@ -14,6 +14,22 @@ expect_stderr "not a regular file" "unreadable image is explained"
 expect_exit 2 "unknown guest kind" -- "$RAMSHIFT" send --to tcp://127.0.0.1:1 --guest "disk:$WORK/img"
 expect_exit 2 "unknown option" -- "$RAMSHIFT" send --to tcp://127.0.0.1:1 --guest "file:$WORK/img" --frobnicate
 
+# The global flags work after the command too: -q there silences the summary, -v there logs
+# the steps, and an unknown flag is still refused.
+start_receiver --once || exit 1
+"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/img" -q >"$WORK/q.out" 2>&1; rc=$?
+[ "$rc" = 0 ] || kill "$RX_PID"  # a sender that never connected leaves the receiver waiting
+wait "$RX_PID"
+[ "$rc" = 0 ] && ! grep -q "completed" "$WORK/q.out" && pass "-q after the command" ||
+  fail "-q after the command: exit $rc, output: $(head -3 "$WORK/q.out")"
+start_receiver --once || exit 1
+"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/img" -v >"$WORK/v.out" 2>&1; rc=$?
+[ "$rc" = 0 ] || kill "$RX_PID"
+wait "$RX_PID"
+[ "$rc" = 0 ] && grep -q "connected" "$WORK/v.out" && pass "-v after the command" ||
+  fail "-v after the command: exit $rc, output: $(head -3 "$WORK/v.out")"
+expect_exit 2 "unknown flag after the command" -- "$RAMSHIFT" send --to tcp://127.0.0.1:1 --guest "file:$WORK/img" -x
+
 # Host unreachable: a port nothing listens on (refused), and a name that does not resolve.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 expect_exit 2 "connection refused" -- "$RAMSHIFT" send --to "tcp://127.0.0.1:$port" --guest "file:$WORK/img"

@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose,
                "log what happens, step by step; -vv also each --codec auto window");
   app.add_flag("-q,--quiet", quiet, "only errors; no progress bar or summary");
+  // The global flags work after the subcommand too (`ramshift send ... -v`), where people put
+  // them. Set before the subcommands are added: each inherits it, nested ones included.
+  app.fallthrough();
   auto send = ramshift::cli::add_send(app);
   auto receive = ramshift::cli::add_receive(app);
   auto demo = ramshift::cli::add_demo(app);
