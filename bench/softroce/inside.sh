@@ -80,13 +80,13 @@ best=$(printf '%s\n' "${PERF[@]}" | sort -g | tail -1)
 vs_qemu() {  # seconds -> QEMU's time over it, e.g. "1.41x faster" or "0.94x (slower)"
   awk -v s="$1" -v q="$QEMU_S" 'BEGIN {if (s > 0 && q > 0) printf "%.2fx %s", q / s, (q >= s ? "faster" : "(slower)")}'
 }
-mbps() { awk -v s="$1" -v b=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.1f", b / s / 1e6; else print "-"}'; }
+mbps() { awk -v s="$1" -v b=$((IMG_MIB * MIB)) 'BEGIN {if (s > 0) printf "%.1f", b / s / 1e6; else print "-"}'; }
 echo
 echo "| what | seconds for 128 MiB (median) | MB/s | vs ib_write_bw best ($best MB/s) | vs QEMU rdma: time | runs |"
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
 echo "| ib_write_bw 64 KiB | | ${PERF[65536]} | | | ${PERF_RUNS[65536]}|"
 echo "| ib_write_bw 1 MiB | | ${PERF[1048576]} | | | ${PERF_RUNS[1048576]}|"
-echo "| QEMU 7.2 \`migrate rdma:\` (paused guest) | $QEMU_S | $(mbps "$QEMU_S") | $(awk -v s="$QEMU_S" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | 1.00x | $qruns |"
+echo "| QEMU 7.2 \`migrate rdma:\` (paused guest) | $QEMU_S | $(mbps "$QEMU_S") | $(awk -v s="$QEMU_S" -v b="$best" -v by=$((IMG_MIB * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | 1.00x | $qruns |"
 for cfg in "${CONFIGS[@]}"; do
   s=${RS[$cfg]%%|*}; runs=${RS[$cfg]#*|}
   set -- $cfg
@@ -94,7 +94,7 @@ for cfg in "${CONFIGS[@]}"; do
   [ "${3:-0}" != 0 ] && label+=" --batch-pages $3"
   qcol=$(vs_qemu "$s")
   [ "${4:-file}" = mem ] && label+=", into memory (digest-verified, no file)" && qcol="(QEMU writes a file)"
-  echo "| $label | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $qcol | $runs|"
+  echo "| $label | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((IMG_MIB * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $qcol | $runs|"
 done
 for q in 1 2; do
   v=${BENCH[$q]%%|*}; runs=${BENCH[$q]#*|}
@@ -102,7 +102,7 @@ for q in 1 2; do
 done
 for ch in 0 2; do
   s=${BR[$ch]%%|*}; runs=${BR[$ch]#*|}
-  echo "| QEMU through the ramshift bridge over rdma://, multifd $ch, --codec auto | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((128 * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(vs_qemu "$s") | $runs|"
+  echo "| QEMU through the ramshift bridge over rdma://, multifd $ch, --codec auto | $s | $(mbps "$s") | $(awk -v s="$s" -v b="$best" -v by=$((IMG_MIB * MIB)) 'BEGIN {if (s > 0) printf "%.2fx", by / s / 1e6 / b}') | $(vs_qemu "$s") | $runs|"
 done
 # The goals round by round: each run against the peer measured in the same round.
 BEST_RUNS=$(awk -v a="${PERF_RUNS[65536]}" -v b="${PERF_RUNS[1048576]}" 'BEGIN {

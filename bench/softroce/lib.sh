@@ -3,6 +3,7 @@
 # its seconds, or 0 with the reason on stderr, and leaves its report in /tmp.
 A=10.9.0.1  # rxe0's address; rxe1 (10.9.0.2) reaches it over the veth pair
 MIB=$((1 << 20))
+IMG_MIB=128  # the bench image (bench_image), the QEMU guests' RAM, and what ratios divide
 IMG=/tmp/src.img  # bench_image makes it
 export QEMU_MODULE_DIR=/usr/lib/x86_64-linux-gnu/qemu
 # QEMU finds its firmware relative to its own path: run it from /usr/bin, not /opt/bin.
@@ -15,7 +16,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 # are left out. Prints e.g. "1.12 0.98 1.30 (median 1.12)".
 round_ratios() {  # bw|qemu "A1 A2 ..." "B1 B2 ..."
   # (awk splits the lists itself: the VM's busybox has no /dev/fd for <(...))
-  awk -v mode="$1" -v a="$2" -v b="$3" -v by=$((128 * MIB)) 'BEGIN {
+  awk -v mode="$1" -v a="$2" -v b="$3" -v by=$((IMG_MIB * MIB)) 'BEGIN {
     n = split(a, x, " "); split(b, y, " "); k = 0
     for (i = 1; i <= n; i++) if (x[i] > 0 && y[i] > 0)
       r[++k] = mode == "bw" ? by / y[i] / 1e6 / x[i] : x[i] / y[i]
@@ -43,7 +44,7 @@ perf_run() {  # SIZE
 }
 
 # The 128 MiB mixed image every bench migrates: a quarter zero, a quarter random, half text.
-bench_image() { ramshift make-image --size 128M --pattern mixed "$IMG" >/dev/null; }
+bench_image() { ramshift make-image --size ${IMG_MIB}M --pattern mixed "$IMG" >/dev/null; }
 
 # ramshift send/receive of $IMG over rdma://. Into a file (the default): the destination
 # writes /tmp/dst.img (tmpfs), byte-compared after. Into memory ("mem"): the destination keeps
@@ -72,16 +73,16 @@ rs_run() {  # QUEUES CODEC [BATCH_PAGES (0 = the transport's default)] [file|mem
 # writes nothing, so the image stays as it was. Measured in one boot, 3 runs each: 10.6 s
 # private, 10.3 s shared (medians).
 qemu_rdma_run() {
-  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults)
+  local common=(-accel tcg -m $IMG_MIB -machine pc,memory-backend=ram0 -S -display none -nodefaults)
   "$QEMU" "${common[@]}" \
-    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on \
+    -object memory-backend-file,id=ram0,size=${IMG_MIB}M,mem-path=/tmp/qemu-dst.ram,share=on \
     -incoming rdma:$A:4444 -monitor none >/tmp/qdst.log 2>&1 &
   local dst=$!
   sleep 3
   { echo "migrate_set_parameter max-bandwidth 100G"; echo "migrate rdma:$A:4444"
     echo "info migrate"; echo "quit"; } |
     timeout 300 "$QEMU" "${common[@]}" \
-      -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=on \
+      -object memory-backend-file,id=ram0,size=${IMG_MIB}M,mem-path=$IMG,share=on \
       -monitor stdio >/tmp/qsrc.log 2>&1
   kill $dst 2>/dev/null; wait $dst 2>/dev/null
   local status; status=$(tr -d '\r' </tmp/qsrc.log | grep -a -o 'Migration status: [a-z]*' | tail -1)
@@ -96,13 +97,13 @@ qemu_rdma_run() {
 # QEMUs over QMP; QEMU's own total time, so it compares like for like with qemu_rdma_run).
 # Report: /tmp/bm.json.
 bridge_run() {  # RAMSHIFT_BINARY MULTIFD_CHANNELS -> seconds
-  local common=(-accel tcg -m 128 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
+  local common=(-accel tcg -m $IMG_MIB -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
   rm -f /tmp/qemu-dst.ram
   "$QEMU" "${common[@]}" -qmp unix:/tmp/bs.qmp,server=on,wait=off \
-    -object memory-backend-file,id=ram0,size=128M,mem-path=$IMG,share=off >/tmp/bs.log 2>&1 &
+    -object memory-backend-file,id=ram0,size=${IMG_MIB}M,mem-path=$IMG,share=off >/tmp/bs.log 2>&1 &
   local s=$!
   "$QEMU" "${common[@]}" -qmp unix:/tmp/bd.qmp,server=on,wait=off -incoming defer \
-    -object memory-backend-file,id=ram0,size=128M,mem-path=/tmp/qemu-dst.ram,share=on >/tmp/bd.log 2>&1 &
+    -object memory-backend-file,id=ram0,size=${IMG_MIB}M,mem-path=/tmp/qemu-dst.ram,share=on >/tmp/bd.log 2>&1 &
   local d=$!
   sleep 2
   "$1" -q qemu-migrate --src-qmp /tmp/bs.qmp --dst-qmp /tmp/bd.qmp --via rdma://$A:0 \
