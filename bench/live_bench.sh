@@ -5,7 +5,7 @@
 # issue. Prints medians of RUNS (3) runs per codec.
 #   bench/live_bench.sh [RAMSHIFT_BINARY]
 set -euo pipefail
-RS=${1:-build/release/transport/ramshift}
+RS=${1:-build/release/cli/ramshift}
 SIZE=${SIZE:-1G}; RATE=${RATE:-20M}; RUNS=${RUNS:-3}; CODECS=${CODECS:-"auto none"}
 source "$(dirname "$0")/../scripts/lib/netns.sh"
 A=rslbA$$; B=rslbB$$; W=$(mktemp -d)

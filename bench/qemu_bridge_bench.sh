@@ -15,7 +15,7 @@
 #   heartbeat; a guest that never beats again is reported under the table.
 # Each configuration RUNS (3) times; medians. Usage: bench/qemu_bridge_bench.sh [RAMSHIFT]
 set -uo pipefail
-RAMSHIFT=$(readlink -f "${1:-build/release/transport/ramshift}")
+RAMSHIFT=$(readlink -f "${1:-build/release/cli/ramshift}")
 GUEST_MB=${GUEST_MB:-1024}; DIRTY=${DIRTY:-20}; RUNS=${RUNS:-3}; PHASES=${PHASES:-"loopback link"}
 # The bridge codecs compared on the link (auto decides by measuring; xbzrle+zstd always compresses).
 LINK_CODECS=${LINK_CODECS:-"auto xbzrle+zstd"}

@@ -8,7 +8,7 @@
 # RAM file is compared with the image byte for byte.
 # Usage: bench/qemu_loopback_bench.sh [RAMSHIFT]   (GUEST_MB=1024 RUNS=7 CONFIGS=...)
 set -uo pipefail
-RAMSHIFT=$(readlink -f "${1:-build/release/transport/ramshift}")
+RAMSHIFT=$(readlink -f "${1:-build/release/cli/ramshift}")
 GUEST_MB=${GUEST_MB:-1024}; RUNS=${RUNS:-7}
 # label|qemu-migrate arguments (no --via: QEMU direct over a unix socket)
 DEFAULT_CONFIGS=(

@@ -12,7 +12,7 @@
 # Prints a markdown table; docs/benchmarks/README.md keeps the last one.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-RS=${1:-build/release/transport/ramshift}
+RS=${1:-build/release/cli/ramshift}
 QEMU=/usr/bin/qemu-system-x86_64
 [ -x "$QEMU" ] || { apt-get install -y -q --no-install-recommends qemu-system-x86 >/dev/null; }
 QDIRS=()

@@ -4,7 +4,7 @@
 # configuration; iperf3 runs between them, in the same run. Prints a markdown table.
 #   bench/tools_bench.sh [RAMSHIFT_BINARY]     env: RUNS (3), SECONDS_PER (5), LINK_RATE (1gbit)
 set -euo pipefail
-RS=${1:-build/release/transport/ramshift}
+RS=${1:-build/release/cli/ramshift}
 RUNS=${RUNS:-3}; SECS=${SECONDS_PER:-5}; LINK_RATE=${LINK_RATE:-1gbit}
 W=$(mktemp -d /tmp/ramshift-tools-bench-XXXXXX)
 NSA=rstoolsA$$; NSB=rstoolsB$$

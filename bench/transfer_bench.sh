@@ -4,7 +4,7 @@
 # removes. Prints a markdown table of medians (and writes it to $OUT if set).
 #   bench/transfer_bench.sh [RAMSHIFT_BINARY]      env: SIZE (1G), RUNS (3), LINK_RATE (1gbit)
 set -euo pipefail
-RS=${1:-build/release/transport/ramshift}
+RS=${1:-build/release/cli/ramshift}
 SIZE=${SIZE:-1G}; RUNS=${RUNS:-3}; LINK_RATE=${LINK_RATE:-1gbit}
 W=$(mktemp -d /tmp/ramshift-bench-XXXXXX)
 NSA=rsbenchA$$; NSB=rsbenchB$$

@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 cmake --preset release >/dev/null
 cmake --build --preset release --target ramshift
-exec build/release/transport/ramshift demo "$@"
+exec build/release/cli/ramshift demo "$@"

@@ -4,7 +4,7 @@
 # and the same through the bridge over rdma:// with two ramshift binaries (ramshift-old and
 # ramshift: an A/B in one boot), single channel and multifd 2, three rounds; seconds and the
 # pages placed by RDMA WRITE. From the host:
-#   tests/softroce/rxe_vm.sh -m 3072 -b build/release/transport/ramshift -b OLD/ramshift-old \
+#   tests/softroce/rxe_vm.sh -m 3072 -b build/release/cli/ramshift -b OLD/ramshift-old \
 #     -b bash -b /usr/bin/qemu-system-x86_64 -d /usr/share/qemu -d /usr/share/seabios \
 #     -d /usr/lib/ipxe -d /usr/lib/x86_64-linux-gnu/qemu -f bench/softroce/lib.sh \
 #     bench/softroce/bridge_ab.sh

@@ -3,7 +3,7 @@
 # Runs inside the soft-RoCE VM: send/receive of a 128 MiB mixed image over rdma://, 2 queues,
 # codecs none, zero, auto and zstd one after the other, N rounds (default 4). Prints per run:
 # codec, total_ms, the pages object and codec_auto. From the host:
-#   tests/softroce/rxe_vm.sh -m 2048 -b build/release/transport/ramshift -b bash \
+#   tests/softroce/rxe_vm.sh -m 2048 -b build/release/cli/ramshift -b bash \
 #     -f bench/softroce/lib.sh bench/softroce/codec_ab.sh
 . /opt/share/lib.sh
 bench_image

@@ -5,7 +5,7 @@
 # 67 ms), alternating run by run, N runs of each (default 50). Prints one line per run and,
 # at the end, per setting: runs, median seconds, runs above 20 s, and the device's
 # retransmission counters. From the host:
-#   tests/softroce/rxe_vm.sh -m 2048 -b build/release/transport/ramshift -b bash bench/softroce/stall_count.sh 50
+#   tests/softroce/rxe_vm.sh -m 2048 -b build/release/cli/ramshift -b bash bench/softroce/stall_count.sh 50
 A=10.9.0.1
 N=${1:-50}
 ramshift make-image --size 64M --pattern mixed /tmp/src.img >/dev/null

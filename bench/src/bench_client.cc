@@ -8,8 +8,8 @@
 
 #include "bench_wire.h"
 #include "ramshift/base/log.h"
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/bench/throughput.h"
-#include "ramshift/guest/mapped_memory.h"
 #include "ramshift/pipeline/batch_encoder.h"
 #include "ramshift/pipeline/compression_governor.h"
 
@@ -76,8 +76,8 @@ class PointRunner {
           conn.status().message() + "; start `ramshift bench --server --listen URI` there");
     if (!conn) return conn.status();
     conn_ = std::move(conn).value();
-    RS_ASSIGN_OR_RETURN(gen_[0], guest::MappedMemory::anonymous(s_.working_set_bytes));
-    RS_ASSIGN_OR_RETURN(gen_[1], guest::MappedMemory::anonymous(s_.working_set_bytes));
+    RS_ASSIGN_OR_RETURN(gen_[0], MappedMemory::anonymous(s_.working_set_bytes));
+    RS_ASSIGN_OR_RETURN(gen_[1], MappedMemory::anonymous(s_.working_set_bytes));
     fill_generations(s_.pattern, gen_[0].bytes(), gen_[1].bytes(), s_.page_size);
 
     wire::Config config{s_.page_size,         batch_pages_,  p_.queues,
@@ -345,7 +345,7 @@ class PointRunner {
   const BenchPoint& p_;
   uint32_t batch_pages_ = 0;
   std::unique_ptr<transport::Connection> conn_;
-  guest::MappedMemory gen_[2];
+  MappedMemory gen_[2];
   std::vector<transport::MemoryKey> local_keys_;
   transport::MemoryKey remote_key_;
   bool placing_ = false;

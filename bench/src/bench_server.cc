@@ -7,8 +7,8 @@
 
 #include "bench_wire.h"
 #include "ramshift/base/log.h"
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/bench/throughput.h"
-#include "ramshift/guest/mapped_memory.h"
 #include "ramshift/pipeline/batch_decoder.h"
 
 namespace ramshift::bench {
@@ -105,7 +105,7 @@ Status serve_one(transport::Connection& conn) {
     return Status(ErrorCode::kProtocol,
                   fmt::format("Config names {} data queues on a connection of {} queues",
                               config.queues, conn.queue_count()));
-  RS_ASSIGN_OR_RETURN(auto memory, guest::MappedMemory::anonymous(config.working_set_bytes));
+  RS_ASSIGN_OR_RETURN(auto memory, MappedMemory::anonymous(config.working_set_bytes));
   wire::Ready ready;
   if (conn.capabilities().zero_copy_write) {
     auto key = conn.register_memory(memory.bytes(), transport::MemoryAccess::kRemoteWrite);

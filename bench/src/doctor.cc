@@ -10,9 +10,9 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/units.h"
 #include "ramshift/guest/dirty_tracker.h"
-#include "ramshift/guest/mapped_memory.h"
 #include "ramshift/transport/transport.h"
 
 namespace ramshift::bench {
@@ -165,7 +165,7 @@ void check_huge_pages(std::vector<Check>& out) {
 }
 
 void check_dirty_tracking(std::vector<Check>& out) {
-  auto mem = guest::MappedMemory::anonymous(16 * guest::host_page_size());
+  auto mem = MappedMemory::anonymous(16 * host_page_size());
   if (!mem) {
     out.push_back({"userfaultfd", Verdict::kFail, mem.status().message(), ""});
     return;

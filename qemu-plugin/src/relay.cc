@@ -365,7 +365,7 @@ Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have
 Status Relay::offer_slots(uint16_t id) {
   SlotPool& pool = *pools_[id];
   const uint64_t bytes = uint64_t{kPlacementSlots} * kPlacementSlotBytes;
-  RS_ASSIGN_OR_RETURN(pool.memory, guest::MappedMemory::anonymous(bytes));
+  RS_ASSIGN_OR_RETURN(pool.memory, MappedMemory::anonymous(bytes));
   RS_ASSIGN_OR_RETURN(
       transport::MemoryKey key,
       conn_.register_memory(pool.memory.bytes(), transport::MemoryAccess::kRemoteWrite));
@@ -389,7 +389,7 @@ Status Relay::take_keys(uint16_t id, std::span<const std::byte> body) {
   }
   // The staging copy the writes leave from; registered like the destination's slots.
   const uint64_t bytes = uint64_t{keys.slots} * keys.slot_bytes;
-  RS_ASSIGN_OR_RETURN(auto memory, guest::MappedMemory::anonymous(bytes));
+  RS_ASSIGN_OR_RETURN(auto memory, MappedMemory::anonymous(bytes));
   RS_RETURN_IF_ERROR(
       conn_.register_memory(memory.bytes(), transport::MemoryAccess::kLocal).status());
   std::lock_guard lock(mu_);

@@ -14,7 +14,7 @@
 
 #include "local_channel.h"
 #include "packet_codec.h"
-#include "ramshift/guest/mapped_memory.h"
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/pipeline/compression_governor.h"
 #include "ramshift/qemu/bridge.h"
 #include "ramshift/qemu/bridge_wire.h"
@@ -56,7 +56,7 @@ class Relay {
   // remote writes, and the source's registered staging copy of them, slot for slot.
   struct SlotPool {
     SlotKeys keys;                // ready when keys.slots > 0
-    guest::MappedMemory memory;   // slots * slot_bytes
+    MappedMemory memory;          // slots * slot_bytes
     std::vector<bool> in_flight;  // source: written, not yet RELEASEd
   };
   Status post(uint32_t queue, BridgeKind kind, uint16_t channel, std::span<const std::byte> body,

@@ -123,11 +123,11 @@ Status RdmaQueue::init_resources() {
 
   const uint64_t ring_bytes = uint64_t{tuning_.ring_slots} * tuning_.slot_bytes;
   RS_RETURN_IF_ERROR(check_memlock(ring_bytes + 4096, "the transport's receive ring"));
-  RS_ASSIGN_OR_RETURN(ring_, guest::MappedMemory::anonymous(ring_bytes));
+  RS_ASSIGN_OR_RETURN(ring_, MappedMemory::anonymous(ring_bytes));
   ring_mr_.reset(ibv_reg_mr(pd_.get(), ring_.bytes().data(), ring_bytes,
                             IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
   if (!ring_mr_) return registration_error(errno, ring_bytes, "the transport's receive ring");
-  RS_ASSIGN_OR_RETURN(hello_buf_, guest::MappedMemory::anonymous(4096));
+  RS_ASSIGN_OR_RETURN(hello_buf_, MappedMemory::anonymous(4096));
   hello_mr_.reset(ibv_reg_mr(pd_.get(), hello_buf_.bytes().data(), 4096, IBV_ACCESS_LOCAL_WRITE));
   if (!hello_mr_) return registration_error(errno, 4096, "the transport's hello buffer");
 
@@ -266,7 +266,7 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline) {
   RS_RETURN_IF_ERROR(repost_receives(reposts));
   const uint64_t staging_bytes = uint64_t{peer_slots_} * peer_slot_bytes_;
   RS_RETURN_IF_ERROR(check_memlock(staging_bytes, "the transport's send staging"));
-  RS_ASSIGN_OR_RETURN(staging_, guest::MappedMemory::anonymous(staging_bytes));
+  RS_ASSIGN_OR_RETURN(staging_, MappedMemory::anonymous(staging_bytes));
   staging_mr_.reset(
       ibv_reg_mr(pd_.get(), staging_.bytes().data(), staging_bytes, IBV_ACCESS_LOCAL_WRITE));
   if (!staging_mr_) return registration_error(errno, staging_bytes, "the transport's send staging");

@@ -32,8 +32,8 @@
 #include <vector>
 
 #include "async_events.h"
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/unique_fd.h"
-#include "ramshift/guest/mapped_memory.h"
 #include "ramshift/transport/transport.h"
 #include "verbs_handles.h"
 
@@ -115,11 +115,11 @@ class RdmaQueue {
   SharedPd pd_;
   CompletionChannel channel_;
   CompletionQueue cq_;
-  guest::MappedMemory ring_;
+  MappedMemory ring_;
   MemoryRegion ring_mr_;
-  guest::MappedMemory staging_;
+  MappedMemory staging_;
   MemoryRegion staging_mr_;
-  guest::MappedMemory hello_buf_;  // [0, 64) receive, [64, 128) send
+  MappedMemory hello_buf_;  // [0, 64) receive, [64, 128) send
   MemoryRegion hello_mr_;
   CmId id_;
 

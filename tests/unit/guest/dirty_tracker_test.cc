@@ -10,8 +10,8 @@
 #include <random>
 #include <thread>
 
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/guest/dirty_tracker.h"
-#include "ramshift/guest/mapped_memory.h"
 
 namespace ramshift::guest {
 namespace {

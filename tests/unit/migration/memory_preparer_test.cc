@@ -1,4 +1,4 @@
-#include "migration/memory_preparer.h"
+#include "migration/src/memory_preparer.h"
 
 #include <gtest/gtest.h>
 
@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "migration/remote_memory.h"
+#include "migration/src/remote_memory.h"
 
 namespace ramshift::migration {
 namespace {

@@ -7,7 +7,7 @@
 #include <fstream>
 #include <thread>
 
-#include "migration/frame_io.h"
+#include "migration/src/frame_io.h"
 #include "ramshift/guest/pattern.h"
 #include "ramshift/migration/destination.h"
 #include "ramshift/migration/source.h"

@@ -7,7 +7,7 @@
 
 #include "ramshift/base/byte_order.h"
 #include "ramshift/transport/transport.h"
-#include "transport/tcp_socket.h"
+#include "transport/src/tcp_socket.h"
 
 namespace ramshift::transport {
 namespace {

@@ -1,4 +1,4 @@
-#include "ramshift/guest/mapped_memory.h"
+#include "ramshift/base/mapped_memory.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 
-namespace ramshift::guest {
+namespace ramshift {
 
 size_t host_page_size() {
   static const size_t size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -61,4 +61,4 @@ Result<MappedMemory> MappedMemory::map_file(int fd, size_t bytes, bool writable,
   return MappedMemory(p, size);
 }
 
-}  // namespace ramshift::guest
+}  // namespace ramshift

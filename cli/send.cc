@@ -60,10 +60,10 @@ Result<std::unique_ptr<guest::SourceGuest>> open_guest(const std::string& spec,
     return std::unique_ptr<guest::SourceGuest>(std::move(g));
   }
   if (spec.rfind("synthetic:", 0) == 0) {
-    if (page_size != guest::host_page_size())
+    if (page_size != host_page_size())
       return Status(ErrorCode::kInvalidArgument,
                     fmt::format("a synthetic guest needs --page-size {} (the host page size)",
-                                guest::host_page_size()));
+                                host_page_size()));
     RS_ASSIGN_OR_RETURN(auto s, guest::SyntheticSpec::parse(spec.substr(10)));
     RS_ASSIGN_OR_RETURN(auto g, guest::SyntheticGuest::create(s));
     return std::unique_ptr<guest::SourceGuest>(std::move(g));

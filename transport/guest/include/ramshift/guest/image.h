@@ -7,10 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/status.h"
 #include "ramshift/base/unique_fd.h"
 #include "ramshift/guest/guest.h"
-#include "ramshift/guest/mapped_memory.h"
 
 namespace ramshift::guest {
 

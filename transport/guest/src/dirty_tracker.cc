@@ -15,8 +15,8 @@
 #include <thread>
 
 #include "ramshift/base/log.h"
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/unique_fd.h"
-#include "ramshift/guest/mapped_memory.h"
 
 // The ABI of newer kernels than Debian 12's headers describe (Linux 6.7: PAGEMAP_SCAN and
 // UFFD_FEATURE_WP_ASYNC). Values from include/uapi/linux/{fs,userfaultfd}.h.

@@ -6,8 +6,8 @@
 
 #include <cstdio>
 
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/guest/dirty_tracker.h"
-#include "ramshift/guest/mapped_memory.h"
 
 namespace {
 
@@ -16,11 +16,11 @@ constexpr uint64_t kDirtyPages = 4096;  // 16 MiB dirtied per round at 4 KiB pag
 
 void BM_DirtyLog_Fetch(benchmark::State& state) {
   const uint64_t bytes = uint64_t(state.range(0)) << 30;
-  auto mem = guest::MappedMemory::anonymous(bytes);
+  auto mem = MappedMemory::anonymous(bytes);
   if (!mem) return state.SkipWithError(mem.status().message().c_str());
   auto tracker = guest::DirtyTracker::start(mem->bytes());
   if (!tracker) return state.SkipWithError(tracker.status().message().c_str());
-  const uint64_t ps = guest::host_page_size();
+  const uint64_t ps = host_page_size();
   const uint64_t pages = bytes / ps;
   const uint64_t stride = pages / kDirtyPages;
   std::byte* base = mem->bytes().data();

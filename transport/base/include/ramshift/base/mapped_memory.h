@@ -7,7 +7,7 @@
 
 #include "ramshift/base/status.h"
 
-namespace ramshift::guest {
+namespace ramshift {
 
 class MappedMemory {
  public:
@@ -37,4 +37,4 @@ class MappedMemory {
 
 size_t host_page_size();
 
-}  // namespace ramshift::guest
+}  // namespace ramshift

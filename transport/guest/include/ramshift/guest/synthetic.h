@@ -22,10 +22,10 @@
 #include <thread>
 #include <vector>
 
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/status.h"
 #include "ramshift/guest/dirty_tracker.h"
 #include "ramshift/guest/guest.h"
-#include "ramshift/guest/mapped_memory.h"
 
 namespace ramshift::guest {
 

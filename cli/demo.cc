@@ -93,8 +93,8 @@ Result<bool> files_identical(const std::string& a, const std::string& b) {
   fstat(fa.get(), &sa);
   fstat(fb.get(), &sb);
   if (sa.st_size != sb.st_size) return false;
-  auto ma = guest::MappedMemory::map_file(fa.get(), sa.st_size, false, a);
-  auto mb = guest::MappedMemory::map_file(fb.get(), sb.st_size, false, b);
+  auto ma = MappedMemory::map_file(fa.get(), sa.st_size, false, a);
+  auto mb = MappedMemory::map_file(fb.get(), sb.st_size, false, b);
   if (!ma || !mb) return Status(ErrorCode::kIo, "cannot map the images to compare them");
   return std::memcmp(ma->bytes().data(), mb->bytes().data(), sa.st_size) == 0;
 }
