@@ -40,8 +40,8 @@ kill $BS 2>/dev/null; wait $BS 2>/dev/null
 # transport's choice: 256 pages = 1 MiB over rdma://); a fourth, "mem", receives into memory
 # instead of a tmpfs file: like ib_write_bw, which writes into memory it registered, and like
 # a migrated guest's RAM, without the double zeroing a tmpfs page costs on being pinned in
-# this VM (see "Where the VM's CPU goes"). QEMU's destination writes a tmpfs file, so the QEMU
-# comparison reads the file rows.
+# this VM (docs/benchmarks/README.md, the soft-RoCE caveats). QEMU's destination writes a
+# tmpfs file, so the QEMU comparison reads the file rows.
 CONFIGS=("1 none" "2 none" "4 none" "2 zero" "2 auto" "2 none 0 mem")
 declare -A RUNS_OF PERF_RUNS BR_RUNS
 qruns=""
