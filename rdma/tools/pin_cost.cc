@@ -1,6 +1,6 @@
 // rdma_pin_cost: what registering memory for RDMA costs on this kernel, in the shapes the
 // migration engine registers it. Not part of ramshift; the figures behind two choices in
-// docs/benchmarks/README.md (RDMA, "Where the VM's CPU goes").
+// docs/benchmarks/README.md (the soft-RoCE section, "Pinning cost").
 //
 //   rdma_pin_cost [MIB (128)] [ROUNDS (3)] [IMAGE_DIR (/tmp)]
 //
