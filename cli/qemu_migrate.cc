@@ -1,29 +1,19 @@
-// `ramshift qemu-migrate`: drives a whole QEMU migration over QMP — capabilities and
-// parameters on both QEMUs, the two bridges (in this process, joined by --via), the
-// migration itself — and prints QEMU's own figures next to the bridges'.
+// `ramshift qemu-migrate`: flags to qemu::run_qemu_migration (ramshift/qemu/migrate_driver.h,
+// which drives both QEMUs over QMP and the bridges), then QEMU's own figures next to the
+// bridges', on stderr and as JSON.
 #include <fmt/format.h>
-#include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
-#include <future>
-#include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
-#include "ramshift/qemu/bridge.h"
-#include "ramshift/qemu/qmp.h"
+#include "ramshift/qemu/migrate_driver.h"
 
 namespace ramshift::cli {
 namespace {
-
-using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
 
 struct MigrateOptions {
   std::string src_qmp, dst_qmp;
@@ -41,244 +31,88 @@ struct MigrateOptions {
   RdmaFlags rdma;
 };
 
-// The parts of query-migrate a reader compares.
-nlohmann::ordered_json qemu_figures(const nlohmann::json& q) {
-  nlohmann::ordered_json f;
-  f["status"] = q.value("status", "?");
-  f["total_ms"] = q.value("total-time", 0);
-  f["downtime_ms"] = q.value("downtime", 0);
-  f["setup_ms"] = q.value("setup-time", 0);
-  if (q.contains("ram")) {
-    const auto& r = q["ram"];
-    f["ram_total_bytes"] = r.value("total", 0);
-    f["ram_transferred_bytes"] = r.value("transferred", 0);
-    f["ram_duplicate_pages"] = r.value("duplicate", 0);
-    f["ram_normal_pages"] = r.value("normal", 0);
-    f["ram_mbps"] = r.value("mbps", 0.0);
-    f["dirty_sync_count"] = r.value("dirty-sync-count", 0);
+// "qemu-migrate: active 312 MiB of 1 GiB left, 9400 Mbit/s" on a terminal, as QEMU reports.
+class ProgressLine {
+ public:
+  ProgressLine() : show_(isatty(STDERR_FILENO) && log::level() <= log::Level::kWarn) {}
+  void operator()(const qemu::MigrateProgress& p) const {
+    if (!show_) return;
+    if (p.finished) {
+      std::fputc('\n', stderr);
+      return;
+    }
+    fmt::print(stderr, "\rqemu-migrate: {} {} of {} left, {:.0f} Mbit/s   ", p.status,
+               format_bytes(p.ram_remaining_bytes), format_bytes(p.ram_total_bytes), p.ram_mbps);
   }
-  if (q.contains("error-desc")) f["error"] = q["error-desc"];
-  return f;
+
+ private:
+  bool show_;
+};
+
+// Flags to the driver's config. The bridges' settings matter only with --via.
+Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
+  qemu::MigrateDriverConfig c;
+  c.source_qmp = o.src_qmp;
+  c.destination_qmp = o.dst_qmp;
+  c.via = o.via;
+  c.destination_uri = o.dst_uri;
+  c.source_uri = o.src_uri;
+  c.multifd_channels = o.multifd_channels;
+  c.multifd_compression = o.multifd_compression;
+  RS_ASSIGN_OR_RETURN(c.max_bandwidth, parse_size(o.max_bandwidth));
+  c.downtime_limit_ms = o.downtime_limit_ms;
+  c.timeout = std::chrono::duration<double>(o.timeout_s);
+  if (!o.via.empty()) {
+    RS_ASSIGN_OR_RETURN(c.bridge.codec.mode, pipeline::parse_codec(o.codec));
+    c.bridge.multifd_aware = !o.passthrough;
+    auto tuning = o.rdma.resolve();
+    if (!tuning) return tuning.status();
+    c.bridge.transport.rdma = *tuning;
+  }
+  return c;
 }
 
-Status configure(qemu::QmpClient& qmp, const MigrateOptions& o, uint64_t max_bw) {
-  nlohmann::json caps = nlohmann::json::array();
-  caps.push_back({{"capability", "multifd"}, {"state", o.multifd_channels > 0}});
-  RS_ASSIGN_OR_RETURN(auto r, qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}));
-  nlohmann::json params = {{"max-bandwidth", max_bw}};
-  if (o.multifd_channels > 0) params["multifd-channels"] = o.multifd_channels;
-  if (!o.multifd_compression.empty()) params["multifd-compression"] = o.multifd_compression;
-  if (o.downtime_limit_ms > 0)
-    params["downtime-limit"] = static_cast<uint64_t>(o.downtime_limit_ms);
-  RS_ASSIGN_OR_RETURN(r, qmp.execute("migrate-set-parameters", params));
-  return Status::ok();
+void write_report(const qemu::MigrateReport& report, const std::string& path) {
+  if (path.empty()) return;
+  std::string text = report.to_json() + "\n";
+  if (path == "-") {
+    std::fputs(text.c_str(), stdout);
+  } else {
+    std::ofstream f(path);
+    f << text;
+  }
+}
+
+void print_report(const qemu::MigrateReport& r, const std::string& via) {
+  if (log::level() > log::Level::kWarn) return;
+  const auto& q = r.qemu;
+  const auto ram = q.ram.value_or(qemu::QemuMigrationFigures::Ram{});
+  fmt::print(stderr,
+             "qemu-migrate: QEMU {}: total {} ms, downtime {} ms, setup {} ms, {} transferred "
+             "of {} RAM; destination {}\n",
+             q.status, q.total_ms, q.downtime_ms, q.setup_ms, format_bytes(ram.transferred_bytes),
+             format_bytes(ram.total_bytes), r.destination_status);
+  if (r.bridge_source) {
+    const auto& b = *r.bridge_source;
+    fmt::print(stderr,
+               "qemu-migrate: bridge over {}: {} of QEMU stream, {} on the wire, pages zero {} "
+               "xbzrle {} zstd {} raw {} placed {}, verified {}\n",
+               via, format_bytes(b.guest_bytes), format_bytes(b.wire_bytes), b.pages.zero,
+               b.pages.xbzrle, b.pages.zstd, b.pages.raw, b.pages.placed, b.verified);
+  }
+  if (!r.outcome)
+    fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", r.outcome.message(),
+               r.source_status);
 }
 
 int run(const MigrateOptions& o) {
-  if (o.via.empty() == o.dst_uri.empty())
-    return fail_with(Status(ErrorCode::kInvalidArgument,
-                            "give --via URI (bridged through ramshift) or --dst-uri URI "
-                            "(QEMU to QEMU, or to bridges you started)"));
-  auto bw = parse_size(o.max_bandwidth);
-  if (!bw) return fail_with(bw.status());
-  // QEMU's default cap (128 MiB/s) would hide the transport: lift it unless asked.
-  uint64_t max_bw = *bw == 0 ? (1ull << 40) : *bw;
-  auto src = qemu::QmpClient::connect(o.src_qmp, 10s);
-  if (!src) return fail_with(src.status());
-  auto dst = qemu::QmpClient::connect(o.dst_qmp, 10s);
-  if (!dst) return fail_with(dst.status());
-  if (Status st = configure(*src, o, max_bw); !st) return fail_with(st.with_context("source QEMU"));
-  if (Status st = configure(*dst, o, max_bw); !st)
-    return fail_with(st.with_context("destination QEMU"));
-
-  std::string dst_uri = o.dst_uri, src_uri = o.src_uri.empty() ? o.dst_uri : o.src_uri;
-  std::string tmpdir;
-  std::unique_ptr<transport::Listener> listener;
-  std::future<qemu::BridgeReport> dest_report, source_report;
-  std::promise<void> ready;
-  qemu::BridgeConfig config;
-  if (!o.via.empty()) {
-    char tmpl[] = "/tmp/ramshift-qemu-migrate.XXXXXX";
-    if (!mkdtemp(tmpl)) return fail_with(errno_status(ErrorCode::kIo, "mkdtemp", errno));
-    tmpdir = tmpl;
-    dst_uri = "unix:" + tmpdir + "/dst.sock";
-    src_uri = "unix:" + tmpdir + "/src.sock";
-    auto mode = pipeline::parse_codec(o.codec);
-    if (!mode) return fail_with(mode.status());
-    config.codec.mode = *mode;
-    config.multifd_aware = !o.passthrough;
-    config.queues = 1 + std::max<uint32_t>(o.multifd_channels, 0);
-    config.accept_timeout_ms = 60000;
-    auto tuning = o.rdma.resolve();
-    if (!tuning) return fail_with(tuning.status());
-    config.transport.rdma = *tuning;
-    auto via = transport::parse_uri(o.via);
-    if (!via) return fail_with(via.status());
-    auto l = transport::listen(*via, config.transport);
-    if (!l) return fail_with(l.status());
-    listener = std::move(l).value();
-  }
-  auto cleanup = [&] {
-    if (!tmpdir.empty()) std::filesystem::remove_all(tmpdir);
-  };
-
-  auto in = dst->execute("migrate-incoming", {{"uri", dst_uri}});
-  if (!in) {
-    cleanup();
-    return fail_with(in.status().with_context("destination QEMU (started with -incoming defer?)"));
-  }
-  if (listener) {
-    qemu::QemuEndpoint dep{dst_uri.substr(5)}, sep{src_uri.substr(5)};
-    dest_report = std::async(std::launch::async, [&, dep] {
-      auto conn = listener->accept(30s);
-      if (!conn) {
-        qemu::BridgeReport r;
-        r.role = "bridge-destination";
-        r.error = conn.status();
-        return r;
-      }
-      return qemu::run_bridge_dest(std::move(conn).value(), dep, config, nullptr);
-    });
-    source_report = std::async(std::launch::async, [&, sep] {
-      return qemu::run_bridge_source(listener->address(), sep, config, nullptr,
-                                     [&] { ready.set_value(); });
-    });
-    if (ready.get_future().wait_for(30s) != std::future_status::ready) {
-      // The source bridge could not connect; its report says why.
-      auto r = source_report.get();
-      cleanup();
-      return fail_with(r.error.with_context("source bridge"));
-    }
-  }
-  // A running source must end running on the destination; a paused one (QEMU -S, or
-  // stopped) arrives in the same state, as QEMU carries the run state across.
-  std::string src_before = "?";
-  if (auto st = src->execute("query-status"); st) src_before = st->value("status", "?");
-  auto t0 = Clock::now();
-  auto mig = src->execute("migrate", {{"uri", src_uri}});
-  nlohmann::json last;
-  Status outcome;
-  if (!mig) {
-    outcome = mig.status().with_context("source QEMU");
-  } else {
-    bool tty = isatty(STDERR_FILENO) && log::level() <= log::Level::kWarn;
-    int settle = 0;
-    for (;;) {
-      auto q = src->execute("query-migrate");
-      if (!q) {
-        outcome = q.status();
-        break;
-      }
-      last = *q;
-      std::string status = last.value("status", "");
-      if (tty && last.contains("ram")) {
-        uint64_t total = last["ram"].value("total", 0), rem = last["ram"].value("remaining", 0);
-        fmt::print(stderr, "\rqemu-migrate: {} {} of {} left, {:.0f} Mbit/s   ", status,
-                   format_bytes(rem), format_bytes(total), last["ram"].value("mbps", 0.0));
-      }
-      // QEMU 7.2 flips the status to completed a moment before it fills in total-time.
-      if (status == "completed" && last.value("total-time", 0) == 0 && ++settle < 20) {
-        std::this_thread::sleep_for(50ms);
-        continue;
-      }
-      if (status == "completed") break;
-      if (status == "failed" || status == "cancelled") {
-        outcome =
-            Status(ErrorCode::kIo, "QEMU migration " + status + ": " +
-                                       last.value("error-desc", std::string("no reason given")));
-        break;
-      }
-      if (Clock::now() - t0 > std::chrono::duration<double>(o.timeout_s)) {
-        (void)src->execute("migrate_cancel");
-        outcome =
-            Status(ErrorCode::kTimeout, fmt::format("migration not done in {} s", o.timeout_s));
-        break;
-      }
-      std::this_thread::sleep_for(100ms);
-    }
-    if (tty) std::fputc('\n', stderr);
-  }
-  std::string dst_status = "?";
-  if (outcome) {
-    // The destination starts the guest right after it loaded the last state.
-    const bool want_running = src_before == "running";
-    for (int i = 0; i < 50; ++i) {
-      auto st = dst->execute("query-status");
-      if (st) dst_status = st->value("status", "?");
-      if ((dst_status == "running") == want_running && dst_status != "inmigrate") break;
-      std::this_thread::sleep_for(100ms);
-    }
-    if (want_running && dst_status != "running")
-      outcome = Status(ErrorCode::kIo, "destination QEMU is " + dst_status + ", not running");
-    if (!want_running && (dst_status == "running" || dst_status == "inmigrate"))
-      outcome = Status(ErrorCode::kIo,
-                       "the source was " + src_before + " but the destination is " + dst_status);
-  }
-  // After a failure QEMU resumes the source VM; say so (or that it did not).
-  std::string src_status = "?";
-  if (auto st = src->execute("query-status"); st) src_status = st->value("status", "?");
-  nlohmann::ordered_json report;
-  report["qemu"] = qemu_figures(last);
-  report["source_status_before"] = src_before;
-  report["source_status"] = src_status;
-  report["destination_status"] = dst_status;
-  report["multifd_channels"] = o.multifd_channels;
-  report["path"] = o.via.empty() ? "direct " + src_uri : "bridge " + o.via;
-  if (listener) {
-    auto s = source_report.get(), d = dest_report.get();
-    if (outcome && d.qemu_closed_early) {
-      // QEMU completed and the destination is in the right state, so the destination QEMU
-      // had what it needed before it closed the channel: the bridges' failure is only
-      // that their last bytes found no reader. Say so rather than fail a good migration.
-      report["bridge_note"] =
-          "the destination QEMU closed a channel before the bridge had delivered its last "
-          "bytes, after the migration had completed: " +
-          d.error.message();
-      log::warn("qemu-migrate: {}", report["bridge_note"].get<std::string>());
-    } else {
-      if (outcome && !s.completed) outcome = s.error.with_context("source bridge");
-      if (outcome && !d.completed) outcome = d.error.with_context("destination bridge");
-    }
-    report["bridge_source"] = nlohmann::ordered_json::parse(s.to_json());
-    report["bridge_destination"] = nlohmann::ordered_json::parse(d.to_json());
-  }
-  report["status"] = outcome ? "completed" : "failed";
-  report["error"] =
-      outcome ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(outcome.message());
-  cleanup();
-  if (!o.json.empty()) {
-    std::string text = report.dump(2) + "\n";
-    if (o.json == "-") {
-      std::fputs(text.c_str(), stdout);
-    } else {
-      std::ofstream f(o.json);
-      f << text;
-    }
-  }
-  if (log::level() <= log::Level::kWarn) {
-    auto f = report["qemu"];
-    fmt::print(stderr,
-               "qemu-migrate: QEMU {}: total {} ms, downtime {} ms, setup {} ms, {} transferred "
-               "of {} RAM; destination {}\n",
-               f.value("status", "?"), f.value("total_ms", 0), f.value("downtime_ms", 0),
-               f.value("setup_ms", 0), format_bytes(f.value("ram_transferred_bytes", 0ull)),
-               format_bytes(f.value("ram_total_bytes", 0ull)), dst_status);
-    if (report.contains("bridge_source")) {
-      auto b = report["bridge_source"];
-      fmt::print(stderr,
-                 "qemu-migrate: bridge over {}: {} of QEMU stream, {} on the wire, pages zero {} "
-                 "xbzrle {} zstd {} raw {} placed {}, verified {}\n",
-                 o.via, format_bytes(b.value("guest_bytes", 0ull)),
-                 format_bytes(b.value("wire_bytes", 0ull)), b["pages"].value("zero", 0),
-                 b["pages"].value("xbzrle", 0), b["pages"].value("zstd", 0),
-                 b["pages"].value("raw", 0), b["pages"].value("placed", 0),
-                 b.value("verified", false));
-    }
-    if (!outcome)
-      fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", outcome.message(),
-                 src_status);
-  }
-  return outcome ? 0 : (exit_code_for(outcome) == 2 ? 2 : 1);
+  auto config = make_config(o);
+  if (!config) return fail_with(config.status());
+  auto report = qemu::run_qemu_migration(*config, ProgressLine());
+  if (!report) return fail_with(report.status());
+  write_report(*report, o.json);
+  print_report(*report, o.via);
+  return exit_code_for(report->outcome);
 }
 
 }  // namespace

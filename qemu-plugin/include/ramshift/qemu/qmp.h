@@ -1,5 +1,6 @@
 // A small QMP client (QEMU Machine Protocol: JSON lines over a unix socket) for
-// `ramshift qemu-migrate` and the tests: negotiate, run a command, skip events.
+// the qemu-migrate driver (migrate_driver.h) and the tests: negotiate, run a command, skip
+// events.
 #pragma once
 
 #include <chrono>

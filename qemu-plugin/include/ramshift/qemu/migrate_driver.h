@@ -1,0 +1,106 @@
+// Drives a whole QEMU-to-QEMU migration over QMP: capabilities and parameters on both QEMUs,
+// optionally the two bridges (in this process, joined over a ramshift transport), the
+// migration itself, and the run state both VMs end in. `ramshift qemu-migrate` is this
+// function plus its flags and printing; tests and a management tool can call it directly.
+//
+//   source QEMU --unix--> bridge source ==via==> bridge dest --unix--> destination QEMU
+//        ^                 (both in this process, with `via`)               ^
+//        +------------------------------ QMP ------------------------------+
+//
+// Without `via` the QEMUs migrate to `destination_uri` themselves (QEMU to QEMU, or through
+// bridges started elsewhere) and only QMP is driven.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "ramshift/base/status.h"
+#include "ramshift/qemu/bridge.h"
+
+namespace ramshift::qemu {
+
+struct MigrateDriverConfig {
+  std::string source_qmp;       // the source QEMU's QMP socket path
+  std::string destination_qmp;  // the destination's; that QEMU runs with -incoming defer
+  // Bridged: both bridges run in this process, joined over this ramshift URI (e.g.
+  // tcp://127.0.0.1:0); QEMU meets them on unix sockets in a temporary directory.
+  // Exactly one of `via` and `destination_uri` is given.
+  std::string via;
+  // Direct: the URI the destination QEMU listens on, and the one the source QEMU migrates to
+  // (empty = destination_uri; differs for exec: bridges).
+  std::string destination_uri;
+  std::string source_uri;
+  uint32_t multifd_channels = 0;    // QEMU multifd channels; 0 = single-channel migration
+  std::string multifd_compression;  // QEMU's own (none|zlib|zstd); empty = QEMU's default
+  // QEMU's max-bandwidth, bytes/s. 0 = unlimited: QEMU's own default (128 MiB/s) would
+  // hide the transport, so the driver lifts it to 1 TiB/s.
+  uint64_t max_bandwidth = 0;
+  double downtime_limit_ms = 0;  // QEMU's downtime-limit; 0 = QEMU's
+  // The migration is cancelled (QEMU resumes the source) when not done in this long.
+  std::chrono::duration<double> timeout{600};
+  // With `via`: the bridges' codec, multifd awareness and transport options. The driver
+  // sets queues (1 + multifd_channels) and accept_timeout_ms (60 s) itself.
+  BridgeConfig bridge;
+};
+
+// QEMU's own figures from its last query-migrate (units as the JSON keys say).
+struct QemuMigrationFigures {
+  std::string status = "?";  // QEMU's migration status: completed, failed, cancelled, ...
+  uint64_t total_ms = 0;
+  uint64_t downtime_ms = 0;
+  uint64_t setup_ms = 0;
+  struct Ram {
+    uint64_t total_bytes = 0;
+    uint64_t transferred_bytes = 0;
+    uint64_t duplicate_pages = 0;  // QEMU's name for the zero pages it skipped
+    uint64_t normal_pages = 0;
+    double mbps = 0;
+    uint64_t dirty_sync_count = 0;
+  };
+  std::optional<Ram> ram;            // absent before QEMU reported any RAM figure
+  std::optional<std::string> error;  // QEMU's error-desc
+};
+
+struct MigrateReport {
+  QemuMigrationFigures qemu;
+  // query-status of the VMs: the source before and after, the destination at the end.
+  std::string source_status_before = "?";
+  std::string source_status = "?";
+  std::string destination_status = "?";
+  uint32_t multifd_channels = 0;
+  std::string path;  // "bridge URI" or "direct URI"
+  // With `via`: each bridge's report.
+  std::optional<BridgeReport> bridge_source;
+  std::optional<BridgeReport> bridge_destination;
+  // Set when the destination QEMU closed a channel before the bridge had delivered its last
+  // bytes, after QEMU had completed: noted, not a failure (BridgeReport::qemu_closed_early).
+  std::string bridge_note;
+  // ok: QEMU completed, the destination VM is in the source's run state and both bridges
+  // completed. Otherwise what went wrong (QEMU resumes the source VM; source_status says).
+  Status outcome;
+
+  std::string to_json() const;  // one JSON object, pretty-printed (keys in docs/user-guide.md)
+};
+
+// One line's worth of a running migration, from QEMU's query-migrate.
+struct MigrateProgress {
+  std::string status;  // QEMU's: setup, active, device, completed, ...
+  uint64_t ram_total_bytes = 0;
+  uint64_t ram_remaining_bytes = 0;
+  double ram_mbps = 0;
+  bool finished = false;  // the last call: polling is over (a progress line may end here)
+};
+using MigrateProgressFn = std::function<void(const MigrateProgress&)>;
+
+// Runs the migration. An error means it never started (a QMP socket, a refused setting, the
+// bridges' transport, `migrate-incoming`) and both VMs are as they were, apart from the
+// migration parameters set; once QEMU has been told to migrate the result is a report,
+// whose `outcome` says whether it worked. `progress` is called about ten times a second
+// while QEMU reports RAM figures, then once with `finished`, from the calling thread.
+Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& config,
+                                         const MigrateProgressFn& progress = {});
+
+}  // namespace ramshift::qemu

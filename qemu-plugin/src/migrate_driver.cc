@@ -1,0 +1,308 @@
+#include "ramshift/qemu/migrate_driver.h"
+
+#include <fmt/format.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "ramshift/base/log.h"
+#include "ramshift/qemu/qmp.h"
+
+namespace ramshift::qemu {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// How long QEMU and the bridges get to reach each other before the driver gives up: the
+// source bridge's connect, the destination bridge's accept.
+constexpr auto kBridgeConnectTimeout = 30s;
+
+Status configure(QmpClient& qmp, const MigrateDriverConfig& c) {
+  nlohmann::json caps = nlohmann::json::array();
+  caps.push_back({{"capability", "multifd"}, {"state", c.multifd_channels > 0}});
+  RS_ASSIGN_OR_RETURN(auto r, qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}));
+  // QEMU's default cap (128 MiB/s) would hide the transport: lift it unless asked.
+  const uint64_t max_bw = c.max_bandwidth == 0 ? (1ull << 40) : c.max_bandwidth;
+  nlohmann::json params = {{"max-bandwidth", max_bw}};
+  if (c.multifd_channels > 0) params["multifd-channels"] = c.multifd_channels;
+  if (!c.multifd_compression.empty()) params["multifd-compression"] = c.multifd_compression;
+  if (c.downtime_limit_ms > 0)
+    params["downtime-limit"] = static_cast<uint64_t>(c.downtime_limit_ms);
+  RS_ASSIGN_OR_RETURN(r, qmp.execute("migrate-set-parameters", params));
+  return Status::ok();
+}
+
+// query-status's "status" ("running", "paused", "inmigrate", ...), "?" when QMP failed.
+std::string vm_status(QmpClient& qmp) {
+  auto st = qmp.execute("query-status");
+  return st ? st->value("status", "?") : "?";
+}
+
+// The parts of query-migrate a reader compares.
+QemuMigrationFigures qemu_figures(const nlohmann::json& q) {
+  QemuMigrationFigures f;
+  if (!q.is_object()) return f;  // QEMU never answered query-migrate
+  f.status = q.value("status", "?");
+  f.total_ms = q.value("total-time", uint64_t{0});
+  f.downtime_ms = q.value("downtime", uint64_t{0});
+  f.setup_ms = q.value("setup-time", uint64_t{0});
+  if (q.contains("ram")) {
+    const auto& r = q["ram"];
+    f.ram = QemuMigrationFigures::Ram{
+        .total_bytes = r.value("total", uint64_t{0}),
+        .transferred_bytes = r.value("transferred", uint64_t{0}),
+        .duplicate_pages = r.value("duplicate", uint64_t{0}),
+        .normal_pages = r.value("normal", uint64_t{0}),
+        .mbps = r.value("mbps", 0.0),
+        .dirty_sync_count = r.value("dirty-sync-count", uint64_t{0}),
+    };
+  }
+  if (q.contains("error-desc")) {
+    const auto& e = q["error-desc"];
+    f.error = e.is_string() ? e.get<std::string>() : e.dump();
+  }
+  return f;
+}
+
+// Both bridges in this process: the destination's accepts on a listener at `via`, the
+// source's connects to it; QEMU meets them on unix sockets in a temporary directory, which
+// goes with this object. Destroying it waits for both bridges to end.
+class InProcessBridges {
+ public:
+  static Result<std::unique_ptr<InProcessBridges>> create(const MigrateDriverConfig& c) {
+    auto b = std::unique_ptr<InProcessBridges>(new InProcessBridges);
+    char tmpl[] = "/tmp/ramshift-qemu-migrate.XXXXXX";
+    if (!mkdtemp(tmpl)) return errno_status(ErrorCode::kIo, "mkdtemp", errno);
+    b->dir_ = tmpl;
+    b->config_ = c.bridge;
+    b->config_.queues = 1 + c.multifd_channels;
+    b->config_.accept_timeout_ms = 60000;
+    RS_ASSIGN_OR_RETURN(auto via, transport::parse_uri(c.via));
+    RS_ASSIGN_OR_RETURN(b->listener_, transport::listen(via, b->config_.transport));
+    return b;
+  }
+  ~InProcessBridges() {
+    // The futures' destructors wait for the bridges, which use the listener and config.
+    if (source_.valid()) source_.wait();
+    if (destination_.valid()) destination_.wait();
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  // Where the destination QEMU listens (migrate-incoming) and the source QEMU migrates to.
+  std::string destination_uri() const { return "unix:" + dir_ + "/dst.sock"; }
+  std::string source_uri() const { return "unix:" + dir_ + "/src.sock"; }
+
+  // Starts both bridges; returns once the source bridge is connected (QEMU may migrate).
+  Status start() {
+    QemuEndpoint dep{dir_ + "/dst.sock"}, sep{dir_ + "/src.sock"};
+    destination_ = std::async(std::launch::async, [this, dep] {
+      auto conn = listener_->accept(kBridgeConnectTimeout);
+      if (!conn) {
+        BridgeReport r;
+        r.role = "bridge-destination";
+        r.error = conn.status();
+        return r;
+      }
+      return run_bridge_dest(std::move(conn).value(), dep, config_, nullptr);
+    });
+    auto ready = ready_.get_future();
+    source_ = std::async(std::launch::async, [this, sep] {
+      auto r = run_bridge_source(listener_->address(), sep, config_, nullptr, [this] {
+        std::call_once(ready_once_, [this] { ready_.set_value(); });
+      });
+      std::call_once(ready_once_, [this] { ready_.set_value(); });  // it ended before ready
+      return r;
+    });
+    // Ready, or ended: a source bridge that ended first could not connect; its report
+    // says why.
+    if (ready.wait_for(kBridgeConnectTimeout) == std::future_status::ready &&
+        source_.wait_for(0s) != std::future_status::ready)
+      return Status::ok();
+    return source_.get().error.with_context("source bridge");
+  }
+  // Waits for both bridges to end: {source, destination}.
+  std::pair<BridgeReport, BridgeReport> finish() { return {source_.get(), destination_.get()}; }
+
+ private:
+  InProcessBridges() = default;
+  std::string dir_;
+  BridgeConfig config_;
+  std::unique_ptr<transport::Listener> listener_;
+  std::promise<void> ready_;
+  std::once_flag ready_once_;
+  std::future<BridgeReport> source_, destination_;  // after what they use: destroyed first
+};
+
+// Polls query-migrate until QEMU's migration ends or `timeout` (then cancels it).
+struct PollOutcome {
+  Status status;
+  nlohmann::json last;  // the last query-migrate answer (null if none)
+};
+PollOutcome poll_migration(QmpClient& src, std::chrono::duration<double> timeout,
+                           const MigrateProgressFn& progress) {
+  PollOutcome out;
+  const auto t0 = Clock::now();
+  int settle = 0;
+  for (;;) {
+    auto q = src.execute("query-migrate");
+    if (!q) {
+      out.status = q.status();
+      return out;
+    }
+    out.last = *q;
+    const std::string status = out.last.value("status", "");
+    if (progress && out.last.contains("ram")) {
+      const auto& ram = out.last["ram"];
+      progress({status, ram.value("total", uint64_t{0}), ram.value("remaining", uint64_t{0}),
+                ram.value("mbps", 0.0), false});
+    }
+    // QEMU 7.2 flips the status to completed a moment before it fills in total-time.
+    if (status == "completed" && out.last.value("total-time", 0) == 0 && ++settle < 20) {
+      std::this_thread::sleep_for(50ms);
+      continue;
+    }
+    if (status == "completed") return out;
+    if (status == "failed" || status == "cancelled") {
+      out.status =
+          Status(ErrorCode::kIo, "QEMU migration " + status + ": " +
+                                     out.last.value("error-desc", std::string("no reason given")));
+      return out;
+    }
+    if (Clock::now() - t0 > timeout) {
+      (void)src.execute("migrate_cancel");
+      out.status =
+          Status(ErrorCode::kTimeout, fmt::format("migration not done in {} s", timeout.count()));
+      return out;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+// A running source must end running on the destination; a paused one (QEMU -S, or stopped)
+// arrives in the same state, as QEMU carries the run state across. Waits up to 5 s for the
+// destination to start the guest (it does right after loading the last state).
+Status check_destination_state(QmpClient& dst, const std::string& src_before,
+                               std::string& dst_status) {
+  const bool want_running = src_before == "running";
+  for (int i = 0; i < 50; ++i) {
+    if (auto st = dst.execute("query-status"); st) dst_status = st->value("status", "?");
+    if ((dst_status == "running") == want_running && dst_status != "inmigrate") break;
+    std::this_thread::sleep_for(100ms);
+  }
+  if (want_running && dst_status != "running")
+    return Status(ErrorCode::kIo, "destination QEMU is " + dst_status + ", not running");
+  if (!want_running && (dst_status == "running" || dst_status == "inmigrate"))
+    return Status(ErrorCode::kIo,
+                  "the source was " + src_before + " but the destination is " + dst_status);
+  return Status::ok();
+}
+
+// Folds the bridges' reports into `report`: a bridge failure fails the migration, unless
+// QEMU completed and only the destination QEMU's early close stopped the last bytes.
+void add_bridge_reports(MigrateReport& report, BridgeReport s, BridgeReport d) {
+  if (report.outcome && d.qemu_closed_early) {
+    // QEMU completed and the destination is in the right state, so the destination QEMU
+    // had what it needed before it closed the channel: the bridges' failure is only
+    // that their last bytes found no reader. Say so rather than fail a good migration.
+    report.bridge_note =
+        "the destination QEMU closed a channel before the bridge had delivered its last "
+        "bytes, after the migration had completed: " +
+        d.error.message();
+    log::warn("qemu-migrate: {}", report.bridge_note);
+  } else {
+    if (report.outcome && !s.completed) report.outcome = s.error.with_context("source bridge");
+    if (report.outcome && !d.completed) report.outcome = d.error.with_context("destination bridge");
+  }
+  report.bridge_source = std::move(s);
+  report.bridge_destination = std::move(d);
+}
+
+}  // namespace
+
+Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
+                                         const MigrateProgressFn& progress) {
+  if (c.via.empty() == c.destination_uri.empty())
+    return Status(ErrorCode::kInvalidArgument,
+                  "give --via URI (bridged through ramshift) or --dst-uri URI "
+                  "(QEMU to QEMU, or to bridges you started)");
+  RS_ASSIGN_OR_RETURN(auto src, QmpClient::connect(c.source_qmp, 10s));
+  RS_ASSIGN_OR_RETURN(auto dst, QmpClient::connect(c.destination_qmp, 10s));
+  RS_RETURN_IF_ERROR(configure(src, c).with_context("source QEMU"));
+  RS_RETURN_IF_ERROR(configure(dst, c).with_context("destination QEMU"));
+
+  std::string dst_uri = c.destination_uri;
+  std::string src_uri = c.source_uri.empty() ? c.destination_uri : c.source_uri;
+  std::unique_ptr<InProcessBridges> bridges;
+  if (!c.via.empty()) {
+    RS_ASSIGN_OR_RETURN(bridges, InProcessBridges::create(c));
+    dst_uri = bridges->destination_uri();
+    src_uri = bridges->source_uri();
+  }
+  auto in = dst.execute("migrate-incoming", {{"uri", dst_uri}});
+  if (!in) return in.status().with_context("destination QEMU (started with -incoming defer?)");
+  if (bridges) RS_RETURN_IF_ERROR(bridges->start());
+
+  MigrateReport report;
+  report.source_status_before = vm_status(src);
+  if (auto mig = src.execute("migrate", {{"uri", src_uri}}); !mig) {
+    report.outcome = mig.status().with_context("source QEMU");
+  } else {
+    auto polled = poll_migration(src, c.timeout, progress);
+    if (progress) progress({.finished = true});
+    report.outcome = polled.status;
+    report.qemu = qemu_figures(polled.last);
+  }
+  if (report.outcome)
+    report.outcome =
+        check_destination_state(dst, report.source_status_before, report.destination_status);
+  // After a failure QEMU resumes the source VM; say so (or that it did not).
+  report.source_status = vm_status(src);
+  report.multifd_channels = c.multifd_channels;
+  report.path = c.via.empty() ? "direct " + src_uri : "bridge " + c.via;
+  if (bridges) {
+    auto [s, d] = bridges->finish();
+    add_bridge_reports(report, std::move(s), std::move(d));
+  }
+  return report;
+}
+
+std::string MigrateReport::to_json() const {
+  nlohmann::ordered_json f;
+  f["status"] = qemu.status;
+  f["total_ms"] = qemu.total_ms;
+  f["downtime_ms"] = qemu.downtime_ms;
+  f["setup_ms"] = qemu.setup_ms;
+  if (qemu.ram) {
+    f["ram_total_bytes"] = qemu.ram->total_bytes;
+    f["ram_transferred_bytes"] = qemu.ram->transferred_bytes;
+    f["ram_duplicate_pages"] = qemu.ram->duplicate_pages;
+    f["ram_normal_pages"] = qemu.ram->normal_pages;
+    f["ram_mbps"] = qemu.ram->mbps;
+    f["dirty_sync_count"] = qemu.ram->dirty_sync_count;
+  }
+  if (qemu.error) f["error"] = *qemu.error;
+  nlohmann::ordered_json j;
+  j["qemu"] = f;
+  j["source_status_before"] = source_status_before;
+  j["source_status"] = source_status;
+  j["destination_status"] = destination_status;
+  j["multifd_channels"] = multifd_channels;
+  j["path"] = path;
+  if (!bridge_note.empty()) j["bridge_note"] = bridge_note;
+  if (bridge_source) j["bridge_source"] = nlohmann::ordered_json::parse(bridge_source->to_json());
+  if (bridge_destination)
+    j["bridge_destination"] = nlohmann::ordered_json::parse(bridge_destination->to_json());
+  j["status"] = outcome ? "completed" : "failed";
+  j["error"] =
+      outcome ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(outcome.message());
+  return j.dump(2);
+}
+
+}  // namespace ramshift::qemu
