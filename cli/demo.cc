@@ -1,35 +1,22 @@
-// `ramshift demo`: one command that shows the product working on one machine. It starts a
-// receiver process, migrates a running synthetic guest to it (this process is the source)
-// with a progress bar, and prints both reports: the destination checks the digest, resumes
-// the guest, lets it run and checks every page again. With `--guest image` it moves a memory
-// image instead and compares the two files byte for byte itself.
-#include <fcntl.h>
-#include <spawn.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
+// `ramshift demo`: one command that shows the product working on one machine. It migrates a
+// running synthetic guest from this process to a receiver process (`ramshift receive`, or a
+// thread over loopback://) with a progress bar, and prints both reports: the destination
+// checks the digest, resumes the guest, lets it run and checks every page again. With
+// `--guest image` it moves a memory image instead and the two files are compared byte for
+// byte. The orchestration is migration::run_local_pair (ramshift/migration/local_pair.h).
 #include <fmt/format.h>
+#include <stdlib.h>
 
 #include <cerrno>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <sstream>
 #include <thread>
 
 #include "commands.h"
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
-#include "ramshift/base/unique_fd.h"
 #include "ramshift/base/units.h"
-#include "ramshift/guest/image.h"
-#include "ramshift/migration/destination.h"
-#include "ramshift/migration/source.h"
-
-extern char** environ;
+#include "ramshift/migration/local_pair.h"
 
 namespace ramshift::cli {
 namespace {
@@ -47,58 +34,6 @@ struct DemoOptions {
   bool keep = false;
 };
 
-// Starts `ramshift receive` as a child; returns its pid and the URI it listens on.
-Result<std::pair<pid_t, std::string>> spawn_receiver(const std::string& listen,
-                                                     const std::string& out_path,
-                                                     const std::string& json) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return errno_status(ErrorCode::kIo, "pipe", errno);
-  UniqueFd rd(fds[0]), wr(fds[1]);
-  std::string self = std::filesystem::read_symlink("/proc/self/exe");
-  std::vector<std::string> args = {self,     "-q",     "receive", "--listen",         listen,
-                                   "--once", "--json", json,      "--resume-seconds", "1"};
-  if (!out_path.empty()) {
-    args.push_back("--guest-out");
-    args.push_back(out_path);
-  }
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, wr.get(), STDOUT_FILENO);
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, self.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) return errno_status(ErrorCode::kIo, "cannot start the receiver process", rc);
-  wr.reset();
-  std::string line;
-  char c;
-  while (line.size() < 256 && ::read(rd.get(), &c, 1) == 1 && c != '\n') line.push_back(c);
-  const std::string prefix = "listening on ";
-  if (line.rfind(prefix, 0) != 0) {
-    waitpid(pid, nullptr, 0);
-    return Status(ErrorCode::kIo, "the receiver process did not start listening");
-  }
-  return std::make_pair(pid, line.substr(prefix.size()));
-}
-
-// Independent end-to-end check: the two files are byte-identical.
-Result<bool> files_identical(const std::string& a, const std::string& b) {
-  UniqueFd fa(::open(a.c_str(), O_RDONLY | O_CLOEXEC)), fb(::open(b.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fa.valid() || !fb.valid())
-    return Status(ErrorCode::kIo, fmt::format("cannot open {} or {}", a, b));
-  struct stat sa {
-  }, sb{};
-  fstat(fa.get(), &sa);
-  fstat(fb.get(), &sb);
-  if (sa.st_size != sb.st_size) return false;
-  auto ma = MappedMemory::map_file(fa.get(), sa.st_size, false, a);
-  auto mb = MappedMemory::map_file(fb.get(), sb.st_size, false, b);
-  if (!ma || !mb) return Status(ErrorCode::kIo, "cannot map the images to compare them");
-  return std::memcmp(ma->bytes().data(), mb->bytes().data(), sa.st_size) == 0;
-}
-
 // The report as a table: one line per round (the whole report is in --json).
 void print_rounds(const migration::MigrationReport& r) {
   if (r.rounds_detail.empty()) return;
@@ -112,148 +47,145 @@ void print_rounds(const migration::MigrationReport& r) {
                d.expected_downtime_ms);
 }
 
-int run_demo(const DemoOptions& o) {
-  migration::SourceConfig config;
-  auto codec = pipeline::parse_codec(o.codec);
-  if (!codec) return fail_with(codec.status());
-  config.codec.mode = *codec;
-  config.queues = o.queues;
-  config.convergence.downtime_limit =
-      std::chrono::milliseconds(static_cast<int64_t>(o.downtime_limit_ms));
-  if (o.mode != "precopy")
-    return fail_with(Status(ErrorCode::kInvalidArgument,
-                            fmt::format("--mode {} is not available yet (precopy)", o.mode)));
-  if (o.transport != "auto" && o.transport != "tcp" && o.transport != "loopback" &&
-      o.transport != "rdma")
-    return fail_with(
-        Status(ErrorCode::kInvalidArgument,
-               fmt::format("--transport {} is unknown (auto, rdma, tcp, loopback)", o.transport)));
-  // auto: rdma where this build has the backend and the host a device, else tcp.
-  std::string transport = o.transport;
-  std::string listen = "tcp://127.0.0.1:0";
-  if (transport == "auto" || transport == "rdma") {
-    auto addr = transport::rdma_device_address();
-    if (addr) {
-      transport = "rdma";
-      listen = fmt::format("rdma://{}:0", *addr);
-    } else if (transport == "rdma") {
-      return fail_with(addr.status().with_context("--transport rdma"));
-    } else {
-      transport = "tcp";
-    }
-  }
-  const bool two_processes = transport != "loopback";  // a receiver process (tcp or rdma)
+// --transport to where the receiver listens: auto is rdma where this build has the backend
+// and the host a device, else tcp; loopback is a thread of this process (empty listen).
+struct Route {
+  std::string transport;
+  std::string listen;
+};
+Result<Route> choose_route(const std::string& requested) {
+  if (requested == "loopback") return Route{"loopback", ""};
+  if (requested == "tcp") return Route{"tcp", "tcp://127.0.0.1:0"};
+  if (requested != "auto" && requested != "rdma")
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--transport {} is unknown (auto, rdma, tcp, loopback)", requested));
+  auto addr = transport::rdma_device_address();
+  if (addr) return Route{"rdma", fmt::format("rdma://{}:0", *addr)};
+  if (requested == "rdma") return addr.status().with_context("--transport rdma");
+  return Route{"tcp", "tcp://127.0.0.1:0"};
+}
 
+// A temporary directory for the images and the receiver's report, removed unless --keep.
+struct WorkDir {
+  WorkDir(std::string p, bool k) : path(std::move(p)), keep(k) {}
+  WorkDir(const WorkDir&) = delete;
+  WorkDir& operator=(const WorkDir&) = delete;
+  std::string path;
+  bool keep;
+  ~WorkDir() {
+    std::error_code ec;
+    if (!keep && !path.empty()) std::filesystem::remove_all(path, ec);
+  }
+};
+Result<std::unique_ptr<WorkDir>> make_work_dir(bool keep) {
   const char* tmp = std::getenv("TMPDIR");
-  std::string dir_template = std::string(tmp && *tmp ? tmp : "/tmp") + "/ramshift-demo-XXXXXX";
-  if (!mkdtemp(dir_template.data()))
-    return fail_with(errno_status(ErrorCode::kIo, "mkdtemp", errno));
-  const std::string dir = dir_template;
-  const std::string src = dir + "/source.img", dst = dir + "/destination.img",
-                    djson = dir + "/destination.json";
-  struct Cleanup {
-    std::string dir;
-    bool keep;
-    ~Cleanup() {
-      std::error_code ec;
-      if (!keep) std::filesystem::remove_all(dir, ec);
-    }
-  } cleanup{dir, o.keep};
+  std::string dir = std::string(tmp && *tmp ? tmp : "/tmp") + "/ramshift-demo-XXXXXX";
+  if (!mkdtemp(dir.data())) return errno_status(ErrorCode::kIo, "mkdtemp", errno);
+  return std::make_unique<WorkDir>(dir, keep);
+}
 
-  const bool image = o.guest == "image";
-  std::unique_ptr<guest::SourceGuest> source;
-  if (image) {
-    auto size = parse_size(o.size);
-    if (!size) return fail_with(size.status());
-    auto pattern = guest::parse_pattern(o.pattern);
-    if (!pattern) return fail_with(pattern.status());
-    fmt::print(stderr, "ramshift demo: writing a {} {} memory image to {}\n", format_bytes(*size),
-               guest::pattern_name(*pattern), src);
-    if (Status s = write_image(src, *size, *pattern, 42); !s) return fail_with(s);
-    auto g = open_guest("file:" + src, config.page_size);
-    if (!g) return fail_with(g.status());
-    source = std::move(g).value();
-  } else {
-    auto g = open_guest(o.guest, config.page_size);
-    if (!g) return fail_with(g.status());
-    source = std::move(g).value();
-    fmt::print(stderr, "ramshift demo: started a {}\n", source->describe());
+// The guest to migrate: a synthetic one that runs meanwhile, or (--guest image) a memory
+// image written to `src` first.
+Result<std::unique_ptr<guest::SourceGuest>> make_guest(const DemoOptions& o, const std::string& src,
+                                                       uint32_t page_size) {
+  if (o.guest != "image") {
+    RS_ASSIGN_OR_RETURN(auto g, open_guest(o.guest, page_size));
+    fmt::print(stderr, "ramshift demo: started a {}\n", g->describe());
     std::this_thread::sleep_for(std::chrono::milliseconds(500));  // let it dirty memory a while
+    return g;
   }
+  RS_ASSIGN_OR_RETURN(uint64_t size, parse_size(o.size));
+  RS_ASSIGN_OR_RETURN(auto pattern, guest::parse_pattern(o.pattern));
+  fmt::print(stderr, "ramshift demo: writing a {} {} memory image to {}\n", format_bytes(size),
+             guest::pattern_name(pattern), src);
+  RS_RETURN_IF_ERROR(write_image(src, size, pattern, 42));
+  return open_guest("file:" + src, page_size);
+}
 
-  migration::MigrationReport report, dest;
-  int receiver_exit = 0;
-  if (two_processes) {
-    auto child = spawn_receiver(listen, image ? dst : "", djson);
-    if (!child) return fail_with(child.status());
-    auto [pid, uri_text] = *child;
+// Flags to the pair's config; files in `dir`. Over tcp or rdma the receiver is this binary's
+// `receive`, in a process of its own.
+Result<migration::LocalPairConfig> make_config(const DemoOptions& o, const Route& route,
+                                               const std::string& dir) {
+  if (o.mode != "precopy")
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--mode {} is not available yet (precopy)", o.mode));
+  migration::LocalPairConfig c;
+  RS_ASSIGN_OR_RETURN(c.source.codec.mode, pipeline::parse_codec(o.codec));
+  c.source.queues = o.queues;
+  c.source.convergence.downtime_limit =
+      std::chrono::milliseconds(static_cast<int64_t>(o.downtime_limit_ms));
+  const bool image = o.guest == "image";
+  const std::string dst = dir + "/destination.img";
+  if (image) c.compare_images = migration::LocalPairConfig::ImagePair{dir + "/source.img", dst};
+  if (route.listen.empty()) {
+    c.in_process_uri = "loopback://demo";
+    if (image) c.destination.output_path = dst;
+    c.destination.resume_for = std::chrono::seconds(1);
+    return c;
+  }
+  migration::ReceiverProcess rp;
+  rp.report_path = dir + "/destination.json";
+  rp.argv = {std::filesystem::read_symlink("/proc/self/exe").string(),
+             "-q",
+             "receive",
+             "--listen",
+             route.listen,
+             "--once",
+             "--json",
+             rp.report_path,
+             "--resume-seconds",
+             "1"};
+  if (image) rp.argv.insert(rp.argv.end(), {"--guest-out", dst});
+  c.receiver_process = std::move(rp);
+  return c;
+}
+
+// Both reports, then the verdict; the exit code.
+int print_outcome(const migration::LocalPairReport& r, const std::string& json) {
+  write_json(r.source, json);
+  print_rounds(r.source);
+  print_summary(r.source);
+  if (r.live_guest && r.destination.resumed_verified.value_or(false))
+    fmt::print(stderr,
+               "ramshift demo: downtime {:.1f} ms over {} rounds; the guest resumed on the "
+               "destination, made {} writes there, and every page verified\n",
+               r.source.downtime_ms.value_or(0), r.source.rounds, r.destination.resumed_writes);
+  if (!r.migrated()) {
+    log::error("demo failed (receiver exit {})", r.receiver_exit);
+    return 1;
+  }
+  if (!r.image_check) return fail_with(r.image_check);
+  if (r.images_identical)
+    fmt::print(stderr, "ramshift demo: independent check: destination image is {}\n",
+               *r.images_identical ? "bit-identical to the source" : "DIFFERENT from the source");
+  return r.verified() ? 0 : 1;
+}
+
+int run_demo(const DemoOptions& o) {
+  auto route = choose_route(o.transport);
+  if (!route) return fail_with(route.status());
+  auto dir = make_work_dir(o.keep);
+  if (!dir) return fail_with(dir.status());
+  auto config = make_config(o, *route, (*dir)->path);
+  if (!config) return fail_with(config.status());
+  auto guest = make_guest(o, (*dir)->path + "/source.img", config->source.page_size);
+  if (!guest) return fail_with(guest.status());
+  auto on_started = [&](const migration::ReceiverStarted& rs) {
+    if (rs.pid == 0) {
+      fmt::print(stderr, "ramshift demo: in-process receiver on {}\n", rs.uri.to_string());
+      return;
+    }
     fmt::print(stderr,
                "ramshift demo: receiver process {} listening on {}; migrating over {}, {} "
                "queue(s), codec {}\n",
-               pid, uri_text, transport, config.queues, o.codec);
-    config.to = transport::parse_uri(uri_text).value();
-    ProgressBar bar("demo", true);
-    report = migration::run_source(*source, config,
-                                   [&](const migration::Progress& p) { bar.update(p); });
-    bar.finish();
-    int status = 0;
-    waitpid(pid, &status, 0);
-    receiver_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  } else {
-    config.to = transport::parse_uri("loopback://demo").value();
-    auto listener = transport::listen(config.to);
-    if (!listener) return fail_with(listener.status());
-    std::thread receiver([&] {
-      auto conn = (*listener)->accept(std::chrono::seconds(30));
-      if (!conn) return;
-      migration::DestinationConfig dc;
-      if (image) dc.output_path = dst;
-      dc.resume_for = std::chrono::seconds(1);
-      dest = migration::run_destination(std::move(conn).value(), dc);
-    });
-    fmt::print(stderr, "ramshift demo: in-process receiver on loopback://demo\n");
-    ProgressBar bar("demo", true);
-    report = migration::run_source(*source, config,
-                                   [&](const migration::Progress& p) { bar.update(p); });
-    bar.finish();
-    receiver.join();
-    receiver_exit = dest.completed ? 0 : 1;
-  }
-  write_json(report, o.json);
-  print_rounds(report);
-  print_summary(report);
-  bool resumed_ok = true;
-  if (!image) {
-    std::string dest_json;
-    if (two_processes) {
-      std::ifstream in(djson);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      dest_json = ss.str();
-    } else {
-      dest_json = dest.to_json();
-    }
-    auto j = nlohmann::json::parse(dest_json, nullptr, false);
-    resumed_ok = !j.is_discarded() && j.contains("resumed") && j["resumed"]["verified"] == true;
-    if (resumed_ok)
-      fmt::print(stderr,
-                 "ramshift demo: downtime {:.1f} ms over {} rounds; the guest resumed on the "
-                 "destination, made {} writes there, and every page verified\n",
-                 report.downtime_ms.value_or(0), report.rounds,
-                 j["resumed"]["writes"].get<uint64_t>());
-  }
-  if (!report.completed || receiver_exit != 0 || !resumed_ok) {
-    log::error("demo failed (receiver exit {})", receiver_exit);
-    return 1;
-  }
-  if (image) {
-    auto same = files_identical(src, dst);
-    if (!same) return fail_with(same.status());
-    fmt::print(stderr, "ramshift demo: independent check: destination image is {}\n",
-               *same ? "bit-identical to the source" : "DIFFERENT from the source");
-    return *same ? 0 : 1;
-  }
-  return 0;
+               rs.pid, rs.uri.to_string(), route->transport, o.queues, o.codec);
+  };
+  ProgressBar bar("demo", true);
+  auto report = migration::run_local_pair(**guest, *config, on_started,
+                                          [&](const migration::Progress& p) { bar.update(p); });
+  bar.finish();
+  if (!report) return fail_with(report.status());
+  return print_outcome(*report, o.json);
 }
 
 }  // namespace
