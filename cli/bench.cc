@@ -5,18 +5,23 @@
 #include <csignal>
 #include <fstream>
 
+#include "bench_options.h"
 #include "commands.h"
 #include "profile.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/bench/throughput.h"
-#include "tools.h"
 
 namespace ramshift::cli {
 namespace {
 
 std::atomic<bool> g_stop{false};
 void on_signal(int) { g_stop = true; }
+
+// Where `bench` writes its results besides the table (--json, --csv, --plot).
+struct BenchOutputs {
+  std::string json, csv, plot;
+};
 
 Status write_text(const std::string& path, const std::string& text) {
   if (path.empty()) return Status::ok();
@@ -28,6 +33,50 @@ Status write_text(const std::string& path, const std::string& text) {
   out << text;
   if (!out) return Status(ErrorCode::kIo, fmt::format("cannot write {}", path));
   return Status::ok();
+}
+
+// Runs every configuration against the server: a table row as each ends, then the files.
+int run_sweep(const bench::BenchSettings& settings, const std::vector<bench::BenchPoint>& points,
+              const BenchOutputs& out) {
+  std::vector<bench::BenchResult> results;
+  int rc = 0;
+  PointProgress progress;
+  bool header = false;
+  FILE* table_out = (out.json == "-" || out.csv == "-") ? stderr : stdout;  // keep stdout parseable
+  for (size_t i = 0; i < points.size(); ++i) {
+    progress.start(i, points.size(), points[i]);
+    auto r = bench::run_point(settings, points[i], [&](double f) { progress.update(f); });
+    progress.done();
+    if (!r) {
+      log::error("queues={} message={} codec={}: {}", points[i].queues,
+                 format_bytes(points[i].message_bytes), pipeline::codec_name(points[i].codec),
+                 r.status().message());
+      rc = exit_code_for(r.status());
+      if (r.status().code() == ErrorCode::kUnreachable) break;  // no server: stop at once
+      continue;
+    }
+    results.push_back(*r);
+    if (log::level() <= log::Level::kWarn) {  // one row as each configuration ends
+      std::string table = bench::results_table({*r});
+      std::fputs(header ? table.substr(table.find('\n') + 1).c_str() : table.c_str(), table_out);
+      std::fflush(table_out);
+      header = true;
+    }
+  }
+  for (auto [path, text] : {std::pair{out.json, bench::results_json(settings, results)},
+                            std::pair{out.csv, bench::results_csv(results)}}) {
+    if (Status s = write_text(path, text); !s) {
+      log::error("{}", s.message());
+      rc = rc ? rc : 1;
+    }
+  }
+  if (!out.plot.empty() && !results.empty()) {
+    if (Status s = bench::plot_results(results, out.plot); !s) {
+      log::error("{}", s.message());
+      rc = rc ? rc : 1;
+    }
+  }
+  return rc;
 }
 
 }  // namespace
@@ -123,7 +172,7 @@ Runner add_bench(CLI::App& app) {
     BenchCommon common;
     BenchSweep sweep;
     RdmaFlags rdma;
-    std::string json, csv, plot;
+    BenchOutputs out;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -136,9 +185,10 @@ Runner add_bench(CLI::App& app) {
   o->common.add_to(cmd);
   o->sweep.add_to(cmd);
   o->rdma.add_to(cmd);
-  cmd->add_option("--json", o->json, "write results as JSON to FILE ('-' = stdout)");
-  cmd->add_option("--csv", o->csv, "write results as CSV to FILE ('-' = stdout)");
-  cmd->add_option("--plot", o->plot, "draw throughput charts to FILE.svg or FILE.png (gnuplot)");
+  cmd->add_option("--json", o->out.json, "write results as JSON to FILE ('-' = stdout)");
+  cmd->add_option("--csv", o->out.csv, "write results as CSV to FILE ('-' = stdout)");
+  cmd->add_option("--plot", o->out.plot,
+                  "draw throughput charts to FILE.svg or FILE.png (gnuplot)");
   add_profile_option(cmd);
   return [o]() -> int {
     auto rdma = o->rdma.resolve();
@@ -170,45 +220,7 @@ Runner add_bench(CLI::App& app) {
     if (Status s = o->common.resolve(settings); !s) return fail_with(s);
     auto points = o->sweep.points(*rdma, settings.page_size);
     if (!points) return fail_with(points.status());
-    std::vector<bench::BenchResult> results;
-    int rc = 0;
-    PointProgress progress;
-    bool header = false;
-    FILE* table_out = (o->json == "-" || o->csv == "-") ? stderr : stdout;  // keep stdout parseable
-    for (size_t i = 0; i < points->size(); ++i) {
-      progress.start(i, points->size(), (*points)[i]);
-      auto r = bench::run_point(settings, (*points)[i], [&](double f) { progress.update(f); });
-      progress.done();
-      if (!r) {
-        log::error("queues={} message={} codec={}: {}", (*points)[i].queues,
-                   format_bytes((*points)[i].message_bytes),
-                   pipeline::codec_name((*points)[i].codec), r.status().message());
-        rc = exit_code_for(r.status());
-        if (r.status().code() == ErrorCode::kUnreachable) break;  // no server: stop at once
-        continue;
-      }
-      results.push_back(*r);
-      if (log::level() <= log::Level::kWarn) {  // one row as each configuration ends
-        std::string table = bench::results_table({*r});
-        std::fputs(header ? table.substr(table.find('\n') + 1).c_str() : table.c_str(), table_out);
-        std::fflush(table_out);
-        header = true;
-      }
-    }
-    for (auto [path, text] : {std::pair{o->json, bench::results_json(settings, results)},
-                              std::pair{o->csv, bench::results_csv(results)}}) {
-      if (Status s = write_text(path, text); !s) {
-        log::error("{}", s.message());
-        rc = rc ? rc : 1;
-      }
-    }
-    if (!o->plot.empty() && !results.empty()) {
-      if (Status s = bench::plot_results(results, o->plot); !s) {
-        log::error("{}", s.message());
-        rc = rc ? rc : 1;
-      }
-    }
-    return rc;
+    return run_sweep(settings, *points, o->out);
   };
 }
 

@@ -1,4 +1,4 @@
-// Option groups and display shared by `ramshift bench` and `ramshift tune`.
+// Option groups and display shared by `ramshift bench` and `ramshift tune` (bench.cc).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -9,10 +9,6 @@
 #include "ramshift/bench/throughput.h"
 
 namespace ramshift::cli {
-
-Runner add_bench(CLI::App& app);
-Runner add_tune(CLI::App& app);
-Runner add_doctor(CLI::App& app);
 
 // --to, --pattern, --seconds, --working-set, --xbzrle-cache, --connect-timeout.
 struct BenchCommon {

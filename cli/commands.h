@@ -23,9 +23,12 @@ Runner add_send(CLI::App& app);
 Runner add_receive(CLI::App& app);
 Runner add_demo(CLI::App& app);
 Runner add_make_image(CLI::App& app);
+Runner add_bench(CLI::App& app);
+Runner add_tune(CLI::App& app);
+Runner add_doctor(CLI::App& app);
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
-Runner add_qemu_bridge(CLI::App& app);   // qemu-plugin/cli
-Runner add_qemu_migrate(CLI::App& app);  // qemu-plugin/cli
+Runner add_qemu_bridge(CLI::App& app);
+Runner add_qemu_migrate(CLI::App& app);
 #endif
 
 // Shared helpers.

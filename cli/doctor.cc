@@ -4,7 +4,6 @@
 #include "commands.h"
 #include "ramshift/base/units.h"
 #include "ramshift/bench/doctor.h"
-#include "tools.h"
 
 namespace ramshift::cli {
 

@@ -8,7 +8,6 @@
 #include "commands.h"
 #include "profile.h"
 #include "ramshift/base/log.h"
-#include "tools.h"
 
 int main(int argc, char** argv) {
   // A peer that disappears must surface as an error from send(), not kill the process.

@@ -4,11 +4,11 @@
 #include <algorithm>
 #include <fstream>
 
+#include "bench_options.h"
 #include "commands.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/bench/tuner.h"
-#include "tools.h"
 
 namespace ramshift::cli {
 
