@@ -18,6 +18,7 @@
 #include "ramshift/base/units.h"
 #include "ramshift/guest/image.h"
 #include "ramshift/guest/synthetic.h"
+#include "ramshift/migration/session_state.h"
 #include "ramshift/pipeline/batch_decoder.h"
 #include "ramshift/pipeline/checksum.h"
 
@@ -47,7 +48,9 @@ class DestinationRun {
     report_.peer = conn_->describe();
     start_ = Clock::now();
     Status s = migrate();
-    if (!s && !peer_failed_ && s.code() != ErrorCode::kDisconnected) send_error_frame(*conn_, s);
+    if (!s) session_.fail();
+    if (!s && !session_.peer_failed() && s.code() != ErrorCode::kDisconnected)
+      send_error_frame(*conn_, s);
     fail(s);
     stop_ = true;
     conn_->close();  // wakes data queue threads blocked in poll
@@ -87,7 +90,7 @@ class DestinationRun {
       return f.status().with_context(fmt::format("source, while waiting for {}", waiting_for));
     }
     if (f->type == FrameType::kError) {
-      peer_failed_ = true;
+      session_.fail(DestinationEvent::kErrorReceived);
       return peer_error(f->body, "source");
     }
     return f;
@@ -118,6 +121,7 @@ class DestinationRun {
     state_ = std::make_unique<QueueState[]>(queues_);
     for (uint32_t q = 0; q < queues_; ++q) threads_.emplace_back([this, q] { queue_main(q); });
     RS_RETURN_IF_ERROR(send_control(FrameType::kReady, {}));
+    RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kReadySent));
     report_.setup_ms = ms_since(start_);
     return control_loop();
   }
@@ -134,6 +138,7 @@ class DestinationRun {
       return Status(ErrorCode::kProtocol,
                     fmt::format("hello announces {} data queues but the connection has {} queues",
                                 hello_.data_queues, conn_->queue_count()));
+    RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloReceived));
     report_.queues = hello_.data_queues;
     report_.batch_pages = hello_.batch_pages;
     report_.xbzrle_cache_bytes = hello_.xbzrle_cache_per_queue * hello_.data_queues;
@@ -147,10 +152,12 @@ class DestinationRun {
     mine.session_id = hello_.session_id;
     mine.software = "ramshift 0.1.0";
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(mine)));
+    RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloSent));
 
     RS_ASSIGN_OR_RETURN(auto t, next_control(config_.handshake_timeout, "region table"));
     RS_RETURN_IF_ERROR(expect(t, FrameType::kRegionTable));
     RS_ASSIGN_OR_RETURN(table_, wire::decode_region_table(t.body));
+    RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kRegionTableReceived));
     std::vector<uint64_t> sizes;
     uint64_t total = 0;
     for (const auto& r : table_.regions) {
@@ -311,14 +318,16 @@ class DestinationRun {
       }
       switch (f->type) {
         case FrameType::kError:
-          peer_failed_ = true;
+          session_.fail(DestinationEvent::kErrorReceived);
           return peer_error(f->body, "source");
         case FrameType::kDeviceState:
+          // A guest that ran on the source, now paused there: a hand-off follows the commit.
+          RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDeviceStateReceived));
           device_state_.assign(reinterpret_cast<const char*>(f->body.data()), f->body.size());
-          live_ = true;  // a guest that ran on the source, now paused there: hand-off
           break;
         case FrameType::kDigest: {
           RS_ASSIGN_OR_RETURN(auto digest, wire::decode_digest(f->body));
+          RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDigestReceived));
           RS_RETURN_IF_ERROR(check_digest(digest));
           // Every block reserved before the file is renamed into place.
           if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());
@@ -326,23 +335,25 @@ class DestinationRun {
           // Ready to run before COMMIT, so the hand-off costs only its round trip.
           if (!device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
           RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
+          RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kCommitSent));
           (void)conn_->flush(0, milliseconds(1000));
           if (config_.test_drop_after_commit) {
             conn_->close();
             return Status(ErrorCode::kDisconnected, "test: dropped the connection after COMMIT");
           }
-          if (!live_) {
+          if (session_.state() == DestinationState::kImageCommitted) {
             // An image: the source says bye (or just closes); either ends the session.
             auto bye = receive_frame(*conn_, 0, milliseconds(5000));
             if (bye && bye->type != FrameType::kBye)
               log::warn("source sent {} after commit", wire::frame_type_name(bye->type));
-            return Status::ok();
+            return session_.advance(DestinationEvent::kFinished);
           }
           RS_RETURN_IF_ERROR(await_hand_off());
-          if (guest_) guest_->resume();
+          if (guest_ && destination_may_run_guest(session_.state())) guest_->resume();
           (void)send_control(FrameType::kBye, {});
           (void)conn_->flush(0, milliseconds(1000));
-          return run_resumed_guest();
+          RS_RETURN_IF_ERROR(run_resumed_guest());
+          return session_.advance(DestinationEvent::kFinished);
         }
         default:
           return Status(ErrorCode::kProtocol, fmt::format("unexpected {} on the control queue",
@@ -355,10 +366,12 @@ class DestinationRun {
   // (HANDOFF), so it never runs on both hosts. A connection lost now leaves it paused here.
   Status await_hand_off() {
     auto f = receive_frame(*conn_, 0, milliseconds(10000));
-    if (f && f->type == FrameType::kHandOff)
-      return wire::expect_empty(FrameType::kHandOff, f->body);
+    if (f && f->type == FrameType::kHandOff) {
+      RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kHandOff, f->body));
+      return session_.advance(DestinationEvent::kHandOffReceived);  // now it may run here
+    }
     if (f && f->type == FrameType::kError) {
-      peer_failed_ = true;
+      session_.fail(DestinationEvent::kErrorReceived);
       return peer_error(f->body, "source");
     }
     if (f)
@@ -444,7 +457,8 @@ class DestinationRun {
   std::unique_ptr<guest::DestinationMemory> memory_;
   std::unique_ptr<pipeline::MemoryDigest> digest_;
   std::string device_state_;
-  bool live_ = false;                             // DEVICE_STATE arrived
+  // Where the protocol stands: image or live guest, whether the guest may run here.
+  DestinationSession session_{DestinationState::kAccepted};
   std::unique_ptr<guest::SyntheticGuest> guest_;  // declared after memory_: destroyed first
   uint32_t queues_ = 0;
   uint64_t total_pages_ = 0;
@@ -457,7 +471,6 @@ class DestinationRun {
   std::mutex ack_mu_;
   int64_t acked_rounds_ = 0;
   Status first_error_;
-  bool peer_failed_ = false;
   bool placing_ = false;  // guest memory registered for the source's remote writes
   std::unique_ptr<MemoryPreparer> preparer_;
   std::atomic<uint64_t> prepared_bytes_{0};

@@ -17,12 +17,14 @@
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/migration/convergence.h"
+#include "ramshift/migration/session_state.h"
 #include "ramshift/pipeline/batch_encoder.h"
 #include "ramshift/pipeline/checksum.h"
 #include "ramshift/pipeline/compression_governor.h"
 #include "ramshift/transport/transport.h"
 #include "rate_limiter.h"
 #include "remote_memory.h"
+#include "source_control.h"
 
 namespace ramshift::migration {
 namespace {
@@ -104,9 +106,11 @@ class SourceRun {
     if (s) s = stream_round(0, all_pages());
     if (s && !guest_.immutable()) s = precopy_rounds();
     if (s) s = verify();
-    if (!s && s.code() != ErrorCode::kDisconnected && !peer_failed_) send_error_frame(*conn_, s);
+    if (!s) session_.fail();
+    if (!s && s.code() != ErrorCode::kDisconnected && !session_.peer_failed())
+      send_error_frame(*conn_, s);
     conn_->close();
-    if (!s && paused_ && !released_) {
+    if (!s && source_may_resume_guest(session_.failed_in())) {
       guest_.resume();  // nothing was committed: the source keeps the guest
       log::info("source guest resumed after the failed switchover");
     }
@@ -159,9 +163,9 @@ class SourceRun {
 
   // Pause, send what is still dirty, the device state and the digest; wait for the commit.
   Status switchover(uint32_t round, Selection dirty) {
+    RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
     pause_time_ = Clock::now();
     guest_.pause();
-    paused_ = true;
     RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
     for (size_t r = 0; r < dirty.size(); ++r) {
       std::vector<uint64_t> merged;
@@ -180,35 +184,15 @@ class SourceRun {
     auto n = send_frame(*conn_, 0, type, body, milliseconds(10000));
     if (!n) return n.status();
     wire_control_ += *n;
-    return Status::ok();
+    auto event = source_sent_event(type);  // none for the courtesy BYE after an image's COMMIT
+    return event ? session_.advance(*event) : Status::ok();
   }
 
-  // Waits for a frame of type `want` on the control queue; ERROR frames become the error.
-  // MEMORY_KEYS may arrive at any time (rdma) and are taken in passing.
+  // The next control frame of type `want`; MEMORY_KEYS are taken in passing.
   Result<std::vector<std::byte>> await(FrameType want, milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    auto f = receive_frame(*conn_, 0, timeout);
-    while (f && f->type == FrameType::kMemoryKeys) {
-      RS_RETURN_IF_ERROR(absorb_keys(f->body));
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-      f = receive_frame(*conn_, 0, std::max(left, milliseconds(0)));
-    }
-    if (!f) {
-      if (f.status().code() == ErrorCode::kTimeout)
-        return Status(ErrorCode::kTimeout,
-                      fmt::format("destination sent no {} within {} s", wire::frame_type_name(want),
-                                  timeout.count() / 1000));
-      return f.status().with_context(fmt::format("waiting for {}", wire::frame_type_name(want)));
-    }
-    if (f->type == FrameType::kError) {
-      peer_failed_ = true;
-      return peer_error(f->body, "destination");
-    }
-    if (f->type != want)
-      return Status(ErrorCode::kProtocol,
-                    fmt::format("expected {} from the destination, got {}",
-                                wire::frame_type_name(want), wire::frame_type_name(f->type)));
-    return std::vector<std::byte>(f->body.begin(), f->body.end());
+    return await_control_frame(
+        *conn_, session_, want, timeout,
+        [this](std::span<const std::byte> body) { return absorb_keys(body); });
   }
 
   Status handshake() {
@@ -247,8 +231,7 @@ class SourceRun {
     RS_RETURN_IF_ERROR(send_control(FrameType::kRegionTable, wire::encode(table)));
     table_ = table;
     if (conn_->capabilities().zero_copy_write) RS_RETURN_IF_ERROR(start_placement());
-    RS_ASSIGN_OR_RETURN(auto ready, await(FrameType::kReady, milliseconds(60000)));
-    RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kReady, ready));
+    RS_RETURN_IF_ERROR(await(FrameType::kReady, milliseconds(60000)).status());
     report_.setup_ms = ms_since(start_);
     return Status::ok();
   }
@@ -281,6 +264,7 @@ class SourceRun {
     if (!placing_)
       return Status(ErrorCode::kProtocol, "memory_keys on a connection without one-sided writes");
     RS_ASSIGN_OR_RETURN(auto keys, wire::decode_memory_keys(body, table_, config_.page_size));
+    RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kMemoryKeysReceived));
     RS_RETURN_IF_ERROR(remote_.add(keys));
     if (!keys_logged_ && remote_.keyed_bytes() >= report_.guest_bytes) {
       keys_logged_ = true;
@@ -354,7 +338,7 @@ class SourceRun {
       }
       if (progress_ && Clock::now() - last_progress >= milliseconds(100)) {
         progress_({total_pages * config_.page_size, done * config_.page_size, wire, round,
-                   ms_since(start_) / 1000, paused_});
+                   ms_since(start_) / 1000, source_guest_paused(session_.state())});
         last_progress = Clock::now();
       }
       if (finished_.load() == n) break;
@@ -371,7 +355,7 @@ class SourceRun {
         if (!f)
           control = f.status();
         else if (f->type == FrameType::kError) {
-          peer_failed_ = true;
+          session_.fail(SourceEvent::kErrorReceived);
           control = peer_error(f->body, "destination");
         } else if (f->type == FrameType::kMemoryKeys) {
           control = absorb_keys(f->body);
@@ -381,7 +365,9 @@ class SourceRun {
           auto ack = wire::decode_round_end(f->body);
           if (ack && ack->round == round && ack->queue == config_.queues) {
             early_ack_ = round + 1;
-            continue;
+            control = session_.advance(SourceEvent::kRoundEndReceived);
+            if (control.is_ok()) continue;
+            break;
           }
           control =
               ack ? Status(ErrorCode::kProtocol, "unexpected round acknowledgement") : ack.status();
@@ -536,9 +522,8 @@ class SourceRun {
     digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
     digest.regions = digest_->chunk_hashes();
     RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
-    RS_ASSIGN_OR_RETURN(auto commit, await(FrameType::kCommit, config_.verdict_timeout));
-    RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kCommit, commit));
-    if (!paused_) {  // an image: nothing runs on either side
+    RS_RETURN_IF_ERROR(await(FrameType::kCommit, config_.verdict_timeout).status());
+    if (session_.state() == SourceState::kDone) {  // an image: nothing runs on either side
       (void)send_control(FrameType::kBye, {});
       (void)conn_->flush(0, milliseconds(1000));
       return Status::ok();
@@ -553,7 +538,6 @@ class SourceRun {
   // decides (both commands say so) — the one outcome no protocol between two hosts can rule
   // out, and the safe one: the guest is intact and paused on both sides.
   Status hand_off() {
-    released_ = true;
     const char* limbo =
         "the destination verified its copy but the connection broke during the hand-off, so "
         "it may not have started the guest; the source guest stays paused (it was handed "
@@ -579,9 +563,7 @@ class SourceRun {
   std::vector<std::unique_ptr<pipeline::BatchEncoder>> encoders_;  // per data queue
   std::atomic<bool> abort_{false};
   std::atomic<uint32_t> finished_{0};
-  bool peer_failed_ = false;
-  bool paused_ = false;
-  bool released_ = false;   // the live guest was handed to the destination: never resume it
+  SourceSession session_{SourceState::kConnecting};  // whether the guest may be resumed, too
   uint32_t early_ack_ = 0;  // round + 1 of an acknowledgement taken during the round
   Clock::time_point pause_time_;
   uint64_t cache_per_queue_ = 0;

@@ -1,0 +1,320 @@
+#include "ramshift/migration/session_state.h"
+
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ramshift::migration {
+namespace {
+
+using S = SourceState;
+using SE = SourceEvent;
+using D = DestinationState;
+using DE = DestinationEvent;
+
+// The legal steps, written out again from docs/protocol.md ("States") rather than read from
+// the implementation, so a row added or lost on either side fails here. Failures are apart.
+const std::map<std::pair<S, SE>, S> kSourceLegal = {
+    {{S::kConnecting, SE::kHelloSent}, S::kHelloSent},
+    {{S::kHelloSent, SE::kHelloReceived}, S::kHelloReceived},
+    {{S::kHelloReceived, SE::kRegionTableSent}, S::kTableSent},
+    {{S::kTableSent, SE::kReadyReceived}, S::kStreaming},
+    {{S::kStreaming, SE::kRoundEndReceived}, S::kStreaming},
+    {{S::kStreaming, SE::kGuestPaused}, S::kPaused},
+    {{S::kStreaming, SE::kDigestSent}, S::kImageDigestSent},
+    {{S::kPaused, SE::kRoundEndReceived}, S::kPaused},
+    {{S::kPaused, SE::kDeviceStateSent}, S::kDeviceStateSent},
+    {{S::kDeviceStateSent, SE::kDigestSent}, S::kLiveDigestSent},
+    {{S::kImageDigestSent, SE::kCommitReceived}, S::kDone},
+    {{S::kLiveDigestSent, SE::kCommitReceived}, S::kReleased},
+    {{S::kReleased, SE::kHandOffSent}, S::kHandedOff},
+    {{S::kHandedOff, SE::kByeReceived}, S::kDone},
+    {{S::kTableSent, SE::kMemoryKeysReceived}, S::kTableSent},
+    {{S::kStreaming, SE::kMemoryKeysReceived}, S::kStreaming},
+    {{S::kPaused, SE::kMemoryKeysReceived}, S::kPaused},
+    {{S::kDeviceStateSent, SE::kMemoryKeysReceived}, S::kDeviceStateSent},
+    {{S::kImageDigestSent, SE::kMemoryKeysReceived}, S::kImageDigestSent},
+    {{S::kLiveDigestSent, SE::kMemoryKeysReceived}, S::kLiveDigestSent},
+    {{S::kReleased, SE::kMemoryKeysReceived}, S::kReleased},
+    {{S::kHandedOff, SE::kMemoryKeysReceived}, S::kHandedOff},
+};
+
+const std::map<std::pair<D, DE>, D> kDestinationLegal = {
+    {{D::kAccepted, DE::kHelloReceived}, D::kHelloReceived},
+    {{D::kHelloReceived, DE::kHelloSent}, D::kHelloSent},
+    {{D::kHelloSent, DE::kRegionTableReceived}, D::kTableReceived},
+    {{D::kTableReceived, DE::kReadySent}, D::kReceiving},
+    {{D::kReceiving, DE::kDeviceStateReceived}, D::kDeviceStateReceived},
+    {{D::kReceiving, DE::kDigestReceived}, D::kImageDigestReceived},
+    {{D::kDeviceStateReceived, DE::kDigestReceived}, D::kLiveDigestReceived},
+    {{D::kImageDigestReceived, DE::kCommitSent}, D::kImageCommitted},
+    {{D::kLiveDigestReceived, DE::kCommitSent}, D::kLiveCommitted},
+    {{D::kImageCommitted, DE::kFinished}, D::kDone},
+    {{D::kLiveCommitted, DE::kHandOffReceived}, D::kRunning},
+    {{D::kRunning, DE::kFinished}, D::kDone},
+};
+
+const std::set<SE> kSourcePeerEvents = {
+    SE::kHelloReceived,  SE::kReadyReceived, SE::kMemoryKeysReceived, SE::kRoundEndReceived,
+    SE::kCommitReceived, SE::kByeReceived,   SE::kErrorReceived};
+const std::set<DE> kDestinationPeerEvents = {DE::kHelloReceived,       DE::kRegionTableReceived,
+                                             DE::kDeviceStateReceived, DE::kDigestReceived,
+                                             DE::kHandOffReceived,     DE::kErrorReceived};
+
+template <typename T>
+std::vector<T> all(size_t count) {
+  std::vector<T> v;
+  for (size_t i = 0; i < count; ++i) v.push_back(static_cast<T>(i));
+  return v;
+}
+const auto kSourceStates = all<S>(kSourceStateCount);
+const auto kSourceEvents = all<SE>(kSourceEventCount);
+const auto kDestinationStates = all<D>(kDestinationStateCount);
+const auto kDestinationEvents = all<DE>(kDestinationEventCount);
+
+bool final_state(S s) { return s == S::kDone || s == S::kFailed || s == S::kPeerFailed; }
+bool final_state(D s) { return s == D::kDone || s == D::kFailed || s == D::kPeerFailed; }
+
+// Every pair: a legal one goes where the table says, a failure ends any state but a final
+// one, and everything else is refused with a message that names the event and the state,
+// blaming the peer (kProtocol) only for what it sent.
+template <typename State, typename Event>
+void check_every_pair(const std::vector<State>& states, const std::vector<Event>& events,
+                      const std::map<std::pair<State, Event>, State>& legal,
+                      const std::set<Event>& peer_events, const char* end) {
+  size_t legal_seen = 0;
+  for (State s : states) {
+    for (Event e : events) {
+      SCOPED_TRACE(std::string(state_name(s)) + " + " + event_name(e));
+      auto next = next_state(s, e);
+      const bool failure = e == Event::kFailure || e == Event::kErrorReceived;
+      auto row = legal.find({s, e});
+      if (failure && !final_state(s)) {
+        ASSERT_TRUE(next.is_ok()) << next.status().message();
+        EXPECT_EQ(next.value(), e == Event::kFailure ? State::kFailed : State::kPeerFailed);
+      } else if (!failure && row != legal.end()) {
+        ASSERT_TRUE(next.is_ok()) << next.status().message();
+        EXPECT_EQ(next.value(), row->second);
+        ++legal_seen;
+      } else {
+        ASSERT_FALSE(next.is_ok()) << "went to " << state_name(next.value());
+        EXPECT_EQ(next.status().code(),
+                  peer_events.count(e) ? ErrorCode::kProtocol : ErrorCode::kInternal);
+        const std::string m = next.status().message();
+        EXPECT_EQ(m.rfind(std::string(end) + " session: ", 0), 0u) << m;
+        EXPECT_NE(m.find(event_name(e)), std::string::npos) << m;
+        EXPECT_NE(m.find(std::string("in state ") + state_name(s)), std::string::npos) << m;
+      }
+    }
+  }
+  EXPECT_EQ(legal_seen, legal.size());
+}
+
+TEST(SessionState, SourceEveryStateAndEventPair) {
+  check_every_pair(kSourceStates, kSourceEvents, kSourceLegal, kSourcePeerEvents, "source");
+}
+
+TEST(SessionState, DestinationEveryStateAndEventPair) {
+  check_every_pair(kDestinationStates, kDestinationEvents, kDestinationLegal,
+                   kDestinationPeerEvents, "destination");
+}
+
+TEST(SessionState, AnIllegalStepSaysWhereItWouldHaveBeenLegal) {
+  auto r = next_state(S::kTableSent, SE::kCommitReceived);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kProtocol);
+  EXPECT_EQ(r.status().message(),
+            "source session: commit received in state table_sent; legal only in "
+            "image_digest_sent, live_digest_sent");
+  auto d = next_state(D::kDeviceStateReceived, DE::kDeviceStateReceived);
+  ASSERT_FALSE(d.is_ok());
+  EXPECT_EQ(d.status().message(),
+            "destination session: device_state received in state device_state_received; "
+            "legal only in receiving");
+  auto done = next_state(S::kDone, SE::kErrorReceived);
+  ASSERT_FALSE(done.is_ok());
+  EXPECT_EQ(done.status().message(),
+            "source session: error received in state done, which is final");
+}
+
+TEST(SessionState, EveryStateAndEventHasItsOwnName) {
+  std::set<std::string> names;
+  for (S s : kSourceStates) EXPECT_TRUE(names.insert(state_name(s)).second) << state_name(s);
+  names.clear();
+  for (D s : kDestinationStates) EXPECT_TRUE(names.insert(state_name(s)).second) << state_name(s);
+  names.clear();
+  for (SE e : kSourceEvents) EXPECT_TRUE(names.insert(event_name(e)).second) << event_name(e);
+  names.clear();
+  for (DE e : kDestinationEvents) EXPECT_TRUE(names.insert(event_name(e)).second) << event_name(e);
+}
+
+// Safety, source: the guest is released only by COMMIT, after DIGEST of a paused guest.
+TEST(SessionState, SourceReleasesTheGuestOnlyOnCommit) {
+  for (S s : kSourceStates)
+    for (SE e : kSourceEvents) {
+      auto next = next_state(s, e);
+      if (!next || next.value() != S::kReleased || s == S::kReleased) continue;
+      EXPECT_EQ(s, S::kLiveDigestSent) << state_name(s) << " + " << event_name(e);
+      EXPECT_EQ(e, SE::kCommitReceived) << state_name(s) << " + " << event_name(e);
+    }
+}
+
+// Safety, source: walks every reachable path from kConnecting, remembering whether it went
+// through kReleased; once it has, neither the state nor a failure in it lets the source
+// resume the guest. Before the release, a paused guest that fails is resumed.
+TEST(SessionState, SourceNeverResumesTheGuestAfterReleasingIt) {
+  std::set<std::pair<S, bool>> seen;
+  std::vector<std::pair<S, bool>> todo = {{S::kConnecting, false}};
+  bool reached_release = false;
+  while (!todo.empty()) {
+    auto [s, released] = todo.back();
+    todo.pop_back();
+    if (!seen.insert({s, released}).second) continue;
+    released = released || s == S::kReleased;
+    reached_release = reached_release || released;
+    for (SE e : kSourceEvents) {
+      auto next = next_state(s, e);
+      if (!next) continue;
+      if (released) {
+        EXPECT_FALSE(source_may_resume_guest(next.value())) << state_name(next.value());
+        EXPECT_FALSE(source_may_resume_guest(s)) << state_name(s);  // what a failure in s sees
+      }
+      todo.push_back({next.value(), released});
+    }
+  }
+  EXPECT_TRUE(reached_release);
+  for (S s : {S::kPaused, S::kDeviceStateSent, S::kLiveDigestSent})
+    EXPECT_TRUE(source_may_resume_guest(s)) << state_name(s);
+  for (S s : {S::kConnecting, S::kStreaming, S::kImageDigestSent, S::kDone})
+    EXPECT_FALSE(source_may_resume_guest(s)) << "nothing paused in " << state_name(s);
+}
+
+// The run classes decide after a failure by the state it failed in: walk the live path and
+// fail at each step.
+TEST(SessionState, SourceFailureKeepsTheStateItFailedIn) {
+  const std::vector<SE> live = {SE::kHelloSent,        SE::kHelloReceived,    SE::kRegionTableSent,
+                                SE::kReadyReceived,    SE::kRoundEndReceived, SE::kGuestPaused,
+                                SE::kRoundEndReceived, SE::kDeviceStateSent,  SE::kDigestSent,
+                                SE::kCommitReceived,   SE::kHandOffSent};
+  for (size_t steps = 0; steps <= live.size(); ++steps) {
+    SourceSession session(S::kConnecting);
+    for (size_t i = 0; i < steps; ++i) ASSERT_TRUE(session.advance(live[i]).is_ok());
+    const S at = session.state();
+    const bool paused_not_released = steps >= 6 && steps < 10;
+    EXPECT_EQ(source_may_resume_guest(at), paused_not_released) << state_name(at);
+    EXPECT_EQ(source_guest_paused(at), steps >= 6) << state_name(at);
+    session.fail(SE::kErrorReceived);
+    EXPECT_EQ(session.state(), S::kPeerFailed);
+    EXPECT_TRUE(session.peer_failed());
+    session.fail();  // the local error that follows the peer's changes nothing
+    EXPECT_EQ(session.state(), S::kPeerFailed);
+    EXPECT_EQ(session.failed_in(), at);
+  }
+}
+
+TEST(SessionState, SourceSessionRunsAnImageAndALiveGuestToDone) {
+  SourceSession image(S::kConnecting);
+  for (SE e : {SE::kHelloSent, SE::kHelloReceived, SE::kRegionTableSent, SE::kMemoryKeysReceived,
+               SE::kReadyReceived, SE::kRoundEndReceived, SE::kDigestSent, SE::kCommitReceived})
+    ASSERT_TRUE(image.advance(e).is_ok()) << event_name(e);
+  EXPECT_EQ(image.state(), S::kDone);
+  image.fail();
+  EXPECT_EQ(image.state(), S::kDone) << "a finished session stays finished";
+
+  SourceSession live(S::kConnecting);
+  for (SE e : {SE::kHelloSent, SE::kHelloReceived, SE::kRegionTableSent, SE::kReadyReceived,
+               SE::kRoundEndReceived, SE::kGuestPaused, SE::kRoundEndReceived, SE::kDeviceStateSent,
+               SE::kDigestSent, SE::kCommitReceived, SE::kHandOffSent, SE::kByeReceived})
+    ASSERT_TRUE(live.advance(e).is_ok()) << event_name(e);
+  EXPECT_EQ(live.state(), S::kDone);
+}
+
+TEST(SessionState, AnIllegalEventLeavesTheSessionWhereItWas) {
+  SourceSession s(S::kConnecting);
+  ASSERT_TRUE(s.advance(SE::kHelloSent).is_ok());
+  EXPECT_FALSE(s.advance(SE::kCommitReceived).is_ok());
+  EXPECT_EQ(s.state(), S::kHelloSent);
+  s.fail();
+  EXPECT_EQ(s.state(), S::kFailed);
+  EXPECT_FALSE(s.peer_failed());
+  EXPECT_EQ(s.failed_in(), S::kHelloSent);
+}
+
+// Safety, destination: the guest runs only after HANDOFF, which only a committed live guest
+// may receive.
+TEST(SessionState, DestinationRunsTheGuestOnlyAfterTheHandOff) {
+  for (D s : kDestinationStates)
+    EXPECT_EQ(destination_may_run_guest(s), s == D::kRunning) << state_name(s);
+  for (D s : kDestinationStates)
+    for (DE e : kDestinationEvents) {
+      auto next = next_state(s, e);
+      if (!next || next.value() != D::kRunning || s == D::kRunning) continue;
+      EXPECT_EQ(s, D::kLiveCommitted) << state_name(s) << " + " << event_name(e);
+      EXPECT_EQ(e, DE::kHandOffReceived) << state_name(s) << " + " << event_name(e);
+    }
+  DestinationSession d(D::kAccepted);
+  for (DE e : {DE::kHelloReceived, DE::kHelloSent, DE::kRegionTableReceived, DE::kReadySent,
+               DE::kDeviceStateReceived, DE::kDigestReceived, DE::kCommitSent})
+    ASSERT_TRUE(d.advance(e).is_ok()) << event_name(e);
+  EXPECT_FALSE(destination_may_run_guest(d.state())) << "committed, not yet handed over";
+  ASSERT_TRUE(d.advance(DE::kHandOffReceived).is_ok());
+  EXPECT_TRUE(destination_may_run_guest(d.state()));
+  ASSERT_TRUE(d.advance(DE::kFinished).is_ok());
+  EXPECT_EQ(d.state(), D::kDone);
+}
+
+TEST(SessionState, SourceFramesMapToTheirEvents) {
+  using wire::FrameType;
+  EXPECT_EQ(source_sent_event(FrameType::kHello), SE::kHelloSent);
+  EXPECT_EQ(source_sent_event(FrameType::kRegionTable), SE::kRegionTableSent);
+  EXPECT_EQ(source_sent_event(FrameType::kDeviceState), SE::kDeviceStateSent);
+  EXPECT_EQ(source_sent_event(FrameType::kDigest), SE::kDigestSent);
+  EXPECT_EQ(source_sent_event(FrameType::kHandOff), SE::kHandOffSent);
+  EXPECT_EQ(source_sent_event(FrameType::kBye), std::nullopt) << "a courtesy after an image";
+  EXPECT_EQ(source_received_event(FrameType::kHello), SE::kHelloReceived);
+  EXPECT_EQ(source_received_event(FrameType::kReady), SE::kReadyReceived);
+  EXPECT_EQ(source_received_event(FrameType::kMemoryKeys), SE::kMemoryKeysReceived);
+  EXPECT_EQ(source_received_event(FrameType::kRoundEnd), SE::kRoundEndReceived);
+  EXPECT_EQ(source_received_event(FrameType::kCommit), SE::kCommitReceived);
+  EXPECT_EQ(source_received_event(FrameType::kBye), SE::kByeReceived);
+  EXPECT_EQ(source_received_event(FrameType::kError), SE::kErrorReceived);
+  EXPECT_EQ(source_received_event(FrameType::kDigest), std::nullopt);
+}
+
+// "table_sent" -> "kTableSent": the enum's spelling, which docs/protocol.md uses.
+std::string enum_spelling(const std::string& name) {
+  std::string out = "k";
+  bool upper = true;
+  for (char c : name) {
+    if (c == '_') {
+      upper = true;
+      continue;
+    }
+    out += upper ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+    upper = false;
+  }
+  return out;
+}
+
+TEST(SessionState, TheProtocolDocNamesEveryState) {
+  std::ifstream in(RAMSHIFT_PROTOCOL_DOC);
+  ASSERT_TRUE(in) << RAMSHIFT_PROTOCOL_DOC;
+  std::stringstream doc;
+  doc << in.rdbuf();
+  for (S s : kSourceStates)
+    EXPECT_NE(doc.str().find(enum_spelling(state_name(s))), std::string::npos)
+        << enum_spelling(state_name(s));
+  for (D s : kDestinationStates)
+    EXPECT_NE(doc.str().find(enum_spelling(state_name(s))), std::string::npos)
+        << enum_spelling(state_name(s));
+}
+
+}  // namespace
+}  // namespace ramshift::migration

@@ -1,0 +1,166 @@
+// The migration session's states, one machine per end, as docs/protocol.md ("States")
+// draws them: an enum of states, an enum of events (a frame sent or received, or a local
+// step such as pausing the guest), and a pure transition function that refuses an event the
+// state does not allow ("commit received in state table_sent; it is legal only in ...").
+//
+// The run classes (source.cc, destination.cc) hold one Session each and ask it what they
+// may do: whether a paused guest may still be resumed here, whether the guest may run there.
+// So the hand-off's safety rules are properties of the state, unit-tested once:
+//   - the source releases the guest only on COMMIT (kLiveDigestSent --commit--> kReleased),
+//     and never resumes it once released;
+//   - the destination runs it only after HANDOFF (kLiveCommitted --handoff--> kRunning).
+//
+// Adding post-copy: a live session forks after DEVICE_STATE. Add kPostcopyActive to both
+// enums (before kDone, so the failure states stay last), the event that enters it (e.g.
+// kPostcopyStarted), its rows in the transition table of session_state.cc, and its answers
+// in the queries below (source_may_resume_guest: false, the guest runs on the destination;
+// destination_may_run_guest: true). Nothing else changes: failures are handled for every
+// state at once, error messages and the tests' all-pairs sweep are built from the table.
+//
+// Not thread-safe: each end's control thread owns its Session.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+
+#include "ramshift/base/status.h"
+#include "ramshift/wire/frame.h"
+
+namespace ramshift::migration {
+
+enum class SourceState : unsigned char {
+  kConnecting,       // connecting the N + 1 queues; nothing sent yet
+  kHelloSent,        // HELLO sent; waiting for the destination's
+  kHelloReceived,    // versions agree; the region table goes next
+  kTableSent,        // REGION_TABLE sent; waiting for READY (MEMORY_KEYS may come)
+  kStreaming,        // rounds while the guest runs (an image: its only round)
+  kPaused,           // live guest paused: its final round
+  kDeviceStateSent,  // live guest paused, DEVICE_STATE sent
+  kImageDigestSent,  // image: DIGEST sent; waiting for COMMIT
+  kLiveDigestSent,   // live guest paused, DIGEST sent; waiting for COMMIT
+  kReleased,         // COMMIT received: the guest belongs to the destination now
+  kHandedOff,        // HANDOFF sent; waiting for the BYE that says the guest runs there
+  kDone,             // image committed, or the guest runs on the destination
+  kFailed,           // a local error, timeout or lost connection (ERROR sent if possible)
+  kPeerFailed,       // the destination sent ERROR
+};
+inline constexpr size_t kSourceStateCount = static_cast<size_t>(SourceState::kPeerFailed) + 1;
+
+enum class SourceEvent : unsigned char {
+  kHelloSent,
+  kHelloReceived,
+  kRegionTableSent,
+  kReadyReceived,
+  kMemoryKeysReceived,
+  kRoundEndReceived,  // the destination placed a whole round
+  kGuestPaused,       // switchover: the convergence policy said the rest fits the downtime
+  kDeviceStateSent,
+  kDigestSent,
+  kCommitReceived,
+  kHandOffSent,
+  kByeReceived,
+  kErrorReceived,
+  kFailure,  // a local error, a timeout or a lost connection
+};
+inline constexpr size_t kSourceEventCount = static_cast<size_t>(SourceEvent::kFailure) + 1;
+
+enum class DestinationState : unsigned char {
+  kAccepted,             // connection accepted; waiting for HELLO
+  kHelloReceived,        // the source's HELLO checked; ours goes next
+  kHelloSent,            // HELLO answered; waiting for REGION_TABLE
+  kTableReceived,        // memory (or PATH.partial) mapped; READY goes next
+  kReceiving,            // READY sent: rounds of pages arrive (MEMORY_KEYS go out)
+  kDeviceStateReceived,  // a live guest, paused on the source: its final round arrives
+  kImageDigestReceived,  // image: comparing digests, renaming the output
+  kLiveDigestReceived,   // live: comparing digests, taking the guest over, paused
+  kImageCommitted,       // COMMIT sent; waiting a moment for BYE (or the close)
+  kLiveCommitted,        // COMMIT sent; the verified guest waits here paused for HANDOFF
+  kRunning,              // HANDOFF received: the guest runs here; BYE tells the source
+  kDone,                 // image in place, or the resumed guest ran and was checked
+  kFailed,               // a local error, timeout or lost connection (ERROR sent if possible)
+  kPeerFailed,           // the source sent ERROR
+};
+inline constexpr size_t kDestinationStateCount =
+    static_cast<size_t>(DestinationState::kPeerFailed) + 1;
+
+enum class DestinationEvent : unsigned char {
+  kHelloReceived,
+  kHelloSent,
+  kRegionTableReceived,
+  kReadySent,
+  kDeviceStateReceived,
+  kDigestReceived,
+  kCommitSent,
+  kHandOffReceived,
+  kFinished,  // image: BYE or the close came; live: the resumed guest was checked
+  kErrorReceived,
+  kFailure,  // a local error, a timeout or a lost connection
+};
+inline constexpr size_t kDestinationEventCount =
+    static_cast<size_t>(DestinationEvent::kFailure) + 1;
+
+// The state after `event`, or kProtocol (an event the peer caused: a frame received) or
+// kInternal (one this end caused) naming the event, the state and where it would be legal.
+// Failure events are legal in every state but the three final ones.
+Result<SourceState> next_state(SourceState state, SourceEvent event);
+Result<DestinationState> next_state(DestinationState state, DestinationEvent event);
+
+// Lower-case names for messages and logs ("live_digest_sent", "commit received").
+const char* state_name(SourceState state);
+const char* state_name(DestinationState state);
+const char* event_name(SourceEvent event);
+const char* event_name(DestinationEvent event);
+
+// kDone, kFailed and kPeerFailed: nothing follows.
+bool is_final(SourceState state);
+bool is_final(DestinationState state);
+
+// The source's guest is paused (its final round, or later).
+bool source_guest_paused(SourceState state);
+
+// Whether the source may resume its paused guest after failing in `state`: the guest is
+// paused and was not released. False from kReleased on: the destination may run it.
+bool source_may_resume_guest(SourceState state);
+
+// Whether the destination may run the guest: only once HANDOFF said the source let it go.
+bool destination_may_run_guest(DestinationState state);
+
+// The source's event for a control frame it sent or received, or nullopt for one that does
+// not move the session (the courtesy BYE after an image's COMMIT; ERROR, which is a failure).
+std::optional<SourceEvent> source_sent_event(wire::FrameType type);
+std::optional<SourceEvent> source_received_event(wire::FrameType type);
+
+// One end's session: its state, and the state it failed in (what it may still do after a
+// failure, such as resuming the guest, depends on how far it got).
+template <typename State, typename Event>
+class Session {
+ public:
+  explicit Session(State initial) : state_(initial), failed_in_(initial) {}
+
+  State state() const { return state_; }
+  State failed_in() const { return failed_in_; }
+  bool peer_failed() const { return state_ == State::kPeerFailed; }
+
+  // Applies `event`; an illegal one leaves the state as it was and returns the error.
+  Status advance(Event event) {
+    RS_ASSIGN_OR_RETURN(State next, next_state(state_, event));
+    if (next == State::kFailed || next == State::kPeerFailed) failed_in_ = state_;
+    state_ = next;
+    return Status::ok();
+  }
+
+  // Ends the session in failure: `cause` is kFailure (here) or kErrorReceived (the peer's
+  // ERROR). Once it has ended nothing changes: the first failure is the one that counts.
+  void fail(Event cause = Event::kFailure) {
+    if (!is_final(state_)) (void)advance(cause);
+  }
+
+ private:
+  State state_;
+  State failed_in_;
+};
+
+using SourceSession = Session<SourceState, SourceEvent>;
+using DestinationSession = Session<DestinationState, DestinationEvent>;
+
+}  // namespace ramshift::migration

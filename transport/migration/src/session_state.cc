@@ -1,0 +1,321 @@
+#include "ramshift/migration/session_state.h"
+
+#include <fmt/format.h>
+
+#include <string>
+
+namespace ramshift::migration {
+namespace {
+
+template <typename State, typename Event>
+struct Row {
+  State from;
+  Event event;
+  State to;
+};
+
+using S = SourceState;
+using SE = SourceEvent;
+using D = DestinationState;
+using DE = DestinationEvent;
+
+// Every legal step but the failures, which are legal in every state that is not final.
+// docs/protocol.md ("States") draws these tables; keep the two in step.
+constexpr Row<S, SE> kSourceRows[] = {
+    {S::kConnecting, SE::kHelloSent, S::kHelloSent},
+    {S::kHelloSent, SE::kHelloReceived, S::kHelloReceived},
+    {S::kHelloReceived, SE::kRegionTableSent, S::kTableSent},
+    {S::kTableSent, SE::kReadyReceived, S::kStreaming},
+    {S::kStreaming, SE::kRoundEndReceived, S::kStreaming},
+    {S::kStreaming, SE::kGuestPaused, S::kPaused},
+    {S::kStreaming, SE::kDigestSent, S::kImageDigestSent},  // an image has one round
+    {S::kPaused, SE::kRoundEndReceived, S::kPaused},
+    {S::kPaused, SE::kDeviceStateSent, S::kDeviceStateSent},
+    {S::kDeviceStateSent, SE::kDigestSent, S::kLiveDigestSent},
+    {S::kImageDigestSent, SE::kCommitReceived, S::kDone},
+    // The one way into kReleased: the destination holds a verified copy.
+    {S::kLiveDigestSent, SE::kCommitReceived, S::kReleased},
+    {S::kReleased, SE::kHandOffSent, S::kHandedOff},
+    {S::kHandedOff, SE::kByeReceived, S::kDone},
+    // MEMORY_KEYS may come any time after REGION_TABLE (rdma): taken in passing.
+    {S::kTableSent, SE::kMemoryKeysReceived, S::kTableSent},
+    {S::kStreaming, SE::kMemoryKeysReceived, S::kStreaming},
+    {S::kPaused, SE::kMemoryKeysReceived, S::kPaused},
+    {S::kDeviceStateSent, SE::kMemoryKeysReceived, S::kDeviceStateSent},
+    {S::kImageDigestSent, SE::kMemoryKeysReceived, S::kImageDigestSent},
+    {S::kLiveDigestSent, SE::kMemoryKeysReceived, S::kLiveDigestSent},
+    {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
+    {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
+};
+
+constexpr Row<D, DE> kDestinationRows[] = {
+    {D::kAccepted, DE::kHelloReceived, D::kHelloReceived},
+    {D::kHelloReceived, DE::kHelloSent, D::kHelloSent},
+    {D::kHelloSent, DE::kRegionTableReceived, D::kTableReceived},
+    {D::kTableReceived, DE::kReadySent, D::kReceiving},
+    {D::kReceiving, DE::kDeviceStateReceived, D::kDeviceStateReceived},
+    {D::kReceiving, DE::kDigestReceived, D::kImageDigestReceived},
+    {D::kDeviceStateReceived, DE::kDigestReceived, D::kLiveDigestReceived},
+    {D::kImageDigestReceived, DE::kCommitSent, D::kImageCommitted},
+    {D::kLiveDigestReceived, DE::kCommitSent, D::kLiveCommitted},
+    {D::kImageCommitted, DE::kFinished, D::kDone},
+    // The one way into kRunning: the source let the guest go.
+    {D::kLiveCommitted, DE::kHandOffReceived, D::kRunning},
+    {D::kRunning, DE::kFinished, D::kDone},
+};
+
+bool caused_by_peer(SourceEvent e) {
+  switch (e) {
+    case SE::kHelloReceived:
+    case SE::kReadyReceived:
+    case SE::kMemoryKeysReceived:
+    case SE::kRoundEndReceived:
+    case SE::kCommitReceived:
+    case SE::kByeReceived:
+    case SE::kErrorReceived:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool caused_by_peer(DestinationEvent e) {
+  switch (e) {
+    case DE::kHelloReceived:
+    case DE::kRegionTableReceived:
+    case DE::kDeviceStateReceived:
+    case DE::kDigestReceived:
+    case DE::kHandOffReceived:
+    case DE::kErrorReceived:
+      return true;
+    default:
+      return false;
+  }
+}
+
+template <typename State, typename Event, size_t N>
+Result<State> step(const Row<State, Event> (&rows)[N], const char* end, State state, Event event) {
+  const ErrorCode code = caused_by_peer(event) ? ErrorCode::kProtocol : ErrorCode::kInternal;
+  if (event == Event::kFailure || event == Event::kErrorReceived) {
+    if (!is_final(state)) return event == Event::kFailure ? State::kFailed : State::kPeerFailed;
+    return Status(code, fmt::format("{} session: {} in state {}, which is final", end,
+                                    event_name(event), state_name(state)));
+  }
+  std::string legal_in;
+  for (const auto& row : rows) {
+    if (row.from == state && row.event == event) return row.to;
+    if (row.event == event)
+      legal_in += (legal_in.empty() ? "" : ", ") + std::string(state_name(row.from));
+  }
+  return Status(code, fmt::format("{} session: {} in state {}; legal only in {}", end,
+                                  event_name(event), state_name(state), legal_in));
+}
+
+}  // namespace
+
+Result<SourceState> next_state(SourceState state, SourceEvent event) {
+  return step(kSourceRows, "source", state, event);
+}
+
+Result<DestinationState> next_state(DestinationState state, DestinationEvent event) {
+  return step(kDestinationRows, "destination", state, event);
+}
+
+const char* state_name(SourceState state) {
+  switch (state) {
+    case S::kConnecting:
+      return "connecting";
+    case S::kHelloSent:
+      return "hello_sent";
+    case S::kHelloReceived:
+      return "hello_received";
+    case S::kTableSent:
+      return "table_sent";
+    case S::kStreaming:
+      return "streaming";
+    case S::kPaused:
+      return "paused";
+    case S::kDeviceStateSent:
+      return "device_state_sent";
+    case S::kImageDigestSent:
+      return "image_digest_sent";
+    case S::kLiveDigestSent:
+      return "live_digest_sent";
+    case S::kReleased:
+      return "released";
+    case S::kHandedOff:
+      return "handed_off";
+    case S::kDone:
+      return "done";
+    case S::kFailed:
+      return "failed";
+    case S::kPeerFailed:
+      return "peer_failed";
+  }
+  return "unknown";
+}
+
+const char* state_name(DestinationState state) {
+  switch (state) {
+    case D::kAccepted:
+      return "accepted";
+    case D::kHelloReceived:
+      return "hello_received";
+    case D::kHelloSent:
+      return "hello_sent";
+    case D::kTableReceived:
+      return "table_received";
+    case D::kReceiving:
+      return "receiving";
+    case D::kDeviceStateReceived:
+      return "device_state_received";
+    case D::kImageDigestReceived:
+      return "image_digest_received";
+    case D::kLiveDigestReceived:
+      return "live_digest_received";
+    case D::kImageCommitted:
+      return "image_committed";
+    case D::kLiveCommitted:
+      return "live_committed";
+    case D::kRunning:
+      return "running";
+    case D::kDone:
+      return "done";
+    case D::kFailed:
+      return "failed";
+    case D::kPeerFailed:
+      return "peer_failed";
+  }
+  return "unknown";
+}
+
+const char* event_name(SourceEvent event) {
+  switch (event) {
+    case SE::kHelloSent:
+      return "hello sent";
+    case SE::kHelloReceived:
+      return "hello received";
+    case SE::kRegionTableSent:
+      return "region_table sent";
+    case SE::kReadyReceived:
+      return "ready received";
+    case SE::kMemoryKeysReceived:
+      return "memory_keys received";
+    case SE::kRoundEndReceived:
+      return "round_end received";
+    case SE::kGuestPaused:
+      return "guest paused";
+    case SE::kDeviceStateSent:
+      return "device_state sent";
+    case SE::kDigestSent:
+      return "digest sent";
+    case SE::kCommitReceived:
+      return "commit received";
+    case SE::kHandOffSent:
+      return "handoff sent";
+    case SE::kByeReceived:
+      return "bye received";
+    case SE::kErrorReceived:
+      return "error received";
+    case SE::kFailure:
+      return "failure";
+  }
+  return "unknown";
+}
+
+const char* event_name(DestinationEvent event) {
+  switch (event) {
+    case DE::kHelloReceived:
+      return "hello received";
+    case DE::kHelloSent:
+      return "hello sent";
+    case DE::kRegionTableReceived:
+      return "region_table received";
+    case DE::kReadySent:
+      return "ready sent";
+    case DE::kDeviceStateReceived:
+      return "device_state received";
+    case DE::kDigestReceived:
+      return "digest received";
+    case DE::kCommitSent:
+      return "commit sent";
+    case DE::kHandOffReceived:
+      return "handoff received";
+    case DE::kFinished:
+      return "finished";
+    case DE::kErrorReceived:
+      return "error received";
+    case DE::kFailure:
+      return "failure";
+  }
+  return "unknown";
+}
+
+bool is_final(SourceState state) {
+  return state == S::kDone || state == S::kFailed || state == S::kPeerFailed;
+}
+
+bool is_final(DestinationState state) {
+  return state == D::kDone || state == D::kFailed || state == D::kPeerFailed;
+}
+
+bool source_guest_paused(SourceState state) {
+  switch (state) {
+    case S::kPaused:
+    case S::kDeviceStateSent:
+    case S::kLiveDigestSent:
+    case S::kReleased:
+    case S::kHandedOff:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool source_may_resume_guest(SourceState state) {
+  // Paused and still ours: everything before COMMIT arrived. kReleased and kHandedOff are
+  // paused too, but the destination may be running the guest (or about to).
+  return state == S::kPaused || state == S::kDeviceStateSent || state == S::kLiveDigestSent;
+}
+
+bool destination_may_run_guest(DestinationState state) { return state == D::kRunning; }
+
+std::optional<SourceEvent> source_sent_event(wire::FrameType type) {
+  switch (type) {
+    case wire::FrameType::kHello:
+      return SE::kHelloSent;
+    case wire::FrameType::kRegionTable:
+      return SE::kRegionTableSent;
+    case wire::FrameType::kDeviceState:
+      return SE::kDeviceStateSent;
+    case wire::FrameType::kDigest:
+      return SE::kDigestSent;
+    case wire::FrameType::kHandOff:
+      return SE::kHandOffSent;
+    default:
+      return std::nullopt;
+  }
+}
+
+std::optional<SourceEvent> source_received_event(wire::FrameType type) {
+  switch (type) {
+    case wire::FrameType::kHello:
+      return SE::kHelloReceived;
+    case wire::FrameType::kReady:
+      return SE::kReadyReceived;
+    case wire::FrameType::kMemoryKeys:
+      return SE::kMemoryKeysReceived;
+    case wire::FrameType::kRoundEnd:
+      return SE::kRoundEndReceived;
+    case wire::FrameType::kCommit:
+      return SE::kCommitReceived;
+    case wire::FrameType::kBye:
+      return SE::kByeReceived;
+    case wire::FrameType::kError:
+      return SE::kErrorReceived;
+    default:
+      return std::nullopt;
+  }
+}
+
+}  // namespace ramshift::migration

@@ -1,0 +1,50 @@
+#include "source_control.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "frame_io.h"
+
+namespace ramshift::migration {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using wire::FrameType;
+
+Result<std::vector<std::byte>> await_control_frame(transport::Connection& conn,
+                                                   SourceSession& session, FrameType want,
+                                                   milliseconds timeout, const KeysFn& on_keys) {
+  const auto deadline = Clock::now() + timeout;
+  auto f = receive_frame(conn, 0, timeout);
+  while (f && f->type == FrameType::kMemoryKeys) {
+    RS_RETURN_IF_ERROR(on_keys(f->body));
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    f = receive_frame(conn, 0, std::max(left, milliseconds(0)));
+  }
+  if (!f) {
+    if (f.status().code() == ErrorCode::kTimeout)
+      return Status(ErrorCode::kTimeout,
+                    fmt::format("destination sent no {} within {} s", wire::frame_type_name(want),
+                                timeout.count() / 1000));
+    return f.status().with_context(fmt::format("waiting for {}", wire::frame_type_name(want)));
+  }
+  if (f->type == FrameType::kError) {
+    session.fail(SourceEvent::kErrorReceived);
+    return peer_error(f->body, "destination");
+  }
+  if (f->type != want)
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("expected {} from the destination, got {}",
+                              wire::frame_type_name(want), wire::frame_type_name(f->type)));
+  if (want == FrameType::kReady || want == FrameType::kCommit)
+    RS_RETURN_IF_ERROR(wire::expect_empty(want, f->body));
+  auto event = source_received_event(want);
+  if (!event)
+    return Status(ErrorCode::kInternal,
+                  fmt::format("the source never waits for {}", wire::frame_type_name(want)));
+  RS_RETURN_IF_ERROR(session.advance(*event));
+  return std::vector<std::byte>(f->body.begin(), f->body.end());
+}
+
+}  // namespace ramshift::migration
