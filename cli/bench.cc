@@ -81,8 +81,8 @@ int run_sweep(const bench::BenchSettings& settings, const std::vector<bench::Ben
 
 }  // namespace
 
-Result<std::vector<bench::BenchPoint>> BenchSweep::points(const transport::RdmaTuning& rdma,
-                                                          uint32_t page_size) const {
+Result<std::vector<bench::BenchPoint>> BenchSweep::points(
+    const transport::BackendSettings& backend_settings, uint32_t page_size) const {
   std::vector<bench::BenchPoint> out;
   for (const auto& codec_name : codecs) {
     RS_ASSIGN_OR_RETURN(auto codec, pipeline::parse_codec(codec_name));
@@ -96,7 +96,7 @@ Result<std::vector<bench::BenchPoint>> BenchSweep::points(const transport::RdmaT
         if (q < 1 || q > 64)
           return Status(ErrorCode::kInvalidArgument,
                         fmt::format("--queues {} is outside 1..64", q));
-        out.push_back({q, static_cast<uint32_t>(size), codec, zstd_level, rdma});
+        out.push_back({q, static_cast<uint32_t>(size), codec, zstd_level, backend_settings});
       }
     }
   }
@@ -201,7 +201,7 @@ Runner add_bench(CLI::App& app) {
       auto uri = transport::parse_uri(o->listen);
       if (!uri) return fail_with(uri.status());
       so.listen = *uri;
-      so.rdma = *rdma;
+      so.backend_settings = *rdma;
       so.once = o->once;
       so.on_served = [](const std::string& line) { log::warn("{}", line); };
       so.on_listening = [](const transport::Uri& at) {  // like `receive`: scripts read it

@@ -30,7 +30,7 @@ struct BenchSweep {
   int zstd_level = 1;
   void add_to(CLI::App* cmd);
   // Every combination, codec-major then message size then queues.
-  Result<std::vector<bench::BenchPoint>> points(const transport::RdmaTuning& rdma,
+  Result<std::vector<bench::BenchPoint>> points(const transport::BackendSettings& backend_settings,
                                                 uint32_t page_size) const;
 };
 

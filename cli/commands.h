@@ -13,6 +13,7 @@
 #include "ramshift/guest/guest.h"
 #include "ramshift/guest/pattern.h"
 #include "ramshift/migration/report.h"
+#include "ramshift/transport/settings.h"
 #include "ramshift/transport/transport.h"
 
 namespace ramshift::cli {
@@ -37,15 +38,23 @@ int exit_code_for(const Status& s);
 void write_json(const migration::MigrationReport& report, const std::string& path);
 // Human summary of a report on stderr (one or two lines).
 void print_summary(const migration::MigrationReport& report);
-// rdma:// verbs settings shared by send, receive (documented in docs/user-guide.md).
-// The ring options size the ring the command's own side receives into (transport.h), so
-// `send` defaults to a reply ring: RdmaFlags{.slot_size = "64K"}.
+// rdma:// verbs settings shared by send, receive, bench, tune and the bridges (documented in
+// docs/user-guide.md). The ring options size the ring the command's own side receives into,
+// so `send` defaults to a reply ring: RdmaFlags{.slot_size = "64K"}. The defaults are the
+// rdma backend's own (rdma/src/rdma_tuning.h); the flags only pass them on.
 struct RdmaFlags {
-  transport::RdmaTuning tuning;
+  uint32_t ring_slots = 8;
   std::string slot_size = "512K";
-  // Registers --rdma-* options on `cmd`; resolve() turns them into tuning (kInvalidArgument).
+  uint32_t send_queue_depth = 128;
+  uint32_t signal_every = 16;
+  uint32_t max_inline = 64;
+  uint32_t ack_timeout = 0;
+  bool busy_poll = false;
+  // Registers --rdma-* options on `cmd`; resolve() turns them into the transport's generic
+  // settings, each named as its flag, checked by the backend that owns them
+  // (kInvalidArgument).
   void add_to(CLI::App* cmd);
-  Result<transport::RdmaTuning> resolve() const;
+  Result<transport::BackendSettings> resolve() const;
 };
 // Prints "ramshift: error: ..." and returns exit_code_for(s).
 int fail_with(const Status& s);

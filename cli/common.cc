@@ -6,6 +6,7 @@
 #include "commands.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
+#include "ramshift/transport/registry.h"
 
 namespace ramshift::cli {
 
@@ -27,7 +28,7 @@ int exit_code_for(const Status& s) {
 
 void RdmaFlags::add_to(CLI::App* cmd) {
   const char* g = "rdma:// (ignored by other transports)";
-  cmd->add_option("--rdma-ring-slots", tuning.ring_slots,
+  cmd->add_option("--rdma-ring-slots", ring_slots,
                   "slots per queue of the ring this side receives into = messages the peer "
                   "may have in flight (2..1024)")
       ->capture_default_str()
@@ -37,43 +38,40 @@ void RdmaFlags::add_to(CLI::App* cmd) {
                   "travel in several (4K..8M)")
       ->capture_default_str()
       ->group(g);
-  cmd->add_option("--rdma-sq-depth", tuning.send_queue_depth,
-                  "send work requests in flight per queue")
+  cmd->add_option("--rdma-sq-depth", send_queue_depth, "send work requests in flight per queue")
       ->capture_default_str()
       ->group(g);
-  cmd->add_option("--rdma-signal-every", tuning.signal_every,
+  cmd->add_option("--rdma-signal-every", signal_every,
                   "request a completion every N work requests (selective signaling)")
       ->capture_default_str()
       ->group(g);
-  cmd->add_option("--rdma-inline", tuning.max_inline, "send payloads up to N bytes inline")
+  cmd->add_option("--rdma-inline", max_inline, "send payloads up to N bytes inline")
       ->capture_default_str()
       ->group(g);
-  cmd->add_option("--rdma-ack-timeout", tuning.ack_timeout,
+  cmd->add_option("--rdma-ack-timeout", ack_timeout,
                   "local ACK timeout exponent: 4.096 us * 2^N before a retransmission "
                   "(1..31; 0 = rdma_cm's default from the route)")
       ->capture_default_str()
       ->group(g);
-  cmd->add_option("--rdma-busy-poll", tuning.busy_poll,
+  cmd->add_option("--rdma-busy-poll", busy_poll,
                   "true: completion pollers spin (a core per queue); false: sleep on events")
       ->capture_default_str()
       ->group(g);
 }
 
-Result<transport::RdmaTuning> RdmaFlags::resolve() const {
-  transport::RdmaTuning t = tuning;
-  RS_ASSIGN_OR_RETURN(uint64_t slot, parse_size(slot_size));
-  if (slot < 4096 || slot > (8u << 20))
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("--rdma-slot-size {} is outside 4K..8M", slot_size));
-  t.slot_bytes = static_cast<uint32_t>(slot);
-  if (t.ring_slots < 2 || t.ring_slots > 1024)
-    return Status(ErrorCode::kInvalidArgument, "--rdma-ring-slots must be 2..1024");
-  if (t.send_queue_depth < 8 || t.signal_every < 1 || t.signal_every > t.send_queue_depth / 2)
-    return Status(ErrorCode::kInvalidArgument,
-                  "--rdma-sq-depth must be >= 8 and --rdma-signal-every 1..half of it");
-  if (t.ack_timeout > 31)
-    return Status(ErrorCode::kInvalidArgument, "--rdma-ack-timeout must be 0..31");
-  return t;
+Result<transport::BackendSettings> RdmaFlags::resolve() const {
+  transport::BackendSettings s;
+  s.set_number("rdma-ring-slots", uint64_t{ring_slots});
+  s.set("rdma-slot-size", slot_size);
+  s.set_number("rdma-sq-depth", uint64_t{send_queue_depth});
+  s.set_number("rdma-signal-every", uint64_t{signal_every});
+  s.set_number("rdma-inline", uint64_t{max_inline});
+  s.set_number("rdma-ack-timeout", uint64_t{ack_timeout});
+  s.set_flag("rdma-busy-poll", busy_poll);
+  // Checked now, before any connection, by the backend that reads them (in a binary
+  // without it they are ignored, as by every other transport).
+  RS_RETURN_IF_ERROR(transport::check_settings(s));
+  return s;
 }
 
 int fail_with(const Status& s) {

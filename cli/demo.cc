@@ -17,6 +17,7 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/migration/local_pair.h"
+#include "ramshift/transport/registry.h"
 
 namespace ramshift::cli {
 namespace {
@@ -59,7 +60,7 @@ Result<Route> choose_route(const std::string& requested) {
   if (requested != "auto" && requested != "rdma")
     return Status(ErrorCode::kInvalidArgument,
                   fmt::format("--transport {} is unknown (auto, rdma, tcp, loopback)", requested));
-  auto addr = transport::rdma_device_address();
+  auto addr = transport::device_address("rdma");
   if (addr) return Route{"rdma", fmt::format("rdma://{}:0", *addr)};
   if (requested == "rdma") return addr.status().with_context("--transport rdma");
   return Route{"tcp", "tcp://127.0.0.1:0"};

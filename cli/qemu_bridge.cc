@@ -74,7 +74,7 @@ Result<qemu::BridgeConfig> resolve(const BridgeOptions& o) {
   if (o.queues < 1 || o.queues > 64)
     return Status(ErrorCode::kInvalidArgument, "--queues must be 1..64");
   c.queues = o.queues;
-  RS_ASSIGN_OR_RETURN(c.transport.rdma, o.rdma.resolve());
+  RS_ASSIGN_OR_RETURN(c.transport.settings, o.rdma.resolve());
   c.accept_timeout_ms = static_cast<int>(o.accept_timeout_s * 1000);
   c.connect_retry_ms = static_cast<int>(o.connect_retry_s * 1000);
   return c;

@@ -67,7 +67,7 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
     c.bridge.multifd_aware = !o.passthrough;
     auto tuning = o.rdma.resolve();
     if (!tuning) return tuning.status();
-    c.bridge.transport.rdma = *tuning;
+    c.bridge.transport.settings = *tuning;
   }
   return c;
 }

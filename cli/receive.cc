@@ -52,7 +52,7 @@ Runner add_receive(CLI::App& app) {
     auto tuning = o->rdma.resolve();
     if (!tuning) return fail_with(tuning.status());
     transport::TransportOptions topts;
-    topts.rdma = *tuning;
+    topts.settings = *tuning;
     auto listener = transport::listen(*uri, topts);
     if (!listener) return fail_with(listener.status());
     // Scripts (and `ramshift demo`) read this line to learn the port chosen for port 0.

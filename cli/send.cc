@@ -47,7 +47,7 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
       std::chrono::milliseconds(static_cast<int64_t>(o.downtime_limit_ms));
   c.convergence.max_rounds = o.max_rounds;
   c.convergence.auto_converge = o.auto_converge;
-  RS_ASSIGN_OR_RETURN(c.rdma, o.rdma.resolve());
+  RS_ASSIGN_OR_RETURN(c.transport_settings, o.rdma.resolve());
   return c;
 }
 

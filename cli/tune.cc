@@ -42,7 +42,7 @@ Runner add_tune(CLI::App& app) {
     if (Status s = o->common.resolve(t.settings); !s) return fail_with(s);
     auto rdma = o->rdma.resolve();
     if (!rdma) return fail_with(rdma.status());
-    t.start.rdma = *rdma;
+    t.start.backend_settings = *rdma;
     t.budget = std::chrono::seconds(static_cast<int64_t>(o->budget_s));
     const bool show = log::level() <= log::Level::kWarn;
     auto outcome = bench::tune(t, [&](const std::string& dim, const bench::BenchPoint& p,

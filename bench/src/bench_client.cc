@@ -68,7 +68,7 @@ class PointRunner {
     RS_RETURN_IF_ERROR(validate());
     transport::TransportOptions topts;
     topts.connect_timeout = s_.connect_timeout;
-    topts.rdma = p_.rdma;
+    topts.settings = p_.backend_settings;
     auto conn = transport::connect(s_.to, p_.queues + 1, topts);
     if (!conn && conn.status().code() == ErrorCode::kUnreachable)
       return Status(

@@ -47,13 +47,22 @@ nlohmann::json point_json(const BenchResult& r) {
         {"raw", r.pages_raw},
         {"placed", r.pages_placed}}},
   };
-  if (r.transport == "rdma")
-    j["rdma"] = {{"ring_slots", r.point.rdma.ring_slots},
-                 {"slot_bytes", r.point.rdma.slot_bytes},
-                 {"send_queue_depth", r.point.rdma.send_queue_depth},
-                 {"signal_every", r.point.rdma.signal_every},
-                 {"max_inline", r.point.rdma.max_inline},
-                 {"busy_poll", r.point.rdma.busy_poll}};
+  if (r.transport == "rdma") {
+    // The --rdma-* flags as the command passed them on (all of them, checked by the backend).
+    const auto& s = r.point.backend_settings;
+    auto number = [&](std::string_view name) -> uint64_t {
+      auto v = s.number(name, 0);
+      return v ? v.value() : 0;
+    };
+    auto slot = parse_size(s.find("rdma-slot-size").value_or("0"));
+    auto busy = s.flag("rdma-busy-poll", false);
+    j["rdma"] = {{"ring_slots", number("rdma-ring-slots")},
+                 {"slot_bytes", slot ? slot.value() : 0},
+                 {"send_queue_depth", number("rdma-sq-depth")},
+                 {"signal_every", number("rdma-signal-every")},
+                 {"max_inline", number("rdma-inline")},
+                 {"busy_poll", busy && busy.value()}};
+  }
   return j;
 }
 

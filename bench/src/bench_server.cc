@@ -144,7 +144,7 @@ Status serve_one(transport::Connection& conn) {
 
 Status serve(const ServerOptions& options, const std::atomic<bool>& stop) {
   transport::TransportOptions topts;
-  topts.rdma = options.rdma;
+  topts.settings = options.backend_settings;
   RS_ASSIGN_OR_RETURN(auto listener, transport::listen(options.listen, topts));
   if (options.on_listening) options.on_listening(listener->address());
   while (!stop.load()) {

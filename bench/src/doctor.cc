@@ -13,7 +13,7 @@
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/units.h"
 #include "ramshift/guest/dirty_tracker.h"
-#include "ramshift/transport/transport.h"
+#include "ramshift/transport/registry.h"
 
 namespace ramshift::bench {
 namespace {
@@ -45,7 +45,9 @@ bool has_ipc_lock() {
 }
 
 void check_rdma(std::vector<Check>& out) {
-  auto devices = transport::rdma_devices();
+  // The device facts come from the rdma backend through the registry; a binary without it
+  // has an empty slot there, and this check says so.
+  auto devices = transport::list_devices("rdma");
   if (!devices) {
     out.push_back({"rdma.device", Verdict::kFail, "this build of ramshift has no rdma backend",
                    "install libibverbs-dev and librdmacm-dev (scripts/setup.sh does) and rebuild"});
@@ -62,16 +64,16 @@ void check_rdma(std::vector<Check>& out) {
   out.push_back({"rdma.device", Verdict::kOk, fmt::format("{}", fmt::join(names, ", ")), ""});
   for (const auto& d : *devices) {
     for (const auto& p : d.ports) {
-      const std::string id = fmt::format("rdma.port.{}/{}", d.name, p.port);
+      const std::string id = fmt::format("rdma.port.{}/{}", d.name, p.number);
       if (!p.active) {
-        out.push_back({id, Verdict::kFail, fmt::format("{} port {} is {}", d.name, p.port, p.state),
-                       p.netdev.empty()
-                           ? "check the cable and the switch port"
-                           : fmt::format("bring {} up: ip link set {} up", p.netdev, p.netdev)});
+        out.push_back(
+            {id, Verdict::kFail, fmt::format("{} port {} is {}", d.name, p.number, p.state),
+             p.netdev.empty() ? "check the cable and the switch port"
+                              : fmt::format("bring {} up: ip link set {} up", p.netdev, p.netdev)});
         continue;
       }
       out.push_back({id, Verdict::kOk,
-                     fmt::format("{} port {} active, {}{}", d.name, p.port, p.link_layer,
+                     fmt::format("{} port {} active, {}{}", d.name, p.number, p.link_layer,
                                  p.netdev.empty() ? "" : " on " + p.netdev),
                      ""});
       // RoCE rides Ethernet frames: a 1500-byte netdev caps the RDMA MTU at 1024.
@@ -85,14 +87,13 @@ void check_rdma(std::vector<Check>& out) {
                                        "the switch) so RDMA can use 4096-byte frames",
                                        p.netdev.empty() ? "IFACE" : p.netdev)});
       if (p.link_layer == "Ethernet")
-        out.push_back({id + ".gid", p.roce_v2_gid_index >= 0 ? Verdict::kOk : Verdict::kFail,
-                       p.roce_v2_gid_index >= 0
-                           ? fmt::format("RoCE v2 GID {} = {}", p.roce_v2_gid_index, p.roce_v2_gid)
-                           : "no RoCE v2 GID with an IPv4 address",
-                       p.roce_v2_gid_index >= 0
-                           ? ""
-                           : fmt::format("give {} an IPv4 address; rdma:// URIs name it",
-                                         p.netdev.empty() ? "the interface" : p.netdev)});
+        out.push_back(
+            {id + ".gid", p.address_index >= 0 ? Verdict::kOk : Verdict::kFail,
+             p.address_index >= 0 ? fmt::format("RoCE v2 GID {} = {}", p.address_index, p.address)
+                                  : "no RoCE v2 GID with an IPv4 address",
+             p.address_index >= 0 ? ""
+                                  : fmt::format("give {} an IPv4 address; rdma:// URIs name it",
+                                                p.netdev.empty() ? "the interface" : p.netdev)});
     }
   }
   // NUMA: a NIC on another node than the guest's memory crosses the socket link per byte.
@@ -231,15 +232,16 @@ void check_cpus(std::vector<Check>& out, const DoctorOptions& o) {
 }
 
 void check_dpdk(std::vector<Check>& out) {
-#ifdef RAMSHIFT_HAVE_DPDK
+  const transport::Backend* dpdk = transport::backends().find("dpdk");
+  if (!dpdk || !dpdk->available()) {
+    out.push_back({"dpdk.hugepages", Verdict::kSkip, "the DPDK backend is not in this build", ""});
+    return;
+  }
   const uint64_t free_pages = proc_field("/proc/meminfo", "HugePages_Free");
   out.push_back(
       {"dpdk.hugepages", free_pages > 0 ? Verdict::kOk : Verdict::kFail,
        fmt::format("{} free huge pages for DPDK", free_pages),
        free_pages > 0 ? "" : "echo 1024 > /proc/sys/vm/nr_hugepages (or run with --no-huge)"});
-#else
-  out.push_back({"dpdk.hugepages", Verdict::kSkip, "the DPDK backend is not in this build", ""});
-#endif
 }
 
 }  // namespace

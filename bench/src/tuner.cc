@@ -16,6 +16,18 @@ std::string size_option(uint32_t bytes) {
                                  : fmt::format("{}K", bytes >> 10);
 }
 
+// A numeric backend setting of `p` (the command passes every --rdma-* flag; `fallback` is
+// the backend's default, for a caller that did not).
+uint64_t setting(const BenchPoint& p, std::string_view name, uint64_t fallback) {
+  auto v = p.backend_settings.number(name, fallback);
+  return v ? v.value() : fallback;
+}
+
+bool setting_flag(const BenchPoint& p, std::string_view name) {
+  auto v = p.backend_settings.flag(name, false);
+  return v && v.value();
+}
+
 class Search {
  public:
   Search(const TuneOptions& o, const TuneProgress& p)
@@ -34,17 +46,20 @@ class Search {
     if (transport_ == "rdma") {
       sweep("rdma send-queue depth", std::vector<uint32_t>{64, 128, 256},
             [](BenchPoint& p, uint32_t v) {
-              p.rdma.send_queue_depth = v;
-              p.rdma.signal_every = std::min(p.rdma.signal_every, v / 2);
+              p.backend_settings.set_number("rdma-sq-depth", v);
+              p.backend_settings.set_number(
+                  "rdma-signal-every",
+                  std::min<uint64_t>(setting(p, "rdma-signal-every", 16), v / 2));
             });
       sweep("rdma signal interval", std::vector<uint32_t>{4, 16, 32},
             [](BenchPoint& p, uint32_t v) {
-              p.rdma.signal_every = std::min(v, p.rdma.send_queue_depth / 2);
+              p.backend_settings.set_number(
+                  "rdma-signal-every", std::min<uint64_t>(v, setting(p, "rdma-sq-depth", 128) / 2));
             });
       sweep("rdma inline threshold", std::vector<uint32_t>{0, 64, 256},
-            [](BenchPoint& p, uint32_t v) { p.rdma.max_inline = v; });
+            [](BenchPoint& p, uint32_t v) { p.backend_settings.set_number("rdma-inline", v); });
       sweep("rdma polling", std::vector<bool>{false, true},
-            [](BenchPoint& p, bool v) { p.rdma.busy_poll = v; });
+            [](BenchPoint& p, bool v) { p.backend_settings.set_flag("rdma-busy-poll", v); });
     } else {
       out_.skipped.push_back(fmt::format(
           "send-queue depth, signaling, inline, polling: rdma settings ({} has none)", transport_));
@@ -103,9 +118,7 @@ class Search {
 
   static bool same(const BenchPoint& a, const BenchPoint& b) {
     return a.queues == b.queues && a.message_bytes == b.message_bytes && a.codec == b.codec &&
-           a.zstd_level == b.zstd_level && a.rdma.send_queue_depth == b.rdma.send_queue_depth &&
-           a.rdma.signal_every == b.rdma.signal_every && a.rdma.max_inline == b.rdma.max_inline &&
-           a.rdma.busy_poll == b.rdma.busy_poll;
+           a.zstd_level == b.zstd_level && a.backend_settings == b.backend_settings;
   }
 
   const TuneOptions& o_;
@@ -132,10 +145,10 @@ std::string profile_json(const TuneOptions& options, const TuneOutcome& outcome)
       {"zstd-level", p.zstd_level},
   };
   if (outcome.best.transport == "rdma") {
-    opts["rdma-sq-depth"] = p.rdma.send_queue_depth;
-    opts["rdma-signal-every"] = p.rdma.signal_every;
-    opts["rdma-inline"] = p.rdma.max_inline;
-    opts["rdma-busy-poll"] = p.rdma.busy_poll;
+    opts["rdma-sq-depth"] = setting(p, "rdma-sq-depth", 128);
+    opts["rdma-signal-every"] = setting(p, "rdma-signal-every", 16);
+    opts["rdma-inline"] = setting(p, "rdma-inline", 64);
+    opts["rdma-busy-poll"] = setting_flag(p, "rdma-busy-poll");
   }
   nlohmann::json j = {
       {"ramshift_profile", 1},

@@ -59,10 +59,10 @@ std::vector<std::string> device_names() {
   return names;
 }
 
-std::vector<RdmaDeviceInfo> describe_devices() {
+std::vector<Device> describe_devices() {
   int n = 0;
   DeviceList list(ibv_get_device_list(&n));
-  std::vector<RdmaDeviceInfo> out;
+  std::vector<Device> out;
   if (!list) return out;
   namespace fs = std::filesystem;
   auto read_line = [](const fs::path& p) {
@@ -72,7 +72,7 @@ std::vector<RdmaDeviceInfo> describe_devices() {
     return line;
   };
   for (int i = 0; i < n; ++i) {
-    RdmaDeviceInfo dev;
+    Device dev;
     dev.name = ibv_get_device_name(list.get()[i]);
     const fs::path sys = fs::path("/sys/class/infiniband") / dev.name;
     std::string numa = read_line(sys / "device" / "numa_node");
@@ -84,8 +84,8 @@ std::vector<RdmaDeviceInfo> describe_devices() {
       for (uint32_t p = 1; p <= attr.phys_port_cnt; ++p) {
         ibv_port_attr pa{};
         if (ibv_query_port(ctx.get(), static_cast<uint8_t>(p), &pa) != 0) continue;
-        RdmaPortInfo port;
-        port.port = p;
+        DevicePort port;
+        port.number = p;
         port.active = pa.state == IBV_PORT_ACTIVE;
         port.state = ibv_port_state_str(pa.state);
         port.active_mtu = 128u << pa.active_mtu;  // IBV_MTU_256 = 1
@@ -98,8 +98,8 @@ std::vector<RdmaDeviceInfo> describe_devices() {
           std::string gid = read_line(ps / "gids" / std::to_string(g));
           // An IPv4-mapped GID is ::ffff:a.b.c.d, written 0000:...:ffff:xxxx:xxxx.
           if (type == "RoCE v2" && gid.rfind("0000:0000:0000:0000:0000:ffff:", 0) == 0) {
-            port.roce_v2_gid_index = g;
-            port.roce_v2_gid = gid;
+            port.address_index = g;
+            port.address = gid;
             break;
           }
         }

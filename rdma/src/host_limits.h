@@ -7,15 +7,16 @@
 #include <vector>
 
 #include "ramshift/base/status.h"
-#include "ramshift/transport/transport.h"
+#include "ramshift/transport/registry.h"
 
 namespace ramshift::transport::rdma {
 
 // Names of the RDMA devices verbs can open (e.g. "rxe0", "mlx5_0"); empty when none.
 std::vector<std::string> device_names();
 
-// Devices, ports, MTUs and RoCE v2 GIDs (verbs for the ports, sysfs for GID types).
-std::vector<RdmaDeviceInfo> describe_devices();
+// Devices, ports, MTUs and RoCE v2 GIDs (verbs for the ports, sysfs for GID types), in the
+// registry's generic form: a port's address is its first RoCE v2 GID with an IPv4 address.
+std::vector<Device> describe_devices();
 
 // kNotFound, "no RDMA device found; use tcp:// or load rdma_rxe ...", when there is none.
 Status require_device();

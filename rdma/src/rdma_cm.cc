@@ -16,6 +16,7 @@
 #include "ramshift/base/log.h"
 #include "rdma.h"
 #include "rdma_connection.h"
+#include "rdma_tuning.h"
 
 namespace ramshift::transport::rdma {
 namespace {
@@ -184,8 +185,12 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
 
 class RdmaListener final : public Listener {
  public:
-  RdmaListener(EventChannel ch, CmId id, Uri bound, TransportOptions options)
-      : channel_(std::move(ch)), id_(std::move(id)), bound_(std::move(bound)), options_(options) {}
+  RdmaListener(EventChannel ch, CmId id, Uri bound, TransportOptions options, RdmaTuning tuning)
+      : channel_(std::move(ch)),
+        id_(std::move(id)),
+        bound_(std::move(bound)),
+        options_(std::move(options)),
+        tuning_(tuning) {}
   ~RdmaListener() override {
     groups_.clear();  // queues (their ids) before the listening id and the channel
   }
@@ -264,13 +269,13 @@ class RdmaListener final : public Listener {
     }
     rdma_cm_id* raw = ev.id;
     const auto t0 = Clock::now();
-    auto q = RdmaQueue::create(CmId(raw), g.pd, options_.rdma, p->queue);
+    auto q = RdmaQueue::create(CmId(raw), g.pd, tuning_, p->queue);
     if (!q) {
       log::warn("rdma: cannot set up queue {}: {}", p->queue, q.status().message());
       return;  // the id died with the failed queue, which refuses the peer
     }
     log::debug("rdma: queue {} of a connecting peer set up in {:.0f} ms", p->queue, ms_since(t0));
-    if (Status st = apply_ack_timeout((*q)->id(), options_.rdma); !st) {
+    if (Status st = apply_ack_timeout((*q)->id(), tuning_); !st) {
       log::warn("rdma: {}", st.message());
       return;
     }
@@ -304,6 +309,7 @@ class RdmaListener final : public Listener {
   CmId id_;
   Uri bound_;
   TransportOptions options_;
+  RdmaTuning tuning_;
 };
 
 // What an unexpected CM event during connect means, for the person who reads it.
@@ -331,6 +337,7 @@ Status connect_error(const CmEvent& ev, const Uri& uri) {
 }  // namespace
 
 Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {
+  RS_ASSIGN_OR_RETURN(RdmaTuning tuning, tuning_from(options));
   RS_RETURN_IF_ERROR(require_device());
   RS_ASSIGN_OR_RETURN(sockaddr_storage addr, resolve(uri, true));
   RS_ASSIGN_OR_RETURN(EventChannel ch, make_channel());
@@ -351,13 +358,15 @@ Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions&
   if (rdma_listen(raw, 64) != 0) return errno_status(ErrorCode::kIo, "rdma_listen", errno);
   Uri bound = uri;
   bound.port = ntohs(rdma_get_src_port(raw));
-  return std::unique_ptr<Listener>(new RdmaListener(std::move(ch), std::move(id), bound, options));
+  return std::unique_ptr<Listener>(
+      new RdmaListener(std::move(ch), std::move(id), bound, options, tuning));
 }
 
 Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
                                             const TransportOptions& options) {
   if (queues == 0 || queues > kMaxQueues)
     return Status(ErrorCode::kInvalidArgument, fmt::format("{} queues is outside 1..256", queues));
+  RS_ASSIGN_OR_RETURN(RdmaTuning tuning, tuning_from(options));
   RS_RETURN_IF_ERROR(require_device());
   RS_ASSIGN_OR_RETURN(sockaddr_storage addr, resolve(uri, false));
   RS_ASSIGN_OR_RETURN(EventChannel ch, make_channel());
@@ -406,9 +415,9 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
           return Status(ErrorCode::kMismatch, "queues resolved to different RDMA devices");
         }
         log::debug("rdma: queue {} route resolved at {:.0f} ms", q, ms_since(t0));
-        RS_ASSIGN_OR_RETURN(qs[q], RdmaQueue::create(std::move(ids[q]), pd, options.rdma, q));
+        RS_ASSIGN_OR_RETURN(qs[q], RdmaQueue::create(std::move(ids[q]), pd, tuning, q));
         log::debug("rdma: queue {} created at {:.0f} ms", q, ms_since(t0));
-        RS_RETURN_IF_ERROR(apply_ack_timeout(qs[q]->id(), options.rdma));
+        RS_RETURN_IF_ERROR(apply_ack_timeout(qs[q]->id(), tuning));
         std::byte priv[kPrivateBytes];
         PrivateData mine = priv_in;
         mine.queue = static_cast<uint16_t>(q);

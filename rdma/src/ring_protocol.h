@@ -14,6 +14,7 @@
 
 #include "ramshift/base/status.h"
 #include "ramshift/transport/transport.h"
+#include "rdma_tuning.h"
 
 namespace ramshift::transport::rdma {
 

@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "ramshift/transport/registry.h"
 #include "ramshift/transport/transport.h"
 
 namespace ramshift::testing {
@@ -33,7 +34,10 @@ inline std::string test_listen_uri(const std::string& backend) {
 
 // Empty when `backend` can run here; otherwise why not (not built, no device).
 inline std::string backend_unavailable(const std::string& backend) {
-  if (backend != "rdma") return "";
+  // Not in this binary: the registry's empty slot says why.
+  if (auto b = transport::backends().require(backend); !b) return b.status().message();
+  // A backend with devices (rdma) needs one here: try to listen on it.
+  if (!transport::backends().find(backend)->list_devices) return "";
   auto l = transport::listen(transport::parse_uri(test_listen_uri(backend)).value());
   if (l) return "";
   return l.status().message();

@@ -3,12 +3,15 @@
 #include <algorithm>
 
 #include "ramshift/pipeline/batch_format.h"
+#include "ramshift/transport/registry.h"
 
 namespace ramshift::migration {
 
 uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size) {
-  if (scheme != "rdma" || page_size == 0) return 64;
-  const uint32_t pages = (1u << 20) / page_size;
+  const transport::Backend* backend = transport::backends().find(scheme);
+  const uint32_t bytes = backend ? backend->traits.preferred_batch_bytes : 0;
+  if (bytes == 0 || page_size == 0) return 64;
+  const uint32_t pages = bytes / page_size;
   return std::clamp<uint32_t>(pages, 1, static_cast<uint32_t>(pipeline::kMaxBatchPages));
 }
 

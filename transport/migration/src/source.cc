@@ -87,9 +87,9 @@ class SourceRun {
                     fmt::format("--batch-pages {} of {}-byte pages is over the 16 MiB a batch "
                                 "may hold",
                                 config_.batch_pages, config_.page_size));
-    transport::TransportOptions topts;
-    topts.connect_timeout = config_.connect_timeout;
-    topts.rdma = config_.rdma;
+    const transport::TransportOptions topts{.connect_timeout = config_.connect_timeout,
+                                            .receive_load = transport::ReceiveLoad::kReplies,
+                                            .settings = config_.transport_settings};
     auto conn = transport::connect(config_.to, config_.queues + 1, topts);
     if (!conn) return conn.status();
     conn_ = std::move(conn).value();

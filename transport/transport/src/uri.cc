@@ -4,10 +4,20 @@
 
 #include <charconv>
 
+#include "ramshift/transport/registry.h"
+
 namespace ramshift::transport {
 
+namespace {
+// How `scheme` names a peer; a scheme no backend registers is written as HOST:PORT.
+AddressForm address_form(std::string_view scheme) {
+  const Backend* b = backends().find(scheme);
+  return b ? b->address_form : AddressForm::kHostPort;
+}
+}  // namespace
+
 std::string Uri::to_string() const {
-  if (scheme == "loopback") return "loopback://" + host;
+  if (address_form(scheme) == AddressForm::kName) return scheme + "://" + host;
   if (host.find(':') != std::string::npos) return fmt::format("{}://[{}]:{}", scheme, host, port);
   return fmt::format("{}://{}:{}", scheme, host, port);
 }
@@ -29,13 +39,15 @@ Result<Uri> parse_uri(std::string_view text) {
   if (sep == std::string_view::npos || sep == 0) return bad("no scheme");
   uri.scheme = std::string(text.substr(0, sep));
   std::string_view rest = text.substr(sep + 3);
-  if (uri.scheme == "loopback") {
-    if (rest.empty()) return bad("loopback needs a name");
+  // Known schemes are those in the registry, empty slots included: `dpdk://h:1` parses, and
+  // listen/connect then say why this binary cannot serve it.
+  const Backend* backend = backends().find(uri.scheme);
+  if (!backend) return bad(fmt::format("unknown scheme '{}'", uri.scheme));
+  if (backend->address_form == AddressForm::kName) {
+    if (rest.empty()) return bad(fmt::format("{} needs a name", uri.scheme));
     uri.host = std::string(rest);
     return uri;
   }
-  if (uri.scheme != "tcp" && uri.scheme != "rdma" && uri.scheme != "dpdk")
-    return bad(fmt::format("unknown scheme '{}'", uri.scheme));
   std::string_view host;
   std::string_view port;
   if (!rest.empty() && rest.front() == '[') {

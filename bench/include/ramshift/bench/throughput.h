@@ -40,7 +40,9 @@ struct BenchPoint {  // one configuration
   uint32_t message_bytes = 256u << 10;  // pages per batch = message_bytes / page_size
   pipeline::CodecMode codec = pipeline::CodecMode::kNone;
   int zstd_level = 1;
-  transport::RdmaTuning rdma;  // rdma:// only
+  // Backend settings (TransportOptions::settings), e.g. "rdma-sq-depth"; the backend in use
+  // reads its own.
+  transport::BackendSettings backend_settings;
 };
 
 struct BenchSettings {
@@ -82,8 +84,8 @@ Result<BenchResult> run_point(const BenchSettings& settings, const BenchPoint& p
 
 struct ServerOptions {
   transport::Uri listen;
-  transport::RdmaTuning rdma;
-  bool once = false;  // exit after one configuration
+  transport::BackendSettings backend_settings;  // TransportOptions::settings
+  bool once = false;                            // exit after one configuration
   // Called once listening, with the bound address (port 0 resolved).
   std::function<void(const transport::Uri&)> on_listening;
   // Called after each configuration with a line to show (may be empty).

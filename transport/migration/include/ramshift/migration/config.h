@@ -25,18 +25,18 @@ struct SourceConfig {
   uint64_t bandwidth_limit = 0;   // bytes/s of wire traffic over all queues; 0 = unlimited
   ConvergenceConfig convergence;  // live guests only
   std::chrono::milliseconds connect_timeout{10000};
-  // rdma:// only. The source receives only the destination's replies, so its own ring (and
-  // the destination's staging for it) is small; the destination's ring carries the pages.
-  transport::RdmaTuning rdma{.slot_bytes = transport::kReplySlotBytes};
+  // Backend settings for the connection (TransportOptions::settings, e.g. "rdma-sq-depth").
+  // The source receives only the destination's replies, so it connects with
+  // ReceiveLoad::kReplies and a backend sizes its own receive buffers small (rdma: 64 KiB
+  // slots); the destination's carry the pages.
+  transport::BackendSettings transport_settings;
   // How long to wait for the destination's verdict after the last page.
   std::chrono::milliseconds verdict_timeout{600000};
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
-// - rdma: 1 MiB of pages (256 x 4 KiB). Every batch over rdma:// costs a control message,
-//   its completions and a wake-up of the receiver, whatever its size: 12,000 of each per
-//   second at 100 Gbit/s instead of 48,000. In the soft-RoCE VM, CPU-bound in rxe, 1 MiB
-//   and 256 KiB were within noise of each other (docs/benchmarks/README.md, RDMA section).
+// - a backend that states a preferred batch (BackendTraits::preferred_batch_bytes; rdma:
+//   1 MiB, 256 x 4 KiB pages, its reason is in rdma/src/backend_entry.h): that many bytes.
 // - everything else: 64 pages (256 KiB for 4 KiB pages), at or above the 64 KiB where
 //   perftest reaches line rate and small enough that 2 x 8 MiB of socket buffer holds dozens
 //   of batches per queue.

@@ -1,4 +1,5 @@
-// The transport interface every backend implements (loopback, tcp; rdma and dpdk later).
+// The transport interface every backend implements. loopback and tcp live beside it in the
+// core; the others (rdma/, dpdk/) plug in through the registry (registry.h).
 //
 // A Connection has N queues. Each queue is an independent, reliable, ordered channel of
 // messages in both directions; queues are not ordered relative to each other. Calls are
@@ -21,6 +22,7 @@
 #include <vector>
 
 #include "ramshift/base/status.h"
+#include "ramshift/transport/settings.h"
 #include "ramshift/transport/uri.h"
 
 namespace ramshift::transport {
@@ -127,65 +129,22 @@ class Listener {
   virtual Result<std::unique_ptr<Connection>> accept(Millis timeout) = 0;
 };
 
-// Verbs settings (rdma:// only; ignored elsewhere). Defaults follow perftest, UCX and SPDK
-// practice scaled to migration batches; docs/user-guide.md explains each.
-// ring_slots x slot_bytes is the ring *this* side receives messages into, per queue; the
-// peer's send staging mirrors it (both pinned). So the ring is sized by what a side receives:
-// a migration destination takes batches (the defaults below), a source only replies
-// (kReplySlotBytes).
-struct RdmaTuning {
-  uint32_t ring_slots = 8;           // receive-ring slots per queue (credits)
-  uint32_t slot_bytes = 512u << 10;  // a 1 MiB batch's entries and zstd output, usually
-  uint32_t send_queue_depth = 128;   // work requests in flight per queue (perftest -t)
-  uint32_t signal_every = 16;        // selective signaling interval (UCX/eRPC: 16-64)
-  uint32_t max_inline = 64;          // control messages up to this size go inline
-  // Completion pollers spin instead of sleeping on the completion channel: lower latency,
-  // one busy core per queue. Events (false) suit hosts with fewer cores than queues.
-  bool busy_poll = false;
-  // Local ACK timeout, as the exponent of 4.096 us * 2^N (perftest uses 14 = 67 ms; 1..31).
-  // 0 leaves rdma_cm's choice, derived from the route's packet lifetime (about 0.5-1 s on
-  // RoCE). A lost packet is retransmitted only after it, up to 7 times.
-  uint32_t ack_timeout = 0;
-};
-
-// Slot size for a side that receives only control replies (a migration source: round
-// acknowledgements, memory keys, the commit; tens of bytes to a few KiB, and anything larger
-// is split across slots). 8 x 64 KiB pins 0.5 MiB per queue on each side instead of 4 MiB.
-inline constexpr uint32_t kReplySlotBytes = 64u << 10;
+// What the side opening a connection mostly receives, so a backend can size what it pins
+// for receiving: a migration destination takes page batches, a source only replies (round
+// acknowledgements, memory keys, the commit; tens of bytes to a few KiB).
+enum class ReceiveLoad { kBulk, kReplies };
 
 struct TransportOptions {
   // How long connect() may take for all queues before kUnreachable/kTimeout.
   Millis connect_timeout{10000};
-  RdmaTuning rdma;
+  ReceiveLoad receive_load = ReceiveLoad::kBulk;
+  // Backend-specific settings (e.g. "rdma-sq-depth"), read by the backend they belong to and
+  // ignored by the others.
+  BackendSettings settings;
 };
 
 // The kInvalidArgument every backend without one-sided writes returns from post_write.
 Status no_remote_writes(const std::string& transport_name);
-
-// The IPv4 address of this host's first RDMA device (RoCE netdev), for rdma:// listeners;
-// kNotFound without one, kInvalidArgument in a build without the rdma backend.
-Result<std::string> rdma_device_address();
-
-// What verbs reports about one RDMA device, for `ramshift doctor`.
-struct RdmaPortInfo {
-  uint32_t port = 0;
-  bool active = false;      // IBV_PORT_ACTIVE
-  std::string state;        // verbs' name for it: "active", "down", "init", ...
-  uint32_t active_mtu = 0;  // bytes (256..4096)
-  uint32_t max_mtu = 0;
-  std::string link_layer;      // "Ethernet" (RoCE) or "InfiniBand"
-  std::string netdev;          // RoCE: the network interface behind the port
-  int roce_v2_gid_index = -1;  // first RoCE v2 GID with an IPv4 address; -1: none
-  std::string roce_v2_gid;
-};
-struct RdmaDeviceInfo {
-  std::string name;
-  int numa_node = -1;  // -1: unknown or a single-node host
-  std::vector<RdmaPortInfo> ports;
-};
-// Every RDMA device verbs can open (empty without one); kInvalidArgument in a build without
-// the rdma backend.
-Result<std::vector<RdmaDeviceInfo>> rdma_devices();
 
 // Collects one-sided writes for one queue and posts them a group at a time, waiting out
 // back-pressure, so a caller only decides where each piece goes (the engine's placed pages,
@@ -216,8 +175,9 @@ class RemoteWriter {
   size_t count_ = 0;
 };
 
-// Opens a listener for `uri` (tcp, loopback, ...). kAddressInUse when the port is taken;
-// kInvalidArgument for a scheme this build does not carry, with the reason.
+// Opens a listener for `uri` with the backend registered for its scheme (registry.h).
+// kAddressInUse when the port is taken; kInvalidArgument for a scheme this build does not
+// carry, with the reason.
 Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options = {});
 
 // Connects `queues` queues to a listener at `uri`.

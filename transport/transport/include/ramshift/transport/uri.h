@@ -1,8 +1,9 @@
-// Transport addresses as users write them.
+// Transport addresses as users write them. A scheme is known when a backend registers it
+// (registry.h), available or not; the forms:
 //   tcp://HOST:PORT      HOST a name, IPv4, or [IPv6]; PORT 0 = any (listen only)
 //   loopback://NAME      in-process (tests, demo fast path); "loopback" = loopback://default
-//   rdma://HOST:PORT     verbs backend (rdma/), when built
-//   dpdk://...           DPDK backend (dpdk/), when built
+//   rdma://HOST:PORT     verbs backend (rdma/)
+//   dpdk://HOST:PORT     DPDK backend (dpdk/)
 #pragma once
 
 #include <cstdint>

@@ -1,0 +1,47 @@
+#include "rdma_tuning.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+
+#include "ramshift/base/units.h"
+
+namespace ramshift::transport::rdma {
+namespace {
+
+Result<uint32_t> number32(const BackendSettings& s, std::string_view name, uint32_t fallback) {
+  RS_ASSIGN_OR_RETURN(uint64_t v, s.number(name, fallback));
+  if (v > std::numeric_limits<uint32_t>::max())
+    return Status(ErrorCode::kInvalidArgument, fmt::format("--{} {} is too large", name, v));
+  return static_cast<uint32_t>(v);
+}
+
+}  // namespace
+
+Result<RdmaTuning> tuning_from(const BackendSettings& s, ReceiveLoad load) {
+  RdmaTuning t;
+  if (load == ReceiveLoad::kReplies) t.slot_bytes = kReplySlotBytes;
+  RS_ASSIGN_OR_RETURN(t.ring_slots, number32(s, "rdma-ring-slots", t.ring_slots));
+  if (auto text = s.find("rdma-slot-size")) {
+    RS_ASSIGN_OR_RETURN(uint64_t slot, parse_size(*text));
+    if (slot < 4096 || slot > (8u << 20))
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("--rdma-slot-size {} is outside 4K..8M", *text));
+    t.slot_bytes = static_cast<uint32_t>(slot);
+  }
+  RS_ASSIGN_OR_RETURN(t.send_queue_depth, number32(s, "rdma-sq-depth", t.send_queue_depth));
+  RS_ASSIGN_OR_RETURN(t.signal_every, number32(s, "rdma-signal-every", t.signal_every));
+  RS_ASSIGN_OR_RETURN(t.max_inline, number32(s, "rdma-inline", t.max_inline));
+  RS_ASSIGN_OR_RETURN(t.ack_timeout, number32(s, "rdma-ack-timeout", t.ack_timeout));
+  RS_ASSIGN_OR_RETURN(t.busy_poll, s.flag("rdma-busy-poll", t.busy_poll));
+  if (t.ring_slots < 2 || t.ring_slots > 1024)
+    return Status(ErrorCode::kInvalidArgument, "--rdma-ring-slots must be 2..1024");
+  if (t.send_queue_depth < 8 || t.signal_every < 1 || t.signal_every > t.send_queue_depth / 2)
+    return Status(ErrorCode::kInvalidArgument,
+                  "--rdma-sq-depth must be >= 8 and --rdma-signal-every 1..half of it");
+  if (t.ack_timeout > 31)
+    return Status(ErrorCode::kInvalidArgument, "--rdma-ack-timeout must be 0..31");
+  return t;
+}
+
+}  // namespace ramshift::transport::rdma

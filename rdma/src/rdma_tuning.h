@@ -1,0 +1,46 @@
+// Verbs settings of an rdma:// connection, read from the generic TransportOptions: the
+// backend owns the "rdma-..." names in TransportOptions::settings (the `--rdma-*` flags of
+// `ramshift`, documented in docs/user-guide.md) and validates them here.
+#pragma once
+
+#include <cstdint>
+
+#include "ramshift/base/status.h"
+#include "ramshift/transport/settings.h"
+#include "ramshift/transport/transport.h"
+
+namespace ramshift::transport::rdma {
+
+// Defaults follow perftest, UCX and SPDK practice scaled to migration batches.
+// ring_slots x slot_bytes is the ring *this* side receives messages into, per queue; the
+// peer's send staging mirrors it (both pinned). So the ring is sized by what a side receives:
+// a migration destination takes batches (the defaults below), a source only replies
+// (kReplySlotBytes, chosen by TransportOptions::receive_load).
+struct RdmaTuning {
+  uint32_t ring_slots = 8;           // receive-ring slots per queue (credits)
+  uint32_t slot_bytes = 512u << 10;  // a 1 MiB batch's entries and zstd output, usually
+  uint32_t send_queue_depth = 128;   // work requests in flight per queue (perftest -t)
+  uint32_t signal_every = 16;        // selective signaling interval (UCX/eRPC: 16-64)
+  uint32_t max_inline = 64;          // control messages up to this size go inline
+  // Completion pollers spin instead of sleeping on the completion channel: lower latency,
+  // one busy core per queue. Events (false) suit hosts with fewer cores than queues.
+  bool busy_poll = false;
+  // Local ACK timeout, as the exponent of 4.096 us * 2^N (perftest uses 14 = 67 ms; 1..31).
+  // 0 leaves rdma_cm's choice, derived from the route's packet lifetime (about 0.5-1 s on
+  // RoCE). A lost packet is retransmitted only after it, up to 7 times.
+  uint32_t ack_timeout = 0;
+};
+
+// Slot size for a side that receives only control replies (a migration source: round
+// acknowledgements, memory keys, the commit; tens of bytes to a few KiB, and anything larger
+// is split across slots). 8 x 64 KiB pins 0.5 MiB per queue on each side instead of 4 MiB.
+inline constexpr uint32_t kReplySlotBytes = 64u << 10;
+
+// The tuning `settings` ask for, on top of the defaults for `load`; kInvalidArgument naming
+// the flag when a value is malformed or out of range.
+Result<RdmaTuning> tuning_from(const BackendSettings& settings, ReceiveLoad load);
+inline Result<RdmaTuning> tuning_from(const TransportOptions& options) {
+  return tuning_from(options.settings, options.receive_load);
+}
+
+}  // namespace ramshift::transport::rdma
