@@ -1,14 +1,24 @@
 // Pre-copy convergence policy: after each round, decide whether to copy another round,
 // switch over, throttle the guest, or give up. Pure logic (no clock, no I/O), so it is
-// unit-tested with made-up rounds.
+// unit-tested with recorded rounds (tests/unit/migration/traces/).
 //
-// Rules (QEMU's ideas, made explicit):
-//   - switch over when the remaining dirty bytes fit bandwidth x downtime_limit;
+// The aim is the lowest downtime the link allows, with --downtime-limit as a ceiling, not a
+// target (docs/design.md, "Choosing the switch-over round", has the measurements):
+//   - predicted downtime = switchover_overhead + what is left / the slower of the last two
+//     rounds' rates, each rate counting the round's pages as if they travelled raw (the
+//     codec may stop compressing in the last round; raw is the slowest it can be);
+//   - another round pays when it should leave at most min_shrink of what is left: it lasts
+//     round_overhead + what is left / this round's rate, while the guest dirties at the lower
+//     of the last two rounds' dirty rates (a single burst does not end the copying);
+//   - copy another round while one pays, even under the limit; switch over when none pays
+//     and the prediction fits the limit; also when the remaining set has not shrunk below
+//     its smallest for two rounds (the guest's working set is all that is left);
 //   - switch over anyway when max_rounds rounds have been copied (the final round then
-//     runs with the guest paused, so the downtime exceeds the limit: reported as such);
+//     runs with the guest paused, so the downtime may exceed the limit: reported as such);
 //   - "no progress" when the guest dirtied at least as many bytes per second as the round
-//     sent, two rounds in a row: then throttle (auto-converge: 20%, then +10% per further
-//     stall, up to 99%) or, without auto-converge, fail with the figures.
+//     sent, two rounds in a row, and no switch-over fits: then throttle (auto-converge: 20%,
+//     then +10% per further stall, up to 99%) or, without auto-converge, fail with the
+//     figures.
 #pragma once
 
 #include <chrono>
@@ -19,11 +29,25 @@ namespace ramshift::migration {
 
 struct ConvergenceConfig {
   // Why 100 ms: the product's promise is tens of milliseconds; QEMU's default is 300 ms.
+  // A ceiling, not a target: the policy switches over under it once no further round pays.
   std::chrono::milliseconds downtime_limit{100};
   uint32_t max_rounds = 30;  // QEMU has no such cap; 30 bounds a migration that converges slowly
   bool auto_converge = false;
   int throttle_initial = 20;    // QEMU's cpu-throttle-initial
   int throttle_increment = 10;  // QEMU's cpu-throttle-increment
+  // Downtime beyond the last round's bytes: pause, last dirty fetch, device state, commit
+  // round trip, resume, BYE. Why 10 ms: median 4.7 ms, 12 of 15 switch-overs at most
+  // 12.3 ms, over tcp (1 Gbit/s veth and loopback) on two cores shared with five builds;
+  // the two above 20 ms were on a CPU-starved host (docs/design.md).
+  double switchover_overhead_ms = 10;
+  // Time a round takes beyond its bytes: queue threads, drain, the ROUND_END round trip.
+  // Why 3 ms: rounds of ~20 pages took 0.9-3.5 ms (veth and loopback tcp). It is what makes
+  // a round stop paying once the rest is a few dozen pages.
+  double round_overhead_ms = 3;
+  // Another round must leave at most this fraction of what is left. Why 0.5: on the traces,
+  // rounds left 0.10-0.53 of their input until the floor (~20 pages at 20 MB/s) and
+  // 0.86-1.10 at it; 0.5 stops at the floor, give or take one round of noise.
+  double min_shrink = 0.5;
 };
 
 struct RoundMeasurement {
@@ -31,14 +55,16 @@ struct RoundMeasurement {
   double seconds = 0;             // how long the round took
   uint64_t sent_guest_bytes = 0;  // pages handled in the round x page size
   uint64_t dirty_bytes = 0;       // dirty at the end of the round (what is left to send)
+  uint64_t wire_bytes = 0;        // what the round put on the wire; 0 = unknown (guest bytes)
 };
 
 struct Decision {
   enum Kind { kNextRound, kSwitchover, kThrottle, kFail } kind = kNextRound;
-  int throttle_pct = 0;             // kThrottle: the new throttle
-  double bandwidth = 0;             // bytes/s measured in the round
-  double expected_downtime_ms = 0;  // remaining / bandwidth
-  std::string reason;               // for logs and the error message
+  int throttle_pct = 0;               // kThrottle: the new throttle
+  double bandwidth = 0;               // guest bytes/s measured in the round
+  double expected_downtime_ms = 0;    // switching over now: overhead + rest at the safe rate
+  double next_round_downtime_ms = 0;  // the same after one more round (predicted)
+  std::string reason;                 // for logs and the error message
 };
 
 class ConvergencePolicy {
@@ -48,9 +74,18 @@ class ConvergencePolicy {
   int throttle_pct() const { return throttle_; }
 
  private:
+  // The slower of this round's and the previous round's rate, each as if its pages went raw.
+  double safe_rate(const RoundMeasurement& m) const;
+  Decision throttle_or_fail(const RoundMeasurement& m, Decision d);
+
   ConvergenceConfig config_;
   int stalls_ = 0;
   int throttle_ = 0;
+  bool have_previous_ = false;           // the fields below hold the previous round's figures
+  double previous_rate_ = 0;             // guest bytes/s as if raw
+  double previous_dirty_rate_ = 0;       // bytes/s
+  uint64_t smallest_rest_ = UINT64_MAX;  // fewest dirty bytes after any round so far
+  int rounds_without_shrink_ = 0;        // rounds since the rest last hit a new low
 };
 
 }  // namespace ramshift::migration
