@@ -107,8 +107,9 @@ Runner add_send(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--connect-timeout", o->connect_timeout_s, "seconds to wait for the destination")
       ->capture_default_str();
-  cmd->add_option("--downtime-limit", o->downtime_limit_ms,
-                  "live guests: switch over when the rest can be sent within this many ms")
+  cmd->add_option(
+         "--downtime-limit", o->downtime_limit_ms,
+         "live guests: the most the pause may last, in ms; rounds go on while one still pays")
       ->capture_default_str();
   cmd->add_option("--max-rounds", o->max_rounds, "live guests: switch over after this many rounds")
       ->capture_default_str()
