@@ -1,15 +1,13 @@
-// dpdk:// has no implementation yet (its own issue). Until it lands this folder registers an
-// empty slot, so the scheme parses and listen/connect say why they refuse it
-// (RAMSHIFT_DPDK_ABSENT_REASON, set at configure).
-#include "ramshift/transport/registry.h"
+// dpdk:// when this binary lacks the backend (libdpdk missing at configure, or
+// RAMSHIFT_DPDK=OFF): an empty slot, so the scheme parses and listen/connect say why they
+// refuse it (RAMSHIFT_DPDK_ABSENT_REASON, set at configure).
+#include "backend_entry.h"
 
 namespace ramshift::transport::dpdk {
 namespace {
 
 Backend empty_slot() {
-  Backend b;
-  b.scheme = "dpdk";
-  b.summary = "user-space Ethernet/UDP with its own reliability";
+  Backend b = describe_backend();
   b.absent_reason = RAMSHIFT_DPDK_ABSENT_REASON;
   return b;
 }

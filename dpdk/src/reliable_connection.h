@@ -1,0 +1,114 @@
+// A dpdk:// connection without DPDK: N reliable queues (reliable_queue.h) behind the
+// transport interface, driven by the port's I/O thread through on_frame() and tick(), and
+// sending through a FrameSink (the port's UDP framing in production, a fake in tests).
+//
+// Threading: the I/O thread is the only caller of on_frame/tick/start_hello and the only one
+// that touches the wire; application threads post and poll under each queue's mutex. A dead
+// peer (nothing heard for `peer_timeout`) fails every queue with kDisconnected.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "frame_format.h"
+#include "ramshift/transport/transport.h"
+#include "reliable_queue.h"
+
+namespace ramshift::transport::dpdk {
+
+class FrameSink {
+ public:
+  virtual ~FrameSink() = default;
+  // Puts one UDP payload, the concatenation of `pieces`, on the wire from `queue`'s port.
+  virtual void send(uint16_t queue, std::span<const std::span<const std::byte>> pieces) = 0;
+};
+
+struct ConnectionConfig {
+  uint32_t conn_id = 0;
+  uint32_t queues = 1;
+  bool client = false;             // sends HELLO until the server answers
+  std::string peer;                // "10.78.0.2:7000", for messages
+  SendConfig send;                 // max_payload from the port's MTU
+  uint32_t receive_frames = 2048;  // window per queue; see dpdk_settings.h
+  size_t max_message = 64u << 20;
+  Millis peer_timeout{10000};
+};
+
+struct ConnectionStats {
+  std::atomic<uint64_t> retransmitted_frames{0};
+  std::atomic<uint64_t> dropped_frames{0};  // duplicates, outside the window, malformed
+};
+
+class ReliableConnection : public Connection {
+ public:
+  ReliableConnection(ConnectionConfig config, FrameSink& sink);
+
+  // --- the I/O thread ---
+  void on_frame(const ParsedFrame& frame, Clock::time_point now);
+  // Sends what is due (data, retransmissions, ACKs, HELLOs) and checks the peer is alive.
+  void tick(Clock::time_point now);
+  bool established() const { return established_.load(); }
+  uint32_t conn_id() const { return config_.conn_id; }
+  // Ends every queue with `why` (kept: the first failure wins).
+  void fail(Status why);
+  // Closed locally and every queue's FIN acknowledged, or failed: the stack may forget it.
+  bool finished() const;
+  Status failure() const;
+
+  // --- Connection ---
+  const Capabilities& capabilities() const override { return caps_; }
+  uint32_t queue_count() const override { return config_.queues; }
+  std::string describe() const override;
+  std::string transport_name() const override { return "dpdk"; }
+  Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) override;
+  Status post_write(uint32_t, std::span<const RemoteWrite>) override {
+    return no_remote_writes("dpdk");
+  }
+  Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) override;
+  Status wait_writable(uint32_t queue, Millis timeout) override;
+  Status flush(uint32_t queue, Millis timeout) override;
+  Result<size_t> poll(uint32_t queue, std::span<ConstBuffer> out, Millis timeout) override;
+  void close() override;
+
+  // Waits until established (client) or `timeout`.
+  Status wait_established(Millis timeout);
+  const ConnectionStats& stats() const { return stats_; }
+
+ private:
+  struct Queue {
+    explicit Queue(const ConnectionConfig& c)
+        : send(c.send), receive(c.receive_frames, c.max_message) {}
+    std::mutex mu;
+    std::condition_variable cv;
+    SendQueue send;
+    ReceiveQueue receive;
+    std::vector<Bytes> lent;  // what the last poll returned views of
+    bool ack_due = false;
+    uint32_t advertised_window = 0;
+    Clock::time_point last_ack{};
+  };
+  void send_ack(uint16_t q, Queue& queue, Clock::time_point now);
+  void send_control(FrameType type, uint16_t queue_field);
+  Status check_queue(uint32_t queue) const;
+  Status gone() const;
+
+  ConnectionConfig config_;
+  FrameSink& sink_;
+  Capabilities caps_;
+  std::vector<std::unique_ptr<Queue>> queues_;
+  ConnectionStats stats_;
+  std::atomic<bool> established_{false};
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> failed_{false};
+  mutable std::mutex state_mu_;
+  std::condition_variable state_cv_;
+  Status failure_;
+  Clock::time_point last_heard_;
+  Clock::time_point last_hello_{};
+};
+
+}  // namespace ramshift::transport::dpdk

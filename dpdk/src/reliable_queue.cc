@@ -1,0 +1,187 @@
+#include "reliable_queue.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace ramshift::transport::dpdk {
+
+SendQueue::SendQueue(SendConfig config)
+    : config_(config), peer_window_(config.initial_window), rto_(config.min_rto * 4) {}
+
+void SendQueue::push_frame(uint16_t flags, uint32_t msg_len, Bytes payload) {
+  buffered_bytes_ += payload.size();
+  OutFrame f;
+  f.seq = next_seq_++;
+  f.flags = flags;
+  f.msg_len = msg_len;
+  f.payload = std::move(payload);
+  frames_.push_back(std::move(f));
+}
+
+void SendQueue::push_message(std::span<const std::span<const std::byte>> segments) {
+  size_t total = 0;
+  for (auto s : segments) total += s.size();
+  size_t seg = 0, seg_off = 0, done = 0;
+  do {
+    size_t n = std::min(config_.max_payload, total - done);
+    Bytes payload(n);
+    for (size_t filled = 0; filled < n;) {
+      auto s = segments[seg];
+      size_t take = std::min(n - filled, s.size() - seg_off);
+      std::memcpy(payload.data() + filled, s.data() + seg_off, take);
+      filled += take, seg_off += take;
+      if (seg_off == s.size()) ++seg, seg_off = 0;
+    }
+    uint16_t flags = (done == 0 ? kFlagFirst : 0) | (done + n == total ? kFlagLast : 0);
+    push_frame(flags, done == 0 ? uint32_t(total) : 0, std::move(payload));
+    done += n;
+  } while (done < total);
+}
+
+void SendQueue::push_fin() {
+  if (fin_pushed_) return;
+  fin_pushed_ = true;
+  push_frame(kFlagFin, 0, {});
+}
+
+std::vector<const OutFrame*> SendQueue::due(Clock::time_point now, size_t max) {
+  std::vector<const OutFrame*> out;
+  bool timed_out = false;
+  bool scan = rescan_ || now >= next_scan_;
+  if (scan) rescan_ = false, next_scan_ = now + std::chrono::milliseconds(1);
+  for (uint32_t seq = base_; scan && seq != next_unsent_ && out.size() < max; ++seq) {
+    OutFrame& f = at(seq);
+    if (f.sacked) continue;
+    // A hole below a SACKed frame was lost (or is late): resend it once at once rather than
+    // wait for the timer; after that the timer governs, so a reordering path does not flood.
+    bool hole = seq < highest_sacked_ && f.sends == 1;
+    bool expired = now - f.sent_at >= rto_;
+    if (!hole && !expired) continue;
+    timed_out |= expired && !hole;
+    f.sent_at = now;
+    ++f.sends;
+    ++retransmitted_;
+    out.push_back(&f);
+  }
+  // Exponential backoff, once per round of timeouts, so a dead or congested peer is not
+  // hammered; a fresh RTT sample brings it back.
+  if (timed_out) rto_ = std::min(rto_ * 2, config_.max_rto);
+  uint32_t window_end = base_ + peer_window_;
+  while (next_unsent_ != next_seq_ && next_unsent_ < window_end && out.size() < max) {
+    OutFrame& f = at(next_unsent_++);
+    f.sent_at = now;
+    f.sends = 1;
+    out.push_back(&f);
+  }
+  return out;
+}
+
+bool SendQueue::on_ack(const AckBody& ack, Clock::time_point now) {
+  if (ack.cumulative > next_unsent_ || ack.cumulative < base_) return false;
+  for (const auto& r : ack.sacks)
+    if (r.end > next_unsent_) return false;
+  if (ack.cumulative > base_) {
+    // Karn: only a frame sent once gives an unambiguous round trip.
+    const OutFrame& last = at(ack.cumulative - 1);
+    if (last.sends == 1) {
+      Clock::duration sample = now - last.sent_at;
+      if (!have_rtt_) {
+        srtt_ = sample, rttvar_ = sample / 2, have_rtt_ = true;
+      } else {
+        Clock::duration err = sample > srtt_ ? sample - srtt_ : srtt_ - sample;
+        rttvar_ = (rttvar_ * 3 + err) / 4;
+        srtt_ = (srtt_ * 7 + sample) / 8;
+      }
+      rto_ = std::clamp(srtt_ + 4 * rttvar_, config_.min_rto, config_.max_rto);
+    }
+    while (base_ != ack.cumulative) {
+      buffered_bytes_ -= frames_.front().payload.size();
+      frames_.pop_front();
+      ++base_;
+    }
+  }
+  peer_window_ = ack.window;
+  for (const auto& r : ack.sacks) {
+    for (uint32_t seq = std::max(r.begin, base_); seq < r.end; ++seq) at(seq).sacked = true;
+    highest_sacked_ = std::max(highest_sacked_, r.end);
+    rescan_ = true;
+  }
+  return true;
+}
+
+ReceiveQueue::ReceiveQueue(uint32_t capacity_frames, size_t max_message)
+    : capacity_(capacity_frames), max_message_(max_message) {}
+
+uint32_t ReceiveQueue::window() const {
+  return capacity_ > held_frames_ ? capacity_ - held_frames_ : 0;
+}
+
+ReceiveQueue::Outcome ReceiveQueue::on_data(const FrameHeader& h,
+                                            std::span<const std::byte> payload) {
+  if (h.seq < cumulative_ || pending_.contains(h.seq)) return Outcome::kDuplicate;
+  if (fin_ || h.seq - cumulative_ >= window()) return Outcome::kOutsideWindow;
+  pending_.emplace(h.seq, Held{h.flags, h.msg_len, Bytes(payload.begin(), payload.end())});
+  // Drain what is now in order.
+  for (auto it = pending_.begin(); it != pending_.end() && it->first == cumulative_;) {
+    if (!consume_in_order(it->second)) return Outcome::kBrokenMessage;
+    ++cumulative_;
+    it = pending_.erase(it);
+  }
+  return Outcome::kAccepted;
+}
+
+bool ReceiveQueue::consume_in_order(const Held& f) {
+  if ((f.flags & kFlagFin) != 0) {
+    if (in_message_) return false;  // a message cut short by its sender's close
+    fin_ = true;
+    return true;
+  }
+  if ((f.flags & kFlagFirst) != 0) {
+    if (in_message_ || f.msg_len > max_message_) return false;
+    in_message_ = true;
+    assembling_.clear();
+    assembling_.reserve(f.msg_len);
+    assembling_len_ = f.msg_len;
+    assembling_frames_ = 0;
+  } else if (!in_message_) {
+    return false;
+  }
+  if (assembling_.size() + f.payload.size() > assembling_len_) return false;
+  assembling_.insert(assembling_.end(), f.payload.begin(), f.payload.end());
+  ++assembling_frames_;
+  ++held_frames_;
+  if ((f.flags & kFlagLast) != 0) {
+    if (assembling_.size() != assembling_len_) return false;
+    complete_.push_back({std::move(assembling_), assembling_frames_});
+    assembling_ = {};
+    in_message_ = false;
+  }
+  return true;
+}
+
+AckBody ReceiveQueue::ack() const {
+  AckBody a;
+  a.cumulative = cumulative_;
+  a.window = window();
+  for (const auto& [seq, held] : pending_) {
+    if (!a.sacks.empty() && a.sacks.back().end == seq) {
+      ++a.sacks.back().end;
+    } else {
+      if (a.sacks.size() == kMaxSackRanges) break;
+      a.sacks.push_back({seq, seq + 1});
+    }
+  }
+  return a;
+}
+
+std::vector<Bytes> ReceiveQueue::take(size_t max) {
+  std::vector<Bytes> out;
+  while (!complete_.empty() && out.size() < max) {
+    taken_frames_ += complete_.front().frames;
+    out.push_back(std::move(complete_.front().bytes));
+    complete_.pop_front();
+  }
+  return out;
+}
+
+}  // namespace ramshift::transport::dpdk

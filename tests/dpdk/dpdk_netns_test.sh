@@ -1,0 +1,103 @@
+#!/bin/bash
+# dpdk:// end to end between two network namespaces joined by a veth, each end driven by
+# DPDK's net_af_packet PMD (no hugepages, no PCI): a file image sent and received
+# byte-identical, with no faults and with the receive path's test knob injecting loss,
+# reordering and duplication (RAMSHIFT_DPDK_TEST_FAULTS); then the sender killed mid-transfer
+# must end the receiver with a clear error. Namespaces, veth and processes go on exit.
+#   dpdk_netns_test.sh RAMSHIFT [CASE...]   CASE: clean loss1 loss5 reorder kill (default all)
+set -uo pipefail
+RAMSHIFT=${1:?usage: $0 PATH_TO_RAMSHIFT [CASE...]}
+shift
+CASES=${*:-clean loss1 loss5 reorder kill}
+if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then echo "SKIP: needs root and iproute2"; exit 77; fi
+if "$RAMSHIFT" receive --listen dpdk://10.78.0.2:7000 --once --accept-timeout 0.1 2>&1 |
+   grep -q "not found at configure\|RAMSHIFT_DPDK=OFF"; then
+  echo "SKIP: this ramshift was built without DPDK"; exit 77
+fi
+A=rsdpA$$; B=rsdpB$$; IA=rsdp$$a; IB=rsdp$$b; W=$(mktemp -d)
+cleanup() {
+  for ns in "$A" "$B"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
+    ip netns del "$ns" 2>/dev/null
+  done
+  rm -rf "$W"
+}
+trap cleanup EXIT
+# The veth ends carry no kernel address: DPDK owns them (the kernel would answer ARP and
+# send ICMP port-unreachable for our UDP otherwise).
+ip netns add "$A" && ip netns add "$B" && ip link add "$IA" type veth peer name "$IB" ||
+  { echo "SKIP: cannot create network namespaces"; exit 77; }
+ip link set "$IA" netns "$A"; ip link set "$IB" netns "$B"
+ip -n "$A" link set "$IA" up; ip -n "$B" link set "$IB" up
+eal() { echo "--no-huge --no-pci -m 256 --file-prefix=rsdp$$$1 --vdev=net_af_packet0,iface=$2,qdisc_bypass=0"; }
+
+# A 64 MiB image with real, uneven content (not all zero pages).
+IMG=$W/guest.img
+python3 - "$IMG" <<'PY'
+import os, sys, random
+random.seed(7)
+with open(sys.argv[1], "wb") as f:
+    for i in range(64 * 256):  # 4 KiB pages
+        kind = i % 4
+        if kind == 0: f.write(bytes(4096))
+        elif kind == 1: f.write(os.urandom(4096))
+        else: f.write((b"ramshift page %8d " % i) * (4096 // 24) + bytes(4096 - 24 * (4096 // 24)))
+PY
+
+run_case() {  # NAME FAULTS
+  local name=$1 faults=$2 out=$W/$1.img
+  RAMSHIFT_DPDK_TEST_FAULTS=$faults ip netns exec "$B" "$RAMSHIFT" -q receive \
+    --listen dpdk://10.78.0.2:7000 --dpdk-eal "$(eal b"$name" "$IB")" --once \
+    --accept-timeout 30 --resume-seconds 0 --guest-out "$out" >"$W/$name.rx.out" 2>"$W/$name.rx.err" &
+  local rx=$!
+  sleep 1
+  local t0=$(date +%s.%N)
+  RAMSHIFT_DPDK_TEST_FAULTS=$faults timeout 120 ip netns exec "$A" "$RAMSHIFT" -q send \
+    --to dpdk://10.78.0.2:7000 --dpdk-local-ip 10.78.0.1 --dpdk-eal "$(eal a"$name" "$IA")" \
+    --guest "file:$IMG" >"$W/$name.tx.out" 2>"$W/$name.tx.err"
+  local tx=$? t1=$(date +%s.%N)
+  timeout 60 tail --pid=$rx -f /dev/null; wait $rx; local rc=$?
+  if [ "$tx" != 0 ] || [ "$rc" != 0 ] || ! cmp -s "$IMG" "$out"; then
+    echo "FAIL: $name (sender exit $tx, receiver exit $rc)"
+    tail -5 "$W/$name.tx.err" "$W/$name.rx.err"
+    return 1
+  fi
+  printf 'PASS: %-8s 64 MiB byte-identical in %.2f s (faults: %s)\n' "$name" \
+    "$(echo "$t1 - $t0" | bc)" "${faults:-none}"
+}
+
+kill_case() {
+  RAMSHIFT_DPDK_TEST_FAULTS=loss=0.05 ip netns exec "$B" "$RAMSHIFT" receive \
+    --listen dpdk://10.78.0.2:7000 --dpdk-eal "$(eal bkill "$IB")" --once --accept-timeout 30 \
+    --guest-out "$W/kill.img" >"$W/kill.rx.out" 2>"$W/kill.rx.err" &
+  local rx=$!
+  sleep 1
+  RAMSHIFT_DPDK_TEST_FAULTS=loss=0.05 ip netns exec "$A" "$RAMSHIFT" -q send \
+    --to dpdk://10.78.0.2:7000 --dpdk-local-ip 10.78.0.1 --dpdk-eal "$(eal akill "$IA")" \
+    --guest "file:$IMG" >"$W/kill.tx.out" 2>"$W/kill.tx.err" &
+  local tx=$!
+  sleep 2.5
+  kill -9 $tx; wait $tx 2>/dev/null
+  local t0=$SECONDS
+  # The receiver must give up by itself within its peer timeout (10 s) plus slack.
+  if ! timeout 30 tail --pid=$rx -f /dev/null; then echo "FAIL: kill: receiver still running"; return 1; fi
+  wait $rx; local rc=$?
+  if [ "$rc" = 0 ] || ! grep -qi "dpdk: nothing heard\|disconnected\|closed" "$W/kill.rx.err" ||
+     [ -e "$W/kill.img" ]; then
+    echo "FAIL: kill: receiver exit $rc"; grep -v "^EAL\|^TELEMETRY" "$W/kill.rx.err"; return 1
+  fi
+  echo "PASS: kill     receiver ended in $((SECONDS - t0)) s, exit $rc: $(grep -i dpdk "$W/kill.rx.err" | tail -1)"
+}
+
+failed=0
+for c in $CASES; do
+  case $c in
+    clean) run_case clean "" || failed=1 ;;
+    loss1) run_case loss1 "loss=0.01,seed=3" || failed=1 ;;
+    loss5) run_case loss5 "loss=0.05,seed=5" || failed=1 ;;
+    reorder) run_case reorder "reorder=0.05,duplicate=0.03,seed=9" || failed=1 ;;
+    kill) kill_case || failed=1 ;;
+    *) echo "unknown case $c"; failed=1 ;;
+  esac
+done
+exit $failed
