@@ -50,8 +50,11 @@ struct RdmaFlags {
   uint32_t max_inline = 64;
   uint32_t ack_timeout = 0;
   bool busy_poll = false;
-  // Registers --rdma-* options on `cmd`; resolve() turns them into the transport's generic
-  // settings, each named as its flag, checked by the backend that owns them
+  // dpdk:// settings, passed on only when given (cli/common.cc; dpdk/README.md).
+  std::string dpdk_eal, dpdk_local_ip, dpdk_peer_mac;
+  uint32_t dpdk_port = 0;
+  // Registers --rdma-* (and --dpdk-*) options on `cmd`; resolve() turns them into the transport's
+  // generic settings, each named as its flag, checked by the backend that owns them
   // (kInvalidArgument).
   void add_to(CLI::App* cmd);
   Result<transport::BackendSettings> resolve() const;

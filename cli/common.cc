@@ -57,6 +57,20 @@ void RdmaFlags::add_to(CLI::App* cmd) {
                   "true: completion pollers spin (a core per queue); false: sleep on events")
       ->capture_default_str()
       ->group(g);
+  const char* d = "dpdk:// (ignored by other transports)";
+  cmd->add_option("--dpdk-eal", dpdk_eal,
+                  "EAL arguments, e.g. \"--no-huge --no-pci "
+                  "--vdev=net_af_packet0,iface=eth1 --file-prefix=rs1\"")
+      ->group(d);
+  cmd->add_option("--dpdk-port", dpdk_port, "the DPDK ethdev port to use")
+      ->capture_default_str()
+      ->group(d);
+  cmd->add_option("--dpdk-local-ip", dpdk_local_ip,
+                  "this side's IPv4 address on the port (the connecting side needs it)")
+      ->group(d);
+  cmd->add_option("--dpdk-peer-mac", dpdk_peer_mac,
+                  "the peer's MAC (aa:bb:cc:dd:ee:ff) instead of asking by ARP")
+      ->group(d);
 }
 
 Result<transport::BackendSettings> RdmaFlags::resolve() const {
@@ -68,6 +82,10 @@ Result<transport::BackendSettings> RdmaFlags::resolve() const {
   s.set_number("rdma-inline", uint64_t{max_inline});
   s.set_number("rdma-ack-timeout", uint64_t{ack_timeout});
   s.set_flag("rdma-busy-poll", busy_poll);
+  if (!dpdk_eal.empty()) s.set("dpdk-eal", dpdk_eal);
+  if (dpdk_port != 0) s.set_number("dpdk-port", uint64_t{dpdk_port});
+  if (!dpdk_local_ip.empty()) s.set("dpdk-local-ip", dpdk_local_ip);
+  if (!dpdk_peer_mac.empty()) s.set("dpdk-peer-mac", dpdk_peer_mac);
   // Checked now, before any connection, by the backend that reads them (in a binary
   // without it they are ignored, as by every other transport).
   RS_RETURN_IF_ERROR(transport::check_settings(s));
