@@ -5,10 +5,11 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config
       libzstd-dev libisal-dev libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev
       libibverbs-dev librdmacm-dev ibverbs-providers
+      libdpdk-dev dpdk  # the dpdk:// backend (dpdk/)
       gnuplot-nox)  # `ramshift bench --plot`
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format
-         iproute2 iperf3 python3 libcap2-bin
+         iproute2 iperf3 python3 libcap2-bin bc
          qemu-system-x86 busybox-static cpio libc6-dev ibverbs-utils perftest util-linux xz-utils)  # soft-RoCE VM
 fi
 missing=()
