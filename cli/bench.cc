@@ -171,7 +171,7 @@ Runner add_bench(CLI::App& app) {
     bool once = false;
     BenchCommon common;
     BenchSweep sweep;
-    RdmaFlags rdma;
+    BackendFlags rdma;
     BenchOutputs out;
   };
   auto o = std::make_shared<Options>();

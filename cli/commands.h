@@ -38,11 +38,11 @@ int exit_code_for(const Status& s);
 void write_json(const migration::MigrationReport& report, const std::string& path);
 // Human summary of a report on stderr (one or two lines).
 void print_summary(const migration::MigrationReport& report);
-// rdma:// verbs settings shared by send, receive, bench, tune and the bridges (documented in
-// docs/user-guide.md). The ring options size the ring the command's own side receives into,
-// so `send` defaults to a reply ring: RdmaFlags{.slot_size = "64K"}. The defaults are the
-// rdma backend's own (rdma/src/rdma_tuning.h); the flags only pass them on.
-struct RdmaFlags {
+// The backends' own flags (--rdma-*, --dpdk-*) shared by send, receive, bench, tune and the
+// bridges (documented in docs/user-guide.md). rdma://: the ring options size the ring the command's
+// own side receives into, so `send` defaults to a reply ring: BackendFlags{.slot_size = "64K"}. The
+// defaults are the rdma backend's own (rdma/src/rdma_tuning.h); the flags only pass them on.
+struct BackendFlags {
   uint32_t ring_slots = 8;
   std::string slot_size = "512K";
   uint32_t send_queue_depth = 128;

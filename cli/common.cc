@@ -26,7 +26,7 @@ int exit_code_for(const Status& s) {
   }
 }
 
-void RdmaFlags::add_to(CLI::App* cmd) {
+void BackendFlags::add_to(CLI::App* cmd) {
   const char* g = "rdma:// (ignored by other transports)";
   cmd->add_option("--rdma-ring-slots", ring_slots,
                   "slots per queue of the ring this side receives into = messages the peer "
@@ -73,7 +73,7 @@ void RdmaFlags::add_to(CLI::App* cmd) {
       ->group(d);
 }
 
-Result<transport::BackendSettings> RdmaFlags::resolve() const {
+Result<transport::BackendSettings> BackendFlags::resolve() const {
   transport::BackendSettings s;
   s.set_number("rdma-ring-slots", uint64_t{ring_slots});
   s.set("rdma-slot-size", slot_size);

@@ -29,7 +29,7 @@ struct BridgeOptions {
   std::string json;
   double accept_timeout_s = 0;
   double connect_retry_s = 5;
-  RdmaFlags rdma;
+  BackendFlags rdma;
 };
 
 // One status line on a terminal while the bridge runs: channels, bytes, rate.

@@ -28,7 +28,7 @@ struct MigrateOptions {
   double downtime_limit_ms = 0;
   double timeout_s = 600;
   std::string json;
-  RdmaFlags rdma;
+  BackendFlags rdma;
 };
 
 // "qemu-migrate: active 312 MiB of 1 GiB left, 9400 Mbit/s" on a terminal, as QEMU reports.

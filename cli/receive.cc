@@ -21,7 +21,7 @@ struct ReceiveOptions {
   bool once = false;
   double accept_timeout_s = 0;
   double resume_seconds = 2;
-  RdmaFlags rdma;
+  BackendFlags rdma;
 };
 
 }  // namespace

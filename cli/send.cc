@@ -29,7 +29,7 @@ struct SendOptions {
   bool auto_converge = false;
   // The source receives only replies; the destination's ring, set on `receive`, carries
   // the pages.
-  RdmaFlags rdma{.slot_size = "64K"};
+  BackendFlags rdma{.slot_size = "64K"};
 };
 
 Result<migration::SourceConfig> make_config(const SendOptions& o) {

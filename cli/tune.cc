@@ -19,7 +19,7 @@ Runner add_tune(CLI::App& app) {
     uint32_t top = 5;
     std::string profile_out;
     std::string json;
-    RdmaFlags rdma;
+    BackendFlags rdma;
   };
   auto o = std::make_shared<Options>();
   o->common.seconds = 1;
