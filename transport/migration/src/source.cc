@@ -17,12 +17,14 @@
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/migration/convergence.h"
+#include "ramshift/migration/page_sender.h"
 #include "ramshift/migration/session_state.h"
 #include "ramshift/pipeline/batch_encoder.h"
 #include "ramshift/pipeline/checksum.h"
 #include "ramshift/pipeline/compression_governor.h"
 #include "ramshift/transport/transport.h"
 #include "rate_limiter.h"
+#include "region_placement.h"
 #include "remote_memory.h"
 #include "source_control.h"
 
@@ -285,34 +287,6 @@ class SourceRun {
     return remote_.covers(r, first * ps, last * ps);
   }
 
-  // Writes a batch's placed runs into the destination's memory, ahead of the batch itself.
-  Status post_placements(uint32_t q, uint32_t region, std::span<const pipeline::Placement> runs) {
-    const std::byte* base = guest_.regions()[region].memory.data();
-    const uint64_t local_chunk = local_prep_->region_chunk_bytes(region);
-    const uint64_t ps = config_.page_size;
-    transport::RemoteWriter writer(*conn_, q + 1, milliseconds(60000), &abort_);
-    // Runs come in page order and a range spans many of them: look one up (a shared lock and
-    // a map search) only when a run leaves the last one, not once per run.
-    std::optional<wire::KeyRange> range;
-    for (const auto& run : runs) {
-      uint64_t off = run.first_page * ps;
-      const uint64_t end = off + run.bytes;
-      while (off < end) {
-        // A write never crosses a registration, the destination's or ours.
-        if (!range || off < range->offset || off >= range->offset + range->length)
-          range = remote_.range_at(region, off);
-        if (!range)
-          return Status(ErrorCode::kInternal, "placed page outside the destination's keys");
-        uint64_t len = std::min<uint64_t>(end, range->offset + range->length) - off;
-        len = std::min(len, local_chunk - off % local_chunk);
-        RS_RETURN_IF_ERROR(
-            writer.add({base + off, len, range->address + (off - range->offset), range->rkey}));
-        off += len;
-      }
-    }
-    return writer.finish();
-  }
-
   Status stream_round(uint32_t round, const Selection& selection) {
     const uint32_t n = config_.queues;
     const auto round_start = Clock::now();
@@ -441,6 +415,25 @@ class SourceRun {
     return Status::ok();
   }
 
+  // Places a batch's raw runs (rdma) and sends the batch behind them, within the rate limit.
+  Status send_batch(PageSender& sender, uint32_t region, const pipeline::BatchView& batch,
+                    std::span<const pipeline::Placement> placed) {
+    uint64_t placed_bytes = 0;
+    for (const auto& p : placed) placed_bytes += p.bytes;
+    limiter_.acquire(batch.bytes + wire::kFrameHeaderBytes + placed_bytes);
+    const auto header = wire::frame_header(FrameType::kPageBatch, batch.segments);
+    std::optional<RegionPlacement> map;
+    if (placed_bytes > 0)
+      map.emplace(remote_, region, guest_.regions()[region].memory.data(),
+                  local_prep_->region_chunk_bytes(region), config_.page_size);
+    auto sent = sender.send(header, batch.segments, placed, map ? &*map : nullptr);
+    if (!sent && sent.status().code() == ErrorCode::kTimeout)
+      return Status(ErrorCode::kTimeout, "peer did not accept a page_batch frame for 60000 ms");
+    if (!sent) return sent.status();
+    stats_[sender.queue() - 1].wire_bytes.fetch_add(*sent, std::memory_order_relaxed);
+    return Status::ok();
+  }
+
   Status stream_queue(uint32_t q, uint32_t round, const Selection& selection) {
     const uint32_t n = config_.queues;
     const size_t ps = config_.page_size;
@@ -450,6 +443,8 @@ class SourceRun {
           config_.codec, ps, config_.batch_pages, cache_per_queue_);
     pipeline::BatchEncoder& encoder = *encoders_[q];
     QueueStats& st = stats_[q];
+    const transport::SendWait wait{milliseconds(60000), milliseconds(100), &abort_, {}};
+    PageSender sender(*conn_, q + 1, wait, wait);
     uint64_t batches = 0;
     const auto& regions = guest_.regions();
     for (uint32_t r = 0; r < regions.size(); ++r) {
@@ -496,14 +491,7 @@ class SourceRun {
         }
         auto batch = encoder.finish();
         if (!batch.empty()) {
-          uint64_t placed_bytes = 0;
-          for (const auto& p : encoder.placements()) placed_bytes += p.bytes;
-          limiter_.acquire(batch.bytes + wire::kFrameHeaderBytes + placed_bytes);
-          if (placed_bytes > 0) {
-            RS_RETURN_IF_ERROR(post_placements(q, r, encoder.placements()));
-            st.wire_bytes.fetch_add(placed_bytes, std::memory_order_relaxed);
-          }
-          RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kPageBatch, batch.segments));
+          RS_RETURN_IF_ERROR(send_batch(sender, r, batch, encoder.placements()));
           ++batches;
         }
         st.counts += encoder.counts();
