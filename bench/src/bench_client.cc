@@ -28,23 +28,11 @@ uint64_t process_cpu_ns() {
 }
 
 // Fills the two generations of the working set.
-void fill_generations(BenchPattern pattern, std::span<std::byte> a, std::span<std::byte> b,
+void fill_generations(guest::Pattern pattern, std::span<std::byte> a, std::span<std::byte> b,
                       size_t page_size) {
-  auto base = [&](BenchPattern p) {
-    switch (p) {
-      case BenchPattern::kRandom:
-        return guest::Pattern::kRandom;
-      case BenchPattern::kZero:
-        return guest::Pattern::kZero;
-      case BenchPattern::kText:
-        return guest::Pattern::kText;
-      default:
-        return guest::Pattern::kMixed;
-    }
-  };
-  guest::fill_pattern(a, base(pattern), 1, 0, page_size);
-  if (pattern != BenchPattern::kDelta) {
-    guest::fill_pattern(b, base(pattern), 2, 0, page_size);
+  guest::fill_pattern(a, pattern, 1, 0, page_size);  // delta's first generation is mixed
+  if (pattern != guest::Pattern::kDelta) {
+    guest::fill_pattern(b, pattern, 2, 0, page_size);
     return;
   }
   std::memcpy(b.data(), a.data(), a.size());
@@ -349,30 +337,10 @@ class PointRunner {
 
 }  // namespace
 
-Result<BenchPattern> parse_bench_pattern(std::string_view name) {
-  if (name == "mixed") return BenchPattern::kMixed;
-  if (name == "random") return BenchPattern::kRandom;
-  if (name == "zero") return BenchPattern::kZero;
-  if (name == "text") return BenchPattern::kText;
-  if (name == "delta") return BenchPattern::kDelta;
+Result<guest::Pattern> parse_bench_pattern(std::string_view name) {
+  if (auto p = guest::pattern_from_name(name)) return *p;
   return Status(ErrorCode::kInvalidArgument,
                 fmt::format("pattern '{}' is not one of mixed, random, zero, text, delta", name));
-}
-
-const char* bench_pattern_name(BenchPattern p) {
-  switch (p) {
-    case BenchPattern::kMixed:
-      return "mixed";
-    case BenchPattern::kRandom:
-      return "random";
-    case BenchPattern::kZero:
-      return "zero";
-    case BenchPattern::kText:
-      return "text";
-    case BenchPattern::kDelta:
-      return "delta";
-  }
-  return "?";
 }
 
 Result<BenchResult> run_point(const BenchSettings& settings, const BenchPoint& point,
