@@ -5,7 +5,6 @@
 #include <array>
 #include <cstring>
 
-#include "ramshift/base/byte_order.h"
 #include "ramshift/base/log.h"
 #include "ramshift/pipeline/checksum.h"
 
@@ -190,13 +189,7 @@ Status Relay::handle(uint32_t queue, std::span<const std::byte> m) {
   RS_ASSIGN_OR_RETURN(BridgeHeader h, decode_header(m));
   auto body = m.subspan(kBridgeHeaderBytes);
   if (h.kind == BridgeKind::kError) {
-    uint32_t code = body.size() >= 4 ? load_le<uint32_t>(body.data()) : 0;
-    std::string text(reinterpret_cast<const char*>(body.data()) + std::min<size_t>(4, body.size()),
-                     body.size() - std::min<size_t>(4, body.size()));
-    auto ec = code > 0 && code <= static_cast<uint32_t>(ErrorCode::kInternal)
-                  ? static_cast<ErrorCode>(code)
-                  : ErrorCode::kInternal;
-    fail(Status(ec, "peer bridge: " + text), false);
+    fail(decode_error(body), false);
     return Status(ErrorCode::kCancelled, "peer failed");
   }
   if (h.kind == BridgeKind::kHello)
@@ -365,12 +358,7 @@ void Relay::fail(const Status& why, bool tell_peer) {
   }
   log::info("bridge: failing: {}", why.message());
   if (tell_peer) {
-    std::string body(4, '\0');
-    store_le<uint32_t>(reinterpret_cast<std::byte*>(body.data()),
-                       static_cast<uint32_t>(why.code()));
-    body += why.message().substr(0, 4000);
-    (void)post(0, BridgeKind::kError, 0,
-               {reinterpret_cast<const std::byte*>(body.data()), body.size()}, true);
+    (void)post(0, BridgeKind::kError, 0, encode_error(why), true);
     std::lock_guard lock(mu_);
     error_posting_ = false;
     cv_.notify_all();
