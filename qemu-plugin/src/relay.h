@@ -1,6 +1,8 @@
 // The bridge's engine, the same on both sides: local channels (QEMU connections) on one
 // hand, a transport connection on the other, one reader thread per channel (QEMU -> peer)
 // and one receiver thread per queue (peer -> QEMU). See bridge_wire.h for the messages.
+// relay.cc: the session (set-up, receivers, placement slots offered, the end);
+// relay_outbound.cc: the reader threads (DATA, or PAGES through the page sender).
 #pragma once
 
 #include <atomic>
