@@ -8,13 +8,14 @@
 #include "commands.h"
 #include "profile.h"
 #include "ramshift/base/log.h"
+#include "ramshift/base/version.h"
 
 int main(int argc, char** argv) {
   // A peer that disappears must surface as an error from send(), not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   CLI::App app{"ramshift: RDMA-accelerated live migration transport and engine"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "ramshift 0.1.0");
+  app.set_version_flag("--version", ramshift::kSoftware);
   int verbose = 0;
   bool quiet = false;
   app.add_flag("-v,--verbose", verbose,

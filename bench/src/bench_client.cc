@@ -10,8 +10,10 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/bench/throughput.h"
+#include "ramshift/migration/page_sender.h"
 #include "ramshift/pipeline/batch_encoder.h"
 #include "ramshift/pipeline/compression_governor.h"
+#include "ramshift/transport/blocking_send.h"
 
 namespace ramshift::bench {
 namespace {
@@ -26,29 +28,51 @@ uint64_t process_cpu_ns() {
 }
 
 // Fills the two generations of the working set.
-void fill_generations(BenchPattern pattern, std::span<std::byte> a, std::span<std::byte> b,
+void fill_generations(guest::Pattern pattern, std::span<std::byte> a, std::span<std::byte> b,
                       size_t page_size) {
-  auto base = [&](BenchPattern p) {
-    switch (p) {
-      case BenchPattern::kRandom:
-        return guest::Pattern::kRandom;
-      case BenchPattern::kZero:
-        return guest::Pattern::kZero;
-      case BenchPattern::kText:
-        return guest::Pattern::kText;
-      default:
-        return guest::Pattern::kMixed;
-    }
-  };
-  guest::fill_pattern(a, base(pattern), 1, 0, page_size);
-  if (pattern != BenchPattern::kDelta) {
-    guest::fill_pattern(b, base(pattern), 2, 0, page_size);
+  guest::fill_pattern(a, pattern, 1, 0, page_size);  // delta's first generation is mixed
+  if (pattern != guest::Pattern::kDelta) {
+    guest::fill_pattern(b, pattern, 2, 0, page_size);
     return;
   }
   std::memcpy(b.data(), a.data(), a.size());
   for (size_t off = 0; off < b.size(); off += page_size)  // one byte per page
     b[off + (off / page_size * 97) % page_size] ^= std::byte{0x5a};
 }
+
+// A control message waits for room at most 10 s; placed pages 30 s (as the server's
+// replies do), then the run fails with kTimeout.
+const transport::SendWait kControlWait{milliseconds(10000)};
+const transport::SendWait kPlaceWait{milliseconds(30000)};
+
+// Where a placed run lands: the same offset of the server's working set (one memory key);
+// a write stops at a registration chunk of either side's key.
+class KeyPlacement final : public migration::PlacementMap {
+ public:
+  KeyPlacement(const transport::MemoryKey& remote, const transport::MemoryKey& local,
+               uint32_t page_size)
+      : remote_(remote), local_(local), page_size_(page_size) {}
+  Result<migration::PlacementPiece> locate(const pipeline::Placement& run,
+                                           uint64_t offset) override {
+    const uint64_t remote = remote_.address + run.first_page * page_size_ + offset;
+    const std::byte* local = run.memory + offset;
+    uint64_t max = UINT64_MAX;
+    if (remote_.chunk_bytes != 0) {
+      const uint64_t off = remote - remote_.address;
+      max = remote_.chunk_bytes - off % remote_.chunk_bytes;
+    }
+    if (local_.chunk_bytes != 0) {
+      const uint64_t off = reinterpret_cast<uint64_t>(local) - local_.address;
+      max = std::min(max, local_.chunk_bytes - off % local_.chunk_bytes);
+    }
+    return migration::PlacementPiece{local, remote, remote_.rkey_at(remote), max};
+  }
+
+ private:
+  const transport::MemoryKey& remote_;
+  const transport::MemoryKey& local_;
+  uint32_t page_size_;
+};
 
 struct QueueOutcome {
   uint64_t guest_bytes = 0;
@@ -160,14 +184,8 @@ class PointRunner {
 
   Status send_control(const std::vector<std::byte>& msg) {
     transport::ConstBuffer seg(msg);
-    for (;;) {
-      Status s = conn_->post_send(0, std::span(&seg, 1));
-      if (s.code() != ErrorCode::kWouldBlock) {
-        RS_RETURN_IF_ERROR(s);
-        return conn_->flush(0, milliseconds(10000));
-      }
-      RS_RETURN_IF_ERROR(conn_->wait_writable(0, milliseconds(10000)));
-    }
+    RS_RETURN_IF_ERROR(transport::send_blocking(*conn_, 0, std::span(&seg, 1), kControlWait));
+    return conn_->flush(0, milliseconds(10000));
   }
 
   Result<std::span<const std::byte>> await_control(wire::ControlKind want, milliseconds timeout) {
@@ -202,31 +220,6 @@ class PointRunner {
     return Status::ok();
   }
 
-  Status post_placements(uint32_t queue, uint32_t gen, std::span<const pipeline::Placement> runs) {
-    transport::RemoteWriter writer(*conn_, queue, milliseconds(30000));
-    const auto& local_key = local_keys_[gen];
-    for (const auto& run : runs) {
-      uint64_t remote = remote_key_.address + run.first_page * s_.page_size;
-      const std::byte* local = run.memory;
-      size_t left = run.bytes;
-      while (left > 0) {  // a write never crosses a registration chunk on either side
-        uint64_t off = remote - remote_key_.address;
-        size_t len =
-            remote_key_.chunk_bytes == 0
-                ? left
-                : std::min<uint64_t>(left, remote_key_.chunk_bytes - off % remote_key_.chunk_bytes);
-        uint64_t local_off = reinterpret_cast<uint64_t>(local) - local_key.address;
-        if (local_key.chunk_bytes != 0)
-          len = std::min<uint64_t>(len, local_key.chunk_bytes - local_off % local_key.chunk_bytes);
-        RS_RETURN_IF_ERROR(writer.add({local, len, remote, remote_key_.rkey_at(remote)}));
-        local += len;
-        remote += len;
-        left -= len;
-      }
-    }
-    return writer.finish();
-  }
-
   Status run_queue(uint32_t q, QueueOutcome& out) {
     const uint32_t queue = q + 1;
     const uint32_t ps = s_.page_size;
@@ -236,7 +229,11 @@ class PointRunner {
     std::vector<Clock::time_point> sent;
     uint64_t acked = 0;
     std::byte header[wire::kDataHeaderBytes];
-    std::vector<transport::ConstBuffer> segments;
+    // While the queue is full, the server's acknowledgements are taken in so its replies
+    // never back up; no deadline: a dead server ends the wait with a disconnect.
+    transport::SendWait wait{transport::Millis::max(), milliseconds(10), nullptr,
+                             [&] { return drain_acks(queue, sent, acked, out, milliseconds(0)); }};
+    migration::PageSender sender(*conn_, queue, kPlaceWait, wait);
     for (uint32_t pass = 0; Clock::now() < deadline_ && !aborted(); ++pass) {
       const uint32_t gen = pass % 2;
       const std::byte* base = gen_[gen].bytes().data();
@@ -250,25 +247,17 @@ class PointRunner {
         const uint64_t first = c * batch_pages_;
         for (uint64_t p = first; p < first + batch_pages_; ++p) encoder.add(p, base + p * ps);
         auto batch = encoder.finish();
-        uint64_t placed_bytes = 0;
-        for (const auto& run : encoder.placements()) placed_bytes += run.bytes;
-        if (placed_bytes > 0) RS_RETURN_IF_ERROR(post_placements(queue, gen, encoder.placements()));
-        wire::store_data_header(header, wire::DataKind::kBatch, sent.size());
-        segments.assign(1, transport::ConstBuffer(header, sizeof header));
-        for (const auto& seg : batch.segments) segments.push_back(seg);
-        sent.push_back(Clock::now());
-        for (;;) {
-          Status s = conn_->post_send(queue, segments);
-          if (s.code() != ErrorCode::kWouldBlock) {
-            RS_RETURN_IF_ERROR(s);
-            break;
-          }
-          RS_RETURN_IF_ERROR(drain_acks(queue, sent, acked, out, milliseconds(0)));
-          Status w = conn_->wait_writable(queue, milliseconds(10));
-          if (!w && w.code() != ErrorCode::kTimeout) return w;
+        uint64_t bytes = 0;
+        if (!encoder.placements().empty()) {
+          KeyPlacement map(remote_key_, local_keys_[gen], ps);
+          RS_ASSIGN_OR_RETURN(bytes, sender.place(encoder.placements(), map));
         }
+        wire::store_data_header(header, wire::DataKind::kBatch, sent.size());
+        sent.push_back(Clock::now());
+        RS_ASSIGN_OR_RETURN(uint64_t message, sender.send_message(header, batch.segments));
+        bytes += message;
         out.guest_bytes += uint64_t{batch_pages_} * ps;
-        out.wire_bytes += batch.bytes + sizeof header + placed_bytes;
+        out.wire_bytes += bytes;
         ++out.messages;
         out.counts += encoder.counts();
         governor_.record(uint64_t{batch_pages_} * ps);
@@ -276,17 +265,7 @@ class PointRunner {
       }
     }
     wire::store_data_header(header, wire::DataKind::kEnd, sent.size());
-    transport::ConstBuffer end(header, sizeof header);
-    for (;;) {
-      Status s = conn_->post_send(queue, std::span(&end, 1));
-      if (s.code() != ErrorCode::kWouldBlock) {
-        RS_RETURN_IF_ERROR(s);
-        break;
-      }
-      RS_RETURN_IF_ERROR(drain_acks(queue, sent, acked, out, milliseconds(0)));
-      Status w = conn_->wait_writable(queue, milliseconds(10));
-      if (!w && w.code() != ErrorCode::kTimeout) return w;
-    }
+    RS_RETURN_IF_ERROR(sender.send_message(header, {}).status());
     RS_RETURN_IF_ERROR(conn_->flush(queue, milliseconds(60000)));
     const auto give_up = Clock::now() + std::chrono::seconds(60);
     while (acked < sent.size()) {
@@ -358,30 +337,10 @@ class PointRunner {
 
 }  // namespace
 
-Result<BenchPattern> parse_bench_pattern(std::string_view name) {
-  if (name == "mixed") return BenchPattern::kMixed;
-  if (name == "random") return BenchPattern::kRandom;
-  if (name == "zero") return BenchPattern::kZero;
-  if (name == "text") return BenchPattern::kText;
-  if (name == "delta") return BenchPattern::kDelta;
+Result<guest::Pattern> parse_bench_pattern(std::string_view name) {
+  if (auto p = guest::pattern_from_name(name)) return *p;
   return Status(ErrorCode::kInvalidArgument,
                 fmt::format("pattern '{}' is not one of mixed, random, zero, text, delta", name));
-}
-
-const char* bench_pattern_name(BenchPattern p) {
-  switch (p) {
-    case BenchPattern::kMixed:
-      return "mixed";
-    case BenchPattern::kRandom:
-      return "random";
-    case BenchPattern::kZero:
-      return "zero";
-    case BenchPattern::kText:
-      return "text";
-    case BenchPattern::kDelta:
-      return "delta";
-  }
-  return "?";
 }
 
 Result<BenchResult> run_point(const BenchSettings& settings, const BenchPoint& point,

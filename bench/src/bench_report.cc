@@ -79,7 +79,7 @@ int panels(const std::vector<BenchResult>& results) {
 
 std::string results_json(const BenchSettings& s, const std::vector<BenchResult>& results) {
   nlohmann::json j = {{"peer", s.to.to_string()},
-                      {"pattern", bench_pattern_name(s.pattern)},
+                      {"pattern", guest::pattern_name(s.pattern)},
                       {"seconds_per_point", s.duration.count() / 1000.0},
                       {"working_set_bytes", s.working_set_bytes},
                       {"page_size", s.page_size},

@@ -10,6 +10,7 @@
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/bench/throughput.h"
 #include "ramshift/pipeline/batch_decoder.h"
+#include "ramshift/transport/blocking_send.h"
 
 namespace ramshift::bench {
 namespace {
@@ -31,13 +32,10 @@ Result<std::span<const std::byte>> next_message(transport::Connection& conn, uin
   return msg;
 }
 
+// Replies wait for room at most 30 s, then the run fails with kTimeout.
 Status send_message(transport::Connection& conn, uint32_t queue,
                     std::span<const transport::ConstBuffer> segments) {
-  for (;;) {
-    Status s = conn.post_send(queue, segments);
-    if (s.code() != ErrorCode::kWouldBlock) return s;
-    RS_RETURN_IF_ERROR(conn.wait_writable(queue, milliseconds(30000)));
-  }
+  return transport::send_blocking(conn, queue, segments, transport::SendWait{milliseconds(30000)});
 }
 
 Status send_control(transport::Connection& conn, const std::vector<std::byte>& msg) {

@@ -2,24 +2,33 @@
 
 #include <fmt/format.h>
 
-#include <cstring>
-
-#include "ramshift/base/byte_order.h"
+#include "ramshift/wire/codec_io.h"
 
 namespace ramshift::bench::wire {
 namespace {
 
+using ramshift::wire::BodyReader;
+using ramshift::wire::BodyWriter;
+using ramshift::wire::SpanWriter;
+
 constexpr size_t kControlHeader = 8;  // magic u32, version u16, kind u16
 constexpr size_t kConfigBytes = kControlHeader + 40;
+constexpr size_t kReadyFixedBytes = kControlHeader + 32;  // then u32 per rkey
 constexpr size_t kResultBytes = kControlHeader + 24;
 constexpr size_t kMaxRkeys = 4096;
 
-std::vector<std::byte> with_header(ControlKind kind, size_t body) {
-  std::vector<std::byte> out(kControlHeader + body);
-  store_le<uint32_t>(out.data(), kControlMagic);
-  store_le<uint16_t>(out.data() + 4, kVersion);
-  store_le<uint16_t>(out.data() + 6, static_cast<uint16_t>(kind));
-  return out;
+BodyWriter with_header(ControlKind kind) {
+  BodyWriter w;
+  w.write<uint32_t>(kControlMagic);
+  w.write<uint16_t>(kVersion);
+  w.write<uint16_t>(static_cast<uint16_t>(kind));
+  return w;
+}
+
+// The body after the control header; callers check the length first, with their own
+// messages, so the reader's own checks only back them up.
+BodyReader body_of(std::span<const std::byte> msg, const char* what) {
+  return BodyReader(msg.subspan(kControlHeader), what);
 }
 
 Status bad(const std::string& what) {
@@ -29,63 +38,62 @@ Status bad(const std::string& what) {
 }  // namespace
 
 std::vector<std::byte> encode(const Config& c) {
-  auto out = with_header(ControlKind::kConfig, kConfigBytes - kControlHeader);
-  std::byte* p = out.data() + kControlHeader;
-  store_le<uint32_t>(p, c.page_size);
-  store_le<uint32_t>(p + 4, c.batch_pages);
-  store_le<uint32_t>(p + 8, c.queues);
-  store_le<uint32_t>(p + 12, c.codec);
-  store_le<int32_t>(p + 16, c.zstd_level);
-  store_le<uint32_t>(p + 20, 0);
-  store_le<uint64_t>(p + 24, c.working_set_bytes);
-  store_le<uint64_t>(p + 32, c.cache_bytes);
-  return out;
+  BodyWriter w = with_header(ControlKind::kConfig);
+  w.write<uint32_t>(c.page_size);
+  w.write<uint32_t>(c.batch_pages);
+  w.write<uint32_t>(c.queues);
+  w.write<uint32_t>(c.codec);
+  w.write<int32_t>(c.zstd_level);
+  w.write<uint32_t>(0);  // reserved
+  w.write<uint64_t>(c.working_set_bytes);
+  w.write<uint64_t>(c.cache_bytes);
+  return w.take();
 }
 
 std::vector<std::byte> encode(const Ready& r) {
   const size_t n = r.placed ? r.key.rkeys.size() : 0;
-  auto out = with_header(ControlKind::kReady, 32 + 4 * n);
-  std::byte* p = out.data() + kControlHeader;
-  store_le<uint32_t>(p, r.placed ? 1 : 0);
-  store_le<uint32_t>(p + 4, static_cast<uint32_t>(n));
-  store_le<uint64_t>(p + 8, r.placed ? r.key.address : 0);
-  store_le<uint64_t>(p + 16, r.placed ? r.key.length : 0);
-  store_le<uint64_t>(p + 24, r.placed ? r.key.chunk_bytes : 0);
-  for (size_t i = 0; i < n; ++i) store_le<uint32_t>(p + 32 + 4 * i, r.key.rkeys[i]);
-  return out;
+  BodyWriter w = with_header(ControlKind::kReady);
+  w.write<uint32_t>(r.placed ? 1 : 0);
+  w.write<uint32_t>(static_cast<uint32_t>(n));
+  w.write<uint64_t>(r.placed ? r.key.address : 0);
+  w.write<uint64_t>(r.placed ? r.key.length : 0);
+  w.write<uint64_t>(r.placed ? r.key.chunk_bytes : 0);
+  for (size_t i = 0; i < n; ++i) w.write<uint32_t>(r.key.rkeys[i]);
+  return w.take();
 }
 
 std::vector<std::byte> encode(const ServerResult& r) {
-  auto out = with_header(ControlKind::kResult, kResultBytes - kControlHeader);
-  std::byte* p = out.data() + kControlHeader;
-  store_le<uint64_t>(p, r.cpu_ns);
-  store_le<uint64_t>(p + 8, r.batches);
-  store_le<uint64_t>(p + 16, r.pages);
-  return out;
+  BodyWriter w = with_header(ControlKind::kResult);
+  w.write<uint64_t>(r.cpu_ns);
+  w.write<uint64_t>(r.batches);
+  w.write<uint64_t>(r.pages);
+  return w.take();
 }
 
-std::vector<std::byte> encode_finish() { return with_header(ControlKind::kFinish, 0); }
+std::vector<std::byte> encode_finish() { return with_header(ControlKind::kFinish).take(); }
 
 std::vector<std::byte> encode_error(const std::string& message) {
   auto text = message.substr(0, 4000);
-  auto out = with_header(ControlKind::kError, text.size());
-  std::memcpy(out.data() + kControlHeader, text.data(), text.size());
-  return out;
+  BodyWriter w = with_header(ControlKind::kError);
+  w.write_bytes({reinterpret_cast<const std::byte*>(text.data()), text.size()});
+  return w.take();
 }
 
 Result<ControlKind> control_kind(std::span<const std::byte> msg) {
   if (msg.size() < kControlHeader)
     return bad(fmt::format("{} bytes, shorter than a header", msg.size()));
-  if (load_le<uint32_t>(msg.data()) != kControlMagic)
+  BodyReader r(msg, "control");
+  if (r.read<uint32_t>("magic") != kControlMagic)
     return bad("magic is not RSBC (not a ramshift bench peer?)");
-  uint16_t version = load_le<uint16_t>(msg.data() + 4);
+  uint16_t version = r.read<uint16_t>("version");
   if (version != kVersion)
     return bad(fmt::format("version {} (this ramshift speaks {})", version, kVersion));
-  uint16_t kind = load_le<uint16_t>(msg.data() + 6);
+  uint16_t kind = r.read<uint16_t>("kind");
   if (kind == static_cast<uint16_t>(ControlKind::kError)) {
-    std::string text(reinterpret_cast<const char*>(msg.data()) + kControlHeader,
-                     msg.size() - kControlHeader);
-    return Status(ErrorCode::kProtocol, "the bench peer reported: " + text);
+    auto text = r.read_rest();
+    return Status(ErrorCode::kProtocol,
+                  "the bench peer reported: " +
+                      std::string(reinterpret_cast<const char*>(text.data()), text.size()));
   }
   if (kind < 1 || kind > 4) return bad(fmt::format("unknown kind {}", kind));
   return static_cast<ControlKind>(kind);
@@ -94,15 +102,17 @@ Result<ControlKind> control_kind(std::span<const std::byte> msg) {
 Result<Config> decode_config(std::span<const std::byte> msg) {
   if (msg.size() != kConfigBytes)
     return bad(fmt::format("config is {} bytes, not {}", msg.size(), kConfigBytes));
-  const std::byte* p = msg.data() + kControlHeader;
+  BodyReader r = body_of(msg, "config");
   Config c;
-  c.page_size = load_le<uint32_t>(p);
-  c.batch_pages = load_le<uint32_t>(p + 4);
-  c.queues = load_le<uint32_t>(p + 8);
-  uint32_t codec = load_le<uint32_t>(p + 12);
-  c.zstd_level = load_le<int32_t>(p + 16);
-  c.working_set_bytes = load_le<uint64_t>(p + 24);
-  c.cache_bytes = load_le<uint64_t>(p + 32);
+  c.page_size = r.read<uint32_t>("page_size");
+  c.batch_pages = r.read<uint32_t>("batch_pages");
+  c.queues = r.read<uint32_t>("queues");
+  uint32_t codec = r.read<uint32_t>("codec");
+  c.zstd_level = r.read<int32_t>("zstd_level");
+  (void)r.read<uint32_t>("reserved");  // ignored, as it always was
+  c.working_set_bytes = r.read<uint64_t>("working_set_bytes");
+  c.cache_bytes = r.read<uint64_t>("cache_bytes");
+  RS_RETURN_IF_ERROR(r.finish());
   if (c.page_size < 1024 || c.page_size > 65536 || (c.page_size & (c.page_size - 1)))
     return bad(fmt::format("page_size {} is not a power of two in 1024..65536", c.page_size));
   if (c.batch_pages < 1 || c.batch_pages > 1024)
@@ -123,50 +133,59 @@ Result<Config> decode_config(std::span<const std::byte> msg) {
 }
 
 Result<Ready> decode_ready(std::span<const std::byte> msg) {
-  if (msg.size() < kControlHeader + 32) return bad("ready message too short");
-  const std::byte* p = msg.data() + kControlHeader;
-  Ready r;
-  uint32_t placed = load_le<uint32_t>(p);
-  uint32_t n = load_le<uint32_t>(p + 4);
+  if (msg.size() < kReadyFixedBytes) return bad("ready message too short");
+  BodyReader r = body_of(msg, "ready");
+  Ready ready;
+  uint32_t placed = r.read<uint32_t>("placed");
+  uint32_t n = r.read<uint32_t>("rkeys");
   if (placed > 1) return bad(fmt::format("ready.placed {}", placed));
-  if (n > kMaxRkeys || msg.size() != kControlHeader + 32 + 4ull * n)
+  if (n > kMaxRkeys || msg.size() != kReadyFixedBytes + 4ull * n)
     return bad(fmt::format("ready carries {} rkeys in {} bytes", n, msg.size()));
-  r.placed = placed == 1;
-  r.key.address = load_le<uint64_t>(p + 8);
-  r.key.length = load_le<uint64_t>(p + 16);
-  r.key.chunk_bytes = load_le<uint64_t>(p + 24);
-  for (uint32_t i = 0; i < n; ++i) r.key.rkeys.push_back(load_le<uint32_t>(p + 32 + 4 * i));
-  if (r.placed) {
-    uint64_t chunks =
-        r.key.chunk_bytes == 0 ? 1 : (r.key.length + r.key.chunk_bytes - 1) / r.key.chunk_bytes;
-    if (r.key.length == 0 || chunks != n)
-      return bad(fmt::format("ready key: {} bytes in chunks of {} but {} rkeys", r.key.length,
-                             r.key.chunk_bytes, n));
+  ready.placed = placed == 1;
+  ready.key.address = r.read<uint64_t>("address");
+  ready.key.length = r.read<uint64_t>("length");
+  ready.key.chunk_bytes = r.read<uint64_t>("chunk_bytes");
+  for (uint32_t i = 0; i < n; ++i) ready.key.rkeys.push_back(r.read<uint32_t>("rkey"));
+  RS_RETURN_IF_ERROR(r.finish());
+  if (ready.placed) {
+    const auto& k = ready.key;
+    uint64_t chunks = k.chunk_bytes == 0 ? 1 : (k.length + k.chunk_bytes - 1) / k.chunk_bytes;
+    if (k.length == 0 || chunks != n)
+      return bad(fmt::format("ready key: {} bytes in chunks of {} but {} rkeys", k.length,
+                             k.chunk_bytes, n));
   }
-  return r;
+  return ready;
 }
 
 Result<ServerResult> decode_result(std::span<const std::byte> msg) {
   if (msg.size() != kResultBytes) return bad(fmt::format("result is {} bytes", msg.size()));
-  const std::byte* p = msg.data() + kControlHeader;
-  return ServerResult{load_le<uint64_t>(p), load_le<uint64_t>(p + 8), load_le<uint64_t>(p + 16)};
+  BodyReader r = body_of(msg, "result");
+  ServerResult result;
+  result.cpu_ns = r.read<uint64_t>("cpu_ns");
+  result.batches = r.read<uint64_t>("batches");
+  result.pages = r.read<uint64_t>("pages");
+  RS_RETURN_IF_ERROR(r.finish());
+  return result;
 }
 
 void store_data_header(std::byte* out, DataKind kind, uint64_t seq) {
-  store_le<uint32_t>(out, kDataMagic);
-  store_le<uint32_t>(out + 4, static_cast<uint32_t>(kind));
-  store_le<uint64_t>(out + 8, seq);
+  SpanWriter w({out, kDataHeaderBytes});
+  w.write<uint32_t>(kDataMagic);
+  w.write<uint32_t>(static_cast<uint32_t>(kind));
+  w.write<uint64_t>(seq);
 }
 
 Result<DataHeader> load_data_header(std::span<const std::byte> msg) {
   if (msg.size() < kDataHeaderBytes)
     return Status(ErrorCode::kProtocol, fmt::format("bench data message of {} bytes", msg.size()));
-  if (load_le<uint32_t>(msg.data()) != kDataMagic)
+  // Only the header: the batch body after it is the pipeline's to read.
+  BodyReader r(msg.first(kDataHeaderBytes), "data");
+  if (r.read<uint32_t>("magic") != kDataMagic)
     return Status(ErrorCode::kProtocol, "bench data message: magic is not RSBD");
-  uint32_t kind = load_le<uint32_t>(msg.data() + 4);
+  uint32_t kind = r.read<uint32_t>("kind");
   if (kind < 1 || kind > 3)
     return Status(ErrorCode::kProtocol, fmt::format("bench data message: kind {}", kind));
-  return DataHeader{static_cast<DataKind>(kind), load_le<uint64_t>(msg.data() + 8)};
+  return DataHeader{static_cast<DataKind>(kind), r.read<uint64_t>("seq")};
 }
 
 }  // namespace ramshift::bench::wire

@@ -154,7 +154,7 @@ std::string profile_json(const TuneOptions& options, const TuneOutcome& outcome)
       {"ramshift_profile", 1},
       {"peer", options.settings.to.to_string()},
       {"transport", outcome.best.transport},
-      {"pattern", bench_pattern_name(options.settings.pattern)},
+      {"pattern", guest::pattern_name(options.settings.pattern)},
       {"options", opts},
       {"measured",
        {{"gbytes_per_s", outcome.best.gbytes_per_s},

@@ -5,7 +5,6 @@
 #include <array>
 #include <cstring>
 
-#include "ramshift/base/byte_order.h"
 #include "ramshift/base/log.h"
 #include "ramshift/pipeline/checksum.h"
 
@@ -21,10 +20,9 @@ constexpr uint32_t kQevmMagic = 0x5145564d;  // "QEVM", QEMU's main migration st
 // reads the packets already delivered.
 constexpr uint32_t kPlacementSlots = 8;
 constexpr uint32_t kPlacementSlotBytes = 1u << 20;
-// Largest multifd packet re-encoded (header, offsets and pages); larger ones pass through.
-constexpr size_t kMaxPacketBytes = 16u << 20;
+}  // namespace
 
-std::string kind_of(uint16_t id, std::span<const std::byte> first) {
+std::string channel_kind(uint16_t id, std::span<const std::byte> first) {
   if (is_multifd_magic(first)) return "multifd";
   if (first.size() >= 4) {
     uint32_t v;
@@ -33,29 +31,6 @@ std::string kind_of(uint16_t id, std::span<const std::byte> first) {
   }
   return id == 0 ? "main" : "other";
 }
-}  // namespace
-
-struct Relay::Channel {
-  uint16_t id = 0;
-  LocalChannel local;
-  std::thread reader;
-  // QEMU on this side -> peer (the reader thread's).
-  uint64_t bytes_out = 0;
-  pipeline::StreamHash hash_out;
-  bool out_closed = false;  // under mu_
-  // peer -> QEMU on this side (queue `id`'s receiver thread's).
-  uint64_t bytes_in = 0;
-  pipeline::StreamHash hash_in;
-  bool in_closed = false;  // under mu_
-  std::string kind;
-  std::string mode = "passthrough";
-  std::string note;
-  uint64_t packets = 0;
-  uint64_t qemu_zero_pages = 0;
-  std::unique_ptr<PacketEncoder> encoder;
-  std::unique_ptr<PacketDecoder> decoder;
-  explicit Channel(LocalChannel l) : local(std::move(l)) {}
-};
 
 Relay::Relay(transport::Connection& conn, Side side, const BridgeConfig& config,
              BridgeProgress* progress, Opener opener)
@@ -78,43 +53,6 @@ Relay::Relay(transport::Connection& conn, Side side, const BridgeConfig& config,
 }
 
 Relay::~Relay() { stop(); }
-
-Status Relay::post_segments(uint32_t queue, std::span<const std::span<const std::byte>> segs,
-                            bool even_if_failed) {
-  std::lock_guard lock(*send_mu_[queue]);
-  return post_segments_locked(queue, segs, even_if_failed);
-}
-
-Status Relay::post_segments_locked(uint32_t queue, std::span<const std::span<const std::byte>> segs,
-                                   bool even_if_failed) {
-  size_t bytes = 0;
-  for (auto s : segs) bytes += s.size();
-  auto give_up = Clock::now() + 2s;  // for a last ERROR message only
-  for (;;) {
-    Status st = conn_.post_send(queue, segs);
-    if (st) {
-      wire_bytes_ += bytes;
-      if (progress_) progress_->wire_bytes += bytes;
-      return st;
-    }
-    if (st.code() != ErrorCode::kWouldBlock)
-      return st.with_context(side_ == Side::kSource ? "to the destination bridge"
-                                                    : "to the source bridge");
-    if (!even_if_failed && failed_) return Status(ErrorCode::kCancelled, "bridge failed");
-    if (even_if_failed && Clock::now() > give_up) return st;
-    Status w = conn_.wait_writable(queue, 100ms);
-    if (!w && w.code() != ErrorCode::kTimeout) return w;
-  }
-}
-
-Status Relay::post(uint32_t queue, BridgeKind kind, uint16_t channel,
-                   std::span<const std::byte> body, bool even_if_failed, uint8_t flags,
-                   uint32_t aux) {
-  std::byte header[kBridgeHeaderBytes];
-  encode_header({kind, flags, channel, static_cast<uint32_t>(body.size()), aux}, header);
-  std::span<const std::byte> segs[] = {{header, sizeof header}, body};
-  return post_segments(queue, {segs, body.empty() ? 1u : 2u}, even_if_failed);
-}
 
 Status Relay::handshake(std::chrono::milliseconds timeout) {
   BridgeHello mine;
@@ -193,174 +131,8 @@ Status Relay::add_channel(LocalChannel channel) {
   return Status::ok();
 }
 
-// --- QEMU -> peer --------------------------------------------------------------------------
-
-Result<size_t> Relay::read_qemu(Channel* c, std::span<std::byte> buf) {
-  auto n = c->local.read_some(buf);
-  if (!n)
-    return n.status().with_context(side_ == Side::kSource ? "source QEMU" : "destination QEMU");
-  return n;
-}
-
-void Relay::reader_loop(Channel* c) {
-  std::vector<std::byte> buf(max_chunk_);
-  size_t have = 0;
-  Status st;
-  // The first four bytes tell a multifd channel from the main one.
-  while (have < 4) {
-    auto n = read_qemu(c, std::span(buf).subspan(have));
-    if (!n) {
-      st = n.status();
-      break;
-    }
-    if (*n == 0) break;
-    have += *n;
-  }
-  if (st) {
-    c->kind = kind_of(c->id, std::span(buf).first(have));
-    // --codec none would only copy each page twice more: such channels pass through.
-    if (c->kind == "multifd" && peer_takes_pages_ &&
-        config_.codec.mode != pipeline::CodecMode::kNone) {
-      c->mode = "multifd";
-      st = relay_multifd(c, buf, have);
-    } else {
-      st = relay_passthrough(c, buf, have);
-    }
-  }
-  if (!st) {
-    // The destination QEMU resetting its end (it closed with our bytes unread) is the same
-    // event as a write finding it closed: see deliver().
-    if (side_ == Side::kDest && st.code() == ErrorCode::kDisconnected) qemu_closed_early_ = true;
-    // The error names its end: this side's QEMU (read_qemu) or the peer bridge (post).
-    if (st.code() != ErrorCode::kCancelled)
-      fail(st.with_context(fmt::format("channel {}", c->id)), true);
-    return;
-  }
-  std::byte body[kCloseBytes];
-  encode_close({c->bytes_out, c->hash_out.digest()}, body);
-  Status p = post(c->id, BridgeKind::kClose, c->id, body);
-  if (!p) {
-    if (p.code() != ErrorCode::kCancelled) fail(p.with_context("sending CLOSE"), false);
-    return;
-  }
-  log::info("bridge: channel {} closed by {} QEMU after {} bytes", c->id,
-            side_ == Side::kSource ? "source" : "destination", c->bytes_out);
-  std::lock_guard lock(mu_);
-  c->out_closed = true;
-  mark_done_locked();
-}
-
-Status Relay::relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t have) {
-  for (;;) {
-    if (have > 0) {
-      std::span<const std::byte> data(buf.data(), have);
-      c->hash_out.update(data);
-      c->bytes_out += have;
-      if (progress_ && side_ == Side::kSource) progress_->bytes_to_dest += have;
-      RS_RETURN_IF_ERROR(post(c->id, BridgeKind::kData, c->id, data));
-    }
-    RS_ASSIGN_OR_RETURN(have, read_qemu(c, buf));
-    if (have == 0) return Status::ok();
-  }
-}
-
-Status Relay::relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have) {
-  if (!c->encoder)
-    c->encoder = std::make_unique<PacketEncoder>(config_.codec, &governor_, cache_bytes_);
-  size_t start = 0, end = have;
-  bool init_done = false;
-  std::vector<std::span<const std::byte>> all;  // one packet's gather list, reused
-  size_t page_size = 0;
-  auto send_raw = [&](size_t len) -> Status {
-    std::span<const std::byte> data(buf.data() + start, len);
-    c->hash_out.update(data);
-    c->bytes_out += len;
-    if (progress_) progress_->bytes_to_dest += len;
-    start += len;
-    return post(c->id, BridgeKind::kData, c->id, data);
-  };
-  auto read_more = [&](size_t need) -> Result<bool> {
-    if (start > 0 && buf.size() - start < need) {  // compact
-      std::memmove(buf.data(), buf.data() + start, end - start);
-      end -= start;
-      start = 0;
-    }
-    if (buf.size() - start < need) buf.resize(start + need);
-    RS_ASSIGN_OR_RETURN(size_t n, read_qemu(c, std::span(buf).subspan(end)));
-    end += n;
-    return n > 0;
-  };
-  for (;;) {
-    size_t avail = end - start;
-    std::span<const std::byte> view(buf.data() + start, avail);
-    size_t need = 0;
-    if (!init_done) {
-      if (avail >= kMultifdInitBytes) {
-        RS_RETURN_IF_ERROR(send_raw(kMultifdInitBytes));
-        init_done = true;
-        continue;
-      }
-      need = kMultifdInitBytes;
-    } else {
-      ParseResult r = parse_multifd_packet(view, page_size);
-      if (r.outcome == ParseOutcome::kPacket && r.packet.total_bytes() > kMaxPacketBytes) {
-        r.outcome = ParseOutcome::kDoubt;
-        r.doubt = fmt::format("a {}-byte packet", r.packet.total_bytes());
-      }
-      if (r.outcome == ParseOutcome::kDoubt) {
-        c->note = "passed through from packet " + std::to_string(c->packets) + ": " + r.doubt;
-        log::warn(
-            "bridge: channel {}: multifd stream not recognised ({}); passing it through "
-            "untouched",
-            c->id, r.doubt);
-        c->mode = "passthrough";
-        if (avail > 0) RS_RETURN_IF_ERROR(send_raw(avail));
-        buf.resize(max_chunk_);
-        return relay_passthrough(c, buf, 0);
-      }
-      if (r.outcome == ParseOutcome::kPacket) {
-        const MultifdPacket& k = r.packet;
-        if (avail >= k.total_bytes()) {
-          if (k.page_size) page_size = k.page_size;
-          auto packet = view.first(k.total_bytes());
-          c->hash_out.update(packet);
-          c->bytes_out += packet.size();
-          if (progress_) progress_->bytes_to_dest += packet.size();
-          RS_ASSIGN_OR_RETURN(int slot, k.normal_pages > 0 ? acquire_slot(c->id, k.total_bytes())
-                                                           : Result<int>(-1));
-          auto segs = c->encoder->encode(k, packet, slot >= 0);
-          all.clear();
-          size_t body = 0;
-          for (auto s : segs) body += s.size();
-          std::byte header[kBridgeHeaderBytes];
-          encode_header({BridgeKind::kPages, slot >= 0 ? kPagesPlaced : uint8_t{0}, c->id,
-                         static_cast<uint32_t>(body), slot >= 0 ? static_cast<uint32_t>(slot) : 0},
-                        header);
-          all.push_back({header, sizeof header});
-          all.insert(all.end(), segs.begin(), segs.end());
-          RS_RETURN_IF_ERROR(slot >= 0 ? send_placed(c, slot, k, all)
-                                       : post_segments(c->id, all, false));
-          ++c->packets;
-          c->qemu_zero_pages += k.zero_pages;
-          start += k.total_bytes();
-          continue;
-        }
-        need = k.total_bytes();
-      } else {
-        // Enough for the fixed part and the largest offsets table.
-        need = kMultifdPacketFixedBytes + 8 * size_t{kMultifdMaxPagesAlloc};
-        if (avail >= kMultifdPacketFixedBytes) need = std::max(need, avail + 1);
-      }
-    }
-    RS_ASSIGN_OR_RETURN(bool more, read_more(need));
-    if (!more) {  // end of stream, maybe mid-packet: QEMU's problem, carried verbatim
-      if (end > start) RS_RETURN_IF_ERROR(send_raw(end - start));
-      return Status::ok();
-    }
-  }
-}
-
-// --- placement (rdma://) -------------------------------------------------------------------
+// --- placement, the destination's side (rdma://)
+// ----------------------------------------------------------------
 
 Status Relay::offer_slots(uint16_t id) {
   SlotPool& pool = *pools_[id];
@@ -374,81 +146,6 @@ Status Relay::offer_slots(uint16_t id) {
   std::byte body[kKeysBytes];
   encode_keys(pool.keys, body);
   return post(id, BridgeKind::kKeys, id, body);
-}
-
-Status Relay::take_keys(uint16_t id, std::span<const std::byte> body) {
-  if (side_ != Side::kSource || !place_)
-    return Status(ErrorCode::kProtocol, "bridge message: KEYS without placement agreed");
-  RS_ASSIGN_OR_RETURN(SlotKeys keys, decode_keys(body));
-  SlotPool& pool = *pools_[id];
-  {
-    std::lock_guard lock(mu_);
-    if (pool.keys.slots != 0)
-      return Status(ErrorCode::kProtocol,
-                    fmt::format("bridge message: KEYS for channel {} twice", id));
-  }
-  // The staging copy the writes leave from; registered like the destination's slots.
-  const uint64_t bytes = uint64_t{keys.slots} * keys.slot_bytes;
-  RS_ASSIGN_OR_RETURN(auto memory, MappedMemory::anonymous(bytes));
-  RS_RETURN_IF_ERROR(
-      conn_.register_memory(memory.bytes(), transport::MemoryAccess::kLocal).status());
-  std::lock_guard lock(mu_);
-  pool.memory = std::move(memory);
-  pool.in_flight.assign(keys.slots, false);
-  pool.keys = keys;
-  cv_.notify_all();
-  return Status::ok();
-}
-
-Status Relay::take_release(uint16_t id, uint32_t slot) {
-  std::lock_guard lock(mu_);
-  SlotPool& pool = *pools_[id];
-  if (side_ != Side::kSource || slot >= pool.in_flight.size() || !pool.in_flight[slot])
-    return Status(ErrorCode::kProtocol,
-                  fmt::format("bridge message: RELEASE of slot {} of channel {}, which is not "
-                              "in flight",
-                              slot, id));
-  pool.in_flight[slot] = false;
-  cv_.notify_all();
-  return Status::ok();
-}
-
-Result<int> Relay::acquire_slot(uint16_t id, size_t bytes) {
-  std::unique_lock lock(mu_);
-  SlotPool& pool = *pools_[id];
-  if (!place_ || pool.keys.slots == 0 || bytes > pool.keys.slot_bytes) return -1;
-  for (;;) {
-    if (failed_flag_ || stopping_) return Status(ErrorCode::kCancelled, "bridge failed");
-    for (size_t i = 0; i < pool.in_flight.size(); ++i)
-      if (!pool.in_flight[i]) {
-        pool.in_flight[i] = true;
-        return static_cast<int>(i);
-      }
-    cv_.wait_for(lock, 100ms);
-  }
-}
-
-Status Relay::send_placed(Channel* c, int slot, const MultifdPacket& k,
-                          std::span<const std::span<const std::byte>> message) {
-  SlotPool& pool = *pools_[c->id];  // keys and memory are fixed once set
-  const size_t base = size_t(slot) * pool.keys.slot_bytes + k.header_bytes;
-  std::byte* local = pool.memory.bytes().data();
-  // The writes and the message that follows them go out under one lock: RC delivers them
-  // in posting order, so the pages are in the slot before the message arrives.
-  std::lock_guard lock(*send_mu_[c->id]);
-  transport::RemoteWriter writer(conn_, c->id, std::chrono::milliseconds(30000), &failed_);
-  size_t placed = 0;
-  for (const pipeline::Placement& run : c->encoder->placements()) {
-    const size_t off = base + run.first_page * k.page_size;
-    std::memcpy(local + off, run.memory, run.bytes);
-    RS_RETURN_IF_ERROR(
-        writer.add({local + off, run.bytes, pool.keys.address + off, pool.keys.rkey}));
-    placed += run.bytes;
-  }
-  RS_RETURN_IF_ERROR(writer.finish());
-  wire_bytes_ += placed;
-  if (progress_) progress_->wire_bytes += placed;
-  return post_segments_locked(c->id, message, false);
 }
 
 // --- peer -> QEMU --------------------------------------------------------------------------
@@ -492,13 +189,7 @@ Status Relay::handle(uint32_t queue, std::span<const std::byte> m) {
   RS_ASSIGN_OR_RETURN(BridgeHeader h, decode_header(m));
   auto body = m.subspan(kBridgeHeaderBytes);
   if (h.kind == BridgeKind::kError) {
-    uint32_t code = body.size() >= 4 ? load_le<uint32_t>(body.data()) : 0;
-    std::string text(reinterpret_cast<const char*>(body.data()) + std::min<size_t>(4, body.size()),
-                     body.size() - std::min<size_t>(4, body.size()));
-    auto ec = code > 0 && code <= static_cast<uint32_t>(ErrorCode::kInternal)
-                  ? static_cast<ErrorCode>(code)
-                  : ErrorCode::kInternal;
-    fail(Status(ec, "peer bridge: " + text), false);
+    fail(decode_error(body), false);
     return Status(ErrorCode::kCancelled, "peer failed");
   }
   if (h.kind == BridgeKind::kHello)
@@ -605,7 +296,7 @@ Status Relay::handle_open(uint16_t id) {
 }
 
 Status Relay::deliver(Channel* c, std::span<const std::byte> bytes) {
-  if (c->bytes_in == 0 && c->kind.empty()) c->kind = kind_of(c->id, bytes);
+  if (c->bytes_in == 0 && c->kind.empty()) c->kind = channel_kind(c->id, bytes);
   Status st = c->local.write_all(bytes);
   if (!st) {
     if (st.code() == ErrorCode::kCancelled) return st;
@@ -667,12 +358,7 @@ void Relay::fail(const Status& why, bool tell_peer) {
   }
   log::info("bridge: failing: {}", why.message());
   if (tell_peer) {
-    std::string body(4, '\0');
-    store_le<uint32_t>(reinterpret_cast<std::byte*>(body.data()),
-                       static_cast<uint32_t>(why.code()));
-    body += why.message().substr(0, 4000);
-    (void)post(0, BridgeKind::kError, 0,
-               {reinterpret_cast<const std::byte*>(body.data()), body.size()}, true);
+    (void)post(0, BridgeKind::kError, 0, encode_error(why), true);
     std::lock_guard lock(mu_);
     error_posting_ = false;
     cv_.notify_all();

@@ -1,6 +1,8 @@
 // The bridge's engine, the same on both sides: local channels (QEMU connections) on one
 // hand, a transport connection on the other, one reader thread per channel (QEMU -> peer)
 // and one receiver thread per queue (peer -> QEMU). See bridge_wire.h for the messages.
+// relay.cc: the session (set-up, receivers, placement slots offered, the end);
+// relay_outbound.cc: the reader threads (DATA, or PAGES through the page sender).
 #pragma once
 
 #include <atomic>
@@ -15,6 +17,8 @@
 #include "local_channel.h"
 #include "packet_codec.h"
 #include "ramshift/base/mapped_memory.h"
+#include "ramshift/migration/page_sender.h"
+#include "ramshift/pipeline/checksum.h"
 #include "ramshift/pipeline/compression_governor.h"
 #include "ramshift/qemu/bridge.h"
 #include "ramshift/qemu/bridge_wire.h"
@@ -69,10 +73,12 @@ class Relay {
   // Source: a free slot of channel `id` for a packet of `bytes` (waiting for a RELEASE if
   // all are in flight), or -1 when the channel has no slots (yet) or the packet is too big.
   Result<int> acquire_slot(uint16_t id, size_t bytes);
-  // Source: writes the encoder's placements into slot `slot`, then `message` (the PAGES
-  // message with PLACED and the slot in its header) on the channel's queue.
-  Status send_placed(Channel* c, int slot, const MultifdPacket& k,
-                     std::span<const std::span<const std::byte>> message);
+  // Source: sends one re-encoded multifd packet (`body`, the encoder's gather list) as
+  // PAGES; with `slot` >= 0 its placed pages first go into that slot by one-sided writes.
+  Status send_pages(Channel* c, int slot, const MultifdPacket& k,
+                    std::span<const std::span<const std::byte>> body);
+  // Counts what a send put on the wire, or names the error's end (the peer bridge).
+  Status sent(Status st, uint64_t bytes);
   Status offer_slots(uint16_t id);                                 // destination, on OPEN
   Status take_keys(uint16_t id, std::span<const std::byte> body);  // source
   Status take_release(uint16_t id, uint32_t slot);                 // source
@@ -117,6 +123,34 @@ class Relay {
   std::atomic<uint64_t> wire_bytes_{0};
   std::atomic<bool> qemu_closed_early_{false};  // see BridgeReport::qemu_closed_early
   std::vector<std::thread> receivers_;
+};
+
+// What a channel carries, from its first bytes: "multifd", "main" (QEMU's main stream) or
+// "other".
+std::string channel_kind(uint16_t id, std::span<const std::byte> first);
+
+// One QEMU connection and its two directions.
+struct Relay::Channel {
+  uint16_t id = 0;
+  LocalChannel local;
+  std::thread reader;
+  // QEMU on this side -> peer (the reader thread's).
+  uint64_t bytes_out = 0;
+  pipeline::StreamHash hash_out;
+  bool out_closed = false;  // under mu_
+  // peer -> QEMU on this side (queue `id`'s receiver thread's).
+  uint64_t bytes_in = 0;
+  pipeline::StreamHash hash_in;
+  bool in_closed = false;  // under mu_
+  std::string kind;
+  std::string mode = "passthrough";
+  std::string note;
+  uint64_t packets = 0;
+  uint64_t qemu_zero_pages = 0;
+  std::unique_ptr<PacketEncoder> encoder;
+  std::unique_ptr<PacketDecoder> decoder;
+  std::unique_ptr<migration::PageSender> sender;  // PAGES, made on the first packet
+  explicit Channel(LocalChannel l) : local(std::move(l)) {}
 };
 
 }  // namespace ramshift::qemu

@@ -1,4 +1,5 @@
 // The bridge's wire messages, the multifd parser and the packet re-encoding.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include "multifd_builder.h"
@@ -43,6 +44,37 @@ TEST(BridgeWire, HeaderRoundTripsAndRejectsEveryBadField) {
   encode_header({BridgeKind::kData, 0, 1, 6, 0}, b.data());
   expect_bad(b, "length");
   expect_bad(std::vector<std::byte>(4), "shorter");
+}
+
+// The bytes every bridge message puts on the wire, pinned: a peer running another build of
+// the same protocol version must read them (docs/protocol.md, "QEMU bridge stream").
+std::string hex(std::span<const std::byte> b) {
+  std::string s;
+  for (auto x : b) s += fmt::format("{:02x}", static_cast<unsigned>(x));
+  return s;
+}
+
+TEST(BridgeWire, MessagesKeepTheirExactBytes) {
+  std::byte m[kKeysBytes];
+  encode_header({BridgeKind::kPages, kPagesPlaced, 3, 16, 0xabcdef01}, m);
+  EXPECT_EQ(hex({m, kBridgeHeaderBytes}), "52534247040103001000000001efcdab");
+  encode_hello({kBridgeVersion, 3, 5, 1u << 20}, m);
+  EXPECT_EQ(hex({m, kHelloBytes}), "03000000030000000500000000001000");
+  encode_close({12345, 0xdeadbeefcafef00dull}, m);
+  EXPECT_EQ(hex({m, kCloseBytes}), "39300000000000000df0fecaefbeadde");
+  encode_keys({8, 1u << 20, 0x7f0000001000ull, 42}, m);
+  EXPECT_EQ(hex({m, kKeysBytes}), "080000000000100000100000007f00002a00000000000000");
+  auto error = encode_error(Status(ErrorCode::kTimeout, "slow"));
+  EXPECT_EQ(hex(error), fmt::format("{:02x}000000736c6f77", int(ErrorCode::kTimeout)));
+  Status back = decode_error(error);
+  EXPECT_EQ(back.code(), ErrorCode::kTimeout);
+  EXPECT_EQ(back.message(), "peer bridge: slow");
+  // A code from a newer peer, or a body too short for one, still fails the relay.
+  EXPECT_EQ(decode_error(std::vector<std::byte>{std::byte{0xff}, std::byte{0xff}, std::byte{0xff},
+                                                std::byte{0xff}})
+                .code(),
+            ErrorCode::kInternal);
+  EXPECT_EQ(decode_error(std::vector<std::byte>(2)).message(), "peer bridge: ");
 }
 
 TEST(BridgeWire, HelloRefusesAnotherVersion) {

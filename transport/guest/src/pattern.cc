@@ -48,13 +48,19 @@ void fill_text(std::byte* p, size_t n, uint64_t state) {
 
 }  // namespace
 
+std::optional<Pattern> pattern_from_name(std::string_view name) {
+  for (Pattern p :
+       {Pattern::kZero, Pattern::kRandom, Pattern::kText, Pattern::kMixed, Pattern::kDelta})
+    if (name == pattern_name(p)) return p;
+  return std::nullopt;
+}
+
 Result<Pattern> parse_pattern(std::string_view name) {
-  if (name == "zero") return Pattern::kZero;
-  if (name == "random") return Pattern::kRandom;
-  if (name == "text") return Pattern::kText;
-  if (name == "mixed") return Pattern::kMixed;
-  return Status(ErrorCode::kInvalidArgument,
-                fmt::format("unknown pattern '{}' (choose zero, random, text or mixed)", name));
+  auto p = pattern_from_name(name);
+  if (!p || *p == Pattern::kDelta)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("unknown pattern '{}' (choose zero, random, text or mixed)", name));
+  return *p;
 }
 
 const char* pattern_name(Pattern p) {
@@ -67,6 +73,8 @@ const char* pattern_name(Pattern p) {
       return "text";
     case Pattern::kMixed:
       return "mixed";
+    case Pattern::kDelta:
+      return "delta";
   }
   return "?";
 }
@@ -79,7 +87,7 @@ void fill_pattern(std::span<std::byte> memory, Pattern pattern, uint64_t seed, u
     uint64_t h = splitmix(seed ^ splitmix(page));
     std::byte* p = memory.data() + off;
     Pattern kind = pattern;
-    if (kind == Pattern::kMixed) {
+    if (kind == Pattern::kMixed || kind == Pattern::kDelta) {
       unsigned q = static_cast<unsigned>(h >> 62);  // 0..3
       kind = q == 0 ? Pattern::kZero : q == 1 ? Pattern::kRandom : Pattern::kText;
     }

@@ -16,18 +16,18 @@ namespace {
 constexpr uint64_t kTag = 0x5253474553540000ull;  // "RSGEST" in the high bytes
 constexpr size_t kHeader = 24;
 
-const char* pattern_text(WorkloadPattern p) {
+// The pattern's number in a page header (byte 20), as the synthetic guest always wrote it.
+uint32_t pattern_code(Pattern p) {
   switch (p) {
-    case WorkloadPattern::kMixed:
-      return "mixed";
-    case WorkloadPattern::kRandom:
-      return "random";
-    case WorkloadPattern::kDelta:
-      return "delta";
-    case WorkloadPattern::kZero:
-      return "zero";
+    case Pattern::kRandom:
+      return 1;
+    case Pattern::kDelta:
+      return 2;
+    case Pattern::kZero:
+      return 3;
+    default:
+      return 0;  // mixed
   }
-  return "?";
 }
 
 inline uint64_t next(uint64_t& s) {
@@ -44,7 +44,7 @@ constexpr std::string_view kWords[] = {"page ",  "guest ", "dirty ",  "queue ",
 
 std::string SyntheticSpec::to_string() const {
   return fmt::format("size={},dirty-rate={},pattern={},threads={},seed={},tracking={}", size,
-                     dirty_rate, pattern_text(pattern), threads, seed,
+                     dirty_rate, pattern_name(pattern), threads, seed,
                      dirty_mechanism_name(tracking));
 }
 
@@ -68,19 +68,13 @@ Result<SyntheticSpec> SyntheticSpec::parse(std::string_view text) {
     } else if (key == "dirty-rate") {
       RS_ASSIGN_OR_RETURN(s.dirty_rate, parse_rate(value));
     } else if (key == "pattern") {
-      if (value == "mixed")
-        s.pattern = WorkloadPattern::kMixed;
-      else if (value == "random")
-        s.pattern = WorkloadPattern::kRandom;
-      else if (value == "delta")
-        s.pattern = WorkloadPattern::kDelta;
-      else if (value == "zero")
-        s.pattern = WorkloadPattern::kZero;
-      else
+      auto p = pattern_from_name(value);
+      if (!p || *p == Pattern::kText)
         return Status(
             ErrorCode::kInvalidArgument,
             fmt::format("synthetic guest: unknown pattern '{}' (mixed, random, delta, zero)",
                         value));
+      s.pattern = *p;
     } else if (key == "threads") {
       RS_ASSIGN_OR_RETURN(uint64_t n, parse_size(value));
       if (n < 1 || n > 64)
@@ -117,7 +111,7 @@ Result<SyntheticSpec> SyntheticSpec::parse(std::string_view text) {
 void SyntheticGuest::write_page(uint64_t page, uint64_t generation, uint64_t rng) {
   const size_t ps = host_page_size();
   std::byte* p = memory_.data() + page * ps;
-  if (spec_.pattern == WorkloadPattern::kZero && generation > 1) {
+  if (spec_.pattern == Pattern::kZero && generation > 1) {
     std::memset(p, 0, ps);
     return;
   }
@@ -125,10 +119,10 @@ void SyntheticGuest::write_page(uint64_t page, uint64_t generation, uint64_t rng
   const size_t body_len = ps - kHeader;
   uint64_t s = rng | 1;
   switch (spec_.pattern) {
-    case WorkloadPattern::kRandom:
+    case Pattern::kRandom:
       for (size_t i = 0; i + 8 <= body_len; i += 8) store_le<uint64_t>(body + i, next(s));
       break;
-    case WorkloadPattern::kDelta:
+    case Pattern::kDelta:
       if (load_le<uint64_t>(p) != (page ^ kTag)) {  // first write: a text body
         for (size_t i = 0; i < body_len; ++i)
           body[i] = static_cast<std::byte>('a' + (page + i) % 26);
@@ -151,7 +145,7 @@ void SyntheticGuest::write_page(uint64_t page, uint64_t generation, uint64_t rng
   store_le<uint64_t>(p, page ^ kTag);
   store_le<uint64_t>(p + 8, generation);
   store_le<uint32_t>(p + 16, pipeline::crc32c({body, body_len}));
-  store_le<uint32_t>(p + 20, static_cast<uint32_t>(spec_.pattern));
+  store_le<uint32_t>(p + 20, pattern_code(spec_.pattern));
 }
 
 Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::create(const SyntheticSpec& spec) {
@@ -164,7 +158,7 @@ Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::create(const SyntheticSp
   uint64_t s = spec.seed * 0x9E3779B97F4A7C15ull + 1;
   for (uint64_t p = 0; p < pages; ++p) {
     // mixed leaves a quarter of the pages zero, like a booted guest's free memory
-    if (spec.pattern == WorkloadPattern::kMixed && (next(s) & 3) == 0) continue;
+    if (spec.pattern == Pattern::kMixed && (next(s) & 3) == 0) continue;
     g->write_page(p, 1, next(s));
   }
   g->regions_.push_back(Region{"ram", spec.size, g->memory_});
@@ -197,7 +191,7 @@ SyntheticGuest::~SyntheticGuest() {
 
 std::string SyntheticGuest::describe() const {
   return fmt::format("synthetic guest {} ({}), dirtying {}/s with {} thread(s)",
-                     format_bytes(spec_.size), pattern_text(spec_.pattern),
+                     format_bytes(spec_.size), pattern_name(spec_.pattern),
                      format_bytes(spec_.dirty_rate), spec_.threads);
 }
 

@@ -16,6 +16,7 @@
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
+#include "ramshift/base/version.h"
 #include "ramshift/guest/image.h"
 #include "ramshift/guest/synthetic.h"
 #include "ramshift/migration/session_state.h"
@@ -150,7 +151,7 @@ class DestinationRun {
     mine.codec = hello_.codec;
     mine.xbzrle_cache_per_queue = hello_.xbzrle_cache_per_queue;
     mine.session_id = hello_.session_id;
-    mine.software = "ramshift 0.1.0";
+    mine.software = kSoftware;
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(mine)));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloSent));
 

@@ -7,8 +7,6 @@
 
 namespace ramshift::migration {
 
-using Clock = std::chrono::steady_clock;
-
 Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::FrameType type,
                             std::span<const std::byte> body, std::chrono::milliseconds timeout,
                             const std::atomic<bool>* abort) {
@@ -31,20 +29,15 @@ Result<uint64_t> send_frame(transport::Connection& conn, uint32_t queue, wire::F
   size_t body_bytes = 0;
   for (auto s : body_segments) body_bytes += s.size();
   std::span<const transport::ConstBuffer> all(segs.data(), body_segments.size() + 1);
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    Status s = conn.post_send(queue, all);
-    if (s) return uint64_t{header.size() + body_bytes};
-    if (s.code() != ErrorCode::kWouldBlock) return s;
-    if (abort && abort->load(std::memory_order_relaxed))
-      return Status(ErrorCode::kCancelled, "cancelled");
-    if (Clock::now() >= deadline)
-      return Status(ErrorCode::kTimeout, fmt::format("peer did not accept a {} frame for {} ms",
-                                                     wire::frame_type_name(type), timeout.count()));
-    // Short waits so an abort is noticed within 100 ms.
-    Status w = conn.wait_writable(queue, std::chrono::milliseconds(100));
-    if (!w && w.code() != ErrorCode::kTimeout) return w;
-  }
+  transport::SendWait wait;
+  wait.timeout = timeout;
+  wait.abort = abort;  // noticed within a slice (100 ms)
+  Status s = transport::send_blocking(conn, queue, all, wait);
+  if (s) return uint64_t{header.size() + body_bytes};
+  if (s.code() == ErrorCode::kTimeout)
+    return Status(ErrorCode::kTimeout, fmt::format("peer did not accept a {} frame for {} ms",
+                                                   wire::frame_type_name(type), timeout.count()));
+  return s;
 }
 
 Result<wire::FrameView> receive_frame(transport::Connection& conn, uint32_t queue,

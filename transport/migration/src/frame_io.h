@@ -5,6 +5,7 @@
 #include <chrono>
 #include <span>
 
+#include "ramshift/transport/blocking_send.h"
 #include "ramshift/transport/transport.h"
 #include "ramshift/wire/frame.h"
 

@@ -1,4 +1,5 @@
 #include "ramshift/migration/source.h"
+#include "ramshift/base/version.h"
 
 #include <fmt/format.h>
 
@@ -14,6 +15,7 @@
 
 #include "frame_io.h"
 #include "memory_preparer.h"
+#include "queue_stream.h"
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/migration/convergence.h"
@@ -32,14 +34,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using wire::FrameType;
-
-// Per data queue counters; the control thread reads the atomics for progress.
-struct alignas(64) QueueStats {
-  std::atomic<uint64_t> pages_done{0};
-  std::atomic<uint64_t> wire_bytes{0};
-  pipeline::PageCounts counts;  // read after join
-  Status status;                // read after join
-};
 
 class SourceRun {
  public:
@@ -117,8 +111,7 @@ class SourceRun {
     return s;
   }
 
-  // Per region, the pages of a round (ascending), or nullopt for every page.
-  using Selection = std::vector<std::optional<std::vector<uint64_t>>>;
+  using Selection = PageSelection;
   Selection all_pages() const { return Selection(guest_.regions().size()); }
 
   Result<Selection> fetch_dirty() {
@@ -210,7 +203,7 @@ class SourceRun {
                                        : 0;
     std::random_device rd;
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
-    hello.software = "ramshift 0.1.0";
+    hello.software = kSoftware;
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
     report_.xbzrle_cache_bytes = cache_per_queue_ * config_.queues;
     encoders_.resize(config_.queues);
@@ -271,46 +264,6 @@ class SourceRun {
       log::info("all destination memory writable directly after {:.0f} ms", ms_since(start_));
     }
     return Status::ok();
-  }
-
-  // Whether the raw pages of [first, last) of region `r` may be placed: both sides have
-  // registered them. A failed local registration ends the migration (its message says why).
-  Result<bool> can_place(uint32_t r, uint64_t first, uint64_t last) {
-    if (!placing_) return false;
-    const uint64_t ps = config_.page_size;
-    if (!local_prep_->ready(r, first * ps, last * ps)) {
-      RS_RETURN_IF_ERROR(local_prep_->status());
-      return false;
-    }
-    return remote_.covers(r, first * ps, last * ps);
-  }
-
-  // Writes a batch's placed runs into the destination's memory, ahead of the batch itself.
-  Status post_placements(uint32_t q, uint32_t region, std::span<const pipeline::Placement> runs) {
-    const std::byte* base = guest_.regions()[region].memory.data();
-    const uint64_t local_chunk = local_prep_->region_chunk_bytes(region);
-    const uint64_t ps = config_.page_size;
-    transport::RemoteWriter writer(*conn_, q + 1, milliseconds(60000), &abort_);
-    // Runs come in page order and a range spans many of them: look one up (a shared lock and
-    // a map search) only when a run leaves the last one, not once per run.
-    std::optional<wire::KeyRange> range;
-    for (const auto& run : runs) {
-      uint64_t off = run.first_page * ps;
-      const uint64_t end = off + run.bytes;
-      while (off < end) {
-        // A write never crosses a registration, the destination's or ours.
-        if (!range || off < range->offset || off >= range->offset + range->length)
-          range = remote_.range_at(region, off);
-        if (!range)
-          return Status(ErrorCode::kInternal, "placed page outside the destination's keys");
-        uint64_t len = std::min<uint64_t>(end, range->offset + range->length) - off;
-        len = std::min(len, local_chunk - off % local_chunk);
-        RS_RETURN_IF_ERROR(
-            writer.add({base + off, len, range->address + (off - range->offset), range->rkey}));
-        off += len;
-      }
-    }
-    return writer.finish();
   }
 
   Status stream_round(uint32_t round, const Selection& selection) {
@@ -427,93 +380,24 @@ class SourceRun {
   }
 
   void queue_main(uint32_t q, uint32_t round, const Selection& selection) {
-    Status s = stream_queue(q, round, selection);
-    if (!s && !abort_.exchange(true)) conn_->close();
-    if (!s) stats_[q].status = s;
-    finished_.fetch_add(1);
-  }
-
-  template <typename Body>
-  Status send_on_queue(uint32_t q, FrameType type, const Body& body) {
-    auto n = send_frame(*conn_, q + 1, type, body, milliseconds(60000), &abort_);
-    if (!n) return n.status();
-    stats_[q].wire_bytes.fetch_add(*n, std::memory_order_relaxed);
-    return Status::ok();
-  }
-
-  Status stream_queue(uint32_t q, uint32_t round, const Selection& selection) {
-    const uint32_t n = config_.queues;
-    const size_t ps = config_.page_size;
     // One encoder per queue for the whole migration: its XBZRLE cache must outlive rounds.
     if (!encoders_[q])
       encoders_[q] = std::make_unique<pipeline::BatchEncoder>(
-          config_.codec, ps, config_.batch_pages, cache_per_queue_);
-    pipeline::BatchEncoder& encoder = *encoders_[q];
-    QueueStats& st = stats_[q];
-    uint64_t batches = 0;
-    const auto& regions = guest_.regions();
-    for (uint32_t r = 0; r < regions.size(); ++r) {
-      const std::byte* base = regions[r].memory.data();
-      const uint64_t pages = regions[r].memory.size() / ps;
-      const uint64_t chunks = (pages + config_.batch_pages - 1) / config_.batch_pages;
-      const std::vector<uint64_t>* list = selection[r] ? &*selection[r] : nullptr;
-      size_t li = 0;  // position in `list`
-      // Chunk c always travels on queue c % n, so each page meets the same XBZRLE cache.
-      for (uint64_t c = q; c < chunks; c += n) {
-        if (abort_.load(std::memory_order_relaxed))
-          return Status(ErrorCode::kCancelled, "cancelled");
-        uint64_t first = c * config_.batch_pages;
-        uint64_t last = std::min(pages, first + config_.batch_pages);
-        size_t list_begin = 0, list_end = 0;
-        if (list) {  // the selected pages of this chunk: a slice of the sorted list
-          while (li < list->size() && (*list)[li] < first) ++li;
-          list_begin = li;
-          while (li < list->size() && (*list)[li] < last) ++li;
-          list_end = li;
-          if (list_begin == list_end) continue;
-        }
-        pipeline::BatchPolicy policy;
-        policy.skip_zero = round == 0;  // a fresh destination is zero-filled
-        policy.compress = governor_.should_compress();
-        policy.cache_insert = round > 0;
-        policy.zero_copy = guest_.immutable();
-        RS_ASSIGN_OR_RETURN(policy.place_raw, can_place(r, first, last));
-        encoder.begin(r, round, policy);
-        uint64_t handled = 0;
-        // Each page's digest entry is refreshed right after the encoder read it (cache-hot).
-        if (list) {
-          for (size_t i = list_begin; i < list_end; ++i) {
-            encoder.add((*list)[i], base + (*list)[i] * ps);
-            digest_->update_page(r, (*list)[i], regions[r].memory);
-          }
-          handled = list_end - list_begin;
-        } else {
-          for (uint64_t p = first; p < last; ++p) {
-            encoder.add(p, base + p * ps);
-            digest_->update_page(r, p, regions[r].memory);
-          }
-          handled = last - first;
-        }
-        auto batch = encoder.finish();
-        if (!batch.empty()) {
-          uint64_t placed_bytes = 0;
-          for (const auto& p : encoder.placements()) placed_bytes += p.bytes;
-          limiter_.acquire(batch.bytes + wire::kFrameHeaderBytes + placed_bytes);
-          if (placed_bytes > 0) {
-            RS_RETURN_IF_ERROR(post_placements(q, r, encoder.placements()));
-            st.wire_bytes.fetch_add(placed_bytes, std::memory_order_relaxed);
-          }
-          RS_RETURN_IF_ERROR(send_on_queue(q, FrameType::kPageBatch, batch.segments));
-          ++batches;
-        }
-        st.counts += encoder.counts();
-        st.pages_done.fetch_add(handled, std::memory_order_relaxed);
-        governor_.record(handled * ps);
-      }
-    }
-    RS_RETURN_IF_ERROR(
-        send_on_queue(q, FrameType::kRoundEnd, wire::encode(wire::RoundEnd{round, q, batches})));
-    return conn_->flush(q + 1, milliseconds(60000));
+          config_.codec, config_.page_size, config_.batch_pages, cache_per_queue_);
+    const StreamShared shared{*conn_,
+                              config_,
+                              guest_.regions(),
+                              guest_.immutable(),
+                              governor_,
+                              limiter_,
+                              *digest_,
+                              abort_,
+                              placing_ ? local_prep_.get() : nullptr,
+                              &remote_};
+    Status s = stream_queue(shared, q, round, selection, *encoders_[q], stats_[q]);
+    if (!s && !abort_.exchange(true)) conn_->close();
+    if (!s) stats_[q].status = s;
+    finished_.fetch_add(1);
   }
 
   Status verify() {

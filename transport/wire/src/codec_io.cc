@@ -49,4 +49,10 @@ void BodyWriter::write_string(const std::string& s) {
   std::memcpy(buf_.data() + at, s.data(), s.size());
 }
 
+void BodyWriter::write_bytes(std::span<const std::byte> bytes) {
+  size_t at = buf_.size();
+  buf_.resize(at + bytes.size());
+  if (!bytes.empty()) std::memcpy(buf_.data() + at, bytes.data(), bytes.size());
+}
+
 }  // namespace ramshift::wire

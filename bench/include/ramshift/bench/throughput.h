@@ -29,11 +29,9 @@
 
 namespace ramshift::bench {
 
-// The synthetic contents: the four memory patterns, plus `delta` (mixed memory whose second
-// generation differs from the first by one byte per page: XBZRLE's best case).
-enum class BenchPattern { kMixed, kRandom, kZero, kText, kDelta };
-Result<BenchPattern> parse_bench_pattern(std::string_view name);
-const char* bench_pattern_name(BenchPattern p);
+// The synthetic contents: any guest::Pattern; with `delta` the second generation differs
+// from the first (mixed) by one byte per page, XBZRLE's best case.
+Result<guest::Pattern> parse_bench_pattern(std::string_view name);
 
 struct BenchPoint {  // one configuration
   uint32_t queues = 1;
@@ -47,7 +45,7 @@ struct BenchPoint {  // one configuration
 
 struct BenchSettings {
   transport::Uri to;
-  BenchPattern pattern = BenchPattern::kMixed;
+  guest::Pattern pattern = guest::Pattern::kMixed;
   std::chrono::milliseconds duration{3000};
   uint64_t working_set_bytes = 32ull << 20;  // per generation
   uint32_t page_size = 4096;

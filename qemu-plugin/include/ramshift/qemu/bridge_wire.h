@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ramshift/base/status.h"
 
@@ -100,6 +101,12 @@ void encode_hello(const BridgeHello& h, std::byte* out);
 Result<BridgeHello> decode_hello(std::span<const std::byte> body);
 void encode_close(const CloseInfo& c, std::byte* out);
 Result<CloseInfo> decode_close(std::span<const std::byte> body);
+
+// ERROR body: u32 error code, then the message (its first 4000 bytes).
+std::vector<std::byte> encode_error(const Status& why);
+// The failure an ERROR body reports, as "peer bridge: <message>"; a code this side does not
+// know (or none) reads as kInternal. Never fails: any body is some error.
+Status decode_error(std::span<const std::byte> body);
 
 // A channel's reassembly slots on the destination (KEYS).
 struct SlotKeys {

@@ -26,15 +26,16 @@
 #include "ramshift/base/status.h"
 #include "ramshift/guest/dirty_tracker.h"
 #include "ramshift/guest/guest.h"
+#include "ramshift/guest/pattern.h"
 
 namespace ramshift::guest {
-
-enum class WorkloadPattern { kMixed, kRandom, kDelta, kZero };
 
 struct SyntheticSpec {
   uint64_t size = 1ull << 30;
   uint64_t dirty_rate = 20ull << 20;  // bytes/s of pages rewritten, all threads together
-  WorkloadPattern pattern = WorkloadPattern::kMixed;
+  // mixed (random words then text, a quarter of the pages zero), random, delta (one byte
+  // per page rewritten) or zero (rewritten pages become zero); not text.
+  Pattern pattern = Pattern::kMixed;
   uint32_t threads = 1;
   uint64_t seed = 1;
   // tracking=auto|pagemap-scan|wp-faults: which kernel mechanism finds dirty pages.

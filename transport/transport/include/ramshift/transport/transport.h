@@ -146,35 +146,6 @@ struct TransportOptions {
 // The kInvalidArgument every backend without one-sided writes returns from post_write.
 Status no_remote_writes(const std::string& transport_name);
 
-// Collects one-sided writes for one queue and posts them a group at a time, waiting out
-// back-pressure, so a caller only decides where each piece goes (the engine's placed pages,
-// `ramshift bench`'s). Not thread-safe; one per queue thread.
-class RemoteWriter {
- public:
-  // `wait`: the longest a full send queue may stay full (then kTimeout). `abort`, when given,
-  // ends a wait early with kCancelled.
-  RemoteWriter(Connection& conn, uint32_t queue, Millis wait,
-               const std::atomic<bool>* abort = nullptr)
-      : conn_(conn), queue_(queue), wait_(wait), abort_(abort) {}
-  Status add(const RemoteWrite& write) {
-    pending_[count_++] = write;
-    return count_ == kGroup ? post() : Status::ok();
-  }
-  // Posts what is still collected.
-  Status finish() { return count_ > 0 ? post() : Status::ok(); }
-
- private:
-  // Why 64: the most one post_write accepts; a batch's page runs rarely need more.
-  static constexpr size_t kGroup = 64;
-  Status post();
-  Connection& conn_;
-  uint32_t queue_;
-  Millis wait_;
-  const std::atomic<bool>* abort_;
-  RemoteWrite pending_[kGroup];
-  size_t count_ = 0;
-};
-
 // Opens a listener for `uri` with the backend registered for its scheme (registry.h).
 // kAddressInUse when the port is taken; kInvalidArgument for a scheme this build does not
 // carry, with the reason.

@@ -1,9 +1,14 @@
-// Bounds-checked little-endian body reader and an appending writer, for frame bodies.
+// Bounds-checked little-endian body reader and two writers, the one codec style of every
+// ramshift protocol: the migration frames (frame.cc), the bench's messages
+// (bench/src/bench_wire.cc) and the QEMU bridge's (qemu-plugin/src/bridge_wire.cc).
 //
 // Reader records the first field it could not read (name included) and then reads zeros,
 // so a decoder can read a whole struct straight-line and check once with finish().
+// BodyWriter appends to a vector it owns; SpanWriter fills a caller's fixed buffer (a
+// message header on the stack, so the hot path allocates nothing).
 #pragma once
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -32,6 +37,12 @@ class BodyReader {
   }
   // u16 length then bytes; longer than `max` is an error.
   std::string read_string(const char* field, size_t max);
+  // Every byte not read yet (a trailing text, say); the body then counts as read.
+  std::span<const std::byte> read_rest() {
+    auto rest = body_.subspan(pos_);
+    pos_ = body_.size();
+    return rest;
+  }
   size_t remaining() const { return body_.size() - pos_; }
   // Records a semantic error for `field` (the first error wins).
   void reject(const char* field, const std::string& why);
@@ -57,10 +68,28 @@ class BodyWriter {
     store_le<T>(buf_.data() + at, v);
   }
   void write_string(const std::string& s);
+  void write_bytes(std::span<const std::byte> bytes);
   std::vector<std::byte> take() { return std::move(buf_); }
 
  private:
   std::vector<std::byte> buf_;
+};
+
+class SpanWriter {
+ public:
+  // `out` is sized by the caller for exactly the message's fixed layout.
+  explicit SpanWriter(std::span<std::byte> out) : out_(out) {}
+  template <typename T>
+  void write(T v) {
+    assert(out_.size() - pos_ >= sizeof(T));  // a layout bug, not a peer's fault
+    store_le<T>(out_.data() + pos_, v);
+    pos_ += sizeof(T);
+  }
+  size_t written() const { return pos_; }
+
+ private:
+  std::span<std::byte> out_;
+  size_t pos_ = 0;
 };
 
 }  // namespace ramshift::wire

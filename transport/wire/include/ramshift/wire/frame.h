@@ -76,7 +76,7 @@ struct Hello {
   uint8_t codec = 0;                    // pipeline::CodecMode
   uint64_t xbzrle_cache_per_queue = 0;  // bytes; 0 = no XBZRLE
   uint64_t session_id = 0;
-  std::string software;  // "ramshift 0.1.0", for logs
+  std::string software;  // kSoftware of the sender ("ramshift 0.1.0"), for logs
 };
 
 struct RegionInfo {
