@@ -8,7 +8,7 @@
 // verbatim (pass-through), except that multifd page packets from the source are re-encoded
 // with the page pipeline (zero markers, XBZRLE, zstd) when both bridges agree, and rebuilt
 // byte for byte before the destination QEMU sees them. Each channel's stream is checked end
-// to end: both bridges compare byte counts and CRC32C when the channel closes.
+// to end: both bridges compare byte counts and XXH3 stream hashes when the channel closes.
 //
 // A failure on either bridge closes every QEMU connection on both sides: QEMU's migration
 // fails, and the source VM keeps running (QEMU's own behaviour on a broken channel).
@@ -64,7 +64,7 @@ struct ChannelReport {
 // first channel opened to last closed —, setup_ms — connect + HELLO —, guest_bytes — QEMU's
 // stream —, wire_bytes, pages, queues, transport, codec, peer, error; role is
 // "bridge-source" / "bridge-destination"; downtime and rounds are QEMU's, not the bridge's),
-// plus one entry per channel. `verified`: every channel's byte count and CRC32C agreed.
+// plus one entry per channel. `verified`: every channel's byte count and XXH3 stream hash agreed.
 struct BridgeReport : migration::MigrationReport {
   std::vector<ChannelReport> channels;
   // The failure was this side's QEMU closing a channel while the bridge still wrote to it.

@@ -35,7 +35,7 @@ enum class FrameType : uint8_t {
   kRoundEnd = 5,     // source -> destination, each data queue: round done on this queue
   kSwitchover = 6,   // source -> destination: source guest paused, final round follows
   kDeviceState = 7,  // source -> destination: opaque device-state blob
-  kDigest = 8,       // source -> destination: CRC32C per MiB of every region
+  kDigest = 8,       // source -> destination: one XXH3 per chunk of every region (docs/protocol.md)
   kCommit = 9,       // destination -> source: digest matched; a live guest waits, paused
   kError = 10,       // either way: the session is over, here is why
   kBye = 11,         // either way: orderly end
