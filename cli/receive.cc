@@ -1,6 +1,8 @@
 // `ramshift receive`: the destination end.
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "commands.h"
@@ -8,6 +10,7 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/migration/destination.h"
+#include "signals.h"
 
 namespace ramshift::cli {
 namespace {
@@ -21,6 +24,7 @@ struct ReceiveOptions {
   bool once = false;
   double accept_timeout_s = 0;
   double resume_seconds = 2;
+  double peer_timeout_s = 5;  // migration::SourceConfig::peer_timeout says why
   BackendFlags rdma;
 };
 
@@ -42,6 +46,11 @@ Runner add_receive(CLI::App& app) {
   cmd->add_option("--resume-seconds", o->resume_seconds,
                   "a live guest runs here this long after the commit, then is verified again")
       ->capture_default_str();
+  cmd->add_option("--peer-timeout", o->peer_timeout_s,
+                  "seconds a source may stop answering (host down, link cut) before the "
+                  "migration is given up and the partial output removed; 0 = the OS's minutes")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--accept-timeout", o->accept_timeout_s,
                   "seconds to wait for a source before giving up (0 = forever)");
   return [o]() -> int {
@@ -53,6 +62,15 @@ Runner add_receive(CLI::App& app) {
     if (!tuning) return fail_with(tuning.status());
     transport::TransportOptions topts;
     topts.settings = *tuning;
+    topts.peer_timeout = std::chrono::milliseconds(static_cast<int64_t>(o->peer_timeout_s * 1000));
+    // SIGINT/SIGTERM cancel (signals.h); a second one exits at once, removing the partial
+    // output first (the file the run would have removed: PATH.partial).
+    migration::CancelToken cancel;
+    const std::string partial = o->guest_out.empty() ? "" : o->guest_out + ".partial";
+    auto watcher = SignalWatcher::start(cancel, [partial] {
+      if (!partial.empty()) ::unlink(partial.c_str());
+    });
+    if (!watcher) return fail_with(watcher.status());
     auto listener = transport::listen(*uri, topts);
     if (!listener) return fail_with(listener.status());
     // Scripts (and `ramshift demo`) read this line to learn the port chosen for port 0.
@@ -64,10 +82,17 @@ Runner add_receive(CLI::App& app) {
     config.overwrite = o->overwrite;
     config.expect_bytes = *expect;
     config.resume_for = std::chrono::milliseconds(static_cast<int64_t>(o->resume_seconds * 1000));
+    config.cancel = &cancel;
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(o->accept_timeout_s * 1000));
     for (;;) {
-      auto wait = std::chrono::milliseconds(1000);
+      // Waiting for a source: a signal just stops the command (exit 0, or 1 with --once:
+      // the one migration asked for did not happen).
+      if (cancel.requested()) {
+        log::warn("stopped ({}) while no migration ran", cancel.reason());
+        return o->once ? 1 : 0;
+      }
+      auto wait = std::chrono::milliseconds(200);
       auto conn = (*listener)->accept(wait);
       if (!conn) {
         if (conn.status().code() != ErrorCode::kTimeout) return fail_with(conn.status());
@@ -84,7 +109,7 @@ Runner add_receive(CLI::App& app) {
       bar.finish();
       write_json(report, o->json);
       print_summary(report);
-      if (o->once) return report.completed ? 0 : exit_code_for(report.error);
+      if (o->once || cancel.requested()) return report.completed ? 0 : exit_code_for(report.error);
     }
   };
 }

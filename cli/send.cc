@@ -8,6 +8,7 @@
 #include "ramshift/guest/image.h"
 #include "ramshift/guest/synthetic.h"
 #include "ramshift/migration/source.h"
+#include "signals.h"
 
 namespace ramshift::cli {
 namespace {
@@ -24,6 +25,7 @@ struct SendOptions {
   int zstd_level = pipeline::CodecConfig{}.zstd_level;
   std::string xbzrle_cache = "64M";
   double connect_timeout_s = 10;
+  double peer_timeout_s = 5;  // migration::SourceConfig::peer_timeout says why
   double downtime_limit_ms = 100;
   uint32_t max_rounds = 30;
   bool auto_converge = false;
@@ -43,6 +45,7 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   c.page_size = o.page_size;
   c.batch_pages = o.batch_pages;
   c.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
+  c.peer_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.peer_timeout_s * 1000));
   c.convergence.downtime_limit =
       std::chrono::milliseconds(static_cast<int64_t>(o.downtime_limit_ms));
   c.convergence.max_rounds = o.max_rounds;
@@ -107,6 +110,11 @@ Runner add_send(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--connect-timeout", o->connect_timeout_s, "seconds to wait for the destination")
       ->capture_default_str();
+  cmd->add_option("--peer-timeout", o->peer_timeout_s,
+                  "seconds a destination may stop answering (host down, link cut) before the "
+                  "migration is given up and a live guest resumes here; 0 = the OS's minutes")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option(
          "--downtime-limit", o->downtime_limit_ms,
          "live guests: the most the pause may last, in ms; rounds go on while one still pays")
@@ -129,6 +137,12 @@ Runner add_send(CLI::App& app) {
       log::error("{}", guest.status().message());
       return 2;  // a guest that cannot be opened is a usage error, whatever errno said
     }
+    // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
+    // was changed (an image is only read, a live guest dies with this process).
+    migration::CancelToken cancel;
+    auto watcher = SignalWatcher::start(cancel);
+    if (!watcher) return fail_with(watcher.status());
+    config->cancel = &cancel;
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);
     auto report = migration::run_source(**guest, *config,
@@ -136,6 +150,10 @@ Runner add_send(CLI::App& app) {
     bar.finish();
     write_json(report, o->json);
     print_summary(report);
+    if (report.completed && cancel.requested())
+      log::warn(
+          "the signal came during the hand-off, which completed: the guest runs on the "
+          "destination");
     return report.completed ? 0 : exit_code_for(report.error);
   };
 }

@@ -44,6 +44,16 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kLiveDigestSent, SE::kMemoryKeysReceived}, S::kLiveDigestSent},
     {{S::kReleased, SE::kMemoryKeysReceived}, S::kReleased},
     {{S::kHandedOff, SE::kMemoryKeysReceived}, S::kHandedOff},
+    // A cancel: everywhere but kReleased and kHandedOff (the hand-off window).
+    {{S::kConnecting, SE::kCancelled}, S::kCancelled},
+    {{S::kHelloSent, SE::kCancelled}, S::kCancelled},
+    {{S::kHelloReceived, SE::kCancelled}, S::kCancelled},
+    {{S::kTableSent, SE::kCancelled}, S::kCancelled},
+    {{S::kStreaming, SE::kCancelled}, S::kCancelled},
+    {{S::kPaused, SE::kCancelled}, S::kCancelled},
+    {{S::kDeviceStateSent, SE::kCancelled}, S::kCancelled},
+    {{S::kImageDigestSent, SE::kCancelled}, S::kCancelled},
+    {{S::kLiveDigestSent, SE::kCancelled}, S::kCancelled},
 };
 
 const std::map<std::pair<D, DE>, D> kDestinationLegal = {
@@ -59,6 +69,13 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kImageCommitted, DE::kFinished}, D::kDone},
     {{D::kLiveCommitted, DE::kHandOffReceived}, D::kRunning},
     {{D::kRunning, DE::kFinished}, D::kDone},
+    // A cancel: until DIGEST arrives; from then on the hand-off decides.
+    {{D::kAccepted, DE::kCancelled}, D::kCancelled},
+    {{D::kHelloReceived, DE::kCancelled}, D::kCancelled},
+    {{D::kHelloSent, DE::kCancelled}, D::kCancelled},
+    {{D::kTableReceived, DE::kCancelled}, D::kCancelled},
+    {{D::kReceiving, DE::kCancelled}, D::kCancelled},
+    {{D::kDeviceStateReceived, DE::kCancelled}, D::kCancelled},
 };
 
 const std::set<SE> kSourcePeerEvents = {
@@ -79,8 +96,12 @@ const auto kSourceEvents = all<SE>(kSourceEventCount);
 const auto kDestinationStates = all<D>(kDestinationStateCount);
 const auto kDestinationEvents = all<DE>(kDestinationEventCount);
 
-bool final_state(S s) { return s == S::kDone || s == S::kFailed || s == S::kPeerFailed; }
-bool final_state(D s) { return s == D::kDone || s == D::kFailed || s == D::kPeerFailed; }
+bool final_state(S s) {
+  return s == S::kDone || s == S::kFailed || s == S::kPeerFailed || s == S::kCancelled;
+}
+bool final_state(D s) {
+  return s == D::kDone || s == D::kFailed || s == D::kPeerFailed || s == D::kCancelled;
+}
 
 // Every pair: a legal one goes where the table says, a failure ends any state but a final
 // one, and everything else is refused with a message that names the event and the state,
@@ -217,6 +238,47 @@ TEST(SessionState, SourceFailureKeepsTheStateItFailedIn) {
     EXPECT_EQ(session.state(), S::kPeerFailed);
     EXPECT_EQ(session.failed_in(), at);
   }
+}
+
+// A cancel in the middle of the rounds or the switchover leaves the guest the source's: it
+// resumes a guest it had paused, and keeps running one it had not.
+TEST(SessionState, SourceCancelledBeforeCommitKeepsTheGuest) {
+  for (S s : {S::kStreaming, S::kPaused, S::kDeviceStateSent, S::kLiveDigestSent}) {
+    SCOPED_TRACE(state_name(s));
+    SourceSession session(s);
+    ASSERT_TRUE(session.cancel().is_ok());
+    EXPECT_TRUE(session.cancelled());
+    EXPECT_TRUE(is_final(session.state()));
+    EXPECT_EQ(session.failed_in(), s);
+    EXPECT_EQ(source_may_resume_guest(session.failed_in()), source_guest_paused(s));
+    session.fail();  // a later failure does not undo the cancel
+    EXPECT_TRUE(session.cancelled());
+  }
+}
+
+// Inside the hand-off window a cancel is refused and the session goes on: the guest may be
+// the destination's (source), or the source decides whether it runs here (destination).
+TEST(SessionState, ACancelIsHeldInTheHandOffWindow) {
+  for (S s : {S::kReleased, S::kHandedOff}) {
+    SourceSession session(s);
+    Status c = session.cancel();
+    EXPECT_FALSE(c.is_ok()) << state_name(s);
+    EXPECT_NE(c.message().find("cancel in state"), std::string::npos) << c.message();
+    EXPECT_EQ(session.state(), s);
+  }
+  SourceSession released(S::kReleased);
+  ASSERT_TRUE(released.advance(SE::kHandOffSent).is_ok());
+  ASSERT_TRUE(released.advance(SE::kByeReceived).is_ok());
+  EXPECT_EQ(released.state(), S::kDone);
+  for (D s : {D::kImageDigestReceived, D::kLiveDigestReceived, D::kImageCommitted,
+              D::kLiveCommitted, D::kRunning}) {
+    DestinationSession session(s);
+    EXPECT_FALSE(session.cancel().is_ok()) << state_name(s);
+    EXPECT_EQ(session.state(), s);
+  }
+  DestinationSession receiving(D::kReceiving);
+  ASSERT_TRUE(receiving.cancel().is_ok());
+  EXPECT_FALSE(destination_may_run_guest(receiving.state()));
 }
 
 TEST(SessionState, SourceSessionRunsAnImageAndALiveGuestToDone) {

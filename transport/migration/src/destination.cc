@@ -83,7 +83,15 @@ class DestinationRun {
   }
 
   Result<wire::FrameView> next_control(milliseconds timeout, const char* waiting_for) {
-    auto f = receive_frame(*conn_, 0, timeout);
+    // Slices of 100 ms, so a cancel is noticed while the source takes its time.
+    const auto deadline = Clock::now() + timeout;
+    Result<wire::FrameView> f = Status(ErrorCode::kTimeout, "");
+    for (;;) {
+      RS_RETURN_IF_ERROR(cancel_if_asked());
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      f = receive_frame(*conn_, 0, std::clamp(left, milliseconds(0), milliseconds(100)));
+      if (f || f.status().code() != ErrorCode::kTimeout || left <= milliseconds(100)) break;
+    }
     if (!f) {
       if (f.status().code() == ErrorCode::kTimeout)
         return Status(ErrorCode::kTimeout, fmt::format("source sent no {} within {} s", waiting_for,
@@ -307,14 +315,31 @@ class DestinationRun {
     return Status::ok();
   }
 
+  // A cancel asked for (cancel.h) ends the session here, where its table allows.
+  Status cancel_if_asked() {
+    if (cancel_requested(config_.cancel) && session_.cancel().is_ok())
+      return config_.cancel->status("destination");
+    return Status::ok();
+  }
+
+  // A source that fails (or is cancelled) sends ERROR on the control queue and then closes
+  // every queue; a data queue may see the close first. The ERROR says why.
+  Status error_after_stop() {
+    auto f = receive_frame(*conn_, 0, milliseconds(200));
+    if (!f || f->type != FrameType::kError) return current_error();
+    session_.fail(DestinationEvent::kErrorReceived);
+    return peer_error(f->body, "source");
+  }
+
   Status control_loop() {
     for (;;) {
-      if (stop_.load()) return current_error();
+      if (stop_.load()) return error_after_stop();
+      RS_RETURN_IF_ERROR(cancel_if_asked());
       report_progress();
       auto f = receive_frame(*conn_, 0, milliseconds(100));
       if (!f) {
         if (f.status().code() == ErrorCode::kTimeout) continue;
-        if (stop_.load()) return current_error();
+        if (stop_.load()) return error_after_stop();
         return f.status().with_context("source");
       }
       switch (f->type) {
@@ -327,6 +352,8 @@ class DestinationRun {
           device_state_.assign(reinterpret_cast<const char*>(f->body.data()), f->body.size());
           break;
         case FrameType::kDigest: {
+          // The hand-off window: no cancel, and no forced exit, until it resolves (cancel.h).
+          HandOffWindow window(config_.cancel);
           RS_ASSIGN_OR_RETURN(auto digest, wire::decode_digest(f->body));
           RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDigestReceived));
           RS_RETURN_IF_ERROR(check_digest(digest));

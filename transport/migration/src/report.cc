@@ -6,7 +6,9 @@ namespace ramshift::migration {
 
 std::string MigrationReport::to_json() const {
   nlohmann::ordered_json j;
-  j["status"] = completed ? "completed" : "failed";
+  j["status"] = completed                               ? "completed"
+                : error.code() == ErrorCode::kCancelled ? "cancelled"
+                                                        : "failed";
   j["role"] = role;
   j["verified"] = verified;
   j["total_ms"] = total_ms;
@@ -47,6 +49,7 @@ std::string MigrationReport::to_json() const {
   j["rounds_detail"] = rounds_json;
   if (resumed_verified)
     j["resumed"] = {{"verified", *resumed_verified}, {"writes", resumed_writes}};
+  if (source_guest) j["source_guest"] = *source_guest;
   if (auto_compressed_bytes_per_s || auto_raw_bytes_per_s)
     j["codec_auto"] = {{"compressed_bytes_per_s", auto_compressed_bytes_per_s.value_or(0)},
                        {"raw_bytes_per_s", auto_raw_bytes_per_s.value_or(0)}};

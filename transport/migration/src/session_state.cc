@@ -46,6 +46,18 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kLiveDigestSent, SE::kMemoryKeysReceived, S::kLiveDigestSent},
     {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
     {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
+    // A cancel, everywhere but the hand-off window (kReleased, kHandedOff: the guest may be
+    // the destination's already). Before COMMIT the source still owns the guest: it sends
+    // ERROR, and a destination waiting for HANDOFF drops its copy.
+    {S::kConnecting, SE::kCancelled, S::kCancelled},
+    {S::kHelloSent, SE::kCancelled, S::kCancelled},
+    {S::kHelloReceived, SE::kCancelled, S::kCancelled},
+    {S::kTableSent, SE::kCancelled, S::kCancelled},
+    {S::kStreaming, SE::kCancelled, S::kCancelled},
+    {S::kPaused, SE::kCancelled, S::kCancelled},
+    {S::kDeviceStateSent, SE::kCancelled, S::kCancelled},
+    {S::kImageDigestSent, SE::kCancelled, S::kCancelled},
+    {S::kLiveDigestSent, SE::kCancelled, S::kCancelled},
 };
 
 constexpr Row<D, DE> kDestinationRows[] = {
@@ -62,6 +74,15 @@ constexpr Row<D, DE> kDestinationRows[] = {
     // The one way into kRunning: the source let the guest go.
     {D::kLiveCommitted, DE::kHandOffReceived, D::kRunning},
     {D::kRunning, DE::kFinished, D::kDone},
+    // A cancel, until the digest arrives: from then on the outcome is the source's to decide
+    // (COMMIT goes out, then HANDOFF or ERROR comes), and a guest verified here either runs
+    // here or nowhere until the hand-off says which.
+    {D::kAccepted, DE::kCancelled, D::kCancelled},
+    {D::kHelloReceived, DE::kCancelled, D::kCancelled},
+    {D::kHelloSent, DE::kCancelled, D::kCancelled},
+    {D::kTableReceived, DE::kCancelled, D::kCancelled},
+    {D::kReceiving, DE::kCancelled, D::kCancelled},
+    {D::kDeviceStateReceived, DE::kCancelled, D::kCancelled},
 };
 
 bool caused_by_peer(SourceEvent e) {
@@ -151,6 +172,8 @@ const char* state_name(SourceState state) {
       return "failed";
     case S::kPeerFailed:
       return "peer_failed";
+    case S::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -185,6 +208,8 @@ const char* state_name(DestinationState state) {
       return "failed";
     case D::kPeerFailed:
       return "peer_failed";
+    case D::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -219,6 +244,8 @@ const char* event_name(SourceEvent event) {
       return "error received";
     case SE::kFailure:
       return "failure";
+    case SE::kCancelled:
+      return "cancel";
   }
   return "unknown";
 }
@@ -247,16 +274,20 @@ const char* event_name(DestinationEvent event) {
       return "error received";
     case DE::kFailure:
       return "failure";
+    case DE::kCancelled:
+      return "cancel";
   }
   return "unknown";
 }
 
 bool is_final(SourceState state) {
-  return state == S::kDone || state == S::kFailed || state == S::kPeerFailed;
+  return state == S::kDone || state == S::kFailed || state == S::kPeerFailed ||
+         state == S::kCancelled;
 }
 
 bool is_final(DestinationState state) {
-  return state == D::kDone || state == D::kFailed || state == D::kPeerFailed;
+  return state == D::kDone || state == D::kFailed || state == D::kPeerFailed ||
+         state == D::kCancelled;
 }
 
 bool source_guest_paused(SourceState state) {

@@ -83,13 +83,15 @@ class SourceRun {
                                 config_.batch_pages, config_.page_size));
     const transport::TransportOptions topts{.connect_timeout = config_.connect_timeout,
                                             .receive_load = transport::ReceiveLoad::kReplies,
+                                            .peer_timeout = config_.peer_timeout,
                                             .settings = config_.transport_settings};
     auto conn = transport::connect(config_.to, config_.queues + 1, topts);
     if (!conn) return conn.status();
     conn_ = std::move(conn).value();
     report_.peer = conn_->describe();
     log::info("connected: {} after {:.0f} ms", report_.peer, ms_since(start_));
-    Status s = handshake();
+    Status s = cancel_if_asked();
+    if (s) s = handshake();
     // A guest under dirty tracking cannot be pinned any more: userfaultfd write-protection
     // makes the registration's long-term pin fail (EFAULT, seen on Linux 6.1). So a running
     // guest's memory is registered before tracking starts; only an image's overlaps round 0.
@@ -101,14 +103,26 @@ class SourceRun {
     if (s && !guest_.immutable()) s = precopy_rounds();
     if (s) s = verify();
     if (!s) session_.fail();
-    if (!s && s.code() != ErrorCode::kDisconnected && !session_.peer_failed())
+    if (!s && !error_sent_ && s.code() != ErrorCode::kDisconnected && !session_.peer_failed())
       send_error_frame(*conn_, s);
     conn_->close();
     if (!s && source_may_resume_guest(session_.failed_in())) {
       guest_.resume();  // nothing was committed: the source keeps the guest
-      log::info("source guest resumed after the failed switchover");
+      log::info("source guest resumed after the {}",
+                session_.cancelled() ? "cancel" : "failed switchover");
     }
+    if (!s && !guest_.immutable())
+      report_.source_guest = source_may_resume_guest(session_.failed_in()) ? "resumed"
+                             : source_guest_paused(session_.failed_in())   ? "paused (handed over)"
+                                                                           : "running";
     return s;
+  }
+
+  // A cancel asked for (cancel.h) ends the session here, where its table allows.
+  Status cancel_if_asked() {
+    if (cancel_requested(config_.cancel) && session_.cancel().is_ok())
+      return config_.cancel->status("source");
+    return Status::ok();
   }
 
   using Selection = PageSelection;
@@ -156,6 +170,7 @@ class SourceRun {
 
   // Pause, send what is still dirty, the device state and the digest; wait for the commit.
   Status switchover(uint32_t round, Selection dirty) {
+    RS_RETURN_IF_ERROR(cancel_if_asked());
     RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
     pause_time_ = Clock::now();
     guest_.pause();
@@ -185,7 +200,7 @@ class SourceRun {
   Result<std::vector<std::byte>> await(FrameType want, milliseconds timeout) {
     return await_control_frame(
         *conn_, session_, want, timeout,
-        [this](std::span<const std::byte> body) { return absorb_keys(body); });
+        [this](std::span<const std::byte> body) { return absorb_keys(body); }, config_.cancel);
   }
 
   Status handshake() {
@@ -295,6 +310,13 @@ class SourceRun {
         last_progress = Clock::now();
       }
       if (finished_.load() == n) break;
+      control = cancel_if_asked();
+      if (!control) {
+        // Tell the destination now, before the data queues close under it.
+        send_error_frame(*conn_, control);
+        error_sent_ = true;
+        break;
+      }
       transport::ConstBuffer msg[1];
       // Short waits: the end of the round is noticed within 1 ms (it is part of downtime in
       // the final round).
@@ -352,6 +374,7 @@ class SourceRun {
     for (uint32_t q = 0; q < n; ++q) skipped += round == 0 ? stats_[q].counts.zero : 0;
     detail.sent_bytes = (total_pages - std::min(total_pages, skipped)) * config_.page_size;
     detail.wire_bytes = report_.wire_bytes - wire_before;
+    if (control.is_ok() && first.code() == ErrorCode::kDisconnected) first = peer_error_or(first);
     // The round ends when the destination has placed all of it (its ROUND_END on queue 0).
     if (first.is_ok()) first = await_round_ack(round);
     detail.ms = std::chrono::duration<double, std::milli>(Clock::now() - round_start).count();
@@ -366,6 +389,16 @@ class SourceRun {
                                 "source was changed",
                                 round, first.message()));
     return first;
+  }
+
+  // A destination that fails (or is cancelled) sends ERROR on the control queue and then
+  // closes every queue; a data queue may see the close first. The ERROR says why.
+  Status peer_error_or(Status lost) {
+    auto f = receive_frame(*conn_, 0, milliseconds(200));
+    while (f && f->type == FrameType::kMemoryKeys) f = receive_frame(*conn_, 0, milliseconds(200));
+    if (!f || f->type != FrameType::kError) return lost;
+    session_.fail(SourceEvent::kErrorReceived);
+    return peer_error(f->body, "destination");
   }
 
   Status await_round_ack(uint32_t round) {
@@ -395,12 +428,17 @@ class SourceRun {
                               placing_ ? local_prep_.get() : nullptr,
                               &remote_};
     Status s = stream_queue(shared, q, round, selection, *encoders_[q], stats_[q]);
-    if (!s && !abort_.exchange(true)) conn_->close();
+    // A closed peer leaves the control queue open: the ERROR it sent before closing may be
+    // there (stream_round reads it); other failures close everything to wake the other queues.
+    if (!s && !abort_.exchange(true) && s.code() != ErrorCode::kDisconnected) conn_->close();
     if (!s) stats_[q].status = s;
     finished_.fetch_add(1);
   }
 
   Status verify() {
+    // From DIGEST on the hand-off may start (COMMIT releases the guest): a second signal must
+    // not end the process before it resolves (cancel.h). A cancel before COMMIT still counts.
+    HandOffWindow window(guest_.immutable() ? nullptr : config_.cancel);
     wire::Digest digest;
     digest.final_round = report_.rounds - 1;
     digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
@@ -457,6 +495,7 @@ class SourceRun {
   RemoteMemory remote_;                         // destination memory keyed so far
   std::unique_ptr<MemoryPreparer> local_prep_;  // after conn_: its threads use it
   uint64_t wire_control_ = 0;
+  bool error_sent_ = false;  // the ERROR frame went out already (a cancel during a round)
   Clock::time_point start_;
   MigrationReport report_;
 };

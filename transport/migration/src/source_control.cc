@@ -14,14 +14,24 @@ using wire::FrameType;
 
 Result<std::vector<std::byte>> await_control_frame(transport::Connection& conn,
                                                    SourceSession& session, FrameType want,
-                                                   milliseconds timeout, const KeysFn& on_keys) {
+                                                   milliseconds timeout, const KeysFn& on_keys,
+                                                   const CancelToken* cancel) {
   const auto deadline = Clock::now() + timeout;
-  auto f = receive_frame(conn, 0, timeout);
+  // Slices of 100 ms, so a cancel is noticed while the destination takes its time.
+  auto next = [&]() -> Result<wire::FrameView> {
+    for (;;) {
+      if (cancel_requested(cancel) && session.cancel().is_ok()) return cancel->status("source");
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      auto f = receive_frame(conn, 0, std::clamp(left, milliseconds(0), milliseconds(100)));
+      if (f || f.status().code() != ErrorCode::kTimeout || left <= milliseconds(100)) return f;
+    }
+  };
+  auto f = next();
   while (f && f->type == FrameType::kMemoryKeys) {
     RS_RETURN_IF_ERROR(on_keys(f->body));
-    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    f = receive_frame(conn, 0, std::max(left, milliseconds(0)));
+    f = next();
   }
+  if (!f && f.status().code() == ErrorCode::kCancelled) return f.status();
   if (!f) {
     if (f.status().code() == ErrorCode::kTimeout)
       return Status(ErrorCode::kTimeout,

@@ -33,7 +33,7 @@ Backend tcp_backend() {
   Backend b;
   b.scheme = "tcp";
   b.summary = "one TCP connection per queue (baseline and fallback)";
-  b.listen = [](const Uri& uri, const TransportOptions&) { return tcp::listen(uri); };
+  b.listen = tcp::listen;
   b.connect = tcp::connect;
   return b;
 }

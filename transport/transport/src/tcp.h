@@ -7,7 +7,7 @@
 
 namespace ramshift::transport::tcp {
 
-Result<std::unique_ptr<Listener>> listen(const Uri& uri);
+Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options);
 Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
                                             const TransportOptions& options);
 

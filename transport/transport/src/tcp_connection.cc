@@ -205,6 +205,7 @@ class TcpConnection final : public Connection {
       }
       if (errno == EINTR) continue;
       if (errno != EAGAIN) {
+        if (errno == ETIMEDOUT) return timed_out_status();
         if (errno == ECONNRESET) {
           q.eof = true;
           return Status(ErrorCode::kDisconnected, fmt::format("connection reset by peer {}", peer_),
@@ -235,7 +236,16 @@ class TcpConnection final : public Connection {
     return Status::ok();
   }
   Status closed_status() const { return Status(ErrorCode::kDisconnected, "connection closed"); }
+  // The peer timeout (set_peer_timeout) ran out: the peer stopped answering without closing.
+  Status timed_out_status() const {
+    return Status(ErrorCode::kDisconnected,
+                  fmt::format("peer {} stopped answering (no acknowledgement within the peer "
+                              "timeout: host down or link cut?)",
+                              peer_),
+                  ETIMEDOUT);
+  }
   Status send_error(int err) {
+    if (err == ETIMEDOUT) return timed_out_status();
     if (err == EPIPE || err == ECONNRESET)
       return Status(ErrorCode::kDisconnected, fmt::format("peer {} closed the connection", peer_),
                     err);
@@ -277,7 +287,8 @@ constexpr auto kHelloTimeout = std::chrono::seconds(5);
 
 class TcpListener final : public Listener {
  public:
-  TcpListener(UniqueFd fd, Uri uri) : fd_(std::move(fd)), uri_(std::move(uri)) {
+  TcpListener(UniqueFd fd, Uri uri, Millis peer_timeout)
+      : fd_(std::move(fd)), uri_(std::move(uri)), peer_timeout_(peer_timeout) {
     uri_.port = local_port(fd_.get());
   }
   Uri address() const override { return uri_; }
@@ -311,6 +322,7 @@ class TcpListener final : public Listener {
       }
       int one = 1;
       setsockopt(s.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      RS_RETURN_IF_ERROR(set_peer_timeout(s.get(), peer_timeout_));
       drop_stale_groups();
       Group& g = groups_[hello->nonce];
       if (g.fds.empty()) {
@@ -350,14 +362,16 @@ class TcpListener final : public Listener {
 
   UniqueFd fd_;
   Uri uri_;
+  Millis peer_timeout_;  // set on every accepted socket (set_peer_timeout)
   std::map<uint64_t, Group> groups_;
 };
 
 }  // namespace
 
-Result<std::unique_ptr<Listener>> listen(const Uri& uri) {
+Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {
   RS_ASSIGN_OR_RETURN(UniqueFd fd, listen_socket(uri));
-  return std::unique_ptr<Listener>(std::make_unique<TcpListener>(std::move(fd), uri));
+  return std::unique_ptr<Listener>(
+      std::make_unique<TcpListener>(std::move(fd), uri, options.peer_timeout));
 }
 
 Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
@@ -371,6 +385,7 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   std::vector<UniqueFd> fds;
   for (uint32_t i = 0; i < queues; ++i) {
     RS_ASSIGN_OR_RETURN(UniqueFd fd, connect_socket(uri, deadline));
+    RS_RETURN_IF_ERROR(set_peer_timeout(fd.get(), options.peer_timeout));
     std::byte raw[kQueueHelloBytes];
     encode_queue_hello({static_cast<uint16_t>(i), static_cast<uint16_t>(queues), nonce}, raw);
     RS_RETURN_IF_ERROR(

@@ -8,6 +8,8 @@
 #include <poll.h>
 
 #include <fmt/format.h>
+
+#include <algorithm>
 #include <cerrno>
 
 #include "ramshift/base/byte_order.h"
@@ -173,6 +175,26 @@ Result<UniqueFd> connect_socket(const Uri& uri, Clock::time_point deadline) {
                           fmt::format("cannot connect to {}", uri.to_string()), err);
   }
   return last;
+}
+
+Status set_peer_timeout(int fd, std::chrono::milliseconds timeout) {
+  if (timeout.count() <= 0) return Status::ok();
+  // Probes every fifth of the timeout (at least 1 s, the option's unit): the kernel checks
+  // the user timeout when a probe is due, so a dead peer is seen within timeout + timeout/5.
+  const int probe_s = static_cast<int>(std::max<int64_t>(1, timeout.count() / 5000));
+  const int one = 1;
+  const unsigned user_timeout_ms = static_cast<unsigned>(timeout.count());
+  // Why 5 probes: with the user timeout set the kernel ends the connection on it, not on the
+  // probe count; the count only has to be large enough not to end it sooner.
+  const int probes = 5;
+  if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &probe_s, sizeof probe_s) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &probe_s, sizeof probe_s) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes) != 0 ||
+      setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms, sizeof user_timeout_ms) != 0)
+    return errno_status(ErrorCode::kIo, "setting the peer timeout (keepalive, TCP_USER_TIMEOUT)",
+                        errno);
+  return Status::ok();
 }
 
 std::string local_address(int fd) {

@@ -31,6 +31,19 @@ Result<UniqueFd> listen_socket(const Uri& uri);
 // Connects one socket before `deadline`; the socket is left non-blocking.
 Result<UniqueFd> connect_socket(const Uri& uri, std::chrono::steady_clock::time_point deadline);
 
+// Makes `fd` fail with ETIMEDOUT once the peer has not acknowledged anything for `timeout`
+// (0 = leave the OS defaults), whether data is outstanding or the socket is idle.
+//
+// Why the kernel and not heartbeats on the control queue: TCP_USER_TIMEOUT bounds the time
+// unacknowledged data may wait (a data queue blocked on a vanished peer), and keepalive probes
+// every timeout/5 give an idle socket (a source waiting for ROUND_END or COMMIT) the same bound.
+// That covers every one of the N + 1 sockets in every phase without a wire change, without a
+// thread to send beats, and without a heartbeat stuck behind a 16 MiB batch on a busy queue.
+// A peer whose kernel answers but whose process hangs is not caught here: the protocol's own
+// waits (hello, verdict, hand-off) time out for that. A live peer that stops reading (zero
+// window) is not a timeout either: its kernel acknowledges the window probes (Linux >= 5.13).
+Status set_peer_timeout(int fd, std::chrono::milliseconds timeout);
+
 // "127.0.0.1:7000" / "[::1]:7000" for the local or peer end of `fd`.
 std::string local_address(int fd);
 std::string peer_address(int fd);

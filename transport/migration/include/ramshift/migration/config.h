@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "ramshift/migration/cancel.h"
 #include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/codec.h"
 #include "ramshift/transport/transport.h"
@@ -32,6 +33,14 @@ struct SourceConfig {
   transport::BackendSettings transport_settings;
   // How long to wait for the destination's verdict after the last page.
   std::chrono::milliseconds verdict_timeout{600000};
+  // A destination that stops answering without closing is given up after this long, in every
+  // phase (TransportOptions::peer_timeout); a live guest then resumes here. Why 5 s: a LAN
+  // retransmits a lost segment 4 times within it (Linux's 200 ms minimum RTO doubling:
+  // 0.2 + 0.4 + 0.8 + 1.6 s), so a burst of loss survives, while a dead host is noticed in
+  // about a downtime budget's worth of seconds, not after the OS's 15 minutes.
+  std::chrono::milliseconds peer_timeout{5000};
+  // Set by the caller to cancel the run from another thread (cancel.h); may be null.
+  CancelToken* cancel = nullptr;
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
@@ -53,6 +62,9 @@ struct DestinationConfig {
   // Fault injection for tests: drop the connection right after sending COMMIT, as if this
   // host died there (the hand-off's one ambiguous moment).
   bool test_drop_after_commit = false;
+  // Set by the caller to cancel the run from another thread (cancel.h); may be null. The
+  // peer timeout is the listener's (TransportOptions::peer_timeout), set before accept.
+  CancelToken* cancel = nullptr;
 };
 
 }  // namespace ramshift::migration

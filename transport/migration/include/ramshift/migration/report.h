@@ -51,7 +51,11 @@ struct MigrationReport {
   // Destination of a live guest: it ran here after the commit and stayed consistent.
   std::optional<bool> resumed_verified;
   uint64_t resumed_writes = 0;
-  Status error;  // ok when completed
+  // Source of a live guest that did not move: "running" (never paused), "resumed" (paused
+  // for the switchover, resumed after the failure or cancel) or "paused (handed over)".
+  std::optional<std::string> source_guest;
+  // ok when completed; kCancelled when either end was cancelled (JSON "status": "cancelled")
+  Status error;
 
   double throughput_mbps() const {
     return total_ms > 0 ? static_cast<double>(guest_bytes) * 8 / (total_ms / 1000) / 1e6 : 0;

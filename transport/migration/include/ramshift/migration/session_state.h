@@ -11,9 +11,9 @@
 //   - the destination runs it only after HANDOFF (kLiveCommitted --handoff--> kRunning).
 //
 // Adding post-copy: a live session forks after DEVICE_STATE. Add kPostcopyActive to both
-// enums (before kDone, so the failure states stay last), the event that enters it (e.g.
-// kPostcopyStarted), its rows in the transition table of session_state.cc, and its answers
-// in the queries below (source_may_resume_guest: false, the guest runs on the destination;
+// enums (before kDone, so the failure and cancelled states stay last), the event that enters it
+// (e.g. kPostcopyStarted), its rows in the transition table of session_state.cc, and its answers in
+// the queries below (source_may_resume_guest: false, the guest runs on the destination;
 // destination_may_run_guest: true). Nothing else changes: failures are handled for every
 // state at once, error messages and the tests' all-pairs sweep are built from the table.
 //
@@ -43,8 +43,9 @@ enum class SourceState : unsigned char {
   kDone,             // image committed, or the guest runs on the destination
   kFailed,           // a local error, timeout or lost connection (ERROR sent if possible)
   kPeerFailed,       // the destination sent ERROR
+  kCancelled,        // cancelled here (a signal, cancel.h): ERROR sent, the guest kept
 };
-inline constexpr size_t kSourceStateCount = static_cast<size_t>(SourceState::kPeerFailed) + 1;
+inline constexpr size_t kSourceStateCount = static_cast<size_t>(SourceState::kCancelled) + 1;
 
 enum class SourceEvent : unsigned char {
   kHelloSent,
@@ -60,9 +61,10 @@ enum class SourceEvent : unsigned char {
   kHandOffSent,
   kByeReceived,
   kErrorReceived,
-  kFailure,  // a local error, a timeout or a lost connection
+  kFailure,    // a local error, a timeout or a lost connection
+  kCancelled,  // the user cancelled (cancel.h); held inside the hand-off window
 };
-inline constexpr size_t kSourceEventCount = static_cast<size_t>(SourceEvent::kFailure) + 1;
+inline constexpr size_t kSourceEventCount = static_cast<size_t>(SourceEvent::kCancelled) + 1;
 
 enum class DestinationState : unsigned char {
   kAccepted,             // connection accepted; waiting for HELLO
@@ -79,9 +81,10 @@ enum class DestinationState : unsigned char {
   kDone,                 // image in place, or the resumed guest ran and was checked
   kFailed,               // a local error, timeout or lost connection (ERROR sent if possible)
   kPeerFailed,           // the source sent ERROR
+  kCancelled,            // cancelled here (a signal, cancel.h): ERROR sent, output removed
 };
 inline constexpr size_t kDestinationStateCount =
-    static_cast<size_t>(DestinationState::kPeerFailed) + 1;
+    static_cast<size_t>(DestinationState::kCancelled) + 1;
 
 enum class DestinationEvent : unsigned char {
   kHelloReceived,
@@ -94,14 +97,18 @@ enum class DestinationEvent : unsigned char {
   kHandOffReceived,
   kFinished,  // image: BYE or the close came; live: the resumed guest was checked
   kErrorReceived,
-  kFailure,  // a local error, a timeout or a lost connection
+  kFailure,    // a local error, a timeout or a lost connection
+  kCancelled,  // the user cancelled (cancel.h); held inside the hand-off window
 };
 inline constexpr size_t kDestinationEventCount =
-    static_cast<size_t>(DestinationEvent::kFailure) + 1;
+    static_cast<size_t>(DestinationEvent::kCancelled) + 1;
 
 // The state after `event`, or kProtocol (an event the peer caused: a frame received) or
 // kInternal (one this end caused) naming the event, the state and where it would be legal.
-// Failure events are legal in every state but the three final ones.
+// Failure events are legal in every state but the four final ones. A cancel is legal only
+// outside the hand-off window (the rows in session_state.cc): from the source's DIGEST to the
+// hand-off's end the run does not stop for it, so the guest never ends up on neither host
+// or on both.
 Result<SourceState> next_state(SourceState state, SourceEvent event);
 Result<DestinationState> next_state(DestinationState state, DestinationEvent event);
 
@@ -111,7 +118,7 @@ const char* state_name(DestinationState state);
 const char* event_name(SourceEvent event);
 const char* event_name(DestinationEvent event);
 
-// kDone, kFailed and kPeerFailed: nothing follows.
+// kDone, kFailed, kPeerFailed and kCancelled: nothing follows.
 bool is_final(SourceState state);
 bool is_final(DestinationState state);
 
@@ -138,13 +145,14 @@ class Session {
   explicit Session(State initial) : state_(initial), failed_in_(initial) {}
 
   State state() const { return state_; }
-  State failed_in() const { return failed_in_; }
+  State failed_in() const { return failed_in_; }  // also the state a cancel came in
   bool peer_failed() const { return state_ == State::kPeerFailed; }
 
   // Applies `event`; an illegal one leaves the state as it was and returns the error.
   Status advance(Event event) {
     RS_ASSIGN_OR_RETURN(State next, next_state(state_, event));
-    if (next == State::kFailed || next == State::kPeerFailed) failed_in_ = state_;
+    if (next == State::kFailed || next == State::kPeerFailed || next == State::kCancelled)
+      failed_in_ = state_;
     state_ = next;
     return Status::ok();
   }
@@ -154,6 +162,11 @@ class Session {
   void fail(Event cause = Event::kFailure) {
     if (!is_final(state_)) (void)advance(cause);
   }
+
+  // Ends the session as cancelled, where its table allows it; inside the hand-off window the
+  // error says so and the state stays (the cancel waits for the hand-off to resolve).
+  Status cancel() { return advance(Event::kCancelled); }
+  bool cancelled() const { return state_ == State::kCancelled; }
 
  private:
   State state_;

@@ -138,6 +138,10 @@ struct TransportOptions {
   // How long connect() may take for all queues before kUnreachable/kTimeout.
   Millis connect_timeout{10000};
   ReceiveLoad receive_load = ReceiveLoad::kBulk;
+  // A peer that stops answering without closing (host down, link cut) fails the connection
+  // after this long (kDisconnected) in every state, idle or sending; 0 = the OS defaults
+  // (minutes). tcp: keepalive + TCP_USER_TIMEOUT (tcp_socket.h). --peer-timeout sets it.
+  Millis peer_timeout{0};
   // Backend-specific settings (e.g. "rdma-sq-depth"), read by the backend they belong to and
   // ignored by the others.
   BackendSettings settings;
