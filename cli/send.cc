@@ -126,6 +126,12 @@ Runner add_send(CLI::App& app) {
       "--auto-converge", o->auto_converge,
       "live guests: throttle the guest (20%, +10%...) when it dirties faster than the link");
   return [o]() -> int {
+    // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
+    // was changed (an image is only read, a live guest dies with this process). Started
+    // first: the guest's threads must inherit the blocked mask.
+    migration::CancelToken cancel;
+    auto watcher = SignalWatcher::start(cancel);
+    if (!watcher) return fail_with(watcher.status());
     auto config = make_config(*o);
     if (!config) return fail_with(config.status());
     if (o->page_size < 1024 || o->page_size > 65536 || (o->page_size & (o->page_size - 1)))
@@ -137,11 +143,6 @@ Runner add_send(CLI::App& app) {
       log::error("{}", guest.status().message());
       return 2;  // a guest that cannot be opened is a usage error, whatever errno said
     }
-    // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
-    // was changed (an image is only read, a live guest dies with this process).
-    migration::CancelToken cancel;
-    auto watcher = SignalWatcher::start(cancel);
-    if (!watcher) return fail_with(watcher.status());
     config->cancel = &cancel;
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);
