@@ -150,19 +150,58 @@ void SyntheticGuest::write_page(uint64_t page, uint64_t generation, uint64_t rng
 
 Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::create(const SyntheticSpec& spec) {
   std::unique_ptr<SyntheticGuest> g(new SyntheticGuest());
-  g->spec_ = spec;
   RS_ASSIGN_OR_RETURN(g->owned_, MappedMemory::anonymous(spec.size));
-  g->memory_ = g->owned_.bytes();
-  const size_t ps = host_page_size();
-  const uint64_t pages = g->memory_.size() / ps;
+  g->init_memory(spec, g->owned_.bytes());
+  const uint64_t pages = g->memory_.size() / host_page_size();
+  g->generations_.assign(pages, 0);
   uint64_t s = spec.seed * 0x9E3779B97F4A7C15ull + 1;
   for (uint64_t p = 0; p < pages; ++p) {
     // mixed leaves a quarter of the pages zero, like a booted guest's free memory
     if (spec.pattern == Pattern::kMixed && (next(s) & 3) == 0) continue;
     g->write_page(p, 1, next(s));
+    g->generations_[p] = 1;
   }
-  g->regions_.push_back(Region{"ram", spec.size, g->memory_});
   g->start_threads(false);
+  return g;
+}
+
+void SyntheticGuest::init_memory(const SyntheticSpec& spec, std::span<std::byte> memory) {
+  spec_ = spec;
+  const size_t ps = host_page_size();
+  memory_ = memory.subspan(0, (spec.size + ps - 1) / ps * ps);
+  regions_.push_back(Region{"ram", spec.size, memory_});
+}
+
+std::string SyntheticGuest::device_state() const {
+  std::string state = spec_.to_string();
+  state.push_back('\0');
+  const size_t at = state.size();
+  state.resize(at + generations_.size() * 4);
+  auto* out = reinterpret_cast<std::byte*>(state.data() + at);
+  for (size_t p = 0; p < generations_.size(); ++p) store_le<uint32_t>(out + 4 * p, generations_[p]);
+  return state;
+}
+
+Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::adopt_device_state(
+    std::string_view state, std::span<std::byte> memory) {
+  const size_t nul = state.find('\0');
+  RS_ASSIGN_OR_RETURN(auto spec, SyntheticSpec::parse(state.substr(0, nul)));
+  if (nul == std::string_view::npos) return adopt(spec, memory);
+  const std::string_view table = state.substr(nul + 1);
+  const uint64_t pages = (spec.size + host_page_size() - 1) / host_page_size();
+  if (table.size() != pages * 4)
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("synthetic guest: device state has a generation table of {} bytes; "
+                              "a {}-page guest needs {}",
+                              table.size(), pages, pages * 4));
+  if (memory.size() < spec.size)
+    return Status(ErrorCode::kMismatch, "synthetic guest: memory smaller than its spec");
+  std::unique_ptr<SyntheticGuest> g(new SyntheticGuest());
+  g->init_memory(spec, memory);
+  g->generations_.resize(pages);
+  const auto* in = reinterpret_cast<const std::byte*>(table.data());
+  for (uint64_t p = 0; p < pages; ++p) g->generations_[p] = load_le<uint32_t>(in + 4 * p);
+  g->start_threads(true);
   return g;
 }
 
@@ -171,10 +210,14 @@ Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::adopt(const SyntheticSpe
   if (memory.size() < spec.size)
     return Status(ErrorCode::kMismatch, "synthetic guest: memory smaller than its spec");
   std::unique_ptr<SyntheticGuest> g(new SyntheticGuest());
-  g->spec_ = spec;
-  g->memory_ =
-      memory.subspan(0, (spec.size + host_page_size() - 1) / host_page_size() * host_page_size());
-  g->regions_.push_back(Region{"ram", spec.size, g->memory_});
+  g->init_memory(spec, memory);
+  const size_t ps = host_page_size();
+  g->generations_.resize(g->memory_.size() / ps);
+  for (uint64_t p = 0; p < g->generations_.size(); ++p) {
+    const std::byte* page = g->memory_.data() + p * ps;
+    if (load_le<uint64_t>(page) == (p ^ kTag))
+      g->generations_[p] = static_cast<uint32_t>(load_le<uint64_t>(page + 8));
+  }
   g->start_threads(true);
   return g;
 }
@@ -208,7 +251,6 @@ void SyntheticGuest::workload(uint32_t thread) {
   uint64_t s = (spec_.seed + 7919 * (thread + 1)) * 0x9E3779B97F4A7C15ull + 3;
   const double per_thread = static_cast<double>(spec_.dirty_rate) / spec_.threads;
   auto next_write = Clock::now();
-  uint64_t generation = 2;
   for (;;) {
     {
       std::unique_lock lock(mu_);
@@ -226,7 +268,15 @@ void SyntheticGuest::workload(uint32_t thread) {
       cv_.wait_for(lock, std::chrono::milliseconds(50));
       continue;
     }
-    write_page(next(s) % pages, generation++, next(s));
+    {
+      const uint64_t page = next(s) % pages;
+      std::lock_guard page_lock(page_locks_[page % page_locks_.size()]);
+      // A page's first rewrite is generation 2 at least: generation 1 is the initial fill
+      // (and pattern=zero zeroes pages from generation 2 on).
+      const uint32_t generation = std::max<uint32_t>(generations_[page], 1) + 1;
+      write_page(page, generation, next(s));
+      generations_[page] = generation;
+    }
     writes_.fetch_add(1, std::memory_order_relaxed);
     double slow = 100.0 / std::max(1, 100 - throttle_.load(std::memory_order_relaxed));
     next_write += std::chrono::duration_cast<Clock::duration>(
@@ -269,13 +319,24 @@ Status SyntheticGuest::verify() const {
   const uint64_t pages = memory_.size() / ps;
   for (uint64_t p = 0; p < pages; ++p) {
     const std::byte* page = memory_.data() + p * ps;
+    const uint32_t want = generations_[p];
+    const bool zero_expected = want == 0 || (spec_.pattern == Pattern::kZero && want > 1);
     uint64_t tag = load_le<uint64_t>(page);
     if (tag == 0 && load_le<uint64_t>(page + 8) == 0 &&
-        std::all_of(page, page + ps, [](std::byte b) { return b == std::byte{0}; }))
-      continue;
+        std::all_of(page, page + ps, [](std::byte b) { return b == std::byte{0}; })) {
+      if (zero_expected) continue;
+      return Status(
+          ErrorCode::kCorrupt,
+          fmt::format("guest page {} is zero but generation {} was written to it", p, want));
+    }
     if (tag != (p ^ kTag))
       return Status(ErrorCode::kCorrupt,
                     fmt::format("guest page {} holds the header of page {}", p, tag ^ kTag));
+    const uint64_t held = load_le<uint64_t>(page + 8);
+    if (zero_expected || held != want)
+      return Status(ErrorCode::kCorrupt,
+                    fmt::format("guest page {} holds generation {}; the guest last wrote {}{}", p,
+                                held, want, held < want ? " (an older write: a lost update)" : ""));
     uint32_t crc = pipeline::crc32c({page + kHeader, ps - kHeader});
     if (crc != load_le<uint32_t>(page + 16))
       return Status(ErrorCode::kCorrupt,

@@ -415,11 +415,11 @@ class DestinationRun {
   // A live guest arrived: take it over, paused (its workload threads start with resume(),
   // after the hand-off).
   Status adopt_guest() {
-    RS_ASSIGN_OR_RETURN(auto spec, guest::SyntheticSpec::parse(device_state_));
     if (memory_->regions().size() != 1)
       return Status(ErrorCode::kMismatch,
                     "device state is a synthetic guest but the table has several regions");
-    RS_ASSIGN_OR_RETURN(guest_, guest::SyntheticGuest::adopt(spec, memory_->regions()[0]));
+    RS_ASSIGN_OR_RETURN(
+        guest_, guest::SyntheticGuest::adopt_device_state(device_state_, memory_->regions()[0]));
     // No page check here: the digest just proved the memory equals the paused source's, and
     // every page is checked after the guest has run (run_resumed_guest), off the downtime.
     report_.resumed_verified = false;

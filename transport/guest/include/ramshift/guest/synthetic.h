@@ -8,17 +8,24 @@
 //           delta   one byte of the page body changes per write: XBZRLE's best case
 //           zero    pages are rewritten as zeros
 // A non-zero page starts with a 24-byte header: u64 (index ^ kTag), u64 generation,
-// u32 CRC32C of the rest of the page, u32 pattern. verify() accepts all-zero pages and pages
-// whose header matches their index and whose CRC matches their body; nothing else.
+// u32 CRC32C of the rest of the page, u32 pattern. Like the QEMU test guest
+// (tests/qemu/guest/init.c), the guest keeps a generation table: the generation it last
+// wrote to every page. verify() accepts a page only if it is what the table says: all zero
+// where nothing (or, pattern=zero, a rewrite) was written, otherwise a header with the page's
+// index and its current generation and a CRC that matches the body. So a page restored to
+// an older generation's content (a write a migration lost) fails, not just a torn one.
+// The table travels in the device state (device_state(), adopt_device_state()).
 //
 // Dirty pages are found by the kernel (DirtyTracker), never reported by the workload.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -50,8 +57,12 @@ class SyntheticGuest final : public SourceGuest {
   static Result<std::unique_ptr<SyntheticGuest>> create(const SyntheticSpec& spec);
   // Takes over `memory` that already holds this guest's pages (the destination after a
   // migration); the workload is created paused.
+  // Without a generation table the one in memory is trusted: each page's header sets it.
   static Result<std::unique_ptr<SyntheticGuest>> adopt(const SyntheticSpec& spec,
                                                        std::span<std::byte> memory);
+  // The same from the source's device_state(): its spec and its generation table.
+  static Result<std::unique_ptr<SyntheticGuest>> adopt_device_state(std::string_view state,
+                                                                    std::span<std::byte> memory);
   ~SyntheticGuest() override;
 
   const std::vector<Region>& regions() const override { return regions_; }
@@ -62,10 +73,14 @@ class SyntheticGuest final : public SourceGuest {
   void pause() override;
   void resume() override;
   void set_throttle(int percent) override;
-  std::string device_state() const override { return spec_.to_string(); }
+  // The spec text, a NUL, then the generation table (u32 little-endian per page: 4 bytes per
+  // 4 KiB page, 1 MiB for a 1 GiB guest). Call while paused.
+  std::string device_state() const override;
 
-  // Every page is zero or a consistent self-describing page. Call while paused.
+  // Every page holds the generation the table says (see above). Call while paused.
   Status verify() const;
+  // The generation the table holds for `page` (tests). Call while paused.
+  uint32_t generation(uint64_t page) const { return generations_[page]; }
   uint64_t writes() const { return writes_.load(); }
 
  private:
@@ -73,12 +88,19 @@ class SyntheticGuest final : public SourceGuest {
   void start_threads(bool paused);
   void workload(uint32_t thread);
   void write_page(uint64_t page, uint64_t generation, uint64_t rng);
+  void init_memory(const SyntheticSpec& spec, std::span<std::byte> memory);
 
   SyntheticSpec spec_;
   MappedMemory owned_;
   std::span<std::byte> memory_;
   std::vector<Region> regions_;
   std::unique_ptr<DirtyTracker> tracker_;
+  // Per page, the generation last written (0: never). A workload write holds the page's
+  // stripe lock from choosing the generation to storing it, so two threads that pick the
+  // same page cannot leave the table and the page disagreeing. Why 256 stripes: collisions
+  // are rare at a few thousand writes per second; 256 mutexes are 10 KiB.
+  std::vector<uint32_t> generations_;
+  std::array<std::mutex, 256> page_locks_;
   std::vector<std::thread> threads_;
   std::mutex mu_;
   std::condition_variable cv_;
