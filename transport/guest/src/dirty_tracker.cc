@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -267,14 +268,58 @@ class FaultTracker final : public DirtyTracker {
 
 }  // namespace
 
-Result<std::unique_ptr<DirtyTracker>> DirtyTracker::start(std::span<std::byte> memory,
-                                                          DirtyMechanism mechanism) {
+namespace {
+
+// The test knob RAMSHIFT_TEST_DROP_DIRTY_EVERY=N (see dirty_tracker.h): a tracker that
+// forgets every Nth dirty page it reports, as a buggy tracker would. The dropped pages are
+// write-protected again like the others, so the write is lost for good unless the page is
+// written again: exactly the failure a pre-copy migration must not miss.
+class DroppingTracker final : public DirtyTracker {
+ public:
+  DroppingTracker(std::unique_ptr<DirtyTracker> inner, uint64_t every)
+      : inner_(std::move(inner)), every_(every) {}
+  DirtyMechanism mechanism() const override { return inner_->mechanism(); }
+  Result<std::vector<uint64_t>> fetch_and_clear() override {
+    RS_ASSIGN_OR_RETURN(auto pages, inner_->fetch_and_clear());
+    std::erase_if(pages, [this](uint64_t) { return ++seen_ % every_ == 0; });
+    return pages;
+  }
+
+ private:
+  std::unique_ptr<DirtyTracker> inner_;
+  uint64_t every_;
+  uint64_t seen_ = 0;
+};
+
+Result<std::unique_ptr<DirtyTracker>> start_tracker(std::span<std::byte> memory,
+                                                    DirtyMechanism mechanism) {
   if (mechanism == DirtyMechanism::kPagemapScan) return PagemapScanTracker::create(memory);
   if (mechanism == DirtyMechanism::kFaults) return FaultTracker::create(memory);
   auto scan = PagemapScanTracker::create(memory);
   if (scan) return scan;
   log::info("dirty tracking: {}; using write-protect faults instead", scan.status().message());
   return FaultTracker::create(memory);
+}
+
+}  // namespace
+
+uint64_t test_drop_dirty_every() {
+  const char* knob = std::getenv(kTestDropDirtyEveryEnv);
+  if (!knob || !*knob) return 0;
+  char* end = nullptr;
+  const unsigned long long every = std::strtoull(knob, &end, 10);
+  return *end == '\0' ? every : 0;
+}
+
+Result<std::unique_ptr<DirtyTracker>> DirtyTracker::start(std::span<std::byte> memory,
+                                                          DirtyMechanism mechanism) {
+  RS_ASSIGN_OR_RETURN(auto tracker, start_tracker(memory, mechanism));
+  if (const uint64_t every = test_drop_dirty_every(); every > 0) {
+    log::warn("dirty tracking: {} is set: every {}th dirty page is dropped (a test fault)",
+              kTestDropDirtyEveryEnv, every);
+    return std::unique_ptr<DirtyTracker>(new DroppingTracker(std::move(tracker), every));
+  }
+  return tracker;
 }
 
 }  // namespace ramshift::guest

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <random>
 
 #include "ramshift/base/byte_order.h"
 #include "ramshift/base/units.h"
@@ -201,6 +202,7 @@ Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::adopt_device_state(
   g->generations_.resize(pages);
   const auto* in = reinterpret_cast<const std::byte*>(table.data());
   for (uint64_t p = 0; p < pages; ++p) g->generations_[p] = load_le<uint32_t>(in + 4 * p);
+  g->workload_salt_ = std::random_device{}();
   g->start_threads(true);
   return g;
 }
@@ -218,6 +220,7 @@ Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::adopt(const SyntheticSpe
     if (load_le<uint64_t>(page) == (p ^ kTag))
       g->generations_[p] = static_cast<uint32_t>(load_le<uint64_t>(page + 8));
   }
+  g->workload_salt_ = std::random_device{}();
   g->start_threads(true);
   return g;
 }
@@ -248,7 +251,7 @@ void SyntheticGuest::workload(uint32_t thread) {
   using Clock = std::chrono::steady_clock;
   const size_t ps = host_page_size();
   const uint64_t pages = memory_.size() / ps;
-  uint64_t s = (spec_.seed + 7919 * (thread + 1)) * 0x9E3779B97F4A7C15ull + 3;
+  uint64_t s = (spec_.seed + 7919 * (thread + 1) + workload_salt_) * 0x9E3779B97F4A7C15ull + 3;
   const double per_thread = static_cast<double>(spec_.dirty_rate) / spec_.threads;
   auto next_write = Clock::now();
   for (;;) {

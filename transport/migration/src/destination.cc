@@ -360,6 +360,8 @@ class DestinationRun {
           // Every block reserved before the file is renamed into place.
           if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());
           RS_RETURN_IF_ERROR(memory_->commit());
+          if (config_.test_inspect_memory)
+            config_.test_inspect_memory({memory_->regions().begin(), memory_->regions().end()});
           // Ready to run before COMMIT, so the hand-off costs only its round trip.
           if (!device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
           RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));

@@ -27,6 +27,14 @@ namespace ramshift::guest {
 enum class DirtyMechanism { kAuto, kPagemapScan, kFaults };
 const char* dirty_mechanism_name(DirtyMechanism m);
 
+// Test knob, never for production: with RAMSHIFT_TEST_DROP_DIRTY_EVERY=N (N >= 1) in the
+// environment when a tracker starts, every Nth dirty page it would report is dropped from
+// the report (and stays write-protected, so the write is lost unless it happens again).
+// It breaks the guarantee above on purpose: the migration tests use it to show what each
+// `--verify` mode catches. Unset, empty, 0 or not a number: off.
+inline constexpr const char* kTestDropDirtyEveryEnv = "RAMSHIFT_TEST_DROP_DIRTY_EVERY";
+uint64_t test_drop_dirty_every();  // N, or 0 when the knob is off
+
 class DirtyTracker {
  public:
   virtual ~DirtyTracker() = default;

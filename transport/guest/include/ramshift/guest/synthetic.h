@@ -107,6 +107,10 @@ class SyntheticGuest final : public SourceGuest {
   bool pause_ = false;
   bool stop_ = false;
   uint32_t parked_ = 0;
+  // 0 for a created guest (its writes follow from the seed); random for an adopted one, so
+  // that it does not replay the source's sequence of pages, which would rewrite exactly the
+  // pages the source wrote and so hide a write the migration lost.
+  uint64_t workload_salt_ = 0;
   std::atomic<int> throttle_{0};
   std::atomic<uint64_t> writes_{0};
 };
