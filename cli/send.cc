@@ -29,6 +29,7 @@ struct SendOptions {
   double downtime_limit_ms = 100;
   uint32_t max_rounds = 30;
   bool auto_converge = false;
+  std::string verify = "transfer";
   // The source receives only replies; the destination's ring, set on `receive`, carries
   // the pages.
   BackendFlags rdma{.slot_size = "64K"};
@@ -51,6 +52,7 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   c.convergence.max_rounds = o.max_rounds;
   c.convergence.auto_converge = o.auto_converge;
   RS_ASSIGN_OR_RETURN(c.transport_settings, o.rdma.resolve());
+  RS_ASSIGN_OR_RETURN(c.verify, migration::parse_verify_mode(o.verify));
   return c;
 }
 
@@ -125,6 +127,13 @@ Runner add_send(CLI::App& app) {
   cmd->add_flag(
       "--auto-converge", o->auto_converge,
       "live guests: throttle the guest (20%, +10%...) when it dirties faster than the link");
+  cmd->add_option("--verify", o->verify,
+                  "transfer: the destination holds every page sent, intact (no pass over "
+                  "memory; a page the dirty tracker missed is not caught); full: with the guest "
+                  "paused both ends hash all memory and differing pages are resent, so the "
+                  "destination equals the paused source (costs a pass over memory per side in "
+                  "the downtime)")
+      ->capture_default_str();
   return [o]() -> int {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
     // was changed (an image is only read, a live guest dies with this process). Started

@@ -92,6 +92,48 @@ TEST_P(LostDirtyPageTest, TransferModeMissesThemTheDigestStillMatches) {
       << out.destination.error.message();
 }
 
+// --verify full compares memory, not the transfer: the lost writes are found, resent and
+// counted, and the destination ends byte-identical to the paused source.
+TEST_P(LostDirtyPageTest, FullModeRepairsThemAndCountsTheRepairs) {
+  DropDirtyPages drop(5);
+  auto g = std::move(guest::SyntheticGuest::create(
+                         guest::SyntheticSpec::parse("size=32M,dirty-rate=16M,threads=2").value()))
+               .value();
+  std::this_thread::sleep_for(100ms);
+  SourceConfig sc;
+  sc.verify = VerifyMode::kFull;
+  auto out = migrate(GetParam(), *g, sc);
+  ASSERT_TRUE(out.source.completed) << out.source.error.message();
+  ASSERT_TRUE(out.destination.completed) << out.destination.error.message();
+  EXPECT_EQ(differing_pages(*g, out.destination_memory), 0u);
+  ASSERT_TRUE(out.source.verify.has_value());
+  EXPECT_EQ(out.source.verify->mode, "full");
+  EXPECT_GT(out.source.verify->mismatches_repaired, 0u);
+  EXPECT_GT(out.source.verify->chunks_repaired, 0u);
+  EXPECT_GE(out.source.verify->pages_checked, 2 * (32u << 20) / host_page_size());
+  ASSERT_TRUE(out.destination.verify.has_value());
+  EXPECT_EQ(out.destination.verify->mismatches_repaired, out.source.verify->mismatches_repaired);
+  EXPECT_TRUE(out.destination.resumed_verified.value_or(false));
+  EXPECT_NE(out.source.to_json().find("\"mismatches_repaired\""), std::string::npos);
+}
+
+// Without a fault there is nothing to repair, and the copy is still byte-identical.
+TEST_P(LostDirtyPageTest, FullModeWithoutAFaultRepairsNothing) {
+  auto g = std::move(guest::SyntheticGuest::create(
+                         guest::SyntheticSpec::parse("size=32M,dirty-rate=8M,threads=2").value()))
+               .value();
+  std::this_thread::sleep_for(100ms);
+  SourceConfig sc;
+  sc.verify = VerifyMode::kFull;
+  auto out = migrate(GetParam(), *g, sc);
+  ASSERT_TRUE(out.source.completed) << out.source.error.message();
+  EXPECT_EQ(differing_pages(*g, out.destination_memory), 0u);
+  ASSERT_TRUE(out.source.verify.has_value());
+  EXPECT_EQ(out.source.verify->mismatches_repaired, 0u);
+  EXPECT_EQ(out.source.verify->pages_checked, (32u << 20) / host_page_size());
+  EXPECT_TRUE(out.destination.resumed_verified.value_or(false));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, LostDirtyPageTest, ::testing::Values("loopback", "tcp"),
                          [](const auto& param_info) { return param_info.param; });
 

@@ -34,6 +34,10 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kDeviceStateSent, SE::kDigestSent}, S::kLiveDigestSent},
     {{S::kImageDigestSent, SE::kCommitReceived}, S::kDone},
     {{S::kLiveDigestSent, SE::kCommitReceived}, S::kReleased},
+    {{S::kLiveDigestSent, SE::kVerifyMismatchReceived}, S::kRepairing},
+    {{S::kRepairing, SE::kRoundEndReceived}, S::kRepairing},
+    {{S::kRepairing, SE::kDigestSent}, S::kLiveDigestSent},
+    {{S::kRepairing, SE::kMemoryKeysReceived}, S::kRepairing},
     {{S::kReleased, SE::kHandOffSent}, S::kHandedOff},
     {{S::kHandedOff, SE::kByeReceived}, S::kDone},
     {{S::kTableSent, SE::kMemoryKeysReceived}, S::kTableSent},
@@ -66,6 +70,8 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kDeviceStateReceived, DE::kDigestReceived}, D::kLiveDigestReceived},
     {{D::kImageDigestReceived, DE::kCommitSent}, D::kImageCommitted},
     {{D::kLiveDigestReceived, DE::kCommitSent}, D::kLiveCommitted},
+    {{D::kLiveDigestReceived, DE::kVerifyMismatchSent}, D::kRepairing},
+    {{D::kRepairing, DE::kDigestReceived}, D::kLiveDigestReceived},
     {{D::kImageCommitted, DE::kFinished}, D::kDone},
     {{D::kLiveCommitted, DE::kHandOffReceived}, D::kRunning},
     {{D::kRunning, DE::kFinished}, D::kDone},
@@ -80,7 +86,7 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
 
 const std::set<SE> kSourcePeerEvents = {
     SE::kHelloReceived,  SE::kReadyReceived, SE::kMemoryKeysReceived, SE::kRoundEndReceived,
-    SE::kCommitReceived, SE::kByeReceived,   SE::kErrorReceived};
+    SE::kCommitReceived, SE::kByeReceived,   SE::kErrorReceived,      SE::kVerifyMismatchReceived};
 const std::set<DE> kDestinationPeerEvents = {DE::kHelloReceived,       DE::kRegionTableReceived,
                                              DE::kDeviceStateReceived, DE::kDigestReceived,
                                              DE::kHandOffReceived,     DE::kErrorReceived};
@@ -211,7 +217,7 @@ TEST(SessionState, SourceNeverResumesTheGuestAfterReleasingIt) {
     }
   }
   EXPECT_TRUE(reached_release);
-  for (S s : {S::kPaused, S::kDeviceStateSent, S::kLiveDigestSent})
+  for (S s : {S::kPaused, S::kDeviceStateSent, S::kLiveDigestSent, S::kRepairing})
     EXPECT_TRUE(source_may_resume_guest(s)) << state_name(s);
   for (S s : {S::kConnecting, S::kStreaming, S::kImageDigestSent, S::kDone})
     EXPECT_FALSE(source_may_resume_guest(s)) << "nothing paused in " << state_name(s);

@@ -1,5 +1,7 @@
 #include "ramshift/migration/config.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 #include "ramshift/pipeline/batch_format.h"
@@ -13,6 +15,17 @@ uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size) {
   if (bytes == 0 || page_size == 0) return 64;
   const uint32_t pages = bytes / page_size;
   return std::clamp<uint32_t>(pages, 1, static_cast<uint32_t>(pipeline::kMaxBatchPages));
+}
+
+const char* verify_mode_name(VerifyMode mode) {
+  return mode == VerifyMode::kFull ? "full" : "transfer";
+}
+
+Result<VerifyMode> parse_verify_mode(std::string_view text) {
+  if (text == "transfer") return VerifyMode::kTransfer;
+  if (text == "full") return VerifyMode::kFull;
+  return Status(ErrorCode::kInvalidArgument,
+                fmt::format("--verify {}: expected transfer (the default) or full", text));
 }
 
 }  // namespace ramshift::migration

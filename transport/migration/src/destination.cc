@@ -22,6 +22,7 @@
 #include "ramshift/migration/session_state.h"
 #include "ramshift/pipeline/batch_decoder.h"
 #include "ramshift/pipeline/checksum.h"
+#include "verify.h"
 
 namespace ramshift::migration {
 namespace {
@@ -143,6 +144,12 @@ class DestinationRun {
       return Status(ErrorCode::kMismatch,
                     fmt::format("source speaks protocol {}..{}, this destination speaks {}",
                                 hello_.version_min, hello_.version_max, wire::kProtocolVersion));
+    if (const uint64_t unknown = hello_.capabilities & ~wire::kCapKnown)
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("the source ({}) asks for capabilities 0x{:x} this destination "
+                                "does not know; upgrade the destination",
+                                hello_.software, unknown));
+    verify_full_ = (hello_.capabilities & wire::kCapVerifyFull) != 0;
     if (hello_.data_queues + 1 != conn_->queue_count())
       return Status(ErrorCode::kProtocol,
                     fmt::format("hello announces {} data queues but the connection has {} queues",
@@ -160,6 +167,7 @@ class DestinationRun {
     mine.xbzrle_cache_per_queue = hello_.xbzrle_cache_per_queue;
     mine.session_id = hello_.session_id;
     mine.software = kSoftware;
+    if (verify_full_) mine.capabilities |= wire::kCapVerifyFull;
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(mine)));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloSent));
 
@@ -356,7 +364,12 @@ class DestinationRun {
           HandOffWindow window(config_.cancel);
           RS_ASSIGN_OR_RETURN(auto digest, wire::decode_digest(f->body));
           RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDigestReceived));
-          RS_RETURN_IF_ERROR(check_digest(digest));
+          if (verify_full_) {
+            RS_ASSIGN_OR_RETURN(bool equal, check_memory(digest));
+            if (!equal) break;  // VERIFY_MISMATCH sent: a repair round, then DIGEST again
+          } else {
+            RS_RETURN_IF_ERROR(check_digest(digest));
+          }
           // Every block reserved before the file is renamed into place.
           if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());
           RS_RETURN_IF_ERROR(memory_->commit());
@@ -457,7 +470,62 @@ class DestinationRun {
   }
 
   Status check_digest(const wire::Digest& digest) {
-    // Every queue must have finished the final round before memory is compared.
+    const auto verify_start = Clock::now();
+    RS_RETURN_IF_ERROR(await_final_round(digest));
+    std::vector<std::string> names;
+    for (const auto& r : table_.regions) names.push_back(r.name);
+    Status s = digest_->compare(digest.regions, names);
+    report_.verify = VerifyReport{"transfer", total_pages_, 0, 0, ms_since(verify_start)};
+    return s;
+  }
+
+  // --verify full: this memory, hashed now, against the paused source's. True when equal;
+  // false once VERIFY_MISMATCH has asked for the differing chunks again.
+  Result<bool> check_memory(const wire::Digest& digest) {
+    const auto verify_start = Clock::now();
+    RS_RETURN_IF_ERROR(await_final_round(digest));
+    std::vector<uint64_t> sizes;
+    std::vector<std::span<const std::byte>> memory;
+    for (size_t r = 0; r < table_.regions.size(); ++r) {
+      sizes.push_back(table_.regions[r].bytes);
+      memory.emplace_back(memory_->regions()[r]);
+    }
+    auto mine = hash_guest_memory(memory, sizes, hello_.page_size, hello_.batch_pages);
+    std::vector<std::string> names;
+    for (const auto& r : table_.regions) names.push_back(r.name);
+    // The shapes first: a digest of another shape is a protocol error, not a repair.
+    for (size_t r = 0; r < mine.chunks.size(); ++r)
+      if (r >= digest.regions.size() || digest.regions[r].size() != mine.chunks[r].size())
+        return Status(ErrorCode::kProtocol, "digest of another shape than this guest's memory");
+    if (digest.regions.size() != mine.chunks.size())
+      return Status(ErrorCode::kProtocol, "digest covers another number of regions");
+    auto bad = differing_chunks(mine.chunks, digest.regions);
+    VerifyReport& vr = report_.verify ? *report_.verify : report_.verify.emplace();
+    vr.mode = "full";
+    vr.pages_checked += mine.pages;
+    vr.ms += ms_since(verify_start);
+    if (bad.empty()) return true;
+    const bool live = session_.state() == DestinationState::kLiveDigestReceived;
+    if (!live || verify_repairs_ >= kMaxVerifyRepairs)
+      return Status(ErrorCode::kCorrupt,
+                    fmt::format("verify full: {} chunk(s) of {} bytes still differ from the "
+                                "source's memory after {} repair(s), the first in region '{}' at "
+                                "offset {}",
+                                bad.size(), digest.chunk_bytes, verify_repairs_,
+                                names[bad[0].region_id], bad[0].chunk * digest.chunk_bytes));
+    vr.chunks_repaired += bad.size();
+    vr.mismatches_repaired +=
+        count_pages(pages_of_chunks(bad, sizes, hello_.page_size, hello_.batch_pages));
+    log::warn("verify: {} chunk(s) differ from the source's memory; asking for them again",
+              bad.size());
+    RS_RETURN_IF_ERROR(send_control(FrameType::kVerifyMismatch,
+                                    wire::encode(wire::VerifyMismatch{verify_repairs_++, bad})));
+    RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kVerifyMismatchSent));
+    return false;
+  }
+
+  // Every queue must have finished the final round before memory is compared.
+  Status await_final_round(const wire::Digest& digest) {
     {
       std::unique_lock lock(mu_);
       bool all = cv_.wait_for(lock, std::chrono::seconds(600), [&] {
@@ -474,9 +542,7 @@ class DestinationRun {
       return Status(ErrorCode::kProtocol,
                     fmt::format("digest chunks of {} bytes; this session's are {}",
                                 digest.chunk_bytes, digest_->chunk_bytes()));
-    std::vector<std::string> names;
-    for (const auto& r : table_.regions) names.push_back(r.name);
-    return digest_->compare(digest.regions, names);
+    return Status::ok();
   }
 
   std::unique_ptr<transport::Connection> conn_;
@@ -501,7 +567,9 @@ class DestinationRun {
   std::mutex ack_mu_;
   int64_t acked_rounds_ = 0;
   Status first_error_;
-  bool placing_ = false;  // guest memory registered for the source's remote writes
+  bool verify_full_ = false;     // --verify full: the source asked for it in HELLO
+  uint32_t verify_repairs_ = 0;  // VERIFY_MISMATCH frames sent
+  bool placing_ = false;         // guest memory registered for the source's remote writes
   std::unique_ptr<MemoryPreparer> preparer_;
   std::atomic<uint64_t> prepared_bytes_{0};
   Clock::time_point start_;

@@ -47,6 +47,12 @@ std::string MigrationReport::to_json() const {
          {"expected_downtime_ms", r.expected_downtime_ms},
          {"throttle_pct", r.throttle_pct}});
   j["rounds_detail"] = rounds_json;
+  if (verify)
+    j["verify"] = {{"mode", verify->mode},
+                   {"pages_checked", verify->pages_checked},
+                   {"mismatches_repaired", verify->mismatches_repaired},
+                   {"chunks_repaired", verify->chunks_repaired},
+                   {"ms", verify->ms}};
   if (resumed_verified)
     j["resumed"] = {{"verified", *resumed_verified}, {"writes", resumed_writes}};
   if (source_guest) j["source_guest"] = *source_guest;

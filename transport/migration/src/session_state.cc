@@ -35,6 +35,10 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kImageDigestSent, SE::kCommitReceived, S::kDone},
     // The one way into kReleased: the destination holds a verified copy.
     {S::kLiveDigestSent, SE::kCommitReceived, S::kReleased},
+    // --verify full: the destination's memory differs; resend, then a new DIGEST.
+    {S::kLiveDigestSent, SE::kVerifyMismatchReceived, S::kRepairing},
+    {S::kRepairing, SE::kRoundEndReceived, S::kRepairing},
+    {S::kRepairing, SE::kDigestSent, S::kLiveDigestSent},
     {S::kReleased, SE::kHandOffSent, S::kHandedOff},
     {S::kHandedOff, SE::kByeReceived, S::kDone},
     // MEMORY_KEYS may come any time after REGION_TABLE (rdma): taken in passing.
@@ -44,6 +48,7 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kDeviceStateSent, SE::kMemoryKeysReceived, S::kDeviceStateSent},
     {S::kImageDigestSent, SE::kMemoryKeysReceived, S::kImageDigestSent},
     {S::kLiveDigestSent, SE::kMemoryKeysReceived, S::kLiveDigestSent},
+    {S::kRepairing, SE::kMemoryKeysReceived, S::kRepairing},
     {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
     {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
     // A cancel, everywhere but the hand-off window (kReleased, kHandedOff: the guest may be
@@ -70,6 +75,8 @@ constexpr Row<D, DE> kDestinationRows[] = {
     {D::kDeviceStateReceived, DE::kDigestReceived, D::kLiveDigestReceived},
     {D::kImageDigestReceived, DE::kCommitSent, D::kImageCommitted},
     {D::kLiveDigestReceived, DE::kCommitSent, D::kLiveCommitted},
+    {D::kLiveDigestReceived, DE::kVerifyMismatchSent, D::kRepairing},
+    {D::kRepairing, DE::kDigestReceived, D::kLiveDigestReceived},
     {D::kImageCommitted, DE::kFinished, D::kDone},
     // The one way into kRunning: the source let the guest go.
     {D::kLiveCommitted, DE::kHandOffReceived, D::kRunning},
@@ -92,6 +99,7 @@ bool caused_by_peer(SourceEvent e) {
     case SE::kMemoryKeysReceived:
     case SE::kRoundEndReceived:
     case SE::kCommitReceived:
+    case SE::kVerifyMismatchReceived:
     case SE::kByeReceived:
     case SE::kErrorReceived:
       return true;
@@ -162,6 +170,8 @@ const char* state_name(SourceState state) {
       return "image_digest_sent";
     case S::kLiveDigestSent:
       return "live_digest_sent";
+    case S::kRepairing:
+      return "repairing";
     case S::kReleased:
       return "released";
     case S::kHandedOff:
@@ -196,6 +206,8 @@ const char* state_name(DestinationState state) {
       return "image_digest_received";
     case D::kLiveDigestReceived:
       return "live_digest_received";
+    case D::kRepairing:
+      return "repairing";
     case D::kImageCommitted:
       return "image_committed";
     case D::kLiveCommitted:
@@ -236,6 +248,8 @@ const char* event_name(SourceEvent event) {
       return "digest sent";
     case SE::kCommitReceived:
       return "commit received";
+    case SE::kVerifyMismatchReceived:
+      return "verify_mismatch received";
     case SE::kHandOffSent:
       return "handoff sent";
     case SE::kByeReceived:
@@ -266,6 +280,8 @@ const char* event_name(DestinationEvent event) {
       return "digest received";
     case DE::kCommitSent:
       return "commit sent";
+    case DE::kVerifyMismatchSent:
+      return "verify_mismatch sent";
     case DE::kHandOffReceived:
       return "handoff received";
     case DE::kFinished:
@@ -295,6 +311,7 @@ bool source_guest_paused(SourceState state) {
     case S::kPaused:
     case S::kDeviceStateSent:
     case S::kLiveDigestSent:
+    case S::kRepairing:
     case S::kReleased:
     case S::kHandedOff:
       return true;
@@ -306,7 +323,8 @@ bool source_guest_paused(SourceState state) {
 bool source_may_resume_guest(SourceState state) {
   // Paused and still ours: everything before COMMIT arrived. kReleased and kHandedOff are
   // paused too, but the destination may be running the guest (or about to).
-  return state == S::kPaused || state == S::kDeviceStateSent || state == S::kLiveDigestSent;
+  return state == S::kPaused || state == S::kDeviceStateSent || state == S::kLiveDigestSent ||
+         state == S::kRepairing;
 }
 
 bool destination_may_run_guest(DestinationState state) { return state == D::kRunning; }
@@ -340,6 +358,8 @@ std::optional<SourceEvent> source_received_event(wire::FrameType type) {
       return SE::kRoundEndReceived;
     case wire::FrameType::kCommit:
       return SE::kCommitReceived;
+    case wire::FrameType::kVerifyMismatch:
+      return SE::kVerifyMismatchReceived;
     case wire::FrameType::kBye:
       return SE::kByeReceived;
     case wire::FrameType::kError:

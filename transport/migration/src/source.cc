@@ -27,6 +27,7 @@
 #include "rate_limiter.h"
 #include "remote_memory.h"
 #include "source_control.h"
+#include "verify.h"
 
 namespace ramshift::migration {
 namespace {
@@ -219,6 +220,7 @@ class SourceRun {
     std::random_device rd;
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
     hello.software = kSoftware;
+    if (config_.verify == VerifyMode::kFull) hello.capabilities |= wire::kCapVerifyFull;
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
     report_.xbzrle_cache_bytes = cache_per_queue_ * config_.queues;
     encoders_.resize(config_.queues);
@@ -233,6 +235,11 @@ class SourceRun {
       return Status(ErrorCode::kMismatch,
                     fmt::format("destination speaks protocol {}..{}, this source speaks {}",
                                 peer.version_min, peer.version_max, wire::kProtocolVersion));
+    if (config_.verify == VerifyMode::kFull && !(peer.capabilities & wire::kCapVerifyFull))
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("the destination ({}) does not offer --verify full; upgrade it "
+                                "or use --verify transfer",
+                                peer.software));
     wire::RegionTable table;
     for (uint32_t i = 0; i < guest_.regions().size(); ++i)
       table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});
@@ -435,16 +442,55 @@ class SourceRun {
     finished_.fetch_add(1);
   }
 
+  // DIGEST, then COMMIT; with --verify full, of the paused guest's memory hashed anew, and
+  // each VERIFY_MISMATCH answered by a repair round of the chunks it lists.
   Status verify() {
     // From DIGEST on the hand-off may start (COMMIT releases the guest): a second signal must
     // not end the process before it resolves (cancel.h). A cancel before COMMIT still counts.
     HandOffWindow window(guest_.immutable() ? nullptr : config_.cancel);
-    wire::Digest digest;
-    digest.final_round = report_.rounds - 1;
-    digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
-    digest.regions = digest_->chunk_hashes();
-    RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
-    RS_RETURN_IF_ERROR(await(FrameType::kCommit, config_.verdict_timeout).status());
+    const auto verify_start = Clock::now();
+    VerifyReport& vr = report_.verify.emplace();
+    vr.mode = verify_mode_name(config_.verify);
+    std::vector<uint64_t> sizes;
+    std::vector<std::span<const std::byte>> memory;
+    for (const auto& r : guest_.regions()) {
+      sizes.push_back(r.bytes);
+      memory.emplace_back(r.memory);
+    }
+    for (uint32_t attempt = 0;; ++attempt) {
+      wire::Digest digest;
+      digest.final_round = report_.rounds - 1;
+      digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
+      if (config_.verify == VerifyMode::kFull) {
+        auto full = hash_guest_memory(memory, sizes, config_.page_size, config_.batch_pages);
+        digest.regions = std::move(full.chunks);
+        vr.pages_checked += full.pages;
+      } else {
+        digest.regions = digest_->chunk_hashes();
+        vr.pages_checked += report_.guest_bytes / config_.page_size;
+      }
+      RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
+      RS_ASSIGN_OR_RETURN(
+          auto verdict,
+          await_verdict(
+              *conn_, session_, config_.verdict_timeout,
+              [this](std::span<const std::byte> b) { return absorb_keys(b); }, config_.cancel));
+      if (verdict.type == FrameType::kCommit) break;
+      std::vector<uint64_t> chunk_counts;
+      for (const auto& r : digest.regions) chunk_counts.push_back(r.size());
+      RS_ASSIGN_OR_RETURN(auto mismatch, wire::decode_verify_mismatch(verdict.body, chunk_counts));
+      if (attempt >= kMaxVerifyRepairs)
+        return Status(ErrorCode::kProtocol, "the destination asked for more repairs than allowed");
+      auto resend = pages_of_chunks(mismatch.chunks, sizes, config_.page_size, config_.batch_pages);
+      vr.chunks_repaired += mismatch.chunks.size();
+      vr.mismatches_repaired += count_pages(resend);
+      log::warn(
+          "verify: the destination's memory differs in {} chunk(s); resending their {} "
+          "page(s)",
+          mismatch.chunks.size(), count_pages(resend));
+      RS_RETURN_IF_ERROR(stream_round(report_.rounds, resend));
+    }
+    vr.ms = ms_since(verify_start);
     if (session_.state() == SourceState::kDone) {  // an image: nothing runs on either side
       (void)send_control(FrameType::kBye, {});
       (void)conn_->flush(0, milliseconds(1000));

@@ -40,6 +40,8 @@ const char* frame_type_name(FrameType t) {
       return "memory_keys";
     case FrameType::kHandOff:
       return "handoff";
+    case FrameType::kVerifyMismatch:
+      return "verify_mismatch";
   }
   return "unknown";
 }
@@ -56,7 +58,7 @@ Result<FrameView> parse_frame(std::span<const std::byte> message) {
         fmt::format("magic 0x{:08x} is not 0x{:08x} (not a ramshift peer?)", magic, kFrameMagic));
   uint8_t type = static_cast<uint8_t>(h[4]);
   if (type < static_cast<uint8_t>(FrameType::kHello) ||
-      type > static_cast<uint8_t>(FrameType::kHandOff))
+      type > static_cast<uint8_t>(FrameType::kVerifyMismatch))
     return bad(fmt::format("type {} is unknown", type));
   if (h[5] != std::byte{0} || load_le<uint16_t>(h + 6) != 0)
     return bad("flags/reserved bytes are not zero");

@@ -17,6 +17,20 @@
 
 namespace ramshift::migration {
 
+// What the destination's check before it commits proves (`send --verify`).
+//   kTransfer  (default) the digest of what was sent: each side refreshes a page's hash as
+//              it encodes or places the page, so the destination holds every page the
+//              source sent, intact. It does NOT prove that the source sent every page the
+//              guest wrote: a page the dirty tracker missed keeps the same stale hash on
+//              both sides. Costs no pass over memory.
+//   kFull      with the guest paused, both ends hash all their memory (all cores) and the
+//              destination compares: it then holds the paused source's memory exactly.
+//              Differing chunks are resent and counted (report `verify`), never accepted.
+//              Costs a pass over memory on each side, inside the downtime.
+enum class VerifyMode { kTransfer, kFull };
+const char* verify_mode_name(VerifyMode mode);
+Result<VerifyMode> parse_verify_mode(std::string_view text);
+
 struct SourceConfig {
   transport::Uri to;
   // Data queues (the connection has one more: queue 0 carries control frames).
@@ -44,6 +58,7 @@ struct SourceConfig {
   std::chrono::milliseconds peer_timeout{5000};
   // Set by the caller to cancel the run from another thread (cancel.h); may be null.
   CancelToken* cancel = nullptr;
+  VerifyMode verify = VerifyMode::kTransfer;  // --verify
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.

@@ -24,6 +24,15 @@ struct RoundDetail {
   int throttle_pct = 0;
 };
 
+// The check before the commit (`verify` in the JSON report).
+struct VerifyReport {
+  std::string mode;                  // "transfer" or "full"
+  uint64_t pages_checked = 0;        // pages whose hashes were compared, all attempts
+  uint64_t mismatches_repaired = 0;  // pages resent because their chunk differed
+  uint64_t chunks_repaired = 0;      // digest chunks that differed, all attempts
+  double ms = 0;                     // the check's time, inside the downtime for a live guest
+};
+
 struct MigrationReport {
   std::string role;  // "source" or "destination"
   bool completed = false;
@@ -55,6 +64,7 @@ struct MigrationReport {
   // for the switchover, resumed after the failure or cancel) or "paused (handed over)".
   std::optional<std::string> source_guest;
   // ok when completed; kCancelled when either end was cancelled (JSON "status": "cancelled")
+  std::optional<VerifyReport> verify;  // once a digest was compared
   Status error;
 
   double throughput_mbps() const {

@@ -37,7 +37,8 @@ enum class SourceState : unsigned char {
   kPaused,           // live guest paused: its final round
   kDeviceStateSent,  // live guest paused, DEVICE_STATE sent
   kImageDigestSent,  // image: DIGEST sent; waiting for COMMIT
-  kLiveDigestSent,   // live guest paused, DIGEST sent; waiting for COMMIT
+  kLiveDigestSent,   // live guest paused, DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
+  kRepairing,        // --verify full: resending the chunks the destination got wrong, paused
   kReleased,         // COMMIT received: the guest belongs to the destination now
   kHandedOff,        // HANDOFF sent; waiting for the BYE that says the guest runs there
   kDone,             // image committed, or the guest runs on the destination
@@ -58,6 +59,7 @@ enum class SourceEvent : unsigned char {
   kDeviceStateSent,
   kDigestSent,
   kCommitReceived,
+  kVerifyMismatchReceived,  // --verify full: the destination's memory differs; resend
   kHandOffSent,
   kByeReceived,
   kErrorReceived,
@@ -75,6 +77,7 @@ enum class DestinationState : unsigned char {
   kDeviceStateReceived,  // a live guest, paused on the source: its final round arrives
   kImageDigestReceived,  // image: comparing digests, renaming the output
   kLiveDigestReceived,   // live: comparing digests, taking the guest over, paused
+  kRepairing,            // --verify full: asked for chunks again; their pages arrive
   kImageCommitted,       // COMMIT sent; waiting a moment for BYE (or the close)
   kLiveCommitted,        // COMMIT sent; the verified guest waits here paused for HANDOFF
   kRunning,              // HANDOFF received: the guest runs here; BYE tells the source
@@ -94,6 +97,7 @@ enum class DestinationEvent : unsigned char {
   kDeviceStateReceived,
   kDigestReceived,
   kCommitSent,
+  kVerifyMismatchSent,  // --verify full: memory differs from the source's; resend these
   kHandOffReceived,
   kFinished,  // image: BYE or the close came; live: the resumed guest was checked
   kErrorReceived,

@@ -21,7 +21,9 @@ namespace ramshift::wire {
 inline constexpr uint32_t kFrameMagic = 0x46485352;  // "RSHF" in little-endian bytes
 // 2: MEMORY_KEYS carries key ranges, sent as the destination's memory is prepared.
 // 3: a live guest is handed over (COMMIT, HANDOFF, BYE) rather than resumed before COMMIT.
-inline constexpr uint16_t kProtocolVersion = 3;
+// 4: VERIFY_MISMATCH and the verify-full capability (--verify full); the synthetic guest's
+//    DEVICE_STATE carries its generation table after its spec.
+inline constexpr uint16_t kProtocolVersion = 4;
 inline constexpr size_t kFrameHeaderBytes = 16;
 // Why 32 MiB: the largest body is a page batch (page_size x batch pages, capped at 16 MiB by
 // the hello checks) or a digest (8 bytes per MiB of guest: 32 MiB covers 4 TiB).
@@ -41,6 +43,7 @@ enum class FrameType : uint8_t {
   kBye = 11,         // either way: orderly end
   kMemoryKeys = 12,  // destination -> source, rdma only: where pages may now be written directly
   kHandOff = 13,     // source -> destination: the source has let the live guest go: run it
+  kVerifyMismatch = 14,  // destination -> source, --verify full: chunks its memory got wrong
 };
 const char* frame_type_name(FrameType t);
 
@@ -65,6 +68,12 @@ inline constexpr uint64_t kCapXbzrle = 1 << 0;
 inline constexpr uint64_t kCapZstd = 1 << 1;
 inline constexpr uint64_t kCapDigest = 1 << 2;
 inline constexpr uint64_t kCapAll = kCapXbzrle | kCapZstd | kCapDigest;
+// --verify full: the source asks for it; a destination that does it answers with the bit.
+// Then DIGEST carries hashes of the paused source's memory, the destination compares them
+// with hashes of its own memory and answers VERIFY_MISMATCH (resend these) or COMMIT.
+inline constexpr uint64_t kCapVerifyFull = 1 << 3;
+// Every bit this build knows; a peer asking for any other is refused (it needs a newer peer).
+inline constexpr uint64_t kCapKnown = kCapAll | kCapVerifyFull;
 
 struct Hello {
   uint16_t version_min = kProtocolVersion;
@@ -120,6 +129,17 @@ struct Digest {
   std::vector<std::vector<uint64_t>> regions;  // per region, one XXH3 per chunk
 };
 
+// The chunks (digest chunks: DIGEST.chunk_bytes of a region) whose hashes differ.
+struct ChunkRef {
+  uint32_t region_id = 0;
+  uint64_t chunk = 0;
+  bool operator==(const ChunkRef&) const = default;
+};
+struct VerifyMismatch {
+  uint32_t attempt = 0;  // 0 for the first DIGEST's answer, then 1, 2, ...
+  std::vector<ChunkRef> chunks;
+};
+
 struct ErrorMessage {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
@@ -140,6 +160,7 @@ std::vector<std::byte> encode(const RoundEnd& m);
 std::vector<std::byte> encode(const Switchover& m);
 std::vector<std::byte> encode(const Digest& m);
 std::vector<std::byte> encode(const ErrorMessage& m);
+std::vector<std::byte> encode(const VerifyMismatch& m);
 
 Result<Hello> decode_hello(std::span<const std::byte> body);
 Result<RegionTable> decode_region_table(std::span<const std::byte> body);
@@ -152,6 +173,10 @@ Result<RoundEnd> decode_round_end(std::span<const std::byte> body);
 Result<Switchover> decode_switchover(std::span<const std::byte> body);
 Result<Digest> decode_digest(std::span<const std::byte> body);
 Result<ErrorMessage> decode_error(std::span<const std::byte> body);
+// Also checks each chunk against `chunk_counts` (per region, the digest's chunk count): a
+// known region, a chunk inside it; at least one chunk.
+Result<VerifyMismatch> decode_verify_mismatch(std::span<const std::byte> body,
+                                              const std::vector<uint64_t>& chunk_counts);
 // Frames with no body (Ready, Commit, Bye): anything but an empty body is an error.
 Status expect_empty(FrameType type, std::span<const std::byte> body);
 
