@@ -1,6 +1,7 @@
 // Live migration of a running synthetic guest, source and destination in one process, over
-// loopback and tcp: every pattern converges and verifies (digest, then every page checked
-// after the guest ran on the destination); a guest that dirties faster than the link fails
+// loopback and tcp: every pattern converges and verifies (digest, the destination's memory
+// compared byte for byte with the paused source's, then every page checked after the guest
+// ran on the destination); a guest that dirties faster than the link fails
 // cleanly without auto-converge and converges with it; a destination that dies mid-migration
 // leaves the source guest running and intact.
 #include <gtest/gtest.h>
@@ -34,6 +35,7 @@ transport::Uri listen_uri(const std::string& backend) {
 
 struct Outcome {
   MigrationReport source, destination;
+  std::vector<std::byte> destination_memory;  // as verified, before the guest ran there
 };
 
 Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig sc,
@@ -45,11 +47,24 @@ Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig 
     auto conn = listener->accept(10s);
     ASSERT_TRUE(conn.is_ok());
     dc.resume_for = 300ms;
+    dc.test_inspect_memory = [&](const std::vector<std::span<const std::byte>>& regions) {
+      out.destination_memory.assign(regions[0].begin(), regions[0].end());
+    };
     out.destination = run_destination(std::move(conn).value(), dc);
   });
   out.source = run_source(g, sc);
   dest.join();
   return out;
+}
+
+// The paused source (it never runs again once handed over) and the destination's verified
+// copy are the same bytes: a check that does not trust the migration's own digest.
+void expect_byte_identical(const guest::SyntheticGuest& g, const Outcome& out,
+                           const std::string& what) {
+  const auto source = g.regions()[0].memory.first(g.regions()[0].bytes);
+  ASSERT_EQ(out.destination_memory.size(), source.size()) << what;
+  EXPECT_TRUE(std::equal(source.begin(), source.end(), out.destination_memory.begin()))
+      << what << ": the destination's memory differs from the paused source's";
 }
 
 // After a failed migration the source guest runs on, and every page is consistent.
@@ -77,6 +92,7 @@ TEST_P(LiveTest, EveryPatternConvergesAndTheGuestRunsOnVerified) {
     EXPECT_TRUE(*out.destination.resumed_verified) << pattern;
     EXPECT_GT(out.destination.resumed_writes, 0u) << pattern << ": the guest did not run there";
     EXPECT_EQ(out.source.rounds_detail.size(), out.source.rounds);
+    expect_byte_identical(*g, out, pattern);
   }
 }
 
@@ -88,6 +104,7 @@ TEST_P(LiveTest, FaultDrivenDirtyTrackingMigratesToo) {
   ASSERT_TRUE(out.source.completed) << out.source.error.message();
   EXPECT_GE(out.source.rounds, 2u);
   EXPECT_TRUE(out.destination.resumed_verified.value_or(false));
+  expect_byte_identical(*g, out, "wp-faults");
 }
 
 TEST_P(LiveTest, DirtierThanTheLinkFailsCleanlyWithoutAutoConverge) {
@@ -118,6 +135,7 @@ TEST_P(LiveTest, DirtierThanTheLinkConvergesWithAutoConverge) {
   ASSERT_TRUE(out.source.completed) << out.source.error.message();
   EXPECT_GE(out.source.throttle_pct, 50);
   EXPECT_TRUE(out.destination.resumed_verified.value_or(false));
+  expect_byte_identical(*g, out, "auto-converge");
 }
 
 // Runs the source against a real destination whose connection is cut the first time
