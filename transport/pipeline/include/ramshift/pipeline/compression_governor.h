@@ -5,10 +5,19 @@
 // memory), which would make raw look slower than it is.
 //
 // Compression pays only when the link is slower than the compressor can feed it. Rather
-// than guess either speed, the governor alternates: it measures the guest bytes per second
-// the whole sender achieves while compressing and while sending raw (one window each), keeps
-// the faster, and probes the other again every kHoldWindows windows, because both the link
-// (other traffic, shaping) and the content (compressible or not) change during a migration.
+// than guess either speed, the governor measures the guest bytes per second the whole
+// sender achieves in the mode it is in (smoothed over that mode's windows), and now and then
+// probes the other mode, because both the link (other traffic, shaping) and the content
+// (compressible or not) change during a migration. A probe is what auto pays for not
+// knowing, so it is kept cheap by three rules:
+// - a probe ends as soon as its outcome is clear (the modes differ by kClearRatio), not at
+//   the end of a window: on loopback, a look at zstd costs a tenth of a second;
+// - one probe decides nothing for long when it lost by a little: the next probe comes when
+//   the time lost to this one is at most kProbeBudget of the time since, so a close loss
+//   (one noisy window, the content of one region) is looked at again soon, and a clear
+//   loss (zstd on random memory or a fast link) ever more rarely;
+// - the incumbent's rate is an average over its windows, not its last window, so one slow
+//   window neither starts a probe nor decides one.
 // Thread-safe; queue threads call should_compress() per batch (one atomic load) and
 // record() after each batch (one short mutex hold per batch, never per page).
 #pragma once
@@ -27,12 +36,21 @@ class CompressionGovernor {
   // Why 250 ms: long enough to drain a few MiB of socket buffers at 1 Gbit/s (so the window
   // measures the link, not the buffers), short enough to adapt several times in a migration.
   static constexpr std::chrono::milliseconds kWindow{250};
-  // The first part of each window is discarded: bytes queued under the previous mode are
-  // still draining.
+  // The first part of each window is discarded: batches encoded under the previous mode
+  // are still being handed to the sockets.
   static constexpr std::chrono::milliseconds kSettle{50};
-  // Windows spent in the chosen mode before probing the other again. Each probe that loses
-  // doubles the hold (up to kMaxHoldWindows), so a mode that keeps losing — zstd on random
-  // memory — costs ever less probing; a probe that wins resets it.
+  // A probe may end once it has measured this long after its settle, if its outcome is
+  // clear: one mode moves kClearRatio times what the other does. Why 50 ms and 1.5x: at
+  // 1 Gbit/s 50 ms is still half a dozen 1 MiB batches, enough to tell a 1.5x gap from noise.
+  static constexpr std::chrono::milliseconds kMinProbe{50};
+  static constexpr double kClearRatio = 1.5;
+  // Probing a losing mode may cost at most this share of the time: after a probe, the next
+  // one waits until the probe's loss (its length times how much slower it was) is this
+  // share of the time spent in the winning mode since. Why 3%: it keeps auto within 5% of
+  // the best fixed setting with room for the measuring itself.
+  static constexpr double kProbeBudget = 0.03;
+  // Bounds on the windows between probes: the content or the link may change, so even a
+  // mode that lost clearly is looked at again after kMaxHoldWindows (16 s).
   static constexpr int kHoldWindows = 8;
   static constexpr int kMaxHoldWindows = 64;
   // Compressing is kept only when it moves this much more guest memory per second than
@@ -55,19 +73,23 @@ class CompressionGovernor {
   Estimate estimate() const;
 
  private:
+  bool probe_is_clear(Clock::time_point now) const;
   void evaluate(Clock::time_point now);
+  void finish_probe(Clock::duration probe_length);
+  void switch_to(bool mode, bool probing);
 
   const bool adaptive_;
   std::atomic<bool> compress_;
   mutable std::mutex mu_;
   Clock::time_point window_start_{};
+  Clock::time_point mode_start_{};  // when the current mode (or probe) began
   bool started_ = false;
   bool warmed_up_ = false;  // the first window has passed
   uint64_t window_bytes_ = 0;
   int windows_in_mode_ = 0;
   int hold_windows_ = kHoldWindows;
   bool probing_ = false;
-  double rate_[2] = {0, 0};  // [0] raw, [1] compressed
+  double rate_[2] = {0, 0};  // [0] raw, [1] compressed: each mode's smoothed rate
   uint64_t switches_ = 0;
 };
 
