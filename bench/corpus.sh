@@ -73,8 +73,9 @@ guest_ram() {
   trap '[ -f "$w/qemu.pid" ] && kill "$(cat "$w/qemu.pid")" 2>/dev/null; rm -rf "$w" "$out.part"' EXIT
   . "$here/../tests/lib/debian_kernel.sh"
   debian_kernel || return $?
-  command -v busybox >/dev/null && file -L "$(command -v busybox)" | grep -q static ||
-    { echo "corpus: needs busybox-static" >&2; return 77; }
+  if ! file -L "$(command -v busybox || echo /nonexistent)" | grep -q 'statically linked'; then
+    echo "corpus: needs a static busybox (apt-get install busybox-static)" >&2; return 77
+  fi
   local r=$w/root
   mkdir -p "$r"/{bin,dev,proc,sys,tmp,data}
   cp "$(command -v busybox)" "$r/bin/busybox"
@@ -105,8 +106,7 @@ EOF
     -kernel "$KERNEL" -initrd "$w/initrd.gz" -append "console=ttyS0 quiet panic=-1" \
     > "$w/qemu.out" 2>&1 &
   echo $! > "$w/qemu.pid"
-  local i
-  for i in $(seq 1200); do
+  for _ in $(seq 1200); do
     grep -aq corpus-ready "$w/console" 2>/dev/null && break
     kill -0 "$(cat "$w/qemu.pid")" 2>/dev/null || { cat "$w/qemu.out" >&2; return 1; }
     sleep 0.5
