@@ -16,8 +16,8 @@
 //   the time lost to this one is at most kProbeBudget of the time since, so a close loss
 //   (one noisy window, the content of one region) is looked at again soon, and a clear
 //   loss (zstd on random memory or a fast link) ever more rarely;
-// - the incumbent's rate is an average over its windows, not its last window, so one slow
-//   window neither starts a probe nor decides one.
+// - a probe is decided against the incumbent's average over its windows, not its last
+//   window, so one slow window of the incumbent does not hand the win to the probe.
 // Thread-safe; queue threads call should_compress() per batch (one atomic load) and
 // record() after each batch (one short mutex hold per batch, never per page).
 #pragma once
