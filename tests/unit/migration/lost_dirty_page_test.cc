@@ -57,6 +57,14 @@ Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig 
   return out;
 }
 
+// A synthetic guest that has run (and dirtied memory) for 100 ms.
+std::unique_ptr<guest::SyntheticGuest> running_guest(const std::string& spec) {
+  auto g =
+      std::move(guest::SyntheticGuest::create(guest::SyntheticSpec::parse(spec).value()).value());
+  std::this_thread::sleep_for(100ms);
+  return g;
+}
+
 // Pages where the paused source and the destination's verified copy differ.
 uint64_t differing_pages(const guest::SyntheticGuest& g, const std::vector<std::byte>& copy) {
   const auto source = g.regions()[0].memory;
@@ -76,10 +84,7 @@ class LostDirtyPageTest : public ::testing::TestWithParam<std::string> {};
 // byte comparison and the guest's own generation table see the lost writes.
 TEST_P(LostDirtyPageTest, TransferModeMissesThemTheDigestStillMatches) {
   DropDirtyPages drop(5);
-  auto g = std::move(guest::SyntheticGuest::create(
-                         guest::SyntheticSpec::parse("size=32M,dirty-rate=16M,threads=2").value()))
-               .value();
-  std::this_thread::sleep_for(100ms);
+  auto g = running_guest("size=32M,dirty-rate=16M,threads=2");
   auto out = migrate(GetParam(), *g, SourceConfig{});
   // The bug, documented: the source reports a verified, completed migration...
   EXPECT_TRUE(out.source.completed) << out.source.error.message();
@@ -100,10 +105,7 @@ TEST_P(LostDirtyPageTest, TransferModeMissesThemTheDigestStillMatches) {
 // counted, and the destination ends byte-identical to the paused source.
 TEST_P(LostDirtyPageTest, FullModeRepairsThemAndCountsTheRepairs) {
   DropDirtyPages drop(5);
-  auto g = std::move(guest::SyntheticGuest::create(
-                         guest::SyntheticSpec::parse("size=32M,dirty-rate=16M,threads=2").value()))
-               .value();
-  std::this_thread::sleep_for(100ms);
+  auto g = running_guest("size=32M,dirty-rate=16M,threads=2");
   SourceConfig sc;
   sc.verify = VerifyMode::kFull;
   auto out = migrate(GetParam(), *g, sc);
@@ -123,10 +125,7 @@ TEST_P(LostDirtyPageTest, FullModeRepairsThemAndCountsTheRepairs) {
 
 // Without a fault there is nothing to repair, and the copy is still byte-identical.
 TEST_P(LostDirtyPageTest, FullModeWithoutAFaultRepairsNothing) {
-  auto g = std::move(guest::SyntheticGuest::create(
-                         guest::SyntheticSpec::parse("size=32M,dirty-rate=8M,threads=2").value()))
-               .value();
-  std::this_thread::sleep_for(100ms);
+  auto g = running_guest("size=32M,dirty-rate=8M,threads=2");
   SourceConfig sc;
   sc.verify = VerifyMode::kFull;
   auto out = migrate(GetParam(), *g, sc);
