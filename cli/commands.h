@@ -34,7 +34,9 @@ Runner add_qemu_migrate(CLI::App& app);
 
 // Shared helpers.
 int exit_code_for(const Status& s);
-// Writes the report as JSON to `path` ("-" = stdout); failures are reported, not fatal.
+// Writes a JSON document to `path` ("-" = stdout, on every command); failures are reported,
+// not fatal.
+void write_json_text(const std::string& json, const std::string& path);
 void write_json(const migration::MigrationReport& report, const std::string& path);
 // Human summary of a report on stderr (one or two lines).
 void print_summary(const migration::MigrationReport& report);
@@ -68,5 +70,6 @@ namespace ramshift::cli {
 // Opens `--guest` (file:PATH or synthetic:SPEC).
 Result<std::unique_ptr<guest::SourceGuest>> open_guest(const std::string& spec, uint32_t page_size);
 // Writes a `size`-byte image of `pattern` to `path` (make-image and demo).
-Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed);
+Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed,
+                   bool overwrite);
 }  // namespace ramshift::cli

@@ -97,9 +97,9 @@ int fail_with(const Status& s) {
   return exit_code_for(s);
 }
 
-void write_json(const migration::MigrationReport& report, const std::string& path) {
+void write_json_text(const std::string& json, const std::string& path) {
   if (path.empty()) return;
-  std::string text = report.to_json() + "\n";
+  std::string text = json + "\n";
   if (path == "-") {
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
@@ -108,6 +108,10 @@ void write_json(const migration::MigrationReport& report, const std::string& pat
   std::ofstream out(path);
   out << text;
   if (!out) log::error("cannot write the JSON report to {}", path);
+}
+
+void write_json(const migration::MigrationReport& report, const std::string& path) {
+  write_json_text(report.to_json(), path);
 }
 
 void print_summary(const migration::MigrationReport& r) {
@@ -122,11 +126,13 @@ void print_summary(const migration::MigrationReport& r) {
       stderr,
       "ramshift: {} completed and verified: {} in {:.2f} s ({}, {:.0f} Mbit/s), {} on the wire "
       "over {} {} queue(s), codec {}\n"
-      "ramshift: pages zero {} xbzrle {} zstd {} raw {} placed {}; setup {:.0f} ms\n",
+      "ramshift: pages zero {}{} xbzrle {} zstd {} raw {} placed {}; setup {:.0f} ms\n",
       r.role, format_bytes(r.guest_bytes), seconds,
       format_rate(seconds > 0 ? r.guest_bytes / seconds : 0), r.throughput_mbps(),
-      format_bytes(r.wire_bytes), r.queues, r.transport, r.codec, r.pages.zero, r.pages.xbzrle,
-      r.pages.zstd, r.pages.raw, r.pages.placed, r.setup_ms);
+      format_bytes(r.wire_bytes), r.queues, r.transport, r.codec, r.pages.zero,
+      r.pages.zero_unsent ? fmt::format(" (+{} not sent: zero already there)", r.pages.zero_unsent)
+                          : "",
+      r.pages.xbzrle, r.pages.zstd, r.pages.raw, r.pages.placed, r.setup_ms);
 }
 
 }  // namespace ramshift::cli

@@ -24,6 +24,11 @@ int main(int argc, char** argv) {
   // The global flags work after the subcommand too (`ramshift send ... -v`), where people put
   // them. Set before the subcommands are added: each inherits it, nested ones included.
   app.fallthrough();
+  // CLI11's own parse errors read like every other error of this program.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return fmt::format("ramshift: error: {}\nramshift: run with --help for the options\n",
+                       e.what());
+  });
   auto send = ramshift::cli::add_send(app);
   auto receive = ramshift::cli::add_receive(app);
   auto demo = ramshift::cli::add_demo(app);

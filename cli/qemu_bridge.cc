@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
+#include "ramshift/migration/config.h"
 #include "ramshift/qemu/bridge.h"
 
 namespace ramshift::cli {
@@ -25,7 +26,8 @@ struct BridgeOptions {
   std::string codec = "auto";
   std::string cache = "64M";
   bool passthrough = false;
-  uint32_t queues = 5;
+  // QEMU opens 1 + multifd-channels; room for as many channels as this host has queues.
+  uint32_t queues = 1 + migration::default_queues();
   std::string json;
   double accept_timeout_s = 0;
   double connect_retry_s = 5;
@@ -81,16 +83,7 @@ Result<qemu::BridgeConfig> resolve(const BridgeOptions& o) {
 }
 
 void finish(const qemu::BridgeReport& r, const std::string& json) {
-  if (!json.empty()) {
-    std::string text = r.to_json() + "\n";
-    if (json == "-") {
-      std::fputs(text.c_str(), stderr);  // stdout may be QEMU's stream (exec:)
-    } else {
-      std::ofstream out(json);
-      out << text;
-      if (!out) log::error("cannot write the JSON report to {}", json);
-    }
-  }
+  write_json_text(r.to_json(), json);
   if (log::level() > log::Level::kWarn) return;
   if (!r.completed) {
     fmt::print(stderr, "ramshift: {} failed: {}\n", r.role, r.error.message());
@@ -201,7 +194,8 @@ Runner add_qemu_bridge(CLI::App& app) {
   s->add_option("--queues", src->queues,
                 "transport queues = the most channels QEMU may open (1 + multifd-channels)")
       ->capture_default_str();
-  s->add_option("--json", src->json, "write the report as JSON to FILE ('-' = stderr)");
+  s->add_option("--json", src->json,
+                "write the report as JSON to FILE ('-' = stdout, not with --stdio)");
   s->add_option("--accept-timeout", src->accept_timeout_s,
                 "seconds to wait for QEMU's first connection (0 = forever)");
   s->add_option("--connect-retry", src->connect_retry_s,
@@ -219,12 +213,18 @@ Runner add_qemu_bridge(CLI::App& app) {
   auto* d_stdio = d->add_flag("--stdio", dst->stdio,
                               "one channel on stdout/stdin, for `-incoming \"exec:ramshift ...\"`");
   d_qemu->excludes(d_stdio);
-  d->add_option("--json", dst->json, "write the report as JSON to FILE ('-' = stderr)");
+  d->add_option("--json", dst->json,
+                "write the report as JSON to FILE ('-' = stdout, not with --stdio)");
   d->add_option("--accept-timeout", dst->accept_timeout_s,
                 "seconds to wait for the source bridge (0 = forever)");
   dst->rdma.add_to(d);
 
   return [cmd, s, src, dst]() -> int {
+    for (const auto* o : {src.get(), dst.get()})
+      if (o->stdio && o->json == "-")
+        return fail_with(Status(ErrorCode::kInvalidArgument,
+                                "--json - cannot be used with --stdio (stdout carries QEMU's "
+                                "stream); give --json FILE"));
     if (cmd->got_subcommand(s)) {
       if (src->listen.empty() && !src->stdio)
         return fail_with(Status(ErrorCode::kInvalidArgument,

@@ -72,17 +72,6 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   return c;
 }
 
-void write_report(const qemu::MigrateReport& report, const std::string& path) {
-  if (path.empty()) return;
-  std::string text = report.to_json() + "\n";
-  if (path == "-") {
-    std::fputs(text.c_str(), stdout);
-  } else {
-    std::ofstream f(path);
-    f << text;
-  }
-}
-
 void print_report(const qemu::MigrateReport& r, const std::string& via) {
   if (log::level() > log::Level::kWarn) return;
   const auto& q = r.qemu;
@@ -110,7 +99,7 @@ int run(const MigrateOptions& o) {
   if (!config) return fail_with(config.status());
   auto report = qemu::run_qemu_migration(*config, ProgressLine());
   if (!report) return fail_with(report.status());
-  write_report(*report, o.json);
+  write_json_text(report->to_json(), o.json);
   print_report(*report, o.via);
   return exit_code_for(report->outcome);
 }

@@ -18,10 +18,11 @@ struct SendOptions {
   std::string guest;
   uint32_t queues = migration::SourceConfig{}.queues;
   std::string codec = "auto";
-  std::string bandwidth_limit = "0";
+  std::string max_bandwidth = "0";
   std::string json;
   uint32_t page_size = 4096;
-  uint32_t batch_pages = migration::SourceConfig{}.batch_pages;
+  std::string batch_size = "0";
+  uint32_t batch_pages = 0;  // the older spelling, in pages (hidden)
   int zstd_level = pipeline::CodecConfig{}.zstd_level;
   std::string xbzrle_cache = "64M";
   double connect_timeout_s = 10;
@@ -37,14 +38,23 @@ struct SendOptions {
 
 Result<migration::SourceConfig> make_config(const SendOptions& o) {
   migration::SourceConfig c;
+  if (o.page_size < 1024 || o.page_size > 65536 || (o.page_size & (o.page_size - 1)))
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--page-size {} is not a power of two in 1024..65536", o.page_size));
   RS_ASSIGN_OR_RETURN(c.to, transport::parse_uri(o.to));
   RS_ASSIGN_OR_RETURN(c.codec.mode, pipeline::parse_codec(o.codec));
-  RS_ASSIGN_OR_RETURN(c.bandwidth_limit, parse_rate(o.bandwidth_limit));
+  RS_ASSIGN_OR_RETURN(c.bandwidth_limit, parse_rate(o.max_bandwidth));
   RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(o.xbzrle_cache));
   c.codec.zstd_level = o.zstd_level;
   c.queues = o.queues;
   c.page_size = o.page_size;
-  c.batch_pages = o.batch_pages;
+  RS_ASSIGN_OR_RETURN(uint64_t batch_bytes, parse_size(o.batch_size));
+  if (batch_bytes % o.page_size != 0 || batch_bytes / o.page_size > 1024)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--batch-size {} must be 0 or 1..1024 pages of {} bytes",
+                              o.batch_size, o.page_size));
+  c.batch_pages =
+      o.batch_pages != 0 ? o.batch_pages : static_cast<uint32_t>(batch_bytes / o.page_size);
   c.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
   c.peer_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.peer_timeout_s * 1000));
   c.convergence.downtime_limit =
@@ -94,17 +104,19 @@ Runner add_send(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")
       ->capture_default_str();
-  cmd->add_option("--bandwidth-limit", o->bandwidth_limit,
+  cmd->add_option("--max-bandwidth", o->max_bandwidth,
                   "cap on wire traffic, e.g. 100M (MiB/s) or 1Gbit; 0 = none")
       ->capture_default_str();
+  // The names before the vocabulary was unified; kept working, not shown.
+  cmd->add_option("--bandwidth-limit", o->max_bandwidth)->group("");
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
   cmd->add_option("--page-size", o->page_size, "page size in bytes (power of two, 1024..65536)")
       ->capture_default_str();
-  cmd->add_option("--batch-pages", o->batch_pages,
-                  "pages per batch (1..1024); 0 = per transport: 1 MiB of pages over rdma://, "
-                  "64 otherwise")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--batch-size", o->batch_size,
+                  "bytes of pages per batch, e.g. 256K (<= 1024 pages); 0 = per transport: "
+                  "1M over rdma://, 64 pages otherwise")
+      ->capture_default_str();
+  cmd->add_option("--batch-pages", o->batch_pages)->check(CLI::Range(0, 1024))->group("");
   cmd->add_option("--zstd-level", o->zstd_level, "zstd level (negative = faster)")
       ->capture_default_str()
       ->check(CLI::Range(-7, 19));
@@ -143,10 +155,6 @@ Runner add_send(CLI::App& app) {
     if (!watcher) return fail_with(watcher.status());
     auto config = make_config(*o);
     if (!config) return fail_with(config.status());
-    if (o->page_size < 1024 || o->page_size > 65536 || (o->page_size & (o->page_size - 1)))
-      return fail_with(
-          Status(ErrorCode::kInvalidArgument,
-                 fmt::format("--page-size {} is not a power of two in 1024..65536", o->page_size)));
     auto guest = open_guest(o->guest, o->page_size);
     if (!guest) {
       log::error("{}", guest.status().message());

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ramshift/base/log.h"
+#include "ramshift/base/provenance.h"
 #include "ramshift/qemu/qmp.h"
 
 namespace ramshift::qemu {
@@ -232,8 +233,13 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
     return Status(ErrorCode::kInvalidArgument,
                   "give --via URI (bridged through ramshift) or --dst-uri URI "
                   "(QEMU to QEMU, or to bridges you started)");
-  RS_ASSIGN_OR_RETURN(auto src, QmpClient::connect(c.source_qmp, 10s));
-  RS_ASSIGN_OR_RETURN(auto dst, QmpClient::connect(c.destination_qmp, 10s));
+  // Each side's error names its side: a wrong --src-qmp must not read as the destination's fault.
+  auto src_qmp = QmpClient::connect(c.source_qmp, 10s);
+  if (!src_qmp) return src_qmp.status().with_context("source QEMU (--src-qmp)");
+  auto dst_qmp = QmpClient::connect(c.destination_qmp, 10s);
+  if (!dst_qmp) return dst_qmp.status().with_context("destination QEMU (--dst-qmp)");
+  QmpClient src = std::move(src_qmp).value();
+  QmpClient dst = std::move(dst_qmp).value();
   RS_RETURN_IF_ERROR(configure(src, c).with_context("source QEMU"));
   RS_RETURN_IF_ERROR(configure(dst, c).with_context("destination QEMU"));
 
@@ -289,6 +295,10 @@ std::string MigrateReport::to_json() const {
   }
   if (qemu.error) f["error"] = *qemu.error;
   nlohmann::ordered_json j;
+  const Provenance made = provenance(static_cast<double>(qemu.total_ms));
+  j["version"] = made.version;
+  j["host"] = made.host;
+  j["started_at"] = made.started_at;
   j["qemu"] = f;
   j["source_status_before"] = source_status_before;
   j["source_status"] = source_status;

@@ -2,12 +2,22 @@
 
 #include <fmt/format.h>
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include "ramshift/pipeline/batch_format.h"
 #include "ramshift/transport/registry.h"
 
 namespace ramshift::migration {
+
+uint32_t default_queues() {
+  // The cores this process may run on (taskset, cgroups' cpusets), not all the host has.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return static_cast<uint32_t>(std::clamp(cores, 1, 8));
+}
 
 uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size) {
   const transport::Backend* backend = transport::backends().find(scheme);

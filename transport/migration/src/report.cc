@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ramshift/base/provenance.h"
+
 namespace ramshift::migration {
 
 std::string MigrationReport::to_json() const {
@@ -10,6 +12,10 @@ std::string MigrationReport::to_json() const {
                 : error.code() == ErrorCode::kCancelled ? "cancelled"
                                                         : "failed";
   j["role"] = role;
+  const Provenance made = provenance(total_ms);
+  j["version"] = made.version;
+  j["host"] = made.host;
+  j["started_at"] = made.started_at;
   j["verified"] = verified;
   j["total_ms"] = total_ms;
   j["setup_ms"] = setup_ms;
@@ -24,6 +30,7 @@ std::string MigrationReport::to_json() const {
                 {"zstd", pages.zstd},
                 {"raw", pages.raw},
                 {"placed", pages.placed}};
+  if (role == "source") j["pages"]["zero_unsent"] = pages.zero_unsent;  // only a source skips
   j["queues"] = queues;
   if (batch_pages != 0) {  // bridges have neither batches nor an XBZRLE cache of their own
     j["batch_pages"] = batch_pages;

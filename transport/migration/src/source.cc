@@ -75,12 +75,12 @@ class SourceRun {
                                                              config_.queues, wire::kMaxDataQueues));
     if (config_.batch_pages < 1 || config_.batch_pages > pipeline::kMaxBatchPages)
       return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("--batch-pages {} is outside 1..{}", config_.batch_pages,
-                                pipeline::kMaxBatchPages));
+                    fmt::format("--batch-size of {} pages is outside 1..{} pages",
+                                config_.batch_pages, pipeline::kMaxBatchPages));
     if (uint64_t{config_.batch_pages} * config_.page_size > (16u << 20))
       return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("--batch-pages {} of {}-byte pages is over the 16 MiB a batch "
-                                "may hold",
+                    fmt::format("--batch-size of {} pages of {} bytes is over the 16 MiB a "
+                                "batch may hold",
                                 config_.batch_pages, config_.page_size));
     const transport::TransportOptions topts{.connect_timeout = config_.connect_timeout,
                                             .receive_load = transport::ReceiveLoad::kReplies,
@@ -378,7 +378,7 @@ class SourceRun {
     detail.pages = total_pages;
     detail.guest_bytes = total_pages * config_.page_size;
     uint64_t skipped = 0;
-    for (uint32_t q = 0; q < n; ++q) skipped += round == 0 ? stats_[q].counts.zero : 0;
+    for (uint32_t q = 0; q < n; ++q) skipped += stats_[q].counts.zero_unsent;
     detail.sent_bytes = (total_pages - std::min(total_pages, skipped)) * config_.page_size;
     detail.wire_bytes = report_.wire_bytes - wire_before;
     if (control.is_ok() && first.code() == ErrorCode::kDisconnected) first = peer_error_or(first);

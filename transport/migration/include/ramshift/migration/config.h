@@ -31,11 +31,16 @@ enum class VerifyMode { kTransfer, kFull };
 const char* verify_mode_name(VerifyMode mode);
 Result<VerifyMode> parse_verify_mode(std::string_view text);
 
+// The data queues every command uses unless told otherwise, from the host it runs on: one
+// per core, at most 8. Each queue is a sender thread that encodes its own batches, so more
+// queues than cores only adds contention (`doctor` warns about it), and beyond 8 none has been
+// measured to pay (the wire allows 64).
+uint32_t default_queues();
+
 struct SourceConfig {
   transport::Uri to;
   // Data queues (the connection has one more: queue 0 carries control frames).
-  // Why 2: these machines have 2 cores; more queues than cores only add contention.
-  uint32_t queues = 2;
+  uint32_t queues = default_queues();
   pipeline::CodecConfig codec;
   uint32_t page_size = 4096;
   // Pages per batch; 0 = the transport's default, default_batch_pages(to.scheme, page_size).
