@@ -11,7 +11,7 @@ if [ "${1:-}" = "--test" ]; then
   PKGS+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format
          iproute2 iperf3 python3 libcap2-bin bc
          qemu-system-x86 busybox-static cpio libc6-dev ibverbs-utils perftest util-linux xz-utils  # soft-RoCE VM
-         groff-base binutils)  # the install test: man page and exported symbols
+         dpkg-dev file groff-base binutils)  # the .deb (cpack, dpkg-shlibdeps), man page and symbol checks
 fi
 missing=()
 for p in "${PKGS[@]}"; do
