@@ -10,7 +10,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format
          iproute2 iperf3 python3 libcap2-bin bc
-         qemu-system-x86 busybox-static cpio libc6-dev ibverbs-utils perftest util-linux xz-utils)  # soft-RoCE VM
+         qemu-system-x86 busybox-static cpio libc6-dev ibverbs-utils perftest util-linux xz-utils  # soft-RoCE VM
+         dpkg-dev file groff-base binutils)  # the .deb (cpack, dpkg-shlibdeps), man page and symbol checks
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -190,7 +190,13 @@ class DestinationRun {
                                 format_bytes(total), total));
     guest::DestinationMemory::Options opts{config_.output_path, config_.overwrite,
                                            /*reserve_later=*/true};
-    RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
+    if (config_.guest) {
+      RS_ASSIGN_OR_RETURN(auto spans, config_.guest->memory_for(sizes, hello_.page_size));
+      RS_ASSIGN_OR_RETURN(memory_,
+                          guest::DestinationMemory::borrow(spans, sizes, hello_.page_size));
+    } else {
+      RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
+    }
     for (const auto& span : memory_->regions()) total_pages_ += span.size() / hello_.page_size;
     digest_ = std::make_unique<pipeline::MemoryDigest>(sizes, hello_.page_size, hello_.batch_pages,
                                                        /*zero_filled=*/true);
@@ -215,6 +221,8 @@ class DestinationRun {
     // blocks (a full disk fails the registration, never a later write): a reservation too.
     // Reserving first as well would walk the chunk twice (measured 0.1-0.3 s more per
     // 128 MiB in the soft-RoCE VM).
+    if (placing_ && memory_->borrowed())  // zeroed before the source may write into it
+      RS_RETURN_IF_ERROR(memory_->reserve(r, offset, chunk.size()));
     if (!placing_) {
       RS_RETURN_IF_ERROR(memory_->reserve(r, offset, chunk.size()));
       // Faulting the chunk in here, ahead of its pages, spares the queue threads one page
@@ -376,7 +384,7 @@ class DestinationRun {
           if (config_.test_inspect_memory)
             config_.test_inspect_memory({memory_->regions().begin(), memory_->regions().end()});
           // Ready to run before COMMIT, so the hand-off costs only its round trip.
-          if (!device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
+          if (config_.guest || !device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
           RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
           RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kCommitSent));
           (void)conn_->flush(0, milliseconds(1000));
@@ -393,6 +401,7 @@ class DestinationRun {
           }
           RS_RETURN_IF_ERROR(await_hand_off());
           if (guest_ && destination_may_run_guest(session_.state())) guest_->resume();
+          if (config_.guest && destination_may_run_guest(session_.state())) config_.guest->resume();
           (void)send_control(FrameType::kBye, {});
           (void)conn_->flush(0, milliseconds(1000));
           RS_RETURN_IF_ERROR(run_resumed_guest());
@@ -428,8 +437,9 @@ class DestinationRun {
   }
 
   // A live guest arrived: take it over, paused (its workload threads start with resume(),
-  // after the hand-off).
+  // after the hand-off). An embedder's guest takes its device state.
   Status adopt_guest() {
+    if (config_.guest) return config_.guest->load_device_state(device_state_);
     if (memory_->regions().size() != 1)
       return Status(ErrorCode::kMismatch,
                     "device state is a synthetic guest but the table has several regions");

@@ -183,7 +183,7 @@ class SourceRun {
       dirty[r] = std::move(merged);
     }
     RS_RETURN_IF_ERROR(stream_round(round, dirty));
-    std::string state = guest_.device_state();
+    RS_ASSIGN_OR_RETURN(std::string state, guest_.device_state());
     RS_RETURN_IF_ERROR(send_control(
         FrameType::kDeviceState, {reinterpret_cast<const std::byte*>(state.data()), state.size()}));
     return Status::ok();

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ramshift/guest/guest.h"
 #include "ramshift/migration/cancel.h"
 #include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/codec.h"
@@ -76,6 +77,10 @@ uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size);
 
 struct DestinationConfig {
   std::string output_path;  // --guest-out; empty = keep in memory, verify only
+  // An embedder's guest (the C API): the pages land in its memory and it gets the device
+  // state; output_path is then ignored. Null: the engine's own memory, and a live guest's
+  // device state must be a synthetic guest's. Not owned; outlives the run.
+  guest::DestinationGuest* guest = nullptr;
   bool overwrite = false;
   uint64_t expect_bytes = 0;  // --expect-size; 0 = accept any size
   std::chrono::milliseconds handshake_timeout{10000};
