@@ -7,7 +7,9 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "ramshift/base/status.h"
 #include "ramshift/guest/guest.h"
@@ -72,4 +74,7 @@ Result<std::unique_ptr<guest::SourceGuest>> open_guest(const std::string& spec, 
 // Writes a `size`-byte image of `pattern` to `path` (make-image and demo).
 Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed,
                    bool overwrite);
+// Writes guest memory, region after region, to `path` (`--dump-guest`).
+Status write_memory_dump(const std::string& path,
+                         const std::vector<std::span<const std::byte>>& regions);
 }  // namespace ramshift::cli

@@ -1,10 +1,12 @@
-// `ramshift make-image`: writes a memory image with a chosen pattern (for trying `send`).
+// `ramshift make-image`: writes a memory image with a chosen pattern (for trying `send`);
+// also the memory dumps of `send`/`receive --dump-guest`.
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <span>
 #include <vector>
 
 #include "commands.h"
@@ -16,6 +18,19 @@ namespace ramshift::cli {
 
 namespace {
 
+Status write_bytes(int fd, std::span<const std::byte> data, const std::string& path) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t w = ::write(fd, data.data() + done, data.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0)
+      return errno_status(errno == ENOSPC ? ErrorCode::kNoSpace : ErrorCode::kIo,
+                          fmt::format("cannot write {}", path), errno);
+    done += static_cast<size_t>(w);
+  }
+  return Status::ok();
+}
+
 // Writes the whole image into `fd`.
 Status fill_image(int fd, const std::string& path, uint64_t size, guest::Pattern pattern,
                   uint64_t seed) {
@@ -24,15 +39,7 @@ Status fill_image(int fd, const std::string& path, uint64_t size, guest::Pattern
   for (uint64_t off = 0; off < size; off += kChunk) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, size - off));
     guest::fill_pattern({buf.data(), n}, pattern, seed, off / 4096);
-    size_t done = 0;
-    while (done < n) {
-      ssize_t w = ::write(fd, buf.data() + done, n - done);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0)
-        return errno_status(errno == ENOSPC ? ErrorCode::kNoSpace : ErrorCode::kIo,
-                            fmt::format("cannot write {}", path), errno);
-      done += static_cast<size_t>(w);
-    }
+    RS_RETURN_IF_ERROR(write_bytes(fd, {buf.data(), n}, path));
   }
   return Status::ok();
 }
@@ -55,6 +62,15 @@ Status write_image(const std::string& path, uint64_t size, guest::Pattern patter
     s = errno_status(ErrorCode::kIo, fmt::format("cannot rename {} to {}", partial, path), errno);
   if (!s) ::unlink(partial.c_str());
   return s;
+}
+
+Status write_memory_dump(const std::string& path,
+                         const std::vector<std::span<const std::byte>>& regions) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (!fd.valid())
+    return errno_status(ErrorCode::kIo, fmt::format("cannot create {}", path), errno);
+  for (const auto& r : regions) RS_RETURN_IF_ERROR(write_bytes(fd.get(), r, path));
+  return Status::ok();
 }
 
 Runner add_make_image(CLI::App& app) {

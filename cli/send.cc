@@ -31,6 +31,7 @@ struct SendOptions {
   uint32_t max_rounds = 30;
   bool auto_converge = false;
   std::string verify = "transfer";
+  std::string dump_guest;
   // The source receives only replies; the destination's ring, set on `receive`, carries
   // the pages.
   BackendFlags rdma{.slot_size = "64K"};
@@ -146,6 +147,9 @@ Runner add_send(CLI::App& app) {
                   "destination equals the paused source (costs a pass over memory per side in "
                   "the downtime)")
       ->capture_default_str();
+  cmd->add_option("--dump-guest", o->dump_guest,
+                  "after a completed migration, write the source guest's memory as it was "
+                  "handed over (paused) to FILE, to compare with `receive --dump-guest`");
   return [o]() -> int {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
     // was changed (an image is only read, a live guest dies with this process). Started
@@ -168,6 +172,13 @@ Runner add_send(CLI::App& app) {
     bar.finish();
     write_json(report, o->json);
     print_summary(report);
+    if (report.completed && !o->dump_guest.empty()) {
+      // The guest stays paused here once handed over (or is an image): this is what the
+      // destination verified against.
+      std::vector<std::span<const std::byte>> memory;
+      for (const auto& r : (*guest)->regions()) memory.emplace_back(r.memory);
+      if (Status s = write_memory_dump(o->dump_guest, memory); !s) return fail_with(s);
+    }
     if (report.completed && cancel.requested())
       log::warn(
           "the signal came during the hand-off, which completed: the guest runs on the "

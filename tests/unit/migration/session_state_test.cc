@@ -33,6 +33,10 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kPaused, SE::kDeviceStateSent}, S::kDeviceStateSent},
     {{S::kDeviceStateSent, SE::kDigestSent}, S::kLiveDigestSent},
     {{S::kImageDigestSent, SE::kCommitReceived}, S::kDone},
+    {{S::kImageDigestSent, SE::kVerifyMismatchReceived}, S::kImageRepairing},
+    {{S::kImageRepairing, SE::kRoundEndReceived}, S::kImageRepairing},
+    {{S::kImageRepairing, SE::kDigestSent}, S::kImageDigestSent},
+    {{S::kImageRepairing, SE::kMemoryKeysReceived}, S::kImageRepairing},
     {{S::kLiveDigestSent, SE::kCommitReceived}, S::kReleased},
     {{S::kLiveDigestSent, SE::kVerifyMismatchReceived}, S::kRepairing},
     {{S::kRepairing, SE::kRoundEndReceived}, S::kRepairing},
@@ -57,6 +61,7 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kPaused, SE::kCancelled}, S::kCancelled},
     {{S::kDeviceStateSent, SE::kCancelled}, S::kCancelled},
     {{S::kImageDigestSent, SE::kCancelled}, S::kCancelled},
+    {{S::kImageRepairing, SE::kCancelled}, S::kCancelled},
     {{S::kLiveDigestSent, SE::kCancelled}, S::kCancelled},
 };
 
@@ -72,6 +77,8 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kLiveDigestReceived, DE::kCommitSent}, D::kLiveCommitted},
     {{D::kLiveDigestReceived, DE::kVerifyMismatchSent}, D::kRepairing},
     {{D::kRepairing, DE::kDigestReceived}, D::kLiveDigestReceived},
+    {{D::kImageDigestReceived, DE::kVerifyMismatchSent}, D::kImageRepairing},
+    {{D::kImageRepairing, DE::kDigestReceived}, D::kImageDigestReceived},
     {{D::kImageCommitted, DE::kFinished}, D::kDone},
     {{D::kLiveCommitted, DE::kHandOffReceived}, D::kRunning},
     {{D::kRunning, DE::kFinished}, D::kDone},

@@ -22,6 +22,7 @@
 #include "ramshift/migration/session_state.h"
 #include "ramshift/pipeline/batch_decoder.h"
 #include "ramshift/pipeline/checksum.h"
+#include "test_hooks.h"
 #include "verify.h"
 
 namespace ramshift::migration {
@@ -130,6 +131,7 @@ class DestinationRun {
     queues_ = hello_.data_queues;
     state_ = std::make_unique<QueueState[]>(queues_);
     for (uint32_t q = 0; q < queues_; ++q) threads_.emplace_back([this, q] { queue_main(q); });
+    test_hold("destination-setup");
     RS_RETURN_IF_ERROR(send_control(FrameType::kReady, {}));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kReadySent));
     report_.setup_ms = ms_since(start_);
@@ -168,7 +170,7 @@ class DestinationRun {
     mine.session_id = hello_.session_id;
     mine.software = kSoftware;
     if (verify_full_) mine.capabilities |= wire::kCapVerifyFull;
-    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(mine)));
+    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(test_protocol_version(mine))));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloSent));
 
     RS_ASSIGN_OR_RETURN(auto t, next_control(config_.handshake_timeout, "region table"));
@@ -381,8 +383,8 @@ class DestinationRun {
           // Every block reserved before the file is renamed into place.
           if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());
           RS_RETURN_IF_ERROR(memory_->commit());
-          if (config_.test_inspect_memory)
-            config_.test_inspect_memory({memory_->regions().begin(), memory_->regions().end()});
+          if (config_.inspect_memory)
+            config_.inspect_memory({memory_->regions().begin(), memory_->regions().end()});
           // Ready to run before COMMIT, so the hand-off costs only its round trip.
           if (config_.guest || !device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
           RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
@@ -399,6 +401,7 @@ class DestinationRun {
               log::warn("source sent {} after commit", wire::frame_type_name(bye->type));
             return session_.advance(DestinationEvent::kFinished);
           }
+          test_hold("destination-handoff");
           RS_RETURN_IF_ERROR(await_hand_off());
           if (guest_ && destination_may_run_guest(session_.state())) guest_->resume();
           if (config_.guest && destination_may_run_guest(session_.state())) config_.guest->resume();
@@ -516,8 +519,7 @@ class DestinationRun {
     vr.pages_checked += mine.pages;
     vr.ms += ms_since(verify_start);
     if (bad.empty()) return true;
-    const bool live = session_.state() == DestinationState::kLiveDigestReceived;
-    if (!live || verify_repairs_ >= kMaxVerifyRepairs)
+    if (verify_repairs_ >= kMaxVerifyRepairs)
       return Status(ErrorCode::kCorrupt,
                     fmt::format("verify full: {} chunk(s) of {} bytes still differ from the "
                                 "source's memory after {} repair(s), the first in region '{}' at "

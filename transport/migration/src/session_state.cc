@@ -33,6 +33,10 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kPaused, SE::kDeviceStateSent, S::kDeviceStateSent},
     {S::kDeviceStateSent, SE::kDigestSent, S::kLiveDigestSent},
     {S::kImageDigestSent, SE::kCommitReceived, S::kDone},
+    // --verify full of an image (a file that changed while it was read): the same repair.
+    {S::kImageDigestSent, SE::kVerifyMismatchReceived, S::kImageRepairing},
+    {S::kImageRepairing, SE::kRoundEndReceived, S::kImageRepairing},
+    {S::kImageRepairing, SE::kDigestSent, S::kImageDigestSent},
     // The one way into kReleased: the destination holds a verified copy.
     {S::kLiveDigestSent, SE::kCommitReceived, S::kReleased},
     // --verify full: the destination's memory differs; resend, then a new DIGEST.
@@ -49,6 +53,7 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kImageDigestSent, SE::kMemoryKeysReceived, S::kImageDigestSent},
     {S::kLiveDigestSent, SE::kMemoryKeysReceived, S::kLiveDigestSent},
     {S::kRepairing, SE::kMemoryKeysReceived, S::kRepairing},
+    {S::kImageRepairing, SE::kMemoryKeysReceived, S::kImageRepairing},
     {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
     {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
     // A cancel, everywhere but the hand-off window (kReleased, kHandedOff: the guest may be
@@ -62,6 +67,7 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kPaused, SE::kCancelled, S::kCancelled},
     {S::kDeviceStateSent, SE::kCancelled, S::kCancelled},
     {S::kImageDigestSent, SE::kCancelled, S::kCancelled},
+    {S::kImageRepairing, SE::kCancelled, S::kCancelled},
     {S::kLiveDigestSent, SE::kCancelled, S::kCancelled},
 };
 
@@ -77,6 +83,8 @@ constexpr Row<D, DE> kDestinationRows[] = {
     {D::kLiveDigestReceived, DE::kCommitSent, D::kLiveCommitted},
     {D::kLiveDigestReceived, DE::kVerifyMismatchSent, D::kRepairing},
     {D::kRepairing, DE::kDigestReceived, D::kLiveDigestReceived},
+    {D::kImageDigestReceived, DE::kVerifyMismatchSent, D::kImageRepairing},
+    {D::kImageRepairing, DE::kDigestReceived, D::kImageDigestReceived},
     {D::kImageCommitted, DE::kFinished, D::kDone},
     // The one way into kRunning: the source let the guest go.
     {D::kLiveCommitted, DE::kHandOffReceived, D::kRunning},
@@ -168,6 +176,8 @@ const char* state_name(SourceState state) {
       return "device_state_sent";
     case S::kImageDigestSent:
       return "image_digest_sent";
+    case S::kImageRepairing:
+      return "image_repairing";
     case S::kLiveDigestSent:
       return "live_digest_sent";
     case S::kRepairing:
@@ -204,6 +214,8 @@ const char* state_name(DestinationState state) {
       return "device_state_received";
     case D::kImageDigestReceived:
       return "image_digest_received";
+    case D::kImageRepairing:
+      return "image_repairing";
     case D::kLiveDigestReceived:
       return "live_digest_received";
     case D::kRepairing:

@@ -27,6 +27,7 @@
 #include "rate_limiter.h"
 #include "remote_memory.h"
 #include "source_control.h"
+#include "test_hooks.h"
 #include "verify.h"
 
 namespace ramshift::migration {
@@ -175,6 +176,7 @@ class SourceRun {
     RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
     pause_time_ = Clock::now();
     guest_.pause();
+    test_hold("source-switchover");
     RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
     for (size_t r = 0; r < dirty.size(); ++r) {
       std::vector<uint64_t> merged;
@@ -228,7 +230,7 @@ class SourceRun {
     for (const auto& r : guest_.regions()) sizes.push_back(r.bytes);
     digest_ = std::make_unique<pipeline::MemoryDigest>(sizes, config_.page_size,
                                                        config_.batch_pages, false);
-    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(hello)));
+    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(test_protocol_version(hello))));
     RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kHello, milliseconds(10000)));
     RS_ASSIGN_OR_RETURN(wire::Hello peer, wire::decode_hello(body));
     if (peer.version_max < wire::kProtocolVersion || peer.version_min > wire::kProtocolVersion)
@@ -240,6 +242,7 @@ class SourceRun {
                     fmt::format("the destination ({}) does not offer --verify full; upgrade it "
                                 "or use --verify transfer",
                                 peer.software));
+    test_hold("source-setup");
     wire::RegionTable table;
     for (uint32_t i = 0; i < guest_.regions().size(); ++i)
       table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});
@@ -510,6 +513,7 @@ class SourceRun {
         "the destination verified its copy but the connection broke during the hand-off, so "
         "it may not have started the guest; the source guest stays paused (it was handed "
         "over): check the destination before resuming either";
+    test_hold("source-handoff");
     if (!send_control(FrameType::kHandOff, {}).is_ok() ||
         !conn_->flush(0, milliseconds(5000)).is_ok())
       return Status(ErrorCode::kDisconnected, limbo);

@@ -93,10 +93,11 @@ struct DestinationConfig {
   // Set by the caller to cancel the run from another thread (cancel.h); may be null. The
   // peer timeout is the listener's (TransportOptions::peer_timeout), set before accept.
   CancelToken* cancel = nullptr;
-  // Test hook: called with the guest's memory, region by region, once the destination has
-  // verified it and before a live guest may run here, so a test can compare it byte for
-  // byte with the paused source's. Runs on the control thread; must not keep the spans.
-  std::function<void(const std::vector<std::span<const std::byte>>&)> test_inspect_memory;
+  // Called with the guest's memory, region by region, once the destination has verified it
+  // and before a live guest may run here, so a test (or `receive --dump-guest`) can compare
+  // it byte for byte with the paused source's. Runs on the control thread inside the
+  // downtime; must not keep the spans.
+  std::function<void(const std::vector<std::span<const std::byte>>&)> inspect_memory;
 };
 
 }  // namespace ramshift::migration

@@ -36,7 +36,8 @@ enum class SourceState : unsigned char {
   kStreaming,        // rounds while the guest runs (an image: its only round)
   kPaused,           // live guest paused: its final round
   kDeviceStateSent,  // live guest paused, DEVICE_STATE sent
-  kImageDigestSent,  // image: DIGEST sent; waiting for COMMIT
+  kImageDigestSent,  // image: DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
+  kImageRepairing,   // image, --verify full: resending the chunks the destination got wrong
   kLiveDigestSent,   // live guest paused, DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
   kRepairing,        // --verify full: resending the chunks the destination got wrong, paused
   kReleased,         // COMMIT received: the guest belongs to the destination now
@@ -76,6 +77,7 @@ enum class DestinationState : unsigned char {
   kReceiving,            // READY sent: rounds of pages arrive (MEMORY_KEYS go out)
   kDeviceStateReceived,  // a live guest, paused on the source: its final round arrives
   kImageDigestReceived,  // image: comparing digests, renaming the output
+  kImageRepairing,       // image, --verify full: asked for chunks again; their pages arrive
   kLiveDigestReceived,   // live: comparing digests, taking the guest over, paused
   kRepairing,            // --verify full: asked for chunks again; their pages arrive
   kImageCommitted,       // COMMIT sent; waiting a moment for BYE (or the close)
