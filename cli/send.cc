@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "control.h"
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -30,6 +31,7 @@ struct SendOptions {
   uint32_t max_rounds = 30;
   bool auto_converge = false;
   std::string verify = "transfer";
+  std::string control;  // --control unix:PATH
   // The source receives only replies; the destination's ring, set on `receive`, carries
   // the pages.
   BackendFlags rdma{.slot_size = "64K"};
@@ -134,6 +136,7 @@ Runner add_send(CLI::App& app) {
                   "destination equals the paused source (costs a pass over memory per side in "
                   "the downtime)")
       ->capture_default_str();
+  add_control_option(cmd, o->control);
   return [o]() -> int {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
     // was changed (an image is only read, a live guest dies with this process). Started
@@ -153,11 +156,27 @@ Runner add_send(CLI::App& app) {
       return 2;  // a guest that cannot be opened is a usage error, whatever errno said
     }
     config->cancel = &cancel;
+    // The control socket's set-bandwidth changes the limit the run reads at every batch.
+    std::atomic<uint64_t> bandwidth{config->bandwidth_limit};
+    config->live_bandwidth_limit = &bandwidth;
+    migration::ProgressBoard board;
+    board.publish(
+        {.status = migration::MigrationStatus::kSetup, .bandwidth_limit = config->bandwidth_limit});
+    auto control = start_control(o->control, "source", board, cancel, [&bandwidth](uint64_t bps) {
+      bandwidth.store(bps);
+      log::info("bandwidth limit set to {} over the control socket",
+                bps ? format_rate(static_cast<double>(bps)) : "none");
+      return Status::ok();
+    });
+    if (!control) return fail_with(control.status());
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);
-    auto report = migration::run_source(**guest, *config,
-                                        [&](const migration::Progress& p) { bar.update(p); });
+    auto report = migration::run_source(**guest, *config, [&](const migration::Progress& p) {
+      board.publish(p);
+      bar.update(p);
+    });
     bar.finish();
+    board.publish(migration::final_progress(report));
     write_json(report, o->json);
     print_summary(report);
     if (report.completed && cancel.requested())
