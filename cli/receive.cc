@@ -7,6 +7,8 @@
 #include <mutex>
 
 #include "commands.h"
+#include "control.h"
+#include "daemon.h"
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -27,6 +29,7 @@ struct ReceiveOptions {
   double accept_timeout_s = 0;
   double resume_seconds = 2;
   double peer_timeout_s = 5;  // migration::SourceConfig::peer_timeout says why
+  std::string control;        // --control unix:PATH
   BackendFlags rdma;
 };
 
@@ -85,6 +88,7 @@ Runner add_receive(CLI::App& app) {
       ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--accept-timeout", o->accept_timeout_s,
                   "seconds to wait for a source before giving up (0 = forever)");
+  add_control_option(cmd, o->control);
   return [o]() -> int {
     auto uri = transport::parse_uri(o->listen);
     if (!uri) return fail_with(uri.status());
@@ -101,11 +105,17 @@ Runner add_receive(CLI::App& app) {
     PartialOutput partial;
     auto watcher = SignalWatcher::start(cancel, [&partial] { partial.remove(); });
     if (!watcher) return fail_with(watcher.status());
+    // Between migrations `query` says "none", then the last one's final state.
+    migration::ProgressBoard board;
+    auto control = start_control(o->control, "destination", board, cancel);
+    if (!control) return fail_with(control.status());
     auto listener = transport::listen(*uri, topts);
     if (!listener) return fail_with(listener.status());
+    const std::string address = (*listener)->address().to_string();
     // Scripts (and `ramshift demo`) read this line to learn the port chosen for port 0.
-    fmt::print("listening on {}\n", (*listener)->address().to_string());
+    fmt::print("listening on {}\n", address);
     std::fflush(stdout);
+    notify_ready(fmt::format("listening on {}", address));
 
     migration::DestinationConfig config;
     config.overwrite = o->overwrite;
@@ -138,15 +148,24 @@ Runner add_receive(CLI::App& app) {
                      fmt::format("no source connected within {} s", o->accept_timeout_s)));
         continue;
       }
-      log::info("accepted {}", (*conn)->describe());
+      const std::string peer = (*conn)->describe();
+      log::info("accepted {}", peer);
       ++served;
       config.output_path = with_id(o->guest_out, served);
       dump_path = with_id(o->dump_guest, served);
       partial.set(config.output_path);
+      notify_status(fmt::format("migrating from {}", peer));
+      board.publish({.status = migration::MigrationStatus::kSetup});
       ProgressBar bar("receive", log::level() <= log::Level::kWarn);
-      auto report = migration::run_destination(
-          std::move(conn).value(), config, [&](const migration::Progress& p) { bar.update(p); });
+      auto report = migration::run_destination(std::move(conn).value(), config,
+                                               [&](const migration::Progress& p) {
+                                                 board.publish(p);
+                                                 bar.update(p);
+                                               });
       bar.finish();
+      board.publish(migration::final_progress(report));
+      notify_status(fmt::format("listening on {}; the last migration (from {}) {}", address, peer,
+                                migration::migration_status_name(board.snapshot().status)));
       write_json(report, with_id(o->json, served));
       print_summary(report);
       int dump_rc = 0;

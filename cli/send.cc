@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "control.h"
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -32,6 +33,7 @@ struct SendOptions {
   bool auto_converge = false;
   std::string verify = "transfer";
   std::string dump_guest;
+  std::string control;  // --control unix:PATH
   // The source receives only replies; the destination's ring, set on `receive`, carries
   // the pages.
   BackendFlags rdma{.slot_size = "64K"};
@@ -150,6 +152,7 @@ Runner add_send(CLI::App& app) {
   cmd->add_option("--dump-guest", o->dump_guest,
                   "after a completed migration, write the source guest's memory as it was "
                   "handed over (paused) to FILE, to compare with `receive --dump-guest`");
+  add_control_option(cmd, o->control);
   return [o]() -> int {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
     // was changed (an image is only read, a live guest dies with this process). Started
@@ -165,11 +168,27 @@ Runner add_send(CLI::App& app) {
       return 2;  // a guest that cannot be opened is a usage error, whatever errno said
     }
     config->cancel = &cancel;
+    // The control socket's set-bandwidth changes the limit the run reads at every batch.
+    std::atomic<uint64_t> bandwidth{config->bandwidth_limit};
+    config->live_bandwidth_limit = &bandwidth;
+    migration::ProgressBoard board;
+    board.publish(
+        {.status = migration::MigrationStatus::kSetup, .bandwidth_limit = config->bandwidth_limit});
+    auto control = start_control(o->control, "source", board, cancel, [&bandwidth](uint64_t bps) {
+      bandwidth.store(bps);
+      log::info("bandwidth limit set to {} over the control socket",
+                bps ? format_rate(static_cast<double>(bps)) : "none");
+      return Status::ok();
+    });
+    if (!control) return fail_with(control.status());
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);
-    auto report = migration::run_source(**guest, *config,
-                                        [&](const migration::Progress& p) { bar.update(p); });
+    auto report = migration::run_source(**guest, *config, [&](const migration::Progress& p) {
+      board.publish(p);
+      bar.update(p);
+    });
     bar.finish();
+    board.publish(migration::final_progress(report));
     write_json(report, o->json);
     print_summary(report);
     if (report.completed && !o->dump_guest.empty()) {

@@ -6,7 +6,8 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libzstd-dev libisal-dev libxxhash-dev libfmt-dev libcli11-dev nlohmann-json3-dev
       libibverbs-dev librdmacm-dev ibverbs-providers
       libdpdk-dev dpdk  # the dpdk:// backend (dpdk/)
-      gnuplot-nox)  # `ramshift bench --plot`
+      gnuplot-nox  # `ramshift bench --plot`
+      libsystemd-dev)  # sd_notify readiness for the systemd units (packaging/systemd/)
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format
          iproute2 iperf3 python3 libcap2-bin bc

@@ -479,8 +479,18 @@ class DestinationRun {
       pages += state_[q].pages.load(std::memory_order_relaxed);
       wire += state_[q].wire_bytes.load(std::memory_order_relaxed);
     }
-    progress_({total_pages_ * hello_.page_size, pages * hello_.page_size, wire, 0,
-               ms_since(start_) / 1000});
+    Progress p;
+    {
+      std::lock_guard lock(ack_mu_);
+      p.round = static_cast<uint32_t>(acked_rounds_);  // rounds every queue has placed
+    }
+    p.total_bytes = total_pages_ * hello_.page_size;
+    p.done_bytes = std::min(pages, total_pages_) * hello_.page_size;
+    p.transferred_bytes = pages * hello_.page_size;  // every round's placed pages
+    p.wire_bytes = wire;
+    p.setup_ms = report_.setup_ms;
+    p.elapsed_s = ms_since(start_) / 1000;
+    progress_(p);
   }
 
   Status check_digest(const wire::Digest& digest) {

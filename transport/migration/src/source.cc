@@ -45,7 +45,7 @@ class SourceRun {
         progress_(progress),
         governor_(pipeline::codec_may_compress(config.codec.mode),
                   config.codec.mode != pipeline::CodecMode::kAuto),
-        limiter_(config.bandwidth_limit) {}
+        limiter_(config.bandwidth_limit, config.live_bandwidth_limit) {}
 
   MigrationReport run() {
     report_.role = "source";
@@ -315,8 +315,7 @@ class SourceRun {
         wire += stats_[q].wire_bytes.load(std::memory_order_relaxed);
       }
       if (progress_ && Clock::now() - last_progress >= milliseconds(100)) {
-        progress_({total_pages * config_.page_size, done * config_.page_size, wire, round,
-                   ms_since(start_) / 1000, source_guest_paused(session_.state())});
+        progress_(snapshot(round, total_pages, done, report_.wire_bytes + wire));
         last_progress = Clock::now();
       }
       if (finished_.load() == n) break;
@@ -391,14 +390,37 @@ class SourceRun {
     detail.throttle_pct = report_.throttle_pct;
     report_.rounds_detail.push_back(detail);
     if (progress_ && first.is_ok())
-      progress_({total_pages * config_.page_size, total_pages * config_.page_size,
-                 report_.wire_bytes, round, ms_since(start_) / 1000});
+      progress_(snapshot(round, total_pages, total_pages, report_.wire_bytes));
     if (!first.is_ok() && first.code() == ErrorCode::kDisconnected)
       return Status(ErrorCode::kDisconnected,
                     fmt::format("the destination went away during round {} ({}); nothing on the "
                                 "source was changed",
                                 round, first.message()));
     return first;
+  }
+
+  // The progress snapshot (progress.h) during round `round`, `done` of its `total` pages
+  // handled: the numbers the report keeps, plus this round's so far.
+  Progress snapshot(uint32_t round, uint64_t total, uint64_t done, uint64_t wire) const {
+    Progress p;
+    p.status = MigrationStatus::kActive;
+    p.round = round;
+    p.total_bytes = total * config_.page_size;
+    p.done_bytes = done * config_.page_size;
+    p.transferred_bytes = p.done_bytes;
+    for (const auto& d : report_.rounds_detail)
+      if (d.round < round) p.transferred_bytes += d.guest_bytes;
+    p.wire_bytes = wire + wire_control_;
+    if (!report_.rounds_detail.empty()) {
+      const RoundDetail& last = report_.rounds_detail.back();
+      p.dirty_rate_bytes_per_s = last.ms > 0 ? last.dirty_bytes_after / (last.ms / 1000) : 0;
+      p.expected_downtime_ms = last.expected_downtime_ms;
+    }
+    p.setup_ms = report_.setup_ms;
+    p.elapsed_s = ms_since(start_) / 1000;
+    p.paused = source_guest_paused(session_.state());
+    p.bandwidth_limit = limiter_.rate();
+    return p;
   }
 
   // A destination that fails (or is cancelled) sends ERROR on the control queue and then

@@ -1,6 +1,7 @@
 // Configuration of the two ends of a migration. CLI flags map 1:1 onto these fields.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -46,7 +47,11 @@ struct SourceConfig {
   uint32_t page_size = 4096;
   // Pages per batch; 0 = the transport's default, default_batch_pages(to.scheme, page_size).
   uint32_t batch_pages = 0;
-  uint64_t bandwidth_limit = 0;   // bytes/s of wire traffic over all queues; 0 = unlimited
+  uint64_t bandwidth_limit = 0;  // bytes/s of wire traffic over all queues; 0 = unlimited
+  // A limit that may change while the run goes (the control socket's set-bandwidth): when
+  // set, it is read before every batch instead of bandwidth_limit (the caller stores the
+  // starting value); 0 = unlimited. May be null.
+  const std::atomic<uint64_t>* live_bandwidth_limit = nullptr;
   ConvergenceConfig convergence;  // live guests only
   std::chrono::milliseconds connect_timeout{10000};
   // Backend settings for the connection (TransportOptions::settings, e.g. "rdma-sq-depth").
