@@ -31,6 +31,17 @@ enum class VerifyMode { kTransfer, kFull };
 const char* verify_mode_name(VerifyMode mode);
 Result<VerifyMode> parse_verify_mode(std::string_view text);
 
+// How a live guest moves (`send --mode`).
+//   kPrecopy   rounds while it runs, then a short pause for the rest (the default).
+//   kPostcopy  paused at once and run on the destination, which fetches each page it
+//              touches while the source pushes the rest (docs/protocol.md, Post-copy).
+//   kHybrid    pre-copy until the convergence policy would throttle or fail (or
+//              --postcopy-after rounds), then post-copy; a guest that converges switches
+//              over as pre-copy does.
+enum class MigrationMode { kPrecopy, kPostcopy, kHybrid };
+const char* migration_mode_name(MigrationMode mode);
+Result<MigrationMode> parse_migration_mode(std::string_view text);
+
 struct SourceConfig {
   transport::Uri to;
   // Data queues (the connection has one more: queue 0 carries control frames).
@@ -58,7 +69,11 @@ struct SourceConfig {
   std::chrono::milliseconds peer_timeout{5000};
   // Set by the caller to cancel the run from another thread (cancel.h); may be null.
   CancelToken* cancel = nullptr;
-  VerifyMode verify = VerifyMode::kTransfer;  // --verify
+  VerifyMode verify = VerifyMode::kTransfer;     // --verify
+  MigrationMode mode = MigrationMode::kPrecopy;  // --mode
+  // --postcopy-after N: hybrid switches to post-copy after N pre-copy rounds at the latest
+  // (0: only when the convergence policy gives up on pre-copy).
+  uint32_t postcopy_after = 0;
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
@@ -86,6 +101,7 @@ struct DestinationConfig {
   // Test hook: called with the guest's memory, region by region, once the destination has
   // verified it and before a live guest may run here, so a test can compare it byte for
   // byte with the paused source's. Runs on the control thread; must not keep the spans.
+  // Post-copy: once the guest has run here and been paused and checked at the end.
   std::function<void(const std::vector<std::span<const std::byte>>&)> test_inspect_memory;
 };
 

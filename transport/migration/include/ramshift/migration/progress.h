@@ -14,6 +14,8 @@ struct Progress {
   uint32_t round = 0;
   double elapsed_s = 0;
   bool paused = false;  // the source guest is paused: this is the switchover round
+  // Post-copy: the guest runs on the destination; total/done count the pages still to move.
+  bool postcopy = false;
 };
 
 using ProgressFn = std::function<void(const Progress&)>;
