@@ -143,11 +143,12 @@ Runner add_send(CLI::App& app) {
   cmd->add_option("--mode", o->mode,
                   "live guests: precopy (rounds, then a short pause), postcopy (the guest runs "
                   "on the destination at once; pages it touches are fetched, the rest pushed) "
-                  "or hybrid (pre-copy until it would throttle or fail, then post-copy). After "
+                  "or hybrid (pre-copy until a round fails to halve what is left, or it would "
+                  "throttle or fail, then post-copy). After "
                   "post-copy starts a failure loses the guest")
       ->capture_default_str();
   cmd->add_option("--postcopy-after", o->postcopy_after,
-                  "--mode hybrid: switch to post-copy after this many pre-copy rounds at most")
+                  "--mode hybrid: switch to post-copy after exactly this many pre-copy rounds")
       ->check(CLI::Range(1, 10000));
   return [o]() -> int {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source

@@ -6,6 +6,7 @@
 #include <bit>
 
 #include "frame_io.h"
+#include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/mapped_memory.h"
 
@@ -263,8 +264,12 @@ Status PostcopyReceiver::start(std::span<const std::byte> body,
                                      if (placer_error_.is_ok()) placer_error_ = s;
                                    }));
   c_.slot.open(placer_.get());
+  const double set_up_ms = ms_since(start_);
   RS_RETURN_IF_ERROR(resume());
-  log::info("post-copy: the guest runs here; {} page(s) to come", placer_->pages_needed());
+  log::info(
+      "post-copy: the guest runs here {:.1f} ms after POSTCOPY_START ({:.1f} ms to drop "
+      "and register its memory); {} page(s) to come",
+      ms_since(start_), set_up_ms, placer_->pages_needed());
   return c_.send_control(wire::FrameType::kPostcopyRunning, {});
 }
 

@@ -256,6 +256,15 @@ Status postcopy_allowed(const SourceConfig& config, const guest::SourceGuest& gu
   return Status::ok();
 }
 
+bool hybrid_switches(const SourceConfig& config, const Decision& d, const RoundMeasurement& m,
+                     uint32_t round) {
+  if (config.mode != MigrationMode::kHybrid || d.kind == Decision::kSwitchover) return false;
+  if (d.kind != Decision::kNextRound) return true;
+  if (config.postcopy_after) return round >= config.postcopy_after;
+  return static_cast<double>(m.dirty_bytes) >
+         config.convergence.min_shrink * static_cast<double>(m.sent_guest_bytes);
+}
+
 Status postcopy_lost(const Status& s) {
   return s.with_context(
       "post-copy failed: the guest ran on the destination without all its memory and is lost "

@@ -88,6 +88,14 @@ class PostcopySender {
 // --verify full the destination's memory, running on, can never equal the paused source's).
 Status postcopy_allowed(const SourceConfig& config, const guest::SourceGuest& guest);
 
+// Whether a hybrid migration goes post-copy after `round` pre-copy rounds, `d` being the
+// policy's decision on the last one (`m`): never once it converged (it switches over as
+// pre-copy); where pre-copy would throttle or fail; with --postcopy-after N after exactly N
+// rounds, else at the first round that left more than `min_shrink` of what it sent (the
+// policy gives up only after two such rounds, each a round's time of the guest dirtying).
+bool hybrid_switches(const SourceConfig& config, const Decision& d, const RoundMeasurement& m,
+                     uint32_t round);
+
 // A failure after POSTCOPY_START, saying what it means for the guest.
 Status postcopy_lost(const Status& s);
 

@@ -163,10 +163,7 @@ class SourceRun {
       detail.dirty_bytes_after = dirty_bytes;
       detail.expected_downtime_ms = d.expected_downtime_ms;
       log::info("round {}: {}", round - 1, d.reason);
-      // hybrid: post-copy where pre-copy would throttle or fail, or after --postcopy-after.
-      if (config_.mode == MigrationMode::kHybrid && d.kind != Decision::kSwitchover &&
-          (d.kind != Decision::kNextRound || round == config_.postcopy_after))
-        return go_postcopy(round, dirty);
+      if (hybrid_switches(config_, d, m, round)) return go_postcopy(round, dirty);
       if (d.kind == Decision::kFail) return Status(ErrorCode::kTimeout, d.reason);
       if (d.kind == Decision::kThrottle) {
         guest_.set_throttle(d.throttle_pct);

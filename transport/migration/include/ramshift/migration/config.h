@@ -35,9 +35,9 @@ Result<VerifyMode> parse_verify_mode(std::string_view text);
 //   kPrecopy   rounds while it runs, then a short pause for the rest (the default).
 //   kPostcopy  paused at once and run on the destination, which fetches each page it
 //              touches while the source pushes the rest (docs/protocol.md, Post-copy).
-//   kHybrid    pre-copy until the convergence policy would throttle or fail (or
-//              --postcopy-after rounds), then post-copy; a guest that converges switches
-//              over as pre-copy does.
+//   kHybrid    pre-copy until a round fails to halve what is left, the convergence policy
+//              would throttle or fail, or --postcopy-after rounds; then post-copy. A guest
+//              that converges switches over as pre-copy does (hybrid_switches()).
 enum class MigrationMode { kPrecopy, kPostcopy, kHybrid };
 const char* migration_mode_name(MigrationMode mode);
 Result<MigrationMode> parse_migration_mode(std::string_view text);
@@ -71,8 +71,8 @@ struct SourceConfig {
   CancelToken* cancel = nullptr;
   VerifyMode verify = VerifyMode::kTransfer;     // --verify
   MigrationMode mode = MigrationMode::kPrecopy;  // --mode
-  // --postcopy-after N: hybrid switches to post-copy after N pre-copy rounds at the latest
-  // (0: only when the convergence policy gives up on pre-copy).
+  // --postcopy-after N: hybrid switches to post-copy after exactly N pre-copy rounds (or
+  // sooner if the policy would throttle or fail); 0: by the rule above.
   uint32_t postcopy_after = 0;
 };
 
