@@ -108,10 +108,8 @@ Result<std::unique_ptr<guest::SourceGuest>> make_guest(const DemoOptions& o, con
 // `receive`, in a process of its own.
 Result<migration::LocalPairConfig> make_config(const DemoOptions& o, const Route& route,
                                                const std::string& dir) {
-  if (o.mode != "precopy")
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("--mode {} is not available yet (precopy)", o.mode));
   migration::LocalPairConfig c;
+  RS_ASSIGN_OR_RETURN(c.source.mode, migration::parse_migration_mode(o.mode));
   RS_ASSIGN_OR_RETURN(c.source.codec.mode, pipeline::parse_codec(o.codec));
   c.source.queues = o.queues;
   c.source.convergence.downtime_limit =
@@ -205,7 +203,8 @@ Runner add_demo(CLI::App& app) {
                   "auto (rdma when built and a device exists, else tcp), tcp (two processes) or "
                   "loopback (one process)")
       ->capture_default_str();
-  cmd->add_option("--mode", o->mode, "precopy")->capture_default_str();
+  cmd->add_option("--mode", o->mode, "precopy|postcopy|hybrid (see `send --help`)")
+      ->capture_default_str();
   cmd->add_option("--queues", o->queues, "data queues")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

@@ -34,6 +34,8 @@ struct SendOptions {
   std::string verify = "transfer";
   std::string dump_guest;
   std::string control;  // --control unix:PATH
+  std::string mode = "precopy";
+  uint32_t postcopy_after = 0;
   // The source receives only replies; the destination's ring, set on `receive`, carries
   // the pages.
   BackendFlags rdma{.slot_size = "64K"};
@@ -66,6 +68,10 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   c.convergence.auto_converge = o.auto_converge;
   RS_ASSIGN_OR_RETURN(c.transport_settings, o.rdma.resolve());
   RS_ASSIGN_OR_RETURN(c.verify, migration::parse_verify_mode(o.verify));
+  RS_ASSIGN_OR_RETURN(c.mode, migration::parse_migration_mode(o.mode));
+  c.postcopy_after = o.postcopy_after;
+  if (c.postcopy_after && c.mode != migration::MigrationMode::kHybrid)
+    return Status(ErrorCode::kInvalidArgument, "--postcopy-after needs --mode hybrid");
   return c;
 }
 
@@ -153,6 +159,16 @@ Runner add_send(CLI::App& app) {
                   "after a completed migration, write the source guest's memory as it was "
                   "handed over (paused) to FILE, to compare with `receive --dump-guest`");
   add_control_option(cmd, o->control);
+  cmd->add_option("--mode", o->mode,
+                  "live guests: precopy (rounds, then a short pause), postcopy (the guest runs "
+                  "on the destination at once; pages it touches are fetched, the rest pushed) "
+                  "or hybrid (pre-copy until a round fails to halve what is left, or it would "
+                  "throttle or fail, then post-copy). After "
+                  "post-copy starts a failure loses the guest")
+      ->capture_default_str();
+  cmd->add_option("--postcopy-after", o->postcopy_after,
+                  "--mode hybrid: switch to post-copy after exactly this many pre-copy rounds")
+      ->check(CLI::Range(1, 10000));
   return [o]() -> int {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
     // was changed (an image is only read, a live guest dies with this process). Started

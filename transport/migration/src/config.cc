@@ -38,4 +38,23 @@ Result<VerifyMode> parse_verify_mode(std::string_view text) {
                 fmt::format("--verify {}: expected transfer (the default) or full", text));
 }
 
+const char* migration_mode_name(MigrationMode mode) {
+  switch (mode) {
+    case MigrationMode::kPostcopy:
+      return "postcopy";
+    case MigrationMode::kHybrid:
+      return "hybrid";
+    default:
+      return "precopy";
+  }
+}
+
+Result<MigrationMode> parse_migration_mode(std::string_view text) {
+  if (text == "precopy") return MigrationMode::kPrecopy;
+  if (text == "postcopy") return MigrationMode::kPostcopy;
+  if (text == "hybrid") return MigrationMode::kHybrid;
+  return Status(ErrorCode::kInvalidArgument,
+                fmt::format("--mode {}: expected precopy (the default), postcopy or hybrid", text));
+}
+
 }  // namespace ramshift::migration

@@ -11,8 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include "destination_control.h"
 #include "frame_io.h"
 #include "memory_preparer.h"
+#include "postcopy_destination.h"
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -107,13 +109,6 @@ class DestinationRun {
     return f;
   }
 
-  Status expect(const wire::FrameView& f, FrameType want) {
-    if (f.type == want) return Status::ok();
-    return Status(ErrorCode::kProtocol,
-                  fmt::format("expected {} from the source, got {}", wire::frame_type_name(want),
-                              wire::frame_type_name(f.type)));
-  }
-
   Status send_control(FrameType type, std::span<const std::byte> body) {
     std::lock_guard lock(send_mu_);
     auto n = send_frame(*conn_, 0, type, body, milliseconds(10000));
@@ -123,11 +118,11 @@ class DestinationRun {
   Status migrate() {
     RS_RETURN_IF_ERROR(handshake());
     // Before the queue threads start: their decoders accept placed pages only with this.
-    placing_ = conn_->capabilities().zero_copy_write;
+    placing_ = conn_->capabilities().zero_copy_write && !postcopy_;  // pinning fills pages
     if (placing_)
       RS_RETURN_IF_ERROR(
           conn_->can_register(report_.guest_bytes).with_context("destination guest memory"));
-    start_preparing();
+    if (!postcopy_) start_preparing();  // post-copy: anonymous memory, nothing to prepare
     queues_ = hello_.data_queues;
     state_ = std::make_unique<QueueState[]>(queues_);
     for (uint32_t q = 0; q < queues_; ++q) threads_.emplace_back([this, q] { queue_main(q); });
@@ -140,7 +135,7 @@ class DestinationRun {
 
   Status handshake() {
     RS_ASSIGN_OR_RETURN(auto f, next_control(config_.handshake_timeout, "hello"));
-    RS_RETURN_IF_ERROR(expect(f, FrameType::kHello));
+    RS_RETURN_IF_ERROR(expect_frame(f, FrameType::kHello));
     RS_ASSIGN_OR_RETURN(hello_, wire::decode_hello(f.body));
     if (hello_.version_max < wire::kProtocolVersion || hello_.version_min > wire::kProtocolVersion)
       return Status(ErrorCode::kMismatch,
@@ -152,6 +147,8 @@ class DestinationRun {
                                 "does not know; upgrade the destination",
                                 hello_.software, unknown));
     verify_full_ = (hello_.capabilities & wire::kCapVerifyFull) != 0;
+    postcopy_ = (hello_.capabilities & wire::kCapPostcopy) != 0;
+    if (postcopy_) RS_RETURN_IF_ERROR(postcopy_possible(config_, hello_.page_size));
     if (hello_.data_queues + 1 != conn_->queue_count())
       return Status(ErrorCode::kProtocol,
                     fmt::format("hello announces {} data queues but the connection has {} queues",
@@ -170,11 +167,12 @@ class DestinationRun {
     mine.session_id = hello_.session_id;
     mine.software = kSoftware;
     if (verify_full_) mine.capabilities |= wire::kCapVerifyFull;
+    if (postcopy_) mine.capabilities |= wire::kCapPostcopy;
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(test_protocol_version(mine))));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloSent));
 
     RS_ASSIGN_OR_RETURN(auto t, next_control(config_.handshake_timeout, "region table"));
-    RS_RETURN_IF_ERROR(expect(t, FrameType::kRegionTable));
+    RS_RETURN_IF_ERROR(expect_frame(t, FrameType::kRegionTable));
     RS_ASSIGN_OR_RETURN(table_, wire::decode_region_table(t.body));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kRegionTableReceived));
     std::vector<uint64_t> sizes;
@@ -290,6 +288,8 @@ class DestinationRun {
           ++batches;
           st.counts += b.counts;
           st.pages.fetch_add(b.counts.total(), std::memory_order_relaxed);
+        } else if (f.type == FrameType::kPostcopyPages) {  // pushed: the placer's (post-copy)
+          RS_RETURN_IF_ERROR(postcopy_slot_.place(f.body, stop_));
         } else if (f.type == FrameType::kRoundEnd) {
           RS_ASSIGN_OR_RETURN(auto end, wire::decode_round_end(f.body));
           if (end.round != round || end.queue != q || end.batches != batches)
@@ -364,6 +364,8 @@ class DestinationRun {
         case FrameType::kError:
           session_.fail(DestinationEvent::kErrorReceived);
           return peer_error(f->body, "source");
+        case FrameType::kPostcopyStart:
+          return run_postcopy(f->body);
         case FrameType::kDeviceState:
           // A guest that ran on the source, now paused there: a hand-off follows the commit.
           RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDeviceStateReceived));
@@ -402,7 +404,7 @@ class DestinationRun {
             return session_.advance(DestinationEvent::kFinished);
           }
           test_hold("destination-handoff");
-          RS_RETURN_IF_ERROR(await_hand_off());
+          RS_RETURN_IF_ERROR(await_hand_off(*conn_, session_));
           if (guest_ && destination_may_run_guest(session_.state())) guest_->resume();
           if (config_.guest && destination_may_run_guest(session_.state())) config_.guest->resume();
           (void)send_control(FrameType::kBye, {});
@@ -417,26 +419,32 @@ class DestinationRun {
     }
   }
 
-  // A live guest is verified here and paused: it runs only once the source has let it go
-  // (HANDOFF), so it never runs on both hosts. A connection lost now leaves it paused here.
-  Status await_hand_off() {
-    auto f = receive_frame(*conn_, 0, milliseconds(10000));
-    if (f && f->type == FrameType::kHandOff) {
-      RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kHandOff, f->body));
-      return session_.advance(DestinationEvent::kHandOffReceived);  // now it may run here
-    }
-    if (f && f->type == FrameType::kError) {
-      session_.fail(DestinationEvent::kErrorReceived);
-      return peer_error(f->body, "source");
-    }
-    if (f)
-      return Status(ErrorCode::kProtocol, fmt::format("expected handoff from the source, got {}",
-                                                      wire::frame_type_name(f->type)));
-    return Status(ErrorCode::kDisconnected,
-                  fmt::format("the source went away before handing the guest over ({}); the "
-                              "verified guest was not started here and the source may still "
-                              "hold it, paused: check the source before resuming either",
-                              f.status().message()));
+  // Post-copy (postcopy_destination.h): the guest runs here at once while its pages follow;
+  // if this fails the guest is lost (stopped here, stale on the source).
+  Status run_postcopy(std::span<const std::byte> body) {
+    HandOffWindow window(config_.cancel);  // no forced exit: the guest would be lost
+    RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kPostcopyStartReceived));
+    if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());  // nothing populates it after
+    report_.mode = "postcopy";
+    PostcopyReceiver pc({*conn_, session_, table_, hello_.page_size, *digest_, postcopy_slot_,
+                         [this](FrameType t, auto b) { return send_control(t, b); }, progress_,
+                         stop_});
+    Status s = pc.start(body, memory_->regions(), [this] {
+      RS_RETURN_IF_ERROR(adopt_guest());
+      guest_->resume();
+      return Status::ok();
+    });
+    if (s) s = pc.run();
+    report_.postcopy = pc.figures();
+    report_.rounds = pc.rounds();
+    if (s) report_.verify = VerifyReport{"transfer", total_pages_, 0, 0, pc.verify_ms()};
+    if (s) s = run_resumed_guest();
+    if (s && config_.inspect_memory)  // after it ran here: post-copy never waits paused
+      config_.inspect_memory({memory_->regions().begin(), memory_->regions().end()});
+    if (s) return session_.advance(DestinationEvent::kFinished);
+    if (stop_.load()) s = error_after_stop();
+    return s.with_context(
+        "post-copy failed, the guest is lost (it ran here without all its memory)");
   }
 
   // A live guest arrived: take it over, paused (its workload threads start with resume(),
@@ -593,6 +601,8 @@ class DestinationRun {
   bool verify_full_ = false;     // --verify full: the source asked for it in HELLO
   uint32_t verify_repairs_ = 0;  // VERIFY_MISMATCH frames sent
   bool placing_ = false;         // guest memory registered for the source's remote writes
+  bool postcopy_ = false;        // the source may switch to post-copy (HELLO)
+  PlacerSlot postcopy_slot_;     // the post-copy placer, for the data queues
   std::unique_ptr<MemoryPreparer> preparer_;
   std::atomic<uint64_t> prepared_bytes_{0};
   Clock::time_point start_;

@@ -15,6 +15,7 @@
 
 #include "frame_io.h"
 #include "memory_preparer.h"
+#include "postcopy_source.h"
 #include "queue_stream.h"
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
@@ -83,6 +84,7 @@ class SourceRun {
                     fmt::format("--batch-size of {} pages of {} bytes is over the 16 MiB a "
                                 "batch may hold",
                                 config_.batch_pages, config_.page_size));
+    RS_RETURN_IF_ERROR(postcopy_allowed(config_, guest_));
     const transport::TransportOptions topts{.connect_timeout = config_.connect_timeout,
                                             .receive_load = transport::ReceiveLoad::kReplies,
                                             .peer_timeout = config_.peer_timeout,
@@ -101,9 +103,12 @@ class SourceRun {
       s = local_prep_->finish().with_context("registering the guest before dirty tracking");
     // Tracking starts before round 0 reads anything, so no write can fall between the two.
     if (s) s = guest_.start_dirty_log().with_context("dirty tracking");
-    if (s) s = stream_round(0, all_pages());
-    if (s && !guest_.immutable()) s = precopy_rounds();
+    if (s)
+      s = config_.mode == MigrationMode::kPostcopy ? go_postcopy(0, all_pages())
+                                                   : stream_round(0, all_pages());
+    if (s && !guest_.immutable() && !source_in_postcopy(session_.state())) s = precopy_rounds();
     if (s) s = verify();
+    if (!s && source_in_postcopy(session_.state())) s = postcopy_lost(s);
     if (!s) session_.fail();
     if (!s && !error_sent_ && s.code() != ErrorCode::kDisconnected && !session_.peer_failed())
       send_error_frame(*conn_, s);
@@ -159,6 +164,7 @@ class SourceRun {
       detail.dirty_bytes_after = dirty_bytes;
       detail.expected_downtime_ms = d.expected_downtime_ms;
       log::info("round {}: {}", round - 1, d.reason);
+      if (hybrid_switches(config_, d, m, round)) return go_postcopy(round, dirty);
       if (d.kind == Decision::kFail) return Status(ErrorCode::kTimeout, d.reason);
       if (d.kind == Decision::kThrottle) {
         guest_.set_throttle(d.throttle_pct);
@@ -185,10 +191,29 @@ class SourceRun {
       dirty[r] = std::move(merged);
     }
     RS_RETURN_IF_ERROR(stream_round(round, dirty));
+    return send_device_state();
+  }
+
+  Status send_device_state() {
     RS_ASSIGN_OR_RETURN(std::string state, guest_.device_state());
-    RS_RETURN_IF_ERROR(send_control(
-        FrameType::kDeviceState, {reinterpret_cast<const std::byte*>(state.data()), state.size()}));
-    return Status::ok();
+    return send_control(FrameType::kDeviceState,
+                        {reinterpret_cast<const std::byte*>(state.data()), state.size()});
+  }
+
+  // Post-copy (postcopy_source.h): pause, hand the guest over now, then its pages.
+  Status go_postcopy(uint32_t rounds, const Selection& dirty) {
+    RS_RETURN_IF_ERROR(cancel_if_asked());
+    RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
+    pause_time_ = Clock::now();
+    guest_.pause();
+    RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
+    const wire::PostcopyStart start{
+        rounds, postcopy_pages(guest_.regions(), config_.page_size, dirty, more)};
+    RS_RETURN_IF_ERROR(send_device_state());
+    HandOffWindow window(config_.cancel);  // from here a forced exit would lose the guest
+    RS_RETURN_IF_ERROR(send_control(FrameType::kPostcopyStart, wire::encode(start)));
+    return serve_postcopy({*conn_, session_, guest_.regions(), config_, *digest_, progress_}, start,
+                          pause_time_, report_);
   }
 
   Status send_control(FrameType type, std::span<const std::byte> body) {
@@ -223,6 +248,7 @@ class SourceRun {
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
     hello.software = kSoftware;
     if (config_.verify == VerifyMode::kFull) hello.capabilities |= wire::kCapVerifyFull;
+    if (config_.mode != MigrationMode::kPrecopy) hello.capabilities |= wire::kCapPostcopy;
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
     report_.xbzrle_cache_bytes = cache_per_queue_ * config_.queues;
     encoders_.resize(config_.queues);
@@ -243,6 +269,11 @@ class SourceRun {
                                 "or use --verify transfer",
                                 peer.software));
     test_hold("source-setup");
+    if (config_.mode != MigrationMode::kPrecopy && !(peer.capabilities & wire::kCapPostcopy))
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("the destination ({}) does not offer post-copy; upgrade it or use "
+                                "--mode precopy",
+                                peer.software));
     wire::RegionTable table;
     for (uint32_t i = 0; i < guest_.regions().size(); ++i)
       table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});
@@ -470,6 +501,12 @@ class SourceRun {
   // DIGEST, then COMMIT; with --verify full, of the paused guest's memory hashed anew, and
   // each VERIFY_MISMATCH answered by a repair round of the chunks it lists.
   Status verify() {
+    if (source_in_postcopy(session_.state())) {  // memory as at the pause, all of it hashed
+      const wire::Digest digest{report_.rounds, static_cast<uint32_t>(digest_->chunk_bytes()),
+                                digest_->chunk_hashes()};
+      RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
+      return await(FrameType::kCommit, config_.verdict_timeout).status();
+    }
     // From DIGEST on the hand-off may start (COMMIT releases the guest): a second signal must
     // not end the process before it resolves (cancel.h). A cancel before COMMIT still counts.
     HandOffWindow window(guest_.immutable() ? nullptr : config_.cancel);

@@ -39,6 +39,17 @@ Result<VerifyMode> parse_verify_mode(std::string_view text);
 // measured to pay (the wire allows 64).
 uint32_t default_queues();
 
+// How a live guest moves (`send --mode`).
+//   kPrecopy   rounds while it runs, then a short pause for the rest (the default).
+//   kPostcopy  paused at once and run on the destination, which fetches each page it
+//              touches while the source pushes the rest (docs/protocol.md, Post-copy).
+//   kHybrid    pre-copy until a round fails to halve what is left, the convergence policy
+//              would throttle or fail, or --postcopy-after rounds; then post-copy. A guest
+//              that converges switches over as pre-copy does (hybrid_switches()).
+enum class MigrationMode { kPrecopy, kPostcopy, kHybrid };
+const char* migration_mode_name(MigrationMode mode);
+Result<MigrationMode> parse_migration_mode(std::string_view text);
+
 struct SourceConfig {
   transport::Uri to;
   // Data queues (the connection has one more: queue 0 carries control frames).
@@ -69,7 +80,11 @@ struct SourceConfig {
   std::chrono::milliseconds peer_timeout{5000};
   // Set by the caller to cancel the run from another thread (cancel.h); may be null.
   CancelToken* cancel = nullptr;
-  VerifyMode verify = VerifyMode::kTransfer;  // --verify
+  VerifyMode verify = VerifyMode::kTransfer;     // --verify
+  MigrationMode mode = MigrationMode::kPrecopy;  // --mode
+  // --postcopy-after N: hybrid switches to post-copy after exactly N pre-copy rounds (or
+  // sooner if the policy would throttle or fail); 0: by the rule above.
+  uint32_t postcopy_after = 0;
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
@@ -101,7 +116,8 @@ struct DestinationConfig {
   // Called with the guest's memory, region by region, once the destination has verified it
   // and before a live guest may run here, so a test (or `receive --dump-guest`) can compare
   // it byte for byte with the paused source's. Runs on the control thread inside the
-  // downtime; must not keep the spans.
+  // downtime; must not keep the spans. Post-copy: once the guest has run here and been
+  // paused and checked at the end.
   std::function<void(const std::vector<std::span<const std::byte>>&)> inspect_memory;
 };
 

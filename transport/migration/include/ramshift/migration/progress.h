@@ -43,6 +43,8 @@ struct Progress {
   double elapsed_s = 0;
   bool paused = false;           // the source guest is paused: this is the switchover round
   uint64_t bandwidth_limit = 0;  // wire bytes/s the sender may use now; 0 = unlimited
+  // Post-copy: the guest runs on the destination; total/done count the pages still to move.
+  bool postcopy = false;
 
   uint64_t remaining_bytes() const {
     return total_bytes > done_bytes ? total_bytes - done_bytes : 0;
