@@ -54,6 +54,9 @@ struct BackendFlags {
   uint32_t max_inline = 64;
   uint32_t ack_timeout = 0;
   bool busy_poll = false;
+  // Datacenter RoCE placement, passed on only when given (rdma/src/rdma_tuning.h).
+  int tos = -1;
+  std::string rdma_device, rdma_source_ip;
   // dpdk:// settings, passed on only when given (cli/common.cc; dpdk/README.md).
   std::string dpdk_eal, dpdk_local_ip, dpdk_peer_mac;
   uint32_t dpdk_port = 0;

@@ -57,6 +57,18 @@ void BackendFlags::add_to(CLI::App* cmd) {
                   "true: completion pollers spin (a core per queue); false: sleep on events")
       ->capture_default_str()
       ->group(g);
+  cmd->add_option("--rdma-tos", tos,
+                  "IP type of service of every queue's packets (RoCE v2; DSCP = TOS >> 2, e.g. "
+                  "106 = DSCP 26), to put migration in the fabric's lossless class")
+      ->check(CLI::Range(0, 255))
+      ->group(g);
+  cmd->add_option("--rdma-device", rdma_device,
+                  "the RDMA device to use (as ibv_devices names it); the address must be on it")
+      ->group(g);
+  cmd->add_option("--rdma-source-ip", rdma_source_ip,
+                  "connecting side: the local address to go out from (which port of a "
+                  "multi-homed host)")
+      ->group(g);
   const char* d = "dpdk:// (ignored by other transports)";
   cmd->add_option("--dpdk-eal", dpdk_eal,
                   "EAL arguments, e.g. \"--no-huge --no-pci "
@@ -82,6 +94,9 @@ Result<transport::BackendSettings> BackendFlags::resolve() const {
   s.set_number("rdma-inline", uint64_t{max_inline});
   s.set_number("rdma-ack-timeout", uint64_t{ack_timeout});
   s.set_flag("rdma-busy-poll", busy_poll);
+  if (tos >= 0) s.set_number("rdma-tos", static_cast<uint64_t>(tos));
+  if (!rdma_device.empty()) s.set("rdma-device", rdma_device);
+  if (!rdma_source_ip.empty()) s.set("rdma-source-ip", rdma_source_ip);
   if (!dpdk_eal.empty()) s.set("dpdk-eal", dpdk_eal);
   if (dpdk_port != 0) s.set_number("dpdk-port", uint64_t{dpdk_port});
   if (!dpdk_local_ip.empty()) s.set("dpdk-local-ip", dpdk_local_ip);
