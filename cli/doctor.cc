@@ -12,6 +12,7 @@ Runner add_doctor(CLI::App& app) {
     std::string guest_size = "1G";
     uint32_t queues = 4;
     std::string json;
+    std::string tls_dir, tls_psk, tls_authz;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -22,12 +23,16 @@ Runner add_doctor(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
   cmd->add_option("--json", o->json, "write the checks as JSON to FILE ('-' = stdout)");
+  add_tls_options(cmd, o->tls_dir, o->tls_psk, o->tls_authz);
   return [o]() -> int {
     bench::DoctorOptions d;
     auto size = parse_size(o->guest_size);
     if (!size) return fail_with(size.status());
     d.guest_bytes = *size;
     d.queues = o->queues;
+    if (!o->tls_dir.empty()) d.tls.set("tls-dir", o->tls_dir);
+    if (!o->tls_psk.empty()) d.tls.set("tls-psk", o->tls_psk);
+    if (!o->tls_authz.empty()) d.tls.set("tls-authz", o->tls_authz);
     auto checks = bench::run_doctor(d);
     FILE* out = o->json == "-" ? stderr : stdout;
     for (const auto& c : checks) {

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "ramshift/transport/settings.h"
+
 namespace ramshift::bench {
 
 enum class Verdict {
@@ -27,6 +29,8 @@ struct Check {
 struct DoctorOptions {
   uint64_t guest_bytes = 1ull << 30;  // the largest guest this host will migrate
   uint32_t queues = 4;                // queues the migration will use
+  // --tls-dir / --tls-psk / --tls-authz as settings ("tls-dir", ...); empty: no TLS checks.
+  transport::BackendSettings tls;
 };
 
 std::vector<Check> run_doctor(const DoctorOptions& options);
