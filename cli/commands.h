@@ -60,12 +60,19 @@ struct BackendFlags {
   // dpdk:// settings, passed on only when given (cli/common.cc; dpdk/README.md).
   std::string dpdk_eal, dpdk_local_ip, dpdk_peer_mac;
   uint32_t dpdk_port = 0;
-  // Registers --rdma-* (and --dpdk-*) options on `cmd`; resolve() turns them into the transport's
-  // generic settings, each named as its flag, checked by the backend that owns them
+  // --tls-*: authenticated, encrypted tcp:// queues (security/, docs/security.md), passed on
+  // only when given.
+  std::string tls_dir, tls_psk, tls_authz;
+  bool tls_ktls = true;
+  // Registers --rdma-* (--dpdk-*, --tls-*) options on `cmd`; resolve() turns them into the
+  // transport's generic settings, each named as its flag, checked by the backend that owns them
   // (kInvalidArgument).
   void add_to(CLI::App* cmd);
   Result<transport::BackendSettings> resolve() const;
 };
+// --tls-dir, --tls-psk and --tls-authz on `cmd` (BackendFlags and doctor).
+inline constexpr const char* kTlsGroup = "tcp:// security (docs/security.md)";
+void add_tls_options(CLI::App* cmd, std::string& dir, std::string& psk, std::string& authz);
 // Prints "ramshift: error: ..." and returns exit_code_for(s).
 int fail_with(const Status& s);
 

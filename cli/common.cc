@@ -83,6 +83,26 @@ void BackendFlags::add_to(CLI::App* cmd) {
   cmd->add_option("--dpdk-peer-mac", dpdk_peer_mac,
                   "the peer's MAC (aa:bb:cc:dd:ee:ff) instead of asking by ARP")
       ->group(d);
+  add_tls_options(cmd, tls_dir, tls_psk, tls_authz);
+  cmd->add_option("--tls-ktls", tls_ktls,
+                  "true: hand the TLS record layer to the kernel where it offers it (TCP_ULP "
+                  "tls); false: encrypt in user space")
+      ->capture_default_str()
+      ->group(kTlsGroup);
+}
+
+void add_tls_options(CLI::App* cmd, std::string& dir, std::string& psk, std::string& authz) {
+  cmd->add_option("--tls-dir", dir,
+                  "TLS 1.3 with X.509: a folder in QEMU's layout (ca-cert.pem, server-cert.pem, "
+                  "server-key.pem, client-cert.pem, client-key.pem), e.g. /etc/pki/qemu")
+      ->group(kTlsGroup);
+  cmd->add_option("--tls-psk", psk,
+                  "TLS 1.3 with a pre-shared key: QEMU's keys.psk (identity:hexkey per line)")
+      ->group(kTlsGroup);
+  cmd->add_option("--tls-authz", authz,
+                  "who may connect: a file of identities (certificate subjects as `doctor` "
+                  "prints them, or PSK identities), one per line, or a ';'-separated list")
+      ->group(kTlsGroup);
 }
 
 Result<transport::BackendSettings> BackendFlags::resolve() const {
@@ -101,6 +121,10 @@ Result<transport::BackendSettings> BackendFlags::resolve() const {
   if (dpdk_port != 0) s.set_number("dpdk-port", uint64_t{dpdk_port});
   if (!dpdk_local_ip.empty()) s.set("dpdk-local-ip", dpdk_local_ip);
   if (!dpdk_peer_mac.empty()) s.set("dpdk-peer-mac", dpdk_peer_mac);
+  if (!tls_dir.empty()) s.set("tls-dir", tls_dir);
+  if (!tls_psk.empty()) s.set("tls-psk", tls_psk);
+  if (!tls_authz.empty()) s.set("tls-authz", tls_authz);
+  if (!tls_ktls) s.set_flag("tls-ktls", false);
   // Checked now, before any connection, by the backend that reads them (in a binary
   // without it they are ignored, as by every other transport).
   RS_RETURN_IF_ERROR(transport::check_settings(s));

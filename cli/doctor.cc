@@ -16,6 +16,7 @@ Runner add_doctor(CLI::App& app) {
     std::string transport;
     std::string to;
     std::string json;
+    std::string tls_dir, tls_psk, tls_authz;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -33,6 +34,7 @@ Runner add_doctor(CLI::App& app) {
                   "a peer (URI or tcp:HOST:PORT) to check the route, MTU and link speed to; "
                   "its scheme is the transport unless --transport says otherwise");
   cmd->add_option("--json", o->json, "write the checks as JSON to FILE ('-' = stdout)");
+  add_tls_options(cmd, o->tls_dir, o->tls_psk, o->tls_authz);
   return [o]() -> int {
     bench::DoctorOptions d;
     auto size = parse_size(o->guest_size);
@@ -49,6 +51,9 @@ Runner add_doctor(CLI::App& app) {
         if (d.transport.empty()) d.transport = peer->scheme;
       }
     }
+    if (!o->tls_dir.empty()) d.tls.set("tls-dir", o->tls_dir);
+    if (!o->tls_psk.empty()) d.tls.set("tls-psk", o->tls_psk);
+    if (!o->tls_authz.empty()) d.tls.set("tls-authz", o->tls_authz);
     auto checks = bench::run_doctor(d);
     // With --json - the JSON owns stdout; the human lines go to stderr.
     FILE* out = o->json == "-" ? stderr : stdout;

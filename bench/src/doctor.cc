@@ -14,6 +14,7 @@
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/units.h"
 #include "ramshift/guest/dirty_tracker.h"
+#include "ramshift/security/tls_settings.h"
 #include "ramshift/transport/registry.h"
 
 namespace ramshift::bench {
@@ -245,6 +246,26 @@ void check_dpdk(std::vector<Check>& out) {
        free_pages > 0 ? "" : "echo 1024 > /proc/sys/vm/nr_hugepages (or run with --no-huge)"});
 }
 
+// The credentials --tls-* name: readable, in their validity period, signed by the CA, each
+// key matching its certificate (security/ does the reading).
+void check_tls(std::vector<Check>& out, const transport::BackendSettings& settings) {
+  if (settings.empty()) return;
+  auto tls = security::TlsSettings::from(settings);
+  if (!tls) {
+    out.push_back({"tls", Verdict::kFail, tls.status().message(), ""});
+    return;
+  }
+  for (const auto& c : security::check_credentials(*tls)) {
+    Verdict v = !c.present ? Verdict::kSkip : c.ok ? Verdict::kOk : Verdict::kFail;
+    std::string fix;
+    if (!c.ok)
+      fix = c.name.ends_with("-key.pem")
+                ? "use the key generated with this certificate"
+                : "re-issue it from the CA in ca-cert.pem (docs/security.md shows the commands)";
+    out.push_back({"tls." + c.name, v, c.detail, fix});
+  }
+}
+
 }  // namespace
 
 const char* verdict_name(Verdict v) {
@@ -270,6 +291,7 @@ std::vector<Check> run_doctor(const DoctorOptions& options) {
   check_cpus(out, options);
   check_dpdk(out);
   check_network(out, options);
+  check_tls(out, options.tls);
   // A failure that only one transport cares about is a warning for the others.
   for (auto& c : out) {
     const std::string needs = c.id.rfind("rdma.", 0) == 0 || c.id == "memlock" ? "rdma"

@@ -155,6 +155,7 @@ Backend available_backend() {
   Backend b = describe_backend();
   b.listen = listen;
   b.connect = connect;
+  refuse_security_settings(b);
   b.check_settings = [](const BackendSettings& s) { return dpdk_settings_from(s).status(); };
   return b;
 }

@@ -4,6 +4,7 @@
 
 #include "loopback.h"
 #include "ramshift/base/log.h"
+#include "ramshift/transport/channel_security.h"
 #include "tcp.h"
 
 namespace ramshift::transport {
@@ -95,10 +96,25 @@ BackendRegistrar::BackendRegistrar(Backend backend) {
     log::error("transport registry: {} (scheme '{}' keeps its first backend)", s.message(), scheme);
 }
 
+void refuse_security_settings(Backend& b) {
+  b.listen = [scheme = b.scheme, inner = std::move(b.listen)](
+                 const Uri& uri,
+                 const TransportOptions& options) -> Result<std::unique_ptr<Listener>> {
+    RS_RETURN_IF_ERROR(refuse_unauthenticated(scheme, options.settings));
+    return inner(uri, options);
+  };
+  b.connect = [scheme = b.scheme, inner = std::move(b.connect)](
+                  const Uri& uri, uint32_t queues,
+                  const TransportOptions& options) -> Result<std::unique_ptr<Connection>> {
+    RS_RETURN_IF_ERROR(refuse_unauthenticated(scheme, options.settings));
+    return inner(uri, queues, options);
+  };
+}
+
 Status check_settings(const BackendSettings& settings) {
   for (const Backend* b : backends().all())
     if (b->available() && b->check_settings) RS_RETURN_IF_ERROR(b->check_settings(settings));
-  return Status::ok();
+  return check_security_settings(settings);
 }
 
 Result<std::vector<Device>> list_devices(std::string_view scheme) {

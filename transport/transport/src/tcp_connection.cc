@@ -16,6 +16,7 @@
 #include "ramshift/base/byte_order.h"
 #include "ramshift/base/log.h"
 #include "tcp.h"
+#include "tcp_greeting.h"
 #include "tcp_socket.h"
 
 namespace ramshift::transport::tcp {
@@ -34,6 +35,10 @@ constexpr size_t kCompactBelow = 512u << 10;
 
 struct Queue {
   UniqueFd fd;
+  // TLS (--tls-dir / --tls-psk): every byte goes through it; null on a plaintext connection.
+  // Declared after fd: destroyed before the socket it uses is closed.
+  std::unique_ptr<SecureStream> tls;
+  std::vector<ConstBuffer> tls_pieces;  // reused gather list for tls->write
   // Send side: the unsent tail of a partly written message (at most one message).
   std::vector<std::byte> pending;
   size_t pending_off = 0;
@@ -44,24 +49,34 @@ struct Queue {
   bool eof = false;
 };
 
+// One socket of a connection, and its TLS stream when the connection is secured.
+struct QueueSocket {
+  UniqueFd fd;
+  std::unique_ptr<SecureStream> tls;
+};
+
 class TcpConnection final : public Connection {
  public:
-  explicit TcpConnection(std::vector<UniqueFd> fds) : queues_(fds.size()) {
-    for (size_t i = 0; i < fds.size(); ++i) {
-      queues_[i].fd = std::move(fds[i]);
+  explicit TcpConnection(std::vector<QueueSocket> sockets) : queues_(sockets.size()) {
+    for (size_t i = 0; i < sockets.size(); ++i) {
+      queues_[i].fd = std::move(sockets[i].fd);
+      queues_[i].tls = std::move(sockets[i].tls);
       queues_[i].rbuf.resize(kInitialRecvBuffer);
     }
     caps_.max_message = kMaxMessage;
     caps_.max_queues = kMaxQueues;
     local_ = local_address(queues_[0].fd.get());
     peer_ = peer_address(queues_[0].fd.get());
+    if (queues_[0].tls)
+      security_ =
+          fmt::format(", {}, peer {}", queues_[0].tls->describe(), queues_[0].tls->peer_identity());
   }
   ~TcpConnection() override { close(); }
 
   const Capabilities& capabilities() const override { return caps_; }
   uint32_t queue_count() const override { return static_cast<uint32_t>(queues_.size()); }
   std::string describe() const override {
-    return fmt::format("tcp {} -> {} ({} queues)", local_, peer_, queues_.size());
+    return fmt::format("tcp {} -> {} ({} queues{})", local_, peer_, queues_.size(), security_);
   }
   std::string transport_name() const override { return "tcp"; }
 
@@ -76,10 +91,9 @@ class TcpConnection final : public Connection {
     RS_RETURN_IF_ERROR(check(queue));
     Queue& q = queues_[queue];
     if (closed_.load()) return closed_status();
-    if (q.pending_off < q.pending.size()) {
+    if (has_unsent(q)) {
       RS_RETURN_IF_ERROR(drain(q));
-      if (q.pending_off < q.pending.size())
-        return Status(ErrorCode::kWouldBlock, "tcp send buffer full");
+      if (has_unsent(q)) return Status(ErrorCode::kWouldBlock, "tcp send buffer full");
     }
     size_t total = 0;
     for (auto s : segments) total += s.size();
@@ -89,6 +103,11 @@ class TcpConnection final : public Connection {
           fmt::format("message of {} bytes exceeds the {}-byte limit", total, kMaxMessage));
     std::byte prefix[kLengthPrefix];
     store_le<uint32_t>(prefix, static_cast<uint32_t>(total));
+    if (q.tls) {
+      q.tls_pieces.assign(1, ConstBuffer(prefix, kLengthPrefix));
+      q.tls_pieces.insert(q.tls_pieces.end(), segments.begin(), segments.end());
+      return map_tls(q.tls->write(q.tls_pieces));
+    }
     // Why 1042: a page batch may be a header, one piece per page (1024 pages at most) and
     // its entries, plus the frame header and our length prefix. The kernel takes at most
     // IOV_MAX (1024) pieces per call; the rest goes through the partial-write path below.
@@ -141,13 +160,13 @@ class TcpConnection final : public Connection {
         return w.code() == ErrorCode::kTimeout ? Status(ErrorCode::kTimeout, "tcp queue still full")
                                                : w;
       RS_RETURN_IF_ERROR(drain(q));
-      if (q.pending_off == q.pending.size()) return Status::ok();
+      if (!has_unsent(q)) return Status::ok();
     }
   }
 
   Status flush(uint32_t queue, Millis timeout) override {
     RS_RETURN_IF_ERROR(check(queue));
-    if (queues_[queue].pending_off == queues_[queue].pending.size()) return Status::ok();
+    if (!has_unsent(queues_[queue])) return Status::ok();
     return wait_writable(queue, timeout);
   }
 
@@ -164,6 +183,20 @@ class TcpConnection final : public Connection {
       // Deliver every complete message already buffered.
       while (n < out.size() && q.end - q.start >= kLengthPrefix) {
         size_t len = load_le<uint32_t>(q.rbuf.data() + q.start);
+        if (len == kRefusalMarker) {
+          // The listener refused this socket and says why (tcp_greeting.h).
+          if (q.end - q.start < 2 * kLengthPrefix && !q.eof) break;
+          size_t text = q.end - q.start >= 2 * kLengthPrefix
+                            ? load_le<uint32_t>(q.rbuf.data() + q.start + kLengthPrefix)
+                            : 0;
+          size_t have = q.end - q.start - std::min(q.end - q.start, 2 * kLengthPrefix);
+          if (have < std::min<size_t>(text, kMaxRefusalText) && !q.eof) break;
+          close();
+          return refused_by(
+              peer_, std::string_view(
+                         reinterpret_cast<const char*>(q.rbuf.data()) + q.start + 2 * kLengthPrefix,
+                         std::min({have, text, size_t{kMaxRefusalText}})));
+        }
         if (len > kMaxMessage) {
           close();
           return Status(ErrorCode::kProtocol,
@@ -194,6 +227,28 @@ class TcpConnection final : public Connection {
       }
       if (closed_.load()) return closed_status();
       if (q.end == q.rbuf.size()) compact(q);  // n == 0 here: no view points into it
+      if (q.tls) {
+        auto got = q.tls->read(std::span(q.rbuf.data() + q.end, q.rbuf.size() - q.end));
+        if (got && *got > 0) {
+          q.end += *got;
+          continue;
+        }
+        if (got) {
+          q.eof = true;
+          continue;
+        }
+        if (got.status().code() != ErrorCode::kWouldBlock) {
+          if (got.status().sys_errno() == ETIMEDOUT) return timed_out_status();
+          q.eof = true;
+          return got.status();
+        }
+        Status w = wait_fd(q.fd.get(), POLLIN, deadline);
+        if (!w) {
+          if (w.code() == ErrorCode::kTimeout) return size_t{0};
+          return w;
+        }
+        continue;
+      }
       ssize_t r = ::recv(q.fd.get(), q.rbuf.data() + q.end, q.rbuf.size() - q.end, MSG_DONTWAIT);
       if (r > 0) {
         q.end += static_cast<size_t>(r);
@@ -251,12 +306,24 @@ class TcpConnection final : public Connection {
                     err);
     return errno_status(ErrorCode::kIo, "send", err);
   }
+  static bool has_unsent(const Queue& q) {
+    return q.tls ? q.tls->has_unsent() : q.pending_off < q.pending.size();
+  }
+  // A TLS stream's errors as a plain socket's: the peer timeout keeps its own message.
+  Status map_tls(Status s) const {
+    if (!s && s.sys_errno() == ETIMEDOUT) return timed_out_status();
+    return s;
+  }
   static void compact(Queue& q) {
     std::memmove(q.rbuf.data(), q.rbuf.data() + q.start, q.end - q.start);
     q.end -= q.start;
     q.start = 0;
   }
   Status drain(Queue& q) {
+    if (q.tls) {
+      Status f = q.tls->flush_some();
+      return f.code() == ErrorCode::kWouldBlock ? Status::ok() : map_tls(f);
+    }
     while (q.pending_off < q.pending.size()) {
       ssize_t r = ::send(q.fd.get(), q.pending.data() + q.pending_off,
                          q.pending.size() - q.pending_off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -277,6 +344,7 @@ class TcpConnection final : public Connection {
   Capabilities caps_;
   std::string local_;
   std::string peer_;
+  std::string security_;  // ", TLS 1.3 ..., peer CN=..." on a secured connection
   std::atomic<bool> closed_{false};
 };
 
@@ -287,8 +355,11 @@ constexpr auto kHelloTimeout = std::chrono::seconds(5);
 
 class TcpListener final : public Listener {
  public:
-  TcpListener(UniqueFd fd, Uri uri, Millis peer_timeout)
-      : fd_(std::move(fd)), uri_(std::move(uri)), peer_timeout_(peer_timeout) {
+  TcpListener(UniqueFd fd, Uri uri, Millis peer_timeout, std::shared_ptr<ChannelSecurity> security)
+      : fd_(std::move(fd)),
+        uri_(std::move(uri)),
+        peer_timeout_(peer_timeout),
+        security_(std::move(security)) {
     uri_.port = local_port(fd_.get());
   }
   Uri address() const override { return uri_; }
@@ -307,14 +378,13 @@ class TcpListener final : public Listener {
         if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED) continue;
         return errno_status(ErrorCode::kIo, "accept", errno);
       }
-      std::byte raw[kQueueHelloBytes];
-      Status r = recv_all(s.get(), raw, sizeof raw, Clock::now() + kHelloTimeout);
-      auto hello = r ? decode_queue_hello(raw) : Result<QueueHello>(r);
-      if (!hello) {
+      auto greeted = greet_client(security_.get(), s.get(), Clock::now() + kHelloTimeout);
+      if (!greeted) {
         log::warn("rejected a connection from {}: {}", peer_address(s.get()),
-                  hello.status().message());
+                  greeted.status().message());
         continue;
       }
+      const QueueHello* hello = &greeted->hello;
       if (hello->queue_count > kMaxQueues) {
         log::warn("rejected a connection from {}: {} queues (limit {})", peer_address(s.get()),
                   hello->queue_count, kMaxQueues);
@@ -329,22 +399,25 @@ class TcpListener final : public Listener {
         g.fds.resize(hello->queue_count);
         g.started = Clock::now();
       }
-      if (g.fds.size() != hello->queue_count || g.fds[hello->queue_index].valid()) {
+      if (g.fds.size() != hello->queue_count || g.fds[hello->queue_index].fd.valid()) {
         log::warn("rejected a connection from {}: inconsistent queue hello", peer_address(s.get()));
         continue;
       }
-      g.fds[hello->queue_index] = std::move(s);
+      g.fds[hello->queue_index] = {std::move(s), std::move(greeted->stream)};
       if (++g.arrived == g.fds.size()) {
-        auto fds = std::move(g.fds);
+        auto sockets = std::move(g.fds);
         groups_.erase(hello->nonce);
-        return std::unique_ptr<Connection>(std::make_unique<TcpConnection>(std::move(fds)));
+        if (sockets[0].tls)
+          log::info("accepted a TLS connection from {} ({})", sockets[0].tls->peer_identity(),
+                    sockets[0].tls->describe());
+        return std::unique_ptr<Connection>(std::make_unique<TcpConnection>(std::move(sockets)));
       }
     }
   }
 
  private:
   struct Group {
-    std::vector<UniqueFd> fds;
+    std::vector<QueueSocket> fds;
     size_t arrived = 0;
     Clock::time_point started;
   };
@@ -362,16 +435,18 @@ class TcpListener final : public Listener {
 
   UniqueFd fd_;
   Uri uri_;
-  Millis peer_timeout_;  // set on every accepted socket (set_peer_timeout)
+  Millis peer_timeout_;                        // set on every accepted socket (set_peer_timeout)
+  std::shared_ptr<ChannelSecurity> security_;  // null: plaintext
   std::map<uint64_t, Group> groups_;
 };
 
 }  // namespace
 
 Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {
+  RS_ASSIGN_OR_RETURN(auto security, channel_security(options.settings, PeerRole::kServer));
   RS_ASSIGN_OR_RETURN(UniqueFd fd, listen_socket(uri));
   return std::unique_ptr<Listener>(
-      std::make_unique<TcpListener>(std::move(fd), uri, options.peer_timeout));
+      std::make_unique<TcpListener>(std::move(fd), uri, options.peer_timeout, std::move(security)));
 }
 
 Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
@@ -379,21 +454,22 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   if (queues == 0 || queues > kMaxQueues)
     return Status(ErrorCode::kInvalidArgument,
                   fmt::format("{} queues requested; tcp supports 1..{}", queues, kMaxQueues));
+  RS_ASSIGN_OR_RETURN(auto security, channel_security(options.settings, PeerRole::kClient));
   auto deadline = Clock::now() + options.connect_timeout;
   std::random_device rd;
   uint64_t nonce = (uint64_t{rd()} << 32) ^ rd();
-  std::vector<UniqueFd> fds;
+  std::vector<QueueSocket> sockets;
   for (uint32_t i = 0; i < queues; ++i) {
     RS_ASSIGN_OR_RETURN(UniqueFd fd, connect_socket(uri, deadline));
     RS_RETURN_IF_ERROR(set_peer_timeout(fd.get(), options.peer_timeout));
-    std::byte raw[kQueueHelloBytes];
-    encode_queue_hello({static_cast<uint16_t>(i), static_cast<uint16_t>(queues), nonce}, raw);
-    RS_RETURN_IF_ERROR(
-        send_all(fd.get(), raw, sizeof raw, deadline)
-            .with_context(fmt::format("sending queue hello to {}", uri.to_string())));
-    fds.push_back(std::move(fd));
+    QueueHello hello{static_cast<uint16_t>(i), static_cast<uint16_t>(queues), nonce};
+    RS_ASSIGN_OR_RETURN(auto tls, greet_server(security.get(), fd.get(), uri, hello, deadline));
+    sockets.push_back({std::move(fd), std::move(tls)});
   }
-  return std::unique_ptr<Connection>(std::make_unique<TcpConnection>(std::move(fds)));
+  if (sockets[0].tls)
+    log::info("TLS to {}: {}, peer {}", uri.to_string(), sockets[0].tls->describe(),
+              sockets[0].tls->peer_identity());
+  return std::unique_ptr<Connection>(std::make_unique<TcpConnection>(std::move(sockets)));
 }
 
 }  // namespace ramshift::transport::tcp

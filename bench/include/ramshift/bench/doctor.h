@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "ramshift/transport/settings.h"
+
 namespace ramshift::bench {
 
 enum class Verdict {
@@ -34,6 +36,8 @@ struct DoctorOptions {
   // A peer to check the route, MTU and link speed to (empty: those checks are skipped).
   std::string peer_host;
   uint16_t peer_port = 0;
+  // --tls-dir / --tls-psk / --tls-authz as settings ("tls-dir", ...); empty: no TLS checks.
+  transport::BackendSettings tls;
 };
 
 std::vector<Check> run_doctor(const DoctorOptions& options);

@@ -114,6 +114,11 @@ struct BackendRegistrar {
   explicit BackendRegistrar(Backend backend);
 };
 
+// Makes `backend`'s listen and connect refuse settings that ask for TLS (--tls-dir,
+// --tls-psk) with the reason, for a backend that cannot authenticate its peers yet (rdma,
+// dpdk): asking for security never yields a plaintext channel.
+void refuse_security_settings(Backend& backend);
+
 // Runs every available backend's check of its own settings (a command resolving its flags).
 Status check_settings(const BackendSettings& settings);
 
