@@ -34,9 +34,13 @@ Status set_option(migration::SourceConfig& c, std::string_view name, std::string
     RS_ASSIGN_OR_RETURN(c.queues, parse_count(name, v));
   } else if (name == "codec") {
     RS_ASSIGN_OR_RETURN(c.codec.mode, pipeline::parse_codec(v));
-  } else if (name == "batch-pages") {
-    RS_ASSIGN_OR_RETURN(c.batch_pages, parse_count(name, v));
-  } else if (name == "bandwidth-limit") {
+  } else if (name == "batch-size") {
+    RS_ASSIGN_OR_RETURN(uint64_t bytes, parse_size(v));
+    if (bytes % kPageSize != 0)
+      return Status(ErrorCode::kInvalidArgument,
+                    fmt::format("batch-size {} is not whole {}-byte pages", v, kPageSize));
+    c.batch_pages = static_cast<uint32_t>(bytes / kPageSize);
+  } else if (name == "max-bandwidth") {
     RS_ASSIGN_OR_RETURN(c.bandwidth_limit, parse_rate(v));
   } else if (name == "xbzrle-cache") {
     RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(v));

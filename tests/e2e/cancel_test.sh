@@ -23,7 +23,7 @@ wait_partial() {
 # 1. SIGINT to send mid-transfer of an image.
 rm -f "$WORK/dst.img"*
 start_receiver --once --guest-out "$WORK/dst.img" || exit 1
-start_sender --guest "file:$WORK/src.img" --bandwidth-limit 64M --json "$WORK/tx.json"
+start_sender --guest "file:$WORK/src.img" --max-bandwidth 64M --json "$WORK/tx.json"
 wait_partial && sleep 0.5
 kill -INT "$TX"
 wait "$TX"; rc=$?
@@ -39,7 +39,7 @@ no_output && pass "no output or .partial file left" || fail "output left behind"
 
 # 2. SIGTERM to receive mid-transfer.
 start_receiver --once --guest-out "$WORK/dst.img" --json "$WORK/rx.json" || exit 1
-start_sender --guest "file:$WORK/src.img" --bandwidth-limit 64M
+start_sender --guest "file:$WORK/src.img" --max-bandwidth 64M
 wait_partial && sleep 0.5
 kill -TERM "$RX_PID"
 wait "$RX_PID"; rc=$?
@@ -56,7 +56,7 @@ grep -qi "destination cancelled" "$WORK/tx.err" && pass "send says the destinati
 # 3. A double signal exits at once, on either end, and leaves nothing behind. The receiver
 # gets both within microseconds of each other.
 start_receiver --once --guest-out "$WORK/dst.img" || exit 1
-start_sender --guest "file:$WORK/src.img" --bandwidth-limit 64M
+start_sender --guest "file:$WORK/src.img" --max-bandwidth 64M
 wait_partial && sleep 0.5
 kill -TERM "$RX_PID"; kill -TERM "$RX_PID"
 wait "$RX_PID"; rc=$?
@@ -66,7 +66,7 @@ wait "$TX"; rc=$?
 [ "$rc" = 1 ] && pass "send exits 1 when the receiver was killed twice" || fail "send exit $rc"
 
 start_receiver --once --guest-out "$WORK/dst.img" || exit 1
-start_sender --guest "file:$WORK/src.img" --bandwidth-limit 64M
+start_sender --guest "file:$WORK/src.img" --max-bandwidth 64M
 wait_partial && sleep 0.5
 kill -INT "$TX"; kill -INT "$TX"
 wait "$TX"; rc=$?
@@ -80,7 +80,7 @@ no_output && pass "no output left after the sender's double signal" || fail "out
 # downtime limit no round can meet keeps it in its rounds; the signal comes as round 1 starts
 # (the sender logs each round's decision with -v).
 start_receiver --once || exit 1
-start_sender -v --guest "synthetic:size=64M,dirty-rate=8M" --bandwidth-limit 16M \
+start_sender -v --guest "synthetic:size=64M,dirty-rate=8M" --max-bandwidth 16M \
   --max-rounds 1000 --downtime-limit 1 --json "$WORK/live.json"
 for _ in $(seq 400); do grep -q "round 0:" "$WORK/tx.err" && break; sleep 0.05; done
 kill -INT "$TX"

@@ -56,7 +56,7 @@ TX_SOCK="$WORK/tx.sock"; RX_SOCK="$WORK/rx.sock"
 # (--codec none: the limit counts wire bytes, and these are the guest's then).
 start_receiver --once --control "unix:$RX_SOCK" --json "$WORK/rx.json" || exit 1
 "$RAMSHIFT" send --to "$RX_URI" --guest "synthetic:size=512M,dirty-rate=1M,pattern=mixed" \
-  --codec none --bandwidth-limit 8M --max-rounds 1000 --downtime-limit 1 --control "unix:$TX_SOCK" \
+  --codec none --max-bandwidth 8M --max-rounds 1000 --downtime-limit 1 --control "unix:$TX_SOCK" \
   --json "$WORK/tx.json" >"$WORK/tx.out" 2>"$WORK/tx.err" &
 TX=$!; PIDS+=("$TX")
 # Filling a 512 MiB guest takes seconds on a busy host before the socket appears.
@@ -112,7 +112,7 @@ grep -q '"status": "cancelled"' "$WORK/rx.json" && pass "receive's report says c
 "$RAMSHIFT" make-image "$WORK/src.img" --size 128M --pattern random || exit 1
 sum_before=$(md5sum <"$WORK/src.img")
 start_receiver --once --guest-out "$WORK/dst.img" --control "unix:$RX_SOCK" --json "$WORK/rx.json" || exit 1
-"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --bandwidth-limit 16M \
+"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --max-bandwidth 16M \
   >"$WORK/tx.out" 2>"$WORK/tx.err" &
 TX=$!; PIDS+=("$TX")
 for _ in $(seq 200); do [ -e "$WORK/dst.img.partial" ] && break; sleep 0.05; done

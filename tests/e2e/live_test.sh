@@ -78,5 +78,5 @@ expect_exit 0 "ramshift demo (256 MiB live guest, two processes)" -- \
 expect_stderr "every page verified" "demo reports the guest verified on the destination"
 
 start_receiver --once || exit 1
-expect_sender_fails_when_receiver_dies 2 --guest synthetic:size=256M,dirty-rate=20M --bandwidth-limit 32M
+expect_sender_fails_when_receiver_dies 2 --guest synthetic:size=256M,dirty-rate=20M --max-bandwidth 32M
 finish

@@ -39,7 +39,7 @@ for mode in transfer full; do
   rm -f "$WORK/dst.img"
   start_receiver --once --guest-out "$WORK/dst.img" || exit 1
   "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/live.img" --verify "$mode" \
-    --bandwidth-limit 24M --json "$WORK/tx.json" >"$WORK/tx.out" 2>"$WORK/tx.err" &
+    --max-bandwidth 24M --json "$WORK/tx.json" >"$WORK/tx.out" 2>"$WORK/tx.err" &
   tx=$!; PIDS+=("$tx")
   for _ in $(seq 200); do [ -e "$WORK/dst.img.partial" ] && break; sleep 0.05; done
   sleep 1  # ~24 MiB sent: the first 4 MiB are gone

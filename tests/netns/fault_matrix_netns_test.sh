@@ -86,7 +86,7 @@ LIVE=(--guest synthetic:size=64M,dirty-rate=4M,pattern=mixed)
 # A guest dirtying faster than the link: each round resends it all (2 s at 8 MiB/s), and it
 # runs into round 1 ("round 0:" is logged as round 1 starts) before the policy gives up.
 ENDLESS=(--guest synthetic:size=16M,dirty-rate=100M --max-rounds 1000 --downtime-limit 1
-         --bandwidth-limit 8M)
+         --max-bandwidth 8M)
 # The same guest switched over after round 1 whatever is left, so its final round is long.
 FORCED=(--guest synthetic:size=32M,dirty-rate=100M --max-rounds 2 --downtime-limit 1)
 HOLD_SETUP_RX=RAMSHIFT_TEST_HOLD_AT=destination-setup:5
@@ -113,7 +113,7 @@ kill_rx() {
 if want kill-rx; then
 WENT="destination went away|closed the connection|connection reset|stopped answering|broken pipe"
 kill_rx "in set-up" "$HOLD_SETUP_RX" "" rx.err "holding at destination-setup" running "$WENT" "${LIVE[@]}"
-kill_rx "in round 0" "" "" tx.err "connected" running "$WENT" "${LIVE[@]}" --bandwidth-limit 8M
+kill_rx "in round 0" "" "" tx.err "connected" running "$WENT" "${LIVE[@]}" --max-bandwidth 8M
 kill_rx "in a later round" "" "" tx.err "round 0:" running "$WENT" "${ENDLESS[@]}"
 kill_rx "in the switchover" "" "$HOLD_SWITCH" tx.err "holding at source-switchover" resumed "$WENT" \
   "${FORCED[@]}"
@@ -148,7 +148,7 @@ sys.exit(1 if r and (r["writes"] or r["verified"]) else 0)' "$W/rx.json" \
   nothing_left "$what"
 }
 "$RAMSHIFT" make-image "$W/src.img" --size 64M --pattern mixed || exit 1
-IMG=(--guest "file:$W/src.img" --bandwidth-limit 8M)
+IMG=(--guest "file:$W/src.img" --max-bandwidth 8M)
 if want kill-tx; then
 GONE="source went away|closed the connection|connection reset|stopped answering"
 kill_tx "in set-up" "" "$HOLD_SETUP_TX" tx.err "holding at source-setup" "$GONE" "${IMG[@]}"
@@ -166,7 +166,7 @@ if want flap; then
 # The default --peer-timeout (5 s): a 2 s outage is within it.
 PT=5
 start_rx -- --once --resume-seconds 1 --dump-guest "$W/rx.dump" || exit 1
-start_tx -- "${LIVE[@]}" --bandwidth-limit 8M --verify full --dump-guest "$W/tx.dump"
+start_tx -- "${LIVE[@]}" --max-bandwidth 8M --verify full --dump-guest "$W/tx.dump"
 unset PT
 wait_log "$W/tx.err" "connected"
 sleep 1
@@ -214,7 +214,7 @@ done
 sleep 0.3
 if kill -0 "$BS" 2>/dev/null; then
   pass "bench server port: still listening after bad input"
-  ip netns exec "$A" "$RAMSHIFT" -q bench --to tcp://10.81.0.2:7100 --queues 1 --message-size 64K \
+  ip netns exec "$A" "$RAMSHIFT" -q bench --to tcp://10.81.0.2:7100 --queues 1 --batch-size 64K \
     --seconds 1 > /dev/null 2> "$W/bc.err" && pass "bench server port: a real bench run after the bad input" \
     || { fail "bench server port: the real run"; tail -3 "$W/bc.err"; }
 else

@@ -89,7 +89,7 @@ step "failure: receiver killed mid-round"
 # 64 MiB at 2 MB/s keeps round 0 busy for about 32 s; 12 s is well past the set-up (about
 # 3 s here). The message below proves the kill landed inside round 0.
 start_receiver --once --accept-timeout 120 || fail "receiver start"
-"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --codec none --bandwidth-limit 2M \
+"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --codec none --max-bandwidth 2M \
   >"$WORK/out" 2>"$WORK/err" &
 tx=$!; PIDS+=("$tx")
 sleep 12
