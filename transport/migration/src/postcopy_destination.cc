@@ -293,13 +293,13 @@ Status PostcopyReceiver::run() {
     }
     if (c_.progress && steady_clock::now() - last_progress >= milliseconds(100)) {
       const uint64_t n = placer_->pages_needed(), left = placer_->pages_left();
-      Progress p{n * c_.page_size,
-                 (n - left) * c_.page_size,
-                 0,
-                 rounds_,
-                 std::chrono::duration<double>(steady_clock::now() - start_).count(),
-                 true};
-      p.postcopy = true;
+      Progress p{.status = MigrationStatus::kPostcopyActive,
+                 .round = rounds_,
+                 .total_bytes = n * c_.page_size,
+                 .done_bytes = (n - left) * c_.page_size,
+                 .elapsed_s = std::chrono::duration<double>(steady_clock::now() - start_).count(),
+                 .paused = true,
+                 .postcopy = true};
       c_.progress(p);
       last_progress = steady_clock::now();
     }

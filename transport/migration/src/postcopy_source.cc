@@ -161,13 +161,13 @@ Status PostcopySender::run(SourceSession& session, const ProgressFn& progress,
         std::lock_guard lock(mu_);
         sent = sent_;
       }
-      Progress p{total_ * page_size_,
-                 sent * page_size_,
-                 wire_bytes_.load(),
-                 0,
-                 std::chrono::duration<double>(now - start).count(),
-                 true};
-      p.postcopy = true;
+      Progress p{.status = MigrationStatus::kPostcopyActive,
+                 .total_bytes = total_ * page_size_,
+                 .done_bytes = sent * page_size_,
+                 .wire_bytes = wire_bytes_.load(),
+                 .elapsed_s = std::chrono::duration<double>(now - start).count(),
+                 .paused = true,
+                 .postcopy = true};
       progress(p);
       last_progress = now;
     }

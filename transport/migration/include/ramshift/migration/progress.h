@@ -20,7 +20,7 @@ enum class MigrationStatus : unsigned char {
   kNone,            // no migration yet (a listening daemon)
   kSetup,           // connecting, handshake, memory set up
   kActive,          // rounds of pages (pre-copy), the switchover included
-  kPostcopyActive,  // reserved for post-copy: the guest runs on the destination, pages follow
+  kPostcopyActive,  // post-copy: the guest runs on the destination, its pages follow
   kCompleted,
   kFailed,
   kCancelled,
