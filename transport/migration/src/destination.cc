@@ -274,6 +274,10 @@ class DestinationRun {
       auto got = conn_->poll(q + 1, msgs, milliseconds(100));
       if (!got) {
         if (stop_.load()) return Status::ok();
+        if (got.status().code() == ErrorCode::kDisconnected)  // killed, or its host went down
+          return Status(ErrorCode::kDisconnected,
+                        fmt::format("the source went away during round {} ({})", round,
+                                    got.status().message()));
         return got.status().with_context(fmt::format("data queue {} in round {}", q, round));
       }
       for (size_t i = 0; i < *got; ++i) {
