@@ -18,7 +18,6 @@
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
-#include "ramshift/base/version.h"
 #include "ramshift/guest/image.h"
 #include "ramshift/guest/synthetic.h"
 #include "ramshift/migration/session_state.h"
@@ -137,37 +136,16 @@ class DestinationRun {
     RS_ASSIGN_OR_RETURN(auto f, next_control(config_.handshake_timeout, "hello"));
     RS_RETURN_IF_ERROR(expect_frame(f, FrameType::kHello));
     RS_ASSIGN_OR_RETURN(hello_, wire::decode_hello(f.body));
-    if (hello_.version_max < wire::kProtocolVersion || hello_.version_min > wire::kProtocolVersion)
-      return Status(ErrorCode::kMismatch,
-                    fmt::format("source speaks protocol {}..{}, this destination speaks {}",
-                                hello_.version_min, hello_.version_max, wire::kProtocolVersion));
-    if (const uint64_t unknown = hello_.capabilities & ~wire::kCapKnown)
-      return Status(ErrorCode::kMismatch,
-                    fmt::format("the source ({}) asks for capabilities 0x{:x} this destination "
-                                "does not know; upgrade the destination",
-                                hello_.software, unknown));
+    RS_RETURN_IF_ERROR(check_source_hello(hello_, conn_->queue_count()));
     verify_full_ = (hello_.capabilities & wire::kCapVerifyFull) != 0;
     postcopy_ = (hello_.capabilities & wire::kCapPostcopy) != 0;
     if (postcopy_) RS_RETURN_IF_ERROR(postcopy_possible(config_, hello_.page_size));
-    if (hello_.data_queues + 1 != conn_->queue_count())
-      return Status(ErrorCode::kProtocol,
-                    fmt::format("hello announces {} data queues but the connection has {} queues",
-                                hello_.data_queues, conn_->queue_count()));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloReceived));
     report_.queues = hello_.data_queues;
     report_.batch_pages = hello_.batch_pages;
     report_.xbzrle_cache_bytes = hello_.xbzrle_cache_per_queue * hello_.data_queues;
     report_.codec = pipeline::codec_name(static_cast<pipeline::CodecMode>(hello_.codec));
-    wire::Hello mine;
-    mine.page_size = hello_.page_size;
-    mine.data_queues = hello_.data_queues;
-    mine.batch_pages = hello_.batch_pages;
-    mine.codec = hello_.codec;
-    mine.xbzrle_cache_per_queue = hello_.xbzrle_cache_per_queue;
-    mine.session_id = hello_.session_id;
-    mine.software = kSoftware;
-    if (verify_full_) mine.capabilities |= wire::kCapVerifyFull;
-    if (postcopy_) mine.capabilities |= wire::kCapPostcopy;
+    const wire::Hello mine = answer_hello(hello_, verify_full_, postcopy_);
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(test_protocol_version(mine))));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloSent));
 
@@ -526,28 +504,22 @@ class DestinationRun {
       sizes.push_back(table_.regions[r].bytes);
       memory.emplace_back(memory_->regions()[r]);
     }
-    auto mine = hash_guest_memory(memory, sizes, hello_.page_size, hello_.batch_pages);
-    std::vector<std::string> names;
-    for (const auto& r : table_.regions) names.push_back(r.name);
-    // The shapes first: a digest of another shape is a protocol error, not a repair.
-    for (size_t r = 0; r < mine.chunks.size(); ++r)
-      if (r >= digest.regions.size() || digest.regions[r].size() != mine.chunks[r].size())
-        return Status(ErrorCode::kProtocol, "digest of another shape than this guest's memory");
-    if (digest.regions.size() != mine.chunks.size())
-      return Status(ErrorCode::kProtocol, "digest covers another number of regions");
-    auto bad = differing_chunks(mine.chunks, digest.regions);
+    RS_ASSIGN_OR_RETURN(auto compared, compare_guest_memory(memory, sizes, digest, hello_.page_size,
+                                                            hello_.batch_pages));
+    const auto& bad = compared.differing;
     VerifyReport& vr = report_.verify ? *report_.verify : report_.verify.emplace();
     vr.mode = "full";
-    vr.pages_checked += mine.pages;
+    vr.pages_checked += compared.pages;
     vr.ms += ms_since(verify_start);
     if (bad.empty()) return true;
     if (verify_repairs_ >= kMaxVerifyRepairs)
-      return Status(ErrorCode::kCorrupt,
-                    fmt::format("verify full: {} chunk(s) of {} bytes still differ from the "
-                                "source's memory after {} repair(s), the first in region '{}' at "
-                                "offset {}",
-                                bad.size(), digest.chunk_bytes, verify_repairs_,
-                                names[bad[0].region_id], bad[0].chunk * digest.chunk_bytes));
+      return Status(
+          ErrorCode::kCorrupt,
+          fmt::format("verify full: {} chunk(s) of {} bytes still differ from the "
+                      "source's memory after {} repair(s), the first in region '{}' at "
+                      "offset {}",
+                      bad.size(), digest.chunk_bytes, verify_repairs_,
+                      table_.regions[bad[0].region_id].name, bad[0].chunk * digest.chunk_bytes));
     vr.chunks_repaired += bad.size();
     vr.mismatches_repaired +=
         count_pages(pages_of_chunks(bad, sizes, hello_.page_size, hello_.batch_pages));

@@ -3,8 +3,40 @@
 #include <fmt/format.h>
 
 #include "frame_io.h"
+#include "ramshift/base/version.h"
 
 namespace ramshift::migration {
+
+Status check_source_hello(const wire::Hello& hello, uint32_t connection_queues) {
+  if (hello.version_max < wire::kProtocolVersion || hello.version_min > wire::kProtocolVersion)
+    return Status(ErrorCode::kMismatch,
+                  fmt::format("source speaks protocol {}..{}, this destination speaks {}",
+                              hello.version_min, hello.version_max, wire::kProtocolVersion));
+  if (const uint64_t unknown = hello.capabilities & ~wire::kCapKnown)
+    return Status(ErrorCode::kMismatch,
+                  fmt::format("the source ({}) asks for capabilities 0x{:x} this destination "
+                              "does not know; upgrade the destination",
+                              hello.software, unknown));
+  if (hello.data_queues + 1 != connection_queues)
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("hello announces {} data queues but the connection has {} queues",
+                              hello.data_queues, connection_queues));
+  return Status::ok();
+}
+
+wire::Hello answer_hello(const wire::Hello& theirs, bool verify_full, bool postcopy) {
+  wire::Hello mine;
+  mine.page_size = theirs.page_size;
+  mine.data_queues = theirs.data_queues;
+  mine.batch_pages = theirs.batch_pages;
+  mine.codec = theirs.codec;
+  mine.xbzrle_cache_per_queue = theirs.xbzrle_cache_per_queue;
+  mine.session_id = theirs.session_id;
+  mine.software = kSoftware;
+  if (verify_full) mine.capabilities |= wire::kCapVerifyFull;
+  if (postcopy) mine.capabilities |= wire::kCapPostcopy;
+  return mine;
+}
 
 Status expect_frame(const wire::FrameView& f, wire::FrameType want) {
   if (f.type == want) return Status::ok();

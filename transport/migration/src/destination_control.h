@@ -1,4 +1,5 @@
-// The destination's waits on its control queue (queue 0) that move its session.
+// The destination's side of the control queue (queue 0): the HELLO it checks and answers,
+// and the waits that move its session.
 #pragma once
 
 #include "ramshift/migration/session_state.h"
@@ -6,6 +7,12 @@
 #include "ramshift/wire/frame.h"
 
 namespace ramshift::migration {
+
+// The source's HELLO checked: a protocol version in common (kMismatch naming both), no
+// capability this end does not know, and its data queues matching the connection's.
+Status check_source_hello(const wire::Hello& hello, uint32_t connection_queues);
+// This end's answer: the session's parameters echoed, with the capabilities it accepts.
+wire::Hello answer_hello(const wire::Hello& theirs, bool verify_full, bool postcopy);
 
 // kProtocol naming both types unless `f` is of type `want`.
 Status expect_frame(const wire::FrameView& f, wire::FrameType want);

@@ -72,18 +72,7 @@ class SourceRun {
 
  private:
   Status migrate() {
-    if (config_.queues < 1 || config_.queues > wire::kMaxDataQueues)
-      return Status(ErrorCode::kInvalidArgument, fmt::format("--queues {} is outside 1..{}",
-                                                             config_.queues, wire::kMaxDataQueues));
-    if (config_.batch_pages < 1 || config_.batch_pages > pipeline::kMaxBatchPages)
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("--batch-size of {} pages is outside 1..{} pages",
-                                config_.batch_pages, pipeline::kMaxBatchPages));
-    if (uint64_t{config_.batch_pages} * config_.page_size > (16u << 20))
-      return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("--batch-size of {} pages of {} bytes is over the 16 MiB a "
-                                "batch may hold",
-                                config_.batch_pages, config_.page_size));
+    RS_RETURN_IF_ERROR(check_source_config(config_));
     RS_RETURN_IF_ERROR(postcopy_allowed(config_, guest_));
     const transport::TransportOptions topts{.connect_timeout = config_.connect_timeout,
                                             .receive_load = transport::ReceiveLoad::kReplies,
@@ -259,21 +248,8 @@ class SourceRun {
     RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(test_protocol_version(hello))));
     RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kHello, milliseconds(10000)));
     RS_ASSIGN_OR_RETURN(wire::Hello peer, wire::decode_hello(body));
-    if (peer.version_max < wire::kProtocolVersion || peer.version_min > wire::kProtocolVersion)
-      return Status(ErrorCode::kMismatch,
-                    fmt::format("destination speaks protocol {}..{}, this source speaks {}",
-                                peer.version_min, peer.version_max, wire::kProtocolVersion));
-    if (config_.verify == VerifyMode::kFull && !(peer.capabilities & wire::kCapVerifyFull))
-      return Status(ErrorCode::kMismatch,
-                    fmt::format("the destination ({}) does not offer --verify full; upgrade it "
-                                "or use --verify transfer",
-                                peer.software));
     test_hold("source-setup");
-    if (config_.mode != MigrationMode::kPrecopy && !(peer.capabilities & wire::kCapPostcopy))
-      return Status(ErrorCode::kMismatch,
-                    fmt::format("the destination ({}) does not offer post-copy; upgrade it or use "
-                                "--mode precopy",
-                                peer.software));
+    RS_RETURN_IF_ERROR(check_destination_hello(peer, config_));
     wire::RegionTable table;
     for (uint32_t i = 0; i < guest_.regions().size(); ++i)
       table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});

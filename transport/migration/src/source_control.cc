@@ -5,12 +5,47 @@
 #include <algorithm>
 
 #include "frame_io.h"
+#include "ramshift/pipeline/batch_format.h"
 
 namespace ramshift::migration {
 
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using wire::FrameType;
+
+Status check_source_config(const SourceConfig& config) {
+  if (config.queues < 1 || config.queues > wire::kMaxDataQueues)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--queues {} is outside 1..{}", config.queues, wire::kMaxDataQueues));
+  if (config.batch_pages < 1 || config.batch_pages > pipeline::kMaxBatchPages)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--batch-size of {} pages is outside 1..{} pages", config.batch_pages,
+                              pipeline::kMaxBatchPages));
+  if (uint64_t{config.batch_pages} * config.page_size > (16u << 20))
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--batch-size of {} pages of {} bytes is over the 16 MiB a batch "
+                              "may hold",
+                              config.batch_pages, config.page_size));
+  return Status::ok();
+}
+
+Status check_destination_hello(const wire::Hello& peer, const SourceConfig& config) {
+  if (peer.version_max < wire::kProtocolVersion || peer.version_min > wire::kProtocolVersion)
+    return Status(ErrorCode::kMismatch,
+                  fmt::format("destination speaks protocol {}..{}, this source speaks {}",
+                              peer.version_min, peer.version_max, wire::kProtocolVersion));
+  if (config.verify == VerifyMode::kFull && !(peer.capabilities & wire::kCapVerifyFull))
+    return Status(ErrorCode::kMismatch,
+                  fmt::format("the destination ({}) does not offer --verify full; upgrade it "
+                              "or use --verify transfer",
+                              peer.software));
+  if (config.mode != MigrationMode::kPrecopy && !(peer.capabilities & wire::kCapPostcopy))
+    return Status(ErrorCode::kMismatch,
+                  fmt::format("the destination ({}) does not offer post-copy; upgrade it or use "
+                              "--mode precopy",
+                              peer.software));
+  return Status::ok();
+}
 
 Result<std::vector<std::byte>> await_control_frame(transport::Connection& conn,
                                                    SourceSession& session, FrameType want,

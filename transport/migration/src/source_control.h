@@ -1,4 +1,5 @@
-// The source's waits on its control queue (queue 0), each of which moves its session.
+// The source's side of the control queue (queue 0): its settings and the destination's
+// HELLO checked, and the waits, each of which moves its session.
 #pragma once
 
 #include <chrono>
@@ -8,11 +9,19 @@
 #include <vector>
 
 #include "ramshift/migration/cancel.h"
+#include "ramshift/migration/config.h"
 #include "ramshift/migration/session_state.h"
 #include "ramshift/transport/transport.h"
 #include "ramshift/wire/frame.h"
 
 namespace ramshift::migration {
+
+// Queues and batch size within what the wire carries (kInvalidArgument naming the flag),
+// checked before anything connects.
+Status check_source_config(const SourceConfig& config);
+// The destination's HELLO: a protocol version in common, and the capabilities this source
+// asks for (--verify full, post-copy) offered; kMismatch naming the peer's software.
+Status check_destination_hello(const wire::Hello& peer, const SourceConfig& config);
 
 // Called with the body of each MEMORY_KEYS frame taken while waiting.
 using KeysFn = std::function<Status(std::span<const std::byte>)>;

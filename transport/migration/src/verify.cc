@@ -19,6 +19,20 @@ pipeline::FullDigest hash_guest_memory(const std::vector<std::span<const std::by
   return pipeline::hash_memory(regions, region_bytes, page_size, chunk_pages, 0);
 }
 
+Result<MemoryComparison> compare_guest_memory(const std::vector<std::span<const std::byte>>& memory,
+                                              const std::vector<uint64_t>& region_bytes,
+                                              const wire::Digest& digest, uint32_t page_size,
+                                              uint32_t chunk_pages) {
+  auto mine = hash_guest_memory(memory, region_bytes, page_size, chunk_pages);
+  // The shapes first: a digest of another shape is a protocol error, not a repair.
+  for (size_t r = 0; r < mine.chunks.size(); ++r)
+    if (r >= digest.regions.size() || digest.regions[r].size() != mine.chunks[r].size())
+      return Status(ErrorCode::kProtocol, "digest of another shape than this guest's memory");
+  if (digest.regions.size() != mine.chunks.size())
+    return Status(ErrorCode::kProtocol, "digest covers another number of regions");
+  return MemoryComparison{mine.pages, differing_chunks(mine.chunks, digest.regions)};
+}
+
 std::vector<wire::ChunkRef> differing_chunks(const std::vector<std::vector<uint64_t>>& mine,
                                              const std::vector<std::vector<uint64_t>>& theirs) {
   std::vector<wire::ChunkRef> out;

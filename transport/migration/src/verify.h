@@ -27,6 +27,18 @@ pipeline::FullDigest hash_guest_memory(const std::vector<std::span<const std::by
                                        const std::vector<uint64_t>& region_bytes,
                                        uint32_t page_size, uint32_t chunk_pages);
 
+// --verify full on the destination: `memory` hashed now against the source's `digest`. The
+// pages hashed and the chunks that differ (none: equal); kProtocol when the digest has
+// another shape than this memory (that is not a repair).
+struct MemoryComparison {
+  uint64_t pages = 0;
+  std::vector<wire::ChunkRef> differing;
+};
+Result<MemoryComparison> compare_guest_memory(const std::vector<std::span<const std::byte>>& memory,
+                                              const std::vector<uint64_t>& region_bytes,
+                                              const wire::Digest& digest, uint32_t page_size,
+                                              uint32_t chunk_pages);
+
 // Chunks whose hashes differ; the shapes must already agree (MemoryDigest::compare's check).
 std::vector<wire::ChunkRef> differing_chunks(const std::vector<std::vector<uint64_t>>& mine,
                                              const std::vector<std::vector<uint64_t>>& theirs);
