@@ -77,6 +77,11 @@ class SourceChannel {
   size_t page_size_ = 0;
 };
 
+// On a socket a QEMU started with -incoming accepted: opens the RDMA listener for its local
+// address in the background, so that the multifd channels' offers need not wait for it
+// (QEMU 7.2 reads each multifd init as it accepts the channel, before any page).
+void prepare_listener(int fd);
+
 class DestChannel : public std::enable_shared_from_this<DestChannel> {
  public:
   explicit DestChannel(int fd) : fd_(fd) {}

@@ -143,6 +143,21 @@ ssize_t read_exact(int fd, std::byte* out, size_t n) {
 
 }  // namespace
 
+void prepare_listener(int fd) {
+  static const bool incoming = [] {
+    FILE* f = std::fopen("/proc/self/cmdline", "re");
+    if (!f) return false;
+    char buf[4096];
+    size_t n = std::fread(buf, 1, sizeof buf, f);
+    std::fclose(f);
+    return std::string_view(buf, n).find(std::string_view("-incoming\0", 10)) !=
+           std::string_view::npos;
+  }();
+  if (!incoming) return;
+  std::string ip = local_ipv4(fd);
+  if (!ip.empty()) std::thread([ip] { (void)Hub::get().listen_on(ip); }).detach();
+}
+
 bool DestChannel::arm(uint64_t at) {
   uint64_t unknown = kUnknown;
   return switch_at_.compare_exchange_strong(unknown, at);
@@ -205,6 +220,7 @@ ssize_t DestChannel::recv_init(msghdr* msg, int flags, Verdict& verdict) {
   if (delivered_ < kMultifdInitBytes) return n;
   stats_ = new_channel_stats(Role::kDestination);
   stats_->socket_bytes += delivered_;
+  stats_->plain_bytes += delivered_;
   stats_->touch();
   if (delivered_ > kMultifdInitBytes || !has_stamp({init_, kMultifdInitBytes})) {
     note_fallback(Role::kDestination, "the source QEMU does not run with the library");
@@ -271,6 +287,7 @@ ssize_t DestChannel::recv_offered(msghdr* msg, int flags) {
     if (n > 0 && !(flags & MSG_PEEK)) {
       delivered_ += static_cast<uint64_t>(n);
       stats_->socket_bytes += static_cast<uint64_t>(n);
+      stats_->plain_bytes += static_cast<uint64_t>(n);
       stats_->touch();
     }
     return n;

@@ -77,6 +77,7 @@ void follow_accepted(int fd) {
   Entry e;
   e.dest = std::make_shared<DestChannel>(fd);
   table().add(fd, std::move(e));
+  prepare_listener(fd);
 }
 
 ssize_t do_sendmsg(int fd, const msghdr* msg, int flags) {

@@ -150,7 +150,7 @@ void write_stats() {
     j["registration_ms"] = r.registration_ms;
     for (Role role : {Role::kSource, Role::kDestination}) {
       nlohmann::json side;
-      uint64_t pages = 0, rdma = 0, sock = 0, frames = 0;
+      uint64_t pages = 0, rdma = 0, sock = 0, frames = 0, plain = 0;
       int n = 0, on_rdma = 0;
       side["channels"] = nlohmann::json::array();
       for (auto& c : r.channels) {
@@ -163,12 +163,14 @@ void write_stats() {
                                     {"rdma_bytes", c->rdma_bytes.load()},
                                     {"socket_bytes", c->socket_bytes.load()},
                                     {"frames", c->frames.load()},
+                                    {"plain_bytes", c->plain_bytes.load()},
                                     {"seconds", s},
                                     {"mb_per_s", s > 0 ? total / s / 1e6 : 0.0}});
         pages += c->rdma_pages;
         rdma += c->rdma_bytes;
         sock += c->socket_bytes;
         frames += c->frames;
+        plain += c->plain_bytes;
         ++n;
         on_rdma += c->rdma;
       }
@@ -177,11 +179,12 @@ void write_stats() {
       side["multifd_channels"] = n;
       side["rdma_channels"] = on_rdma;
       side["mode"] = on_rdma > 0 ? "rdma" : "tcp";
-      side["fallback_reason"] = why.empty() ? nlohmann::json() : nlohmann::json(why);
+      side["fallback_reason"] = why.empty() || on_rdma > 0 ? nlohmann::json() : nlohmann::json(why);
       side["rdma_pages"] = pages;
       side["rdma_bytes"] = rdma;
       side["socket_bytes"] = sock;
       side["frames"] = frames;
+      side["plain_bytes"] = plain;
       j[role_name(role)] = side;
     }
   }

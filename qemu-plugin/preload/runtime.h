@@ -55,7 +55,8 @@ struct ChannelStats {
   std::atomic<uint64_t> rdma_pages{0};
   std::atomic<uint64_t> rdma_bytes{0};
   std::atomic<uint64_t> socket_bytes{0};
-  std::atomic<uint64_t> frames{0};                     // packets framed since the switch
+  std::atomic<uint64_t> frames{0};       // packets framed since the switch
+  std::atomic<uint64_t> plain_bytes{0};  // of socket_bytes: QEMU's own, before the switch
   std::atomic<int64_t> first_io_ns{0}, last_io_ns{0};  // steady clock
   void touch();
 };

@@ -102,20 +102,20 @@ ssize_t SourceChannel::sendmsg(const msghdr* msg, int flags, Verdict& verdict) {
           break;
         case Shape::kOther:
           if (page_packets_ > 0 && is_sync(msg)) {
-            // The destination answers the init at once, long before QEMU's first sync: no
-            // offer by then means none is coming. Decide now (and say so while QEMU runs).
+            // The destination answers the init at once: no offer by QEMU's first sync most
+            // likely means none is coming. Say so while QEMU runs, but keep looking (the
+            // stats drop the reason should the channel switch after all).
             check_offer();
-            if (state_ == State::kWaitOffer) {
-              note_no_offer();
-              state_ = State::kPlain;
-            }
+            if (state_ == State::kWaitOffer) note_no_offer();
           }
           break;
       }
       if (state_ == State::kFramed) return send_framed(msg, flags);
       if (state_ == State::kPlain) return real().sendmsg(fd_, msg, flags);
       // Whole messages until the switch, so that it comes at a packet boundary.
-      return send_all(std::vector<iovec>(msg->msg_iov, msg->msg_iov + msg->msg_iovlen), flags);
+      ssize_t n = send_all(std::vector<iovec>(msg->msg_iov, msg->msg_iov + msg->msg_iovlen), flags);
+      if (n > 0) stats_->plain_bytes += static_cast<uint64_t>(n);
+      return n;
     }
     case State::kFramed:
       return send_framed(msg, flags);
