@@ -33,6 +33,9 @@ Runner add_doctor(CLI::App& app);
 Runner add_qemu_bridge(CLI::App& app);
 Runner add_qemu_migrate(CLI::App& app);
 #endif
+#ifdef RAMSHIFT_HAVE_QEMU_PRELOAD
+Runner add_qemu_exec(CLI::App& app);
+#endif
 
 // Shared helpers.
 int exit_code_for(const Status& s);

@@ -49,6 +49,9 @@ int main(int argc, char** argv) {
   for (const char* name : {"source", "dest"})
     ramshift::cli::add_profile_option(app.get_subcommand("qemu-bridge")->get_subcommand(name));
 #endif
+#ifdef RAMSHIFT_HAVE_QEMU_PRELOAD
+  auto qemu_exec = ramshift::cli::add_qemu_exec(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -82,6 +85,9 @@ int main(int argc, char** argv) {
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
   if (app.got_subcommand("qemu-bridge")) return qemu_bridge();
   if (app.got_subcommand("qemu-migrate")) return qemu_migrate();
+#endif
+#ifdef RAMSHIFT_HAVE_QEMU_PRELOAD
+  if (app.got_subcommand("qemu-exec")) return qemu_exec();
 #endif
   return 2;
 }

@@ -1,0 +1,87 @@
+// `ramshift qemu-exec [OPTIONS] -- QEMU ARGS...`: runs QEMU with the in-process library
+// (libramshift_qemu.so) preloaded and its settings in the environment, by exec: QEMU keeps
+// this process's pid, stdio and exit status, so it can stand in for QEMU anywhere (a libvirt
+// <emulator> wrapper, `-help` probes, scripts).
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "commands.h"
+
+namespace ramshift::cli {
+namespace {
+
+constexpr const char* kLibraryName = "libramshift_qemu.so";
+
+// The library beside this binary, or in ../lib (an installed tree, or the build tree).
+std::string find_library() {
+  std::error_code ec;
+  auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (ec) return {};
+  for (auto dir : {self.parent_path(), self.parent_path().parent_path() / "lib"}) {
+    auto p = dir / kLibraryName;
+    if (std::filesystem::exists(p, ec)) return p.string();
+  }
+  return {};
+}
+
+}  // namespace
+
+Runner add_qemu_exec(CLI::App& app) {
+  struct Options {
+    std::string transport = "rdma";
+    std::string stats;
+    std::string library;
+    std::vector<std::string> command;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand(
+      "qemu-exec",
+      "run QEMU with ramshift's in-process library: multifd pages of a tcp: migration go by "
+      "RDMA when both QEMUs run under qemu-exec (else plain TCP, as without it)");
+  cmd->add_option("--transport", o->transport,
+                  "rdma: move multifd pages by RDMA READ when the peer can; tcp: touch nothing")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"rdma", "tcp"}));
+  cmd->add_option("--stats", o->stats,
+                  "write the library's JSON stats (pages and bytes by RDMA, bytes on the "
+                  "sockets, registration, per channel) to FILE");
+  cmd->add_option("--library", o->library,
+                  "path of libramshift_qemu.so (default: beside "
+                  "this binary, or in ../lib)");
+  cmd->add_option("command", o->command, "QEMU and its arguments, after --")->required();
+  return [o]() -> int {
+    std::string lib = o->library.empty() ? find_library() : o->library;
+    if (lib.empty() || access(lib.c_str(), R_OK) != 0)
+      return fail_with(Status(ErrorCode::kNotFound,
+                              fmt::format("{} not found{}; give its path with --library",
+                                          lib.empty() ? kLibraryName : lib,
+                                          lib.empty() ? " beside ramshift or in ../lib" : "")));
+    lib = std::filesystem::absolute(lib).string();
+    const char* old = std::getenv("LD_PRELOAD");
+    std::string preload = old && *old ? lib + ":" + old : lib;
+    setenv("LD_PRELOAD", preload.c_str(), 1);
+    setenv("RAMSHIFT_QEMU_TRANSPORT", o->transport.c_str(), 1);
+    if (!o->stats.empty())
+      setenv("RAMSHIFT_QEMU_STATS", std::filesystem::absolute(o->stats).c_str(), 1);
+    // Guest memory is registered whole: take the hard memlock limit as the soft one (the
+    // library says so, with the numbers, when even that is too low).
+    rlimit lim{};
+    if (getrlimit(RLIMIT_MEMLOCK, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+      lim.rlim_cur = lim.rlim_max;
+      setrlimit(RLIMIT_MEMLOCK, &lim);
+    }
+    std::vector<char*> argv;
+    for (auto& a : o->command) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execvp(argv[0], argv.data());
+    return fail_with(errno_status(ErrorCode::kNotFound, "cannot run " + o->command[0], errno));
+  };
+}
+
+}  // namespace ramshift::cli

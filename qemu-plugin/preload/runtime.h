@@ -1,0 +1,76 @@
+// The library's process-wide pieces: the real libc functions, its settings (from the
+// environment `ramshift qemu-exec` sets), the mapping that holds an address, one-time notes
+// and the stats file.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+namespace ramshift::qemu::preload {
+
+// The next definition of each wrapped function (dlsym RTLD_NEXT), resolved once.
+struct RealFunctions {
+  int (*connect)(int, const sockaddr*, socklen_t);
+  int (*accept)(int, sockaddr*, socklen_t*);
+  int (*accept4)(int, sockaddr*, socklen_t*, int);
+  ssize_t (*sendmsg)(int, const msghdr*, int);
+  ssize_t (*recvmsg)(int, msghdr*, int);
+  ssize_t (*read)(int, void*, size_t);
+  ssize_t (*readv)(int, const iovec*, int);
+  ssize_t (*write)(int, const void*, size_t);
+  ssize_t (*writev)(int, const iovec*, int);
+  int (*close)(int);
+};
+const RealFunctions& real();
+
+// Environment of `ramshift qemu-exec` (docs/user-guide.md, "QEMU in-process library").
+//   RAMSHIFT_QEMU_TRANSPORT  rdma (default) | tcp (the library passes everything through)
+//   RAMSHIFT_QEMU_STATS      path of the JSON stats file (none when unset)
+struct Settings {
+  bool enabled = true;
+  std::string stats_path;
+};
+const Settings& settings();
+
+// The readable and writable mapping that contains [p, p + len), from /proc/self/maps; empty
+// when there is none (the caller then keeps those bytes on the socket).
+std::span<std::byte> mapping_of(const void* p, size_t len);
+
+enum class Role { kSource, kDestination };
+const char* role_name(Role r);
+
+// One channel's figures; owned by the stats registry, updated by the channel's thread.
+struct ChannelStats {
+  Role role = Role::kSource;
+  int index = 0;  // the order in which this process saw its multifd channels
+  // Written by the channel's thread, read by whoever writes the stats file.
+  std::atomic<bool> rdma{false};
+  std::atomic<uint64_t> rdma_pages{0};
+  std::atomic<uint64_t> rdma_bytes{0};
+  std::atomic<uint64_t> socket_bytes{0};
+  std::atomic<uint64_t> frames{0};       // packets framed since the switch
+  std::atomic<uint64_t> plain_bytes{0};  // of socket_bytes: QEMU's own, before the switch
+  std::atomic<int64_t> first_io_ns{0}, last_io_ns{0};  // steady clock
+  void touch();
+};
+
+// A new channel's stats record (kept until the process ends).
+std::shared_ptr<ChannelStats> new_channel_stats(Role role);
+// Says `message` once per `key` on stderr ("ramshift-qemu: ...") and in the stats file.
+void note_once(const std::string& key, const std::string& message);
+// Records why `role` did not use RDMA (the first reason is kept) and says it once.
+void note_fallback(Role role, const std::string& reason);
+// Adds a registration of the mapping at `begin` (counted once per mapping, whichever
+// channel asked first).
+void note_registration(const void* begin, uint64_t bytes, double ms);
+// Rewrites the stats file (atomically) when one is set.
+void write_stats();
+
+}  // namespace ramshift::qemu::preload

@@ -1,0 +1,120 @@
+// One-sided page pulls for the in-process QEMU library (qemu-plugin/preload/): the
+// destination reads pages by RDMA READ straight out of the source process's memory.
+//
+// No verbs type appears here, so the library that uses it stays free of verbs headers.
+//
+//   source (PullOrigin)                         destination (PullListener -> PullTarget)
+//   connect(ip, port, private data) ---------->  accept: `decide` sees the private data
+//   expose(mapping) -> rkey (REMOTE_READ)        lkey(mapping) (LOCAL_WRITE)
+//   (posts nothing; its QP only answers READs)   read(ops): RDMA READ, waits for all of them
+//   wait_closed(): until the peer disconnects    disconnect()
+//
+// Memory is registered once per mapping and per device, shared by every connection of the
+// process on that device, and deregistered when the last connection using it is gone.
+// Thread-safety: one thread per connection object; expose/lkey may run on any thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ramshift/base/status.h"
+
+namespace ramshift::transport::rdma {
+
+using PullMillis = std::chrono::milliseconds;
+
+// Bytes of private data a connect request carries (rdma_cm allows 56 on RDMA_PS_TCP).
+inline constexpr size_t kPullPrivateBytes = 32;
+
+struct PullStats {
+  uint64_t registered_bytes = 0;
+  double registration_ms = 0;
+};
+
+class PullDomain;
+
+// Source side: one connection whose queue pair lets the peer READ exposed memory.
+class PullOrigin {
+ public:
+  // Connects to the destination's listener at ip:port (IPv4 text), sending `private_data`
+  // (kPullPrivateBytes). Blocks until established, refused or `timeout`.
+  static Result<std::unique_ptr<PullOrigin>> connect(const std::string& ip, uint16_t port,
+                                                     std::span<const std::byte> private_data,
+                                                     PullMillis timeout);
+  ~PullOrigin();
+  PullOrigin(const PullOrigin&) = delete;
+  PullOrigin& operator=(const PullOrigin&) = delete;
+
+  // Registers `mapping` for remote reads (once per process and device) and returns its rkey.
+  // kNoSpace with the memlock advice when the limit is too low.
+  Result<uint32_t> expose(std::span<const std::byte> mapping);
+  // Waits until the peer disconnects (it finished reading) or `timeout`.
+  void wait_closed(PullMillis timeout);
+  PullStats stats() const;
+  std::string describe() const;
+
+ private:
+  struct Impl;
+  explicit PullOrigin(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// One read: `len` bytes from the peer's (remote, rkey) into local memory (local, lkey).
+struct PullRead {
+  std::byte* local = nullptr;
+  uint32_t lkey = 0;
+  uint64_t remote = 0;
+  uint32_t rkey = 0;
+  uint32_t len = 0;
+};
+
+// Destination side: one connection that pulls.
+class PullTarget {
+ public:
+  ~PullTarget();
+  PullTarget(const PullTarget&) = delete;
+  PullTarget& operator=(const PullTarget&) = delete;
+
+  // Registers `mapping` as a READ target (LOCAL_WRITE only, once per process and device).
+  Result<uint32_t> lkey(std::span<std::byte> mapping);
+  // Posts every read and returns when all completed (kIo naming the failed completion, or
+  // kTimeout after `timeout` without progress).
+  Status read(std::span<const PullRead> reads, PullMillis timeout);
+  PullStats stats() const;
+  std::string describe() const;
+
+ private:
+  friend class PullListener;
+  struct Impl;
+  explicit PullTarget(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Destination side: an rdma_cm listener on one local IPv4 address (port chosen by the kernel).
+class PullListener {
+ public:
+  // kNotFound when no RDMA device serves `ip` (e.g. 127.0.0.1, or a host without RDMA).
+  static Result<std::unique_ptr<PullListener>> create(const std::string& ip);
+  ~PullListener();
+  PullListener(const PullListener&) = delete;
+  PullListener& operator=(const PullListener&) = delete;
+
+  uint16_t port() const;
+  // Waits up to `timeout` for one connect request. `decide` sees its private data and returns
+  // true to accept it (it runs before the peer learns the answer); a refused request is
+  // rejected. kTimeout when none came; kWouldBlock when one was refused.
+  Result<std::unique_ptr<PullTarget>> accept(
+      PullMillis timeout, const std::function<bool(std::span<const std::byte>)>& decide);
+
+ private:
+  struct Impl;
+  explicit PullListener(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ramshift::transport::rdma

@@ -1,0 +1,155 @@
+#!/bin/bash
+# Inside the soft-RoCE VM (inproc_run.sh boots it): stock QEMU under `ramshift qemu-exec` on both
+# sides migrates over plain tcp: with multifd, and the library moves the pages by RDMA READ.
+#   inproc_suite.sh LIBRARY [KERNEL GUEST_INITRD]
+#  1 a paused 64 MiB guest whose RAM is an image (2 and 4 channels): the destination's RAM
+#    file equals the image, both stats files say rdma, the reads moved what the source exposed,
+#    and after the switch the multifd sockets carried less than one page per packet on average
+#    (QEMU's packet headers and SYNC packets — 1,344 bytes each — and the frames; no pages)
+#  2 the destination's memlock limit too low: the migration fails, the source stays as it was,
+#    and the destination's stats say memlock
+#  3 (with KERNEL and GUEST_INITRD) the running test guest (tests/qemu/guest/init.c) migrates;
+#    its heartbeat continues on the destination and its own page check stays clean
+[ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # the VM's init starts us with busybox sh
+set -uo pipefail
+LIB=${1:?usage: inproc_suite.sh LIBRARY [KERNEL GUEST_INITRD]}
+KERNEL=${2:-}; GUEST=${3:-}
+QEMU=/usr/bin/qemu-system-x86_64
+export QEMU_MODULE_DIR=/usr/lib/x86_64-linux-gnu/qemu
+ADDR=10.9.0.2
+W=/tmp/inproc; mkdir -p "$W"
+FAILS=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+step() { echo "=== inproc: $*"; }
+PIDS=()
+# SIGTERM, then SIGKILL: QEMU 7.2's destination can hang in its main thread after a multifd
+# channel failed (it waits for that channel's sync), where no SIGTERM reaches it.
+stop_all() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 2
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null; PIDS=()
+}
+trap stop_all EXIT
+exec_qemu() { ramshift qemu-exec --library "$LIB" --stats "$1" -- "$QEMU" "${@:2}"; }
+# migrate_paused TAG CHANNELS TRANSPORT: the paused image guest, both QEMUs under qemu-exec.
+migrate_paused() {
+  local tag=$1 ch=$2 tr=$3
+  rm -f "$W/dst.ram" "$W"/*.qmp
+  ramshift qemu-exec --transport "$tr" --library "$LIB" --stats "$W/s$tag.json" -- "$QEMU" "${qcommon[@]}" \
+    -qmp "unix:$W/qs.qmp,server=on,wait=off" \
+    -object memory-backend-file,id=ram0,size=64M,mem-path="$W/src.img",share=off >"$W/qs$tag.log" 2>&1 &
+  PIDS+=($!)
+  ramshift qemu-exec --transport "$tr" --library "$LIB" --stats "$W/d$tag.json" -- "$QEMU" "${qcommon[@]}" \
+    -qmp "unix:$W/qd.qmp,server=on,wait=off" -incoming defer \
+    -object memory-backend-file,id=ram0,size=64M,mem-path="$W/dst.ram",share=on >"$W/qd$tag.log" 2>&1 &
+  PIDS+=($!)
+  ramshift qemu-migrate --src-qmp "$W/qs.qmp" --dst-qmp "$W/qd.qmp" --dst-uri "tcp:$ADDR:$((7300 + RANDOM % 600))" \
+    --multifd-channels "$ch" --max-bandwidth 0 --timeout 900 --json "$W/m$tag.json" 2>"$W/m$tag.err"
+}
+# jget FILE SECTION KEY: a number of the stats file's source/destination section.
+jget() {
+  awk -v s="  \"$2\": {" -v k="    \"$3\": " 'index($0, s) == 1 {on = 1} on && index($0, k) == 1 {
+    v = substr($0, length(k) + 1); gsub(/[",]/, "", v); print v; exit}' "$1"
+}
+show() { echo "--- $1"; cat "$1" 2>/dev/null | head -60; }
+
+step "a paused 64 MiB guest, pages by RDMA READ"
+ramshift make-image --size 64M --pattern mixed "$W/src.img" >/dev/null
+qcommon=(-accel tcg -m 64 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
+for ch in 2 4; do
+  t0=$(date +%s)
+  if migrate_paused $ch $ch rdma; then
+    pass "qemu-migrate, $ch multifd channels, both QEMUs under qemu-exec ($(($(date +%s) - t0)) s)"
+  else
+    fail "qemu-migrate, $ch channels: $(tail -3 "$W/m$ch.err")"; cat "$W/qs$ch.log" "$W/qd$ch.log"
+  fi
+  sleep 1
+  stop_all
+  cmp -s "$W/src.img" "$W/dst.ram" && pass "destination RAM identical to the image ($ch channels)" ||
+    fail "destination RAM differs from the image ($ch channels)"
+  for side in s:source d:destination; do
+    f=$W/${side%%:*}$ch.json role=${side#*:}
+    mode=$(grep -A3 "\"$role\": {" "$f" | grep -o '"mode": "[a-z]*"' | head -1)
+    [ "$(awk -v s="  \"$role\": {" 'index($0, s) == 1 {on = 1} on && /"mode"/ {print; exit}' "$f" | grep -o rdma)" = rdma ] &&
+      pass "$role stats: mode rdma ($ch channels)" || { fail "$role stats: not rdma $mode"; show "$f"; }
+  done
+  rd=$(jget "$W/d$ch.json" destination rdma_bytes); sk=$(jget "$W/d$ch.json" destination socket_bytes)
+  rs=$(jget "$W/s$ch.json" source rdma_bytes); fr=$(jget "$W/d$ch.json" destination frames)
+  pl=$(jget "$W/d$ch.json" destination plain_bytes)
+  echo "destination: ${rd:-?} bytes by RDMA READ; on the multifd sockets ${pl:-?} bytes before the switch" \
+    "and $((${sk:-0} - ${pl:-0})) after it in ${fr:-?} packets; source: ${rs:-?} by RDMA"
+  [ "${rd:-0}" -gt $((32 << 20)) ] && [ $((${sk:-1} - ${pl:-0})) -lt $((${fr:-0} * 4096)) ] && [ "${rs:-0}" = "${rd:-1}" ] &&
+    pass "page payloads did not cross the sockets ($ch channels)" ||
+    { fail "page payloads crossed the sockets ($ch channels)"; show "$W/d$ch.json"; }
+done
+
+step "figures: the same migration with the library passing everything through (--transport tcp)"
+migrate_paused tcp4 4 tcp || fail "qemu-migrate with --transport tcp: $(tail -2 "$W/mtcp4.err")"
+stop_all
+for tag in 4 tcp4; do
+  echo "figure: 64 MiB paused image guest, multifd 4, $([ $tag = 4 ] && echo "library (RDMA READ)" || echo "plain TCP (--transport tcp)"):" \
+    "$(grep -o 'total [0-9]* ms' "$W/m$tag.err")"
+done
+
+step "the destination's memlock limit too low"
+rm -f "$W/dst.ram" "$W"/*.qmp
+exec_qemu "$W/sm.json" "${qcommon[@]}" -qmp "unix:$W/qs.qmp,server=on,wait=off" \
+  -object memory-backend-file,id=ram0,size=64M,mem-path="$W/src.img",share=off >"$W/qsm.log" 2>&1 &
+PIDS+=($!); qs=$!
+# Root's CAP_IPC_LOCK ignores the limit: drop it first.
+setpriv --bounding-set=-ipc_lock --inh-caps=-ipc_lock bash -c "ulimit -l 1024 && exec ramshift qemu-exec \
+  --library $LIB --stats $W/dm.json -- $QEMU ${qcommon[*]} -qmp unix:$W/qd.qmp,server=on,wait=off \
+  -incoming defer -object memory-backend-file,id=ram0,size=64M,mem-path=$W/dst.ram,share=on" >"$W/qdm.log" 2>&1 &
+PIDS+=($!)
+ramshift qemu-migrate --src-qmp "$W/qs.qmp" --dst-qmp "$W/qd.qmp" --dst-uri "tcp:$ADDR:7310" \
+  --multifd-channels 2 --max-bandwidth 0 --timeout 600 --json "$W/mm.json" 2>"$W/mm.err"
+rc=$?
+[ $rc = 1 ] && pass "the migration failed (exit 1)" || fail "qemu-migrate exit $rc with the destination's memlock at 1 MiB"
+kill -0 $qs 2>/dev/null && pass "the source QEMU still runs" || fail "the source QEMU went away"
+grep -q memlock "$W/dm.json" && pass "destination stats: $(grep -o '"[^"]*memlock[^"]*"' "$W/dm.json" | head -1)" ||
+  { fail "the destination's stats do not mention memlock"; show "$W/dm.json"; cat "$W/qdm.log"; }
+echo "qemu-migrate said: $(tail -2 "$W/mm.err" | tr '\n' ' ')"
+stop_all
+
+if [ -n "$KERNEL" ] && [ -n "$GUEST" ]; then
+  step "a running guest (tests/qemu/guest) migrates with pages by RDMA READ"
+  gcommon=(-accel tcg -m 160 -display none -nodefaults -no-user-config -kernel "$KERNEL" -initrd "$GUEST"
+           -append "console=ttyS0 quiet panic=-1 RS_MEM_MB=32 RS_DIRTY_MBPS=1")
+  beat() { tr -d '\r' < "$1" 2>/dev/null | grep -a -o 'heartbeat [0-9]*' | tail -1 | cut -d' ' -f2; }
+  wait_beat() {  # FILE N SECONDS
+    for _ in $(seq $(($3 * 2))); do b=$(beat "$1"); [ -n "$b" ] && [ "$b" -ge "$2" ] && return 0; sleep 0.5; done
+    return 1
+  }
+  rm -f "$W"/*.qmp
+  exec_qemu "$W/sg.json" "${gcommon[@]}" -serial "file:$W/g0.log" -qmp "unix:$W/qs.qmp,server=on,wait=off" >"$W/qsg.log" 2>&1 &
+  PIDS+=($!); gs=$!
+  exec_qemu "$W/dg.json" "${gcommon[@]}" -serial "file:$W/g1.log" -qmp "unix:$W/qd.qmp,server=on,wait=off" \
+    -incoming defer >"$W/qdg.log" 2>&1 &
+  PIDS+=($!)
+  if wait_beat "$W/g0.log" 2 900; then
+    pass "the guest runs on the source (heartbeat $(beat "$W/g0.log"))"
+    if ramshift qemu-migrate --src-qmp "$W/qs.qmp" --dst-qmp "$W/qd.qmp" --dst-uri "tcp:$ADDR:7320" \
+        --multifd-channels 2 --max-bandwidth 0 --timeout 900 --json "$W/mg.json" 2>"$W/mg.err"; then
+      last=$(beat "$W/g0.log"); kill $gs
+      wait_beat "$W/g1.log" $((last + 2)) 600 && pass "the guest's heartbeat continues on the destination ($last -> $(beat "$W/g1.log"))" ||
+        fail "no heartbeat on the destination after $last"
+      bad=$(tr -d '\r' < "$W/g1.log" | grep -a -o 'bad [0-9]*' | awk '$2 > 0' | head -1)
+      [ -z "$bad" ] && pass "the guest's own page check stayed clean" || fail "the guest saw corrupted memory: $bad"
+      rd=$(jget "$W/dg.json" destination rdma_bytes); sk=$(jget "$W/dg.json" destination socket_bytes)
+      fr=$(jget "$W/dg.json" destination frames); pl=$(jget "$W/dg.json" destination plain_bytes)
+      echo "running guest: ${rd:-?} bytes by RDMA READ, ${pl:-?} on the sockets before the switch," \
+        "$((${sk:-0} - ${pl:-0})) after it in ${fr:-?} packets"
+      [ "${rd:-0}" -gt $((16 << 20)) ] && [ $((${sk:-1} - ${pl:-0})) -lt $((${fr:-0} * 4096)) ] &&
+        pass "page payloads did not cross the sockets (running guest)" || { fail "running guest: pages crossed the sockets"; show "$W/dg.json"; }
+    else
+      fail "qemu-migrate of the running guest: $(tail -3 "$W/mg.err")"
+    fi
+  else
+    fail "the test guest did not boot in the VM"; tail -5 "$W/g0.log" "$W/qsg.log"
+  fi
+  stop_all
+fi
+echo "inproc: $FAILS failure(s)"
+[ $FAILS = 0 ]
