@@ -54,6 +54,15 @@ Result<uint32_t> parse_count(std::string_view name, std::string_view value) {
   return n;
 }
 
+Result<int> parse_int(std::string_view name, std::string_view value) {
+  int n = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+  if (ec != std::errc() || end != value.data() + value.size())
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("option {}: '{}' is not a whole number", name, value));
+  return n;
+}
+
 Result<bool> parse_switch(std::string_view name, std::string_view value) {
   if (value == "on" || value == "true" || value == "1") return true;
   if (value == "off" || value == "false" || value == "0") return false;

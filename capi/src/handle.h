@@ -61,6 +61,7 @@ class RunningCancel {
 
 // Option values as the command line takes them.
 Result<uint32_t> parse_count(std::string_view name, std::string_view value);
+Result<int> parse_int(std::string_view name, std::string_view value);
 Result<bool> parse_switch(std::string_view name, std::string_view value);  // on|off|true|false|1|0
 Result<std::chrono::milliseconds> parse_seconds(std::string_view name, std::string_view value);
 

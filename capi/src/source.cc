@@ -36,17 +36,17 @@ Status set_option(migration::SourceConfig& c, std::string_view name, std::string
     RS_ASSIGN_OR_RETURN(c.codec.mode, pipeline::parse_codec(v));
   } else if (name == "batch-size") {
     RS_ASSIGN_OR_RETURN(uint64_t bytes, parse_size(v));
-    if (bytes % kPageSize != 0)
+    if (bytes % c.page_size != 0 || bytes / c.page_size > 1024)
       return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("batch-size {} is not whole {}-byte pages", v, kPageSize));
-    c.batch_pages = static_cast<uint32_t>(bytes / kPageSize);
+                    fmt::format("option batch-size: {} must be 0 or 1..1024 pages of {} bytes", v,
+                                c.page_size));
+    c.batch_pages = static_cast<uint32_t>(bytes / c.page_size);
   } else if (name == "max-bandwidth") {
     RS_ASSIGN_OR_RETURN(c.bandwidth_limit, parse_rate(v));
   } else if (name == "xbzrle-cache") {
     RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(v));
   } else if (name == "zstd-level") {
-    RS_ASSIGN_OR_RETURN(uint32_t level, parse_count(name, v));
-    c.codec.zstd_level = static_cast<int>(level);
+    RS_ASSIGN_OR_RETURN(c.codec.zstd_level, capi::parse_int(name, v));
   } else if (name == "downtime-limit") {
     RS_ASSIGN_OR_RETURN(uint32_t ms, parse_count(name, v));
     c.convergence.downtime_limit = std::chrono::milliseconds(ms);

@@ -106,7 +106,7 @@ RAMSHIFT_API int ramshift_source_add_region(ramshift_source* source, const char*
 RAMSHIFT_API int ramshift_source_set_callbacks(ramshift_source* source,
                                                const struct ramshift_source_callbacks* callbacks);
 /* Sets an option by the name of the `ramshift send` flag it matches, value as on the command
- * line: queues, codec, batch-size, max-bandwidth, xbzrle-cache, zstd-level,
+ * line: queues, codec, batch-size (bytes), max-bandwidth, xbzrle-cache, zstd-level,
  * downtime-limit (ms), max-rounds, auto-converge (on|off), verify (transfer|full),
  * connect-timeout and peer-timeout (seconds). RAMSHIFT_E_INVALID for an unknown name or value. */
 RAMSHIFT_API int ramshift_source_set_option(ramshift_source* source, const char* name,

@@ -72,6 +72,9 @@ TEST(CApi, OptionsAndRegionsAreChecked) {
   EXPECT_EQ(ramshift_source_set_option(s, "queues", "4"), RAMSHIFT_OK);
   EXPECT_EQ(ramshift_source_set_option(s, "codec", "xbzrle+zstd"), RAMSHIFT_OK);
   EXPECT_EQ(ramshift_source_set_option(s, "max-bandwidth", "1Gbit"), RAMSHIFT_OK);
+  EXPECT_EQ(ramshift_source_set_option(s, "batch-size", "256K"), RAMSHIFT_OK);
+  EXPECT_EQ(ramshift_source_set_option(s, "batch-size", "5000"), RAMSHIFT_E_INVALID);
+  EXPECT_EQ(ramshift_source_set_option(s, "zstd-level", "-3"), RAMSHIFT_OK);
   EXPECT_EQ(ramshift_source_set_option(s, "queues", "four"), RAMSHIFT_E_INVALID);
   EXPECT_NE(std::string(ramshift_source_error(s)).find("queues"), std::string::npos);
   EXPECT_EQ(ramshift_source_set_option(s, "codec", "lz4"), RAMSHIFT_E_INVALID);

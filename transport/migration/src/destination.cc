@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "destination_control.h"
+#include "destination_memory.h"
 #include "frame_io.h"
 #include "memory_preparer.h"
 #include "postcopy_destination.h"
@@ -160,21 +161,7 @@ class DestinationRun {
       total += r.bytes;
     }
     report_.guest_bytes = total;
-    if (config_.expect_bytes && total != config_.expect_bytes)
-      return Status(ErrorCode::kMismatch,
-                    fmt::format("size mismatch: the destination expects a {} guest ({} bytes) but "
-                                "the source offers {} ({} bytes)",
-                                format_bytes(config_.expect_bytes), config_.expect_bytes,
-                                format_bytes(total), total));
-    guest::DestinationMemory::Options opts{config_.output_path, config_.overwrite,
-                                           /*reserve_later=*/true};
-    if (config_.guest) {
-      RS_ASSIGN_OR_RETURN(auto spans, config_.guest->memory_for(sizes, hello_.page_size));
-      RS_ASSIGN_OR_RETURN(memory_,
-                          guest::DestinationMemory::borrow(spans, sizes, hello_.page_size));
-    } else {
-      RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
-    }
+    RS_ASSIGN_OR_RETURN(memory_, destination_memory(config_, sizes, hello_.page_size));
     for (const auto& span : memory_->regions()) total_pages_ += span.size() / hello_.page_size;
     digest_ = std::make_unique<pipeline::MemoryDigest>(sizes, hello_.page_size, hello_.batch_pages,
                                                        /*zero_filled=*/true);
