@@ -55,10 +55,10 @@ echo "== loopback" >&2
 start_server "" 127.0.0.1
 measure "iperf3, 1 stream, loopback (the peer)" Gbit/s iperf_gbit "" "" 127.0.0.1 1
 measure "iperf3, 4 streams, loopback" Gbit/s iperf_gbit "" "" 127.0.0.1 4
-measure "bench, 1 queue, 1M messages, codec none" Gbit/s bench_one "" gbit_per_s --queues 1 --message-size 1M --codec none
-measure "bench, 4 queues, 1M messages, codec none" Gbit/s bench_one "" gbit_per_s --queues 4 --message-size 1M --codec none
-measure "bench, 1 queue, 1M, codec none: sender CPU" s/GB bench_one "" sender_cpu_s_per_gb --queues 1 --message-size 1M --codec none
-measure "bench, 1 queue, 1M, codec none: p99 batch latency" ms bench_one "" latency_p99_ms --queues 1 --message-size 1M --codec none
+measure "bench, 1 queue, 1M messages, codec none" Gbit/s bench_one "" gbit_per_s --queues 1 --batch-size 1M --codec none
+measure "bench, 4 queues, 1M messages, codec none" Gbit/s bench_one "" gbit_per_s --queues 4 --batch-size 1M --codec none
+measure "bench, 1 queue, 1M, codec none: sender CPU" s/GB bench_one "" sender_cpu_s_per_gb --queues 1 --batch-size 1M --codec none
+measure "bench, 1 queue, 1M, codec none: p99 batch latency" ms bench_one "" latency_p99_ms --queues 1 --batch-size 1M --codec none
 
 echo "== $LINK_RATE shaped veth between two namespaces" >&2
 netns_link_up "$NSA" "$NSB" 10.78.0 "$LINK_RATE"

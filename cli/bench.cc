@@ -48,7 +48,7 @@ int run_sweep(const bench::BenchSettings& settings, const std::vector<bench::Ben
     auto r = bench::run_point(settings, points[i], [&](double f) { progress.update(f); });
     progress.done();
     if (!r) {
-      log::error("queues={} message={} codec={}: {}", points[i].queues,
+      log::error("queues={} batch={} codec={}: {}", points[i].queues,
                  format_bytes(points[i].message_bytes), pipeline::codec_name(points[i].codec),
                  r.status().message());
       rc = exit_code_for(r.status());
@@ -89,9 +89,9 @@ Result<std::vector<bench::BenchPoint>> BenchSweep::points(
     for (const auto& size_text : message_sizes) {
       RS_ASSIGN_OR_RETURN(uint64_t size, parse_size(size_text));
       if (size < page_size || size % page_size != 0 || size / page_size > 1024)
-        return Status(ErrorCode::kInvalidArgument,
-                      fmt::format("--message-size {} must be 1..1024 pages of {} bytes", size_text,
-                                  page_size));
+        return Status(
+            ErrorCode::kInvalidArgument,
+            fmt::format("--batch-size {} must be 1..1024 pages of {} bytes", size_text, page_size));
       for (uint32_t q : queues) {
         if (q < 1 || q > 64)
           return Status(ErrorCode::kInvalidArgument,
@@ -107,9 +107,12 @@ void BenchSweep::add_to(CLI::App* cmd) {
   cmd->add_option("--queues", queues, "data queues, a list: 1,2,4,8")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--message-size", message_sizes, "batch sizes, a list: 64K,1M,4M (<= 1024 pages)")
+  cmd->add_option("--batch-size", message_sizes,
+                  "bytes of pages per batch, a list: 64K,1M,4M (<= 1024 pages)")
       ->delimiter(',')
       ->capture_default_str();
+  // The name before the vocabulary was unified; kept working, not shown.
+  cmd->add_option("--message-size", message_sizes)->delimiter(',')->group("");
   cmd->add_option("--codec", codecs, "codecs, a list: none,zstd,auto")
       ->delimiter(',')
       ->capture_default_str();
@@ -147,7 +150,7 @@ void BenchCommon::add_to(CLI::App* cmd) {
 }
 
 void PointProgress::start(size_t index, size_t total, const bench::BenchPoint& p) {
-  label_ = fmt::format("[{}/{}] queues={} message={} codec={}", index + 1, total, p.queues,
+  label_ = fmt::format("[{}/{}] queues={} batch={} codec={}", index + 1, total, p.queues,
                        format_bytes(p.message_bytes), pipeline::codec_name(p.codec));
   update(0);
 }
@@ -203,7 +206,10 @@ Runner add_bench(CLI::App& app) {
       so.listen = *uri;
       so.backend_settings = *rdma;
       so.once = o->once;
-      so.on_served = [](const std::string& line) { log::warn("{}", line); };
+      so.on_served = [](const std::string& line) {
+        // A served run is news, not a problem: shown unless -q, like the summary of `receive`.
+        if (log::level() <= log::Level::kWarn) fmt::print(stderr, "ramshift: {}\n", line);
+      };
       so.on_listening = [](const transport::Uri& at) {  // like `receive`: scripts read it
         std::printf("listening on %s\n", at.to_string().c_str());
         std::fflush(stdout);

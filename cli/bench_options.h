@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ramshift/bench/throughput.h"
+#include "ramshift/migration/config.h"
 
 namespace ramshift::cli {
 
@@ -22,11 +23,11 @@ struct BenchCommon {
   Status resolve(bench::BenchSettings& s) const;  // kInvalidArgument naming the option
 };
 
-// --queues, --message-size, --codec (lists) and --zstd-level: the configurations to run.
+// --queues, --batch-size, --codec (lists) and --zstd-level: the configurations to run.
 struct BenchSweep {
-  std::vector<uint32_t> queues{1, 2, 4};
+  std::vector<uint32_t> queues{migration::default_queues()};
   std::vector<std::string> message_sizes{"256K"};
-  std::vector<std::string> codecs{"none"};
+  std::vector<std::string> codecs{"auto"};  // what `send` uses unless told
   int zstd_level = 1;
   void add_to(CLI::App* cmd);
   // Every combination, codec-major then message size then queues.

@@ -7,7 +7,9 @@
 
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "ramshift/base/status.h"
 #include "ramshift/guest/guest.h"
@@ -34,7 +36,9 @@ Runner add_qemu_migrate(CLI::App& app);
 
 // Shared helpers.
 int exit_code_for(const Status& s);
-// Writes the report as JSON to `path` ("-" = stdout); failures are reported, not fatal.
+// Writes a JSON document to `path` ("-" = stdout, on every command); failures are reported,
+// not fatal.
+void write_json_text(const std::string& json, const std::string& path);
 void write_json(const migration::MigrationReport& report, const std::string& path);
 // Human summary of a report on stderr (one or two lines).
 void print_summary(const migration::MigrationReport& report);
@@ -50,6 +54,9 @@ struct BackendFlags {
   uint32_t max_inline = 64;
   uint32_t ack_timeout = 0;
   bool busy_poll = false;
+  // Datacenter RoCE placement, passed on only when given (rdma/src/rdma_tuning.h).
+  int tos = -1;
+  std::string rdma_device, rdma_source_ip;
   // dpdk:// settings, passed on only when given (cli/common.cc; dpdk/README.md).
   std::string dpdk_eal, dpdk_local_ip, dpdk_peer_mac;
   uint32_t dpdk_port = 0;
@@ -75,5 +82,9 @@ namespace ramshift::cli {
 // Opens `--guest` (file:PATH or synthetic:SPEC).
 Result<std::unique_ptr<guest::SourceGuest>> open_guest(const std::string& spec, uint32_t page_size);
 // Writes a `size`-byte image of `pattern` to `path` (make-image and demo).
-Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed);
+Status write_image(const std::string& path, uint64_t size, guest::Pattern pattern, uint64_t seed,
+                   bool overwrite);
+// Writes guest memory, region after region, to `path` (`--dump-guest`).
+Status write_memory_dump(const std::string& path,
+                         const std::vector<std::span<const std::byte>>& regions);
 }  // namespace ramshift::cli

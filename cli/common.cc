@@ -57,6 +57,18 @@ void BackendFlags::add_to(CLI::App* cmd) {
                   "true: completion pollers spin (a core per queue); false: sleep on events")
       ->capture_default_str()
       ->group(g);
+  cmd->add_option("--rdma-tos", tos,
+                  "IP type of service of every queue's packets (RoCE v2; DSCP = TOS >> 2, e.g. "
+                  "106 = DSCP 26), to put migration in the fabric's lossless class")
+      ->check(CLI::Range(0, 255))
+      ->group(g);
+  cmd->add_option("--rdma-device", rdma_device,
+                  "the RDMA device to use (as ibv_devices names it); the address must be on it")
+      ->group(g);
+  cmd->add_option("--rdma-source-ip", rdma_source_ip,
+                  "connecting side: the local address to go out from (which port of a "
+                  "multi-homed host)")
+      ->group(g);
   const char* d = "dpdk:// (ignored by other transports)";
   cmd->add_option("--dpdk-eal", dpdk_eal,
                   "EAL arguments, e.g. \"--no-huge --no-pci "
@@ -102,6 +114,9 @@ Result<transport::BackendSettings> BackendFlags::resolve() const {
   s.set_number("rdma-inline", uint64_t{max_inline});
   s.set_number("rdma-ack-timeout", uint64_t{ack_timeout});
   s.set_flag("rdma-busy-poll", busy_poll);
+  if (tos >= 0) s.set_number("rdma-tos", static_cast<uint64_t>(tos));
+  if (!rdma_device.empty()) s.set("rdma-device", rdma_device);
+  if (!rdma_source_ip.empty()) s.set("rdma-source-ip", rdma_source_ip);
   if (!dpdk_eal.empty()) s.set("dpdk-eal", dpdk_eal);
   if (dpdk_port != 0) s.set_number("dpdk-port", uint64_t{dpdk_port});
   if (!dpdk_local_ip.empty()) s.set("dpdk-local-ip", dpdk_local_ip);
@@ -121,9 +136,9 @@ int fail_with(const Status& s) {
   return exit_code_for(s);
 }
 
-void write_json(const migration::MigrationReport& report, const std::string& path) {
+void write_json_text(const std::string& json, const std::string& path) {
   if (path.empty()) return;
-  std::string text = report.to_json() + "\n";
+  std::string text = json + "\n";
   if (path == "-") {
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
@@ -132,6 +147,10 @@ void write_json(const migration::MigrationReport& report, const std::string& pat
   std::ofstream out(path);
   out << text;
   if (!out) log::error("cannot write the JSON report to {}", path);
+}
+
+void write_json(const migration::MigrationReport& report, const std::string& path) {
+  write_json_text(report.to_json(), path);
 }
 
 void print_summary(const migration::MigrationReport& r) {
@@ -146,11 +165,13 @@ void print_summary(const migration::MigrationReport& r) {
       stderr,
       "ramshift: {} completed and verified: {} in {:.2f} s ({}, {:.0f} Mbit/s), {} on the wire "
       "over {} {} queue(s), codec {}\n"
-      "ramshift: pages zero {} xbzrle {} zstd {} raw {} placed {}; setup {:.0f} ms\n",
+      "ramshift: pages zero {}{} xbzrle {} zstd {} raw {} placed {}; setup {:.0f} ms\n",
       r.role, format_bytes(r.guest_bytes), seconds,
       format_rate(seconds > 0 ? r.guest_bytes / seconds : 0), r.throughput_mbps(),
-      format_bytes(r.wire_bytes), r.queues, r.transport, r.codec, r.pages.zero, r.pages.xbzrle,
-      r.pages.zstd, r.pages.raw, r.pages.placed, r.setup_ms);
+      format_bytes(r.wire_bytes), r.queues, r.transport, r.codec, r.pages.zero,
+      r.pages.zero_unsent ? fmt::format(" (+{} not sent: zero already there)", r.pages.zero_unsent)
+                          : "",
+      r.pages.xbzrle, r.pages.zstd, r.pages.raw, r.pages.placed, r.setup_ms);
 }
 
 }  // namespace ramshift::cli

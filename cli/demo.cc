@@ -16,6 +16,7 @@
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
+#include "ramshift/migration/config.h"
 #include "ramshift/migration/local_pair.h"
 #include "ramshift/transport/registry.h"
 
@@ -28,7 +29,7 @@ struct DemoOptions {
   std::string pattern = "mixed";
   std::string transport = "auto";
   std::string mode = "precopy";
-  uint32_t queues = 2;
+  uint32_t queues = migration::default_queues();
   std::string codec = "auto";
   double downtime_limit_ms = 100;
   std::string json;
@@ -99,7 +100,7 @@ Result<std::unique_ptr<guest::SourceGuest>> make_guest(const DemoOptions& o, con
   RS_ASSIGN_OR_RETURN(auto pattern, guest::parse_pattern(o.pattern));
   fmt::print(stderr, "ramshift demo: writing a {} {} memory image to {}\n", format_bytes(size),
              guest::pattern_name(pattern), src);
-  RS_RETURN_IF_ERROR(write_image(src, size, pattern, 42));
+  RS_RETURN_IF_ERROR(write_image(src, size, pattern, 42, /*overwrite=*/true));
   return open_guest("file:" + src, page_size);
 }
 
@@ -107,10 +108,8 @@ Result<std::unique_ptr<guest::SourceGuest>> make_guest(const DemoOptions& o, con
 // `receive`, in a process of its own.
 Result<migration::LocalPairConfig> make_config(const DemoOptions& o, const Route& route,
                                                const std::string& dir) {
-  if (o.mode != "precopy")
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("--mode {} is not available yet (precopy)", o.mode));
   migration::LocalPairConfig c;
+  RS_ASSIGN_OR_RETURN(c.source.mode, migration::parse_migration_mode(o.mode));
   RS_ASSIGN_OR_RETURN(c.source.codec.mode, pipeline::parse_codec(o.codec));
   c.source.queues = o.queues;
   c.source.convergence.downtime_limit =
@@ -204,7 +203,8 @@ Runner add_demo(CLI::App& app) {
                   "auto (rdma when built and a device exists, else tcp), tcp (two processes) or "
                   "loopback (one process)")
       ->capture_default_str();
-  cmd->add_option("--mode", o->mode, "precopy")->capture_default_str();
+  cmd->add_option("--mode", o->mode, "precopy|postcopy|hybrid (see `send --help`)")
+      ->capture_default_str();
   cmd->add_option("--queues", o->queues, "data queues")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));

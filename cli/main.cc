@@ -6,6 +6,8 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "control.h"
+#include "daemon.h"
 #include "profile.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/version.h"
@@ -24,6 +26,11 @@ int main(int argc, char** argv) {
   // The global flags work after the subcommand too (`ramshift send ... -v`), where people put
   // them. Set before the subcommands are added: each inherits it, nested ones included.
   app.fallthrough();
+  // CLI11's own parse errors read like every other error of this program.
+  app.failure_message([](const CLI::App*, const CLI::Error& e) {
+    return fmt::format("ramshift: error: {}\nramshift: run with --help for the options\n",
+                       e.what());
+  });
   auto send = ramshift::cli::add_send(app);
   auto receive = ramshift::cli::add_receive(app);
   auto demo = ramshift::cli::add_demo(app);
@@ -31,6 +38,9 @@ int main(int argc, char** argv) {
   auto bench = ramshift::cli::add_bench(app);
   auto tune = ramshift::cli::add_tune(app);
   auto doctor = ramshift::cli::add_doctor(app);
+  auto status = ramshift::cli::add_status(app);
+  auto cancel = ramshift::cli::add_cancel(app);
+  auto set_bandwidth = ramshift::cli::add_set_bandwidth(app);
   for (const char* name : {"send", "receive"})
     ramshift::cli::add_profile_option(app.get_subcommand(name));
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
@@ -51,6 +61,7 @@ int main(int argc, char** argv) {
                            : verbose    ? ramshift::log::Level::kInfo
                            : quiet      ? ramshift::log::Level::kError
                                         : ramshift::log::Level::kWarn);
+  ramshift::cli::use_journal_format_under_journald();
   // A profile fills the options the command line left out, on the command that runs.
   CLI::App* chosen = app.get_subcommands().front();
   while (!chosen->get_subcommands().empty()) chosen = chosen->get_subcommands().front();
@@ -65,6 +76,9 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("bench")) return bench();
   if (app.got_subcommand("tune")) return tune();
   if (app.got_subcommand("doctor")) return doctor();
+  if (app.got_subcommand("status")) return status();
+  if (app.got_subcommand("cancel")) return cancel();
+  if (app.got_subcommand("set-bandwidth")) return set_bandwidth();
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
   if (app.got_subcommand("qemu-bridge")) return qemu_bridge();
   if (app.got_subcommand("qemu-migrate")) return qemu_migrate();

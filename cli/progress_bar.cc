@@ -19,14 +19,17 @@ void ProgressBar::update(const migration::Progress& p) {
   double frac =
       p.total_bytes ? std::min(1.0, static_cast<double>(p.done_bytes) / p.total_bytes) : 0;
   int filled = static_cast<int>(frac * kWidth);
-  double rate = p.elapsed_s > 0 ? p.done_bytes / p.elapsed_s : 0;
+  // The same figures `query` and the report give (progress.h): guest bytes per second since
+  // the start, and what is left of this round at that rate.
+  double rate = p.throughput_bytes_per_s();
   std::string eta = "--";
-  if (rate > 0 && p.done_bytes < p.total_bytes)
-    eta = fmt::format("{:.1f}s", (p.total_bytes - p.done_bytes) / rate);
-  else if (p.done_bytes >= p.total_bytes)
+  if (rate > 0 && p.remaining_bytes() > 0)
+    eta = fmt::format("{:.1f}s", p.remaining_bytes() / rate);
+  else if (p.remaining_bytes() == 0)
     eta = "0s";
   std::string line =
-      fmt::format("\r{} round {} [{}{}] {:3.0f}%  {} / {}  {}  ETA {}   ", label_, p.round,
+      fmt::format("\r{} {} [{}{}] {:3.0f}%  {} / {}  {}  ETA {}   ", label_,
+                  p.postcopy ? std::string("post-copy") : fmt::format("round {}", p.round),
                   std::string(filled, '#'), std::string(kWidth - filled, '.'), frac * 100,
                   format_bytes(p.done_bytes), format_bytes(p.total_bytes), format_rate(rate), eta);
   std::fputs(line.c_str(), stderr);

@@ -10,9 +10,13 @@
 #include <thread>
 
 #include "commands.h"
+#include "control.h"
+#include "daemon.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
+#include "ramshift/migration/config.h"
 #include "ramshift/qemu/bridge.h"
+#include "signals.h"
 
 namespace ramshift::cli {
 namespace {
@@ -25,45 +29,62 @@ struct BridgeOptions {
   std::string codec = "auto";
   std::string cache = "64M";
   bool passthrough = false;
-  uint32_t queues = 5;
+  // QEMU opens 1 + multifd-channels; room for as many channels as this host has queues.
+  uint32_t queues = 1 + migration::default_queues();
   std::string json;
   double accept_timeout_s = 0;
   double connect_retry_s = 5;
+  std::string control;  // --control unix:PATH
   BackendFlags rdma;
 };
 
-// One status line on a terminal while the bridge runs: channels, bytes, rate.
-class StatusLine {
+// Turns the bridge's live counters into the progress snapshot (progress.h) four times a
+// second: published for the control socket, and drawn as one status line on a terminal.
+// A bridge sees QEMU's stream, not its rounds: round, remaining and dirty rate stay 0
+// (QEMU's own are in `qemu-migrate`'s query).
+class Watch {
  public:
-  StatusLine(const char* label, qemu::BridgeProgress& p) : label_(label), p_(p) {
-    if (!isatty(STDERR_FILENO) || log::level() > log::Level::kWarn) return;
-    thread_ = std::thread([this] { run(); });
-  }
-  ~StatusLine() {
+  Watch(const char* label, qemu::BridgeProgress& p, migration::ProgressBoard& board)
+      : label_(label),
+        p_(p),
+        board_(board),
+        draw_(isatty(STDERR_FILENO) && log::level() <= log::Level::kWarn),
+        thread_([this] { run(); }) {}
+  ~Watch() {
     stop_ = true;
-    if (thread_.joinable()) {
-      thread_.join();
-      std::fputc('\n', stderr);
-    }
+    thread_.join();
+    if (drawn_) std::fputc('\n', stderr);
   }
 
  private:
   void run() {
-    auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = std::chrono::steady_clock::now();
     while (!stop_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      uint64_t b = p_.bytes_to_dest;
+      migration::Progress s;
+      const double setup = p_.setup_ms.load();
+      s.status =
+          setup > 0 ? migration::MigrationStatus::kActive : migration::MigrationStatus::kSetup;
+      s.transferred_bytes = p_.bytes_to_dest.load();
+      s.wire_bytes = p_.wire_bytes.load();
+      s.setup_ms = setup;
+      s.elapsed_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      board_.publish(s);
+      if (!draw_) continue;
       fmt::print(stderr, "\r{}: {} channel(s), {} of QEMU stream, {} on the wire, {}   ", label_,
-                 p_.channels.load(), format_bytes(b), format_bytes(p_.wire_bytes.load()),
-                 format_rate(s > 0 ? b / s : 0));
+                 p_.channels.load(), format_bytes(s.transferred_bytes), format_bytes(s.wire_bytes),
+                 format_rate(s.throughput_bytes_per_s()));
       std::fflush(stderr);
+      drawn_ = true;
     }
   }
   const char* label_;
   qemu::BridgeProgress& p_;
+  migration::ProgressBoard& board_;
+  const bool draw_;
+  bool drawn_ = false;
   std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::thread thread_;  // last: started once the rest is set
 };
 
 Result<qemu::BridgeConfig> resolve(const BridgeOptions& o) {
@@ -81,16 +102,7 @@ Result<qemu::BridgeConfig> resolve(const BridgeOptions& o) {
 }
 
 void finish(const qemu::BridgeReport& r, const std::string& json) {
-  if (!json.empty()) {
-    std::string text = r.to_json() + "\n";
-    if (json == "-") {
-      std::fputs(text.c_str(), stderr);  // stdout may be QEMU's stream (exec:)
-    } else {
-      std::ofstream out(json);
-      out << text;
-      if (!out) log::error("cannot write the JSON report to {}", json);
-    }
-  }
+  write_json_text(r.to_json(), json);
   if (log::level() > log::Level::kWarn) return;
   if (!r.completed) {
     fmt::print(stderr, "ramshift: {} failed: {}\n", r.role, r.error.message());
@@ -119,17 +131,31 @@ int run_source(const BridgeOptions& o) {
     if (!path) return fail_with(path.status());
     ep.unix_path = *path;
   }
+  // SIGINT/SIGTERM and the control socket's cancel cut QEMU's channels (bridge.h): QEMU's
+  // migration fails and the source VM keeps running. Started before any thread.
+  migration::CancelToken cancel;
+  auto signals = SignalWatcher::start(cancel);
+  if (!signals) return fail_with(signals.status());
+  config->cancel = &cancel;
+  migration::ProgressBoard board;
+  board.publish({.status = migration::MigrationStatus::kSetup});
+  auto control = start_control(o.control, "bridge-source", board, cancel);
+  if (!control) return fail_with(control.status());
   qemu::BridgeProgress progress;
-  std::unique_ptr<StatusLine> line;
-  auto report = qemu::run_bridge_source(*to, ep, *config, &progress, [&] {
-    // Scripts wait for this line before they tell QEMU to migrate.
-    if (!o.stdio) {
-      fmt::print("listening on {}\n", o.listen);
-      std::fflush(stdout);
-    }
-    line = std::make_unique<StatusLine>("qemu-bridge source", progress);
-  });
-  line.reset();
+  qemu::BridgeReport report;
+  {
+    Watch watch("qemu-bridge source", progress, board);
+    report = qemu::run_bridge_source(*to, ep, *config, &progress, [&] {
+      // Scripts wait for this line before they tell QEMU to migrate.
+      if (!o.stdio) {
+        fmt::print("listening on {}\n", o.listen);
+        std::fflush(stdout);
+      }
+      notify_ready(
+          fmt::format("joined to {}; QEMU may migrate to {}", o.to, o.stdio ? "exec:" : o.listen));
+    });
+  }
+  board.publish(migration::final_progress(report));
   finish(report, o.json);
   return report.completed ? 0 : exit_code_for(report.error);
 }
@@ -148,15 +174,28 @@ int run_dest(const BridgeOptions& o) {
     if (!path) return fail_with(path.status());
     ep.unix_path = *path;
   }
+  migration::CancelToken cancel;
+  auto signals = SignalWatcher::start(cancel);
+  if (!signals) return fail_with(signals.status());
+  config->cancel = &cancel;
+  migration::ProgressBoard board;
+  auto control = start_control(o.control, "bridge-destination", board, cancel);
+  if (!control) return fail_with(control.status());
   auto listener = transport::listen(*uri, config->transport);
   if (!listener) return fail_with(listener.status());
+  const std::string address = (*listener)->address().to_string();
   // With --stdio, stdout is QEMU's migration stream: announce on stderr.
-  fmt::print(o.stdio ? stderr : stdout, "listening on {}\n", (*listener)->address().to_string());
+  fmt::print(o.stdio ? stderr : stdout, "listening on {}\n", address);
   std::fflush(o.stdio ? stderr : stdout);
+  notify_ready(fmt::format("listening on {}", address));
   auto deadline = std::chrono::steady_clock::now() +
                   std::chrono::milliseconds(static_cast<int64_t>(o.accept_timeout_s * 1000));
   for (;;) {
-    auto conn = (*listener)->accept(std::chrono::milliseconds(500));
+    if (cancel.requested()) {  // no migration ran: nothing to cancel
+      log::warn("stopped ({}) while no source bridge was connected", cancel.reason());
+      return 1;
+    }
+    auto conn = (*listener)->accept(std::chrono::milliseconds(200));
     if (!conn) {
       if (conn.status().code() != ErrorCode::kTimeout) return fail_with(conn.status());
       if (o.accept_timeout_s > 0 && std::chrono::steady_clock::now() >= deadline)
@@ -166,12 +205,14 @@ int run_dest(const BridgeOptions& o) {
       continue;
     }
     log::info("bridge: accepted {}", (*conn)->describe());
+    notify_status(fmt::format("bridging a migration from {}", (*conn)->describe()));
     qemu::BridgeProgress progress;
     qemu::BridgeReport report;
     {
-      StatusLine line("qemu-bridge dest", progress);
+      Watch watch("qemu-bridge dest", progress, board);
       report = qemu::run_bridge_dest(std::move(conn).value(), ep, *config, &progress);
     }
+    board.publish(migration::final_progress(report));
     finish(report, o.json);
     return report.completed ? 0 : exit_code_for(report.error);
   }
@@ -201,7 +242,9 @@ Runner add_qemu_bridge(CLI::App& app) {
   s->add_option("--queues", src->queues,
                 "transport queues = the most channels QEMU may open (1 + multifd-channels)")
       ->capture_default_str();
-  s->add_option("--json", src->json, "write the report as JSON to FILE ('-' = stderr)");
+  s->add_option("--json", src->json,
+                "write the report as JSON to FILE ('-' = stdout, not with --stdio)");
+  add_control_option(s, src->control);
   s->add_option("--accept-timeout", src->accept_timeout_s,
                 "seconds to wait for QEMU's first connection (0 = forever)");
   s->add_option("--connect-retry", src->connect_retry_s,
@@ -219,12 +262,19 @@ Runner add_qemu_bridge(CLI::App& app) {
   auto* d_stdio = d->add_flag("--stdio", dst->stdio,
                               "one channel on stdout/stdin, for `-incoming \"exec:ramshift ...\"`");
   d_qemu->excludes(d_stdio);
-  d->add_option("--json", dst->json, "write the report as JSON to FILE ('-' = stderr)");
+  d->add_option("--json", dst->json,
+                "write the report as JSON to FILE ('-' = stdout, not with --stdio)");
+  add_control_option(d, dst->control);
   d->add_option("--accept-timeout", dst->accept_timeout_s,
                 "seconds to wait for the source bridge (0 = forever)");
   dst->rdma.add_to(d);
 
   return [cmd, s, src, dst]() -> int {
+    for (const auto* o : {src.get(), dst.get()})
+      if (o->stdio && o->json == "-")
+        return fail_with(Status(ErrorCode::kInvalidArgument,
+                                "--json - cannot be used with --stdio (stdout carries QEMU's "
+                                "stream); give --json FILE"));
     if (cmd->got_subcommand(s)) {
       if (src->listen.empty() && !src->stdio)
         return fail_with(Status(ErrorCode::kInvalidArgument,

@@ -4,8 +4,11 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <mutex>
 
 #include "commands.h"
+#include "control.h"
+#include "daemon.h"
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -21,11 +24,39 @@ struct ReceiveOptions {
   bool overwrite = false;
   std::string expect_size = "0";
   std::string json;
+  std::string dump_guest;
   bool once = false;
   double accept_timeout_s = 0;
   double resume_seconds = 2;
   double peer_timeout_s = 5;  // migration::SourceConfig::peer_timeout says why
+  std::string control;        // --control unix:PATH
   BackendFlags rdma;
+};
+
+// "{id}" in a path becomes the number of the migration in this process (1, 2, ...), so one
+// `receive` can keep each migration's output and report: --guest-out 'in/{id}.img'.
+std::string with_id(std::string path, uint64_t id) {
+  for (size_t at; (at = path.find("{id}")) != std::string::npos;)
+    path.replace(at, 4, std::to_string(id));
+  return path;
+}
+
+// The output file a second signal must remove before the process exits (signals.h): the
+// current migration's PATH.partial. Set by the main thread, read by the signal watcher.
+class PartialOutput {
+ public:
+  void set(const std::string& output) {
+    std::lock_guard lock(mu_);
+    partial_ = output.empty() ? "" : output + ".partial";
+  }
+  void remove() {
+    std::lock_guard lock(mu_);
+    if (!partial_.empty()) ::unlink(partial_.c_str());
+  }
+
+ private:
+  std::mutex mu_;
+  std::string partial_;
 };
 
 }  // namespace
@@ -38,10 +69,14 @@ Runner add_receive(CLI::App& app) {
       ->required();
   cmd->add_option(
       "--guest-out", o->guest_out,
-      "write the received memory to PATH (written as PATH.partial, renamed when verified)");
+      "write the received memory to PATH (written as PATH.partial, renamed when verified); "
+      "{id} in PATH, --json and --dump-guest is the migration's number here (1, 2, ...)");
   cmd->add_flag("--overwrite", o->overwrite, "replace an existing --guest-out file");
   cmd->add_option("--expect-size", o->expect_size, "refuse a guest of any other size, e.g. 1G");
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
+  cmd->add_option("--dump-guest", o->dump_guest,
+                  "write the guest's memory to FILE once verified, before it runs here (to "
+                  "compare with `send --dump-guest`; the write adds to the downtime)");
   cmd->add_flag("--once", o->once, "exit after one migration (exit code = its outcome)");
   cmd->add_option("--resume-seconds", o->resume_seconds,
                   "a live guest runs here this long after the commit, then is verified again")
@@ -53,6 +88,7 @@ Runner add_receive(CLI::App& app) {
       ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--accept-timeout", o->accept_timeout_s,
                   "seconds to wait for a source before giving up (0 = forever)");
+  add_control_option(cmd, o->control);
   return [o]() -> int {
     auto uri = transport::parse_uri(o->listen);
     if (!uri) return fail_with(uri.status());
@@ -66,23 +102,33 @@ Runner add_receive(CLI::App& app) {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once, removing the partial
     // output first (the file the run would have removed: PATH.partial).
     migration::CancelToken cancel;
-    const std::string partial = o->guest_out.empty() ? "" : o->guest_out + ".partial";
-    auto watcher = SignalWatcher::start(cancel, [partial] {
-      if (!partial.empty()) ::unlink(partial.c_str());
-    });
+    PartialOutput partial;
+    auto watcher = SignalWatcher::start(cancel, [&partial] { partial.remove(); });
     if (!watcher) return fail_with(watcher.status());
+    // Between migrations `query` says "none", then the last one's final state.
+    migration::ProgressBoard board;
+    auto control = start_control(o->control, "destination", board, cancel);
+    if (!control) return fail_with(control.status());
     auto listener = transport::listen(*uri, topts);
     if (!listener) return fail_with(listener.status());
+    const std::string address = (*listener)->address().to_string();
     // Scripts (and `ramshift demo`) read this line to learn the port chosen for port 0.
-    fmt::print("listening on {}\n", (*listener)->address().to_string());
+    fmt::print("listening on {}\n", address);
     std::fflush(stdout);
+    notify_ready(fmt::format("listening on {}", address));
 
     migration::DestinationConfig config;
-    config.output_path = o->guest_out;
     config.overwrite = o->overwrite;
     config.expect_bytes = *expect;
     config.resume_for = std::chrono::milliseconds(static_cast<int64_t>(o->resume_seconds * 1000));
     config.cancel = &cancel;
+    Status dump_status;
+    std::string dump_path;
+    if (!o->dump_guest.empty())
+      config.inspect_memory = [&](const std::vector<std::span<const std::byte>>& memory) {
+        dump_status = write_memory_dump(dump_path, memory);
+      };
+    uint64_t served = 0;
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(o->accept_timeout_s * 1000));
     for (;;) {
@@ -102,14 +148,33 @@ Runner add_receive(CLI::App& app) {
                      fmt::format("no source connected within {} s", o->accept_timeout_s)));
         continue;
       }
-      log::info("accepted {}", (*conn)->describe());
+      const std::string peer = (*conn)->describe();
+      log::info("accepted {}", peer);
+      ++served;
+      config.output_path = with_id(o->guest_out, served);
+      dump_path = with_id(o->dump_guest, served);
+      partial.set(config.output_path);
+      notify_status(fmt::format("migrating from {}", peer));
+      board.publish({.status = migration::MigrationStatus::kSetup});
       ProgressBar bar("receive", log::level() <= log::Level::kWarn);
-      auto report = migration::run_destination(
-          std::move(conn).value(), config, [&](const migration::Progress& p) { bar.update(p); });
+      auto report = migration::run_destination(std::move(conn).value(), config,
+                                               [&](const migration::Progress& p) {
+                                                 board.publish(p);
+                                                 bar.update(p);
+                                               });
       bar.finish();
-      write_json(report, o->json);
+      board.publish(migration::final_progress(report));
+      notify_status(fmt::format("listening on {}; the last migration (from {}) {}", address, peer,
+                                migration::migration_status_name(board.snapshot().status)));
+      write_json(report, with_id(o->json, served));
       print_summary(report);
-      if (o->once || cancel.requested()) return report.completed ? 0 : exit_code_for(report.error);
+      int dump_rc = 0;
+      if (!dump_status) {
+        dump_rc = fail_with(dump_status);
+        dump_status = Status::ok();
+      }
+      if (o->once || cancel.requested())
+        return report.completed ? dump_rc : exit_code_for(report.error);
     }
   };
 }

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "control.h"
 #include "progress_bar.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -18,10 +19,11 @@ struct SendOptions {
   std::string guest;
   uint32_t queues = migration::SourceConfig{}.queues;
   std::string codec = "auto";
-  std::string bandwidth_limit = "0";
+  std::string max_bandwidth = "0";
   std::string json;
   uint32_t page_size = 4096;
-  uint32_t batch_pages = migration::SourceConfig{}.batch_pages;
+  std::string batch_size = "0";
+  uint32_t batch_pages = 0;  // the older spelling, in pages (hidden)
   int zstd_level = pipeline::CodecConfig{}.zstd_level;
   std::string xbzrle_cache = "64M";
   double connect_timeout_s = 10;
@@ -30,6 +32,10 @@ struct SendOptions {
   uint32_t max_rounds = 30;
   bool auto_converge = false;
   std::string verify = "transfer";
+  std::string dump_guest;
+  std::string control;  // --control unix:PATH
+  std::string mode = "precopy";
+  uint32_t postcopy_after = 0;
   // The source receives only replies; the destination's ring, set on `receive`, carries
   // the pages.
   BackendFlags rdma{.slot_size = "64K"};
@@ -37,14 +43,23 @@ struct SendOptions {
 
 Result<migration::SourceConfig> make_config(const SendOptions& o) {
   migration::SourceConfig c;
+  if (o.page_size < 1024 || o.page_size > 65536 || (o.page_size & (o.page_size - 1)))
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--page-size {} is not a power of two in 1024..65536", o.page_size));
   RS_ASSIGN_OR_RETURN(c.to, transport::parse_uri(o.to));
   RS_ASSIGN_OR_RETURN(c.codec.mode, pipeline::parse_codec(o.codec));
-  RS_ASSIGN_OR_RETURN(c.bandwidth_limit, parse_rate(o.bandwidth_limit));
+  RS_ASSIGN_OR_RETURN(c.bandwidth_limit, parse_rate(o.max_bandwidth));
   RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(o.xbzrle_cache));
   c.codec.zstd_level = o.zstd_level;
   c.queues = o.queues;
   c.page_size = o.page_size;
-  c.batch_pages = o.batch_pages;
+  RS_ASSIGN_OR_RETURN(uint64_t batch_bytes, parse_size(o.batch_size));
+  if (batch_bytes % o.page_size != 0 || batch_bytes / o.page_size > 1024)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--batch-size {} must be 0 or 1..1024 pages of {} bytes",
+                              o.batch_size, o.page_size));
+  c.batch_pages =
+      o.batch_pages != 0 ? o.batch_pages : static_cast<uint32_t>(batch_bytes / o.page_size);
   c.connect_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.connect_timeout_s * 1000));
   c.peer_timeout = std::chrono::milliseconds(static_cast<int64_t>(o.peer_timeout_s * 1000));
   c.convergence.downtime_limit =
@@ -53,6 +68,10 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   c.convergence.auto_converge = o.auto_converge;
   RS_ASSIGN_OR_RETURN(c.transport_settings, o.rdma.resolve());
   RS_ASSIGN_OR_RETURN(c.verify, migration::parse_verify_mode(o.verify));
+  RS_ASSIGN_OR_RETURN(c.mode, migration::parse_migration_mode(o.mode));
+  c.postcopy_after = o.postcopy_after;
+  if (c.postcopy_after && c.mode != migration::MigrationMode::kHybrid)
+    return Status(ErrorCode::kInvalidArgument, "--postcopy-after needs --mode hybrid");
   return c;
 }
 
@@ -94,17 +113,19 @@ Runner add_send(CLI::App& app) {
       ->check(CLI::Range(1, 64));
   cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")
       ->capture_default_str();
-  cmd->add_option("--bandwidth-limit", o->bandwidth_limit,
+  cmd->add_option("--max-bandwidth", o->max_bandwidth,
                   "cap on wire traffic, e.g. 100M (MiB/s) or 1Gbit; 0 = none")
       ->capture_default_str();
+  // The names before the vocabulary was unified; kept working, not shown.
+  cmd->add_option("--bandwidth-limit", o->max_bandwidth)->group("");
   cmd->add_option("--json", o->json, "write the report as JSON to FILE ('-' = stdout)");
   cmd->add_option("--page-size", o->page_size, "page size in bytes (power of two, 1024..65536)")
       ->capture_default_str();
-  cmd->add_option("--batch-pages", o->batch_pages,
-                  "pages per batch (1..1024); 0 = per transport: 1 MiB of pages over rdma://, "
-                  "64 otherwise")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--batch-size", o->batch_size,
+                  "bytes of pages per batch, e.g. 256K (<= 1024 pages); 0 = per transport: "
+                  "1M over rdma://, 64 pages otherwise")
+      ->capture_default_str();
+  cmd->add_option("--batch-pages", o->batch_pages)->check(CLI::Range(0, 1024))->group("");
   cmd->add_option("--zstd-level", o->zstd_level, "zstd level (negative = faster)")
       ->capture_default_str()
       ->check(CLI::Range(-7, 19));
@@ -134,6 +155,20 @@ Runner add_send(CLI::App& app) {
                   "destination equals the paused source (costs a pass over memory per side in "
                   "the downtime)")
       ->capture_default_str();
+  cmd->add_option("--dump-guest", o->dump_guest,
+                  "after a completed migration, write the source guest's memory as it was "
+                  "handed over (paused) to FILE, to compare with `receive --dump-guest`");
+  add_control_option(cmd, o->control);
+  cmd->add_option("--mode", o->mode,
+                  "live guests: precopy (rounds, then a short pause), postcopy (the guest runs "
+                  "on the destination at once; pages it touches are fetched, the rest pushed) "
+                  "or hybrid (pre-copy until a round fails to halve what is left, or it would "
+                  "throttle or fail, then post-copy). After "
+                  "post-copy starts a failure loses the guest")
+      ->capture_default_str();
+  cmd->add_option("--postcopy-after", o->postcopy_after,
+                  "--mode hybrid: switch to post-copy after exactly this many pre-copy rounds")
+      ->check(CLI::Range(1, 10000));
   return [o]() -> int {
     // SIGINT/SIGTERM cancel (signals.h); a second one exits at once: nothing of the source
     // was changed (an image is only read, a live guest dies with this process). Started
@@ -143,23 +178,42 @@ Runner add_send(CLI::App& app) {
     if (!watcher) return fail_with(watcher.status());
     auto config = make_config(*o);
     if (!config) return fail_with(config.status());
-    if (o->page_size < 1024 || o->page_size > 65536 || (o->page_size & (o->page_size - 1)))
-      return fail_with(
-          Status(ErrorCode::kInvalidArgument,
-                 fmt::format("--page-size {} is not a power of two in 1024..65536", o->page_size)));
     auto guest = open_guest(o->guest, o->page_size);
     if (!guest) {
       log::error("{}", guest.status().message());
       return 2;  // a guest that cannot be opened is a usage error, whatever errno said
     }
     config->cancel = &cancel;
+    // The control socket's set-bandwidth changes the limit the run reads at every batch.
+    std::atomic<uint64_t> bandwidth{config->bandwidth_limit};
+    config->live_bandwidth_limit = &bandwidth;
+    migration::ProgressBoard board;
+    board.publish(
+        {.status = migration::MigrationStatus::kSetup, .bandwidth_limit = config->bandwidth_limit});
+    auto control = start_control(o->control, "source", board, cancel, [&bandwidth](uint64_t bps) {
+      bandwidth.store(bps);
+      log::info("bandwidth limit set to {} over the control socket",
+                bps ? format_rate(static_cast<double>(bps)) : "none");
+      return Status::ok();
+    });
+    if (!control) return fail_with(control.status());
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);
-    auto report = migration::run_source(**guest, *config,
-                                        [&](const migration::Progress& p) { bar.update(p); });
+    auto report = migration::run_source(**guest, *config, [&](const migration::Progress& p) {
+      board.publish(p);
+      bar.update(p);
+    });
     bar.finish();
+    board.publish(migration::final_progress(report));
     write_json(report, o->json);
     print_summary(report);
+    if (report.completed && !o->dump_guest.empty()) {
+      // The guest stays paused here once handed over (or is an image): this is what the
+      // destination verified against.
+      std::vector<std::span<const std::byte>> memory;
+      for (const auto& r : (*guest)->regions()) memory.emplace_back(r.memory);
+      if (Status s = write_memory_dump(o->dump_guest, memory); !s) return fail_with(s);
+    }
     if (report.completed && cancel.requested())
       log::warn(
           "the signal came during the hand-off, which completed: the guest runs on the "

@@ -1,4 +1,6 @@
 // `ramshift tune`: search settings against a bench server and write a profile.
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -17,6 +19,7 @@ Runner add_tune(CLI::App& app) {
     BenchCommon common;
     double budget_s = 60;
     uint32_t top = 5;
+    uint32_t repeats = bench::kTuneRepeats;
     std::string profile_out;
     std::string json;
     BackendFlags rdma;
@@ -25,7 +28,7 @@ Runner add_tune(CLI::App& app) {
   o->common.seconds = 1;
   auto* cmd =
       app.add_subcommand("tune",
-                         "find the best queues, message size, codec and verbs settings against a "
+                         "find the best queues, batch size, codec and verbs settings against a "
                          "`ramshift bench --server` peer, and write a profile");
   o->common.add_to(cmd);
   cmd->get_option("--to")->required();
@@ -33,6 +36,11 @@ Runner add_tune(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1.0, 86400.0));
   cmd->add_option("--top", o->top, "configurations to list")->capture_default_str();
+  cmd->add_option("--repeats", o->repeats,
+                  "runs per configuration: the median decides, the spread is the noise a "
+                  "better setting must beat")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 15));
   cmd->add_option("--profile-out", o->profile_out,
                   "write the best settings as a profile for --profile");
   cmd->add_option("--json", o->json, "write every trial as JSON to FILE ('-' = stdout)");
@@ -44,11 +52,13 @@ Runner add_tune(CLI::App& app) {
     if (!rdma) return fail_with(rdma.status());
     t.start.backend_settings = *rdma;
     t.budget = std::chrono::seconds(static_cast<int64_t>(o->budget_s));
-    const bool show = log::level() <= log::Level::kWarn;
+    t.repeats = o->repeats;
+    // The progress line rewrites itself with escapes: only on a terminal.
+    const bool show = log::level() <= log::Level::kWarn && ::isatty(STDERR_FILENO);
     auto outcome = bench::tune(t, [&](const std::string& dim, const bench::BenchPoint& p,
                                       double used) {
       if (show)
-        std::fprintf(stderr, "\rtune: %-22s queues=%u message=%s codec=%s  [budget %3.0f%%]\033[K",
+        std::fprintf(stderr, "\rtune: %-22s queues=%u batch=%s codec=%s  [budget %3.0f%%]\033[K",
                      dim.c_str(), p.queues, format_bytes(p.message_bytes).c_str(),
                      pipeline::codec_name(p.codec), std::min(1.0, used) * 100);
     });
@@ -61,8 +71,10 @@ Runner add_tune(CLI::App& app) {
               [](const auto& a, const auto& b) { return a.gbytes_per_s > b.gbytes_per_s; });
     if (ok.size() > o->top) ok.resize(o->top);
     FILE* out = o->json == "-" ? stderr : stdout;
-    std::fprintf(out, "%zu trials; the best %zu by guest GB/s:\n", outcome->trials.size(),
-                 ok.size());
+    std::fprintf(out,
+                 "%zu trials; the best %zu by guest GB/s (runs of the chosen setting differed "
+                 "by %.0f%%):\n",
+                 outcome->trials.size(), ok.size(), outcome->noise * 100);
     std::fputs(bench::results_table(ok).c_str(), out);
     for (const auto& s : outcome->skipped) std::fprintf(out, "not tried: %s\n", s.c_str());
     if (!o->json.empty()) {

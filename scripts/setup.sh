@@ -7,12 +7,14 @@ PKGS=(build-essential cmake ninja-build pkg-config
       libibverbs-dev librdmacm-dev ibverbs-providers
       libdpdk-dev dpdk  # the dpdk:// backend (dpdk/)
       libssl-dev  # TLS 1.3 for tcp:// (security/)
-      gnuplot-nox)  # `ramshift bench --plot`
+      gnuplot-nox  # `ramshift bench --plot`
+      libsystemd-dev)  # sd_notify readiness for the systemd units (packaging/systemd/)
 if [ "${1:-}" = "--test" ]; then
   PKGS+=(libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev clang-format
          iproute2 iperf3 python3 libcap2-bin bc
          openssl  # tests/security/ makes its certificates with the CLI
-         qemu-system-x86 busybox-static cpio libc6-dev ibverbs-utils perftest util-linux xz-utils)  # soft-RoCE VM
+         qemu-system-x86 busybox-static cpio libc6-dev ibverbs-utils perftest util-linux xz-utils  # soft-RoCE VM
+         dpkg-dev file groff-base binutils)  # the .deb (cpack, dpkg-shlibdeps), man page and symbol checks
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -16,7 +16,7 @@ declare -A BENCH
 for q in 1 2; do
   runs=""
   for _ in $(seq "$RUNS"); do
-    ramshift -q bench --to rdma://$A:7100 --queues $q --message-size 1M --codec none --seconds 3 \
+    ramshift -q bench --to rdma://$A:7100 --queues $q --batch-size 1M --codec none --seconds 3 \
       --working-set 64M --json /tmp/b.json >/dev/null 2>/tmp/b.err || cat /tmp/b.err >&2
     runs+="$(grep -o '"gbytes_per_s": *[0-9.e+-]*' /tmp/b.json | head -1 | awk '{printf "%.1f", $2 * 1000}') "
   done
@@ -98,7 +98,7 @@ for cfg in "${CONFIGS[@]}"; do
 done
 for q in 1 2; do
   v=${BENCH[$q]%%|*}; runs=${BENCH[$q]#*|}
-  echo "| ramshift bench rdma:// --queues $q --message-size 1M --codec none (data phase only) | | $v | $(awk -v v="$v" -v b="$best" 'BEGIN {if (v > 0) printf "%.2fx", v / b}') | | $runs|"
+  echo "| ramshift bench rdma:// --queues $q --batch-size 1M --codec none (data phase only) | | $v | $(awk -v v="$v" -v b="$best" 'BEGIN {if (v > 0) printf "%.2fx", v / b}') | | $runs|"
 done
 for ch in 0 2; do
   s=${BR[$ch]%%|*}; runs=${BR[$ch]#*|}

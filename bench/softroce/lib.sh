@@ -44,7 +44,7 @@ perf_run() {  # SIZE
 }
 
 # The 128 MiB mixed image every bench migrates: a quarter zero, a quarter random, half text.
-bench_image() { ramshift make-image --size ${IMG_MIB}M --pattern mixed "$IMG" >/dev/null; }
+bench_image() { ramshift make-image --overwrite --size ${IMG_MIB}M --pattern mixed "$IMG" >/dev/null; }
 
 # ramshift send/receive of $IMG over rdma://. Into a file (the default): the destination
 # writes /tmp/dst.img (tmpfs), byte-compared after. Into memory ("mem"): the destination keeps

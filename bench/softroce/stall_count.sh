@@ -8,7 +8,7 @@
 #   tests/softroce/rxe_vm.sh -m 2048 -b build/release/cli/ramshift -b bash bench/softroce/stall_count.sh 50
 A=10.9.0.1
 N=${1:-50}
-ramshift make-image --size 64M --pattern mixed /tmp/src.img >/dev/null
+ramshift make-image --overwrite --size 64M --pattern mixed /tmp/src.img >/dev/null
 run() {  # ack-timeout (0 = rdma_cm's default) -> seconds, or "failed"
   # No --guest-out and no cmp: both cost tens of seconds in this VM; the receiver checks
   # every page's digest itself and the sender's report says whether it verified.

@@ -10,6 +10,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "doctor_checks.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/units.h"
 #include "ramshift/guest/dirty_tracker.h"
@@ -289,7 +290,18 @@ std::vector<Check> run_doctor(const DoctorOptions& options) {
   check_dirty_tracking(out);
   check_cpus(out, options);
   check_dpdk(out);
+  check_network(out, options);
   check_tls(out, options.tls);
+  // A failure that only one transport cares about is a warning for the others.
+  for (auto& c : out) {
+    const std::string needs = c.id.rfind("rdma.", 0) == 0 || c.id == "memlock" ? "rdma"
+                              : c.id.rfind("dpdk.", 0) == 0                    ? "dpdk"
+                                                                               : "";
+    if (c.verdict != Verdict::kFail || needs.empty() || needs == options.transport) continue;
+    if (needs == "rdma" && options.transport == "dpdk" && c.id == "memlock") continue;
+    c.verdict = Verdict::kWarn;
+    c.detail += fmt::format(" (only {}:// needs it)", needs);
+  }
   return out;
 }
 

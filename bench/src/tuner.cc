@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "ramshift/base/log.h"
@@ -36,8 +39,13 @@ class Search {
   Result<TuneOutcome> run() {
     // The first trial is the defaults: it proves the peer answers and sets the bar.
     RS_RETURN_IF_ERROR(first());
-    sweep("queues", o_.queues, [](BenchPoint& p, uint32_t v) { p.queues = v; });
-    sweep("message size", o_.message_bytes, [](BenchPoint& p, uint32_t v) { p.message_bytes = v; });
+    std::vector<uint32_t> queues;
+    for (uint32_t q : o_.queues) (q <= usable_cpus() ? queues : too_many_).push_back(q);
+    if (!too_many_.empty())
+      out_.skipped.push_back(fmt::format("queues {}: more than the {} CPUs this host gives us",
+                                         fmt::join(too_many_, ","), usable_cpus()));
+    sweep("queues", queues, [](BenchPoint& p, uint32_t v) { p.queues = v; });
+    sweep("batch size", o_.message_bytes, [](BenchPoint& p, uint32_t v) { p.message_bytes = v; });
     sweep("codec", o_.codecs, [](BenchPoint& p, pipeline::CodecMode v) { p.codec = v; });
     if (pipeline::codec_may_compress(best_point_.codec))
       sweep("zstd level", o_.zstd_levels, [](BenchPoint& p, int v) { p.zstd_level = v; });
@@ -80,6 +88,12 @@ class Search {
     return false;
   }
 
+  static uint32_t usable_cpus() {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  }
+
   Result<BenchResult> trial(const std::string& dimension, const BenchPoint& p) {
     if (progress_) progress_(dimension, p, used());
     TuneTrial t{dimension, run_point(o_.settings, p)};
@@ -89,11 +103,38 @@ class Search {
     return r;
   }
 
+  // `repeats` runs of one configuration (fewer if the budget runs out): the median run and
+  // the spread. Fails with the first run's error.
+  struct Measured {
+    BenchResult median;
+    double spread = 0;
+  };
+  Result<Measured> measure(const std::string& dimension, const BenchPoint& p) {
+    std::vector<BenchResult> runs;
+    for (uint32_t i = 0; i < std::max(1u, o_.repeats); ++i) {
+      if (i > 0 && !budget_left()) break;
+      auto r = trial(dimension, p);
+      if (!r) {
+        if (runs.empty()) return r.status();
+        continue;
+      }
+      runs.push_back(*r);
+    }
+    if (runs.empty()) return Status(ErrorCode::kCancelled, "no run");
+    std::sort(runs.begin(), runs.end(),
+              [](const auto& a, const auto& b) { return a.gbytes_per_s < b.gbytes_per_s; });
+    Measured m{runs[runs.size() / 2], 0};
+    if (m.median.gbytes_per_s > 0)
+      m.spread = (runs.back().gbytes_per_s - runs.front().gbytes_per_s) / m.median.gbytes_per_s;
+    return m;
+  }
+
   Status first() {
-    auto r = trial("defaults", best_point_);
-    if (!r) return r.status();
-    transport_ = r->transport;
-    out_.best = *r;
+    auto m = measure("defaults", best_point_);
+    if (!m) return m.status();
+    transport_ = m->median.transport;
+    out_.best = m->median;
+    out_.noise = m->spread;
     return Status::ok();
   }
 
@@ -108,9 +149,13 @@ class Search {
         out_.skipped.push_back(dimension + " (and later): the time budget ran out");
         return;
       }
-      auto r = trial(dimension, p);
-      if (r && r->gbytes_per_s > out_.best.gbytes_per_s) {
-        out_.best = *r;
+      auto m = measure(dimension, p);
+      // A win must clear the noise of both measurements (and 2%, below which no repeat
+      // count here tells two settings apart).
+      const double margin = std::max({out_.noise, m ? m->spread : 0.0, 0.02});
+      if (m && m->median.gbytes_per_s > out_.best.gbytes_per_s * (1 + margin)) {
+        out_.best = m->median;
+        out_.noise = m->spread;
         best_point_ = p;
       }
     }
@@ -126,6 +171,7 @@ class Search {
   Clock::time_point start_;
   BenchPoint best_point_;
   std::string transport_;
+  std::vector<uint32_t> too_many_;
   TuneOutcome out_;
 };
 
@@ -138,10 +184,11 @@ Result<TuneOutcome> tune(const TuneOptions& options, const TuneProgress& progres
 
 std::string profile_json(const TuneOptions& options, const TuneOutcome& outcome) {
   const BenchPoint& p = outcome.best.point;
-  const uint32_t batch_pages = p.message_bytes / options.settings.page_size;
+  // One name for one setting: `send`, `bench` and `tune` all take --batch-size in bytes.
   nlohmann::json opts = {
-      {"queues", p.queues},         {"message-size", size_option(p.message_bytes)},
-      {"batch-pages", batch_pages}, {"codec", pipeline::codec_name(p.codec)},
+      {"queues", p.queues},
+      {"batch-size", size_option(p.message_bytes)},
+      {"codec", pipeline::codec_name(p.codec)},
       {"zstd-level", p.zstd_level},
   };
   if (outcome.best.transport == "rdma") {
@@ -159,6 +206,8 @@ std::string profile_json(const TuneOptions& options, const TuneOutcome& outcome)
       {"measured",
        {{"gbytes_per_s", outcome.best.gbytes_per_s},
         {"gbit_per_s", outcome.best.gbit_per_s},
+        {"noise", outcome.noise},
+        {"repeats", options.repeats},
         {"trials", outcome.trials.size()}}},
   };
   return j.dump(2) + "\n";

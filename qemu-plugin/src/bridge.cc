@@ -77,6 +77,7 @@ BridgeReport run_bridge_source(const transport::Uri& to, const QemuEndpoint& qem
   }
   relay.start();
   r.setup_ms = ms_since(t0);
+  if (progress) progress->setup_ms = r.setup_ms;
   log::info("bridge: connected to {} in {:.0f} ms", (*conn)->describe(), r.setup_ms);
   if (on_ready) on_ready();
 
@@ -89,6 +90,7 @@ BridgeReport run_bridge_source(const transport::Uri& to, const QemuEndpoint& qem
   } else {
     // Accept until every channel has closed: QEMU opens its multifd channels after the main.
     while (!relay.finished()) {
+      if (migration::cancel_requested(config.cancel)) break;  // wait() below fails the relay
       auto fd = listener->accept(100);
       if (!fd) {
         if (fd.status().code() != ErrorCode::kTimeout) {
@@ -144,6 +146,7 @@ BridgeReport run_bridge_dest(std::unique_ptr<transport::Connection> conn, const 
   }
   relay.start();
   r.setup_ms = ms_since(t0);
+  if (progress) progress->setup_ms = r.setup_ms;
   Status st = relay.wait();
   (void)st;  // fill_report() carries the outcome
   relay.stop();

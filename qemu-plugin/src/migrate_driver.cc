@@ -3,15 +3,18 @@
 #include <fmt/format.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "ramshift/base/log.h"
+#include "ramshift/base/provenance.h"
 #include "ramshift/qemu/qmp.h"
 
 namespace ramshift::qemu {
@@ -140,17 +143,71 @@ class InProcessBridges {
   std::future<BridgeReport> source_, destination_;  // after what they use: destroyed first
 };
 
-// Polls query-migrate until QEMU's migration ends or `timeout` (then cancels it).
+// QEMU's query-migrate as the shared snapshot (progress.h).
+migration::Progress progress_of(const nlohmann::json& q, uint64_t max_bandwidth) {
+  using migration::MigrationStatus;
+  migration::Progress p;
+  const std::string st = q.value("status", "");
+  p.status = st == "setup" || st == "none" ? MigrationStatus::kSetup
+             : st == "postcopy-active"     ? MigrationStatus::kPostcopyActive
+             : st == "completed"           ? MigrationStatus::kCompleted
+             : st == "failed"              ? MigrationStatus::kFailed
+             : st == "cancelled"           ? MigrationStatus::kCancelled
+                                 : MigrationStatus::kActive;  // active, device, cancelling...
+  p.setup_ms = q.value("setup-time", 0.0);
+  p.elapsed_s = q.value("total-time", 0.0) / 1000;
+  p.expected_downtime_ms = q.value("expected-downtime", 0.0);
+  p.bandwidth_limit = max_bandwidth;
+  if (q.contains("ram")) {
+    const auto& ram = q["ram"];
+    const uint64_t syncs = ram.value("dirty-sync-count", uint64_t{0});
+    p.round = syncs > 0 ? static_cast<uint32_t>(syncs - 1) : 0;
+    p.total_bytes = ram.value("total", uint64_t{0});
+    p.done_bytes = p.total_bytes - std::min(p.total_bytes, ram.value("remaining", uint64_t{0}));
+    p.transferred_bytes = ram.value("transferred", uint64_t{0});
+    p.wire_bytes = p.transferred_bytes;
+    p.dirty_rate_bytes_per_s = ram.value("dirty-pages-rate", 0.0) * ram.value("page-size", 4096.0);
+  }
+  return p;
+}
+
+// Polls query-migrate until QEMU's migration ends, `timeout` passes or the caller cancels
+// (then cancels it and waits for QEMU to say so).
 struct PollOutcome {
   Status status;
   nlohmann::json last;  // the last query-migrate answer (null if none)
 };
-PollOutcome poll_migration(QmpClient& src, std::chrono::duration<double> timeout,
-                           const MigrateProgressFn& progress) {
+PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
+                           const migration::ProgressFn& progress) {
   PollOutcome out;
   const auto t0 = Clock::now();
   int settle = 0;
+  uint64_t max_bw = c.max_bandwidth;
+  std::optional<Status> cancelled;  // why migrate_cancel was sent
+  Clock::time_point cancelled_at;
   for (;;) {
+    if (c.live_max_bandwidth && c.live_max_bandwidth->load() != max_bw) {
+      max_bw = c.live_max_bandwidth->load();
+      const uint64_t qemu_bw = max_bw == 0 ? (1ull << 40) : max_bw;
+      auto r = src.execute("migrate-set-parameters", {{"max-bandwidth", qemu_bw}});
+      if (!r)
+        log::warn("qemu-migrate: max-bandwidth not changed: {}", r.status().message());
+      else
+        log::info("qemu-migrate: source QEMU max-bandwidth set to {} bytes/s", qemu_bw);
+    }
+    if (!cancelled && (migration::cancel_requested(c.cancel) || Clock::now() - t0 > c.timeout)) {
+      cancelled = migration::cancel_requested(c.cancel)
+                      ? c.cancel->status("qemu-migrate")
+                      : Status(ErrorCode::kTimeout,
+                               fmt::format("migration not done in {} s", c.timeout.count()));
+      cancelled_at = Clock::now();
+      log::warn("qemu-migrate: {}: sending migrate_cancel to the source QEMU",
+                cancelled->message());
+      if (auto r = src.execute("migrate_cancel"); !r) {
+        out.status = r.status().with_context("migrate_cancel");
+        return out;
+      }
+    }
     auto q = src.execute("query-migrate");
     if (!q) {
       out.status = q.status();
@@ -158,27 +215,25 @@ PollOutcome poll_migration(QmpClient& src, std::chrono::duration<double> timeout
     }
     out.last = *q;
     const std::string status = out.last.value("status", "");
-    if (progress && out.last.contains("ram")) {
-      const auto& ram = out.last["ram"];
-      progress({status, ram.value("total", uint64_t{0}), ram.value("remaining", uint64_t{0}),
-                ram.value("mbps", 0.0), false});
-    }
+    if (progress && out.last.contains("ram")) progress(progress_of(out.last, max_bw));
     // QEMU 7.2 flips the status to completed a moment before it fills in total-time.
     if (status == "completed" && out.last.value("total-time", 0) == 0 && ++settle < 20) {
       std::this_thread::sleep_for(50ms);
       continue;
     }
-    if (status == "completed") return out;
+    if (status == "completed") return out;  // a cancel that came too late: it is done
+    if (cancelled && (status == "cancelled" || status == "failed")) {
+      out.status = *cancelled;
+      return out;
+    }
+    if (cancelled && Clock::now() - cancelled_at > 30s) {  // QEMU never confirmed
+      out.status = cancelled->with_context("QEMU did not confirm the cancel within 30 s");
+      return out;
+    }
     if (status == "failed" || status == "cancelled") {
       out.status =
           Status(ErrorCode::kIo, "QEMU migration " + status + ": " +
                                      out.last.value("error-desc", std::string("no reason given")));
-      return out;
-    }
-    if (Clock::now() - t0 > timeout) {
-      (void)src.execute("migrate_cancel");
-      out.status =
-          Status(ErrorCode::kTimeout, fmt::format("migration not done in {} s", timeout.count()));
       return out;
     }
     std::this_thread::sleep_for(100ms);
@@ -227,13 +282,18 @@ void add_bridge_reports(MigrateReport& report, BridgeReport s, BridgeReport d) {
 }  // namespace
 
 Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
-                                         const MigrateProgressFn& progress) {
+                                         const migration::ProgressFn& progress) {
   if (c.via.empty() == c.destination_uri.empty())
     return Status(ErrorCode::kInvalidArgument,
                   "give --via URI (bridged through ramshift) or --dst-uri URI "
                   "(QEMU to QEMU, or to bridges you started)");
-  RS_ASSIGN_OR_RETURN(auto src, QmpClient::connect(c.source_qmp, 10s));
-  RS_ASSIGN_OR_RETURN(auto dst, QmpClient::connect(c.destination_qmp, 10s));
+  // Each side's error names its side: a wrong --src-qmp must not read as the destination's fault.
+  auto src_qmp = QmpClient::connect(c.source_qmp, 10s);
+  if (!src_qmp) return src_qmp.status().with_context("source QEMU (--src-qmp)");
+  auto dst_qmp = QmpClient::connect(c.destination_qmp, 10s);
+  if (!dst_qmp) return dst_qmp.status().with_context("destination QEMU (--dst-qmp)");
+  QmpClient src = std::move(src_qmp).value();
+  QmpClient dst = std::move(dst_qmp).value();
   RS_RETURN_IF_ERROR(configure(src, c).with_context("source QEMU"));
   RS_RETURN_IF_ERROR(configure(dst, c).with_context("destination QEMU"));
 
@@ -254,10 +314,17 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   if (auto mig = src.execute("migrate", {{"uri", src_uri}}); !mig) {
     report.outcome = mig.status().with_context("source QEMU");
   } else {
-    auto polled = poll_migration(src, c.timeout, progress);
-    if (progress) progress({.finished = true});
+    auto polled = poll_migration(src, c, progress);
     report.outcome = polled.status;
     report.qemu = qemu_figures(polled.last);
+    if (progress) {
+      auto last = progress_of(polled.last, c.max_bandwidth);
+      if (!report.outcome)
+        last.status = report.outcome.code() == ErrorCode::kCancelled
+                          ? migration::MigrationStatus::kCancelled
+                          : migration::MigrationStatus::kFailed;
+      progress(last);
+    }
   }
   if (report.outcome)
     report.outcome =
@@ -289,6 +356,10 @@ std::string MigrateReport::to_json() const {
   }
   if (qemu.error) f["error"] = *qemu.error;
   nlohmann::ordered_json j;
+  const Provenance made = provenance(static_cast<double>(qemu.total_ms));
+  j["version"] = made.version;
+  j["host"] = made.host;
+  j["started_at"] = made.started_at;
   j["qemu"] = f;
   j["source_status_before"] = source_status_before;
   j["source_status"] = source_status;
@@ -299,7 +370,9 @@ std::string MigrateReport::to_json() const {
   if (bridge_source) j["bridge_source"] = nlohmann::ordered_json::parse(bridge_source->to_json());
   if (bridge_destination)
     j["bridge_destination"] = nlohmann::ordered_json::parse(bridge_destination->to_json());
-  j["status"] = outcome ? "completed" : "failed";
+  j["status"] = outcome                                   ? "completed"
+                : outcome.code() == ErrorCode::kCancelled ? "cancelled"
+                                                          : "failed";
   j["error"] =
       outcome ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(outcome.message());
   return j.dump(2);

@@ -370,6 +370,13 @@ Status Relay::wait(const std::function<bool()>& give_up_waiting_for_first) {
   for (;;) {
     if (done_) return Status::ok();
     if (failed_flag_ && !error_posting_) return failure_;
+    if (!failed_flag_ && migration::cancel_requested(config_.cancel)) {
+      lock.unlock();
+      fail(config_.cancel->status(side_ == Side::kSource ? "source bridge" : "destination bridge"),
+           true);
+      lock.lock();
+      continue;
+    }
     if (first_open_ == Clock::time_point{} && give_up_waiting_for_first &&
         give_up_waiting_for_first())
       return Status(ErrorCode::kTimeout, "QEMU never opened a channel");

@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <random>
 
 #include "host_limits.h"
@@ -163,6 +164,26 @@ Status apply_ack_timeout(rdma_cm_id* id, const RdmaTuning& tuning) {
   if (rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &t, sizeof t) != 0)
     return errno_status(ErrorCode::kIo, "rdma_set_option(ACK_TIMEOUT)", errno);
   return Status::ok();
+}
+
+// Before rdma_resolve_route: the packets' type of service, when the tuning sets one.
+Status apply_tos(rdma_cm_id* id, const RdmaTuning& tuning) {
+  if (tuning.tos < 0) return Status::ok();
+  auto tos = static_cast<uint8_t>(tuning.tos);
+  if (rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_TOS, &tos, sizeof tos) != 0)
+    return errno_status(ErrorCode::kIo, "rdma_set_option(TOS)", errno);
+  return Status::ok();
+}
+
+// --rdma-device: the device an address resolved to must be the one named.
+Status check_device(const ibv_context* verbs, const RdmaTuning& tuning, const std::string& addr) {
+  if (tuning.device.empty() || !verbs) return Status::ok();
+  const std::string name = ibv_get_device_name(verbs->device);
+  if (name == tuning.device) return Status::ok();
+  return Status(ErrorCode::kInvalidArgument,
+                fmt::format("{} is on RDMA device {}, not --rdma-device {}; give an address of "
+                            "{} (--rdma-source-ip when connecting)",
+                            addr, name, tuning.device, tuning.device));
 }
 
 SharedPd alloc_pd(ibv_context* ctx, Status& err) {
@@ -355,6 +376,12 @@ Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions&
         fmt::format("cannot listen on {} (is it the address of an RDMA device?)", uri.to_string()),
         err);
   }
+  if (!tuning.device.empty() && !raw->verbs)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("--rdma-device {}: listen on an address of that device, not {}",
+                              tuning.device, uri.host.empty() ? "any address" : uri.host));
+  RS_RETURN_IF_ERROR(check_device(raw->verbs, tuning, uri.host));
+  RS_RETURN_IF_ERROR(apply_tos(raw, tuning));  // for what rdma_cm sends from this side
   if (rdma_listen(raw, 64) != 0) return errno_status(ErrorCode::kIo, "rdma_listen", errno);
   Uri bound = uri;
   bound.port = ntohs(rdma_get_src_port(raw));
@@ -369,6 +396,12 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   RS_ASSIGN_OR_RETURN(RdmaTuning tuning, tuning_from(options));
   RS_RETURN_IF_ERROR(require_device());
   RS_ASSIGN_OR_RETURN(sockaddr_storage addr, resolve(uri, false));
+  std::optional<sockaddr_storage> source;
+  if (!tuning.source_ip.empty()) {
+    auto src = resolve(Uri{.scheme = "rdma", .host = tuning.source_ip, .port = 0}, false);
+    if (!src) return src.status().with_context("--rdma-source-ip");
+    source = *src;
+  }
   RS_ASSIGN_OR_RETURN(EventChannel ch, make_channel());
   const auto deadline = Clock::now() + options.connect_timeout;
   const int step_ms = static_cast<int>(std::max<int64_t>(options.connect_timeout.count(), 100));
@@ -385,7 +418,8 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
     if (rdma_create_id(ch.get(), &raw, reinterpret_cast<void*>(uintptr_t{q}), RDMA_PS_TCP) != 0)
       return errno_status(ErrorCode::kIo, "rdma_create_id", errno);
     ids[q].reset(raw);
-    if (rdma_resolve_addr(raw, nullptr, reinterpret_cast<sockaddr*>(&addr), step_ms) != 0)
+    sockaddr* src = source ? reinterpret_cast<sockaddr*>(&*source) : nullptr;
+    if (rdma_resolve_addr(raw, src, reinterpret_cast<sockaddr*>(&addr), step_ms) != 0)
       return errno_status(ErrorCode::kUnreachable,
                           fmt::format("cannot resolve {} to an RDMA device", uri.host), errno);
   }
@@ -402,6 +436,10 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
     if (q >= queues) continue;
     switch (ev->type) {
       case RDMA_CM_EVENT_ADDR_RESOLVED:
+        RS_RETURN_IF_ERROR(
+            check_device(ev->id->verbs, tuning,
+                         tuning.source_ip.empty() ? "the route to " + uri.host : tuning.source_ip));
+        RS_RETURN_IF_ERROR(apply_tos(ev->id, tuning));
         if (rdma_resolve_route(ev->id, step_ms) != 0)
           return errno_status(ErrorCode::kUnreachable, fmt::format("no RDMA route to {}", uri.host),
                               errno);

@@ -34,6 +34,13 @@ Result<RdmaTuning> tuning_from(const BackendSettings& s, ReceiveLoad load) {
   RS_ASSIGN_OR_RETURN(t.max_inline, number32(s, "rdma-inline", t.max_inline));
   RS_ASSIGN_OR_RETURN(t.ack_timeout, number32(s, "rdma-ack-timeout", t.ack_timeout));
   RS_ASSIGN_OR_RETURN(t.busy_poll, s.flag("rdma-busy-poll", t.busy_poll));
+  if (s.find("rdma-tos")) {
+    RS_ASSIGN_OR_RETURN(uint32_t tos, number32(s, "rdma-tos", 0));
+    if (tos > 255) return Status(ErrorCode::kInvalidArgument, "--rdma-tos must be 0..255");
+    t.tos = static_cast<int>(tos);
+  }
+  if (auto d = s.find("rdma-device")) t.device = std::string(*d);
+  if (auto ip = s.find("rdma-source-ip")) t.source_ip = std::string(*ip);
   if (t.ring_slots < 2 || t.ring_slots > 1024)
     return Status(ErrorCode::kInvalidArgument, "--rdma-ring-slots must be 2..1024");
   if (t.send_queue_depth < 8 || t.signal_every < 1 || t.signal_every > t.send_queue_depth / 2)

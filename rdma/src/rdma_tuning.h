@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "ramshift/base/status.h"
 #include "ramshift/transport/settings.h"
@@ -29,6 +30,17 @@ struct RdmaTuning {
   // 0 leaves rdma_cm's choice, derived from the route's packet lifetime (about 0.5-1 s on
   // RoCE). A lost packet is retransmitted only after it, up to 7 times.
   uint32_t ack_timeout = 0;
+  // Datacenter RoCE placement, as perftest users set it:
+  // - type of service on every queue's packets (RoCE v2's IP ToS byte, DSCP = tos >> 2), so
+  //   the fabric can put migration traffic in its lossless (PFC) class; -1 = the route's.
+  int tos = -1;
+  // - the RDMA device the queues must use (ibv_devices' name); empty = whichever the
+  //   address resolves to. rdma_cm picks the GID for the address and RoCE version itself,
+  //   so a GID index is not a setting here: name the device and the source address instead.
+  std::string device;
+  // - the local address the connecting side resolves from (perftest's --source_ip): which
+  //   port of a multi-homed host carries the migration; empty = the route's.
+  std::string source_ip;
 };
 
 // Slot size for a side that receives only control replies (a migration source: round

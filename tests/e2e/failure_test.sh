@@ -8,13 +8,13 @@ sum_before=$(md5sum < "$WORK/src.img")
 
 # 1. Receiver killed mid-transfer: the sender exits 1 with a reason; the source is unchanged.
 start_receiver --once --guest-out "$WORK/dst.img" || exit 1
-expect_sender_fails_when_receiver_dies 1.5 --guest "file:$WORK/src.img" --bandwidth-limit 64M
+expect_sender_fails_when_receiver_dies 1.5 --guest "file:$WORK/src.img" --max-bandwidth 64M
 [ "$(md5sum < "$WORK/src.img")" = "$sum_before" ] && pass "source image unchanged" || fail "source image changed"
 
 # 2. Sender killed mid-transfer: the receiver exits 1 and leaves no output file.
 rm -f "$WORK/dst.img" "$WORK/dst.img.partial"
 start_receiver --once --guest-out "$WORK/dst.img" || exit 1
-"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --bandwidth-limit 64M >/dev/null 2>&1 &
+"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --max-bandwidth 64M >/dev/null 2>&1 &
 TX=$!; PIDS+=("$TX")
 sleep 1.5
 [ -e "$WORK/dst.img.partial" ] && pass "receiver writes to a .partial file meanwhile" || fail "no .partial file during transfer"

@@ -40,12 +40,13 @@ start_receiver() {
   echo "receiver did not start"; cat "$WORK/rx.err"; return 1
 }
 # expect_sender_fails_when_receiver_dies SECONDS SEND_ARGS...: starts `ramshift send` to the
-# running receiver, kill -9s the receiver after SECONDS, and checks the sender exits 1 and
-# says why.
+# running receiver, kill -9s the receiver SECONDS after the sender connected (a large guest
+# takes a while to create on a busy host), and checks the sender exits 1 and says why.
 expect_sender_fails_when_receiver_dies() {
   local after=$1; shift
-  "$RAMSHIFT" send --to "$RX_URI" "$@" >"$WORK/out" 2>"$WORK/err" &
+  "$RAMSHIFT" -v send --to "$RX_URI" "$@" >"$WORK/out" 2>"$WORK/err" &
   local tx=$!; PIDS+=("$tx")
+  for _ in $(seq 600); do grep -q "connected" "$WORK/err" && break; sleep 0.05; done
   sleep "$after"
   kill -9 "$RX_PID"
   wait "$tx"; local rc=$?

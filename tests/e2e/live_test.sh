@@ -1,15 +1,29 @@
 #!/bin/bash
 # Live migration between two real processes over tcp on loopback: a running synthetic guest
 # moves, resumes on the destination and verifies; `ramshift demo` does the same end to end;
-# a receiver killed mid-migration leaves the sender failing cleanly (exit 1).
+# a receiver killed mid-migration leaves the sender failing cleanly (exit 1). Each end dumps
+# the guest's memory (the paused source's as handed over, the destination's once verified)
+# and the test compares the two files byte for byte, whatever the programs say.
 source "$(dirname "$0")/lib.sh"
 
+# same_memory WHAT: the two dumps exist, have the guest's size and are byte-identical.
+same_memory() {
+  local size=$1 what=$2
+  if [ "$(stat -c %s "$WORK/tx.dump" 2>/dev/null)" = "$size" ] && cmp -s "$WORK/tx.dump" "$WORK/rx.dump"; then
+    pass "$what: the destination's memory equals the paused source's, byte for byte"
+  else
+    fail "$what: the dumps differ or are missing"; ls -l "$WORK"/*.dump; cmp "$WORK/tx.dump" "$WORK/rx.dump" | head -1
+  fi
+  rm -f "$WORK/tx.dump" "$WORK/rx.dump"
+}
+
 for pattern in mixed delta; do
-  start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 || exit 1
+  start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 --dump-guest "$WORK/rx.dump" || exit 1
   expect_exit 0 "live migration of a 128 MiB $pattern guest dirtying 20 MB/s" -- \
     "$RAMSHIFT" send --to "$RX_URI" --guest "synthetic:size=128M,dirty-rate=20M,pattern=$pattern" \
-    --json "$WORK/tx.json"
+    --json "$WORK/tx.json" --dump-guest "$WORK/tx.dump"
   wait "$RX_PID" && pass "receiver exit 0 ($pattern)" || { fail "receiver ($pattern)"; cat "$WORK/rx.err"; }
+  same_memory $((128 << 20)) "$pattern guest"
   python3 - "$WORK/tx.json" "$WORK/rx.json" <<'PY' && pass "reports: downtime measured, guest ran and verified on the destination ($pattern)" || fail "reports ($pattern)"
 import json, sys
 tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
@@ -24,11 +38,13 @@ done
 # resends them and says how many; the guest's own check (its generation table) then passes on
 # the destination. (The byte-for-byte comparison of both memories is in the unit live tests,
 # where both ends share a process.)
-start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 || exit 1
+start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 --dump-guest "$WORK/rx.dump" || exit 1
 expect_exit 0 "--verify full repairs the pages a faulty dirty tracker lost" -- \
   env RAMSHIFT_TEST_DROP_DIRTY_EVERY=5 "$RAMSHIFT" send --to "$RX_URI" --verify full \
-  --guest "synthetic:size=128M,dirty-rate=20M,pattern=mixed" --json "$WORK/tx.json"
+  --guest "synthetic:size=128M,dirty-rate=20M,pattern=mixed" --json "$WORK/tx.json" \
+  --dump-guest "$WORK/tx.dump"
 wait "$RX_PID" && pass "receiver exit 0 (verify full)" || { fail "receiver (verify full)"; cat "$WORK/rx.err"; }
+same_memory $((128 << 20)) "verify full over a tracker that loses pages"
 python3 - "$WORK/tx.json" "$WORK/rx.json" <<'PY' && pass "reports: verify full counted the repairs, the guest verified there" || fail "reports (verify full)"
 import json, sys
 tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
@@ -39,6 +55,21 @@ assert v["pages_checked"] >= 2 * (128 << 20) // 4096, v
 assert rx["verify"]["mismatches_repaired"] == v["mismatches_repaired"], rx["verify"]
 assert rx["resumed"]["verified"] is True, rx.get("resumed")
 PY
+# The same faulty tracker with the default --verify transfer, documented: the sender reports
+# a verified migration, yet the two memories differ; the guest's own check on the
+# destination (its generation table) is what catches the lost writes, and fails the receiver.
+start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 --dump-guest "$WORK/rx.dump" || exit 1
+expect_exit 0 "--verify transfer does not see pages a faulty dirty tracker lost" -- \
+  env RAMSHIFT_TEST_DROP_DIRTY_EVERY=5 "$RAMSHIFT" send --to "$RX_URI" \
+  --guest "synthetic:size=128M,dirty-rate=20M,pattern=mixed" --dump-guest "$WORK/tx.dump"
+wait "$RX_PID"; rc=$?
+[ "$rc" = 1 ] && grep -qE "older write|is zero but generation" "$WORK/rx.err" \
+  && pass "verify transfer: the guest's own check on the destination finds the lost writes" \
+  || { fail "verify transfer: receiver exit $rc"; tail -3 "$WORK/rx.err"; }
+if cmp -s "$WORK/tx.dump" "$WORK/rx.dump"; then fail "verify transfer: the dumps are equal after lost pages"
+else pass "verify transfer: the dumps differ (the limit --verify full removes)"; fi
+rm -f "$WORK/tx.dump" "$WORK/rx.dump"
+
 expect_exit 2 "--verify with an unknown mode is a usage error" -- \
   "$RAMSHIFT" send --to tcp://127.0.0.1:1 --verify sometimes --guest synthetic:size=1M
 
@@ -47,5 +78,5 @@ expect_exit 0 "ramshift demo (256 MiB live guest, two processes)" -- \
 expect_stderr "every page verified" "demo reports the guest verified on the destination"
 
 start_receiver --once || exit 1
-expect_sender_fails_when_receiver_dies 2 --guest synthetic:size=256M,dirty-rate=20M --bandwidth-limit 32M
+expect_sender_fails_when_receiver_dies 2 --guest synthetic:size=256M,dirty-rate=20M --max-bandwidth 32M
 finish

@@ -13,7 +13,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const std::byte> raw(reinterpret_cast<const std::byte*>(data), size);
   (void)parse_frame(raw);
   if (size == 0) return 0;
-  auto type = static_cast<FrameType>(1 + data[0] % 11);
+  auto type = static_cast<FrameType>(1 + data[0] % static_cast<uint8_t>(kLastFrameType));
   auto body = raw.subspan(1);
   auto header = frame_header(type, body);
   std::vector<std::byte> msg(header.begin(), header.end());
@@ -48,6 +48,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           if (k.region_id > 1 || k.offset % 4096 || k.length == 0 ||
               k.offset + k.length > (k.region_id == 0 ? (64u << 20) : 8192u))
             __builtin_trap();
+      break;
+    }
+    // Post-copy: whatever decodes names only pages of the table (64 MiB: 16384 pages; 2).
+    case FrameType::kPostcopyStart: {
+      static const RegionTable table{{{0, 64u << 20, "ram"}, {1, 5000, "rom"}}};
+      auto start = decode_postcopy_start(f->body, table, 4096);
+      if (start && (start->pages.size() != 2 || start->pages[0].size() != 2048 ||
+                    start->pages[1].size() != 1))
+        __builtin_trap();
+      break;
+    }
+    case FrameType::kPageRequest: {
+      static const RegionTable table{{{0, 64u << 20, "ram"}, {1, 5000, "rom"}}};
+      auto request = decode_page_request(f->body, table, 4096);
+      if (request)
+        for (const auto& p : request->pages)
+          if (p.region_id > 1 || p.page >= (p.region_id == 0 ? 16384u : 2u)) __builtin_trap();
+      break;
+    }
+    case FrameType::kPostcopyPages: {
+      static const RegionTable table{{{0, 64u << 20, "ram"}, {1, 5000, "rom"}}};
+      auto run = decode_postcopy_pages(f->body, table, 4096);
+      if (run && (run->run.region_id > 1 ||
+                  run->run.first + run->run.count > (run->run.region_id == 0 ? 16384u : 2u) ||
+                  run->kinds.size() != run->run.count || run->data.size() % 4096))
+        __builtin_trap();
       break;
     }
     default:

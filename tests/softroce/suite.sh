@@ -48,6 +48,28 @@ grep -q '"batch_pages": 256' "$WORK/tx-none.json" && grep -q '"batch_pages": 256
   pass "rdma:// default batch: 256 pages at both ends" ||
   fail "rdma:// default batch: $(grep -o '"batch_pages": *[0-9]*' "$WORK/tx-none.json" "$WORK/rx.json" | tr '\n' ' ')"
 
+step "datacenter RoCE settings: device, source address, type of service"
+# The VM has rxe0 on 10.9.0.1 and rxe1 on 10.9.0.2, in one namespace: traffic between the
+# two goes through the kernel's local route, which rxe does not take, so both ends name rxe0.
+rm -f "$WORK/dst.img"
+start_receiver --once --accept-timeout 60 --guest-out "$WORK/dst.img" --rdma-device rxe0 --rdma-tos 106 ||
+  fail "receiver start"
+expect_exit 0 "send with --rdma-device, --rdma-source-ip and --rdma-tos" -- \
+  "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --queues 2 --codec none \
+  --rdma-device rxe0 --rdma-source-ip "$ADDR" --rdma-tos 106
+[ "$(cat "$WORK/out" "$WORK/err" | grep -c "timed out")" = 0 ] || kill "$RX_PID"
+wait "$RX_PID"; rc=$?
+[ "$rc" = 0 ] && cmp -s "$WORK/src.img" "$WORK/dst.img" && pass "image identical with the RoCE settings" ||
+  fail "receiver exit $rc or image differs (RoCE settings)"
+expect_exit 2 "a destination reached through another device than --rdma-device" -- \
+  "$RAMSHIFT" send --to "rdma://$ADDR:7" --guest "file:$WORK/src.img" --rdma-device rxe1
+expect_stderr "the route to $ADDR is on RDMA device rxe0, not --rdma-device rxe1" "the mismatch names both devices"
+expect_exit 2 "listening on an address of another device" -- \
+  "$RAMSHIFT" receive --listen "rdma://10.9.0.2:0" --once --rdma-device rxe0
+expect_stderr "is on RDMA device rxe1, not --rdma-device rxe0" "the listener names both devices"
+expect_exit 2 "--rdma-tos out of range" -- \
+  "$RAMSHIFT" send --to "rdma://$ADDR:7" --guest "file:$WORK/src.img" --rdma-tos 300
+
 step "live synthetic guest over rdma://"
 # The VM's speed swings with the host's load: allow a software-speed downtime and throttling
 # rather than fail on convergence, which tests/unit/migration covers.
@@ -67,7 +89,7 @@ step "failure: receiver killed mid-round"
 # 64 MiB at 2 MB/s keeps round 0 busy for about 32 s; 12 s is well past the set-up (about
 # 3 s here). The message below proves the kill landed inside round 0.
 start_receiver --once --accept-timeout 120 || fail "receiver start"
-"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --codec none --bandwidth-limit 2M \
+"$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --codec none --max-bandwidth 2M \
   >"$WORK/out" 2>"$WORK/err" &
 tx=$!; PIDS+=("$tx")
 sleep 12

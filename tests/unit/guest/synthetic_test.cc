@@ -61,7 +61,7 @@ TEST(SyntheticGuestTest, TheTableTravelsInTheDeviceState) {
   auto copy = MappedMemory::anonymous(memory.size()).value();
   std::memcpy(copy.bytes().data(), memory.data(), memory.size());
   const std::vector<std::byte> before(memory.begin(), memory.end());
-  auto there = SyntheticGuest::adopt_device_state(g->device_state(), copy.bytes());
+  auto there = SyntheticGuest::adopt_device_state(g->device_state().value(), copy.bytes());
   ASSERT_TRUE(there.is_ok()) << there.status().message();
   EXPECT_TRUE((*there)->verify().is_ok());
   // The source wrote on after the copy was taken: the copy is now a generation behind.
@@ -70,7 +70,7 @@ TEST(SyntheticGuestTest, TheTableTravelsInTheDeviceState) {
   g->pause();
   auto page = rewritten_page(*g, before);
   ASSERT_TRUE(page.has_value());
-  auto stale = SyntheticGuest::adopt_device_state(g->device_state(), copy.bytes());
+  auto stale = SyntheticGuest::adopt_device_state(g->device_state().value(), copy.bytes());
   ASSERT_TRUE(stale.is_ok());
   EXPECT_EQ((*stale)->verify().code(), ErrorCode::kCorrupt);
 }
@@ -78,7 +78,7 @@ TEST(SyntheticGuestTest, TheTableTravelsInTheDeviceState) {
 TEST(SyntheticGuestTest, ATruncatedGenerationTableIsRefused) {
   auto g = make_guest("size=1M,dirty-rate=0,pattern=mixed");
   g->pause();
-  std::string state = g->device_state();
+  std::string state = g->device_state().value();
   state.pop_back();
   auto copy = MappedMemory::anonymous(1 << 20).value();
   EXPECT_EQ(SyntheticGuest::adopt_device_state(state, copy.bytes()).status().code(),

@@ -47,7 +47,7 @@ Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig 
     auto conn = listener->accept(10s);
     ASSERT_TRUE(conn.is_ok());
     dc.resume_for = 300ms;
-    dc.test_inspect_memory = [&](const std::vector<std::span<const std::byte>>& regions) {
+    dc.inspect_memory = [&](const std::vector<std::span<const std::byte>>& regions) {
       out.destination_memory.assign(regions[0].begin(), regions[0].end());
     };
     out.destination = run_destination(std::move(conn).value(), dc);

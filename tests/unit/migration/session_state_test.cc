@@ -33,6 +33,10 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kPaused, SE::kDeviceStateSent}, S::kDeviceStateSent},
     {{S::kDeviceStateSent, SE::kDigestSent}, S::kLiveDigestSent},
     {{S::kImageDigestSent, SE::kCommitReceived}, S::kDone},
+    {{S::kImageDigestSent, SE::kVerifyMismatchReceived}, S::kImageRepairing},
+    {{S::kImageRepairing, SE::kRoundEndReceived}, S::kImageRepairing},
+    {{S::kImageRepairing, SE::kDigestSent}, S::kImageDigestSent},
+    {{S::kImageRepairing, SE::kMemoryKeysReceived}, S::kImageRepairing},
     {{S::kLiveDigestSent, SE::kCommitReceived}, S::kReleased},
     {{S::kLiveDigestSent, SE::kVerifyMismatchReceived}, S::kRepairing},
     {{S::kRepairing, SE::kRoundEndReceived}, S::kRepairing},
@@ -48,6 +52,15 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kLiveDigestSent, SE::kMemoryKeysReceived}, S::kLiveDigestSent},
     {{S::kReleased, SE::kMemoryKeysReceived}, S::kReleased},
     {{S::kHandedOff, SE::kMemoryKeysReceived}, S::kHandedOff},
+    // Post-copy.
+    {{S::kDeviceStateSent, SE::kPostcopyStartSent}, S::kPostcopyActive},
+    {{S::kPostcopyActive, SE::kPageRequestReceived}, S::kPostcopyActive},
+    {{S::kPostcopyActive, SE::kPostcopyRunningReceived}, S::kPostcopyActive},
+    {{S::kPostcopyActive, SE::kMemoryKeysReceived}, S::kPostcopyActive},
+    {{S::kPostcopyActive, SE::kPostcopyPlacedReceived}, S::kPostcopyPlaced},
+    {{S::kPostcopyPlaced, SE::kPageRequestReceived}, S::kPostcopyPlaced},
+    {{S::kPostcopyPlaced, SE::kDigestSent}, S::kPostcopyDigestSent},
+    {{S::kPostcopyDigestSent, SE::kCommitReceived}, S::kDone},
     // A cancel: everywhere but kReleased and kHandedOff (the hand-off window).
     {{S::kConnecting, SE::kCancelled}, S::kCancelled},
     {{S::kHelloSent, SE::kCancelled}, S::kCancelled},
@@ -57,6 +70,7 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kPaused, SE::kCancelled}, S::kCancelled},
     {{S::kDeviceStateSent, SE::kCancelled}, S::kCancelled},
     {{S::kImageDigestSent, SE::kCancelled}, S::kCancelled},
+    {{S::kImageRepairing, SE::kCancelled}, S::kCancelled},
     {{S::kLiveDigestSent, SE::kCancelled}, S::kCancelled},
 };
 
@@ -72,9 +86,17 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kLiveDigestReceived, DE::kCommitSent}, D::kLiveCommitted},
     {{D::kLiveDigestReceived, DE::kVerifyMismatchSent}, D::kRepairing},
     {{D::kRepairing, DE::kDigestReceived}, D::kLiveDigestReceived},
+    {{D::kImageDigestReceived, DE::kVerifyMismatchSent}, D::kImageRepairing},
+    {{D::kImageRepairing, DE::kDigestReceived}, D::kImageDigestReceived},
     {{D::kImageCommitted, DE::kFinished}, D::kDone},
     {{D::kLiveCommitted, DE::kHandOffReceived}, D::kRunning},
     {{D::kRunning, DE::kFinished}, D::kDone},
+    // Post-copy.
+    {{D::kDeviceStateReceived, DE::kPostcopyStartReceived}, D::kPostcopyRunning},
+    {{D::kPostcopyRunning, DE::kPostcopyPlacedSent}, D::kPostcopyPlaced},
+    {{D::kPostcopyPlaced, DE::kDigestReceived}, D::kPostcopyDigestReceived},
+    {{D::kPostcopyDigestReceived, DE::kCommitSent}, D::kPostcopyCommitted},
+    {{D::kPostcopyCommitted, DE::kFinished}, D::kDone},
     // A cancel: until DIGEST arrives; from then on the hand-off decides.
     {{D::kAccepted, DE::kCancelled}, D::kCancelled},
     {{D::kHelloReceived, DE::kCancelled}, D::kCancelled},
@@ -85,11 +107,13 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
 };
 
 const std::set<SE> kSourcePeerEvents = {
-    SE::kHelloReceived,  SE::kReadyReceived, SE::kMemoryKeysReceived, SE::kRoundEndReceived,
-    SE::kCommitReceived, SE::kByeReceived,   SE::kErrorReceived,      SE::kVerifyMismatchReceived};
-const std::set<DE> kDestinationPeerEvents = {DE::kHelloReceived,       DE::kRegionTableReceived,
-                                             DE::kDeviceStateReceived, DE::kDigestReceived,
-                                             DE::kHandOffReceived,     DE::kErrorReceived};
+    SE::kHelloReceived,           SE::kReadyReceived,          SE::kMemoryKeysReceived,
+    SE::kRoundEndReceived,        SE::kCommitReceived,         SE::kByeReceived,
+    SE::kErrorReceived,           SE::kVerifyMismatchReceived, SE::kPageRequestReceived,
+    SE::kPostcopyRunningReceived, SE::kPostcopyPlacedReceived};
+const std::set<DE> kDestinationPeerEvents = {
+    DE::kHelloReceived,   DE::kRegionTableReceived, DE::kDeviceStateReceived,  DE::kDigestReceived,
+    DE::kHandOffReceived, DE::kErrorReceived,       DE::kPostcopyStartReceived};
 
 template <typename T>
 std::vector<T> all(size_t count) {
@@ -159,7 +183,7 @@ TEST(SessionState, AnIllegalStepSaysWhereItWouldHaveBeenLegal) {
   EXPECT_EQ(r.status().code(), ErrorCode::kProtocol);
   EXPECT_EQ(r.status().message(),
             "source session: commit received in state table_sent; legal only in "
-            "image_digest_sent, live_digest_sent");
+            "image_digest_sent, live_digest_sent, postcopy_digest_sent");
   auto d = next_state(D::kDeviceStateReceived, DE::kDeviceStateReceived);
   ASSERT_FALSE(d.is_ok());
   EXPECT_EQ(d.status().message(),
@@ -316,16 +340,23 @@ TEST(SessionState, AnIllegalEventLeavesTheSessionWhereItWas) {
 }
 
 // Safety, destination: the guest runs only after HANDOFF, which only a committed live guest
-// may receive.
+// may receive, or after POSTCOPY_START, which only a guest whose device state came may.
 TEST(SessionState, DestinationRunsTheGuestOnlyAfterTheHandOff) {
   for (D s : kDestinationStates)
-    EXPECT_EQ(destination_may_run_guest(s), s == D::kRunning) << state_name(s);
+    EXPECT_EQ(destination_may_run_guest(s), s == D::kRunning || destination_in_postcopy(s))
+        << state_name(s);
   for (D s : kDestinationStates)
     for (DE e : kDestinationEvents) {
       auto next = next_state(s, e);
-      if (!next || next.value() != D::kRunning || s == D::kRunning) continue;
-      EXPECT_EQ(s, D::kLiveCommitted) << state_name(s) << " + " << event_name(e);
-      EXPECT_EQ(e, DE::kHandOffReceived) << state_name(s) << " + " << event_name(e);
+      if (!next || !destination_may_run_guest(next.value()) || destination_may_run_guest(s))
+        continue;
+      if (next.value() == D::kRunning) {
+        EXPECT_EQ(s, D::kLiveCommitted) << state_name(s) << " + " << event_name(e);
+        EXPECT_EQ(e, DE::kHandOffReceived) << state_name(s) << " + " << event_name(e);
+      } else {
+        EXPECT_EQ(s, D::kDeviceStateReceived) << state_name(s) << " + " << event_name(e);
+        EXPECT_EQ(e, DE::kPostcopyStartReceived) << state_name(s) << " + " << event_name(e);
+      }
     }
   DestinationSession d(D::kAccepted);
   for (DE e : {DE::kHelloReceived, DE::kHelloSent, DE::kRegionTableReceived, DE::kReadySent,
@@ -336,6 +367,44 @@ TEST(SessionState, DestinationRunsTheGuestOnlyAfterTheHandOff) {
   EXPECT_TRUE(destination_may_run_guest(d.state()));
   ASSERT_TRUE(d.advance(DE::kFinished).is_ok());
   EXPECT_EQ(d.state(), D::kDone);
+}
+
+// Safety, post-copy: once POSTCOPY_START is out the guest is the destination's. No path from
+// there lets the source resume it, and no cancel is taken on either end (the guest would be
+// lost: it runs on the destination and needs the source's pages).
+TEST(SessionState, PostcopyNeverResumesTheSourceGuestAndTakesNoCancel) {
+  std::set<S> seen;
+  std::vector<S> todo = {S::kPostcopyActive};
+  while (!todo.empty()) {
+    S s = todo.back();
+    todo.pop_back();
+    if (!seen.insert(s).second) continue;
+    EXPECT_FALSE(source_may_resume_guest(s)) << state_name(s);
+    EXPECT_TRUE(source_guest_paused(s) || s == S::kDone || s == S::kFailed || s == S::kPeerFailed)
+        << state_name(s);
+    EXPECT_FALSE(next_state(s, SE::kCancelled).is_ok()) << state_name(s);
+    for (SE e : kSourceEvents)
+      if (auto next = next_state(s, e)) todo.push_back(next.value());
+  }
+  EXPECT_TRUE(seen.count(S::kDone));
+  for (D s : {D::kPostcopyRunning, D::kPostcopyPlaced, D::kPostcopyDigestReceived,
+              D::kPostcopyCommitted}) {
+    DestinationSession session(s);
+    EXPECT_FALSE(session.cancel().is_ok()) << state_name(s);
+  }
+  SourceSession source(S::kConnecting);
+  for (SE e : {SE::kHelloSent, SE::kHelloReceived, SE::kRegionTableSent, SE::kReadyReceived,
+               SE::kGuestPaused, SE::kDeviceStateSent, SE::kPostcopyStartSent,
+               SE::kPostcopyRunningReceived, SE::kPageRequestReceived, SE::kPostcopyPlacedReceived,
+               SE::kPageRequestReceived, SE::kDigestSent, SE::kCommitReceived})
+    ASSERT_TRUE(source.advance(e).is_ok()) << event_name(e) << " in " << state_name(source.state());
+  EXPECT_EQ(source.state(), S::kDone);
+  DestinationSession dest(D::kAccepted);
+  for (DE e : {DE::kHelloReceived, DE::kHelloSent, DE::kRegionTableReceived, DE::kReadySent,
+               DE::kDeviceStateReceived, DE::kPostcopyStartReceived, DE::kPostcopyPlacedSent,
+               DE::kDigestReceived, DE::kCommitSent, DE::kFinished})
+    ASSERT_TRUE(dest.advance(e).is_ok()) << event_name(e) << " in " << state_name(dest.state());
+  EXPECT_EQ(dest.state(), D::kDone);
 }
 
 TEST(SessionState, SourceFramesMapToTheirEvents) {
@@ -354,6 +423,10 @@ TEST(SessionState, SourceFramesMapToTheirEvents) {
   EXPECT_EQ(source_received_event(FrameType::kBye), SE::kByeReceived);
   EXPECT_EQ(source_received_event(FrameType::kError), SE::kErrorReceived);
   EXPECT_EQ(source_received_event(FrameType::kDigest), std::nullopt);
+  EXPECT_EQ(source_sent_event(FrameType::kPostcopyStart), SE::kPostcopyStartSent);
+  EXPECT_EQ(source_received_event(FrameType::kPageRequest), SE::kPageRequestReceived);
+  EXPECT_EQ(source_received_event(FrameType::kPostcopyRunning), SE::kPostcopyRunningReceived);
+  EXPECT_EQ(source_received_event(FrameType::kPostcopyPlaced), SE::kPostcopyPlacedReceived);
 }
 
 // "table_sent" -> "kTableSent": the enum's spelling, which docs/protocol.md uses.

@@ -18,10 +18,20 @@ TEST(Uri, ParsesTcpRdmaAndLoopback) {
   EXPECT_EQ(parse_uri("tcp://localhost:0").value().port, 0);
 }
 
+TEST(Uri, AcceptsQemusSchemeColonForm) {
+  // What QEMU users type (`migrate tcp:10.0.0.2:4444`) means the same here.
+  auto u = parse_uri("tcp:10.0.0.2:4444").value();
+  EXPECT_EQ(u.to_string(), "tcp://10.0.0.2:4444");
+  EXPECT_EQ(parse_uri("rdma:[fe80::1]:18515").value().to_string(), "rdma://[fe80::1]:18515");
+  EXPECT_FALSE(parse_uri("tcp:host"));        // still needs a port
+  EXPECT_FALSE(parse_uri("loopback:x"));      // name forms keep their one spelling
+  EXPECT_FALSE(parse_uri("unix:/tmp/sock"));  // not a scheme this program serves
+}
+
 TEST(Uri, MalformedInputSaysWhatIsWrongAndShowsTheForm) {
-  const char* bad[] = {
-      "127.0.0.1:7000",  "tcp://",    "tcp://host",     "tcp://host:",     "tcp://host:70000",
-      "tcp://host:12ab", "udp://h:1", "tcp://::1:7000", "tcp://[::1:7000", "tcp://:7000"};
+  const char* bad[] = {"127.0.0.1:7000",   "tcp://",          "tcp://host", "tcp://host:",
+                       "tcp://host:70000", "tcp://host:12ab", "udp://h:1",  "udp:h:1",
+                       "tcp://::1:7000",   "tcp://[::1:7000", "tcp://:7000"};
   for (const char* b : bad) {
     auto r = parse_uri(b);
     ASSERT_FALSE(r) << b;

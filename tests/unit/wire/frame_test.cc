@@ -152,5 +152,61 @@ TEST(Frame, BodiesMustBeExactlyTheirFields) {
   EXPECT_FALSE(expect_empty(FrameType::kReady, body).is_ok());
 }
 
+// Post-copy frames: each round-trips, and a page, region or shape outside the region table
+// is refused with the field's name (a bad peer never makes the destination touch memory
+// outside the guest).
+TEST(Frame, PostcopyFramesRoundTripAndAreCheckedAgainstTheTable) {
+  RegionTable table{{{0, 10 * 4096, "ram"}, {1, 100, "rom"}}};  // 10 pages, 1 partial page
+  PostcopyStart start{3, {{0xff, 0x02}, {0x01}}};
+  auto s = decode_postcopy_start(encode(start), table, 4096);
+  ASSERT_TRUE(s) << s.status().message();
+  EXPECT_EQ(s->rounds, 3u);
+  EXPECT_EQ(s->pages, start.pages);
+  auto short_map = decode_postcopy_start(encode(PostcopyStart{0, {{0xff}, {0x01}}}), table, 4096);
+  ASSERT_FALSE(short_map);
+  EXPECT_NE(short_map.status().message().find("postcopy_start.pages"), std::string::npos);
+  EXPECT_FALSE(decode_postcopy_start(encode(PostcopyStart{0, {{0xff, 0}}}), table, 4096));
+
+  PageRequest req{{{0, 9}, {1, 0}}};
+  auto r = decode_page_request(encode(req), table, 4096);
+  ASSERT_TRUE(r) << r.status().message();
+  EXPECT_EQ(r->pages, req.pages);
+  auto past = decode_page_request(encode(PageRequest{{{0, 10}}}), table, 4096);
+  ASSERT_FALSE(past);
+  EXPECT_NE(past.status().message().find("page_request.page"), std::string::npos);
+  EXPECT_FALSE(decode_page_request(encode(PageRequest{{{2, 0}}}), table, 4096));
+  EXPECT_FALSE(decode_page_request(encode(PageRequest{}), table, 4096));  // no pages
+
+  const uint8_t kinds[] = {kPageKindRaw, kPageKindZero, kPageKindRaw};
+  auto body = encode_postcopy_pages_head({0, 7, 3}, kinds);
+  std::vector<std::byte> pages(2 * 4096, std::byte{0x5a});
+  body.insert(body.end(), pages.begin(), pages.end());
+  auto p = decode_postcopy_pages(body, table, 4096);
+  ASSERT_TRUE(p) << p.status().message();
+  EXPECT_EQ(p->run.first, 7u);
+  EXPECT_EQ(p->run.count, 3u);
+  EXPECT_EQ(p->kinds[1], kPageKindZero);
+  EXPECT_EQ(p->data.size(), 2u * 4096);
+  body.pop_back();  // a raw page one byte short
+  EXPECT_FALSE(decode_postcopy_pages(body, table, 4096));
+  auto over = encode_postcopy_pages_head({0, 8, 3}, kinds);  // pages 8..10 of 10
+  over.resize(over.size() + 2 * 4096);
+  auto o = decode_postcopy_pages(over, table, 4096);
+  ASSERT_FALSE(o);
+  EXPECT_NE(o.status().message().find("postcopy_pages.page"), std::string::npos);
+  const uint8_t bad_kind[] = {7};
+  EXPECT_FALSE(decode_postcopy_pages(encode_postcopy_pages_head({1, 0, 1}, bad_kind), table, 4096));
+  auto parsed = parse_frame([&] {
+    auto b = encode(req);
+    auto h = frame_header(FrameType::kPageRequest, b);
+    std::vector<std::byte> m(h.begin(), h.end());
+    m.insert(m.end(), b.begin(), b.end());
+    return m;
+  }());
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->type, FrameType::kPageRequest);
+  EXPECT_STREQ(frame_type_name(FrameType::kPostcopyPlaced), "postcopy_placed");
+}
+
 }  // namespace
 }  // namespace ramshift::wire

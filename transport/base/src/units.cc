@@ -105,10 +105,12 @@ std::string format_bytes(uint64_t bytes) {
   return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", v, units[u]);
 }
 
+// Binary units, like format_bytes and like --max-bandwidth's "100M": a size and the rate
+// beside it can be divided in one's head.
 std::string format_rate(double bps) {
-  if (bps >= 1e9) return fmt::format("{:.2f} GB/s", bps / 1e9);
-  if (bps >= 1e6) return fmt::format("{:.1f} MB/s", bps / 1e6);
-  return fmt::format("{:.1f} kB/s", bps / 1e3);
+  if (bps >= double(1ull << 30)) return fmt::format("{:.2f} GiB/s", bps / double(1ull << 30));
+  if (bps >= double(1u << 20)) return fmt::format("{:.1f} MiB/s", bps / double(1u << 20));
+  return fmt::format("{:.1f} KiB/s", bps / 1024);
 }
 
 }  // namespace ramshift

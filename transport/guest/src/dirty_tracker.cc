@@ -18,6 +18,7 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/unique_fd.h"
+#include "userfault_fd.h"
 
 // The ABI of newer kernels than Debian 12's headers describe (Linux 6.7: PAGEMAP_SCAN and
 // UFFD_FEATURE_WP_ASYNC). Values from include/uapi/linux/{fs,userfaultfd}.h.
@@ -72,29 +73,6 @@ const char* dirty_mechanism_name(DirtyMechanism m) {
 
 namespace {
 
-Result<UniqueFd> open_uffd(uint64_t features) {
-  UniqueFd fd(static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)));
-  if (!fd.valid()) {
-    // Without the syscall (or with it forbidden to this user), /dev/userfaultfd may work.
-    UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
-    constexpr unsigned long kUserModeOnly = 0xAA00 | 0;  // USERFAULTFD_IOC_NEW = _IO(0xAA, 0)
-    if (dev.valid()) fd.reset(ioctl(dev.get(), kUserModeOnly, O_CLOEXEC | O_NONBLOCK));
-  }
-  if (!fd.valid())
-    return errno_status(ErrorCode::kNotFound,
-                        "userfaultfd is not available (needs Linux >= 5.7 with CONFIG_USERFAULTFD, "
-                        "and root or vm.unprivileged_userfaultfd=1)",
-                        errno);
-  uffdio_api api{};
-  api.api = UFFD_API;
-  api.features = features;
-  if (ioctl(fd.get(), UFFDIO_API, &api) != 0)
-    return errno_status(ErrorCode::kNotFound,
-                        fmt::format("this kernel's userfaultfd lacks features 0x{:x}", features),
-                        errno);
-  return fd;
-}
-
 Status register_wp(int uffd, std::span<std::byte> memory) {
   uffdio_register reg{};
   reg.range.start = reinterpret_cast<uint64_t>(memory.data());
@@ -123,7 +101,8 @@ class PagemapScanTracker final : public DirtyTracker {
   static Result<std::unique_ptr<DirtyTracker>> create(std::span<std::byte> memory) {
     auto t = std::make_unique<PagemapScanTracker>();
     t->memory_ = memory;
-    RS_ASSIGN_OR_RETURN(t->uffd_, open_uffd(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED));
+    RS_ASSIGN_OR_RETURN(t->uffd_,
+                        open_userfaultfd(UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED));
     RS_RETURN_IF_ERROR(register_wp(t->uffd_.get(), memory));
     t->pagemap_.reset(::open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC));
     if (!t->pagemap_.valid())
@@ -182,7 +161,7 @@ class FaultTracker final : public DirtyTracker {
     auto t = std::make_unique<FaultTracker>();
     t->memory_ = memory;
     t->dirty_.assign(memory.size() / host_page_size(), 0);
-    RS_ASSIGN_OR_RETURN(t->uffd_, open_uffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP));
+    RS_ASSIGN_OR_RETURN(t->uffd_, open_userfaultfd(UFFD_FEATURE_PAGEFAULT_FLAG_WP));
     RS_RETURN_IF_ERROR(register_wp(t->uffd_.get(), memory));
     // Unpopulated pages cannot be write-protected without WP_UNPOPULATED: populate first.
     // MADV_POPULATE_WRITE (Linux 5.14) faults them in writable without touching their

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -158,6 +159,33 @@ Result<std::unique_ptr<DestinationMemory>> DestinationMemory::create(
   return d;
 }
 
+Result<std::unique_ptr<DestinationMemory>> DestinationMemory::borrow(
+    std::vector<std::span<std::byte>> regions, const std::vector<uint64_t>& region_bytes,
+    size_t page_size) {
+  if (regions.size() != region_bytes.size())
+    return Status(ErrorCode::kMismatch,
+                  fmt::format("the source sends {} region(s) but this destination has {}",
+                              region_bytes.size(), regions.size()));
+  auto d = std::make_unique<DestinationMemory>();
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const uint64_t span = (region_bytes[i] + page_size - 1) / page_size * page_size;
+    if (regions[i].size() < span)
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("region {} of the source is {} bytes but this destination's is "
+                                "{} bytes",
+                                i, region_bytes[i], regions[i].size()));
+    if (reinterpret_cast<uintptr_t>(regions[i].data()) % page_size != 0)
+      return Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format("destination region {} is not aligned to {}-byte pages", i, page_size));
+    d->spans_.push_back(regions[i].first(span));
+  }
+  d->bytes_ = region_bytes;
+  d->reserve_later_ = true;
+  d->borrowed_ = true;
+  return d;
+}
+
 DestinationMemory::~DestinationMemory() {
   if (!partial_path_.empty() && !committed_) {
     if (::unlink(partial_path_.c_str()) == 0)
@@ -167,6 +195,13 @@ DestinationMemory::~DestinationMemory() {
 
 Status DestinationMemory::reserve(uint32_t region, uint64_t offset, uint64_t bytes) {
   if (!reserve_later_) return Status::ok();
+  if (borrowed_) {
+    if (region >= spans_.size() || offset > spans_[region].size())
+      return Status(ErrorCode::kInvalidArgument, fmt::format("no region {}", region));
+    bytes = std::min<uint64_t>(bytes, spans_[region].size() - offset);
+    std::memset(spans_[region].data() + offset, 0, bytes);
+    return Status::ok();
+  }
   if (region >= offsets_.size())
     return Status(ErrorCode::kInvalidArgument, fmt::format("no region {}", region));
   int rc = posix_fallocate(fd_.get(), static_cast<off_t>(offsets_[region] + offset),

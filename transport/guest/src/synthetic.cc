@@ -173,7 +173,7 @@ void SyntheticGuest::init_memory(const SyntheticSpec& spec, std::span<std::byte>
   regions_.push_back(Region{"ram", spec.size, memory_});
 }
 
-std::string SyntheticGuest::device_state() const {
+Result<std::string> SyntheticGuest::device_state() const {
   std::string state = spec_.to_string();
   state.push_back('\0');
   const size_t at = state.size();

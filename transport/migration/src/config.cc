@@ -2,12 +2,22 @@
 
 #include <fmt/format.h>
 
+#include <sched.h>
+
 #include <algorithm>
 
 #include "ramshift/pipeline/batch_format.h"
 #include "ramshift/transport/registry.h"
 
 namespace ramshift::migration {
+
+uint32_t default_queues() {
+  // The cores this process may run on (taskset, cgroups' cpusets), not all the host has.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  const int cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return static_cast<uint32_t>(std::clamp(cores, 1, 8));
+}
 
 uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size) {
   const transport::Backend* backend = transport::backends().find(scheme);
@@ -26,6 +36,25 @@ Result<VerifyMode> parse_verify_mode(std::string_view text) {
   if (text == "full") return VerifyMode::kFull;
   return Status(ErrorCode::kInvalidArgument,
                 fmt::format("--verify {}: expected transfer (the default) or full", text));
+}
+
+const char* migration_mode_name(MigrationMode mode) {
+  switch (mode) {
+    case MigrationMode::kPostcopy:
+      return "postcopy";
+    case MigrationMode::kHybrid:
+      return "hybrid";
+    default:
+      return "precopy";
+  }
+}
+
+Result<MigrationMode> parse_migration_mode(std::string_view text) {
+  if (text == "precopy") return MigrationMode::kPrecopy;
+  if (text == "postcopy") return MigrationMode::kPostcopy;
+  if (text == "hybrid") return MigrationMode::kHybrid;
+  return Status(ErrorCode::kInvalidArgument,
+                fmt::format("--mode {}: expected precopy (the default), postcopy or hybrid", text));
 }
 
 }  // namespace ramshift::migration

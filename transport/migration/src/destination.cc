@@ -11,8 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include "destination_control.h"
 #include "frame_io.h"
 #include "memory_preparer.h"
+#include "postcopy_destination.h"
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
@@ -22,6 +24,7 @@
 #include "ramshift/migration/session_state.h"
 #include "ramshift/pipeline/batch_decoder.h"
 #include "ramshift/pipeline/checksum.h"
+#include "test_hooks.h"
 #include "verify.h"
 
 namespace ramshift::migration {
@@ -106,13 +109,6 @@ class DestinationRun {
     return f;
   }
 
-  Status expect(const wire::FrameView& f, FrameType want) {
-    if (f.type == want) return Status::ok();
-    return Status(ErrorCode::kProtocol,
-                  fmt::format("expected {} from the source, got {}", wire::frame_type_name(want),
-                              wire::frame_type_name(f.type)));
-  }
-
   Status send_control(FrameType type, std::span<const std::byte> body) {
     std::lock_guard lock(send_mu_);
     auto n = send_frame(*conn_, 0, type, body, milliseconds(10000));
@@ -122,14 +118,15 @@ class DestinationRun {
   Status migrate() {
     RS_RETURN_IF_ERROR(handshake());
     // Before the queue threads start: their decoders accept placed pages only with this.
-    placing_ = conn_->capabilities().zero_copy_write;
+    placing_ = conn_->capabilities().zero_copy_write && !postcopy_;  // pinning fills pages
     if (placing_)
       RS_RETURN_IF_ERROR(
           conn_->can_register(report_.guest_bytes).with_context("destination guest memory"));
-    start_preparing();
+    if (!postcopy_) start_preparing();  // post-copy: anonymous memory, nothing to prepare
     queues_ = hello_.data_queues;
     state_ = std::make_unique<QueueState[]>(queues_);
     for (uint32_t q = 0; q < queues_; ++q) threads_.emplace_back([this, q] { queue_main(q); });
+    test_hold("destination-setup");
     RS_RETURN_IF_ERROR(send_control(FrameType::kReady, {}));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kReadySent));
     report_.setup_ms = ms_since(start_);
@@ -138,7 +135,7 @@ class DestinationRun {
 
   Status handshake() {
     RS_ASSIGN_OR_RETURN(auto f, next_control(config_.handshake_timeout, "hello"));
-    RS_RETURN_IF_ERROR(expect(f, FrameType::kHello));
+    RS_RETURN_IF_ERROR(expect_frame(f, FrameType::kHello));
     RS_ASSIGN_OR_RETURN(hello_, wire::decode_hello(f.body));
     if (hello_.version_max < wire::kProtocolVersion || hello_.version_min > wire::kProtocolVersion)
       return Status(ErrorCode::kMismatch,
@@ -150,6 +147,8 @@ class DestinationRun {
                                 "does not know; upgrade the destination",
                                 hello_.software, unknown));
     verify_full_ = (hello_.capabilities & wire::kCapVerifyFull) != 0;
+    postcopy_ = (hello_.capabilities & wire::kCapPostcopy) != 0;
+    if (postcopy_) RS_RETURN_IF_ERROR(postcopy_possible(config_, hello_.page_size));
     if (hello_.data_queues + 1 != conn_->queue_count())
       return Status(ErrorCode::kProtocol,
                     fmt::format("hello announces {} data queues but the connection has {} queues",
@@ -168,11 +167,12 @@ class DestinationRun {
     mine.session_id = hello_.session_id;
     mine.software = kSoftware;
     if (verify_full_) mine.capabilities |= wire::kCapVerifyFull;
-    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(mine)));
+    if (postcopy_) mine.capabilities |= wire::kCapPostcopy;
+    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(test_protocol_version(mine))));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kHelloSent));
 
     RS_ASSIGN_OR_RETURN(auto t, next_control(config_.handshake_timeout, "region table"));
-    RS_RETURN_IF_ERROR(expect(t, FrameType::kRegionTable));
+    RS_RETURN_IF_ERROR(expect_frame(t, FrameType::kRegionTable));
     RS_ASSIGN_OR_RETURN(table_, wire::decode_region_table(t.body));
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kRegionTableReceived));
     std::vector<uint64_t> sizes;
@@ -190,7 +190,13 @@ class DestinationRun {
                                 format_bytes(total), total));
     guest::DestinationMemory::Options opts{config_.output_path, config_.overwrite,
                                            /*reserve_later=*/true};
-    RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
+    if (config_.guest) {
+      RS_ASSIGN_OR_RETURN(auto spans, config_.guest->memory_for(sizes, hello_.page_size));
+      RS_ASSIGN_OR_RETURN(memory_,
+                          guest::DestinationMemory::borrow(spans, sizes, hello_.page_size));
+    } else {
+      RS_ASSIGN_OR_RETURN(memory_, guest::DestinationMemory::create(sizes, hello_.page_size, opts));
+    }
     for (const auto& span : memory_->regions()) total_pages_ += span.size() / hello_.page_size;
     digest_ = std::make_unique<pipeline::MemoryDigest>(sizes, hello_.page_size, hello_.batch_pages,
                                                        /*zero_filled=*/true);
@@ -215,6 +221,8 @@ class DestinationRun {
     // blocks (a full disk fails the registration, never a later write): a reservation too.
     // Reserving first as well would walk the chunk twice (measured 0.1-0.3 s more per
     // 128 MiB in the soft-RoCE VM).
+    if (placing_ && memory_->borrowed())  // zeroed before the source may write into it
+      RS_RETURN_IF_ERROR(memory_->reserve(r, offset, chunk.size()));
     if (!placing_) {
       RS_RETURN_IF_ERROR(memory_->reserve(r, offset, chunk.size()));
       // Faulting the chunk in here, ahead of its pages, spares the queue threads one page
@@ -280,6 +288,8 @@ class DestinationRun {
           ++batches;
           st.counts += b.counts;
           st.pages.fetch_add(b.counts.total(), std::memory_order_relaxed);
+        } else if (f.type == FrameType::kPostcopyPages) {  // pushed: the placer's (post-copy)
+          RS_RETURN_IF_ERROR(postcopy_slot_.place(f.body, stop_));
         } else if (f.type == FrameType::kRoundEnd) {
           RS_ASSIGN_OR_RETURN(auto end, wire::decode_round_end(f.body));
           if (end.round != round || end.queue != q || end.batches != batches)
@@ -354,6 +364,8 @@ class DestinationRun {
         case FrameType::kError:
           session_.fail(DestinationEvent::kErrorReceived);
           return peer_error(f->body, "source");
+        case FrameType::kPostcopyStart:
+          return run_postcopy(f->body);
         case FrameType::kDeviceState:
           // A guest that ran on the source, now paused there: a hand-off follows the commit.
           RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDeviceStateReceived));
@@ -373,10 +385,10 @@ class DestinationRun {
           // Every block reserved before the file is renamed into place.
           if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());
           RS_RETURN_IF_ERROR(memory_->commit());
-          if (config_.test_inspect_memory)
-            config_.test_inspect_memory({memory_->regions().begin(), memory_->regions().end()});
+          if (config_.inspect_memory)
+            config_.inspect_memory({memory_->regions().begin(), memory_->regions().end()});
           // Ready to run before COMMIT, so the hand-off costs only its round trip.
-          if (!device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
+          if (config_.guest || !device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
           RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
           RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kCommitSent));
           (void)conn_->flush(0, milliseconds(1000));
@@ -391,8 +403,10 @@ class DestinationRun {
               log::warn("source sent {} after commit", wire::frame_type_name(bye->type));
             return session_.advance(DestinationEvent::kFinished);
           }
-          RS_RETURN_IF_ERROR(await_hand_off());
+          test_hold("destination-handoff");
+          RS_RETURN_IF_ERROR(await_hand_off(*conn_, session_));
           if (guest_ && destination_may_run_guest(session_.state())) guest_->resume();
+          if (config_.guest && destination_may_run_guest(session_.state())) config_.guest->resume();
           (void)send_control(FrameType::kBye, {});
           (void)conn_->flush(0, milliseconds(1000));
           RS_RETURN_IF_ERROR(run_resumed_guest());
@@ -405,31 +419,38 @@ class DestinationRun {
     }
   }
 
-  // A live guest is verified here and paused: it runs only once the source has let it go
-  // (HANDOFF), so it never runs on both hosts. A connection lost now leaves it paused here.
-  Status await_hand_off() {
-    auto f = receive_frame(*conn_, 0, milliseconds(10000));
-    if (f && f->type == FrameType::kHandOff) {
-      RS_RETURN_IF_ERROR(wire::expect_empty(FrameType::kHandOff, f->body));
-      return session_.advance(DestinationEvent::kHandOffReceived);  // now it may run here
-    }
-    if (f && f->type == FrameType::kError) {
-      session_.fail(DestinationEvent::kErrorReceived);
-      return peer_error(f->body, "source");
-    }
-    if (f)
-      return Status(ErrorCode::kProtocol, fmt::format("expected handoff from the source, got {}",
-                                                      wire::frame_type_name(f->type)));
-    return Status(ErrorCode::kDisconnected,
-                  fmt::format("the source went away before handing the guest over ({}); the "
-                              "verified guest was not started here and the source may still "
-                              "hold it, paused: check the source before resuming either",
-                              f.status().message()));
+  // Post-copy (postcopy_destination.h): the guest runs here at once while its pages follow;
+  // if this fails the guest is lost (stopped here, stale on the source).
+  Status run_postcopy(std::span<const std::byte> body) {
+    HandOffWindow window(config_.cancel);  // no forced exit: the guest would be lost
+    RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kPostcopyStartReceived));
+    if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());  // nothing populates it after
+    report_.mode = "postcopy";
+    PostcopyReceiver pc({*conn_, session_, table_, hello_.page_size, *digest_, postcopy_slot_,
+                         [this](FrameType t, auto b) { return send_control(t, b); }, progress_,
+                         stop_});
+    Status s = pc.start(body, memory_->regions(), [this] {
+      RS_RETURN_IF_ERROR(adopt_guest());
+      guest_->resume();
+      return Status::ok();
+    });
+    if (s) s = pc.run();
+    report_.postcopy = pc.figures();
+    report_.rounds = pc.rounds();
+    if (s) report_.verify = VerifyReport{"transfer", total_pages_, 0, 0, pc.verify_ms()};
+    if (s) s = run_resumed_guest();
+    if (s && config_.inspect_memory)  // after it ran here: post-copy never waits paused
+      config_.inspect_memory({memory_->regions().begin(), memory_->regions().end()});
+    if (s) return session_.advance(DestinationEvent::kFinished);
+    if (stop_.load()) s = error_after_stop();
+    return s.with_context(
+        "post-copy failed, the guest is lost (it ran here without all its memory)");
   }
 
   // A live guest arrived: take it over, paused (its workload threads start with resume(),
-  // after the hand-off).
+  // after the hand-off). An embedder's guest takes its device state.
   Status adopt_guest() {
+    if (config_.guest) return config_.guest->load_device_state(device_state_);
     if (memory_->regions().size() != 1)
       return Status(ErrorCode::kMismatch,
                     "device state is a synthetic guest but the table has several regions");
@@ -466,8 +487,18 @@ class DestinationRun {
       pages += state_[q].pages.load(std::memory_order_relaxed);
       wire += state_[q].wire_bytes.load(std::memory_order_relaxed);
     }
-    progress_({total_pages_ * hello_.page_size, pages * hello_.page_size, wire, 0,
-               ms_since(start_) / 1000});
+    Progress p;
+    {
+      std::lock_guard lock(ack_mu_);
+      p.round = static_cast<uint32_t>(acked_rounds_);  // rounds every queue has placed
+    }
+    p.total_bytes = total_pages_ * hello_.page_size;
+    p.done_bytes = std::min(pages, total_pages_) * hello_.page_size;
+    p.transferred_bytes = pages * hello_.page_size;  // every round's placed pages
+    p.wire_bytes = wire;
+    p.setup_ms = report_.setup_ms;
+    p.elapsed_s = ms_since(start_) / 1000;
+    progress_(p);
   }
 
   Status check_digest(const wire::Digest& digest) {
@@ -506,8 +537,7 @@ class DestinationRun {
     vr.pages_checked += mine.pages;
     vr.ms += ms_since(verify_start);
     if (bad.empty()) return true;
-    const bool live = session_.state() == DestinationState::kLiveDigestReceived;
-    if (!live || verify_repairs_ >= kMaxVerifyRepairs)
+    if (verify_repairs_ >= kMaxVerifyRepairs)
       return Status(ErrorCode::kCorrupt,
                     fmt::format("verify full: {} chunk(s) of {} bytes still differ from the "
                                 "source's memory after {} repair(s), the first in region '{}' at "
@@ -571,6 +601,8 @@ class DestinationRun {
   bool verify_full_ = false;     // --verify full: the source asked for it in HELLO
   uint32_t verify_repairs_ = 0;  // VERIFY_MISMATCH frames sent
   bool placing_ = false;         // guest memory registered for the source's remote writes
+  bool postcopy_ = false;        // the source may switch to post-copy (HELLO)
+  PlacerSlot postcopy_slot_;     // the post-copy placer, for the data queues
   std::unique_ptr<MemoryPreparer> preparer_;
   std::atomic<uint64_t> prepared_bytes_{0};
   Clock::time_point start_;

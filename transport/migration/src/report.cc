@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ramshift/base/provenance.h"
+
 namespace ramshift::migration {
 
 std::string MigrationReport::to_json() const {
@@ -10,6 +12,11 @@ std::string MigrationReport::to_json() const {
                 : error.code() == ErrorCode::kCancelled ? "cancelled"
                                                         : "failed";
   j["role"] = role;
+  j["mode"] = mode;
+  const Provenance made = provenance(total_ms);
+  j["version"] = made.version;
+  j["host"] = made.host;
+  j["started_at"] = made.started_at;
   j["verified"] = verified;
   j["total_ms"] = total_ms;
   j["setup_ms"] = setup_ms;
@@ -24,6 +31,7 @@ std::string MigrationReport::to_json() const {
                 {"zstd", pages.zstd},
                 {"raw", pages.raw},
                 {"placed", pages.placed}};
+  if (role == "source") j["pages"]["zero_unsent"] = pages.zero_unsent;  // only a source skips
   j["queues"] = queues;
   if (batch_pages != 0) {  // bridges have neither batches nor an XBZRLE cache of their own
     j["batch_pages"] = batch_pages;
@@ -53,6 +61,27 @@ std::string MigrationReport::to_json() const {
                    {"mismatches_repaired", verify->mismatches_repaired},
                    {"chunks_repaired", verify->chunks_repaired},
                    {"ms", verify->ms}};
+  if (postcopy) {
+    auto blocked = nlohmann::ordered_json::array();
+    for (const auto& b : postcopy->blocked)
+      blocked.push_back({{"thread", b.thread},
+                         {"faults", b.faults},
+                         {"total_ms", b.total_ms},
+                         {"max_ms", b.max_ms}});
+    j["postcopy"] = {{"postcopy_ms", postcopy->postcopy_ms},
+                     {"faults", postcopy->faults},
+                     {"requests", postcopy->requests},
+                     {"fault_latency_us",
+                      {{"p50", postcopy->latency_p50_us},
+                       {"p99", postcopy->latency_p99_us},
+                       {"max", postcopy->latency_max_us}}},
+                     {"blocked_ms", blocked},
+                     {"pages",
+                      {{"pushed", postcopy->pages_pushed},
+                       {"faulted", postcopy->pages_faulted},
+                       {"zero_local", postcopy->pages_zero_local},
+                       {"duplicate", postcopy->pages_duplicate}}}};
+  }
   if (resumed_verified)
     j["resumed"] = {{"verified", *resumed_verified}, {"writes", resumed_writes}};
   if (source_guest) j["source_guest"] = *source_guest;

@@ -33,6 +33,10 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kPaused, SE::kDeviceStateSent, S::kDeviceStateSent},
     {S::kDeviceStateSent, SE::kDigestSent, S::kLiveDigestSent},
     {S::kImageDigestSent, SE::kCommitReceived, S::kDone},
+    // --verify full of an image (a file that changed while it was read): the same repair.
+    {S::kImageDigestSent, SE::kVerifyMismatchReceived, S::kImageRepairing},
+    {S::kImageRepairing, SE::kRoundEndReceived, S::kImageRepairing},
+    {S::kImageRepairing, SE::kDigestSent, S::kImageDigestSent},
     // The one way into kReleased: the destination holds a verified copy.
     {S::kLiveDigestSent, SE::kCommitReceived, S::kReleased},
     // --verify full: the destination's memory differs; resend, then a new DIGEST.
@@ -49,8 +53,19 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kImageDigestSent, SE::kMemoryKeysReceived, S::kImageDigestSent},
     {S::kLiveDigestSent, SE::kMemoryKeysReceived, S::kLiveDigestSent},
     {S::kRepairing, SE::kMemoryKeysReceived, S::kRepairing},
+    {S::kImageRepairing, SE::kMemoryKeysReceived, S::kImageRepairing},
     {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
     {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
+    // Post-copy: after DEVICE_STATE the guest goes to the destination before its memory.
+    {S::kDeviceStateSent, SE::kPostcopyStartSent, S::kPostcopyActive},
+    {S::kPostcopyActive, SE::kPageRequestReceived, S::kPostcopyActive},
+    {S::kPostcopyActive, SE::kPostcopyRunningReceived, S::kPostcopyActive},
+    {S::kPostcopyActive, SE::kMemoryKeysReceived, S::kPostcopyActive},
+    {S::kPostcopyActive, SE::kPostcopyPlacedReceived, S::kPostcopyPlaced},
+    // Requests sent before the destination's last page arrived may still come in.
+    {S::kPostcopyPlaced, SE::kPageRequestReceived, S::kPostcopyPlaced},
+    {S::kPostcopyPlaced, SE::kDigestSent, S::kPostcopyDigestSent},
+    {S::kPostcopyDigestSent, SE::kCommitReceived, S::kDone},
     // A cancel, everywhere but the hand-off window (kReleased, kHandedOff: the guest may be
     // the destination's already). Before COMMIT the source still owns the guest: it sends
     // ERROR, and a destination waiting for HANDOFF drops its copy.
@@ -62,6 +77,7 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kPaused, SE::kCancelled, S::kCancelled},
     {S::kDeviceStateSent, SE::kCancelled, S::kCancelled},
     {S::kImageDigestSent, SE::kCancelled, S::kCancelled},
+    {S::kImageRepairing, SE::kCancelled, S::kCancelled},
     {S::kLiveDigestSent, SE::kCancelled, S::kCancelled},
 };
 
@@ -77,10 +93,18 @@ constexpr Row<D, DE> kDestinationRows[] = {
     {D::kLiveDigestReceived, DE::kCommitSent, D::kLiveCommitted},
     {D::kLiveDigestReceived, DE::kVerifyMismatchSent, D::kRepairing},
     {D::kRepairing, DE::kDigestReceived, D::kLiveDigestReceived},
+    {D::kImageDigestReceived, DE::kVerifyMismatchSent, D::kImageRepairing},
+    {D::kImageRepairing, DE::kDigestReceived, D::kImageDigestReceived},
     {D::kImageCommitted, DE::kFinished, D::kDone},
     // The one way into kRunning: the source let the guest go.
     {D::kLiveCommitted, DE::kHandOffReceived, D::kRunning},
     {D::kRunning, DE::kFinished, D::kDone},
+    // Post-copy: the guest runs here from POSTCOPY_START on, while its pages arrive.
+    {D::kDeviceStateReceived, DE::kPostcopyStartReceived, D::kPostcopyRunning},
+    {D::kPostcopyRunning, DE::kPostcopyPlacedSent, D::kPostcopyPlaced},
+    {D::kPostcopyPlaced, DE::kDigestReceived, D::kPostcopyDigestReceived},
+    {D::kPostcopyDigestReceived, DE::kCommitSent, D::kPostcopyCommitted},
+    {D::kPostcopyCommitted, DE::kFinished, D::kDone},
     // A cancel, until the digest arrives: from then on the outcome is the source's to decide
     // (COMMIT goes out, then HANDOFF or ERROR comes), and a guest verified here either runs
     // here or nowhere until the hand-off says which.
@@ -101,6 +125,9 @@ bool caused_by_peer(SourceEvent e) {
     case SE::kCommitReceived:
     case SE::kVerifyMismatchReceived:
     case SE::kByeReceived:
+    case SE::kPageRequestReceived:
+    case SE::kPostcopyRunningReceived:
+    case SE::kPostcopyPlacedReceived:
     case SE::kErrorReceived:
       return true;
     default:
@@ -115,6 +142,7 @@ bool caused_by_peer(DestinationEvent e) {
     case DE::kDeviceStateReceived:
     case DE::kDigestReceived:
     case DE::kHandOffReceived:
+    case DE::kPostcopyStartReceived:
     case DE::kErrorReceived:
       return true;
     default:
@@ -168,6 +196,8 @@ const char* state_name(SourceState state) {
       return "device_state_sent";
     case S::kImageDigestSent:
       return "image_digest_sent";
+    case S::kImageRepairing:
+      return "image_repairing";
     case S::kLiveDigestSent:
       return "live_digest_sent";
     case S::kRepairing:
@@ -176,6 +206,12 @@ const char* state_name(SourceState state) {
       return "released";
     case S::kHandedOff:
       return "handed_off";
+    case S::kPostcopyActive:
+      return "postcopy_active";
+    case S::kPostcopyPlaced:
+      return "postcopy_placed";
+    case S::kPostcopyDigestSent:
+      return "postcopy_digest_sent";
     case S::kDone:
       return "done";
     case S::kFailed:
@@ -204,6 +240,8 @@ const char* state_name(DestinationState state) {
       return "device_state_received";
     case D::kImageDigestReceived:
       return "image_digest_received";
+    case D::kImageRepairing:
+      return "image_repairing";
     case D::kLiveDigestReceived:
       return "live_digest_received";
     case D::kRepairing:
@@ -214,6 +252,14 @@ const char* state_name(DestinationState state) {
       return "live_committed";
     case D::kRunning:
       return "running";
+    case D::kPostcopyRunning:
+      return "postcopy_running";
+    case D::kPostcopyPlaced:
+      return "postcopy_placed";
+    case D::kPostcopyDigestReceived:
+      return "postcopy_digest_received";
+    case D::kPostcopyCommitted:
+      return "postcopy_committed";
     case D::kDone:
       return "done";
     case D::kFailed:
@@ -254,6 +300,14 @@ const char* event_name(SourceEvent event) {
       return "handoff sent";
     case SE::kByeReceived:
       return "bye received";
+    case SE::kPostcopyStartSent:
+      return "postcopy_start sent";
+    case SE::kPageRequestReceived:
+      return "page_request received";
+    case SE::kPostcopyRunningReceived:
+      return "postcopy_running received";
+    case SE::kPostcopyPlacedReceived:
+      return "postcopy_placed received";
     case SE::kErrorReceived:
       return "error received";
     case SE::kFailure:
@@ -284,6 +338,10 @@ const char* event_name(DestinationEvent event) {
       return "verify_mismatch sent";
     case DE::kHandOffReceived:
       return "handoff received";
+    case DE::kPostcopyStartReceived:
+      return "postcopy_start received";
+    case DE::kPostcopyPlacedSent:
+      return "postcopy_placed sent";
     case DE::kFinished:
       return "finished";
     case DE::kErrorReceived:
@@ -314,6 +372,9 @@ bool source_guest_paused(SourceState state) {
     case S::kRepairing:
     case S::kReleased:
     case S::kHandedOff:
+    case S::kPostcopyActive:
+    case S::kPostcopyPlaced:
+    case S::kPostcopyDigestSent:
       return true;
     default:
       return false;
@@ -327,7 +388,19 @@ bool source_may_resume_guest(SourceState state) {
          state == S::kRepairing;
 }
 
-bool destination_may_run_guest(DestinationState state) { return state == D::kRunning; }
+bool destination_may_run_guest(DestinationState state) {
+  return state == D::kRunning || destination_in_postcopy(state);
+}
+
+bool source_in_postcopy(SourceState state) {
+  return state == S::kPostcopyActive || state == S::kPostcopyPlaced ||
+         state == S::kPostcopyDigestSent;
+}
+
+bool destination_in_postcopy(DestinationState state) {
+  return state == D::kPostcopyRunning || state == D::kPostcopyPlaced ||
+         state == D::kPostcopyDigestReceived || state == D::kPostcopyCommitted;
+}
 
 std::optional<SourceEvent> source_sent_event(wire::FrameType type) {
   switch (type) {
@@ -341,6 +414,8 @@ std::optional<SourceEvent> source_sent_event(wire::FrameType type) {
       return SE::kDigestSent;
     case wire::FrameType::kHandOff:
       return SE::kHandOffSent;
+    case wire::FrameType::kPostcopyStart:
+      return SE::kPostcopyStartSent;
     default:
       return std::nullopt;
   }
@@ -362,6 +437,12 @@ std::optional<SourceEvent> source_received_event(wire::FrameType type) {
       return SE::kVerifyMismatchReceived;
     case wire::FrameType::kBye:
       return SE::kByeReceived;
+    case wire::FrameType::kPageRequest:
+      return SE::kPageRequestReceived;
+    case wire::FrameType::kPostcopyRunning:
+      return SE::kPostcopyRunningReceived;
+    case wire::FrameType::kPostcopyPlaced:
+      return SE::kPostcopyPlacedReceived;
     case wire::FrameType::kError:
       return SE::kErrorReceived;
     default:

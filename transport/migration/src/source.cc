@@ -15,6 +15,7 @@
 
 #include "frame_io.h"
 #include "memory_preparer.h"
+#include "postcopy_source.h"
 #include "queue_stream.h"
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
@@ -27,6 +28,7 @@
 #include "rate_limiter.h"
 #include "remote_memory.h"
 #include "source_control.h"
+#include "test_hooks.h"
 #include "verify.h"
 
 namespace ramshift::migration {
@@ -44,7 +46,7 @@ class SourceRun {
         progress_(progress),
         governor_(pipeline::codec_may_compress(config.codec.mode),
                   config.codec.mode != pipeline::CodecMode::kAuto),
-        limiter_(config.bandwidth_limit) {}
+        limiter_(config.bandwidth_limit, config.live_bandwidth_limit) {}
 
   MigrationReport run() {
     report_.role = "source";
@@ -75,13 +77,14 @@ class SourceRun {
                                                              config_.queues, wire::kMaxDataQueues));
     if (config_.batch_pages < 1 || config_.batch_pages > pipeline::kMaxBatchPages)
       return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("--batch-pages {} is outside 1..{}", config_.batch_pages,
-                                pipeline::kMaxBatchPages));
+                    fmt::format("--batch-size of {} pages is outside 1..{} pages",
+                                config_.batch_pages, pipeline::kMaxBatchPages));
     if (uint64_t{config_.batch_pages} * config_.page_size > (16u << 20))
       return Status(ErrorCode::kInvalidArgument,
-                    fmt::format("--batch-pages {} of {}-byte pages is over the 16 MiB a batch "
-                                "may hold",
+                    fmt::format("--batch-size of {} pages of {} bytes is over the 16 MiB a "
+                                "batch may hold",
                                 config_.batch_pages, config_.page_size));
+    RS_RETURN_IF_ERROR(postcopy_allowed(config_, guest_));
     const transport::TransportOptions topts{.connect_timeout = config_.connect_timeout,
                                             .receive_load = transport::ReceiveLoad::kReplies,
                                             .peer_timeout = config_.peer_timeout,
@@ -100,9 +103,12 @@ class SourceRun {
       s = local_prep_->finish().with_context("registering the guest before dirty tracking");
     // Tracking starts before round 0 reads anything, so no write can fall between the two.
     if (s) s = guest_.start_dirty_log().with_context("dirty tracking");
-    if (s) s = stream_round(0, all_pages());
-    if (s && !guest_.immutable()) s = precopy_rounds();
+    if (s)
+      s = config_.mode == MigrationMode::kPostcopy ? go_postcopy(0, all_pages())
+                                                   : stream_round(0, all_pages());
+    if (s && !guest_.immutable() && !source_in_postcopy(session_.state())) s = precopy_rounds();
     if (s) s = verify();
+    if (!s && source_in_postcopy(session_.state())) s = postcopy_lost(s);
     if (!s) session_.fail();
     if (!s && !error_sent_ && s.code() != ErrorCode::kDisconnected && !session_.peer_failed())
       send_error_frame(*conn_, s);
@@ -158,6 +164,7 @@ class SourceRun {
       detail.dirty_bytes_after = dirty_bytes;
       detail.expected_downtime_ms = d.expected_downtime_ms;
       log::info("round {}: {}", round - 1, d.reason);
+      if (hybrid_switches(config_, d, m, round)) return go_postcopy(round, dirty);
       if (d.kind == Decision::kFail) return Status(ErrorCode::kTimeout, d.reason);
       if (d.kind == Decision::kThrottle) {
         guest_.set_throttle(d.throttle_pct);
@@ -175,6 +182,7 @@ class SourceRun {
     RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
     pause_time_ = Clock::now();
     guest_.pause();
+    test_hold("source-switchover");
     RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
     for (size_t r = 0; r < dirty.size(); ++r) {
       std::vector<uint64_t> merged;
@@ -183,10 +191,29 @@ class SourceRun {
       dirty[r] = std::move(merged);
     }
     RS_RETURN_IF_ERROR(stream_round(round, dirty));
-    std::string state = guest_.device_state();
-    RS_RETURN_IF_ERROR(send_control(
-        FrameType::kDeviceState, {reinterpret_cast<const std::byte*>(state.data()), state.size()}));
-    return Status::ok();
+    return send_device_state();
+  }
+
+  Status send_device_state() {
+    RS_ASSIGN_OR_RETURN(std::string state, guest_.device_state());
+    return send_control(FrameType::kDeviceState,
+                        {reinterpret_cast<const std::byte*>(state.data()), state.size()});
+  }
+
+  // Post-copy (postcopy_source.h): pause, hand the guest over now, then its pages.
+  Status go_postcopy(uint32_t rounds, const Selection& dirty) {
+    RS_RETURN_IF_ERROR(cancel_if_asked());
+    RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
+    pause_time_ = Clock::now();
+    guest_.pause();
+    RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
+    const wire::PostcopyStart start{
+        rounds, postcopy_pages(guest_.regions(), config_.page_size, dirty, more)};
+    RS_RETURN_IF_ERROR(send_device_state());
+    HandOffWindow window(config_.cancel);  // from here a forced exit would lose the guest
+    RS_RETURN_IF_ERROR(send_control(FrameType::kPostcopyStart, wire::encode(start)));
+    return serve_postcopy({*conn_, session_, guest_.regions(), config_, *digest_, progress_}, start,
+                          pause_time_, report_);
   }
 
   Status send_control(FrameType type, std::span<const std::byte> body) {
@@ -221,6 +248,7 @@ class SourceRun {
     hello.session_id = (uint64_t{rd()} << 32) ^ rd();
     hello.software = kSoftware;
     if (config_.verify == VerifyMode::kFull) hello.capabilities |= wire::kCapVerifyFull;
+    if (config_.mode != MigrationMode::kPrecopy) hello.capabilities |= wire::kCapPostcopy;
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
     report_.xbzrle_cache_bytes = cache_per_queue_ * config_.queues;
     encoders_.resize(config_.queues);
@@ -228,7 +256,7 @@ class SourceRun {
     for (const auto& r : guest_.regions()) sizes.push_back(r.bytes);
     digest_ = std::make_unique<pipeline::MemoryDigest>(sizes, config_.page_size,
                                                        config_.batch_pages, false);
-    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(hello)));
+    RS_RETURN_IF_ERROR(send_control(FrameType::kHello, wire::encode(test_protocol_version(hello))));
     RS_ASSIGN_OR_RETURN(auto body, await(FrameType::kHello, milliseconds(10000)));
     RS_ASSIGN_OR_RETURN(wire::Hello peer, wire::decode_hello(body));
     if (peer.version_max < wire::kProtocolVersion || peer.version_min > wire::kProtocolVersion)
@@ -239,6 +267,12 @@ class SourceRun {
       return Status(ErrorCode::kMismatch,
                     fmt::format("the destination ({}) does not offer --verify full; upgrade it "
                                 "or use --verify transfer",
+                                peer.software));
+    test_hold("source-setup");
+    if (config_.mode != MigrationMode::kPrecopy && !(peer.capabilities & wire::kCapPostcopy))
+      return Status(ErrorCode::kMismatch,
+                    fmt::format("the destination ({}) does not offer post-copy; upgrade it or use "
+                                "--mode precopy",
                                 peer.software));
     wire::RegionTable table;
     for (uint32_t i = 0; i < guest_.regions().size(); ++i)
@@ -312,8 +346,7 @@ class SourceRun {
         wire += stats_[q].wire_bytes.load(std::memory_order_relaxed);
       }
       if (progress_ && Clock::now() - last_progress >= milliseconds(100)) {
-        progress_({total_pages * config_.page_size, done * config_.page_size, wire, round,
-                   ms_since(start_) / 1000, source_guest_paused(session_.state())});
+        progress_(snapshot(round, total_pages, done, report_.wire_bytes + wire));
         last_progress = Clock::now();
       }
       if (finished_.load() == n) break;
@@ -378,7 +411,7 @@ class SourceRun {
     detail.pages = total_pages;
     detail.guest_bytes = total_pages * config_.page_size;
     uint64_t skipped = 0;
-    for (uint32_t q = 0; q < n; ++q) skipped += round == 0 ? stats_[q].counts.zero : 0;
+    for (uint32_t q = 0; q < n; ++q) skipped += stats_[q].counts.zero_unsent;
     detail.sent_bytes = (total_pages - std::min(total_pages, skipped)) * config_.page_size;
     detail.wire_bytes = report_.wire_bytes - wire_before;
     if (control.is_ok() && first.code() == ErrorCode::kDisconnected) first = peer_error_or(first);
@@ -388,14 +421,37 @@ class SourceRun {
     detail.throttle_pct = report_.throttle_pct;
     report_.rounds_detail.push_back(detail);
     if (progress_ && first.is_ok())
-      progress_({total_pages * config_.page_size, total_pages * config_.page_size,
-                 report_.wire_bytes, round, ms_since(start_) / 1000});
+      progress_(snapshot(round, total_pages, total_pages, report_.wire_bytes));
     if (!first.is_ok() && first.code() == ErrorCode::kDisconnected)
       return Status(ErrorCode::kDisconnected,
                     fmt::format("the destination went away during round {} ({}); nothing on the "
                                 "source was changed",
                                 round, first.message()));
     return first;
+  }
+
+  // The progress snapshot (progress.h) during round `round`, `done` of its `total` pages
+  // handled: the numbers the report keeps, plus this round's so far.
+  Progress snapshot(uint32_t round, uint64_t total, uint64_t done, uint64_t wire) const {
+    Progress p;
+    p.status = MigrationStatus::kActive;
+    p.round = round;
+    p.total_bytes = total * config_.page_size;
+    p.done_bytes = done * config_.page_size;
+    p.transferred_bytes = p.done_bytes;
+    for (const auto& d : report_.rounds_detail)
+      if (d.round < round) p.transferred_bytes += d.guest_bytes;
+    p.wire_bytes = wire + wire_control_;
+    if (!report_.rounds_detail.empty()) {
+      const RoundDetail& last = report_.rounds_detail.back();
+      p.dirty_rate_bytes_per_s = last.ms > 0 ? last.dirty_bytes_after / (last.ms / 1000) : 0;
+      p.expected_downtime_ms = last.expected_downtime_ms;
+    }
+    p.setup_ms = report_.setup_ms;
+    p.elapsed_s = ms_since(start_) / 1000;
+    p.paused = source_guest_paused(session_.state());
+    p.bandwidth_limit = limiter_.rate();
+    return p;
   }
 
   // A destination that fails (or is cancelled) sends ERROR on the control queue and then
@@ -445,6 +501,12 @@ class SourceRun {
   // DIGEST, then COMMIT; with --verify full, of the paused guest's memory hashed anew, and
   // each VERIFY_MISMATCH answered by a repair round of the chunks it lists.
   Status verify() {
+    if (source_in_postcopy(session_.state())) {  // memory as at the pause, all of it hashed
+      const wire::Digest digest{report_.rounds, static_cast<uint32_t>(digest_->chunk_bytes()),
+                                digest_->chunk_hashes()};
+      RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
+      return await(FrameType::kCommit, config_.verdict_timeout).status();
+    }
     // From DIGEST on the hand-off may start (COMMIT releases the guest): a second signal must
     // not end the process before it resolves (cancel.h). A cancel before COMMIT still counts.
     HandOffWindow window(guest_.immutable() ? nullptr : config_.cancel);
@@ -510,6 +572,7 @@ class SourceRun {
         "the destination verified its copy but the connection broke during the hand-off, so "
         "it may not have started the guest; the source guest stays paused (it was handed "
         "over): check the destination before resuming either";
+    test_hold("source-handoff");
     if (!send_control(FrameType::kHandOff, {}).is_ok() ||
         !conn_->flush(0, milliseconds(5000)).is_ok())
       return Status(ErrorCode::kDisconnected, limbo);

@@ -107,7 +107,7 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
   }
   if (is_zero(page, page_size_)) {
     if (policy_.skip_zero) {
-      ++counts_.zero;
+      ++counts_.zero_unsent;
       return;
     }
     uint8_t flags = 0;

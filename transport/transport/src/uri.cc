@@ -36,9 +36,19 @@ Result<Uri> parse_uri(std::string_view text) {
     return uri;
   }
   size_t sep = text.find("://");
-  if (sep == std::string_view::npos || sep == 0) return bad("no scheme");
+  size_t skip = 3;
+  if (sep == std::string_view::npos) {
+    // QEMU's own form, `tcp:HOST:PORT` / `rdma:HOST:PORT`, is what its users type: accept it
+    // for every scheme whose address is host:port.
+    sep = text.find(':');
+    skip = 1;
+    const Backend* b =
+        sep == std::string_view::npos ? nullptr : backends().find(std::string(text.substr(0, sep)));
+    if (!b || b->address_form == AddressForm::kName) return bad("no scheme");
+  }
+  if (sep == 0) return bad("no scheme");
   uri.scheme = std::string(text.substr(0, sep));
-  std::string_view rest = text.substr(sep + 3);
+  std::string_view rest = text.substr(sep + skip);
   // Known schemes are those in the registry, empty slots included: `dpdk://h:1` parses, and
   // listen/connect then say why this binary cannot serve it.
   const Backend* backend = backends().find(uri.scheme);

@@ -42,6 +42,16 @@ const char* frame_type_name(FrameType t) {
       return "handoff";
     case FrameType::kVerifyMismatch:
       return "verify_mismatch";
+    case FrameType::kPostcopyStart:
+      return "postcopy_start";
+    case FrameType::kPageRequest:
+      return "page_request";
+    case FrameType::kPostcopyPages:
+      return "postcopy_pages";
+    case FrameType::kPostcopyRunning:
+      return "postcopy_running";
+    case FrameType::kPostcopyPlaced:
+      return "postcopy_placed";
   }
   return "unknown";
 }
@@ -57,8 +67,7 @@ Result<FrameView> parse_frame(std::span<const std::byte> message) {
     return bad(
         fmt::format("magic 0x{:08x} is not 0x{:08x} (not a ramshift peer?)", magic, kFrameMagic));
   uint8_t type = static_cast<uint8_t>(h[4]);
-  if (type < static_cast<uint8_t>(FrameType::kHello) ||
-      type > static_cast<uint8_t>(FrameType::kVerifyMismatch))
+  if (type < static_cast<uint8_t>(FrameType::kHello) || type > static_cast<uint8_t>(kLastFrameType))
     return bad(fmt::format("type {} is unknown", type));
   if (h[5] != std::byte{0} || load_le<uint16_t>(h + 6) != 0)
     return bad("flags/reserved bytes are not zero");

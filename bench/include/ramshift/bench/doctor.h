@@ -29,6 +29,13 @@ struct Check {
 struct DoctorOptions {
   uint64_t guest_bytes = 1ull << 30;  // the largest guest this host will migrate
   uint32_t queues = 4;                // queues the migration will use
+  // The transport migrations will use ("tcp", "rdma", "dpdk"); empty = any. What only one
+  // transport needs (an RDMA device, locked memory, DPDK's huge pages) fails only when that
+  // transport is named, and warns otherwise: a tcp-only host without RDMA is not broken.
+  std::string transport;
+  // A peer to check the route, MTU and link speed to (empty: those checks are skipped).
+  std::string peer_host;
+  uint16_t peer_port = 0;
   // --tls-dir / --tls-psk / --tls-authz as settings ("tls-dir", ...); empty: no TLS checks.
   transport::BackendSettings tls;
 };

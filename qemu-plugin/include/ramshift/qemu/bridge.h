@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "ramshift/base/status.h"
+#include "ramshift/migration/cancel.h"
 #include "ramshift/migration/report.h"
 #include "ramshift/pipeline/codec.h"
 #include "ramshift/transport/transport.h"
@@ -39,6 +40,10 @@ struct BridgeConfig {
   // source: keep retrying a refused connection this long. Why: with exec: QEMU starts both
   // bridges itself, the destination's only a moment before the source's.
   int connect_retry_ms = 5000;
+  // Set by the caller to cancel from another thread (a signal, the control socket); may be
+  // null. Within ~100 ms every QEMU connection is cut and the peer bridge told why, so QEMU's
+  // migration fails and the source VM keeps running (QEMU's behaviour on a broken channel).
+  migration::CancelToken* cancel = nullptr;
 };
 
 // Where the bridge meets QEMU on its side: a unix socket path, or stdio (exec: mode).
@@ -79,6 +84,7 @@ struct BridgeProgress {
   std::atomic<uint64_t> bytes_to_dest{0};
   std::atomic<uint64_t> wire_bytes{0};
   std::atomic<uint32_t> channels{0};
+  std::atomic<double> setup_ms{0};  // set once the bridges are joined (0: still in set-up)
 };
 
 // "unix:PATH" -> PATH; kInvalidArgument with the expected form otherwise.

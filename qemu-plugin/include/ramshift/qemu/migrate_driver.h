@@ -11,6 +11,7 @@
 // bridges started elsewhere) and only QMP is driven.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -18,6 +19,8 @@
 #include <string>
 
 #include "ramshift/base/status.h"
+#include "ramshift/migration/cancel.h"
+#include "ramshift/migration/progress.h"
 #include "ramshift/qemu/bridge.h"
 
 namespace ramshift::qemu {
@@ -44,6 +47,14 @@ struct MigrateDriverConfig {
   // With `via`: the bridges' codec, multifd awareness and transport options. The driver
   // sets queues (1 + multifd_channels) and accept_timeout_ms (60 s) itself.
   BridgeConfig bridge;
+  // Set by the caller to cancel from another thread (a signal, the control socket); may be
+  // null. The driver sends QMP `migrate_cancel` to the source QEMU at its next poll (100 ms)
+  // and waits for QEMU to say cancelled: the source VM keeps running, and the destination
+  // QEMU, whose incoming stream broke, fails its load and exits (QEMU's own behaviour).
+  migration::CancelToken* cancel = nullptr;
+  // The control socket's set-bandwidth: when set, a new value is sent to the source QEMU
+  // as max-bandwidth (bytes/s; 0 = unlimited, as max_bandwidth) at the next poll.
+  const std::atomic<uint64_t>* live_max_bandwidth = nullptr;
 };
 
 // QEMU's own figures from its last query-migrate (units as the JSON keys say).
@@ -85,22 +96,15 @@ struct MigrateReport {
   std::string to_json() const;  // one JSON object, pretty-printed (keys in docs/user-guide.md)
 };
 
-// One line's worth of a running migration, from QEMU's query-migrate.
-struct MigrateProgress {
-  std::string status;  // QEMU's: setup, active, device, completed, ...
-  uint64_t ram_total_bytes = 0;
-  uint64_t ram_remaining_bytes = 0;
-  double ram_mbps = 0;
-  bool finished = false;  // the last call: polling is over (a progress line may end here)
-};
-using MigrateProgressFn = std::function<void(const MigrateProgress&)>;
-
 // Runs the migration. An error means it never started (a QMP socket, a refused setting, the
 // bridges' transport, `migrate-incoming`) and both VMs are as they were, apart from the
 // migration parameters set; once QEMU has been told to migrate the result is a report,
-// whose `outcome` says whether it worked. `progress` is called about ten times a second
-// while QEMU reports RAM figures, then once with `finished`, from the calling thread.
+// whose `outcome` says whether it worked (kCancelled after a cancel). `progress` gets
+// QEMU's query-migrate as the snapshot every reader shares (migration/progress.h: status,
+// round = dirty-sync-count - 1, transferred, remaining, dirty rate, expected downtime, setup
+// and total time) about ten times a second, then once with a final status, from the
+// calling thread.
 Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& config,
-                                         const MigrateProgressFn& progress = {});
+                                         const migration::ProgressFn& progress = {});
 
 }  // namespace ramshift::qemu

@@ -16,6 +16,11 @@ enum class Level { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kOff = 4 };
 // Lines below this level are dropped. Default kWarn; the CLI raises it with -v / lowers with -q.
 void set_level(Level level);
 Level level();
+// kPlain: "ramshift: warning: ..." (a terminal, a file). kJournal: the same line led by its
+// syslog priority, "<4>ramshift: warning: ...", which journald reads as the entry's priority
+// (sd-daemon(3)); journald adds the timestamp.
+enum class Format { kPlain, kJournal };
+void set_format(Format format);
 void write(Level level, std::string_view line);
 
 template <typename... Args>

@@ -18,6 +18,6 @@ Result<uint64_t> parse_size(std::string_view text);
 Result<uint64_t> parse_rate(std::string_view text);
 
 std::string format_bytes(uint64_t bytes);          // "1.50 GiB"
-std::string format_rate(double bytes_per_second);  // "1.20 GB/s" (decimal, like iperf3)
+std::string format_rate(double bytes_per_second);  // "1.12 GiB/s" (binary, like format_bytes)
 
 }  // namespace ramshift

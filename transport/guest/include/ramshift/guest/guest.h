@@ -1,13 +1,13 @@
-// What a migration moves: the guest's memory regions, as the source sees them.
-//
-// The live-engine adds dirty tracking and vCPU control to this interface; the foundation
-// needs only the regions of a guest that does not change (a memory image).
+// What a migration moves: the guest's memory regions, as the source sees them (with its
+// dirty log, vCPU control and device state), and a destination guest whose memory belongs
+// to the caller.
 #pragma once
 
 #include <cstdint>
 #include <span>
 
 #include <string>
+#include <string_view>
 #include <vector>
 #include "ramshift/base/status.h"
 
@@ -39,8 +39,27 @@ class SourceGuest {
   virtual void resume() {}
   // Slows the vCPUs to (100 - percent)% of their speed (auto-converge).
   virtual void set_throttle(int) {}
-  // Opaque device state, sent at switchover.
-  virtual std::string device_state() const { return {}; }
+  // Opaque device state, taken once the guest is paused and sent at switchover; an error
+  // fails the migration (the guest is resumed here).
+  virtual Result<std::string> device_state() const { return std::string(); }
+};
+
+// The destination's view of a guest it receives into memory of its own (an embedding VMM's
+// RAM, `ramshift_destination_add_region`) instead of memory the engine allocates.
+class DestinationGuest {
+ public:
+  virtual ~DestinationGuest() = default;
+  // The memory for the source's regions (`region_bytes`, in table order): one span per
+  // region, page-aligned, covering its bytes rounded up to whole `page_size` pages. It is
+  // zeroed chunk by chunk before pages land in it. kMismatch when the table is not this
+  // guest's shape.
+  virtual Result<std::vector<std::span<std::byte>>> memory_for(
+      const std::vector<uint64_t>& region_bytes, uint32_t page_size) = 0;
+  // The paused source's device state, once the memory is verified and before the commit.
+  // The guest must not run until resume().
+  virtual Status load_device_state(std::string_view state) = 0;
+  // The source has let the guest go: from now on it runs here.
+  virtual void resume() = 0;
 };
 
 }  // namespace ramshift::guest

@@ -55,6 +55,13 @@ class DestinationMemory {
   // when the output exists and overwrite is off.
   static Result<std::unique_ptr<DestinationMemory>> create(
       const std::vector<uint64_t>& region_bytes, size_t page_size, const Options& options);
+  // The caller's memory (DestinationGuest::memory_for), one span per region: each must be
+  // page-aligned and cover its region rounded up to whole pages (kMismatch otherwise). It is
+  // not zeroed here but by reserve(), chunk by chunk ahead of the pages, because a fresh
+  // destination must read zero (round 0 skips zero pages) and the caller's may not.
+  static Result<std::unique_ptr<DestinationMemory>> borrow(
+      std::vector<std::span<std::byte>> regions, const std::vector<uint64_t>& region_bytes,
+      size_t page_size);
   ~DestinationMemory();
 
   // Spans of every region, each a whole number of pages.
@@ -64,8 +71,10 @@ class DestinationMemory {
   // Whether bytes written through regions() need reserve() first (an output file created
   // with reserve_later): a write to unreserved blocks of a full disk would be SIGBUS.
   bool reserves_later() const { return reserve_later_; }
+  bool borrowed() const { return borrowed_; }
   // Reserves the file blocks under [offset, offset + bytes) of region `region` (kNoSpace
-  // when the disk is full). Thread-safe; nothing to do for anonymous memory.
+  // when the disk is full); borrowed memory: zeroes the range. Thread-safe; nothing to do
+  // for anonymous memory.
   Status reserve(uint32_t region, uint64_t offset, uint64_t bytes);
   // Faults [offset, offset + bytes) of region `region` in, writable (MADV_POPULATE_WRITE),
   // so the pages that land there later cost no page fault each. Only an optimisation:
@@ -81,6 +90,7 @@ class DestinationMemory {
   std::vector<uint64_t> bytes_;
   std::vector<uint64_t> offsets_;  // of each region in the file
   bool reserve_later_ = false;
+  bool borrowed_ = false;  // the caller's memory: zeroed by reserve(), never unmapped here
   uint64_t exact_total_ = 0;
   bool committed_ = false;
 };

@@ -75,7 +75,7 @@ class SyntheticGuest final : public SourceGuest {
   void set_throttle(int percent) override;
   // The spec text, a NUL, then the generation table (u32 little-endian per page: 4 bytes per
   // 4 KiB page, 1 MiB for a 1 GiB guest). Call while paused.
-  std::string device_state() const override;
+  Result<std::string> device_state() const override;
 
   // Every page holds the generation the table says (see above). Call while paused.
   Status verify() const;

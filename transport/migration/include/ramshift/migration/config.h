@@ -1,6 +1,7 @@
 // Configuration of the two ends of a migration. CLI flags map 1:1 onto these fields.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -9,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ramshift/guest/guest.h"
 #include "ramshift/migration/cancel.h"
 #include "ramshift/migration/convergence.h"
 #include "ramshift/pipeline/codec.h"
@@ -31,16 +33,36 @@ enum class VerifyMode { kTransfer, kFull };
 const char* verify_mode_name(VerifyMode mode);
 Result<VerifyMode> parse_verify_mode(std::string_view text);
 
+// The data queues every command uses unless told otherwise, from the host it runs on: one
+// per core, at most 8. Each queue is a sender thread that encodes its own batches, so more
+// queues than cores only adds contention (`doctor` warns about it), and beyond 8 none has been
+// measured to pay (the wire allows 64).
+uint32_t default_queues();
+
+// How a live guest moves (`send --mode`).
+//   kPrecopy   rounds while it runs, then a short pause for the rest (the default).
+//   kPostcopy  paused at once and run on the destination, which fetches each page it
+//              touches while the source pushes the rest (docs/protocol.md, Post-copy).
+//   kHybrid    pre-copy until a round fails to halve what is left, the convergence policy
+//              would throttle or fail, or --postcopy-after rounds; then post-copy. A guest
+//              that converges switches over as pre-copy does (hybrid_switches()).
+enum class MigrationMode { kPrecopy, kPostcopy, kHybrid };
+const char* migration_mode_name(MigrationMode mode);
+Result<MigrationMode> parse_migration_mode(std::string_view text);
+
 struct SourceConfig {
   transport::Uri to;
   // Data queues (the connection has one more: queue 0 carries control frames).
-  // Why 2: these machines have 2 cores; more queues than cores only add contention.
-  uint32_t queues = 2;
+  uint32_t queues = default_queues();
   pipeline::CodecConfig codec;
   uint32_t page_size = 4096;
   // Pages per batch; 0 = the transport's default, default_batch_pages(to.scheme, page_size).
   uint32_t batch_pages = 0;
-  uint64_t bandwidth_limit = 0;   // bytes/s of wire traffic over all queues; 0 = unlimited
+  uint64_t bandwidth_limit = 0;  // bytes/s of wire traffic over all queues; 0 = unlimited
+  // A limit that may change while the run goes (the control socket's set-bandwidth): when
+  // set, it is read before every batch instead of bandwidth_limit (the caller stores the
+  // starting value); 0 = unlimited. May be null.
+  const std::atomic<uint64_t>* live_bandwidth_limit = nullptr;
   ConvergenceConfig convergence;  // live guests only
   std::chrono::milliseconds connect_timeout{10000};
   // Backend settings for the connection (TransportOptions::settings, e.g. "rdma-sq-depth").
@@ -58,7 +80,11 @@ struct SourceConfig {
   std::chrono::milliseconds peer_timeout{5000};
   // Set by the caller to cancel the run from another thread (cancel.h); may be null.
   CancelToken* cancel = nullptr;
-  VerifyMode verify = VerifyMode::kTransfer;  // --verify
+  VerifyMode verify = VerifyMode::kTransfer;     // --verify
+  MigrationMode mode = MigrationMode::kPrecopy;  // --mode
+  // --postcopy-after N: hybrid switches to post-copy after exactly N pre-copy rounds (or
+  // sooner if the policy would throttle or fail); 0: by the rule above.
+  uint32_t postcopy_after = 0;
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
@@ -71,6 +97,10 @@ uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size);
 
 struct DestinationConfig {
   std::string output_path;  // --guest-out; empty = keep in memory, verify only
+  // An embedder's guest (the C API): the pages land in its memory and it gets the device
+  // state; output_path is then ignored. Null: the engine's own memory, and a live guest's
+  // device state must be a synthetic guest's. Not owned; outlives the run.
+  guest::DestinationGuest* guest = nullptr;
   bool overwrite = false;
   uint64_t expect_bytes = 0;  // --expect-size; 0 = accept any size
   std::chrono::milliseconds handshake_timeout{10000};
@@ -83,10 +113,12 @@ struct DestinationConfig {
   // Set by the caller to cancel the run from another thread (cancel.h); may be null. The
   // peer timeout is the listener's (TransportOptions::peer_timeout), set before accept.
   CancelToken* cancel = nullptr;
-  // Test hook: called with the guest's memory, region by region, once the destination has
-  // verified it and before a live guest may run here, so a test can compare it byte for
-  // byte with the paused source's. Runs on the control thread; must not keep the spans.
-  std::function<void(const std::vector<std::span<const std::byte>>&)> test_inspect_memory;
+  // Called with the guest's memory, region by region, once the destination has verified it
+  // and before a live guest may run here, so a test (or `receive --dump-guest`) can compare
+  // it byte for byte with the paused source's. Runs on the control thread inside the
+  // downtime; must not keep the spans. Post-copy: once the guest has run here and been
+  // paused and checked at the end.
+  std::function<void(const std::vector<std::span<const std::byte>>&)> inspect_memory;
 };
 
 }  // namespace ramshift::migration

@@ -33,8 +33,33 @@ struct VerifyReport {
   double ms = 0;                     // the check's time, inside the downtime for a live guest
 };
 
+// How long one guest thread waited for pages in post-copy (destination).
+struct ThreadBlocked {
+  uint32_t thread = 0;  // Linux thread id
+  uint64_t faults = 0;
+  double total_ms = 0;
+  double max_ms = 0;  // the longest single wait
+};
+
+// Post-copy, as each end saw it (`postcopy` in the JSON report).
+struct PostcopyReport {
+  double postcopy_ms = 0;  // from POSTCOPY_START to every page placed (confirmed, source)
+  uint64_t faults = 0;     // destination: guest accesses to absent pages
+  uint64_t requests = 0;   // pages asked of the source (sent: destination, served: source)
+  // Destination: from reading a fault to its page being placed (what the guest waits).
+  double latency_p50_us = 0;
+  double latency_p99_us = 0;
+  double latency_max_us = 0;
+  std::vector<ThreadBlocked> blocked;  // destination, per guest thread that faulted
+  uint64_t pages_pushed = 0;           // pages placed (sent) from the background push
+  uint64_t pages_faulted = 0;          // pages placed (sent) because the guest asked
+  uint64_t pages_zero_local = 0;       // destination: never-sent zero pages filled here
+  uint64_t pages_duplicate = 0;        // destination: arrived again once placed, dropped
+};
+
 struct MigrationReport {
-  std::string role;  // "source" or "destination"
+  std::string role;              // "source" or "destination"
+  std::string mode = "precopy";  // precopy, postcopy, or hybrid (which did switch to post-copy)
   bool completed = false;
   bool verified = false;
   double total_ms = 0;
@@ -64,7 +89,8 @@ struct MigrationReport {
   // for the switchover, resumed after the failure or cancel) or "paused (handed over)".
   std::optional<std::string> source_guest;
   // ok when completed; kCancelled when either end was cancelled (JSON "status": "cancelled")
-  std::optional<VerifyReport> verify;  // once a digest was compared
+  std::optional<VerifyReport> verify;      // once a digest was compared
+  std::optional<PostcopyReport> postcopy;  // once post-copy started
   Status error;
 
   double throughput_mbps() const {

@@ -10,12 +10,13 @@
 //     and never resumes it once released;
 //   - the destination runs it only after HANDOFF (kLiveCommitted --handoff--> kRunning).
 //
-// Adding post-copy: a live session forks after DEVICE_STATE. Add kPostcopyActive to both
-// enums (before kDone, so the failure and cancelled states stay last), the event that enters it
-// (e.g. kPostcopyStarted), its rows in the transition table of session_state.cc, and its answers in
-// the queries below (source_may_resume_guest: false, the guest runs on the destination;
-// destination_may_run_guest: true). Nothing else changes: failures are handled for every
-// state at once, error messages and the tests' all-pairs sweep are built from the table.
+// Post-copy forks a live session after DEVICE_STATE: POSTCOPY_START gives the guest to the
+// destination at once (source kPostcopyActive: never resumed here again; destination
+// kPostcopyRunning: it runs there while its missing pages follow). The rest of the memory
+// travels, the destination confirms it placed every page (POSTCOPY_PLACED), and the DIGEST
+// and COMMIT that follow check the transfer as they do for pre-copy. A cancel is refused in
+// every post-copy state: the guest already runs on the destination and needs the source's
+// pages, so stopping either end would lose it.
 //
 // Not thread-safe: each end's control thread owns its Session.
 #pragma once
@@ -29,22 +30,26 @@
 namespace ramshift::migration {
 
 enum class SourceState : unsigned char {
-  kConnecting,       // connecting the N + 1 queues; nothing sent yet
-  kHelloSent,        // HELLO sent; waiting for the destination's
-  kHelloReceived,    // versions agree; the region table goes next
-  kTableSent,        // REGION_TABLE sent; waiting for READY (MEMORY_KEYS may come)
-  kStreaming,        // rounds while the guest runs (an image: its only round)
-  kPaused,           // live guest paused: its final round
-  kDeviceStateSent,  // live guest paused, DEVICE_STATE sent
-  kImageDigestSent,  // image: DIGEST sent; waiting for COMMIT
-  kLiveDigestSent,   // live guest paused, DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
-  kRepairing,        // --verify full: resending the chunks the destination got wrong, paused
-  kReleased,         // COMMIT received: the guest belongs to the destination now
-  kHandedOff,        // HANDOFF sent; waiting for the BYE that says the guest runs there
-  kDone,             // image committed, or the guest runs on the destination
-  kFailed,           // a local error, timeout or lost connection (ERROR sent if possible)
-  kPeerFailed,       // the destination sent ERROR
-  kCancelled,        // cancelled here (a signal, cancel.h): ERROR sent, the guest kept
+  kConnecting,          // connecting the N + 1 queues; nothing sent yet
+  kHelloSent,           // HELLO sent; waiting for the destination's
+  kHelloReceived,       // versions agree; the region table goes next
+  kTableSent,           // REGION_TABLE sent; waiting for READY (MEMORY_KEYS may come)
+  kStreaming,           // rounds while the guest runs (an image: its only round)
+  kPaused,              // live guest paused: its final round
+  kDeviceStateSent,     // live guest paused, DEVICE_STATE sent
+  kImageDigestSent,     // image: DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
+  kImageRepairing,      // image, --verify full: resending the chunks the destination got wrong
+  kLiveDigestSent,      // live guest paused, DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
+  kRepairing,           // --verify full: resending the chunks the destination got wrong, paused
+  kReleased,            // COMMIT received: the guest belongs to the destination now
+  kHandedOff,           // HANDOFF sent; waiting for the BYE that says the guest runs there
+  kPostcopyActive,      // POSTCOPY_START sent: the guest is the destination's; serving its pages
+  kPostcopyPlaced,      // POSTCOPY_PLACED received: every page is there; DIGEST goes next
+  kPostcopyDigestSent,  // post-copy: DIGEST sent; waiting for COMMIT
+  kDone,                // image committed, or the guest runs on the destination
+  kFailed,              // a local error, timeout or lost connection (ERROR sent if possible)
+  kPeerFailed,          // the destination sent ERROR
+  kCancelled,           // cancelled here (a signal, cancel.h): ERROR sent, the guest kept
 };
 inline constexpr size_t kSourceStateCount = static_cast<size_t>(SourceState::kCancelled) + 1;
 
@@ -62,6 +67,10 @@ enum class SourceEvent : unsigned char {
   kVerifyMismatchReceived,  // --verify full: the destination's memory differs; resend
   kHandOffSent,
   kByeReceived,
+  kPostcopyStartSent,        // post-copy: the guest now runs on the destination
+  kPageRequestReceived,      // post-copy: the destination's guest faulted on pages
+  kPostcopyRunningReceived,  // post-copy: the guest runs there (the downtime ended)
+  kPostcopyPlacedReceived,   // post-copy: the destination holds every page
   kErrorReceived,
   kFailure,    // a local error, a timeout or a lost connection
   kCancelled,  // the user cancelled (cancel.h); held inside the hand-off window
@@ -69,22 +78,27 @@ enum class SourceEvent : unsigned char {
 inline constexpr size_t kSourceEventCount = static_cast<size_t>(SourceEvent::kCancelled) + 1;
 
 enum class DestinationState : unsigned char {
-  kAccepted,             // connection accepted; waiting for HELLO
-  kHelloReceived,        // the source's HELLO checked; ours goes next
-  kHelloSent,            // HELLO answered; waiting for REGION_TABLE
-  kTableReceived,        // memory (or PATH.partial) mapped; READY goes next
-  kReceiving,            // READY sent: rounds of pages arrive (MEMORY_KEYS go out)
-  kDeviceStateReceived,  // a live guest, paused on the source: its final round arrives
-  kImageDigestReceived,  // image: comparing digests, renaming the output
-  kLiveDigestReceived,   // live: comparing digests, taking the guest over, paused
-  kRepairing,            // --verify full: asked for chunks again; their pages arrive
-  kImageCommitted,       // COMMIT sent; waiting a moment for BYE (or the close)
-  kLiveCommitted,        // COMMIT sent; the verified guest waits here paused for HANDOFF
-  kRunning,              // HANDOFF received: the guest runs here; BYE tells the source
-  kDone,                 // image in place, or the resumed guest ran and was checked
-  kFailed,               // a local error, timeout or lost connection (ERROR sent if possible)
-  kPeerFailed,           // the source sent ERROR
-  kCancelled,            // cancelled here (a signal, cancel.h): ERROR sent, output removed
+  kAccepted,                // connection accepted; waiting for HELLO
+  kHelloReceived,           // the source's HELLO checked; ours goes next
+  kHelloSent,               // HELLO answered; waiting for REGION_TABLE
+  kTableReceived,           // memory (or PATH.partial) mapped; READY goes next
+  kReceiving,               // READY sent: rounds of pages arrive (MEMORY_KEYS go out)
+  kDeviceStateReceived,     // a live guest, paused on the source: its final round arrives
+  kImageDigestReceived,     // image: comparing digests, renaming the output
+  kImageRepairing,          // image, --verify full: asked for chunks again; their pages arrive
+  kLiveDigestReceived,      // live: comparing digests, taking the guest over, paused
+  kRepairing,               // --verify full: asked for chunks again; their pages arrive
+  kImageCommitted,          // COMMIT sent; waiting a moment for BYE (or the close)
+  kLiveCommitted,           // COMMIT sent; the verified guest waits here paused for HANDOFF
+  kRunning,                 // HANDOFF received: the guest runs here; BYE tells the source
+  kPostcopyRunning,         // POSTCOPY_START received: the guest runs here; its pages arrive
+  kPostcopyPlaced,          // every page placed, POSTCOPY_PLACED sent; waiting for DIGEST
+  kPostcopyDigestReceived,  // post-copy: comparing the digest (the guest keeps running)
+  kPostcopyCommitted,       // post-copy: COMMIT sent; the guest runs on, then is checked
+  kDone,                    // image in place, or the resumed guest ran and was checked
+  kFailed,                  // a local error, timeout or lost connection (ERROR sent if possible)
+  kPeerFailed,              // the source sent ERROR
+  kCancelled,               // cancelled here (a signal, cancel.h): ERROR sent, output removed
 };
 inline constexpr size_t kDestinationStateCount =
     static_cast<size_t>(DestinationState::kCancelled) + 1;
@@ -99,7 +113,9 @@ enum class DestinationEvent : unsigned char {
   kCommitSent,
   kVerifyMismatchSent,  // --verify full: memory differs from the source's; resend these
   kHandOffReceived,
-  kFinished,  // image: BYE or the close came; live: the resumed guest was checked
+  kPostcopyStartReceived,  // post-copy: resume the guest here now
+  kPostcopyPlacedSent,     // post-copy: every page the start named is placed
+  kFinished,               // image: BYE or the close came; live: the resumed guest was checked
   kErrorReceived,
   kFailure,    // a local error, a timeout or a lost connection
   kCancelled,  // the user cancelled (cancel.h); held inside the hand-off window
@@ -133,8 +149,14 @@ bool source_guest_paused(SourceState state);
 // paused and was not released. False from kReleased on: the destination may run it.
 bool source_may_resume_guest(SourceState state);
 
-// Whether the destination may run the guest: only once HANDOFF said the source let it go.
+// Whether the destination may run the guest: only once HANDOFF said the source let it go, or
+// POSTCOPY_START gave it over before its memory.
 bool destination_may_run_guest(DestinationState state);
+
+// The source gave the guest to the destination before its memory (POSTCOPY_START sent): a
+// failure now loses it, since neither end holds a whole, current copy it may run.
+bool source_in_postcopy(SourceState state);
+bool destination_in_postcopy(DestinationState state);
 
 // The source's event for a control frame it sent or received, or nullopt for one that does
 // not move the session (the courtesy BYE after an image's COMMIT; ERROR, which is a failure).

@@ -34,15 +34,19 @@ inline constexpr uint8_t kPageKindCount = 4;
 inline constexpr uint8_t kEntryCacheInsert = 1 << 0;
 
 // How pages were sent; `zstd` counts raw pages that travelled inside a compressed payload,
-// `placed` raw pages written straight into destination memory (rdma).
+// `placed` raw pages written straight into destination memory (rdma). `total()` counts the
+// pages that travelled, the same on both ends; `zero_unsent` (source only) the zero pages
+// that did not travel at all because the destination's fresh memory is zero already.
 struct PageCounts {
   uint64_t zero = 0;
   uint64_t xbzrle = 0;
   uint64_t zstd = 0;
   uint64_t raw = 0;
   uint64_t placed = 0;
+  uint64_t zero_unsent = 0;
   uint64_t total() const { return zero + xbzrle + zstd + raw + placed; }
   PageCounts& operator+=(const PageCounts& o) {
+    zero_unsent += o.zero_unsent;
     zero += o.zero;
     xbzrle += o.xbzrle;
     zstd += o.zstd;

@@ -59,6 +59,13 @@ class MemoryDigest {
     uint64_t len = std::min<uint64_t>(page_size_, bytes_[region] - start);
     pages_[region][page] = page_hash(region_memory.subspan(start, len));
   }
+  // The same from a copy of the page's bytes (post-copy: the page as it travelled, since a
+  // running guest may change the memory right after it is placed). `page_bytes` holds at
+  // least the page's length within the region.
+  void update_page_from(uint32_t region, uint64_t page, std::span<const std::byte> page_bytes) {
+    uint64_t len = std::min<uint64_t>(page_size_, bytes_[region] - page * page_size_);
+    pages_[region][page] = page_hash(page_bytes.first(len));
+  }
   // Per region, one hash per chunk (what the DIGEST frame carries).
   std::vector<std::vector<uint64_t>> chunk_hashes() const;
 
