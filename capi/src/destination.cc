@@ -11,6 +11,7 @@
 #include "handle.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/migration/destination.h"
+#include "ramshift/transport/channel_security.h"
 #include "ramshift/transport/transport.h"
 
 using namespace ramshift;
@@ -78,6 +79,7 @@ struct ramshift_destination {
   std::string uri;
   // Why 5 s: `ramshift receive --peer-timeout`'s default (SourceConfig::peer_timeout).
   std::chrono::milliseconds peer_timeout{5000};
+  transport::BackendSettings settings;  // tls-dir, tls-psk, tls-authz, tls-ktls
   migration::DestinationConfig config;
   std::string device_state;
   capi::RunningCancel cancel;
@@ -117,6 +119,16 @@ int ramshift_destination_set_option(ramshift_destination* destination, const cha
     if (t) destination->peer_timeout = *t;
     return destination->last.set(t.is_ok() ? Status::ok() : t.status());
   }
+  if (n == "tls-dir" || n == "tls-psk" || n == "tls-authz" || n == "tls-ktls") {
+    if (destination->listener)
+      return destination->last.invalid(fmt::format("{} must be set before listen", n));
+    transport::BackendSettings next = destination->settings;
+    next.set(std::string(n), value);
+    if (transport::security_requested(next))
+      if (Status s = transport::check_security_settings(next); !s) return destination->last.set(s);
+    destination->settings = std::move(next);
+    return destination->last.set(Status::ok());
+  }
   return destination->last.invalid(fmt::format("no destination option '{}'", n));
 }
 
@@ -128,6 +140,7 @@ int ramshift_destination_listen(ramshift_destination* destination, const char* u
   if (!parsed) return destination->last.set(parsed.status());
   transport::TransportOptions options;
   options.peer_timeout = destination->peer_timeout;
+  options.settings = destination->settings;
   auto listener = transport::listen(*parsed, options);
   if (!listener) return destination->last.set(listener.status());
   destination->listener = std::move(listener).value();

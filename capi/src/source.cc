@@ -11,6 +11,7 @@
 #include "ramshift/base/units.h"
 #include "ramshift/migration/cancel.h"
 #include "ramshift/migration/source.h"
+#include "ramshift/transport/channel_security.h"
 
 using namespace ramshift;
 
@@ -60,6 +61,14 @@ Status set_option(migration::SourceConfig& c, std::string_view name, std::string
     RS_ASSIGN_OR_RETURN(c.connect_timeout, parse_seconds(name, v));
   } else if (name == "peer-timeout") {
     RS_ASSIGN_OR_RETURN(c.peer_timeout, parse_seconds(name, v));
+  } else if (name == "tls-dir" || name == "tls-psk" || name == "tls-authz" || name == "tls-ktls") {
+    // As `ramshift send --tls-*` (docs/security.md); checked once a mode is named, and again
+    // as a whole when the migration connects.
+    transport::BackendSettings next = c.transport_settings;
+    next.set(std::string(name), std::string(v));
+    if (transport::security_requested(next))
+      RS_RETURN_IF_ERROR(transport::check_security_settings(next));
+    c.transport_settings = std::move(next);
   } else {
     return Status(ErrorCode::kInvalidArgument, fmt::format("no source option '{}'", name));
   }

@@ -2,7 +2,10 @@
 
 #include <fmt/format.h>
 #include <openssl/pem.h>
+#include <pthread.h>
 #include <sys/stat.h>
+
+#include <ctime>
 
 #include <cstdio>
 
@@ -76,6 +79,32 @@ std::string not_after_of(X509* cert) {
 bool file_exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0;
+}
+
+namespace {
+sigset_t sigpipe_set() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGPIPE);
+  return set;
+}
+}  // namespace
+
+SigpipeGuard::SigpipeGuard() {
+  sigset_t pending;
+  sigpending(&pending);
+  if (sigismember(&pending, SIGPIPE)) return;
+  const sigset_t pipe = sigpipe_set();
+  active_ = pthread_sigmask(SIG_BLOCK, &pipe, &old_) == 0;
+}
+
+SigpipeGuard::~SigpipeGuard() {
+  if (!active_) return;
+  const sigset_t pipe = sigpipe_set();
+  const timespec zero{0, 0};
+  while (sigtimedwait(&pipe, nullptr, &zero) > 0) {
+  }
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
 }
 
 }  // namespace ramshift::security

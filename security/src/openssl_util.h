@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <csignal>
 #include <memory>
 #include <string>
 #include <vector>
@@ -43,5 +44,21 @@ std::string subject_of(X509* cert);
 std::string not_after_of(X509* cert);
 
 bool file_exists(const std::string& path);
+
+// Keeps SIGPIPE from this thread while it lives. OpenSSL writes to the socket with write(),
+// which raises SIGPIPE on a peer that has gone; the plain tcp path uses MSG_NOSIGNAL, and a
+// library must not kill its process for a closed connection either. A SIGPIPE raised inside
+// is consumed; one already pending before is left alone.
+class SigpipeGuard {
+ public:
+  SigpipeGuard();
+  ~SigpipeGuard();
+  SigpipeGuard(const SigpipeGuard&) = delete;
+  SigpipeGuard& operator=(const SigpipeGuard&) = delete;
+
+ private:
+  bool active_ = false;
+  sigset_t old_{};
+};
 
 }  // namespace ramshift::security

@@ -202,6 +202,7 @@ Result<std::unique_ptr<transport::SecureStream>> TlsChannel::handshake(int fd, P
   } else {
     SSL_set_accept_state(ssl.get());
   }
+  SigpipeGuard no_sigpipe;
   for (;;) {
     ERR_clear_error();
     int r = SSL_do_handshake(ssl.get());

@@ -43,6 +43,7 @@ bool TlsStream::has_unsent() const {
 }
 
 Status TlsStream::push_locked() {
+  SigpipeGuard no_sigpipe;
   while (out_off_ < out_.size()) {
     ERR_clear_error();
     size_t written = 0;
@@ -60,6 +61,7 @@ Status TlsStream::push_locked() {
 
 Result<size_t> TlsStream::read(std::span<std::byte> out) {
   std::lock_guard lock(mu_);
+  SigpipeGuard no_sigpipe;  // TLS 1.3 may answer a peer's key update while reading
   ERR_clear_error();
   size_t got = 0;
   if (SSL_read_ex(ssl_.get(), out.data(), out.size(), &got) == 1) return got;

@@ -3,8 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -24,7 +26,7 @@ struct ConnectionPair {
 // RAMSHIFT_RDMA_ADDR (the soft-RoCE VM's rxe0, 10.9.0.1, by default).
 inline std::string test_listen_uri(const std::string& backend) {
   static std::atomic<int> counter{0};
-  if (backend == "tcp") return "tcp://127.0.0.1:0";
+  if (backend == "tcp" || backend == "tcp_tls") return "tcp://127.0.0.1:0";
   if (backend == "rdma") {
     const char* addr = std::getenv("RAMSHIFT_RDMA_ADDR");
     return std::string("rdma://") + (addr ? addr : "10.9.0.1") + ":0";
@@ -32,12 +34,30 @@ inline std::string test_listen_uri(const std::string& backend) {
   return "loopback://conformance-" + std::to_string(counter++);
 }
 
+// "tcp_tls" is tcp with TLS 1.3 on every queue (a pre-shared key written here, so the suite
+// needs no certificates); every other name is a scheme with default options.
+inline transport::TransportOptions test_options(const std::string& backend) {
+  transport::TransportOptions o;
+  if (backend != "tcp_tls") return o;
+  static const std::string path = [] {
+    std::string p = ::testing::TempDir() + "/conformance-" + std::to_string(::getpid()) + ".psk";
+    std::ofstream(p) << "conformance:000102030405060708090a0b0c0d0e0f"
+                        "101112131415161718191a1b1c1d1e1f\n";
+    return p;
+  }();
+  o.settings.set("tls-psk", path);
+  return o;
+}
+inline std::string scheme_of(const std::string& backend) {
+  return backend == "tcp_tls" ? "tcp" : backend;
+}
+
 // Empty when `backend` can run here; otherwise why not (not built, no device).
 inline std::string backend_unavailable(const std::string& backend) {
   // Not in this binary: the registry's empty slot says why.
-  if (auto b = transport::backends().require(backend); !b) return b.status().message();
+  if (auto b = transport::backends().require(scheme_of(backend)); !b) return b.status().message();
   // A backend with devices (rdma) needs one here: try to listen on it.
-  if (!transport::backends().find(backend)->list_devices) return "";
+  if (!transport::backends().find(scheme_of(backend))->list_devices) return "";
   auto l = transport::listen(transport::parse_uri(test_listen_uri(backend)).value());
   if (l) return "";
   return l.status().message();
@@ -47,7 +67,8 @@ inline ConnectionPair connect_pair(const std::string& backend, uint32_t queues) 
   ConnectionPair p;
   std::string uri_text = test_listen_uri(backend);
   auto uri = transport::parse_uri(uri_text).value();
-  auto listener = transport::listen(uri);
+  const auto options = test_options(backend);
+  auto listener = transport::listen(uri, options);
   EXPECT_TRUE(listener.is_ok()) << listener.status().message();
   if (!listener) return p;
   p.listener = std::move(listener).value();
@@ -57,7 +78,7 @@ inline ConnectionPair connect_pair(const std::string& backend, uint32_t queues) 
     auto c = p.listener->accept(std::chrono::seconds(10));
     if (c) server = std::move(c).value();
   });
-  auto client = transport::connect(addr, queues);
+  auto client = transport::connect(addr, queues, options);
   acceptor.join();
   EXPECT_TRUE(client.is_ok()) << client.status().message();
   if (client) p.client = std::move(client).value();

@@ -304,8 +304,9 @@ TEST_P(TransportConformance, QueueIndexIsChecked) {
   EXPECT_EQ(p.client->post_send(7, {}).code(), ErrorCode::kInvalidArgument);
 }
 
-// rdma runs where a device exists (the soft-RoCE VM, tests/softroce/) and skips elsewhere.
-const std::string kBackends[] = {"loopback", "tcp", "rdma"};
+// rdma runs where a device exists (the soft-RoCE VM, tests/softroce/) and skips elsewhere;
+// tcp_tls is tcp with TLS on every queue (backend_pair.h).
+const std::string kBackends[] = {"loopback", "tcp", "tcp_tls", "rdma"};
 INSTANTIATE_TEST_SUITE_P(Backends, TransportConformance, ::testing::ValuesIn(kBackends),
                          [](const auto& param_info) { return param_info.param; });
 

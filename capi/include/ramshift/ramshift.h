@@ -108,7 +108,8 @@ RAMSHIFT_API int ramshift_source_set_callbacks(ramshift_source* source,
 /* Sets an option by the name of the `ramshift send` flag it matches, value as on the command
  * line: queues, codec, batch-size (bytes), max-bandwidth, xbzrle-cache, zstd-level,
  * downtime-limit (ms), max-rounds, auto-converge (on|off), verify (transfer|full),
- * connect-timeout and peer-timeout (seconds). RAMSHIFT_E_INVALID for an unknown name or value. */
+ * connect-timeout and peer-timeout (seconds), tls-dir, tls-psk, tls-authz, tls-ktls (TLS 1.3 on
+ * tcp://, docs/security.md). RAMSHIFT_E_INVALID for an unknown name or value. */
 RAMSHIFT_API int ramshift_source_set_option(ramshift_source* source, const char* name,
                                             const char* value);
 /* Migrates the guest to the destination listening at `uri`; blocks until the end. 0: the
@@ -135,7 +136,7 @@ RAMSHIFT_API void ramshift_destination_free(ramshift_destination* destination);
 RAMSHIFT_API int ramshift_destination_add_region(ramshift_destination* destination,
                                                  const char* name, void* memory, uint64_t bytes);
 /* Options by the name of the `ramshift receive` flag: handshake-timeout, peer-timeout
- * (seconds). */
+ * (seconds), tls-dir, tls-psk, tls-authz, tls-ktls (before listen; docs/security.md). */
 RAMSHIFT_API int ramshift_destination_set_option(ramshift_destination* destination,
                                                  const char* name, const char* value);
 /* Starts listening at `uri` (tcp://0.0.0.0:7000, tcp://127.0.0.1:0). */
