@@ -293,13 +293,13 @@ Status PostcopyReceiver::run() {
     }
     if (c_.progress && steady_clock::now() - last_progress >= milliseconds(100)) {
       const uint64_t n = placer_->pages_needed(), left = placer_->pages_left();
-      Progress p{n * c_.page_size,
-                 (n - left) * c_.page_size,
-                 0,
-                 rounds_,
-                 std::chrono::duration<double>(steady_clock::now() - start_).count(),
-                 true};
-      p.postcopy = true;
+      Progress p;
+      p.status = MigrationStatus::kPostcopyActive;
+      p.round = rounds_;
+      p.total_bytes = n * c_.page_size;
+      p.done_bytes = (n - left) * c_.page_size;
+      p.transferred_bytes = p.done_bytes;  // of the post-copy phase
+      p.elapsed_s = std::chrono::duration<double>(steady_clock::now() - start_).count();
       c_.progress(p);
       last_progress = steady_clock::now();
     }

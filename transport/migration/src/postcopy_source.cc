@@ -161,13 +161,14 @@ Status PostcopySender::run(SourceSession& session, const ProgressFn& progress,
         std::lock_guard lock(mu_);
         sent = sent_;
       }
-      Progress p{total_ * page_size_,
-                 sent * page_size_,
-                 wire_bytes_.load(),
-                 0,
-                 std::chrono::duration<double>(now - start).count(),
-                 true};
-      p.postcopy = true;
+      Progress p;
+      p.status = MigrationStatus::kPostcopyActive;
+      p.total_bytes = total_ * page_size_;
+      p.done_bytes = sent * page_size_;
+      p.transferred_bytes = p.done_bytes;  // of the post-copy phase
+      p.wire_bytes = wire_bytes_.load();
+      p.elapsed_s = std::chrono::duration<double>(now - start).count();
+      p.paused = true;
       progress(p);
       last_progress = now;
     }

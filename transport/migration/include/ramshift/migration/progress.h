@@ -20,7 +20,8 @@ enum class MigrationStatus : unsigned char {
   kNone,            // no migration yet (a listening daemon)
   kSetup,           // connecting, handshake, memory set up
   kActive,          // rounds of pages (pre-copy), the switchover included
-  kPostcopyActive,  // reserved for post-copy: the guest runs on the destination, pages follow
+  kPostcopyActive,  // post-copy: the guest runs on the destination; total/done count the
+                    // pages still to move there
   kCompleted,
   kFailed,
   kCancelled,
@@ -43,8 +44,6 @@ struct Progress {
   double elapsed_s = 0;
   bool paused = false;           // the source guest is paused: this is the switchover round
   uint64_t bandwidth_limit = 0;  // wire bytes/s the sender may use now; 0 = unlimited
-  // Post-copy: the guest runs on the destination; total/done count the pages still to move.
-  bool postcopy = false;
 
   uint64_t remaining_bytes() const {
     return total_bytes > done_bytes ? total_bytes - done_bytes : 0;
