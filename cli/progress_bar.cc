@@ -27,11 +27,12 @@ void ProgressBar::update(const migration::Progress& p) {
     eta = fmt::format("{:.1f}s", p.remaining_bytes() / rate);
   else if (p.remaining_bytes() == 0)
     eta = "0s";
-  std::string line =
-      fmt::format("\r{} {} [{}{}] {:3.0f}%  {} / {}  {}  ETA {}   ", label_,
-                  p.postcopy ? std::string("post-copy") : fmt::format("round {}", p.round),
-                  std::string(filled, '#'), std::string(kWidth - filled, '.'), frac * 100,
-                  format_bytes(p.done_bytes), format_bytes(p.total_bytes), format_rate(rate), eta);
+  std::string line = fmt::format(
+      "\r{} {} [{}{}] {:3.0f}%  {} / {}  {}  ETA {}   ", label_,
+      p.status == migration::MigrationStatus::kPostcopyActive ? std::string("post-copy")
+                                                              : fmt::format("round {}", p.round),
+      std::string(filled, '#'), std::string(kWidth - filled, '.'), frac * 100,
+      format_bytes(p.done_bytes), format_bytes(p.total_bytes), format_rate(rate), eta);
   std::fputs(line.c_str(), stderr);
   std::fflush(stderr);
   drawn_ = true;
