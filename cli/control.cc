@@ -79,15 +79,16 @@ Result<std::unique_ptr<migration::ControlServer>> start_control(
 
 Runner add_status(CLI::App& app) {
   auto path = std::make_shared<std::string>();
-  auto json = std::make_shared<bool>(false);
+  auto json = std::make_shared<std::string>();
   auto* cmd =
       app.add_subcommand("status", "show a running migration's state from its --control socket");
   cmd->add_option("path", *path, "the socket: unix:PATH or PATH")->required();
-  cmd->add_flag("--json", *json, "print the answer as one JSON object");
+  cmd->add_option("--json", *json, "write the answer as one JSON object to FILE ('-' = stdout)");
   return [path, json]() -> int {
     auto r = call(*path, {{"execute", "query"}});
     if (!r) return fail_with(r.status());
-    fmt::print("{}\n", *json ? r->dump() : describe(*r));
+    if (*json != "-") fmt::print("{}\n", describe(*r));
+    write_json_text(r->dump(), *json);
     return 0;
   };
 }

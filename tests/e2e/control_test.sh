@@ -87,7 +87,7 @@ grep -q '"error"' <<<"$(raw "$RX_SOCK" '{"execute": "set-bandwidth", "arguments"
   && pass "the destination refuses set-bandwidth (it sends nothing to limit)" || fail "receive took set-bandwidth"
 "$RAMSHIFT" status "$TX_SOCK" >"$WORK/status.txt" 2>&1 && grep -q "source: active, round" "$WORK/status.txt" \
   && pass "status prints a readable line: $(cut -c1-90 "$WORK/status.txt")" || { fail "status line"; cat "$WORK/status.txt"; }
-"$RAMSHIFT" status --json "unix:$RX_SOCK" | grep -q '"role":"destination"' \
+"$RAMSHIFT" status --json - "unix:$RX_SOCK" | grep -q '"role":"destination"' \
   && pass "status --json (unix:PATH) prints the object" || fail "status --json"
 "$RAMSHIFT" cancel "$TX_SOCK" && pass "cancel accepted" || fail "cancel refused"
 wait "$TX"; rc=$?

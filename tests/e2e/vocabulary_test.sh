@@ -4,8 +4,9 @@
 # everywhere; retired spellings are not shown; every error has the same prefix and exit 2.
 source "$(dirname "$0")/lib.sh"
 
-commands=(send receive demo make-image bench tune doctor)
+commands=(send receive demo make-image bench tune doctor status cancel set-bandwidth)
 "$RAMSHIFT" --help | grep -q "qemu-bridge" && commands+=("qemu-bridge source" "qemu-bridge dest" qemu-migrate)
+"$RAMSHIFT" --help | grep -q "qemu-exec" && commands+=(qemu-exec)
 for c in "${commands[@]}"; do
   # shellcheck disable=SC2086
   "$RAMSHIFT" $c --help >"$WORK/help.${c// /_}" 2>&1 || fail "$c --help exits non-zero"

@@ -22,9 +22,9 @@ trap cleanup EXIT
 fail() { qlog "FAIL: $*"; for f in "$W"/*.log "$W"/*.err; do [ -s "$f" ] && { echo "--- $f" >&2; tail -5 "$f" >&2; }; done; exit 1; }
 GUEST_MB=${GUEST_MB:-96}
 DIRTY=${DIRTY:-6}
-# field SOCKET KEY: one key of `ramshift status --json`.
+# field SOCKET KEY: one key of `ramshift status --json -`.
 field() {
-  "$RAMSHIFT" status --json "$1" 2>/dev/null |
+  "$RAMSHIFT" status --json - "$1" 2>/dev/null |
     python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2" 2>/dev/null
 }
 wait_active() {  # SOCKET: until its migration is active (60 s)
