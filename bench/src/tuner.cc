@@ -39,11 +39,12 @@ class Search {
   Result<TuneOutcome> run() {
     // The first trial is the defaults: it proves the peer answers and sets the bar.
     RS_RETURN_IF_ERROR(first());
-    std::vector<uint32_t> queues;
-    for (uint32_t q : o_.queues) (q <= usable_cpus() ? queues : too_many_).push_back(q);
-    if (!too_many_.empty())
+    std::vector<uint32_t> queues, too_many;
+    const uint32_t cpus = usable_cpus();
+    for (uint32_t q : o_.queues) (q <= cpus ? queues : too_many).push_back(q);
+    if (!too_many.empty())
       out_.skipped.push_back(fmt::format("queues {}: more than the {} CPUs this host gives us",
-                                         fmt::join(too_many_, ","), usable_cpus()));
+                                         fmt::join(too_many, ","), cpus));
     sweep("queues", queues, [](BenchPoint& p, uint32_t v) { p.queues = v; });
     sweep("batch size", o_.message_bytes, [](BenchPoint& p, uint32_t v) { p.message_bytes = v; });
     sweep("codec", o_.codecs, [](BenchPoint& p, pipeline::CodecMode v) { p.codec = v; });
@@ -171,7 +172,6 @@ class Search {
   Clock::time_point start_;
   BenchPoint best_point_;
   std::string transport_;
-  std::vector<uint32_t> too_many_;
   TuneOutcome out_;
 };
 
