@@ -14,6 +14,7 @@
 #include "ramshift/guest/synthetic.h"
 #include "ramshift/migration/destination.h"
 #include "ramshift/migration/source.h"
+#include "unit/migration/pair_harness.h"
 
 namespace ramshift::migration {
 namespace {
@@ -26,36 +27,9 @@ std::unique_ptr<guest::SyntheticGuest> make_guest(const std::string& spec) {
   return std::move(g).value();
 }
 
-transport::Uri listen_uri(const std::string& backend) {
-  static int n = 0;
-  return transport::parse_uri(backend == "tcp" ? "tcp://127.0.0.1:0"
-                                               : "loopback://live-" + std::to_string(n++))
-      .value();
-}
-
-struct Outcome {
-  MigrationReport source, destination;
-  std::vector<std::byte> destination_memory;  // as verified, before the guest ran there
-};
-
-Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig sc,
-                DestinationConfig dc = {}) {
-  auto listener = transport::listen(listen_uri(backend)).value();
-  sc.to = listener->address();
-  Outcome out;
-  std::thread dest([&] {
-    auto conn = listener->accept(10s);
-    ASSERT_TRUE(conn.is_ok());
-    dc.resume_for = 300ms;
-    dc.inspect_memory = [&](const std::vector<std::span<const std::byte>>& regions) {
-      out.destination_memory.assign(regions[0].begin(), regions[0].end());
-    };
-    out.destination = run_destination(std::move(conn).value(), dc);
-  });
-  out.source = run_source(g, sc);
-  dest.join();
-  return out;
-}
+using pair_test::listen_uri;
+using pair_test::migrate;
+using pair_test::Outcome;
 
 // The paused source (it never runs again once handed over) and the destination's verified
 // copy are the same bytes: a check that does not trust the migration's own digest.

@@ -12,6 +12,7 @@
 #include "ramshift/guest/synthetic.h"
 #include "ramshift/migration/destination.h"
 #include "ramshift/migration/source.h"
+#include "unit/migration/pair_harness.h"
 
 namespace ramshift::migration {
 namespace {
@@ -28,34 +29,8 @@ class DropDirtyPages {
   ~DropDirtyPages() { ::unsetenv(guest::kTestDropDirtyEveryEnv); }
 };
 
-struct Outcome {
-  MigrationReport source, destination;
-  std::vector<std::byte> destination_memory;  // as verified, before the guest ran there
-};
-
-Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig sc) {
-  static int n = 0;
-  auto listener = transport::listen(transport::parse_uri(backend == "tcp" ? "tcp://127.0.0.1:0"
-                                                                          : "loopback://lost-" +
-                                                                                std::to_string(n++))
-                                        .value())
-                      .value();
-  sc.to = listener->address();
-  Outcome out;
-  std::thread dest([&] {
-    auto conn = listener->accept(10s);
-    ASSERT_TRUE(conn.is_ok());
-    DestinationConfig dc;
-    dc.resume_for = 300ms;
-    dc.inspect_memory = [&](const std::vector<std::span<const std::byte>>& regions) {
-      out.destination_memory.assign(regions[0].begin(), regions[0].end());
-    };
-    out.destination = run_destination(std::move(conn).value(), dc);
-  });
-  out.source = run_source(g, sc);
-  dest.join();
-  return out;
-}
+using pair_test::migrate;
+using pair_test::Outcome;
 
 // A synthetic guest that has run (and dirtied memory) for 100 ms.
 std::unique_ptr<guest::SyntheticGuest> running_guest(const std::string& spec) {

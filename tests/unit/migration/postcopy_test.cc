@@ -13,6 +13,7 @@
 #include "ramshift/guest/synthetic.h"
 #include "ramshift/migration/destination.h"
 #include "ramshift/migration/source.h"
+#include "unit/migration/pair_harness.h"
 
 namespace ramshift::migration {
 namespace {
@@ -25,34 +26,8 @@ std::unique_ptr<guest::SyntheticGuest> make_guest(const std::string& spec) {
   return std::move(g).value();
 }
 
-struct Outcome {
-  MigrationReport source, destination;
-  std::vector<std::byte> destination_memory;  // after the guest ran there and was paused
-};
-
-Outcome migrate(const std::string& backend, guest::SourceGuest& g, SourceConfig sc,
-                DestinationConfig dc = {}) {
-  static int n = 0;
-  auto listener = transport::listen(transport::parse_uri(backend == "tcp" ? "tcp://127.0.0.1:0"
-                                                                          : "loopback://pc-" +
-                                                                                std::to_string(n++))
-                                        .value())
-                      .value();
-  sc.to = listener->address();
-  Outcome out;
-  std::thread dest([&] {
-    auto conn = listener->accept(10s);
-    ASSERT_TRUE(conn.is_ok());
-    dc.resume_for = 300ms;
-    dc.inspect_memory = [&](const std::vector<std::span<const std::byte>>& regions) {
-      out.destination_memory.assign(regions[0].begin(), regions[0].end());
-    };
-    out.destination = run_destination(std::move(conn).value(), dc);
-  });
-  out.source = run_source(g, sc);
-  dest.join();
-  return out;
-}
+using pair_test::migrate;
+using pair_test::Outcome;
 
 // Every page of the destination holds either exactly the paused source's bytes, or a newer
 // generation the guest wrote after it resumed there (whose own check, resumed_verified,
