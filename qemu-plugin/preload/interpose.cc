@@ -116,6 +116,20 @@ auto guarded(F&& f) -> decltype(f()) {
   }
 }
 
+// read/readv/write/writev on a migration channel become one recvmsg/sendmsg over the same
+// iovecs, so the channel code sees a single path; any other fd takes `plain`, the call as made.
+template <typename Plain>
+ssize_t vectored(int fd, const iovec* iov, int cnt, bool receive, Plain plain) {
+  return guarded([&]() -> ssize_t {
+    auto e = table().find(fd);
+    if (!e || !(receive ? e->dest != nullptr : e->source != nullptr)) return plain();
+    msghdr m{};
+    m.msg_iov = const_cast<iovec*>(iov);
+    m.msg_iovlen = static_cast<size_t>(cnt);
+    return receive ? do_recvmsg(fd, &m, 0) : do_sendmsg(fd, &m, 0);
+  });
+}
+
 }  // namespace
 }  // namespace ramshift::qemu::preload
 
@@ -171,52 +185,24 @@ RS_EXPORT ssize_t recvmsg(int fd, msghdr* msg, int flags) {
 
 RS_EXPORT ssize_t read(int fd, void* buf, size_t n) {
   if (table().empty()) return real().read(fd, buf, n);
-  return guarded([&]() -> ssize_t {
-    auto e = table().find(fd);
-    if (!e || !e->dest) return real().read(fd, buf, n);
-    iovec v{buf, n};
-    msghdr m{};
-    m.msg_iov = &v;
-    m.msg_iovlen = 1;
-    return do_recvmsg(fd, &m, 0);
-  });
+  iovec v{buf, n};
+  return vectored(fd, &v, 1, /*receive=*/true, [&] { return real().read(fd, buf, n); });
 }
 
 RS_EXPORT ssize_t readv(int fd, const iovec* iov, int cnt) {
   if (table().empty()) return real().readv(fd, iov, cnt);
-  return guarded([&]() -> ssize_t {
-    auto e = table().find(fd);
-    if (!e || !e->dest) return real().readv(fd, iov, cnt);
-    msghdr m{};
-    m.msg_iov = const_cast<iovec*>(iov);
-    m.msg_iovlen = static_cast<size_t>(cnt);
-    return do_recvmsg(fd, &m, 0);
-  });
+  return vectored(fd, iov, cnt, /*receive=*/true, [&] { return real().readv(fd, iov, cnt); });
 }
 
 RS_EXPORT ssize_t write(int fd, const void* buf, size_t n) {
   if (table().empty()) return real().write(fd, buf, n);
-  return guarded([&]() -> ssize_t {
-    auto e = table().find(fd);
-    if (!e || !e->source) return real().write(fd, buf, n);
-    iovec v{const_cast<void*>(buf), n};
-    msghdr m{};
-    m.msg_iov = &v;
-    m.msg_iovlen = 1;
-    return do_sendmsg(fd, &m, 0);
-  });
+  iovec v{const_cast<void*>(buf), n};
+  return vectored(fd, &v, 1, /*receive=*/false, [&] { return real().write(fd, buf, n); });
 }
 
 RS_EXPORT ssize_t writev(int fd, const iovec* iov, int cnt) {
   if (table().empty()) return real().writev(fd, iov, cnt);
-  return guarded([&]() -> ssize_t {
-    auto e = table().find(fd);
-    if (!e || !e->source) return real().writev(fd, iov, cnt);
-    msghdr m{};
-    m.msg_iov = const_cast<iovec*>(iov);
-    m.msg_iovlen = static_cast<size_t>(cnt);
-    return do_sendmsg(fd, &m, 0);
-  });
+  return vectored(fd, iov, cnt, /*receive=*/false, [&] { return real().writev(fd, iov, cnt); });
 }
 
 RS_EXPORT int close(int fd) {
