@@ -9,16 +9,12 @@ RAMSHIFT=$(readlink -f "$1")
 [ "$(id -u)" = 0 ] || { echo "netns test needs root" >&2; exit 77; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../../scripts/lib/netns.sh"
-W=$(mktemp -d /tmp/ramshift-qemu-netns.XXXXXX)
 NSA=rsqa$$ NSB=rsqb$$
-cleanup() { netns_link_down "$NSA" "$NSB"; qemu_stop_all; rm -rf "$W"; }
-trap cleanup EXIT
 . "$HERE/lib.sh"
-fail() { qlog "FAIL: $*"; for f in "$W"/*.err; do [ -s "$f" ] && { echo "--- $f" >&2; tail -3 "$f" >&2; }; done; exit 1; }
-netns_link_up "$NSA" "$NSB" 10.78.0 1gbit || { qlog "cannot create namespaces"; exit 77; }
+qemu_test_on_exit() { netns_link_down "$NSA" "$NSB"; }
 GUEST_MB=${GUEST_MB:-128}
-
-qemu_need_tools
+qemu_test_begin qemu-netns
+netns_link_up "$NSA" "$NSB" 10.78.0 1gbit || { qlog "cannot create namespaces"; exit 77; }
 qemu_build_guest
 qemu_start vm0 "$GUEST_MB" 6
 qemu_wait_beat vm0 2 240 || fail "the guest did not boot"

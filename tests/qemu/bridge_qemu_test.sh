@@ -13,27 +13,9 @@
 # offset, cleared SYNC packets) must be re-encoded too, not passed through.
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
-FLAVOUR=${2:-debian}
-W=$(mktemp -d /tmp/ramshift-qemu-test.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  qemu_stop_all
-  rm -rf "$W"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
-fail() { qlog "FAIL: $*"; for f in "$W"/*.log "$W"/*.err; do [ -s "$f" ] && { echo "--- $f" >&2; tail -5 "$f" >&2; }; done; exit 1; }
-GUEST_MB=${GUEST_MB:-96}
-DIRTY=${DIRTY:-6}
-
-qemu_need_tools
-if [ "$FLAVOUR" = backports ]; then
-  . "$(dirname "$0")/../lib/debian_backports_qemu.sh"
-  backports_qemu || exit $?
-  QEMU_BIN=$QEMU_NEWER_BIN
-  qlog "QEMU: $("$QEMU_BIN" --version | head -1)"
-fi
+FLAVOUR=${2:-debian}
+qemu_test_begin qemu-test "$FLAVOUR"
 qemu_build_guest
 qemu_start vm0 "$GUEST_MB" "$DIRTY"
 qemu_wait_beat vm0 2 240 || fail "the guest did not boot"

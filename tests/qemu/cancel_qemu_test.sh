@@ -10,18 +10,8 @@
 # behaviour). Usage: cancel_qemu_test.sh path/to/ramshift
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
-W=$(mktemp -d /tmp/ramshift-qemu-cancel.XXXXXX)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  qemu_stop_all
-  rm -rf "$W"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
-fail() { qlog "FAIL: $*"; for f in "$W"/*.log "$W"/*.err; do [ -s "$f" ] && { echo "--- $f" >&2; tail -5 "$f" >&2; }; done; exit 1; }
-GUEST_MB=${GUEST_MB:-96}
-DIRTY=${DIRTY:-6}
+qemu_test_begin qemu-cancel
 # field SOCKET KEY: one key of `ramshift status --json -`.
 field() {
   "$RAMSHIFT" status --json - "$1" 2>/dev/null |
@@ -32,7 +22,6 @@ wait_active() {  # SOCKET: until its migration is active (60 s)
   return 1
 }
 
-qemu_need_tools
 qemu_build_guest
 qemu_start vm0 "$GUEST_MB" "$DIRTY"
 qemu_wait_beat vm0 2 240 || fail "the guest did not boot"

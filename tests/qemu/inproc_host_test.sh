@@ -12,26 +12,9 @@
 # Usage: inproc_host_test.sh path/to/ramshift [backports]
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
-FLAVOUR=${2:-debian}
-W=$(mktemp -d /tmp/ramshift-inproc-test.XXXXXX)
-cleanup() {
-  qemu_stop_all
-  rm -rf "$W"
-}
-trap cleanup EXIT
 . "$(dirname "$0")/lib.sh"
-fail() { qlog "FAIL: $*"; for f in "$W"/*.log "$W"/*.err "$W"/*.qemu.out; do [ -s "$f" ] && { echo "--- $f" >&2; tail -5 "$f" >&2; }; done; exit 1; }
-GUEST_MB=${GUEST_MB:-96}
-DIRTY=${DIRTY:-6}
-
-qemu_need_tools
-if [ "$FLAVOUR" = backports ]; then
-  . "$(dirname "$0")/../lib/debian_backports_qemu.sh"
-  backports_qemu || exit $?
-  QEMU_BIN=$QEMU_NEWER_BIN
-fi
+qemu_test_begin inproc-test "${2:-debian}"
 QEMU=${QEMU_BIN:-qemu-system-x86_64}
-qlog "QEMU: $("$QEMU" --version | head -1)"
 
 "$RAMSHIFT" qemu-exec -- "$QEMU" -help > "$W/help.out" 2>&1 || fail "qemu-exec -- QEMU -help: exit $?"
 cmp -s "$W/help.out" <("$QEMU" -help 2>&1) || fail "-help through qemu-exec differs from QEMU's own"

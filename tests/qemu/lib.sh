@@ -1,10 +1,46 @@
 # Helpers for the QEMU bridge tests: a tiny TCG guest (Debian's kernel + guest/init.c as the
 # whole initramfs) started as a migration source or destination, with QMP and a serial log.
-# Source it after setting W (a scratch directory the caller removes) and RAMSHIFT (the binary).
+# Source it after setting RAMSHIFT (the binary), then call qemu_test_begin (or set W, a
+# scratch directory the caller removes, yourself).
 QEMU_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$QEMU_LIB_DIR/../lib/debian_kernel.sh"
 
 qlog() { echo "qemu-test: $*" >&2; }
+
+# qemu_test_begin NAME [debian|backports]: the common start of a QEMU test. A scratch directory
+# $W, removed on exit together with every VM, the processes in PIDS and whatever the test's own
+# qemu_test_on_exit (if defined) undoes; fail MESSAGE, which prints the tail of each log; the
+# guest's size and dirty rate (GUEST_MB, DIRTY: 96, 6 unless set); the tools installed; with
+# `backports`, QEMU_BIN pointing at Debian backports' newer QEMU.
+qemu_test_begin() {
+  W=$(mktemp -d "/tmp/ramshift-$1.XXXXXX")
+  PIDS=()
+  trap qemu_test_end EXIT
+  GUEST_MB=${GUEST_MB:-96}
+  DIRTY=${DIRTY:-6}
+  qemu_need_tools
+  if [ "${2:-debian}" = backports ]; then
+    . "$QEMU_LIB_DIR/../lib/debian_backports_qemu.sh"
+    backports_qemu || exit $?
+    QEMU_BIN=$QEMU_NEWER_BIN
+  fi
+  qlog "QEMU: $("${QEMU_BIN:-qemu-system-x86_64}" --version | head -1)"
+}
+qemu_test_end() {
+  local p
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  qemu_stop_all
+  declare -F qemu_test_on_exit > /dev/null && qemu_test_on_exit
+  rm -rf "$W"
+}
+fail() {
+  local f
+  qlog "FAIL: $*"
+  for f in "$W"/*.log "$W"/*.err "$W"/*.qemu.out; do
+    [ -s "$f" ] && { echo "--- $f" >&2; tail -5 "$f" >&2; }
+  done
+  exit 1
+}
 
 # Installs what the tests need (qemu-system-x86, a static libc for the guest), or exits 77.
 qemu_need_tools() {
