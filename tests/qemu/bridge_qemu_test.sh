@@ -5,6 +5,7 @@
 #   4 exec: (stdio) bridges            5 the destination bridge killed mid-migration
 #   6 the destination QEMU killed mid-migration (after garbage hit the destination bridge)
 #   7 a source bridge pointed at something that is not a bridge
+#   (Debian's QEMU only) multifd 2 through bridge processes whose link is TLS 1.3 (X.509)
 # After each success the destination is `running`, its heartbeat continues past the
 # source's, and the guest never saw a page differ; after each failure the source VM keeps
 # running and its heartbeat goes on. Usage: bridge_qemu_test.sh path/to/ramshift [backports]
@@ -52,11 +53,26 @@ migrate_ok "exec: stdio bridges" \
   --dst-uri "exec:$RAMSHIFT -q qemu-bridge dest --stdio --listen tcp://127.0.0.1:$PORT" \
   --src-uri "exec:$RAMSHIFT -q qemu-bridge source --stdio --to tcp://127.0.0.1:$PORT"
 
-# Separate bridge processes, for the failure cases (garbage first hits the destination's port).
+# Separate bridge processes, for TLS and the failure cases (garbage first hits the
+# destination's port).
 start_bridges() {
   qemu_start_bridges "$1" tcp://127.0.0.1:0 || fail "bridges did not start: $(cat "$W/$1".*br.err)"
   PIDS+=($DPID $SPID)
 }
+
+if [ "$FLAVOUR" = debian ]; then
+  # The bridges' link authenticated and encrypted (X.509 in QEMU's --tls-dir layout), multifd.
+  bash "$(dirname "$0")/../security/make_pki.sh" "$W/pki" > /dev/null 2>&1 || fail "make_pki.sh failed"
+  DEST_ARGS="--tls-dir $W/pki/good --json $W/tls.dbr.json" SRC_ARGS="--tls-dir $W/pki/good --queues 3" start_bridges vm$((N + 1))
+  migrate_ok "multifd 2 through bridges over TLS (X.509)" --multifd-channels 2 \
+    --src-uri "unix:$W/vm$((N + 1)).sb" --dst-uri "unix:$W/vm$((N + 1)).in"
+  wait "$SPID" || fail "TLS: source bridge exit $?"
+  wait "$DPID" || fail "TLS: destination bridge exit $?"
+  # The destination bridge's report names the channel and the identity the source proved.
+  grep -q '"peer": ".*TLSv1.3 .*, x509, .*peer CN=sender' "$W/tls.dbr.json" ||
+    fail "TLS: the destination bridge's report does not show TLS: $(grep -m1 '"peer"' "$W/tls.dbr.json")"
+  qlog "ok: the destination bridge's peer: $(grep -m1 -o '"peer": "[^"]*' "$W/tls.dbr.json")"
+fi
 
 # migrate_fails LABEL VICTIM: starts a slow migration through bridge processes, kills VICTIM
 # (dbridge | dqemu) two seconds in; QEMU must fail it and the source must keep running.

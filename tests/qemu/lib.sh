@@ -102,11 +102,12 @@ qemu_check_clean() {
 
 # qemu_start_bridges NEXT DEST_URI: a destination bridge listening on DEST_URI for QEMU NEXT
 # (at $W/NEXT.in), then a source bridge at $W/NEXT.sb connected to it. Sets DPID, SPID.
-# DEST_WRAP / SRC_WRAP prefix the commands (e.g. "ip netns exec nsB"); GARBAGE=1 sends junk
+# DEST_WRAP / SRC_WRAP prefix the commands (e.g. "ip netns exec nsB"), DEST_ARGS / SRC_ARGS
+# add options (e.g. --tls-dir DIR); GARBAGE=1 sends junk
 # to the destination bridge's port before the source bridge connects.
 qemu_start_bridges() {
   local next=$1 uri=$2 i duri
-  ${DEST_WRAP:-} "$RAMSHIFT" qemu-bridge dest --listen "$uri" --qemu "unix:$W/$next.in" \
+  ${DEST_WRAP:-} "$RAMSHIFT" qemu-bridge dest --listen "$uri" --qemu "unix:$W/$next.in" ${DEST_ARGS:-} \
     > "$W/$next.dbr.out" 2> "$W/$next.dbr.err" &
   DPID=$!
   for i in $(seq 100); do grep -q listening "$W/$next.dbr.out" && break; sleep 0.1; done
