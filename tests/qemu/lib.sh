@@ -4,6 +4,7 @@
 # scratch directory the caller removes, yourself).
 QEMU_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$QEMU_LIB_DIR/../lib/debian_kernel.sh"
+. "$QEMU_LIB_DIR/guest/build.sh"
 
 qlog() { echo "qemu-test: $*" >&2; }
 
@@ -58,12 +59,7 @@ qemu_need_tools() {
 }
 
 # Builds $W/guest.cpio.gz: the static init and the device nodes it needs.
-qemu_build_guest() {
-  local r=$W/guest-root
-  mkdir -p "$r/dev"
-  gcc -static -O2 -o "$r/init" "$QEMU_LIB_DIR/guest/init.c"
-  (cd "$r" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$W/guest.cpio.gz")
-}
+qemu_build_guest() { build_linux_guest "$W/guest.cpio.gz"; }
 
 # qemu_start NAME GUEST_MB DIRTY_MBPS [QEMU ARGS...]: boots the guest (RAM = GUEST_MB x 9/8 + 128)
 # with QMP at $W/NAME.qmp and the console in $W/NAME.log. Prefix the call with

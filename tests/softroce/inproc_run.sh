@@ -1,6 +1,8 @@
 #!/bin/bash
-# ctest softroce.inproc: boots the soft-RoCE VM (rxe_vm.sh) with QEMU, ramshift, the in-process
-# library and the test guest (tests/qemu/guest, Debian's kernel), and runs inproc_suite.sh.
+# ctest softroce.inproc: boots the soft-RoCE VM (rxe_vm.sh) with Debian's QEMU, the newer QEMU
+# from bookworm-backports when it can be had (tests/lib/debian_backports_qemu.sh), ramshift, the
+# in-process library and the kernel-less test guest (tests/qemu/guest/bare.c), and runs
+# inproc_suite.sh.
 #   inproc_run.sh PATH_TO_RAMSHIFT [PATH_TO_LIBRAMSHIFT_QEMU]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -11,18 +13,24 @@ QEMU=/usr/bin/qemu-system-x86_64
 [ -x "$QEMU" ] || { echo "inproc: needs $QEMU (qemu-system-x86)" >&2; exit 77; }
 T=$(mktemp -d /tmp/inproc-run.XXXXXX)
 trap 'rm -rf "$T"' EXIT
-. "$HERE/../lib/debian_kernel.sh"
-debian_kernel || exit $?
-mkdir -p "$T/root/dev"
-gcc -static -O2 -o "$T/root/init" "$HERE/../qemu/guest/init.c" || exit 2
-(cd "$T/root" && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$T/guest.cpio.gz")
-cp "$KERNEL" "$T/vmlinuz"
+. "$HERE/../qemu/guest/build.sh"
+build_bare_guest "$T/bare.elf" || exit 2
 QARGS=(-b "$QEMU")
 for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
   [ -e "$d" ] && QARGS+=(-d "$d")
 done
-# The running test guest (a nested TCG boot) did not finish within 8 minutes under load, so
-# it runs only when asked for (INPROC_RUNNING=1); the paused-guest cases always run.
+NEWER=()
+. "$HERE/../lib/debian_backports_qemu.sh"
+if backports_qemu; then
+  # Its binary under another name (rxe_vm.sh puts -b binaries on PATH by basename), with its
+  # libraries; its firmware at the same paths inside (the download has no modules: none needed).
+  root=$(dirname "$(dirname "$QEMU_NEWER_BIN")")/root
+  ln -s "$root/usr/bin/qemu-system-x86_64" "$T/qemu-system-x86_64-newer"
+  QARGS+=(-b "$T/qemu-system-x86_64-newer" -d "$root/usr/share/qemu" -d "$root/usr/share/seabios")
+  NEWER=(/opt/bin/qemu-system-x86_64-newer "$root")
+else
+  echo "inproc: no newer QEMU from backports; Debian's QEMU only" >&2
+fi
 RXE_VM_TIMEOUT=${RXE_VM_TIMEOUT:-1500} bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b bash \
-  "${QARGS[@]}" -d "$(dirname "$LIB")" -f "$T/vmlinuz" -f "$T/guest.cpio.gz" \
-  "$HERE/inproc_suite.sh" "$LIB" ${INPROC_RUNNING:+/opt/share/vmlinuz /opt/share/guest.cpio.gz}
+  "${QARGS[@]}" -d "$(dirname "$LIB")" -f "$T/bare.elf" \
+  "$HERE/inproc_suite.sh" "$LIB" /opt/share/bare.elf "${NEWER[@]}"

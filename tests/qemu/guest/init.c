@@ -7,7 +7,8 @@
  *
  * A page's bytes follow from its index and generation alone, and the generations live in
  * guest memory too, so after a migration the destination's heartbeat continues the count
- * and "bad 0" means every page checked since boot held exactly what the guest last wrote. */
+ * and "bad 0" means every page checked since boot held exactly what the guest last wrote.
+ * The page contents are in pages.h (bare.c, the same guest without a kernel, shares them). */
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -18,53 +19,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGE 4096u
+#include "pages.h"
 
-static uint8_t *mem;
-static uint32_t *gens;
+static uint8_t* mem;
+static uint32_t* gens;
 static uint64_t pages;
 
 static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static int page_is_zero(uint64_t i) { return i % 8 == 7; }
-
-/* The content of page i at generation g, word by word. */
-static uint64_t word(uint64_t i, uint32_t g, uint64_t w, uint64_t *state) {
-  if (w == 0) return i;
-  if (w == 1) return g;
-  if (i % 2 == 0) { /* random: xorshift64 seeded by (i, g) */
-    uint64_t x = *state;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
-  }
-  return (i << 24) ^ ((uint64_t)g << 8) ^ (w % 16); /* structured: compresses well */
-}
-
-static uint64_t seed(uint64_t i, uint32_t g) { return (i * 0x9E3779B97F4A7C15ull) ^ (g + 1) ^ 0x5bd1e995; }
-
-static void write_page(uint64_t i, uint32_t g) {
-  uint64_t *p = (uint64_t *)(mem + i * PAGE), s = seed(i, g);
-  for (uint64_t w = 0; w < PAGE / 8; ++w) p[w] = word(i, g, w, &s);
-}
-
-static int check_page(uint64_t i) {
-  const uint64_t *p = (const uint64_t *)(mem + i * PAGE);
-  if (page_is_zero(i)) {
-    for (uint64_t w = 0; w < PAGE / 8; ++w)
-      if (p[w]) return 0;
-    return 1;
-  }
-  uint64_t s = seed(i, gens[i]);
-  for (uint64_t w = 0; w < PAGE / 8; ++w)
-    if (p[w] != word(i, gens[i], w, &s)) return 0;
-  return 1;
 }
 
 int main(void) {
@@ -79,15 +43,15 @@ int main(void) {
   const char *m = getenv("RS_MEM_MB"), *d = getenv("RS_DIRTY_MBPS");
   uint64_t mb = m ? strtoull(m, NULL, 10) : 64;
   double dirty = d ? atof(d) : 4;
-  pages = mb * 1024 * 1024 / PAGE;
-  mem = mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  pages = mb * 1024 * 1024 / RS_PAGE;
+  mem = mmap(NULL, pages * RS_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   gens = calloc(pages, sizeof *gens);
   if (mem == MAP_FAILED || !gens) {
     printf("guest: cannot allocate %llu MiB\n", (unsigned long long)mb);
     for (;;) pause();
   }
   for (uint64_t i = 0; i < pages; ++i)
-    if (!page_is_zero(i)) write_page(i, 0);
+    if (!rs_page_is_zero(i)) rs_write_page(mem, i, 0);
   printf("guest: filled %llu MiB, dirtying %.1f MB/s\n", (unsigned long long)mb, dirty);
 
   uint64_t rng = 88172645463325252ull, gensum = 0, checked = 0, bad = 0, cursor = 0, sweeps = 0;
@@ -96,7 +60,7 @@ int main(void) {
   const uint64_t check_per_tick = pages / 40 + 1; /* a full sweep every ~4 s at 10 ticks/s */
   for (;;) {
     double t = now();
-    debt += dirty * 1e6 / PAGE * (t - t_tick);
+    debt += dirty * 1e6 / RS_PAGE * (t - t_tick);
     t_tick = t;
     while (debt >= 1) {
       rng ^= rng << 13;
@@ -104,15 +68,16 @@ int main(void) {
       rng ^= rng << 17;
       uint64_t i = rng % pages;
       debt -= 1;
-      if (page_is_zero(i)) continue;
+      if (rs_page_is_zero(i)) continue;
       gens[i]++;
       gensum++;
-      write_page(i, gens[i]);
+      rs_write_page(mem, i, gens[i]);
     }
     for (uint64_t k = 0; k < check_per_tick; ++k) {
-      if (!check_page(cursor)) {
-        if (bad < 5) printf("guest: page %llu does not match generation %u\n",
-                            (unsigned long long)cursor, gens[cursor]);
+      if (!rs_check_page(mem, cursor, gens[cursor])) {
+        if (bad < 5)
+          printf("guest: page %llu does not match generation %u\n", (unsigned long long)cursor,
+                 gens[cursor]);
         bad++;
       }
       checked++;
