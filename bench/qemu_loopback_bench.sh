@@ -5,8 +5,12 @@
 # configurations alternating run by run so that drift on this noisy machine hits all alike.
 # A paused source has no dirty pages and no convergence decisions: QEMU's total-time is the
 # time to carry GUEST_MB of RAM, which is what a bridge can add to. Every run's destination
-# RAM file is compared with the image byte for byte.
+# RAM file is compared with the image byte for byte. A configuration whose arguments start with
+# PRELOAD runs both QEMUs under `ramshift qemu-exec` (the in-process library; on a host without
+# RDMA it falls back to plain TCP, and this measures what that costs); PORT in the arguments
+# becomes a free port.
 # Usage: bench/qemu_loopback_bench.sh [RAMSHIFT]   (GUEST_MB=1024 RUNS=7 CONFIGS=...)
+#   e.g. CONFIGS="direct|--multifd-channels 2 --dst-uri tcp:127.0.0.1:PORT;library|PRELOAD --multifd-channels 2 --dst-uri tcp:127.0.0.1:PORT"
 set -uo pipefail
 RAMSHIFT=$(readlink -f "${1:-build/release/cli/ramshift}")
 GUEST_MB=${GUEST_MB:-1024}; RUNS=${RUNS:-7}
@@ -33,11 +37,18 @@ run() {  # ARGS... -> prints QEMU's total-time in ms, the QEMUs' CPU s, the brid
   local common=(-accel tcg -m "$GUEST_MB" -machine pc,memory-backend=ram0 -S -display none
                 -nodefaults -no-user-config)
   rm -f "$W/dst.ram" "$W/dst.sock"
-  qemu-system-x86_64 "${common[@]}" -qmp "unix:$W/s.qmp,server=on,wait=off" \
+  local wrap_s=() wrap_d=() args=("${@//PORT/$((30000 + RANDOM % 20000))}")
+  if [ "${args[0]:-}" = PRELOAD ]; then
+    args=("${args[@]:1}")
+    wrap_s=("$RAMSHIFT" qemu-exec --stats "$W/lib-s.json" --)
+    wrap_d=("$RAMSHIFT" qemu-exec --stats "$W/lib-d.json" --)
+  fi
+  set -- "${args[@]}"
+  "${wrap_s[@]}" qemu-system-x86_64 "${common[@]}" -qmp "unix:$W/s.qmp,server=on,wait=off" \
     -object "memory-backend-file,id=ram0,size=${GUEST_MB}M,mem-path=$W/src.img,share=off,prealloc=on" \
     > "$W/s.log" 2>&1 &
   local s=$!
-  qemu-system-x86_64 "${common[@]}" -qmp "unix:$W/d.qmp,server=on,wait=off" -incoming defer \
+  "${wrap_d[@]}" qemu-system-x86_64 "${common[@]}" -qmp "unix:$W/d.qmp,server=on,wait=off" -incoming defer \
     -object "memory-backend-file,id=ram0,size=${GUEST_MB}M,mem-path=$W/dst.ram,share=on,prealloc=on" \
     > "$W/d.log" 2>&1 &
   local d=$!
@@ -45,7 +56,7 @@ run() {  # ARGS... -> prints QEMU's total-time in ms, the QEMUs' CPU s, the brid
   # QMP greets only once QEMU has set up (prefaulted) its RAM: CPU counted after the
   # greetings is the migration's.
   qmp_greeting "$W/s.qmp" && qmp_greeting "$W/d.qmp" || { echo "QEMU did not start" >&2; echo "0 0 0"; return; }
-  local extra=(); [[ " $* " == *" --via "* ]] || extra=(--dst-uri "unix:$W/dst.sock")
+  local extra=(); [[ " $* " == *" --via "* || " $* " == *" --dst-uri "* ]] || extra=(--dst-uri "unix:$W/dst.sock")
   local q0; q0=$(( $(cpu_ticks $s) + $(cpu_ticks $d) ))
   local TIMEFORMAT='%U %S'
   { time "$RAMSHIFT" -q qemu-migrate --src-qmp "$W/s.qmp" --dst-qmp "$W/d.qmp" "${extra[@]}" "$@" \
@@ -82,7 +93,7 @@ echo "| path | total s (median) | vs QEMU direct, same channels | QEMUs' CPU s |
 echo "| --- | ---: | ---: | ---: | ---: | --- |"
 for c in "${CFG[@]}"; do
   m=$(echo ${T[$c]} | tr ' ' '\n' | median)
-  [[ ${c#*|} != *--via* ]] && base=$m
+  [[ ${c#*|} != *--via* && ${c#*|} != PRELOAD* ]] && base=$m
   runs=$(echo ${T[$c]} | tr ' ' '\n' | awk '{printf "%.2f ", $1 / 1000}')
   printf '| %s | %.2f | %s | %.2f | %.2f | %s|\n' "${c%%|*}" "$(awk -v m="$m" 'BEGIN {print m / 1000}')" \
     "$(awk -v m="$m" -v b="${base:-0}" 'BEGIN {if (b > 0) printf "%.2fx", m / b; else print "-"}')" \

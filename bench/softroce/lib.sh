@@ -25,20 +25,20 @@ round_ratios() {  # bw|qemu "A1 A2 ..." "B1 B2 ..."
     printf "(median %.2f)", k == 0 ? 0 : (k % 2 ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2) }'
 }
 
-# perftest ib_write_bw from rxe1 to rxe0 at SIZE bytes per write -> MB/s (10^6; perftest's
-# MB/sec is 2^20 bytes/s), or 0. The client may knock before the server listens (TCG is
-# slow): three attempts.
-perf_run() {  # SIZE
-  local iters=$(($1 == 65536 ? 400 : 60)) line="" srv attempt
+# perftest ib_write_bw (or TOOL: ib_read_bw) between rxe1 and rxe0 at SIZE bytes per operation
+# -> MB/s (10^6; perftest's MB/sec is 2^20 bytes/s), or 0. The client may knock before the
+# server listens (TCG is slow): three attempts.
+perf_run() {  # SIZE [TOOL]
+  local iters=$(($1 == 65536 ? 400 : 60)) line="" srv attempt tool=${2:-ib_write_bw}
   for attempt in 1 2 3; do
-    timeout 120 ib_write_bw -d rxe0 -R -s $1 -n $iters -F >/tmp/perf-srv.log 2>&1 &
+    timeout 120 $tool -d rxe0 -R -s $1 -n $iters -F >/tmp/perf-srv.log 2>&1 &
     srv=$!
     sleep 4
-    line=$(timeout 120 ib_write_bw -d rxe1 -R -s $1 -n $iters -F $A 2>/tmp/perf-cli.log |
+    line=$(timeout 120 $tool -d rxe1 -R -s $1 -n $iters -F $A 2>/tmp/perf-cli.log |
       awk -v s=$1 '$1==s {print $4}')
     kill $srv 2>/dev/null; wait $srv 2>/dev/null
     [ -n "$line" ] && break
-    echo "ib_write_bw attempt $attempt failed: $(tail -2 /tmp/perf-cli.log)" >&2
+    echo "$tool attempt $attempt failed: $(tail -2 /tmp/perf-cli.log)" >&2
   done
   awk -v v="${line:-0}" 'BEGIN {printf "%.1f", v * 1.048576}'
 }
@@ -112,4 +112,41 @@ bridge_run() {  # RAMSHIFT_BINARY MULTIFD_CHANNELS -> seconds
   kill $s $d 2>/dev/null; wait $s $d 2>/dev/null
   if [ $rc != 0 ] || ! cmp -s $IMG /tmp/qemu-dst.ram; then cat /tmp/bm.err >&2; echo 0; return; fi
   grep -a -m1 -o '"total_ms": *[0-9]*' /tmp/bm.json | awk '{printf "%.2f", $2 / 1000}'
+}
+
+# Stock QEMU's multifd migration of the same paused guest over tcp: (QEMU's total time), with
+# both QEMUs under `ramshift qemu-exec` (LIBRARY: pages by RDMA READ) or plain QEMU (plain:
+# every page through the sockets). Also the CPU seconds the destination QEMU spent from
+# `migrate` to its end (utime + stime from /proc, its start-up left out) in /tmp/im.cpu.
+# The destination's RAM is compared
+# with the image. Reports: /tmp/im.json (qemu-migrate), /tmp/imd.json (the library's stats).
+inproc_run() {  # LIBRARY|plain CHANNELS -> seconds
+  local common=(-accel tcg -m $IMG_MIB -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
+  local wrap_s=() wrap_d=()
+  if [ "$1" != plain ]; then
+    wrap_s=(ramshift qemu-exec --library "$1" --stats /tmp/ims.json --)
+    wrap_d=(ramshift qemu-exec --library "$1" --stats /tmp/imd.json --)
+  fi
+  rm -f /tmp/qemu-dst.ram /tmp/is.qmp /tmp/id.qmp
+  "${wrap_s[@]}" "$QEMU" "${common[@]}" -qmp unix:/tmp/is.qmp,server=on,wait=off \
+    -object memory-backend-file,id=ram0,size=${IMG_MIB}M,mem-path=$IMG,share=on >/tmp/is.log 2>&1 &
+  local s=$!
+  "${wrap_d[@]}" "$QEMU" "${common[@]}" -qmp unix:/tmp/id.qmp,server=on,wait=off -incoming defer \
+    -object memory-backend-file,id=ram0,size=${IMG_MIB}M,mem-path=/tmp/qemu-dst.ram,share=on >/tmp/id.log 2>&1 &
+  local d=$!
+  sleep 2
+  local cpu0; cpu0=$(awk '{print $14 + $15}' /proc/$d/stat 2>/dev/null)
+  ramshift -q qemu-migrate --src-qmp /tmp/is.qmp --dst-qmp /tmp/id.qmp --dst-uri "tcp:$A:$((7400 + RANDOM % 500))" \
+    --multifd-channels "$2" --max-bandwidth 0 --timeout 600 --json /tmp/im.json 2>/tmp/im.err
+  local rc=$?
+  awk -v c0="${cpu0:-0}" '{printf "%.2f", ($14 + $15 - c0) / 100}' /proc/$d/stat > /tmp/im.cpu 2>/dev/null
+  kill $s $d 2>/dev/null; wait $s $d 2>/dev/null
+  if [ $rc != 0 ] || ! cmp -s $IMG /tmp/qemu-dst.ram; then cat /tmp/im.err >&2; echo 0; return; fi
+  grep -a -m1 -o '"total_ms": *[0-9]*' /tmp/im.json | awk '{printf "%.2f", $2 / 1000}'
+}
+# dest_stat FILE KEY: a number from the destination section of the library's stats (the
+# section's own keys sit at four spaces; its channels' keys deeper).
+dest_stat() {
+  awk -v k="    \"$2\": " '/^  "destination": \{/ {on = 1} on && index($0, k) == 1 {
+    v = substr($0, length(k) + 1); gsub(/[",]/, "", v); print v; exit}' "$1"
 }
