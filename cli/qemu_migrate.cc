@@ -29,6 +29,7 @@ struct MigrateOptions {
   bool passthrough = false;
   std::string max_bandwidth = "0";
   double downtime_limit_ms = 0;
+  std::optional<double> postcopy_after_s;
   double timeout_s = 600;
   std::string json;
   std::string control;  // --control unix:PATH
@@ -69,6 +70,7 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.multifd_compression = o.multifd_compression;
   RS_ASSIGN_OR_RETURN(c.max_bandwidth, parse_size(o.max_bandwidth));
   c.downtime_limit_ms = o.downtime_limit_ms;
+  if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
   c.timeout = std::chrono::duration<double>(o.timeout_s);
   if (!o.via.empty()) {
     RS_ASSIGN_OR_RETURN(c.bridge.codec.mode, pipeline::parse_codec(o.codec));
@@ -164,6 +166,10 @@ Runner add_qemu_migrate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--downtime-limit", o->downtime_limit_ms,
                   "QEMU downtime-limit in ms (0 = QEMU's)");
+  cmd->add_option("--postcopy-after", o->postcopy_after_s,
+                  "QEMU post-copy: switch to it after this many seconds of pre-copy (0 = at once); "
+                  "the guest then runs on the destination, which fetches what it touches")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--timeout", o->timeout_s, "cancel the migration after this many seconds")
       ->capture_default_str();
   cmd->add_option("--json", o->json,

@@ -30,6 +30,7 @@ constexpr auto kBridgeConnectTimeout = 30s;
 Status configure(QmpClient& qmp, const MigrateDriverConfig& c) {
   nlohmann::json caps = nlohmann::json::array();
   caps.push_back({{"capability", "multifd"}, {"state", c.multifd_channels > 0}});
+  caps.push_back({{"capability", "postcopy-ram"}, {"state", c.postcopy_after.has_value()}});
   RS_ASSIGN_OR_RETURN(auto r, qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}));
   // QEMU's default cap (128 MiB/s) would hide the transport: lift it unless asked.
   const uint64_t max_bw = c.max_bandwidth == 0 ? (1ull << 40) : c.max_bandwidth;
@@ -176,7 +177,24 @@ migration::Progress progress_of(const nlohmann::json& q, uint64_t max_bandwidth)
 struct PollOutcome {
   Status status;
   nlohmann::json last;  // the last query-migrate answer (null if none)
+  std::optional<double> postcopy_started_ms;
 };
+
+// With --postcopy-after: switches an active pre-copy to post-copy once it has run that long.
+// A refusal leaves QEMU in pre-copy, which may still finish: warned, not fatal.
+void maybe_start_postcopy(QmpClient& src, const MigrateDriverConfig& c, const std::string& status,
+                          Clock::time_point t0, PollOutcome& out) {
+  if (!c.postcopy_after || out.postcopy_started_ms || status != "active") return;
+  const std::chrono::duration<double> ran = Clock::now() - t0;
+  if (ran < *c.postcopy_after) return;
+  out.postcopy_started_ms = ran.count() * 1000;
+  if (auto r = src.execute("migrate-start-postcopy"); !r)
+    log::warn("qemu-migrate: migrate-start-postcopy refused ({}); pre-copy goes on",
+              r.status().message());
+  else
+    log::info("qemu-migrate: post-copy started after {:.0f} ms of pre-copy",
+              *out.postcopy_started_ms);
+}
 PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
                            const migration::ProgressFn& progress) {
   PollOutcome out;
@@ -215,6 +233,7 @@ PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
     }
     out.last = *q;
     const std::string status = out.last.value("status", "");
+    if (!cancelled) maybe_start_postcopy(src, c, status, t0, out);
     if (progress && out.last.contains("ram")) progress(progress_of(out.last, max_bw));
     // QEMU 7.2 flips the status to completed a moment before it fills in total-time.
     if (status == "completed" && out.last.value("total-time", 0) == 0 && ++settle < 20) {
@@ -317,6 +336,7 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
     auto polled = poll_migration(src, c, progress);
     report.outcome = polled.status;
     report.qemu = qemu_figures(polled.last);
+    report.postcopy_started_ms = polled.postcopy_started_ms;
     if (progress) {
       auto last = progress_of(polled.last, c.max_bandwidth);
       if (!report.outcome)
@@ -365,6 +385,8 @@ std::string MigrateReport::to_json() const {
   j["source_status"] = source_status;
   j["destination_status"] = destination_status;
   j["multifd_channels"] = multifd_channels;
+  j["postcopy_started_ms"] =
+      postcopy_started_ms ? nlohmann::ordered_json(*postcopy_started_ms) : nlohmann::ordered_json();
   j["path"] = path;
   if (!bridge_note.empty()) j["bridge_note"] = bridge_note;
   if (bridge_source) j["bridge_source"] = nlohmann::ordered_json::parse(bridge_source->to_json());

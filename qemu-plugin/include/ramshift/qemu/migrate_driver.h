@@ -42,6 +42,11 @@ struct MigrateDriverConfig {
   // hide the transport, so the driver lifts it to 1 TiB/s.
   uint64_t max_bandwidth = 0;
   double downtime_limit_ms = 0;  // QEMU's downtime-limit; 0 = QEMU's
+  // QEMU post-copy: when set, both QEMUs get the postcopy-ram capability and the source is
+  // told `migrate-start-postcopy` once pre-copy has run this long (0: at once). The guest then
+  // runs on the destination, which fetches the pages it touches over the migration's return
+  // path (through the bridges with `via`). QEMU refuses it together with multifd before 8.1.
+  std::optional<std::chrono::duration<double>> postcopy_after;
   // The migration is cancelled (QEMU resumes the source) when not done in this long.
   std::chrono::duration<double> timeout{600};
   // With `via`: the bridges' codec, multifd awareness and transport options. The driver
@@ -82,6 +87,9 @@ struct MigrateReport {
   std::string source_status = "?";
   std::string destination_status = "?";
   uint32_t multifd_channels = 0;
+  // With postcopy_after: ms from `migrate` to `migrate-start-postcopy` (absent: not started,
+  // the migration ended in pre-copy first).
+  std::optional<double> postcopy_started_ms;
   std::string path;  // "bridge URI" or "direct URI"
   // With `via`: each bridge's report.
   std::optional<BridgeReport> bridge_source;
