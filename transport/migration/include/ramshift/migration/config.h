@@ -85,6 +85,9 @@ struct SourceConfig {
   // --postcopy-after N: hybrid switches to post-copy after exactly N pre-copy rounds (or
   // sooner if the policy would throttle or fail); 0: by the rule above.
   uint32_t postcopy_after = 0;
+  // Set (by the control socket's start-postcopy) to make a hybrid run go post-copy at the
+  // end of the pre-copy round under way, whatever the rule above says; may be null.
+  const std::atomic<bool>* postcopy_request = nullptr;
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
