@@ -18,6 +18,7 @@ struct SendOptions {
   std::string to;
   std::string guest;
   uint32_t queues = migration::SourceConfig{}.queues;
+  std::string cpus;  // --cpus
   std::string codec = "auto";
   std::string max_bandwidth = "0";
   std::string json;
@@ -52,6 +53,9 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(o.xbzrle_cache));
   c.codec.zstd_level = o.zstd_level;
   c.queues = o.queues;
+  if (!o.cpus.empty()) {
+    RS_ASSIGN_OR_RETURN(c.queue_cpus, parse_cpu_list(o.cpus, "cpus"));
+  }
   c.page_size = o.page_size;
   RS_ASSIGN_OR_RETURN(uint64_t batch_bytes, parse_size(o.batch_size));
   if (batch_bytes % o.page_size != 0 || batch_bytes / o.page_size > 1024)
@@ -129,6 +133,7 @@ Runner add_send(CLI::App& app) {
   cmd->add_option("--queues", o->queues, "parallel data queues (1..64)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  add_cpus_option(cmd, o->cpus);
   cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")
       ->capture_default_str();
   cmd->add_option("--max-bandwidth", o->max_bandwidth,
