@@ -76,6 +76,8 @@ struct BackendFlags {
 // --tls-dir, --tls-psk and --tls-authz on `cmd` (BackendFlags and doctor).
 inline constexpr const char* kTlsGroup = "tcp:// security (docs/security.md)";
 void add_tls_options(CLI::App* cmd, std::string& dir, std::string& psk, std::string& authz);
+// --cpus LIST: the CPUs the queue threads run on (ramshift/base/cpu_affinity.h).
+void add_cpus_option(CLI::App* cmd, std::string& list);
 // Prints "ramshift: error: ..." and returns exit_code_for(s).
 int fail_with(const Status& s);
 

@@ -91,6 +91,12 @@ void BackendFlags::add_to(CLI::App* cmd) {
       ->group(kTlsGroup);
 }
 
+void add_cpus_option(CLI::App* cmd, std::string& list) {
+  cmd->add_option("--cpus", list,
+                  "run the queue threads on these CPUs, e.g. 2-3 or 0,2 (queue N on the "
+                  "N-th in the list, round robin; as taskset -c writes them)");
+}
+
 void add_tls_options(CLI::App* cmd, std::string& dir, std::string& psk, std::string& authz) {
   cmd->add_option("--tls-dir", dir,
                   "TLS 1.3 with X.509: a folder in QEMU's layout (ca-cert.pem, server-cert.pem, "

@@ -1,5 +1,5 @@
-// `ramshift status|cancel|set-bandwidth PATH` and the --control option of the long-running
-// commands.
+// `ramshift status|cancel|set-bandwidth|start-postcopy PATH` and the --control option of the
+// long-running commands.
 #include "control.h"
 
 #include <fmt/format.h>
@@ -56,12 +56,13 @@ std::string describe(const nlohmann::json& r) {
 void add_control_option(CLI::App* cmd, std::string& uri) {
   cmd->add_option("--control", uri,
                   "serve status and control on unix:PATH while running (JSON lines: query, "
-                  "cancel, set-bandwidth, metrics; `ramshift status PATH`)");
+                  "cancel, set-bandwidth, start-postcopy, metrics; `ramshift status PATH`)");
 }
 
 Result<std::unique_ptr<migration::ControlServer>> start_control(
     const std::string& uri, const std::string& role, const migration::ProgressBoard& board,
-    migration::CancelToken& token, std::function<Status(uint64_t)> set_bandwidth) {
+    migration::CancelToken& token, std::function<Status(uint64_t)> set_bandwidth,
+    std::function<Status()> start_postcopy) {
   if (uri.empty()) return std::unique_ptr<migration::ControlServer>();
   RS_ASSIGN_OR_RETURN(std::string path, migration::control_socket_path(uri));
   migration::ControlHandlers h;
@@ -72,6 +73,7 @@ Result<std::unique_ptr<migration::ControlServer>> start_control(
     token.request(reason);
   };
   h.set_bandwidth = std::move(set_bandwidth);
+  h.start_postcopy = std::move(start_postcopy);
   auto server = migration::ControlServer::start(path, std::move(h));
   if (server) log::info("control socket at {}", path);
   return server;
@@ -120,6 +122,20 @@ Runner add_set_bandwidth(CLI::App& app) {
     if (!bps) return fail_with(bps.status());
     auto r =
         call(*path, {{"execute", "set-bandwidth"}, {"arguments", {{"bytes-per-second", *bps}}}});
+    if (!r) return fail_with(r.status());
+    return 0;
+  };
+}
+
+Runner add_start_postcopy(CLI::App& app) {
+  auto path = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand(
+      "start-postcopy",
+      "switch a running `send --mode hybrid` to post-copy at the end of its current round "
+      "(QMP's migrate-start-postcopy) through its --control socket");
+  cmd->add_option("path", *path, "the socket: unix:PATH or PATH")->required();
+  return [path]() -> int {
+    auto r = call(*path, {{"execute", "start-postcopy"}});
     if (!r) return fail_with(r.status());
     return 0;
   };

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   auto status = ramshift::cli::add_status(app);
   auto cancel = ramshift::cli::add_cancel(app);
   auto set_bandwidth = ramshift::cli::add_set_bandwidth(app);
+  auto start_postcopy = ramshift::cli::add_start_postcopy(app);
   for (const char* name : {"send", "receive"})
     ramshift::cli::add_profile_option(app.get_subcommand(name));
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
@@ -82,6 +83,7 @@ int main(int argc, char** argv) {
   if (app.got_subcommand("status")) return status();
   if (app.got_subcommand("cancel")) return cancel();
   if (app.got_subcommand("set-bandwidth")) return set_bandwidth();
+  if (app.got_subcommand("start-postcopy")) return start_postcopy();
 #ifdef RAMSHIFT_HAVE_QEMU_BRIDGE
   if (app.got_subcommand("qemu-bridge")) return qemu_bridge();
   if (app.got_subcommand("qemu-migrate")) return qemu_migrate();

@@ -30,6 +30,7 @@ struct ReceiveOptions {
   double resume_seconds = 2;
   double peer_timeout_s = 5;  // migration::SourceConfig::peer_timeout says why
   std::string control;        // --control unix:PATH
+  std::string cpus;           // --cpus
   BackendFlags rdma;
 };
 
@@ -89,9 +90,16 @@ Runner add_receive(CLI::App& app) {
   cmd->add_option("--accept-timeout", o->accept_timeout_s,
                   "seconds to wait for a source before giving up (0 = forever)");
   add_control_option(cmd, o->control);
+  add_cpus_option(cmd, o->cpus);
   return [o]() -> int {
     auto uri = transport::parse_uri(o->listen);
     if (!uri) return fail_with(uri.status());
+    std::vector<uint32_t> cpus;
+    if (!o->cpus.empty()) {
+      auto parsed = parse_cpu_list(o->cpus, "cpus");
+      if (!parsed) return fail_with(parsed.status());
+      cpus = std::move(parsed).value();
+    }
     auto expect = parse_size(o->expect_size);
     if (!expect) return fail_with(expect.status());
     auto tuning = o->rdma.resolve();
@@ -119,6 +127,7 @@ Runner add_receive(CLI::App& app) {
 
     migration::DestinationConfig config;
     config.overwrite = o->overwrite;
+    config.queue_cpus = cpus;
     config.expect_bytes = *expect;
     config.resume_for = std::chrono::milliseconds(static_cast<int64_t>(o->resume_seconds * 1000));
     config.cancel = &cancel;

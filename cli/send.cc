@@ -18,6 +18,7 @@ struct SendOptions {
   std::string to;
   std::string guest;
   uint32_t queues = migration::SourceConfig{}.queues;
+  std::string cpus;  // --cpus
   std::string codec = "auto";
   std::string max_bandwidth = "0";
   std::string json;
@@ -52,6 +53,9 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   RS_ASSIGN_OR_RETURN(c.codec.xbzrle_cache_bytes, parse_size(o.xbzrle_cache));
   c.codec.zstd_level = o.zstd_level;
   c.queues = o.queues;
+  if (!o.cpus.empty()) {
+    RS_ASSIGN_OR_RETURN(c.queue_cpus, parse_cpu_list(o.cpus, "cpus"));
+  }
   c.page_size = o.page_size;
   RS_ASSIGN_OR_RETURN(uint64_t batch_bytes, parse_size(o.batch_size));
   if (batch_bytes % o.page_size != 0 || batch_bytes / o.page_size > 1024)
@@ -73,6 +77,24 @@ Result<migration::SourceConfig> make_config(const SendOptions& o) {
   if (c.postcopy_after && c.mode != migration::MigrationMode::kHybrid)
     return Status(ErrorCode::kInvalidArgument, "--postcopy-after needs --mode hybrid");
   return c;
+}
+
+// Why start-postcopy cannot be taken now (ok: it can). Like QEMU, which needs postcopy-ram
+// set before the migration starts: only a hybrid run has the destination ready for post-copy
+// (it said so in its HELLO, or the run failed there).
+Status postcopy_refusal(migration::MigrationMode mode, migration::MigrationStatus status) {
+  using migration::MigrationStatus;
+  if (mode == migration::MigrationMode::kPrecopy)
+    return Status(ErrorCode::kInvalidArgument,
+                  "this send runs --mode precopy; post-copy must be allowed from the start: "
+                  "run it with --mode hybrid (it then switches when asked or when pre-copy "
+                  "stops converging)");
+  if (mode == migration::MigrationMode::kPostcopy || status == MigrationStatus::kPostcopyActive)
+    return Status(ErrorCode::kInvalidArgument, "the migration is already in post-copy");
+  if (migration::is_final(status))
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("the migration has ended ({})", migration_status_name(status)));
+  return Status::ok();
 }
 
 }  // namespace
@@ -111,6 +133,7 @@ Runner add_send(CLI::App& app) {
   cmd->add_option("--queues", o->queues, "parallel data queues (1..64)")
       ->capture_default_str()
       ->check(CLI::Range(1, 64));
+  add_cpus_option(cmd, o->cpus);
   cmd->add_option("--codec", o->codec, "auto|none|zero|xbzrle|zstd|xbzrle+zstd")
       ->capture_default_str();
   cmd->add_option("--max-bandwidth", o->max_bandwidth,
@@ -190,12 +213,26 @@ Runner add_send(CLI::App& app) {
     migration::ProgressBoard board;
     board.publish(
         {.status = migration::MigrationStatus::kSetup, .bandwidth_limit = config->bandwidth_limit});
-    auto control = start_control(o->control, "source", board, cancel, [&bandwidth](uint64_t bps) {
+    // start-postcopy: a hybrid run goes post-copy at the end of the round under way.
+    std::atomic<bool> postcopy_now{false};
+    config->postcopy_request = &postcopy_now;
+    auto set_bandwidth = [&bandwidth](uint64_t bps) {
       bandwidth.store(bps);
       log::info("bandwidth limit set to {} over the control socket",
                 bps ? format_rate(static_cast<double>(bps)) : "none");
       return Status::ok();
-    });
+    };
+    auto start_postcopy = [&board, &postcopy_now, mode = config->mode]() {
+      Status why = postcopy_refusal(mode, board.snapshot().status);
+      if (!why) return why;
+      if (!postcopy_now.exchange(true))
+        log::warn(
+            "post-copy requested over the control socket: switching when this round ends; "
+            "from then on a failure loses the guest");
+      return Status::ok();
+    };
+    auto control =
+        start_control(o->control, "source", board, cancel, set_bandwidth, start_postcopy);
     if (!control) return fail_with(control.status());
     log::info("sending {} to {}", (*guest)->describe(), config->to.to_string());
     ProgressBar bar("send", log::level() <= log::Level::kWarn);

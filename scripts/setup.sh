@@ -14,7 +14,8 @@ if [ "${1:-}" = "--test" ]; then
          iproute2 iperf3 python3 libcap2-bin bc
          openssl  # tests/security/ makes its certificates with the CLI
          qemu-system-x86 busybox-static cpio libc6-dev ibverbs-utils perftest util-linux xz-utils  # soft-RoCE VM
-         dpkg-dev file groff-base binutils)  # the .deb (cpack, dpkg-shlibdeps), man page and symbol checks
+         dpkg-dev file groff-base binutils  # the .deb (cpack, dpkg-shlibdeps), man page and symbol checks
+         libvirt-daemon-system libvirt-clients libvirt-daemon-driver-qemu)  # tests/libvirt/
 fi
 missing=()
 for p in "${PKGS[@]}"; do

@@ -87,6 +87,9 @@ class Relay {
   Result<size_t> read_qemu(Channel* c, std::span<std::byte> buf);
   void reader_loop(Channel* c);
   Status relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t have);
+  // Waits until every message accepted on `queue` has left this process (the transport may
+  // keep the tail of a partly written one until the next send).
+  Status push_out(uint32_t queue);
   Status relay_multifd(Channel* c, std::vector<std::byte>& buf, size_t have);
   void receiver_loop(uint32_t queue);
   Status handle(uint32_t queue, std::span<const std::byte> message);

@@ -123,9 +123,24 @@ Status Relay::relay_passthrough(Channel* c, std::vector<std::byte>& buf, size_t 
       c->bytes_out += have;
       if (progress_ && side_ == Side::kSource) progress_->bytes_to_dest += have;
       RS_RETURN_IF_ERROR(post(c->id, BridgeKind::kData, c->id, data));
+      // Why: a request-reply protocol carried byte for byte (NBD for --copy-storage-all)
+      // sends nothing more until its reply comes, so a message tail tcp:// kept back after a
+      // partial write would never leave: the disk copy stalled for good with every socket
+      // queue empty (tests/libvirt). A migration stream loses nothing: its next send would
+      // wait for the same room.
+      RS_RETURN_IF_ERROR(push_out(c->id));
     }
     RS_ASSIGN_OR_RETURN(have, read_qemu(c, buf));
     if (have == 0) return Status::ok();
+  }
+}
+
+Status Relay::push_out(uint32_t queue) {
+  std::lock_guard lock(*send_mu_[queue]);
+  for (;;) {
+    Status st = conn_.flush(queue, 100ms);
+    if (st.code() != ErrorCode::kTimeout) return sent(st, 0);
+    if (failed_) return Status(ErrorCode::kCancelled, "bridge failed");
   }
 }
 

@@ -89,6 +89,15 @@ grep -q '"error"' <<<"$(raw "$RX_SOCK" '{"execute": "set-bandwidth", "arguments"
   && pass "status prints a readable line: $(cut -c1-90 "$WORK/status.txt")" || { fail "status line"; cat "$WORK/status.txt"; }
 "$RAMSHIFT" status --json - "unix:$RX_SOCK" | grep -q '"role":"destination"' \
   && pass "status --json (unix:PATH) prints the object" || fail "status --json"
+"$RAMSHIFT" start-postcopy "$TX_SOCK" 2>"$WORK/err"; rc=$?
+[ "$rc" = 2 ] && grep -q -- "--mode hybrid" "$WORK/err" \
+  && pass "a precopy send refuses start-postcopy and says why: $(cut -c1-80 "$WORK/err")" \
+  || { fail "start-postcopy on a precopy send: exit $rc"; cat "$WORK/err"; }
+"$RAMSHIFT" start-postcopy "$RX_SOCK" 2>"$WORK/err"; rc=$?
+[ "$rc" = 2 ] && grep -q "source" "$WORK/err" && pass "the destination refuses start-postcopy (the source starts it)" \
+  || { fail "start-postcopy on receive: exit $rc"; cat "$WORK/err"; }
+[ "$(field "$TX_SOCK" status)" = active ] && pass "the refused start-postcopy changed nothing (still active)" \
+  || fail "status after a refused start-postcopy: $(field "$TX_SOCK" status)"
 "$RAMSHIFT" cancel "$TX_SOCK" && pass "cancel accepted" || fail "cancel refused"
 wait "$TX"; rc=$?
 [ "$rc" = 1 ] && pass "send exits 1 after cancel" || { fail "send exit $rc"; cat "$WORK/tx.err"; }
@@ -126,6 +135,33 @@ wait "$TX"; rc=$?
 [ "$rc" = 1 ] && grep -qi "destination cancelled" "$WORK/tx.err" \
   && pass "send exits 1 and says the destination cancelled" || { fail "send exit $rc"; cat "$WORK/tx.err"; }
 [ "$(md5sum <"$WORK/src.img")" = "$sum_before" ] && pass "source image unchanged" || fail "source image changed"
+
+# 2b. start-postcopy: a hybrid send whose own rule would not go post-copy after its first
+# round (--postcopy-after 10000; round 0 of 64 MiB at 8 MiB/s lasts 8 s) is asked to during
+# that round: it goes post-copy when the round ends, and both ends complete and verify.
+start_receiver --once --control "unix:$RX_SOCK" --json "$WORK/rx.json" || exit 1
+"$RAMSHIFT" send --to "$RX_URI" --guest "synthetic:size=64M,dirty-rate=1M,pattern=mixed" \
+  --codec none --max-bandwidth 8M --max-rounds 1000 --downtime-limit 1 --mode hybrid \
+  --postcopy-after 10000 --control "unix:$TX_SOCK" --json "$WORK/tx.json" >"$WORK/tx.out" 2>"$WORK/tx.err" &
+TX=$!; PIDS+=("$TX")
+for _ in $(seq 600); do [ "$(field "$TX_SOCK" status)" = active ] && break; sleep 0.1; done
+r0=$(field "$TX_SOCK" round)
+"$RAMSHIFT" start-postcopy "unix:$TX_SOCK" && pass "start-postcopy accepted in round $r0" \
+  || { fail "start-postcopy refused"; cat "$WORK/tx.err"; }
+"$RAMSHIFT" start-postcopy "$TX_SOCK" && pass "a second start-postcopy before the switch is taken too" \
+  || fail "second start-postcopy refused"
+wait "$TX"; rc=$?
+[ "$rc" = 0 ] && pass "the hybrid send completes after start-postcopy" || { fail "send exit $rc"; cat "$WORK/tx.err"; }
+wait "$RX_PID"; rc=$?
+[ "$rc" = 0 ] && grep -q '"verified": true' "$WORK/rx.json" && pass "receive completes and verifies" \
+  || { fail "receive exit $rc"; cat "$WORK/rx.err"; }
+grep -q '"mode": "postcopy"' "$WORK/rx.json" && grep -q '"postcopy_ms"' "$WORK/tx.json" \
+  && pass "both reports show the post-copy phase" || fail "no post-copy in the reports"
+rounds=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["rounds"])' "$WORK/tx.json")
+[ "$rounds" = $((r0 + 1)) ] && pass "post-copy began when round $r0 ended (rounds: $rounds)" \
+  || fail "post-copy after $rounds pre-copy rounds, asked in round $r0"
+grep -q "post-copy requested over the control socket" "$WORK/tx.err" && pass "send logs the request" \
+  || { fail "send did not log the request"; tail -5 "$WORK/tx.err"; }
 
 # 3. Socket hygiene and bad input.
 start_receiver --control "unix:$RX_SOCK" || exit 1

@@ -4,7 +4,7 @@
 # everywhere; retired spellings are not shown; every error has the same prefix and exit 2.
 source "$(dirname "$0")/lib.sh"
 
-commands=(send receive demo make-image bench tune doctor status cancel set-bandwidth)
+commands=(send receive demo make-image bench tune doctor status cancel set-bandwidth start-postcopy)
 "$RAMSHIFT" --help | grep -q "qemu-bridge" && commands+=("qemu-bridge source" "qemu-bridge dest" qemu-migrate)
 "$RAMSHIFT" --help | grep -q "qemu-exec" && commands+=(qemu-exec)
 for c in "${commands[@]}"; do

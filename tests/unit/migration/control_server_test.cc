@@ -84,6 +84,22 @@ TEST_F(ControlServerTest, CancelAndSetBandwidthReachTheRun) {
   EXPECT_NE(cancel_reason_.find("control socket"), std::string::npos);
 }
 
+TEST_F(ControlServerTest, StartPostcopyReachesTheRunOrSaysWhyNot) {
+  ControlHandlers h = handlers();
+  int asked = 0;
+  h.start_postcopy = [&asked] {
+    return ++asked == 1 ? Status::ok()
+                        : Status(ErrorCode::kInvalidArgument, "already in post-copy");
+  };
+  auto server = ControlServer::start(path_, std::move(h));
+  ASSERT_TRUE(server.is_ok());
+  EXPECT_TRUE(call(R"({"execute": "start-postcopy"})").contains("return"));
+  auto refused = call(R"({"execute": "start-postcopy"})");
+  ASSERT_TRUE(refused.contains("error"));
+  EXPECT_EQ(refused["error"]["desc"], "already in post-copy");
+  EXPECT_EQ(asked, 2);
+}
+
 TEST_F(ControlServerTest, BadInputIsAnsweredWithAnError) {
   ControlHandlers h = handlers();
   h.set_bandwidth = nullptr;  // a destination: nothing to limit
@@ -92,7 +108,8 @@ TEST_F(ControlServerTest, BadInputIsAnsweredWithAnError) {
   for (const char* line : {"garbage", "[1,2]", R"({"execute": 7})", R"({"execute": "reboot"})",
                            R"({"execute": "query", "arguments": 3})",
                            R"({"execute": "set-bandwidth", "arguments": {"bytes-per-second": -1}})",
-                           R"({"execute": "set-bandwidth", "arguments": {"bytes-per-second": 1}})"})
+                           R"({"execute": "set-bandwidth", "arguments": {"bytes-per-second": 1}})",
+                           R"({"execute": "start-postcopy"})"})
     EXPECT_TRUE(call(line).contains("error")) << line;
   EXPECT_EQ(bandwidth_.load(), 0u);
   // Still serving after all that.

@@ -160,12 +160,20 @@ std::string ControlServer::answer(const std::string& line) const {
     Status s = handlers_.set_bandwidth(bps->get<uint64_t>());
     return s ? R"({"return":{}})" : error_line(s.message());
   }
+  if (cmd == "start-postcopy") {
+    if (!handlers_.start_postcopy)
+      return error_line(fmt::format(
+          "start-postcopy is not supported by {}: the source of a migration starts post-copy",
+          handlers_.role));
+    Status s = handlers_.start_postcopy();
+    return s ? R"({"return":{}})" : error_line(s.message());
+  }
   if (cmd == "metrics")
     return nlohmann::json{
         {"return", {{"text", progress_metrics(handlers_.query(), handlers_.role)}}}}
         .dump();
-  return error_line(
-      fmt::format("unknown command '{}'; known: query, cancel, set-bandwidth, metrics", cmd));
+  return error_line(fmt::format(
+      "unknown command '{}'; known: query, cancel, set-bandwidth, start-postcopy, metrics", cmd));
 }
 
 void ControlServer::serve() {

@@ -214,6 +214,7 @@ class DestinationRun {
   }
 
   void queue_main(uint32_t q) {
+    pin_queue_thread(config_.queue_cpus, q);
     Status s = receive_queue(q);
     if (!s) fail(s);
   }

@@ -259,6 +259,7 @@ Status postcopy_allowed(const SourceConfig& config, const guest::SourceGuest& gu
 bool hybrid_switches(const SourceConfig& config, const Decision& d, const RoundMeasurement& m,
                      uint32_t round) {
   if (config.mode != MigrationMode::kHybrid || d.kind == Decision::kSwitchover) return false;
+  if (config.postcopy_request && config.postcopy_request->load()) return true;
   if (d.kind != Decision::kNextRound) return true;
   if (config.postcopy_after) return round >= config.postcopy_after;
   return static_cast<double>(m.dirty_bytes) >

@@ -92,7 +92,8 @@ Status postcopy_allowed(const SourceConfig& config, const guest::SourceGuest& gu
 // policy's decision on the last one (`m`): never once it converged (it switches over as
 // pre-copy); where pre-copy would throttle or fail; with --postcopy-after N after exactly N
 // rounds, else at the first round that left more than `min_shrink` of what it sent (the
-// policy gives up only after two such rounds, each a round's time of the guest dirtying).
+// policy gives up only after two such rounds, each a round's time of the guest dirtying);
+// and whenever config.postcopy_request is set (start-postcopy).
 bool hybrid_switches(const SourceConfig& config, const Decision& d, const RoundMeasurement& m,
                      uint32_t round);
 

@@ -452,6 +452,7 @@ class SourceRun {
   }
 
   void queue_main(uint32_t q, uint32_t round, const Selection& selection) {
+    pin_queue_thread(config_.queue_cpus, q);
     // One encoder per queue for the whole migration: its XBZRLE cache must outlive rounds.
     if (!encoders_[q])
       encoders_[q] = std::make_unique<pipeline::BatchEncoder>(

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ramshift/base/cpu_affinity.h"
 #include "ramshift/guest/guest.h"
 #include "ramshift/migration/cancel.h"
 #include "ramshift/migration/convergence.h"
@@ -85,6 +86,12 @@ struct SourceConfig {
   // --postcopy-after N: hybrid switches to post-copy after exactly N pre-copy rounds (or
   // sooner if the policy would throttle or fail); 0: by the rule above.
   uint32_t postcopy_after = 0;
+  // Set (by the control socket's start-postcopy) to make a hybrid run go post-copy at the
+  // end of the pre-copy round under way, whatever the rule above says; may be null.
+  const std::atomic<bool>* postcopy_request = nullptr;
+  // --cpus: data queue q's thread runs on queue_cpus[q % size] (pin_queue_thread); empty:
+  // wherever the scheduler puts it.
+  std::vector<uint32_t> queue_cpus;
 };
 
 // The batch size `--batch-pages` leaves to the transport, in pages of `page_size` bytes.
@@ -97,6 +104,8 @@ uint32_t default_batch_pages(std::string_view scheme, uint32_t page_size);
 
 struct DestinationConfig {
   std::string output_path;  // --guest-out; empty = keep in memory, verify only
+  // --cpus: as SourceConfig::queue_cpus, for the receiving queue threads.
+  std::vector<uint32_t> queue_cpus;
   // An embedder's guest (the C API): the pages land in its memory and it gets the device
   // state; output_path is then ignored. Null: the engine's own memory, and a live guest's
   // device state must be a synthetic guest's. Not owned; outlives the run.

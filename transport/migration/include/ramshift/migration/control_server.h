@@ -7,6 +7,8 @@
 //   <- {"return": {}}
 //   -> {"execute": "cancel"}
 //   <- {"return": {}}
+//   -> {"execute": "start-postcopy"}          (QMP's migrate-start-postcopy)
+//   <- {"return": {}}
 //   -> {"execute": "metrics"}
 //   <- {"return": {"text": "# HELP ramshift_migration_round ..."}}           (Prometheus text)
 //   -> anything else
@@ -59,6 +61,8 @@ struct ControlHandlers {
   std::function<Progress()> query;                 // required
   std::function<void(const std::string&)> cancel;  // required; the reason
   std::function<Status(uint64_t)> set_bandwidth;   // bytes/s, 0 = unlimited; null: refused
+  // Switches a running pre-copy to post-copy; an error (why not) is the answer; null: refused.
+  std::function<Status()> start_postcopy;
 };
 
 class ControlServer {
