@@ -145,7 +145,8 @@ class SourceRun {
       const uint64_t dirty_bytes = count(dirty) * config_.page_size;
       // The round's rate counts only pages that travelled: zero pages skipped in round 0 cost
       // nothing and would make the link look faster than it is for the dirty pages to come.
-      RoundMeasurement m{round - 1, last.ms / 1000, last.sent_bytes, dirty_bytes, last.wire_bytes};
+      RoundMeasurement m{round - 1,   last.ms / 1000,  last.sent_bytes,
+                         dirty_bytes, last.wire_bytes, guest_.device_state_bytes()};
       Decision d = policy.after_round(m);
       auto& detail = report_.rounds_detail.back();
       detail.dirty_bytes_after = dirty_bytes;
