@@ -19,7 +19,8 @@ netns_link_up "$A" "$B" 10.79.0 "$LINK"
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 largest() { sort -g | tail -1; }
 
-# One migration with binary $1 and codec $2; prints "total_s downtime_ms rounds".
+# One migration with binary $1 and codec $2; prints "total_s downtime_ms rounds parts", parts
+# being downtime_detail's last pages/device state/verify/hand-off in ms ("-" before it existed).
 run_once() {
   ip netns exec "$B" "$1" -q receive --listen tcp://10.79.0.2:7000 --once --json "$W/rx.json" \
     --resume-seconds 1 > "$W/rx.out" &
@@ -31,17 +32,21 @@ run_once() {
   wait "$rx"
   python3 -c "import json; t=json.load(open('$W/tx.json')); r=json.load(open('$W/rx.json'))
 assert r['resumed']['verified'], 'destination did not verify'
-print(t['total_ms']/1000, t['downtime_ms'], t['rounds'])"
+d=t.get('downtime_detail')
+parts='/'.join('%.1f' % d[k] for k in ('last_pages_ms','device_state_ms','verify_ms','handoff_ms')) if d else '-'
+print(t['total_ms']/1000, t['downtime_ms'], t['rounds'], parts)"
 }
 
 echo "| binary | codec | total s (median) | downtime ms (median) | downtime ms (worst) | rounds | verified | runs: total s / downtime ms |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"
+PARTS=$W/parts
 for codec in $CODECS; do
   declare -A totals=() downs=() rounds=() runs=()
   for _ in $(seq "$RUNS"); do
     for i in "${!BINS[@]}"; do
       out=$(run_once "${BINS[$i]}" "$codec")  # a failed or unverified run stops the script
-      read -r t d r <<< "$out"
+      read -r t d r p <<< "$out"
+      echo "${BINS[$i]} $codec $p" >> "$PARTS"
       totals[$i]+="$t "; downs[$i]+="$d "; rounds[$i]+="$r "
       runs[$i]+="$(printf '%.2f/%.0f ' "$t" "$d")"
     done
@@ -59,3 +64,5 @@ for codec in $CODECS; do
   fi
   unset totals downs rounds runs
 done
+echo; echo "downtime_detail per run (last pages/device state/verify/hand-off ms):"
+awk '{k = $1 " " $2; a[k] = a[k] " " $3} END {for (k in a) print k ":" a[k]}' "$PARTS"

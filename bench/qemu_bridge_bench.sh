@@ -11,6 +11,9 @@
 #              (multifd 4 xbzrle+zstd, multifd 2 auto; DIRTY_BRIDGE=0 skips them), each run on
 #              a freshly booted guest (a QEMU migration that leaves a dead guest cannot turn
 #              the next runs into migrations of a dead guest), then ramshift's live engine
+#   downtime   QEMU direct multifd 2 zstd on a fresh guest and ramshift's live engine at its
+#              defaults, alternating run by run on the LINK (1gbit) veth: median and worst
+#              downtime of each, and where ramshift's went (its downtime_detail, medians)
 #   e.g. PHASES=dirty bench/qemu_bridge_bench.sh; BEAT_WAIT (120) s for the moved guest's
 #   heartbeat; a guest that never beats again is reported under the table.
 # Each configuration RUNS (3) times; medians. Usage: bench/qemu_bridge_bench.sh [RAMSHIFT]
@@ -29,7 +32,8 @@ trap cleanup EXIT
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 jget() { grep -a -m1 -o "\"$2\": *[0-9.]*" "$1" | grep -o '[0-9.]*$'; }
 qemu_need_tools; qemu_build_guest
-netns_link_up "$NSA" "$NSB" 10.81.0 1gbit || { echo "cannot create namespaces" >&2; exit 77; }
+LINK=${LINK:-1gbit}
+netns_link_up "$NSA" "$NSB" 10.81.0 "$LINK" || { echo "cannot create namespaces" >&2; exit 77; }
 declare -A NS_OF=([a]=$NSA [b]=$NSB) ADDR_OF=([a]=10.81.0.1 [b]=10.81.0.2)
 CUR= SIDE=a N=0
 
@@ -105,6 +109,60 @@ live_rows() {
       "$(printf '%s\n' "${d[@]}" | median)" "$runs"
   fi
 }
+
+# live_once: one migration by ramshift's live engine across the link, every option at its
+# default; prints "total_ms downtime_ms" then downtime_detail's parts (source) and the
+# destination's verdict.
+live_once() {
+  ip netns exec "$NSB" "$RAMSHIFT" -q receive --listen tcp://10.81.0.2:7000 --once --resume-seconds 1 \
+    --json "$W/rx.json" > "$W/rx.out" &
+  local rx=$!
+  for _ in $(seq 100); do grep -q listening "$W/rx.out" 2>/dev/null && break; sleep 0.05; done
+  ip netns exec "$NSA" "$RAMSHIFT" -q send --to tcp://10.81.0.2:7000 \
+    --guest "synthetic:size=${GUEST_MB}M,dirty-rate=${DIRTY}M,pattern=mixed" --json "$W/tx.json"
+  wait $rx || echo "receiver failed" >&2
+  python3 - "$W/tx.json" "$W/rx.json" <<'PY'
+import json, sys
+t, r = (json.load(open(p)) for p in sys.argv[1:3])
+d = t.get("downtime_detail") or {}
+parts = [d.get(k, 0) for k in ("last_pages_ms", "device_state_ms", "verify_ms", "handoff_ms", "predicted_ms")]
+ok = t["status"] == "completed" and r.get("resumed", {}).get("verified") is True
+print(t["total_ms"], t["downtime_ms"] or 0, *parts, t["rounds"], int(ok))
+PY
+}
+
+worst() { sort -g | tail -1; }
+
+if [[ $PHASES == *downtime* ]]; then
+  echo; echo "### Downtime at defaults: ${GUEST_MB} MiB guest dirtying ${DIRTY} MB/s, $LINK veth, alternating"; echo
+  echo "| path | total s (median) | downtime ms (median) | downtime ms (worst) | verified | runs: s/ms |"
+  echo "| --- | ---: | ---: | ---: | ---: | --- |"
+  qt=() qd=() qruns="" lt=() ld=() lruns="" lok=0 qok=0
+  declare -a p1=() p2=() p3=() p4=() p5=() rounds=()
+  for _ in $(seq "$RUNS"); do
+    boot "$DIRTY"
+    LABEL="QEMU multifd 2, zstd"; dead_before=$(cat "$W/dead" 2>/dev/null | wc -l)
+    one direct-tcp --multifd-channels 2 --multifd-compression zstd > "$W/result"
+    read -r a b < "$W/result"
+    qt+=("$a"); qd+=("$b"); qruns+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
+    [ "$(cat "$W/dead" 2>/dev/null | wc -l)" = "$dead_before" ] && [ "$b" != 0 ] && qok=$((qok + 1))
+    qemu_stop_all
+    read -r a b c1 c2 c3 c4 c5 r ok < <(live_once)
+    lt+=("$a"); ld+=("$b"); p1+=("$c1"); p2+=("$c2"); p3+=("$c3"); p4+=("$c4"); p5+=("$c5"); rounds+=("$r")
+    lok=$((lok + ok)); lruns+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%.1f ", a / 1000, b}')"
+  done
+  med() { printf '%s\n' "$@" | median; }
+  printf '| QEMU direct multifd 2, zstd (its defaults: downtime-limit 300 ms) | %.2f | %.0f | %.0f | %s/%s | %s|\n' \
+    "$(med "${qt[@]}" | awk '{print $1 / 1000}')" "$(med "${qd[@]}")" "$(printf '%s\n' "${qd[@]}" | worst)" "$qok" "$RUNS" "$qruns"
+  printf '| ramshift live engine, defaults | %.2f | %.1f | %.1f | %s/%s | %s|\n' \
+    "$(med "${lt[@]}" | awk '{print $1 / 1000}')" "$(med "${ld[@]}")" "$(printf '%s\n' "${ld[@]}" | worst)" "$lok" "$RUNS" "$lruns"
+  echo
+  printf 'ramshift downtime_detail, medians (ms): last pages %.2f, device state %.2f, verify %.2f, hand-off %.2f; predicted %.1f; rounds %s\n' \
+    "$(med "${p1[@]}")" "$(med "${p2[@]}")" "$(med "${p3[@]}")" "$(med "${p4[@]}")" "$(med "${p5[@]}")" "$(med "${rounds[@]}")"
+  echo "per run (last pages/device state/verify/hand-off ms):"
+  for i in "${!p1[@]}"; do printf '%.1f/%.1f/%.1f/%.1f ' "${p1[$i]}" "${p2[$i]}" "${p3[$i]}" "${p4[$i]}"; done; echo
+  qemu_stop_all
+fi
 
 if [[ $PHASES == *loopback* ]]; then
   boot 0

@@ -178,6 +178,17 @@ void print_summary(const migration::MigrationReport& r) {
       r.pages.zero_unsent ? fmt::format(" (+{} not sent: zero already there)", r.pages.zero_unsent)
                           : "",
       r.pages.xbzrle, r.pages.zstd, r.pages.raw, r.pages.placed, r.setup_ms);
+  if (const auto& d = r.downtime_detail; d && r.downtime_ms)
+    fmt::print(
+        stderr,
+        "ramshift: downtime {:.1f} ms (predicted {:.1f}): last pages {:.1f}, device state "
+        "{:.1f}, verify {:.1f}{}, hand-off {:.1f}\n",
+        *r.downtime_ms, d->predicted_ms, d->last_pages_ms, d->device_state_ms, d->verify_ms,
+        d->verify_full_ms > 0 ? fmt::format(" (hashing here {:.1f})", d->verify_full_ms) : "",
+        d->handoff_ms);
+  else if (d)
+    fmt::print(stderr, "ramshift: the guest resumed here {:.1f} ms after the hand-off\n",
+               d->resume_ms);
 }
 
 }  // namespace ramshift::cli

@@ -17,6 +17,28 @@ same_memory() {
   rm -f "$WORK/tx.dump" "$WORK/rx.dump"
 }
 
+# check_downtime_detail MODE WHAT: the sender's downtime_detail names every part, none
+# negative, and they add up to its downtime_ms (within 0.5 ms + 1%); with --verify full the
+# hashing's share is named inside verify_ms; the receiver says how long its resume took, a
+# part of the hand-off; the control socket's final snapshot would show the same object.
+check_downtime_detail() {
+  python3 - "$WORK/tx.json" "$WORK/rx.json" "$1" <<'PY' && pass "downtime_detail: parts add up to downtime_ms ($2)" || fail "downtime_detail ($2)"
+import json, sys
+tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
+d, down = tx["downtime_detail"], tx["downtime_ms"]
+parts = ["last_pages_ms", "device_state_ms", "verify_ms", "handoff_ms"]
+assert all(d[k] >= 0 for k in parts + ["predicted_ms", "verify_full_ms"]), d
+assert d["predicted_ms"] > 0, d
+total = sum(d[k] for k in parts)
+assert abs(total - down) <= 0.5 + 0.01 * down, (total, down, d)
+assert (d["verify_full_ms"] > 0) == (sys.argv[3] == "full"), d
+assert d["verify_full_ms"] <= d["verify_ms"], d
+r = rx["downtime_detail"]["resume_ms"]
+assert 0 <= r <= d["handoff_ms"], (r, d)
+print(f"downtime {down:.1f} ms = " + " + ".join(f"{k} {d[k]:.1f}" for k in parts) + f"; predicted {d['predicted_ms']:.1f}; resume {r:.2f}")
+PY
+}
+
 for pattern in mixed delta; do
   start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 --dump-guest "$WORK/rx.dump" || exit 1
   expect_exit 0 "live migration of a 128 MiB $pattern guest dirtying 20 MB/s" -- \
@@ -32,6 +54,7 @@ assert tx["downtime_ms"] is not None and tx["downtime_ms"] > 0, tx["downtime_ms"
 assert tx["rounds"] >= 2 and len(tx["rounds_detail"]) == tx["rounds"], tx["rounds_detail"]
 assert rx["resumed"]["verified"] is True and rx["resumed"]["writes"] > 0, rx.get("resumed")
 PY
+  check_downtime_detail transfer "$pattern"
 done
 
 # A dirty tracker that loses every 5th page (test knob): --verify full finds the lost writes,
@@ -55,6 +78,7 @@ assert v["pages_checked"] >= 2 * (128 << 20) // 4096, v
 assert rx["verify"]["mismatches_repaired"] == v["mismatches_repaired"], rx["verify"]
 assert rx["resumed"]["verified"] is True, rx.get("resumed")
 PY
+check_downtime_detail full "verify full"
 # The same faulty tracker with the default --verify transfer, documented: the sender reports
 # a verified migration, yet the two memories differ; the guest's own check on the
 # destination (its generation table) is what catches the lost writes, and fails the receiver.

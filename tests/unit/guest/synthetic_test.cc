@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -73,6 +74,43 @@ TEST(SyntheticGuestTest, TheTableTravelsInTheDeviceState) {
   auto stale = SyntheticGuest::adopt_device_state(g->device_state().value(), copy.bytes());
   ASSERT_TRUE(stale.is_ok());
   EXPECT_EQ((*stale)->verify().code(), ErrorCode::kCorrupt);
+}
+
+TEST(SyntheticGuestTest, ABurstyGuestWritesInBurstsAtTheSameAverage) {
+  // burst=4 at 8 MB/s: 32 MB/s for 100 ms of every 400 ms, nothing in between. Sampled
+  // every 20 ms for 1.2 s, some windows see nothing written and others several times the
+  // average; the whole stays near 8 MB/s (4 KiB pages: ~2,340 writes in 1.2 s).
+  auto spec = SyntheticSpec::parse("size=4M,dirty-rate=8M,burst=4");
+  ASSERT_TRUE(spec.is_ok()) << spec.status().message();
+  EXPECT_NE(spec->to_string().find("burst=4"), std::string::npos);
+  auto g = make_guest("size=4M,dirty-rate=8M,burst=4");
+  std::vector<uint64_t> per_window;
+  uint64_t last = g->writes();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 1; i <= 60; ++i) {
+    std::this_thread::sleep_until(start + i * 20ms);
+    const uint64_t now = g->writes();
+    per_window.push_back(now - last);
+    last = now;
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double average = static_cast<double>(last) / seconds;  // writes per second
+  const double steady_window = average * 0.020;
+  const auto idle = std::count(per_window.begin(), per_window.end(), 0u);
+  const auto hot = std::count_if(per_window.begin(), per_window.end(),
+                                 [&](uint64_t n) { return n > 2.5 * steady_window; });
+  EXPECT_GE(idle, 20) << "windows without a write";
+  EXPECT_GE(hot, 8) << "windows at over 2.5x the average";
+  const double expected = 8.0 * (1 << 20) / host_page_size();
+  EXPECT_GT(average, 0.6 * expected);
+  EXPECT_LT(average, 1.4 * expected);
+  EXPECT_FALSE(SyntheticSpec::parse("size=4M,burst=0").is_ok());
+  EXPECT_FALSE(SyntheticSpec::parse("size=4M,burst=17").is_ok());
+  // A pause is not held up by a lull: the workload parks at once.
+  const auto before_pause = std::chrono::steady_clock::now();
+  g->pause();
+  EXPECT_LT(std::chrono::steady_clock::now() - before_pause, 50ms);
 }
 
 TEST(SyntheticGuestTest, ATruncatedGenerationTableIsRefused) {

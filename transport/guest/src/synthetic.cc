@@ -38,15 +38,21 @@ inline uint64_t next(uint64_t& s) {
   return s;
 }
 
+// burst=N's period. Why 400 ms: the small rounds near the end of a migration last 1-30 ms
+// and round 1 a few hundred ms, so a round falls in a burst or a lull, or spans both.
+constexpr std::chrono::milliseconds kBurstPeriod{400};
+
 constexpr std::string_view kWords[] = {"page ",  "guest ", "dirty ",  "queue ",
                                        "round ", "the ",   "memory ", "0000 "};
 
 }  // namespace
 
 std::string SyntheticSpec::to_string() const {
-  return fmt::format("size={},dirty-rate={},pattern={},threads={},seed={},tracking={}", size,
+  // burst only when set: a steady guest's device state reads as before this key existed.
+  return fmt::format("size={},dirty-rate={},pattern={},threads={},seed={},tracking={}{}", size,
                      dirty_rate, pattern_name(pattern), threads, seed,
-                     dirty_mechanism_name(tracking));
+                     dirty_mechanism_name(tracking),
+                     burst > 1 ? fmt::format(",burst={}", burst) : "");
 }
 
 Result<SyntheticSpec> SyntheticSpec::parse(std::string_view text) {
@@ -93,12 +99,17 @@ Result<SyntheticSpec> SyntheticSpec::parse(std::string_view text) {
             ErrorCode::kInvalidArgument,
             fmt::format("synthetic guest: unknown tracking '{}' (auto, pagemap-scan, wp-faults)",
                         value));
+    } else if (key == "burst") {
+      RS_ASSIGN_OR_RETURN(uint64_t n, parse_size(value));
+      if (n < 1 || n > 16)
+        return Status(ErrorCode::kInvalidArgument, "synthetic guest: burst must be 1..16");
+      s.burst = static_cast<uint32_t>(n);
     } else if (key == "seed") {
       RS_ASSIGN_OR_RETURN(s.seed, parse_size(value));
     } else {
       return Status(ErrorCode::kInvalidArgument,
                     fmt::format("synthetic guest: unknown key '{}' (size, dirty-rate, pattern, "
-                                "threads, seed, tracking)",
+                                "threads, seed, tracking, burst)",
                                 key));
     }
   }
@@ -183,6 +194,10 @@ Result<std::string> SyntheticGuest::device_state() const {
   return state;
 }
 
+uint64_t SyntheticGuest::device_state_bytes() const {
+  return spec_.to_string().size() + 1 + generations_.size() * 4;
+}
+
 Result<std::unique_ptr<SyntheticGuest>> SyntheticGuest::adopt_device_state(
     std::string_view state, std::span<std::byte> memory) {
   const size_t nul = state.find('\0');
@@ -252,7 +267,10 @@ void SyntheticGuest::workload(uint32_t thread) {
   const size_t ps = host_page_size();
   const uint64_t pages = memory_.size() / ps;
   uint64_t s = (spec_.seed + 7919 * (thread + 1) + workload_salt_) * 0x9E3779B97F4A7C15ull + 3;
-  const double per_thread = static_cast<double>(spec_.dirty_rate) / spec_.threads;
+  // burst=N: N times the rate for 1/N of each period, idle for the rest (the same average).
+  const double per_thread = static_cast<double>(spec_.dirty_rate) * spec_.burst / spec_.threads;
+  const auto epoch = Clock::now();
+  const auto burst_len = kBurstPeriod / spec_.burst;
   auto next_write = Clock::now();
   for (;;) {
     {
@@ -264,6 +282,16 @@ void SyntheticGuest::workload(uint32_t thread) {
         --parked_;
         if (stop_) return;
         next_write = Clock::now();
+      }
+    }
+    if (spec_.burst > 1) {
+      const auto now = Clock::now();
+      const auto phase = (now - epoch) % kBurstPeriod;
+      if (phase >= burst_len) {  // a lull: wait for the next burst, or a pause
+        std::unique_lock lock(mu_);
+        cv_.wait_until(lock, now - phase + kBurstPeriod, [&] { return pause_ || stop_; });
+        next_write = Clock::now();
+        continue;
       }
     }
     if (per_thread <= 0) {

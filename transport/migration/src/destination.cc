@@ -375,9 +375,11 @@ class DestinationRun {
           }
           test_hold("destination-handoff");
           RS_RETURN_IF_ERROR(await_hand_off(*conn_, session_));
+          const auto handoff = Clock::now();
           if (guest_ && destination_may_run_guest(session_.state())) guest_->resume();
           if (config_.guest && destination_may_run_guest(session_.state())) config_.guest->resume();
           (void)send_control(FrameType::kBye, {});
+          report_.downtime_detail = DowntimeDetail{.resume_ms = ms_since(handoff)};
           (void)conn_->flush(0, milliseconds(1000));
           RS_RETURN_IF_ERROR(run_resumed_guest());
           return session_.advance(DestinationEvent::kFinished);

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ramshift/migration/report.h"
+#include "report_json.h"
 
 namespace ramshift::migration {
 
@@ -42,6 +43,8 @@ Progress final_progress(const MigrationReport& r) {
   p.wire_bytes = r.wire_bytes;
   p.setup_ms = r.setup_ms;
   p.elapsed_s = r.total_ms / 1000;
+  p.downtime_ms = r.downtime_ms;
+  p.downtime_detail = r.downtime_detail;
   if (r.rounds_detail.empty()) {  // the destination, a bridge: the guest (or stream) as counted
     p.transferred_bytes = r.completed ? r.guest_bytes : 0;
     p.total_bytes = p.done_bytes = p.transferred_bytes;
@@ -66,6 +69,9 @@ std::string progress_json(const Progress& p) {
   j["wire_bytes"] = p.wire_bytes;
   j["dirty_rate_bytes_per_s"] = p.dirty_rate_bytes_per_s;
   j["expected_downtime_ms"] = p.expected_downtime_ms;
+  if (p.downtime_ms) j["downtime_ms"] = *p.downtime_ms;
+  if (p.downtime_detail)
+    j["downtime_detail"] = downtime_detail_json(*p.downtime_detail, p.downtime_ms.has_value());
   j["throughput_bytes_per_s"] = p.throughput_bytes_per_s();
   j["bandwidth_limit_bytes_per_s"] = p.bandwidth_limit;
   j["paused"] = p.paused;
@@ -100,6 +106,9 @@ std::string progress_metrics(const Progress& p, const std::string& role) {
          "Guest bytes dirtied per second in the last round.", p.dirty_rate_bytes_per_s);
   metric("migration_expected_downtime_seconds", "gauge",
          "Downtime the convergence policy predicts.", p.expected_downtime_ms / 1000);
+  if (p.downtime_ms)
+    metric("migration_downtime_seconds", "gauge", "Downtime measured (pause to the guest running).",
+           *p.downtime_ms / 1000);
   metric("migration_throughput_bytes_per_second", "gauge",
          "Guest bytes per second since the start.", p.throughput_bytes_per_s());
   metric("migration_bandwidth_limit_bytes_per_second", "gauge",

@@ -3,8 +3,16 @@
 #include <nlohmann/json.hpp>
 
 #include "ramshift/base/provenance.h"
+#include "report_json.h"
 
 namespace ramshift::migration {
+
+nlohmann::ordered_json downtime_detail_json(const DowntimeDetail& d, bool source) {
+  if (!source) return {{"resume_ms", d.resume_ms}};
+  return {{"predicted_ms", d.predicted_ms},       {"last_pages_ms", d.last_pages_ms},
+          {"device_state_ms", d.device_state_ms}, {"verify_ms", d.verify_ms},
+          {"verify_full_ms", d.verify_full_ms},   {"handoff_ms", d.handoff_ms}};
+}
 
 std::string MigrationReport::to_json() const {
   nlohmann::ordered_json j;
@@ -22,6 +30,8 @@ std::string MigrationReport::to_json() const {
   j["setup_ms"] = setup_ms;
   j["downtime_ms"] =
       downtime_ms ? nlohmann::ordered_json(*downtime_ms) : nlohmann::ordered_json(nullptr);
+  if (downtime_detail)
+    j["downtime_detail"] = downtime_detail_json(*downtime_detail, role == "source");
   j["rounds"] = rounds;
   j["guest_bytes"] = guest_bytes;
   j["wire_bytes"] = wire_bytes;

@@ -1,15 +1,12 @@
 #include "ramshift/migration/source.h"
-#include "ramshift/base/version.h"
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <atomic>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <thread>
 #include <vector>
 
@@ -28,6 +25,7 @@
 #include "rate_limiter.h"
 #include "remote_memory.h"
 #include "source_control.h"
+#include "switchover.h"
 #include "test_hooks.h"
 #include "verify.h"
 
@@ -147,7 +145,8 @@ class SourceRun {
       const uint64_t dirty_bytes = count(dirty) * config_.page_size;
       // The round's rate counts only pages that travelled: zero pages skipped in round 0 cost
       // nothing and would make the link look faster than it is for the dirty pages to come.
-      RoundMeasurement m{round - 1, last.ms / 1000, last.sent_bytes, dirty_bytes, last.wire_bytes};
+      RoundMeasurement m{round - 1,   last.ms / 1000,  last.sent_bytes,
+                         dirty_bytes, last.wire_bytes, guest_.device_state_bytes()};
       Decision d = policy.after_round(m);
       auto& detail = report_.rounds_detail.back();
       detail.dirty_bytes_after = dirty_bytes;
@@ -159,7 +158,10 @@ class SourceRun {
         guest_.set_throttle(d.throttle_pct);
         report_.throttle_pct = d.throttle_pct;
       }
-      if (d.kind == Decision::kSwitchover) return switchover(round, std::move(dirty));
+      if (d.kind == Decision::kSwitchover) {
+        downtime_.predicted_ms = d.expected_downtime_ms;
+        return switchover(round, std::move(dirty));
+      }
       RS_RETURN_IF_ERROR(stream_round(round, dirty));
       last = report_.rounds_detail.back();
     }
@@ -170,17 +172,16 @@ class SourceRun {
     RS_RETURN_IF_ERROR(cancel_if_asked());
     RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
     pause_time_ = Clock::now();
+    downtime_clock_.start();
     guest_.pause();
     test_hold("source-switchover");
     RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
-    for (size_t r = 0; r < dirty.size(); ++r) {
-      std::vector<uint64_t> merged;
-      std::set_union(dirty[r]->begin(), dirty[r]->end(), more[r]->begin(), more[r]->end(),
-                     std::back_inserter(merged));
-      dirty[r] = std::move(merged);
-    }
+    merge_selection(dirty, more);
     RS_RETURN_IF_ERROR(stream_round(round, dirty));
-    return send_device_state();
+    downtime_.last_pages_ms = downtime_clock_.lap();
+    RS_RETURN_IF_ERROR(send_device_state());
+    downtime_.device_state_ms = downtime_clock_.lap();
+    return Status::ok();
   }
 
   Status send_device_state() {
@@ -221,23 +222,7 @@ class SourceRun {
   }
 
   Status handshake() {
-    wire::Hello hello;
-    hello.page_size = config_.page_size;
-    hello.data_queues = config_.queues;
-    hello.batch_pages = config_.batch_pages;
-    hello.codec = static_cast<uint8_t>(config_.codec.mode);
-    // An image is sent in one round, and XBZRLE only helps a page sent again: no cache at
-    // either end then. Each would be zero-filled at set-up, 64 MiB per side by default,
-    // which a slow host pays for in the migration's time.
-    const bool resends = !guest_.immutable();
-    hello.xbzrle_cache_per_queue = pipeline::codec_uses_xbzrle(config_.codec.mode) && resends
-                                       ? config_.codec.xbzrle_cache_bytes / config_.queues
-                                       : 0;
-    std::random_device rd;
-    hello.session_id = (uint64_t{rd()} << 32) ^ rd();
-    hello.software = kSoftware;
-    if (config_.verify == VerifyMode::kFull) hello.capabilities |= wire::kCapVerifyFull;
-    if (config_.mode != MigrationMode::kPrecopy) hello.capabilities |= wire::kCapPostcopy;
+    const wire::Hello hello = source_hello(config_, !guest_.immutable());
     cache_per_queue_ = hello.xbzrle_cache_per_queue;
     report_.xbzrle_cache_bytes = cache_per_queue_ * config_.queues;
     encoders_.resize(config_.queues);
@@ -501,7 +486,9 @@ class SourceRun {
       digest.final_round = report_.rounds - 1;
       digest.chunk_bytes = static_cast<uint32_t>(digest_->chunk_bytes());
       if (config_.verify == VerifyMode::kFull) {
+        const auto hash_start = Clock::now();
         auto full = hash_guest_memory(memory, sizes, config_.page_size, config_.batch_pages);
+        downtime_.verify_full_ms += ms_since(hash_start);
         digest.regions = std::move(full.chunks);
         vr.pages_checked += full.pages;
       } else {
@@ -530,6 +517,7 @@ class SourceRun {
       RS_RETURN_IF_ERROR(stream_round(report_.rounds, resend));
     }
     vr.ms = ms_since(verify_start);
+    downtime_.verify_ms = downtime_clock_.lap();
     if (session_.state() == SourceState::kDone) {  // an image: nothing runs on either side
       (void)send_control(FrameType::kBye, {});
       (void)conn_->flush(0, milliseconds(1000));
@@ -556,7 +544,9 @@ class SourceRun {
     // Downtime ends when the guest runs there: the destination's BYE says it does.
     auto bye = await(FrameType::kBye, milliseconds(10000));
     if (!bye) return Status(ErrorCode::kDisconnected, limbo);
-    report_.downtime_ms = ms_since(pause_time_);
+    downtime_.handoff_ms = downtime_clock_.lap();
+    report_.downtime_ms = downtime_clock_.total_ms();
+    report_.downtime_detail = downtime_;
     return Status::ok();
   }
 
@@ -574,6 +564,8 @@ class SourceRun {
   SourceSession session_{SourceState::kConnecting};  // whether the guest may be resumed, too
   uint32_t early_ack_ = 0;  // round + 1 of an acknowledgement taken during the round
   Clock::time_point pause_time_;
+  DowntimeClock downtime_clock_;  // from the switch-over's pause
+  DowntimeDetail downtime_;       // its parts so far
   uint64_t cache_per_queue_ = 0;
   bool placing_ = false;  // raw pages travel as one-sided writes (rdma)
   bool keys_logged_ = false;

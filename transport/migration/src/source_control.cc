@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <random>
 
 #include "frame_io.h"
+#include "ramshift/base/version.h"
 #include "ramshift/pipeline/batch_format.h"
+#include "ramshift/pipeline/codec.h"
 
 namespace ramshift::migration {
 
@@ -27,6 +30,26 @@ Status check_source_config(const SourceConfig& config) {
                               "may hold",
                               config.batch_pages, config.page_size));
   return Status::ok();
+}
+
+wire::Hello source_hello(const SourceConfig& config, bool resends) {
+  wire::Hello hello;
+  hello.page_size = config.page_size;
+  hello.data_queues = config.queues;
+  hello.batch_pages = config.batch_pages;
+  hello.codec = static_cast<uint8_t>(config.codec.mode);
+  // An image is sent in one round, and XBZRLE only helps a page sent again: no cache at
+  // either end then. Each would be zero-filled at set-up, 64 MiB per side by default,
+  // which a slow host pays for in the migration's time.
+  hello.xbzrle_cache_per_queue = pipeline::codec_uses_xbzrle(config.codec.mode) && resends
+                                     ? config.codec.xbzrle_cache_bytes / config.queues
+                                     : 0;
+  std::random_device rd;
+  hello.session_id = (uint64_t{rd()} << 32) ^ rd();
+  hello.software = kSoftware;
+  if (config.verify == VerifyMode::kFull) hello.capabilities |= wire::kCapVerifyFull;
+  if (config.mode != MigrationMode::kPrecopy) hello.capabilities |= wire::kCapPostcopy;
+  return hello;
 }
 
 Status check_destination_hello(const wire::Hello& peer, const SourceConfig& config) {

@@ -19,6 +19,9 @@ namespace ramshift::migration {
 // Queues and batch size within what the wire carries (kInvalidArgument naming the flag),
 // checked before anything connects.
 Status check_source_config(const SourceConfig& config);
+// This source's HELLO: the session's shape from `config`, a fresh session id, and an XBZRLE
+// cache only when pages are sent again (`resends`: a running guest, not an image).
+wire::Hello source_hello(const SourceConfig& config, bool resends);
 // The destination's HELLO: a protocol version in common, and the capabilities this source
 // asks for (--verify full, post-copy) offered; kMismatch naming the peer's software.
 Status check_destination_hello(const wire::Hello& peer, const SourceConfig& config);

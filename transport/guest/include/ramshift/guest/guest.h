@@ -42,6 +42,9 @@ class SourceGuest {
   // Opaque device state, taken once the guest is paused and sent at switchover; an error
   // fails the migration (the guest is resumed here).
   virtual Result<std::string> device_state() const { return std::string(); }
+  // The size device_state() will have, as known while the guest runs (0 = unknown): the
+  // convergence policy counts it in the switch-over, since it crosses the same link.
+  virtual uint64_t device_state_bytes() const { return 0; }
 };
 
 // The destination's view of a guest it receives into memory of its own (an embedding VMM's

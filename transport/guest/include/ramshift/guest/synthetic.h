@@ -2,11 +2,13 @@
 // that describe themselves so that any copy of the memory can be checked for integrity.
 //
 // Spec (the CLI's `synthetic:` guest):
-//   size=SIZE[,dirty-rate=RATE][,pattern=P][,threads=N][,seed=S][,tracking=T]
+//   size=SIZE[,dirty-rate=RATE][,pattern=P][,threads=N][,seed=S][,tracking=T][,burst=B]
 //   pattern mixed   half of each page random words, half structured text (the default)
 //           random  every word changes: incompressible, XBZRLE's worst case
 //           delta   one byte of the page body changes per write: XBZRLE's best case
 //           zero    pages are rewritten as zeros
+//   burst   B (1..16, 1 = steady): a bursty guest, dirtying B times the rate for 1/B of
+//           every 400 ms and idle for the rest (the same average)
 // A non-zero page starts with a 24-byte header: u64 (index ^ kTag), u64 generation,
 // u32 CRC32C of the rest of the page, u32 pattern. Like the QEMU test guest
 // (tests/qemu/guest/init.c), the guest keeps a generation table: the generation it last
@@ -47,6 +49,7 @@ struct SyntheticSpec {
   uint64_t seed = 1;
   // tracking=auto|pagemap-scan|wp-faults: which kernel mechanism finds dirty pages.
   DirtyMechanism tracking = DirtyMechanism::kAuto;
+  uint32_t burst = 1;             // burst=B: B x the rate for 1/B of each 400 ms, idle otherwise
   std::string to_string() const;  // the spec text that parse() reads back
   static Result<SyntheticSpec> parse(std::string_view text);
 };
@@ -76,6 +79,7 @@ class SyntheticGuest final : public SourceGuest {
   // The spec text, a NUL, then the generation table (u32 little-endian per page: 4 bytes per
   // 4 KiB page, 1 MiB for a 1 GiB guest). Call while paused.
   Result<std::string> device_state() const override;
+  uint64_t device_state_bytes() const override;
 
   // Every page holds the generation the table says (see above). Call while paused.
   Status verify() const;

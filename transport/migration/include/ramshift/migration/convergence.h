@@ -6,13 +6,17 @@
 // target (docs/design.md, "Choosing the switch-over round", has the measurements):
 //   - predicted downtime = switchover_overhead + what is left / the slower of the last two
 //     rounds' rates, each rate counting the round's pages as if they travelled raw (the
-//     codec may stop compressing in the last round; raw is the slowest it can be);
+//     codec may stop compressing in the last round; raw is the slowest it can be), + the
+//     device state at the link's bulk rate (the last round that moved at least 1 MB);
 //   - another round pays when it should leave at most min_shrink of what is left: it lasts
 //     round_overhead + what is left / this round's rate, while the guest dirties at the lower
 //     of the last two rounds' dirty rates (a single burst does not end the copying);
 //   - copy another round while one pays, even under the limit; switch over when none pays
-//     and the prediction fits the limit; also when the remaining set has not shrunk below
+//     and the prediction fits the limit even if the switch-over runs as much slower than
+//     predicted as this migration's slowest round did (the guard: a wrong prediction must
+//     not push the downtime past the limit); also when the remaining set has not shrunk below
 //     its smallest for two rounds (the guest's working set is all that is left);
+//   - switch over when nothing is left to copy, even over the limit: no round can lower it;
 //   - switch over anyway when max_rounds rounds have been copied (the final round then
 //     runs with the guest paused, so the downtime may exceed the limit: reported as such);
 //   - "no progress" when the guest dirtied at least as many bytes per second as the round
@@ -52,10 +56,11 @@ struct ConvergenceConfig {
 
 struct RoundMeasurement {
   uint32_t round = 0;
-  double seconds = 0;             // how long the round took
-  uint64_t sent_guest_bytes = 0;  // pages handled in the round x page size
-  uint64_t dirty_bytes = 0;       // dirty at the end of the round (what is left to send)
-  uint64_t wire_bytes = 0;        // what the round put on the wire; 0 = unknown (guest bytes)
+  double seconds = 0;               // how long the round took
+  uint64_t sent_guest_bytes = 0;    // pages handled in the round x page size
+  uint64_t dirty_bytes = 0;         // dirty at the end of the round (what is left to send)
+  uint64_t wire_bytes = 0;          // what the round put on the wire; 0 = unknown (guest bytes)
+  uint64_t device_state_bytes = 0;  // what the switch-over sends besides pages (0 = unknown)
 };
 
 struct Decision {
@@ -64,7 +69,11 @@ struct Decision {
   double bandwidth = 0;               // guest bytes/s measured in the round
   double expected_downtime_ms = 0;    // switching over now: overhead + rest at the safe rate
   double next_round_downtime_ms = 0;  // the same after one more round (predicted)
-  std::string reason;                 // for logs and the error message
+  // The guard: expected_downtime_ms x `slowdown`, the most this migration's rounds ran over
+  // their predicted length (1 = none, at most 3). A switch-over must fit the limit with it.
+  double slowdown = 1;
+  double worst_downtime_ms = 0;
+  std::string reason;  // for logs and the error message
 };
 
 class ConvergencePolicy {
@@ -85,6 +94,9 @@ class ConvergencePolicy {
   double previous_rate_ = 0;             // guest bytes/s as if raw
   double previous_dirty_rate_ = 0;       // bytes/s
   uint64_t smallest_rest_ = UINT64_MAX;  // fewest dirty bytes after any round so far
+  double predicted_round_s_ = 0;         // how long the policy expected this round to last
+  double slowdown_ = 1;                  // the most a round ran over that, as a ratio
+  double bulk_rate_ = 0;                 // raw bytes/s of the last round of >= 1 MB
   int rounds_without_shrink_ = 0;        // rounds since the rest last hit a new low
 };
 

@@ -10,11 +10,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
-namespace ramshift::migration {
+#include "ramshift/migration/report.h"
 
-struct MigrationReport;
+namespace ramshift::migration {
 
 enum class MigrationStatus : unsigned char {
   kNone,            // no migration yet (a listening daemon)
@@ -45,6 +46,9 @@ struct Progress {
   uint64_t bandwidth_limit = 0;  // wire bytes/s the sender may use now; 0 = unlimited
   // Post-copy: the guest runs on the destination; total/done count the pages still to move.
   bool postcopy = false;
+  // Once a live pre-copy guest has moved: the measured downtime (source) and its parts.
+  std::optional<double> downtime_ms;
+  std::optional<DowntimeDetail> downtime_detail;
 
   uint64_t remaining_bytes() const {
     return total_bytes > done_bytes ? total_bytes - done_bytes : 0;

@@ -33,6 +33,19 @@ struct VerifyReport {
   double ms = 0;                     // the check's time, inside the downtime for a live guest
 };
 
+// Where a live migration's downtime went (`downtime_detail` in the JSON report), in ms. The
+// source's parts follow one another from the pause to the destination's BYE, so they add up
+// to its downtime_ms; the destination times the part of handoff_ms it spends resuming.
+struct DowntimeDetail {
+  double predicted_ms = 0;     // source: the convergence policy's prediction when it switched
+  double last_pages_ms = 0;    // pause -> the final round placed there (its ROUND_END back)
+  double device_state_ms = 0;  // DEVICE_STATE read from the guest and sent
+  double verify_ms = 0;        // DIGEST -> COMMIT: both checks, repair rounds included
+  double verify_full_ms = 0;   // of verify_ms: hashing the paused memory here (--verify full)
+  double handoff_ms = 0;       // HANDOFF -> BYE: one round trip plus the destination's resume
+  double resume_ms = 0;        // destination: HANDOFF received -> the guest runs, BYE sent
+};
+
 // How long one guest thread waited for pages in post-copy (destination).
 struct ThreadBlocked {
   uint32_t thread = 0;  // Linux thread id
@@ -89,8 +102,9 @@ struct MigrationReport {
   // for the switchover, resumed after the failure or cancel) or "paused (handed over)".
   std::optional<std::string> source_guest;
   // ok when completed; kCancelled when either end was cancelled (JSON "status": "cancelled")
-  std::optional<VerifyReport> verify;      // once a digest was compared
-  std::optional<PostcopyReport> postcopy;  // once post-copy started
+  std::optional<VerifyReport> verify;             // once a digest was compared
+  std::optional<PostcopyReport> postcopy;         // once post-copy started
+  std::optional<DowntimeDetail> downtime_detail;  // a live pre-copy guest that moved
   Status error;
 
   double throughput_mbps() const {
