@@ -25,6 +25,7 @@ struct Watched {
   uint8_t port;
   uint32_t queue_index;
   AsyncFailure on_failure;
+  PortChange on_port;  // may be empty
 };
 
 // One reader thread per device context, alive while the context has watched queues.
@@ -122,6 +123,16 @@ class Router {
       }
       if (!mine) continue;
       any = true;
+      if (w.on_port &&
+          (ev.event_type == IBV_EVENT_PORT_ERR || ev.event_type == IBV_EVENT_PORT_ACTIVE)) {
+        if (ev.event_type == IBV_EVENT_PORT_ACTIVE)
+          log::info("rdma queue {}: port {} is active again", w.queue_index, w.port);
+        else
+          log::warn("rdma queue {}: port {} went down; waiting up to the peer timeout for it",
+                    w.queue_index, w.port);
+        w.on_port(ev.event_type == IBV_EVENT_PORT_ACTIVE);
+        continue;
+      }
       Status s = describe_async_event(ev.event_type, w.queue_index, w.port);
       if (s.is_ok()) {
         log::debug("rdma queue {}: async event {}", w.queue_index,
@@ -181,9 +192,10 @@ Status describe_async_event(ibv_event_type event, uint32_t queue_index, uint8_t 
 }
 
 AsyncEventWatch::AsyncEventWatch(ibv_context* ctx, ibv_qp* qp, ibv_cq* cq, uint8_t port,
-                                 uint32_t queue_index, AsyncFailure on_failure)
+                                 uint32_t queue_index, AsyncFailure on_failure, PortChange on_port)
     : ctx_(ctx) {
-  id_ = Router::instance().add({ctx, qp, cq, port, queue_index, std::move(on_failure)});
+  id_ = Router::instance().add(
+      {ctx, qp, cq, port, queue_index, std::move(on_failure), std::move(on_port)});
 }
 
 AsyncEventWatch::~AsyncEventWatch() {

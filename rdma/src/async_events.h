@@ -21,6 +21,10 @@ namespace ramshift::transport::rdma {
 
 // What a queue is told: the first fatal event that concerns it, as a Status to fail with.
 using AsyncFailure = std::function<void(Status)>;
+// Its port went down (false) or came back (true). A watch with this callback hears port
+// events through it instead of failing on a port going down: the queue gives the port its
+// peer timeout to come back (peer_liveness.h), so a short link flap costs a pause.
+using PortChange = std::function<void(bool up)>;
 
 // Watches one queue's QP and CQ (and its port and device) until destroyed. The callback runs
 // on the watcher thread; once the destructor returns it never runs again. Destroy the watch
@@ -29,7 +33,7 @@ class AsyncEventWatch {
  public:
   AsyncEventWatch() = default;
   AsyncEventWatch(ibv_context* ctx, ibv_qp* qp, ibv_cq* cq, uint8_t port, uint32_t queue_index,
-                  AsyncFailure on_failure);
+                  AsyncFailure on_failure, PortChange on_port = nullptr);
   ~AsyncEventWatch();
   AsyncEventWatch(const AsyncEventWatch&) = delete;
   AsyncEventWatch& operator=(const AsyncEventWatch&) = delete;

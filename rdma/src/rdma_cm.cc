@@ -12,6 +12,7 @@
 #include <random>
 
 #include "host_limits.h"
+#include "peer_liveness.h"
 #include "ramshift/base/byte_order.h"
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
@@ -151,16 +152,18 @@ rdma_conn_param conn_param(const std::byte* priv) {
   p.private_data_len = priv ? kPrivateBytes : 0;
   p.responder_resources = 0;  // no RDMA READ on these queues (post-copy will add it)
   p.initiator_depth = 0;
-  p.retry_count = 7;
+  p.retry_count = RetransmitPlan{}.retry_count;
   p.rnr_retry_count = 6;  // never 7 (infinite) on rxe; receives are always posted anyway
   return p;
 }
 
-// Before rdma_connect / rdma_accept: the QP's local ACK timeout, when the tuning sets one.
+// Before rdma_connect / rdma_accept: the QP's local ACK timeout, from --rdma-ack-timeout or
+// derived from --peer-timeout (peer_liveness.h); rdma_cm's own when neither is set.
 Status apply_ack_timeout(rdma_cm_id* id, const RdmaTuning& tuning) {
-  if (tuning.ack_timeout == 0) return Status::ok();
-  auto t = static_cast<uint8_t>(tuning.ack_timeout);
-  log::debug("rdma: local ACK timeout exponent {}", t);
+  const RetransmitPlan plan = plan_retransmits(tuning.peer_timeout, tuning.ack_timeout);
+  if (plan.ack_timeout == 0) return Status::ok();
+  auto t = plan.ack_timeout;
+  log::debug("rdma: local ACK timeout exponent {}, {} retries", t, plan.retry_count);
   if (rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT, &t, sizeof t) != 0)
     return errno_status(ErrorCode::kIo, "rdma_set_option(ACK_TIMEOUT)", errno);
   return Status::ok();
@@ -236,7 +239,7 @@ class RdmaListener final : public Listener {
         Group& g = groups_[it->second];
         if (++g.established < g.count) continue;
         uint64_t token = it->second;
-        auto conn = complete(token, deadline);
+        auto conn = complete(token);
         if (conn) return conn;
         log::warn("rdma: a connection failed during its handshake: {}", conn.status().message());
       } else if (ev->id != id_.get()) {
@@ -311,7 +314,7 @@ class RdmaListener final : public Listener {
     g.queues[p->queue] = std::move(q).value();
   }
 
-  Result<std::unique_ptr<Connection>> complete(uint64_t token, Clock::time_point deadline) {
+  Result<std::unique_ptr<Connection>> complete(uint64_t token) {
     Group g = std::move(groups_[token]);
     for (auto& q : g.queues) owner_.erase(q->id());
     groups_.erase(token);
@@ -319,8 +322,10 @@ class RdmaListener final : public Listener {
     for (auto& q : g.queues)
       if (rdma_migrate_id(q->id(), ch.get()) != 0)
         return errno_status(ErrorCode::kIo, "rdma_migrate_id", errno);
-    // The handshake gets its own budget: accept()'s timeout was for a peer to show up.
-    auto hello_deadline = std::max(deadline, Clock::now() + options_.connect_timeout);
+    // The handshake gets its own budget: accept()'s timeout was for a peer to show up (and
+    // a listener serving one migration after another waits for one without end, so a peer
+    // that connects and never says hello must not hold it longer than a connect may take).
+    auto hello_deadline = Clock::now() + options_.connect_timeout;
     return finish(std::move(ch), std::move(g.pd), std::move(g.queues), hello_deadline);
   }
 

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "host_limits.h"
 #include "ramshift/base/log.h"
@@ -100,8 +101,19 @@ Status RdmaQueue::init_resources() {
   }
   // Failures that complete none of our work requests (the peer writing outside our memory,
   // a fatal QP, a port going down) only come as async events.
-  async_watch_ = std::make_unique<AsyncEventWatch>(ctx, id_->qp, cq_.get(), id_->port_num, index_,
-                                                   [this](Status s) { fail(std::move(s)); });
+  // With a peer timeout, a port going down is given that long to come back (tick_liveness).
+  PortChange on_port;
+  if (tuning_.peer_timeout.count() > 0)
+    on_port = [this](bool up) {
+      const int64_t now = Clock::now().time_since_epoch().count();
+      if (up)
+        port_down_ns_ = 0;
+      else
+        port_down_ns_ = now == 0 ? 1 : now;
+    };
+  async_watch_ = std::make_unique<AsyncEventWatch>(
+      ctx, id_->qp, cq_.get(), id_->port_num, index_, [this](Status s) { fail(std::move(s)); },
+      std::move(on_port));
   wake_fd_.reset(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!wake_fd_.valid()) return verbs_error("eventfd", errno);
   wrs_.resize(tuning_.send_queue_depth);
@@ -152,7 +164,8 @@ RdmaQueue::~RdmaQueue() {
 Status RdmaQueue::exchange_hello(Clock::time_point deadline) {
   std::byte* out = hello_buf_.bytes().data() + 64;
   encode_hello({reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_mr_->rkey,
-                tuning_.ring_slots, tuning_.slot_bytes, index_},
+                tuning_.ring_slots, tuning_.slot_bytes, index_,
+                LivenessAnnounce{.sends_heartbeats = true, .silence_limit = tuning_.peer_timeout}},
                std::span(out, kHelloBytes));
   ibv_sge sge{reinterpret_cast<uint64_t>(out), kHelloBytes, hello_mr_->lkey};
   ibv_send_wr wr{};
@@ -206,6 +219,10 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline) {
     std::lock_guard lock(send_mu_);
     send_.attach(peer_.slots, peer_.slot_bytes, staging_.bytes());
   }
+  watch_ = PeerWatch(tuning_.peer_timeout, peer_.liveness, Clock::now());
+  if (watch_.heartbeat_interval().count() > 0)
+    log::debug("rdma queue {}: a heartbeat every {} ms", index_,
+               watch_.heartbeat_interval().count());
   poller_ = std::thread([this] { run_poller(); });
   return Status::ok();
 }
@@ -229,6 +246,7 @@ void RdmaQueue::run_poller() {
       Status s = repost_receives(reposts);
       if (!s) fail(s);
     }
+    if (!stopping_) tick_liveness(reposts > 0);
     if (n > 0) {
       cv_.notify_all();
       continue;
@@ -276,6 +294,40 @@ void RdmaQueue::run_poller() {
     ended_ = true;
   }
   cv_.notify_all();
+}
+
+void RdmaQueue::tick_liveness(bool heard) {
+  if (closed_ || peer_gone_) return;
+  const auto now = Clock::now();
+  if (heard) watch_.heard(now);
+  {
+    std::lock_guard lock(mu_);
+    if (!failure_.is_ok() || ended_) return;
+  }
+  const int64_t down = port_down_ns_.load();
+  std::optional<Clock::time_point> port_down;
+  if (down != 0) port_down = Clock::time_point(Clock::duration(down));
+  if (Status s = watch_.check(now, port_down, index_); !s) {
+    log::debug("{}", s.message());
+    fail(std::move(s));
+    return;
+  }
+  if (watch_.heartbeat_due(now)) send_heartbeat();
+}
+
+// A credit repeating the count last reported: a no-op to the peer's ring (no slot released
+// twice), but a receive completion that tells it we are here. Skipped when the send queue is
+// full (then our traffic speaks for us) or an application thread holds the send lock.
+void RdmaQueue::send_heartbeat() {
+  std::unique_lock lock(send_mu_, std::try_to_lock);
+  if (!lock.owns_lock() || closed_ || !send_.attached() || ledger_.send_free() == 0) return;
+  ibv_send_wr wr{};
+  wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+  wr.num_sge = 0;
+  wr.imm_data = htonl(credit_imm(receive_.reported()));
+  wr.wr.rdma.remote_addr = peer_.ring_address;
+  wr.wr.rdma.rkey = peer_.rkey;
+  (void)post_chain(&wr, 1);  // a failure fails the queue with its reason
 }
 
 void RdmaQueue::handle(const ibv_wc& wc, uint32_t& reposts) {
@@ -345,10 +397,22 @@ void RdmaQueue::on_error_completion(const ibv_wc& wc, bool is_receive) {
                              "range",
                              index_, what));
       break;
+    case IBV_WC_LOC_QP_OP_ERR:
+      // Soft-RoCE fails a request it cannot transmit because its netdev is down, where a
+      // NIC would retransmit: say the link, not the device's words.
+      if (port_down_ns_.load() != 0) {
+        s = Status(ErrorCode::kDisconnected,
+                   fmt::format("rdma queue {}: the RDMA port is down (the link is lost); the "
+                               "device failed a request it could not send ({})",
+                               index_, what));
+        break;
+      }
+      [[fallthrough]];
     default:
       s = Status(ErrorCode::kIo,
                  fmt::format("rdma queue {}: {} work request failed: {} ({})", index_,
                              is_receive ? "receive" : "send", what, static_cast<int>(wc.status)));
+      break;
   }
   fail(std::move(s));
 }

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "async_events.h"
+#include "peer_liveness.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/unique_fd.h"
 #include "ramshift/transport/transport.h"
@@ -84,6 +85,10 @@ class RdmaQueue {
   void on_error_completion(const ibv_wc& wc, bool is_receive);
   void fail(Status s);  // first failure wins; moves the QP to error
   Status repost_receives(uint32_t count);
+  // --peer-timeout (peer_liveness.h), on the poller thread: gives up on a silent peer or a
+  // port down too long, and sends the heartbeats the peer asked for.
+  void tick_liveness(bool heard);
+  void send_heartbeat();
 
   // Sending (callers hold send_mu_).
   Status usable() const;
@@ -119,7 +124,11 @@ class RdmaQueue {
   std::atomic<bool> closed_{false};
   std::atomic<bool> peer_gone_{false};
 
-  RingHello peer_;  // the peer's ring, from its hello
+  RingHello peer_;   // the peer's ring, from its hello
+  PeerWatch watch_;  // poller thread only, set before it starts
+  // When the port went down (steady clock, ns since its epoch); 0 while it is up. Written by
+  // the async-event thread, read by the poller.
+  std::atomic<int64_t> port_down_ns_{0};
 
   // Shared with the poller (under mu_ or atomic), waited on with cv_.
   mutable std::mutex mu_;

@@ -3,6 +3,7 @@
 // `ramshift`, documented in docs/user-guide.md) and validates them here.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -41,6 +42,10 @@ struct RdmaTuning {
   // - the local address the connecting side resolves from (perftest's --source_ip): which
   //   port of a multi-homed host carries the migration; empty = the route's.
   std::string source_ip;
+  // A peer that stops answering fails the queue after this long (TransportOptions::
+  // peer_timeout, `--peer-timeout`; 0 = only the queue pair's own retransmission limit).
+  // It also sets the ACK timeout when --rdma-ack-timeout does not (peer_liveness.h).
+  std::chrono::milliseconds peer_timeout{0};
 };
 
 // Slot size for a side that receives only control replies (a migration source: round
@@ -52,7 +57,9 @@ inline constexpr uint32_t kReplySlotBytes = 64u << 10;
 // the flag when a value is malformed or out of range.
 Result<RdmaTuning> tuning_from(const BackendSettings& settings, ReceiveLoad load);
 inline Result<RdmaTuning> tuning_from(const TransportOptions& options) {
-  return tuning_from(options.settings, options.receive_load);
+  RS_ASSIGN_OR_RETURN(RdmaTuning t, tuning_from(options.settings, options.receive_load));
+  t.peer_timeout = options.peer_timeout;
+  return t;
 }
 
 }  // namespace ramshift::transport::rdma

@@ -71,6 +71,8 @@ class ReceiveRing {
   // Marks what is released as reported and returns the credit immediate that says so. The
   // shell calls it just before posting: the peer may write into those slots at once.
   uint32_t report_credit();
+  // The count last reported (a heartbeat repeats it, under the same send lock).
+  uint64_t reported() const { return reported_.load(); }
 
  private:
   uint32_t slots_;

@@ -33,6 +33,7 @@ void encode_hello(const RingHello& hello, std::span<std::byte> out) {
   std::memset(p, 0, kHelloBytes);
   store_le<uint32_t>(p, kHelloMagic);
   store_le<uint16_t>(p + 4, kProtocolVersion);
+  store_le<uint16_t>(p + 6, encode_liveness(hello.liveness));
   store_le<uint64_t>(p + 8, hello.ring_address);
   store_le<uint32_t>(p + 16, hello.rkey);
   store_le<uint32_t>(p + 20, hello.slots);
@@ -54,6 +55,7 @@ Result<RingHello> decode_hello(std::span<const std::byte> in, uint32_t queue) {
   h.slots = load_le<uint32_t>(p + 20);
   h.slot_bytes = load_le<uint32_t>(p + 24);
   h.queue = load_le<uint32_t>(p + 28);
+  h.liveness = decode_liveness(load_le<uint16_t>(p + 6));
   if (h.slots < kMinRingSlots || h.slots > kMaxRingSlots || h.slot_bytes < kMinSlotBytes ||
       h.slot_bytes > kMaxSlotBytes || h.queue != queue)
     return Status(ErrorCode::kProtocol,

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <span>
 
+#include "peer_liveness.h"
 #include "ramshift/base/status.h"
 #include "ramshift/transport/transport.h"
 #include "rdma_tuning.h"
@@ -55,11 +56,13 @@ struct RingHello {
   uint32_t rkey = 0;          // the REMOTE_WRITE key that covers it
   uint32_t slots = 0;
   uint32_t slot_bytes = 0;
-  uint32_t queue = 0;  // the queue's index in its connection
+  uint32_t queue = 0;         // the queue's index in its connection
+  LivenessAnnounce liveness;  // heartbeats this side sends, silence it tolerates
 };
 
-// The hello is 32 bytes: u32 magic "RSRQ", u16 version, u16 0, u64 ring address, u32 rkey,
-// u32 slots, u32 slot_bytes, u32 queue (little endian).
+// The hello is 32 bytes: u32 magic "RSRQ", u16 version, u16 liveness (peer_liveness.h; 0 from
+// builds before heartbeats), u64 ring address, u32 rkey, u32 slots, u32 slot_bytes, u32 queue
+// (little endian).
 inline constexpr size_t kHelloBytes = 32;
 
 // Writes `hello` into the first kHelloBytes of `out` (which must hold that many).
