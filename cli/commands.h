@@ -59,6 +59,7 @@ struct BackendFlags {
   bool busy_poll = false;
   // Datacenter RoCE placement, passed on only when given (rdma/src/rdma_tuning.h).
   int tos = -1;
+  int gid_index = -1;
   std::string rdma_device, rdma_source_ip;
   // dpdk:// settings, passed on only when given (cli/common.cc; dpdk/README.md).
   std::string dpdk_eal, dpdk_local_ip, dpdk_peer_mac;

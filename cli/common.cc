@@ -62,6 +62,11 @@ void BackendFlags::add_to(CLI::App* cmd) {
                   "106 = DSCP 26), to put migration in the fabric's lossless class")
       ->check(CLI::Range(0, 255))
       ->group(g);
+  cmd->add_option("--rdma-gid-index", gid_index,
+                  "the GID index every queue must use (perftest's -x); checked once connected, "
+                  "as rdma_cm picks the GID from the address and the port's RoCE mode")
+      ->check(CLI::Range(0, 255))
+      ->group(g);
   cmd->add_option("--rdma-device", rdma_device,
                   "the RDMA device to use (as ibv_devices names it); the address must be on it")
       ->group(g);
@@ -121,6 +126,7 @@ Result<transport::BackendSettings> BackendFlags::resolve() const {
   s.set_number("rdma-ack-timeout", uint64_t{ack_timeout});
   s.set_flag("rdma-busy-poll", busy_poll);
   if (tos >= 0) s.set_number("rdma-tos", static_cast<uint64_t>(tos));
+  if (gid_index >= 0) s.set_number("rdma-gid-index", static_cast<uint64_t>(gid_index));
   if (!rdma_device.empty()) s.set("rdma-device", rdma_device);
   if (!rdma_source_ip.empty()) s.set("rdma-source-ip", rdma_source_ip);
   if (!dpdk_eal.empty()) s.set("dpdk-eal", dpdk_eal);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <optional>
 
+#include "gid_check.h"
 #include "host_limits.h"
 #include "ramshift/base/log.h"
 
@@ -162,6 +163,7 @@ RdmaQueue::~RdmaQueue() {
 // ---- handshake ----
 
 Status RdmaQueue::exchange_hello(Clock::time_point deadline) {
+  RS_RETURN_IF_ERROR(check_gid_index(id_->qp, id_->port_num, tuning_.gid_index, index_));
   std::byte* out = hello_buf_.bytes().data() + 64;
   encode_hello({reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_mr_->rkey,
                 tuning_.ring_slots, tuning_.slot_bytes, index_,

@@ -39,6 +39,11 @@ Result<RdmaTuning> tuning_from(const BackendSettings& s, ReceiveLoad load) {
     if (tos > 255) return Status(ErrorCode::kInvalidArgument, "--rdma-tos must be 0..255");
     t.tos = static_cast<int>(tos);
   }
+  if (s.find("rdma-gid-index")) {
+    RS_ASSIGN_OR_RETURN(uint32_t gid, number32(s, "rdma-gid-index", 0));
+    if (gid > 255) return Status(ErrorCode::kInvalidArgument, "--rdma-gid-index must be 0..255");
+    t.gid_index = static_cast<int>(gid);
+  }
   if (auto d = s.find("rdma-device")) t.device = std::string(*d);
   if (auto ip = s.find("rdma-source-ip")) t.source_ip = std::string(*ip);
   if (t.ring_slots < 2 || t.ring_slots > 1024)

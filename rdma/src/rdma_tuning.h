@@ -36,9 +36,11 @@ struct RdmaTuning {
   //   the fabric can put migration traffic in its lossless (PFC) class; -1 = the route's.
   int tos = -1;
   // - the RDMA device the queues must use (ibv_devices' name); empty = whichever the
-  //   address resolves to. rdma_cm picks the GID for the address and RoCE version itself,
-  //   so a GID index is not a setting here: name the device and the source address instead.
+  //   address resolves to.
   std::string device;
+  // - the GID index every queue must use (perftest's -x); rdma_cm picks the GID from the
+  //   address and RoCE mode, so this is checked once connected (gid_check.h); -1 = any.
+  int gid_index = -1;
   // - the local address the connecting side resolves from (perftest's --source_ip): which
   //   port of a multi-homed host carries the migration; empty = the route's.
   std::string source_ip;

@@ -48,7 +48,7 @@ grep -q '"batch_pages": 256' "$WORK/tx-none.json" && grep -q '"batch_pages": 256
   pass "rdma:// default batch: 256 pages at both ends" ||
   fail "rdma:// default batch: $(grep -o '"batch_pages": *[0-9]*' "$WORK/tx-none.json" "$WORK/rx.json" | tr '\n' ' ')"
 
-step "datacenter RoCE settings: device, source address, type of service"
+step "datacenter RoCE settings: device, source address, type of service, GID index"
 # The VM has rxe0 on 10.9.0.1 and rxe1 on 10.9.0.2, in one namespace: traffic between the
 # two goes through the kernel's local route, which rxe does not take, so both ends name rxe0.
 rm -f "$WORK/dst.img"
@@ -69,6 +69,22 @@ expect_exit 2 "listening on an address of another device" -- \
 expect_stderr "is on RDMA device rxe1, not --rdma-device rxe0" "the listener names both devices"
 expect_exit 2 "--rdma-tos out of range" -- \
   "$RAMSHIFT" send --to "rdma://$ADDR:7" --guest "file:$WORK/src.img" --rdma-tos 300
+# --rdma-gid-index: GID 0 is the port's link-local GID, which rdma_cm never takes for an IPv4
+# address: the sender fails naming the GID its queue got; that index then works on both ends.
+start_receiver --once --accept-timeout 60 --guest-out "$WORK/dst.img" || fail "receiver start"
+expect_exit 2 "send with --rdma-gid-index 0 (a GID rdma_cm does not use)" -- \
+  "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --rdma-gid-index 0
+expect_stderr "uses GID [0-9]+ of rxe0 port 1, .*not --rdma-gid-index 0" "the mismatch names the GID in use"
+GID=$(grep -o -m1 'uses GID [0-9]*' "$WORK/err" | awk '{print $3}')
+kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
+rm -f "$WORK/dst.img"
+start_receiver --once --accept-timeout 60 --guest-out "$WORK/dst.img" --rdma-gid-index "${GID:-1}" ||
+  fail "receiver start"
+expect_exit 0 "send with --rdma-gid-index ${GID:-?} (the GID in use) at both ends" -- \
+  "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --rdma-gid-index "${GID:-1}"
+wait "$RX_PID"; rc=$?
+[ "$rc" = 0 ] && cmp -s "$WORK/src.img" "$WORK/dst.img" && pass "image identical with --rdma-gid-index $GID" ||
+  fail "receiver exit $rc or image differs (--rdma-gid-index)"
 
 step "live synthetic guest over rdma://"
 # The VM's speed swings with the host's load: allow a software-speed downtime and throttling
