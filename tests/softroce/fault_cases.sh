@@ -55,11 +55,11 @@ nothing_left() {
 fwant() { [ -z "${FAULT_CASES:-}" ] || [[ " $FAULT_CASES " == *" $1 "* ]]; }
 
 # At software speed (about 2 MB/s with pages encoded, 16-24 MB/s raw) these are the tcp
-# matrix's guests scaled down: LIVE's round 0 lasts ~10 s at 2 MiB/s, and it converges by
+# matrix's guests scaled down: LIVE's round 0 lasts ~4 s at 2 MiB/s, and it converges by
 # throttling when the VM is slower than its dirty rate (seen: 0.7 MB/s); ENDLESS dirties faster
 # than the link, so round 1 starts ("round 0:" logged) and never converges; FORCED switches
 # over after round 1 whatever is left.
-LIVE=(--guest synthetic:size=16M,dirty-rate=1M,pattern=mixed --auto-converge --downtime-limit 1000)
+LIVE=(--guest synthetic:size=8M,dirty-rate=1M,pattern=mixed --auto-converge --downtime-limit 1000)
 ENDLESS=(--guest synthetic:size=8M,dirty-rate=100M --max-rounds 1000 --downtime-limit 1
          --max-bandwidth 4M)
 FORCED=(--guest synthetic:size=8M,dirty-rate=100M --max-rounds 2 --downtime-limit 1)
@@ -67,7 +67,7 @@ HOLD_SETUP_RX=RAMSHIFT_TEST_HOLD_AT=destination-setup:3
 HOLD_SETUP_TX=RAMSHIFT_TEST_HOLD_AT=source-setup:3
 HOLD_SWITCH=RAMSHIFT_TEST_HOLD_AT=source-switchover:3
 HOLD_HANDOFF=RAMSHIFT_TEST_HOLD_AT=source-handoff:3
-"$RAMSHIFT" make-image "$W/src.img" --size 16M --pattern mixed >/dev/null || fail "make-image"
+"$RAMSHIFT" make-image "$W/src.img" --size 8M --pattern mixed >/dev/null || fail "make-image"
 IMG=(--guest "file:$W/src.img" --max-bandwidth 2M)
 
 # ---- the receiver killed (-9): the kernel's rdma_cm disconnects its queues --------------
@@ -219,7 +219,7 @@ if fwant version; then
 fi
 
 # ---- the receiver's locked-memory limit too low (suite.sh checks the sender's) ---------------
-# 3 queues x 4 MiB of receive ring fit in 14 MiB; the 16 MiB guest does not. The destination
+# 3 queues x 4 MiB of receive ring fit in 14 MiB; the 8 MiB guest does not. The destination
 # cannot pin the guest: both ends say so, the source's guest runs on.
 if fwant memlock; then
   step "fault matrix: the receiver's locked-memory limit too low"
@@ -242,7 +242,7 @@ fi
 if fwant disk; then
   step "fault matrix: the receiver's disk too small"
   mkdir -p "$W/small"
-  if mount -t tmpfs -o size=8M tmpfs "$W/small"; then
+  if mount -t tmpfs -o size=4M tmpfs "$W/small"; then
     sum=$(md5sum < "$W/src.img")
     start_rx -- --once --guest-out "$W/small/dst.img" || true
     start_tx -- --guest "file:$W/src.img"

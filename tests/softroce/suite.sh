@@ -9,7 +9,7 @@ E2E_DIR=${1:?usage: suite.sh E2E_DIR}
 ADDR=${RAMSHIFT_RDMA_ADDR:-10.9.0.1}
 export RAMSHIFT_RDMA_ADDR=$ADDR LISTEN_URI=rdma://$ADDR:0
 source "$E2E_DIR/lib.sh" "$(command -v ramshift)"
-step() { echo "=== softroce: $*"; }
+step() { echo "=== softroce ($SECONDS s in): $*"; }
 source "$E2E_DIR/../lib/fault_checks.sh"
 # suite.sh E2E_DIR faults [GROUPS]: only the fault matrix (fault_cases.sh says the groups).
 if [ "${2:-}" = faults ]; then
