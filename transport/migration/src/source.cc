@@ -371,7 +371,7 @@ class SourceRun {
     for (uint32_t q = 0; q < n; ++q) {
       report_.pages += stats_[q].counts;
       report_.wire_bytes += stats_[q].wire_bytes.load();
-      if (first.is_ok() && !stats_[q].status.is_ok()) first = stats_[q].status;
+      if (control.is_ok()) keep_first_cause(first, stats_[q].status);
     }
     report_.rounds = round + 1;
     RoundDetail detail;
