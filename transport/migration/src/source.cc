@@ -59,6 +59,7 @@ class SourceRun {
     Status s = migrate();
     report_.total_ms = ms_since(start_);
     report_.wire_bytes += wire_control_;
+    if (conn_) report_.link = conn_->link_stats();
     report_.error = s;
     report_.completed = s.is_ok();
     report_.verified = s.is_ok();

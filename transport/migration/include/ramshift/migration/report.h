@@ -8,6 +8,7 @@
 
 #include "ramshift/base/status.h"
 #include "ramshift/pipeline/batch_format.h"
+#include "ramshift/transport/transport.h"
 
 namespace ramshift::migration {
 
@@ -91,6 +92,7 @@ struct MigrationReport {
   // ok when completed; kCancelled when either end was cancelled (JSON "status": "cancelled")
   std::optional<VerifyReport> verify;      // once a digest was compared
   std::optional<PostcopyReport> postcopy;  // once post-copy started
+  transport::LinkStats link;               // what the backend counts (dpdk: retransmits, ...)
   Status error;
 
   double throughput_mbps() const {
