@@ -19,10 +19,12 @@ struct CongestionConfig {
   double initial_rate = 20e6;
   double min_rate = 1e6;
   double max_rate = 12.5e9;  // 100 Gbit/s
-  // Queueing delay tolerated above the base round trip before slowing down. Why 2 ms: two
-  // processes sharing two cores see round trips jitter by about a millisecond from
-  // scheduling alone; a tbf's queue (50 ms at 1 Gbit/s, about 6 MB) is far from full at 2 ms.
-  Clock::duration headroom = std::chrono::milliseconds(2);
+  // Queueing delay tolerated above the base round trip before slowing down. Why 5 ms: two
+  // processes sharing two loaded cores see round trips jitter by milliseconds from scheduling
+  // alone, which a tighter target takes for a queue (measured, load ~11, 512 MiB over a
+  // 1 Gbit/s tbf veth, medians of 3 alternating: 18.9 s at 5 ms, 28.7 s at 2 ms); a tbf's
+  // queue (50 ms at 1 Gbit/s, about 6 MB) is far from full at 5 ms.
+  Clock::duration headroom = std::chrono::milliseconds(5);
   // Additive increase per round trip, bytes/s. Why 4 MB/s: from half of 1 Gbit/s back to
   // the full rate in about 15 round trips (tens of milliseconds).
   double additive_increase = 4e6;

@@ -72,11 +72,11 @@ TEST(DpdkPacer, AnIdleSenderEarnsNoIncrease) {
   EXPECT_EQ(p.rate(), 50e6);
 }
 
-// A sender and a receiver across a link shaped like `tc tbf rate 1gbit limit 1MB`, 50 us
+// A sender and a receiver across a link shaped like `tc tbf rate 1gbit limit 2MB`, 50 us
 // each way besides the queue: every frame is delivered or, when the queue is full, dropped.
 TEST(DpdkPacer, FillsAShapedLinkWithoutOverflowingItsQueue) {
   constexpr double kLinkRate = 125e6;  // bytes/s
-  constexpr double kQueueLimit = 1e6;
+  constexpr double kQueueLimit = 2e6;
   SendQueue s({.max_payload = 1452, .initial_window = 1u << 20});
   ReceiveQueue r(1u << 20, 64u << 20);
   Bytes message(8u << 20);
