@@ -65,6 +65,7 @@ class DestinationRun {
       report_.wire_bytes += state_[q].wire_bytes.load();
     }
     report_.total_ms = ms_since(start_);
+    report_.link = conn_->link_stats();
     report_.error = s;
     report_.completed = s.is_ok();
     report_.verified = s.is_ok();

@@ -97,6 +97,9 @@ std::string MigrationReport::to_json() const {
                        {"zero_local", postcopy->pages_zero_local},
                        {"duplicate", postcopy->pages_duplicate}}}};
   }
+  if (link.retransmitted_frames) j["retransmitted_frames"] = *link.retransmitted_frames;
+  if (link.dropped_frames) j["dropped_frames"] = *link.dropped_frames;
+  if (link.pacing_rate) j["pacing_rate"] = *link.pacing_rate;
   if (resumed_verified)
     j["resumed"] = {{"verified", *resumed_verified}, {"writes", resumed_writes}};
   if (source_guest) j["source_guest"] = *source_guest;

@@ -55,9 +55,9 @@ class SourceRun {
     Status s = migrate();
     report_.total_ms = ms_since(start_);
     report_.wire_bytes += wire_control_;
+    if (conn_) report_.link = conn_->link_stats();
     report_.error = s;
-    report_.completed = s.is_ok();
-    report_.verified = s.is_ok();
+    report_.completed = report_.verified = s.is_ok();
     if (config_.codec.mode == pipeline::CodecMode::kAuto) {
       auto e = governor_.estimate();
       report_.auto_compressed_bytes_per_s = e.compressed_bytes_per_s;

@@ -8,6 +8,7 @@
 
 #include "ramshift/base/status.h"
 #include "ramshift/pipeline/batch_format.h"
+#include "ramshift/transport/transport.h"
 
 namespace ramshift::migration {
 
@@ -107,6 +108,7 @@ struct MigrationReport {
   std::optional<VerifyReport> verify;             // once a digest was compared
   std::optional<PostcopyReport> postcopy;         // once post-copy started
   std::optional<DowntimeDetail> downtime_detail;  // a live pre-copy guest that moved
+  transport::LinkStats link;  // what the backend counts (dpdk: retransmits, ...)
   Status error;
 
   double throughput_mbps() const {
