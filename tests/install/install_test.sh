@@ -24,6 +24,11 @@ for f in libramshift.so.0 cmake/ramshift/ramshiftConfig.cmake \
          cmake/ramshift/ramshiftConfigVersion.cmake pkgconfig/ramshift.pc; do
   [[ -e $libdir/$f ]] || fail "${libdir#$prefix/}/$f is not installed"
 done
+# The daemons' units, their ExecStart naming the binary just installed.
+for u in ramshift-receive@.service ramshift-bridge@.service; do
+  grep -q "^ExecStart=$prefix/bin/ramshift " "$prefix/lib/systemd/system/$u" ||
+    fail "lib/systemd/system/$u is missing or its ExecStart does not name $prefix/bin/ramshift"
+done
 version=$("$prefix/bin/ramshift" --version)
 [[ $version == "ramshift "* ]] || fail "installed ramshift --version says '$version'"
 

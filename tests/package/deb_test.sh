@@ -33,6 +33,9 @@ for f in ./usr/bin/ramshift ./usr/include/ramshift/ramshift.h ./usr/share/man/ma
 done
 grep -q '/libramshift\.so\.0' <<<"$contents" || fail "the package lacks libramshift.so.0"
 grep -q '/pkgconfig/ramshift\.pc$' <<<"$contents" || fail "the package lacks ramshift.pc"
+for u in ramshift-receive@.service ramshift-bridge@.service; do
+  grep -qx "./usr/lib/systemd/system/$u" <<<"$contents" || fail "the package lacks the unit $u"
+done
 
 # Depends: one entry for every library package the binary links (by dpkg-shlibdeps), each
 # installed here, so the package installs on a host like this one.
