@@ -125,8 +125,9 @@ kill_case() {
   sleep 1
   RAMSHIFT_DPDK_TEST_FAULTS=loss=0.05 ip netns exec "$A" "$RAMSHIFT" -q send \
     --to dpdk://10.78.0.2:7000 --dpdk-local-ip 10.78.0.1 --dpdk-eal "$(eal akill "$IA")" \
-    --guest "file:$IMG" >"$W/kill.tx.out" 2>"$W/kill.tx.err" &
+    --guest "file:$IMG" --max-bandwidth 8M >"$W/kill.tx.out" 2>"$W/kill.tx.err" &
   local tx=$!
+  # The cap keeps the transfer going well past the kill, however fast the host is.
   sleep 2.5
   kill -9 $tx; wait $tx 2>/dev/null
   local t0=$SECONDS
