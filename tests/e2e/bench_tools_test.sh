@@ -45,6 +45,28 @@ for row, r in zip(rows, res):
 PY
 grep -q "<svg" "$WORK/b.svg" && grep -q "Gbit/s" "$WORK/b.svg" && pass "--plot drew an SVG chart" || fail "--plot"
 
+# 1b. --cpus pins the client's queue threads (rs-queue-N) as send's does: the kernel's
+# Cpus_allowed_list of each, read while the run is under way; the JSON records the list.
+FIRST=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+LAST=$(python3 -c 'import os; print(max(os.sched_getaffinity(0)))')
+NCPUS=$(python3 -c 'import os; print(len(os.sched_getaffinity(0)))')
+"$RAMSHIFT" bench --to "$BS_URI" --queues 2 --cpus "$LAST,$FIRST" --seconds 1.5 --working-set 4M \
+  --json "$WORK/pin.json" >"$WORK/pin.out" 2>"$WORK/pin.err" &
+BC=$!; PIDS+=("$BC")
+seen=""
+for _ in $(seq 100); do
+  seen=$(for t in /proc/"$BC"/task/*; do
+    [[ "$(cat "$t/comm" 2>/dev/null)" == rs-queue-* ]] || continue
+    echo "$(sed 's/rs-queue-//' "$t/comm"):$(awk '/^Cpus_allowed_list/ {print $2}' "$t/status")"
+  done | sort -u | tr '\n' ' ')
+  [[ "$seen" == *"1:"* ]] && break
+  sleep 0.05
+done
+[ "$seen" = "0:$FIRST 1:$LAST " ] && pass "bench --cpus pins its queue threads: $seen" || fail "bench queue threads: '$seen', wanted '0:$FIRST 1:$LAST '"
+wait "$BC"; rc=$?
+python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; assert len(r)==1 and r[0]['cpus']==sorted({$FIRST,$LAST}), r" "$WORK/pin.json" \
+  && [ "$rc" = 0 ] && pass "the pinned bench run completes and reports its CPUs" || { fail "pinned bench exit $rc"; cat "$WORK/pin.err"; }
+
 # 2. Garbage and a half-open connection do not take the server down.
 python3 - "${BS_URI#tcp://}" <<'PY'
 import os, socket, sys
