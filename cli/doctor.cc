@@ -17,6 +17,7 @@ Runner add_doctor(CLI::App& app) {
     std::string to;
     std::string json;
     std::string tls_dir, tls_psk, tls_authz;
+    std::string dpdk_eal;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand(
@@ -35,6 +36,9 @@ Runner add_doctor(CLI::App& app) {
                   "its scheme is the transport unless --transport says otherwise");
   cmd->add_option("--json", o->json, "write the checks as JSON to FILE ('-' = stdout)");
   add_tls_options(cmd, o->tls_dir, o->tls_psk, o->tls_authz);
+  cmd->add_option("--dpdk-eal", o->dpdk_eal,
+                  "the EAL arguments migrations will use: the dpdk checks read which devices "
+                  "(--vdev, PCI) and whether huge pages (--no-huge) they need");
   return [o]() -> int {
     bench::DoctorOptions d;
     auto size = parse_size(o->guest_size);
@@ -51,6 +55,7 @@ Runner add_doctor(CLI::App& app) {
         if (d.transport.empty()) d.transport = peer->scheme;
       }
     }
+    if (!o->dpdk_eal.empty()) d.backend.set("dpdk-eal", o->dpdk_eal);
     if (!o->tls_dir.empty()) d.tls.set("tls-dir", o->tls_dir);
     if (!o->tls_psk.empty()) d.tls.set("tls-psk", o->tls_psk);
     if (!o->tls_authz.empty()) d.tls.set("tls-authz", o->tls_authz);

@@ -299,6 +299,12 @@ class PointRunner {
       lat.insert(lat.end(), o.latencies_ms.begin(), o.latencies_ms.end());
     }
     r.placed = r.pages_placed > 0;
+    const transport::LinkStats link = conn_->link_stats();
+    r.retransmitted_frames = link.retransmitted_frames;
+    if (link.dropped_frames || server.dropped_frames != wire::ServerResult::kNotCounted)
+      r.dropped_frames =
+          link.dropped_frames.value_or(0) +
+          (server.dropped_frames == wire::ServerResult::kNotCounted ? 0 : server.dropped_frames);
     r.seconds = std::chrono::duration<double>(end - start_).count();
     if (r.seconds > 0) {
       r.gbit_per_s = r.wire_bytes * 8 / r.seconds / 1e9;

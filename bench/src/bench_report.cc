@@ -53,6 +53,8 @@ nlohmann::json point_json(const BenchResult& r) {
         {"raw", r.pages_raw},
         {"placed", r.pages_placed}}},
   };
+  if (r.retransmitted_frames) j["retransmitted_frames"] = *r.retransmitted_frames;
+  if (r.dropped_frames) j["dropped_frames"] = *r.dropped_frames;
   if (r.transport == "rdma") {
     // The --rdma-* flags as the command passed them on (all of them, checked by the backend).
     const auto& s = r.point.backend_settings;
@@ -108,17 +110,22 @@ std::string results_csv(const std::vector<BenchResult>& results) {
 }
 
 std::string results_table(const std::vector<BenchResult>& results) {
-  std::string out =
-      fmt::format("{:<9} {:>6} {:<5} {:>7} {:<11} {:>8} {:>9} {:>9} {:>13} {:>9} {:>9}\n",
-                  "transport", "queues", "cpus", "message", "codec", "Gbit/s", "guest GB/s",
-                  "msg/s", "CPU s/GB tx/rx", "p50 ms", "p99 ms");
+  // Retransmits and drops only where the backend counts them (dpdk); "-" elsewhere.
+  auto count = [](const std::optional<uint64_t>& n) {
+    return n ? std::to_string(*n) : std::string("-");
+  };
+  std::string out = fmt::format(
+      "{:<9} {:>6} {:<5} {:>7} {:<11} {:>8} {:>9} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9}\n",
+      "transport", "queues", "cpus", "message", "codec", "Gbit/s", "guest GB/s", "msg/s",
+      "CPU s/GB tx/rx", "p50 ms", "p99 ms", "retransmit", "dropped");
   for (const auto& r : results)
     out += fmt::format(
         "{:<9} {:>6} {:<5} {:>7} {:<11} {:>8.2f} {:>9.3f} {:>9.0f} {:>6.2f}/{:<6.2f} {:>9.2f} "
-        "{:>9.2f}\n",
+        "{:>9.2f} {:>9} {:>9}\n",
         r.transport, r.point.queues, cpus_label(r.point.cpus), size_label(r.point.message_bytes),
         pipeline::codec_name(r.point.codec), r.gbit_per_s, r.gbytes_per_s, r.messages_per_s,
-        r.sender_cpu_s_per_gb, r.receiver_cpu_s_per_gb, r.latency_p50_ms, r.latency_p99_ms);
+        r.sender_cpu_s_per_gb, r.receiver_cpu_s_per_gb, r.latency_p50_ms, r.latency_p99_ms,
+        count(r.retransmitted_frames), count(r.dropped_frames));
   return out;
 }
 

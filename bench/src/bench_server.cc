@@ -132,6 +132,7 @@ Status serve_one(transport::Connection& conn) {
   if (fkind != wire::ControlKind::kFinish)
     return Status(ErrorCode::kProtocol, "expected Finish after the data queues ended");
   result.cpu_ns = process_cpu_ns() - cpu_start;
+  if (auto dropped = conn.link_stats().dropped_frames) result.dropped_frames = *dropped;
   RS_RETURN_IF_ERROR(send_control(conn, wire::encode(result)));
   // Let the client read the result before the connection goes.
   (void)next_message(conn, 0, milliseconds(5000));

@@ -14,7 +14,7 @@ using ramshift::wire::SpanWriter;
 constexpr size_t kControlHeader = 8;  // magic u32, version u16, kind u16
 constexpr size_t kConfigBytes = kControlHeader + 40;
 constexpr size_t kReadyFixedBytes = kControlHeader + 32;  // then u32 per rkey
-constexpr size_t kResultBytes = kControlHeader + 24;
+constexpr size_t kResultBytes = kControlHeader + 32;
 constexpr size_t kMaxRkeys = 4096;
 
 BodyWriter with_header(ControlKind kind) {
@@ -67,6 +67,7 @@ std::vector<std::byte> encode(const ServerResult& r) {
   w.write<uint64_t>(r.cpu_ns);
   w.write<uint64_t>(r.batches);
   w.write<uint64_t>(r.pages);
+  w.write<uint64_t>(r.dropped_frames);
   return w.take();
 }
 
@@ -164,6 +165,7 @@ Result<ServerResult> decode_result(std::span<const std::byte> msg) {
   result.cpu_ns = r.read<uint64_t>("cpu_ns");
   result.batches = r.read<uint64_t>("batches");
   result.pages = r.read<uint64_t>("pages");
+  result.dropped_frames = r.read<uint64_t>("dropped_frames");
   RS_RETURN_IF_ERROR(r.finish());
   return result;
 }

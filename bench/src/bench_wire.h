@@ -44,6 +44,10 @@ struct ServerResult {
   uint64_t cpu_ns = 0;
   uint64_t batches = 0;
   uint64_t pages = 0;
+  // Frames the server's side received and threw away (LinkStats); kNotCounted where its
+  // transport does not count them.
+  uint64_t dropped_frames = kNotCounted;
+  static constexpr uint64_t kNotCounted = ~uint64_t{0};
 };
 
 std::vector<std::byte> encode(const Config& c);

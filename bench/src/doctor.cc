@@ -233,17 +233,25 @@ void check_cpus(std::vector<Check>& out, const DoctorOptions& o) {
   }
 }
 
-void check_dpdk(std::vector<Check>& out) {
+// What the DPDK backend needs of the host (huge pages, IOMMU/vfio, a port, its PMD): the
+// backend checks it through the registry, reading its own --dpdk-eal.
+void check_dpdk(std::vector<Check>& out, const transport::BackendSettings& settings) {
   const transport::Backend* dpdk = transport::backends().find("dpdk");
-  if (!dpdk || !dpdk->available()) {
-    out.push_back({"dpdk.hugepages", Verdict::kSkip, "the DPDK backend is not in this build", ""});
+  if (!dpdk || !dpdk->available() || !dpdk->host_checks) {
+    out.push_back({"dpdk.hugepages", Verdict::kSkip,
+                   "the DPDK backend is not in this build" +
+                       (dpdk && !dpdk->available() ? ": " + dpdk->absent_reason : ""),
+                   ""});
     return;
   }
-  const uint64_t free_pages = proc_field("/proc/meminfo", "HugePages_Free");
-  out.push_back(
-      {"dpdk.hugepages", free_pages > 0 ? Verdict::kOk : Verdict::kFail,
-       fmt::format("{} free huge pages for DPDK", free_pages),
-       free_pages > 0 ? "" : "echo 1024 > /proc/sys/vm/nr_hugepages (or run with --no-huge)"});
+  for (auto& c : dpdk->host_checks(settings)) {
+    using L = transport::HostCheck::Level;
+    Verdict v = c.level == L::kOk     ? Verdict::kOk
+                : c.level == L::kWarn ? Verdict::kWarn
+                : c.level == L::kFail ? Verdict::kFail
+                                      : Verdict::kSkip;
+    out.push_back({c.id, v, c.detail, c.fix});
+  }
 }
 
 // The credentials --tls-* name: readable, in their validity period, signed by the CA, each
@@ -289,7 +297,7 @@ std::vector<Check> run_doctor(const DoctorOptions& options) {
   check_huge_pages(out);
   check_dirty_tracking(out);
   check_cpus(out, options);
-  check_dpdk(out);
+  check_dpdk(out, options.backend);
   check_network(out, options);
   check_tls(out, options.tls);
   // A failure that only one transport cares about is a warning for the others.

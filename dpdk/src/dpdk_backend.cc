@@ -5,6 +5,7 @@
 #include <random>
 
 #include "backend_entry.h"
+#include "host_checks.h"
 #include "port_stack.h"
 
 namespace ramshift::transport::dpdk {
@@ -26,7 +27,8 @@ ConnectionConfig config_for(const PortStack& stack, const TransportOptions& opti
 // connection failed, or the peer timeout), then leaves the stack.
 class DpdkConnection : public Connection {
  public:
-  DpdkConnection(PortStack& stack, std::shared_ptr<Registered> r) : stack_(stack), r_(r) {}
+  DpdkConnection(PortStack& stack, std::shared_ptr<Registered> r)
+      : stack_(stack), r_(r), port_dropped_at_start_(stack.dropped_frames()) {}
   ~DpdkConnection() override {
     r_->conn.close();
     auto deadline = Clock::now() + std::min(Millis(5000), peer_timeout_);
@@ -53,6 +55,14 @@ class DpdkConnection : public Connection {
     return r_->conn.poll(q, out, t);
   }
   void close() override { r_->conn.close(); }
+  // The connection's own counters, plus what the port dropped meanwhile (no mbuf, TX ring
+  // full, malformed, the test knob's losses): on a port one migration uses, those are its.
+  LinkStats link_stats() const override {
+    LinkStats s = r_->conn.link_stats();
+    s.dropped_frames =
+        s.dropped_frames.value_or(0) + (stack_.dropped_frames() - port_dropped_at_start_);
+    return s;
+  }
 
   uint32_t id_ = 0;
   Millis peer_timeout_{10000};
@@ -60,6 +70,7 @@ class DpdkConnection : public Connection {
  private:
   PortStack& stack_;
   std::shared_ptr<Registered> r_;
+  uint64_t port_dropped_at_start_;
 };
 
 class DpdkListener : public Listener {
@@ -157,6 +168,13 @@ Backend available_backend() {
   b.connect = connect;
   refuse_security_settings(b);
   b.check_settings = [](const BackendSettings& s) { return dpdk_settings_from(s).status(); };
+  b.host_checks = [](const BackendSettings& s) {
+    auto d = dpdk_settings_from(s);
+    if (!d)
+      return std::vector<HostCheck>{
+          {"dpdk.settings", HostCheck::Level::kFail, d.status().message(), ""}};
+    return host_checks(*d);
+  };
   return b;
 }
 

@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "host_checks.h"
+
 namespace ramshift::transport::dpdk {
 
 std::optional<uint32_t> parse_ipv4(const std::string& text) {
@@ -78,6 +80,33 @@ Result<FaultPlan> fault_plan_from(const char* text) {
                                 key)};
   }
   return p;
+}
+
+EalPlan eal_plan(const std::string& eal_args) {
+  EalPlan plan;
+  std::istringstream in(eal_args);
+  std::vector<std::string> words;
+  for (std::string w; in >> w;) words.push_back(w);
+  for (size_t i = 0; i < words.size(); ++i) {
+    const std::string& w = words[i];
+    if (w == "--no-huge") plan.no_huge = true;
+    if (w == "--no-pci") plan.no_pci = true;
+    std::string spec;
+    if (w.rfind("--vdev=", 0) == 0) spec = w.substr(7);
+    if (w == "--vdev" && i + 1 < words.size()) spec = words[++i];
+    if (spec.empty()) continue;
+    VirtualDevice v;
+    v.name = spec.substr(0, spec.find(','));
+    v.driver = v.name;
+    while (!v.driver.empty() && v.driver.back() >= '0' && v.driver.back() <= '9')
+      v.driver.pop_back();
+    for (size_t at = spec.find(','); at != std::string::npos; at = spec.find(',', at + 1)) {
+      std::string arg = spec.substr(at + 1, spec.find(',', at + 1) - at - 1);
+      if (arg.rfind("iface=", 0) == 0) v.iface = arg.substr(6);
+    }
+    plan.vdevs.push_back(std::move(v));
+  }
+  return plan;
 }
 
 }  // namespace ramshift::transport::dpdk

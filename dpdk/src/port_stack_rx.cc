@@ -161,7 +161,7 @@ void PortStack::deliver(uint32_t src_ip, uint16_t src_port, uint32_t dst_ip, uin
                         std::span<const std::byte> payload, Clock::time_point now) {
   if (!faults_.any()) return dispatch(src_ip, src_port, dst_ip, dst_port, payload, now);
   // The test knob: drop, hold back behind the next frame, or deliver twice.
-  if (next_uniform(fault_rng_) < faults_.loss) return;
+  if (next_uniform(fault_rng_) < faults_.loss) return void(++dropped_);
   auto release_held = [&] {
     if (!held_) return;
     Held h = std::move(*held_);

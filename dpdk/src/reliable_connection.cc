@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 
 namespace ramshift::transport::dpdk {
@@ -16,7 +17,10 @@ constexpr size_t kBurstPerTick = 64;
 }  // namespace
 
 ReliableConnection::ReliableConnection(ConnectionConfig config, FrameSink& sink)
-    : config_(std::move(config)), sink_(sink), last_heard_(Clock::now()) {
+    : config_(std::move(config)),
+      sink_(sink),
+      last_heard_(Clock::now()),
+      last_heard_ticks_(last_heard_.time_since_epoch().count()) {
   caps_.reliable = true;
   caps_.max_message = config_.max_message;
   caps_.max_queues = config_.queues;
@@ -39,6 +43,12 @@ Result<MemoryKey> ReliableConnection::register_memory(std::span<std::byte> memor
 Status ReliableConnection::gone() const {
   if (failed_) return failure();
   return {ErrorCode::kDisconnected, fmt::format("dpdk: connection to {} closed", config_.peer)};
+}
+
+// The peer's close() closes every queue both ways (transport.h): nobody reads what we would
+// send after its FIN, so sending fails at once rather than when the peer timeout runs out.
+Status ReliableConnection::peer_closed() const {
+  return {ErrorCode::kDisconnected, fmt::format("dpdk: {} closed the connection", config_.peer)};
 }
 
 Status ReliableConnection::failure() const {
@@ -70,11 +80,16 @@ void ReliableConnection::fail(Status why) {
 bool ReliableConnection::finished() const {
   if (failed_) return true;
   if (!closed_) return false;
+  bool acked = true, peer_closed = true;
   for (auto& q : queues_) {
     std::lock_guard lock(q->mu);
-    if (!q->send.fin_acked()) return false;
+    acked &= q->send.fin_acked();
+    peer_closed &= q->receive.fin_received();
   }
-  return true;
+  // A live peer answers at least every heartbeat; three missed after its own close mean it
+  // left (its stack forgot the connection and drops our FIN).
+  const auto silent = Clock::now().time_since_epoch() - Clock::duration(last_heard_ticks_.load());
+  return acked || (peer_closed && silent > 3 * kHeartbeat);
 }
 
 Status ReliableConnection::post_send(uint32_t queue, std::span<const ConstBuffer> segments) {
@@ -87,6 +102,7 @@ Status ReliableConnection::post_send(uint32_t queue, std::span<const ConstBuffer
   if (failed_ || closed_) return gone();
   Queue& q = *queues_[queue];
   std::lock_guard lock(q.mu);
+  if (q.receive.fin_received()) return peer_closed();
   if (!q.send.writable()) return {ErrorCode::kWouldBlock, "dpdk: send buffer full"};
   q.send.push_message(segments);
   return Status::ok();
@@ -96,9 +112,11 @@ Status ReliableConnection::wait_writable(uint32_t queue, Millis timeout) {
   RS_RETURN_IF_ERROR(check_queue(queue));
   Queue& q = *queues_[queue];
   std::unique_lock lock(q.mu);
-  bool ready =
-      q.cv.wait_for(lock, timeout, [&] { return failed_ || closed_ || q.send.writable(); });
+  bool ready = q.cv.wait_for(lock, timeout, [&] {
+    return failed_ || closed_ || q.send.writable() || q.receive.fin_received();
+  });
   if (failed_ || closed_) return gone();
+  if (q.receive.fin_received()) return peer_closed();
   if (!ready) return {ErrorCode::kTimeout, "dpdk: send buffer still full"};
   return Status::ok();
 }
@@ -132,6 +150,23 @@ Result<size_t> ReliableConnection::poll(uint32_t queue, std::span<ConstBuffer> o
   }
   if (failed_ || closed_ || q.receive.finished()) return gone();
   return size_t{0};
+}
+
+LinkStats ReliableConnection::link_stats() const {
+  LinkStats s;
+  s.retransmitted_frames = stats_.retransmitted_frames.load();
+  s.dropped_frames = stats_.dropped_frames.load();
+  // The queues the pacer held back are the ones whose rate the link decided: their sum is
+  // what the connection may send. A connection never held back reports its fastest queue.
+  double held = 0, fastest = 0;
+  for (auto& q : queues_) {
+    std::lock_guard lock(q->mu);
+    const RateController& p = q->send.pacer();
+    if (p.held_back_ever()) held += p.rate();
+    fastest = std::max(fastest, p.rate());
+  }
+  s.pacing_rate = held > 0 ? held : fastest;
+  return s;
 }
 
 void ReliableConnection::close() {
@@ -176,6 +211,7 @@ void ReliableConnection::send_ack(uint16_t qi, Queue& q, Clock::time_point now) 
 
 void ReliableConnection::on_frame(const ParsedFrame& f, Clock::time_point now) {
   last_heard_ = now;
+  last_heard_ticks_ = now.time_since_epoch().count();
   const FrameHeader& h = f.header;
   if (h.type == FrameType::kHello) {
     if (!config_.client) send_control(FrameType::kHelloAck, uint16_t(config_.queues));

@@ -55,7 +55,8 @@ class ReliableConnection : public Connection {
   uint32_t conn_id() const { return config_.conn_id; }
   // Ends every queue with `why` (kept: the first failure wins).
   void fail(Status why);
-  // Closed locally and every queue's FIN acknowledged, or failed: the stack may forget it.
+  // Closed locally and every queue's FIN acknowledged (or the peer closed every queue and then
+  // went silent: nobody is left to acknowledge), or failed: the stack may forget it.
   bool finished() const;
   Status failure() const;
 
@@ -77,6 +78,8 @@ class ReliableConnection : public Connection {
   // Waits until established (client) or `timeout`.
   Status wait_established(Millis timeout);
   const ConnectionStats& stats() const { return stats_; }
+  // Retransmitted and dropped frames, and the queues' pacing rates summed.
+  LinkStats link_stats() const override;
 
  private:
   struct Queue {
@@ -95,6 +98,7 @@ class ReliableConnection : public Connection {
   void send_control(FrameType type, uint16_t queue_field);
   Status check_queue(uint32_t queue) const;
   Status gone() const;
+  Status peer_closed() const;
 
   ConnectionConfig config_;
   FrameSink& sink_;
@@ -108,6 +112,7 @@ class ReliableConnection : public Connection {
   std::condition_variable state_cv_;
   Status failure_;
   Clock::time_point last_heard_;
+  std::atomic<Clock::rep> last_heard_ticks_;  // last_heard_ for application threads
   Clock::time_point last_hello_{};
 };
 

@@ -6,10 +6,14 @@
 namespace ramshift::transport::dpdk {
 
 SendQueue::SendQueue(SendConfig config)
-    : config_(config), peer_window_(config.initial_window), rto_(config.min_rto * 4) {}
+    : config_(config),
+      peer_window_(config.initial_window),
+      rto_(config.min_rto * 4),
+      pacer_(config.congestion) {}
 
 void SendQueue::push_frame(uint16_t flags, uint32_t msg_len, Bytes payload) {
   buffered_bytes_ += payload.size();
+  full_ |= buffered_bytes_ >= config_.buffer_bytes;
   OutFrame f;
   f.seq = next_seq_++;
   f.flags = flags;
@@ -46,6 +50,9 @@ void SendQueue::push_fin() {
 
 std::vector<const OutFrame*> SendQueue::due(Clock::time_point now, size_t max) {
   std::vector<const OutFrame*> out;
+  auto admit = [&](const OutFrame& f) {
+    return !config_.pacing || pacer_.admit(f.payload.size() + config_.frame_overhead, now);
+  };
   bool timed_out = false;
   bool scan = rescan_ || now >= next_scan_;
   if (scan) rescan_ = false, next_scan_ = now + std::chrono::milliseconds(1);
@@ -57,6 +64,10 @@ std::vector<const OutFrame*> SendQueue::due(Clock::time_point now, size_t max) {
     bool hole = seq < highest_sacked_ && f.sends == 1;
     bool expired = now - f.sent_at >= rto_;
     if (!hole && !expired) continue;
+    if (!admit(f)) {
+      rescan_ = true;  // the rest of the scan when the pacer has tokens again
+      break;
+    }
     timed_out |= expired && !hole;
     f.sent_at = now;
     ++f.sends;
@@ -65,9 +76,13 @@ std::vector<const OutFrame*> SendQueue::due(Clock::time_point now, size_t max) {
   }
   // Exponential backoff, once per round of timeouts, so a dead or congested peer is not
   // hammered; a fresh RTT sample brings it back.
-  if (timed_out) rto_ = std::min(rto_ * 2, config_.max_rto);
+  if (timed_out) {
+    rto_ = std::min(rto_ * 2, config_.max_rto);
+    pacer_.on_timeout(now);
+  }
   uint32_t window_end = base_ + peer_window_;
-  while (next_unsent_ != next_seq_ && next_unsent_ < window_end && out.size() < max) {
+  while (next_unsent_ != next_seq_ && next_unsent_ < window_end && out.size() < max &&
+         admit(at(next_unsent_))) {
     OutFrame& f = at(next_unsent_++);
     f.sent_at = now;
     f.sends = 1;
@@ -80,29 +95,44 @@ bool SendQueue::on_ack(const AckBody& ack, Clock::time_point now) {
   if (ack.cumulative > next_unsent_ || ack.cumulative < base_) return false;
   for (const auto& r : ack.sacks)
     if (r.end > next_unsent_) return false;
-  if (ack.cumulative > base_) {
-    // Karn: only a frame sent once gives an unambiguous round trip.
-    const OutFrame& last = at(ack.cumulative - 1);
-    if (last.sends == 1) {
-      Clock::duration sample = now - last.sent_at;
-      if (!have_rtt_) {
-        srtt_ = sample, rttvar_ = sample / 2, have_rtt_ = true;
-      } else {
-        Clock::duration err = sample > srtt_ ? sample - srtt_ : srtt_ - sample;
-        rttvar_ = (rttvar_ * 3 + err) / 4;
-        srtt_ = (srtt_ * 7 + sample) / 8;
-      }
-      rto_ = std::clamp(srtt_ + 4 * rttvar_, config_.min_rto, config_.max_rto);
+  // The round trip of the newest frame this ACK covers for the first time. Karn: only a frame
+  // sent once gives an unambiguous one. SACKed frames count too, so a loss (whose hole holds
+  // the cumulative point back) does not starve the estimate and the congestion controller.
+  const OutFrame* newest = nullptr;
+  size_t delivered = 0;  // bytes this ACK reports arrived for the first time
+  auto consider = [&](const OutFrame& f) {
+    if (!f.sacked && f.sends == 1 && (!newest || f.sent_at > newest->sent_at)) newest = &f;
+  };
+  if (ack.cumulative > base_) consider(at(ack.cumulative - 1));
+  for (const auto& r : ack.sacks)
+    for (uint32_t seq = std::max(r.begin, base_); seq < r.end; ++seq) {
+      consider(at(seq));
+      if (!at(seq).sacked) delivered += at(seq).payload.size() + config_.frame_overhead;
+      at(seq).sacked = true;
     }
-    while (base_ != ack.cumulative) {
-      buffered_bytes_ -= frames_.front().payload.size();
-      frames_.pop_front();
-      ++base_;
+  if (newest) {
+    Clock::duration sample = now - newest->sent_at;
+    if (!have_rtt_) {
+      srtt_ = sample, rttvar_ = sample / 2, have_rtt_ = true;
+    } else {
+      Clock::duration err = sample > srtt_ ? sample - srtt_ : srtt_ - sample;
+      rttvar_ = (rttvar_ * 3 + err) / 4;
+      srtt_ = (srtt_ * 7 + sample) / 8;
     }
+    rto_ = std::clamp(srtt_ + 4 * rttvar_, config_.min_rto, config_.max_rto);
+    pacer_.on_rtt(sample, now);
   }
+  while (base_ != ack.cumulative) {
+    if (!frames_.front().sacked)
+      delivered += frames_.front().payload.size() + config_.frame_overhead;
+    buffered_bytes_ -= frames_.front().payload.size();
+    full_ &= buffered_bytes_ > config_.buffer_bytes / 2;
+    frames_.pop_front();
+    ++base_;
+  }
+  pacer_.on_delivered(delivered);
   peer_window_ = ack.window;
   for (const auto& r : ack.sacks) {
-    for (uint32_t seq = std::max(r.begin, base_); seq < r.end; ++seq) at(seq).sacked = true;
     highest_sacked_ = std::max(highest_sacked_, r.end);
     rescan_ = true;
   }
@@ -113,7 +143,12 @@ ReceiveQueue::ReceiveQueue(uint32_t capacity_frames, size_t max_message)
     : capacity_(capacity_frames), max_message_(max_message) {}
 
 uint32_t ReceiveQueue::window() const {
-  return capacity_ > held_frames_ ? capacity_ - held_frames_ : 0;
+  if (capacity_ > held_frames_) return capacity_ - held_frames_;
+  // Full, with only the message being assembled held: it is larger than the window and
+  // would never complete. A quarter of the window more lets it (its bytes are bounded by
+  // max_message); the window shuts once it is whole, until the caller takes it.
+  if (in_message_ && held_frames_ == assembling_frames_) return std::max(capacity_ / 4, 1u);
+  return 0;
 }
 
 ReceiveQueue::Outcome ReceiveQueue::on_data(const FrameHeader& h,

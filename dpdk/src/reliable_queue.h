@@ -13,11 +13,11 @@
 #include <span>
 #include <vector>
 
+#include "congestion.h"
 #include "frame_format.h"
 
 namespace ramshift::transport::dpdk {
 
-using Clock = std::chrono::steady_clock;
 using Bytes = std::vector<std::byte>;
 
 struct OutFrame {
@@ -41,14 +41,23 @@ struct SendConfig {
   // cores see milliseconds of scheduling; 1 s caps the backoff so a healed path resumes soon.
   Clock::duration min_rto = std::chrono::milliseconds(5);
   Clock::duration max_rto = std::chrono::seconds(1);
+  // Data frames (new and resent) leave at the rate the controller sets; off, only the
+  // window limits the sender (unit tests of the window alone).
+  bool pacing = true;
+  CongestionConfig congestion;
+  // Bytes a frame costs on the wire beyond its payload (our header, UDP, IPv4, Ethernet),
+  // which the pacer counts.
+  size_t frame_overhead = kHeaderBytes + 42;
 };
 
 class SendQueue {
  public:
   explicit SendQueue(SendConfig config);
 
-  // Whether post_send may buffer another message now.
-  bool writable() const { return buffered_bytes_ < config_.buffer_bytes; }
+  // Whether post_send may buffer another message now. Once full, not again until half of
+  // the buffer drained (as the kernel wakes a TCP writer): a peer that stopped reading keeps
+  // the sender blocked instead of letting it trickle in its window's worth.
+  bool writable() const { return !full_; }
   // Cuts the concatenation of `segments` into frames (one, empty, for an empty message).
   void push_message(std::span<const std::span<const std::byte>> segments);
   // The queue's last frame: the peer reports kDisconnected once everything before it arrived.
@@ -64,6 +73,7 @@ class SendQueue {
   bool fin_acked() const { return fin_pushed_ && frames_.empty(); }
   uint64_t retransmitted() const { return retransmitted_; }
   Clock::duration rto() const { return rto_; }
+  const RateController& pacer() const { return pacer_; }
 
  private:
   void push_frame(uint16_t flags, uint32_t msg_len, Bytes payload);
@@ -77,6 +87,7 @@ class SendQueue {
   uint32_t peer_window_;         // frames from base_ the peer takes
   uint32_t highest_sacked_ = 0;  // one past the highest frame a SACK covered
   size_t buffered_bytes_ = 0;
+  bool full_ = false;
   bool fin_pushed_ = false;
   Clock::duration rto_;
   // The scan for holes and expired timers walks every unacknowledged frame: done when a SACK
@@ -87,6 +98,7 @@ class SendQueue {
   Clock::duration rttvar_{};
   bool have_rtt_ = false;
   uint64_t retransmitted_ = 0;
+  RateController pacer_;
 };
 
 class ReceiveQueue {
@@ -107,6 +119,7 @@ class ReceiveQueue {
   bool has_messages() const { return !complete_.empty(); }
   // The FIN arrived and every message before it was taken.
   bool finished() const { return fin_ && complete_.empty(); }
+  bool fin_received() const { return fin_; }
 
  private:
   struct Held {

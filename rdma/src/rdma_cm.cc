@@ -200,7 +200,23 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
                                            std::vector<std::unique_ptr<RdmaQueue>> queues,
                                            Clock::time_point deadline) {
   const auto t0 = Clock::now();
-  for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline));
+  // A peer that leaves before its hello shows on the CM channel (non-blocking): fail then,
+  // rather than at the deadline, which would hold a listener that long.
+  auto peer_left = [ch = channel.get()]() -> Status {
+    rdma_cm_event* ev = nullptr;
+    while (rdma_get_cm_event(ch, &ev) == 0) {
+      const rdma_cm_event_type type = ev->event;
+      rdma_ack_cm_event(ev);
+      if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL ||
+          type == RDMA_CM_EVENT_CONNECT_ERROR || type == RDMA_CM_EVENT_UNREACHABLE ||
+          type == RDMA_CM_EVENT_REJECTED)
+        return Status(
+            ErrorCode::kDisconnected,
+            fmt::format("the peer left before its queue hello ({})", rdma_event_str(type)));
+    }
+    return Status::ok();
+  };
+  for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline, peer_left));
   log::debug("rdma: queue hellos exchanged in {:.0f} ms", ms_since(t0));
   std::string text = describe(queues[0]->id(), queues.size());
   return std::unique_ptr<Connection>(

@@ -162,7 +162,8 @@ RdmaQueue::~RdmaQueue() {
 
 // ---- handshake ----
 
-Status RdmaQueue::exchange_hello(Clock::time_point deadline) {
+Status RdmaQueue::exchange_hello(Clock::time_point deadline,
+                                 const std::function<Status()>& peer_left) {
   RS_RETURN_IF_ERROR(check_gid_index(id_->qp, id_->port_num, tuning_.gid_index, index_));
   std::byte* out = hello_buf_.bytes().data() + 64;
   encode_hello({reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_mr_->rkey,
@@ -207,6 +208,7 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline) {
       if (Clock::now() > deadline)
         return Status(ErrorCode::kTimeout,
                       fmt::format("rdma queue {}: no hello from the peer", index_));
+      if (peer_left) RS_RETURN_IF_ERROR(peer_left());
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   }
@@ -401,8 +403,9 @@ void RdmaQueue::on_error_completion(const ibv_wc& wc, bool is_receive) {
       break;
     case IBV_WC_LOC_QP_OP_ERR:
       // Soft-RoCE fails a request it cannot transmit because its netdev is down, where a
-      // NIC would retransmit: say the link, not the device's words.
-      if (port_down_ns_.load() != 0) {
+      // NIC would retransmit: say the link, not the device's words. The port's event may
+      // still be on its way (another thread reads it), so ask the device too.
+      if (port_down_ns_.load() != 0 || !port_active()) {
         s = Status(ErrorCode::kDisconnected,
                    fmt::format("rdma queue {}: the RDMA port is down (the link is lost); the "
                                "device failed a request it could not send ({})",
@@ -417,6 +420,12 @@ void RdmaQueue::on_error_completion(const ibv_wc& wc, bool is_receive) {
       break;
   }
   fail(std::move(s));
+}
+
+bool RdmaQueue::port_active() const {
+  ibv_port_attr attr{};
+  if (!id_->verbs || ibv_query_port(id_->verbs, id_->port_num, &attr) != 0) return true;
+  return attr.state == IBV_PORT_ACTIVE;
 }
 
 void RdmaQueue::fail(Status s) {

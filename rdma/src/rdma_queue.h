@@ -23,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -56,7 +57,10 @@ class RdmaQueue {
 
   // Handshake, once the CM says ESTABLISHED: send our ring description, wait for the peer's
   // (then allocate staging to match its ring), then start the poller thread.
-  Status exchange_hello(std::chrono::steady_clock::time_point deadline);
+  // `peer_left` is asked while waiting: a non-ok Status (the peer disconnected, seen on the
+  // CM channel) ends the wait at once with it.
+  Status exchange_hello(std::chrono::steady_clock::time_point deadline,
+                        const std::function<Status()>& peer_left);
 
   // The transport contract for this queue (see transport.h).
   Status post_message(std::span<const ConstBuffer> segments);
@@ -83,7 +87,8 @@ class RdmaQueue {
   void handle(const ibv_wc& wc, uint32_t& reposts);
   void on_fragment(uint32_t imm);
   void on_error_completion(const ibv_wc& wc, bool is_receive);
-  void fail(Status s);  // first failure wins; moves the QP to error
+  void fail(Status s);       // first failure wins; moves the QP to error
+  bool port_active() const;  // the device's word on our port (true if it cannot say)
   Status repost_receives(uint32_t count);
   // --peer-timeout (peer_liveness.h), on the poller thread: gives up on a silent peer or a
   // port down too long, and sends the heartbeats the peer asked for.

@@ -22,11 +22,20 @@ struct ConnectionPair {
   std::unique_ptr<transport::Connection> server;
 };
 
+// dpdk: one EAL with two ports joined by a link, the listener on port 0 (10.79.0.2) and the
+// connecting side on port 1 (10.79.0.1); RAMSHIFT_DPDK_CONFORMANCE_EAL names them, e.g.
+// "--no-huge --no-pci --vdev=net_af_packet0,iface=A --vdev=net_af_packet1,iface=B" for the
+// two ends of a veth (tests/dpdk/dpdk_conformance_test.sh makes one in a namespace).
+inline const char* dpdk_conformance_eal() { return std::getenv("RAMSHIFT_DPDK_CONFORMANCE_EAL"); }
+
 // Where a backend listens in tests. rdma: an address of an RDMA device, from
 // RAMSHIFT_RDMA_ADDR (the soft-RoCE VM's rxe0, 10.9.0.1, by default).
 inline std::string test_listen_uri(const std::string& backend) {
   static std::atomic<int> counter{0};
   if (backend == "tcp" || backend == "tcp_tls") return "tcp://127.0.0.1:0";
+  // dpdk listens on a given port only: a new one per pair, so a lingering close of the
+  // previous pair never meets the next.
+  if (backend == "dpdk") return "dpdk://10.79.0.2:" + std::to_string(7000 + counter++);
   if (backend == "rdma") {
     const char* addr = std::getenv("RAMSHIFT_RDMA_ADDR");
     return std::string("rdma://") + (addr ? addr : "10.9.0.1") + ":0";
@@ -35,9 +44,18 @@ inline std::string test_listen_uri(const std::string& backend) {
 }
 
 // "tcp_tls" is tcp with TLS 1.3 on every queue (a pre-shared key written here, so the suite
-// needs no certificates); every other name is a scheme with default options.
-inline transport::TransportOptions test_options(const std::string& backend) {
+// needs no certificates); "dpdk" the two ports above; every other name is a scheme with
+// default options.
+inline transport::TransportOptions test_options(const std::string& backend,
+                                                bool connecting = false) {
   transport::TransportOptions o;
+  if (backend == "dpdk" && dpdk_conformance_eal()) {
+    o.settings.set("dpdk-eal", dpdk_conformance_eal());
+    if (connecting) {
+      o.settings.set_number("dpdk-port", 1);
+      o.settings.set("dpdk-local-ip", "10.79.0.1");
+    }
+  }
   if (backend != "tcp_tls") return o;
   static const std::string path = [] {
     std::string p = ::testing::TempDir() + "/conformance-" + std::to_string(::getpid()) + ".psk";
@@ -56,6 +74,9 @@ inline std::string scheme_of(const std::string& backend) {
 inline std::string backend_unavailable(const std::string& backend) {
   // Not in this binary: the registry's empty slot says why.
   if (auto b = transport::backends().require(scheme_of(backend)); !b) return b.status().message();
+  if (backend == "dpdk" && !dpdk_conformance_eal())
+    return "dpdk needs two ports joined by a link: RAMSHIFT_DPDK_CONFORMANCE_EAL (ctest -R "
+           "dpdk.conformance sets it up)";
   // A backend with devices (rdma) needs one here: try to listen on it.
   if (!transport::backends().find(scheme_of(backend))->list_devices) return "";
   auto l = transport::listen(transport::parse_uri(test_listen_uri(backend)).value());
@@ -78,7 +99,7 @@ inline ConnectionPair connect_pair(const std::string& backend, uint32_t queues) 
     auto c = p.listener->accept(std::chrono::seconds(10));
     if (c) server = std::move(c).value();
   });
-  auto client = transport::connect(addr, queues, options);
+  auto client = transport::connect(addr, queues, test_options(backend, true));
   acceptor.join();
   EXPECT_TRUE(client.is_ok()) << client.status().message();
   if (client) p.client = std::move(client).value();

@@ -305,8 +305,9 @@ TEST_P(TransportConformance, QueueIndexIsChecked) {
 }
 
 // rdma runs where a device exists (the soft-RoCE VM, tests/softroce/) and skips elsewhere;
-// tcp_tls is tcp with TLS on every queue (backend_pair.h).
-const std::string kBackends[] = {"loopback", "tcp", "tcp_tls", "rdma"};
+// dpdk where two ports are named (ctest -R dpdk.conformance); tcp_tls is tcp with TLS on
+// every queue (backend_pair.h).
+const std::string kBackends[] = {"loopback", "tcp", "tcp_tls", "rdma", "dpdk"};
 INSTANTIATE_TEST_SUITE_P(Backends, TransportConformance, ::testing::ValuesIn(kBackends),
                          [](const auto& param_info) { return param_info.param; });
 

@@ -2,13 +2,16 @@
 # dpdk:// end to end between two network namespaces joined by a veth, each end driven by
 # DPDK's net_af_packet PMD (no hugepages, no PCI): a file image sent and received
 # byte-identical, with no faults and with the receive path's test knob injecting loss,
-# reordering and duplication (RAMSHIFT_DPDK_TEST_FAULTS); then the sender killed mid-transfer
-# must end the receiver with a clear error. Namespaces, veth and processes go on exit.
-#   dpdk_netns_test.sh RAMSHIFT [CASE...]   CASE: clean loss1 loss5 reorder kill (default all)
+# reordering and duplication (RAMSHIFT_DPDK_TEST_FAULTS), each end's --json report carrying
+# the link's counters (retransmitted_frames, dropped_frames, pacing_rate); then the sender
+# killed mid-transfer must end the receiver with a clear error; `doctor --transport dpdk`
+# judges the EAL arguments. Namespaces, veth and processes go on exit.
+#   dpdk_netns_test.sh RAMSHIFT [CASE...]
+#   CASE: clean loss1 loss5 reorder kill doctor (default all)
 set -uo pipefail
 RAMSHIFT=${1:?usage: $0 PATH_TO_RAMSHIFT [CASE...]}
 shift
-CASES=${*:-clean loss1 loss5 reorder kill}
+CASES=${*:-clean loss1 loss5 reorder kill doctor}
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then echo "SKIP: needs root and iproute2"; exit 77; fi
 if "$RAMSHIFT" receive --listen dpdk://10.78.0.2:7000 --once --accept-timeout 0.1 2>&1 |
    grep -q "not found at configure\|RAMSHIFT_DPDK=OFF"; then
@@ -48,13 +51,14 @@ run_case() {  # NAME FAULTS
   local name=$1 faults=$2 out=$W/$1.img
   RAMSHIFT_DPDK_TEST_FAULTS=$faults ip netns exec "$B" "$RAMSHIFT" -q receive \
     --listen dpdk://10.78.0.2:7000 --dpdk-eal "$(eal b"$name" "$IB")" --once \
-    --accept-timeout 30 --resume-seconds 0 --guest-out "$out" >"$W/$name.rx.out" 2>"$W/$name.rx.err" &
+    --accept-timeout 30 --resume-seconds 0 --guest-out "$out" --json "$W/$name.rx.json" \
+    >"$W/$name.rx.out" 2>"$W/$name.rx.err" &
   local rx=$!
   sleep 1
   local t0=$(date +%s.%N)
   RAMSHIFT_DPDK_TEST_FAULTS=$faults timeout 120 ip netns exec "$A" "$RAMSHIFT" -q send \
     --to dpdk://10.78.0.2:7000 --dpdk-local-ip 10.78.0.1 --dpdk-eal "$(eal a"$name" "$IA")" \
-    --guest "file:$IMG" >"$W/$name.tx.out" 2>"$W/$name.tx.err"
+    --guest "file:$IMG" --json "$W/$name.tx.json" >"$W/$name.tx.out" 2>"$W/$name.tx.err"
   local tx=$? t1=$(date +%s.%N)
   timeout 60 tail --pid=$rx -f /dev/null; wait $rx; local rc=$?
   if [ "$tx" != 0 ] || [ "$rc" != 0 ] || ! cmp -s "$IMG" "$out"; then
@@ -62,8 +66,55 @@ run_case() {  # NAME FAULTS
     tail -5 "$W/$name.tx.err" "$W/$name.rx.err"
     return 1
   fi
-  printf 'PASS: %-8s 64 MiB byte-identical in %.2f s (faults: %s)\n' "$name" \
-    "$(echo "$t1 - $t0" | bc)" "${faults:-none}"
+  # What a user reads in the reports: the source resent frames and the destination threw
+  # some away (the knob's losses and the duplicates they cause) when faults were injected;
+  # the source's pacing rate is always there.
+  local counters
+  if ! counters=$(python3 - "$W/$name.tx.json" "$W/$name.rx.json" "$faults" <<'PY'
+import json, sys
+tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
+faulty = sys.argv[3] != ""
+for side, j in (("source", tx), ("destination", rx)):
+    for k in ("retransmitted_frames", "dropped_frames", "pacing_rate"):
+        assert k in j, f"{side} report lacks {k}"
+assert tx["pacing_rate"] > 0, "source pacing_rate is 0"
+if faulty:
+    assert tx["retransmitted_frames"] > 0, "no retransmission under injected faults"
+    assert rx["dropped_frames"] > 0, "the destination dropped nothing under injected faults"
+print(f'source retransmitted {tx["retransmitted_frames"]}, dropped {tx["dropped_frames"]}, '
+      f'pacing {tx["pacing_rate"] / 1e6:.0f} MB/s; destination dropped {rx["dropped_frames"]}')
+PY
+  ); then
+    echo "FAIL: $name: the reports' link counters"; return 1
+  fi
+  printf 'PASS: %-8s 64 MiB byte-identical in %.2f s (faults: %s; %s)\n' "$name" \
+    "$(echo "$t1 - $t0" | bc)" "${faults:-none}" "$counters"
+}
+
+doctor_case() {  # doctor --transport dpdk reads the EAL arguments: good ones pass, bad ones fail
+  local j=$W/doctor.json
+  ip netns exec "$A" "$RAMSHIFT" doctor --transport dpdk --dpdk-eal "$(eal doc "$IA")" \
+    --json "$j" >/dev/null 2>&1
+  python3 - "$j" <<'PY' || { echo "FAIL: doctor with a good vdev"; return 1; }
+import json, sys
+c = {x["id"]: x for x in json.load(open(sys.argv[1]))["checks"]}
+assert c["dpdk.hugepages"]["verdict"] == "ok", c["dpdk.hugepages"]  # --no-huge
+assert c["dpdk.iommu"]["verdict"] == "skip", c["dpdk.iommu"]        # --no-pci
+assert c["dpdk.device"]["verdict"] == "ok", c["dpdk.device"]
+assert c["dpdk.pmd"]["verdict"] == "ok" and "net_af_packet" in c["dpdk.pmd"]["detail"], c["dpdk.pmd"]
+PY
+  ip netns exec "$A" "$RAMSHIFT" doctor --transport dpdk --json "$j" \
+    --dpdk-eal "--no-pci --vdev=net_bogus0 --vdev=net_af_packet1,iface=nosuch0" >/dev/null 2>&1
+  local rc=$?
+  python3 - "$j" "$rc" <<'PY' || { echo "FAIL: doctor with bad EAL arguments"; return 1; }
+import json, sys
+c = {x["id"]: x for x in json.load(open(sys.argv[1]))["checks"]}
+assert sys.argv[2] == "1", "doctor passed"
+for k in ("dpdk.device", "dpdk.pmd"):
+    assert c[k]["verdict"] == "fail" and c[k]["fix"], c[k]
+assert "nosuch0" in c["dpdk.device"]["detail"] and "net_bogus" in c["dpdk.pmd"]["detail"]
+PY
+  echo "PASS: doctor   good EAL arguments pass; a missing interface and an unknown PMD fail with fixes"
 }
 
 kill_case() {
@@ -97,6 +148,7 @@ for c in $CASES; do
     loss5) run_case loss5 "loss=0.05,seed=5" || failed=1 ;;
     reorder) run_case reorder "reorder=0.05,duplicate=0.03,seed=9" || failed=1 ;;
     kill) kill_case || failed=1 ;;
+    doctor) doctor_case || failed=1 ;;
     *) echo "unknown case $c"; failed=1 ;;
   esac
 done

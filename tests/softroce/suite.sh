@@ -1,14 +1,22 @@
 #!/bin/bash
 # The soft-RoCE suite: runs where an RDMA device exists (inside tests/softroce/rxe_vm.sh's VM,
 # or directly on a host with RDMA), with `ramshift` and `conformance_tests` on PATH.
-#   suite.sh E2E_DIR    (E2E_DIR holds tests/e2e/lib.sh)
+#   suite.sh E2E_DIR [faults [GROUPS]]   (E2E_DIR holds tests/e2e/lib.sh; tests/lib and
+#   tests/softroce sit beside it)
 # RAMSHIFT_RDMA_ADDR is the address of the device to listen on (the VM's rxe0: 10.9.0.1).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # the VM's init starts us with busybox sh
 E2E_DIR=${1:?usage: suite.sh E2E_DIR}
 ADDR=${RAMSHIFT_RDMA_ADDR:-10.9.0.1}
 export RAMSHIFT_RDMA_ADDR=$ADDR LISTEN_URI=rdma://$ADDR:0
 source "$E2E_DIR/lib.sh" "$(command -v ramshift)"
-step() { echo "=== softroce: $*"; }
+step() { echo "=== softroce ($SECONDS s in): $*"; }
+source "$E2E_DIR/../lib/fault_checks.sh"
+# suite.sh E2E_DIR faults [GROUPS]: only the fault matrix (fault_cases.sh says the groups).
+if [ "${2:-}" = faults ]; then
+  FAULT_CASES=${3:-}
+  source "$E2E_DIR/../softroce/fault_cases.sh"
+  finish
+fi
 
 step "transport conformance suite on rdma"
 # A hang (seen once in CI) fails within 10 minutes and prints the log, which names the test.
@@ -191,7 +199,7 @@ grep -q '"transport": "rdma"' "$j" && [ "$(grep -c '"raw_pages_placed": true' "$
   grep -q '"send_queue_depth": 64' "$j" && grep -q '"signal_every": 8' "$j" &&
   pass "bench placed raw pages by RDMA WRITE (none: all; zstd: the incompressible, $zstd_pages compressed) and reports the verbs settings" ||
   { fail "bench over rdma"; cat "$WORK/err" "$j"; }
-kill "$BS_PID" 2>/dev/null
+kill "$BS_PID" 2>/dev/null; wait "$BS_PID" 2>/dev/null
 "$RAMSHIFT" doctor >"$WORK/doc.out" 2>&1
 grep -qE '^ok +rdma\.device +.*rxe' "$WORK/doc.out" && grep -qE '^ok +rdma\.port\.rxe[0-9]+/1 +.*active' "$WORK/doc.out" &&
   grep -qE '^ok +rdma\.port\..*\.gid +RoCE v2 GID' "$WORK/doc.out" &&
@@ -201,4 +209,6 @@ step "failure: nothing listening"
 expect_exit 2 "send to a port with no listener is a set-up error (exit 2)" -- \
   "$RAMSHIFT" send --to "rdma://$ADDR:1" --guest "file:$WORK/src.img"
 expect_stderr "refused" "says the connection was refused"
+
+source "$E2E_DIR/../softroce/fault_cases.sh"
 finish

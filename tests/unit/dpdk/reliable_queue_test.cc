@@ -118,6 +118,17 @@ TEST(DpdkReliability, ReceiverRefusesFramesOutsideItsWindowAndBrokenMessages) {
             ReceiveQueue::Outcome::kBrokenMessage);  // a middle with no start
 }
 
+TEST(DpdkReliability, AMessageLargerThanTheWindowStillArrives) {
+  // 10 frames through a window of 4: the frames of the message being assembled do not hold
+  // the window shut (only whole messages not yet released do).
+  SendQueue s({.max_payload = 10, .initial_window = 4});
+  ReceiveQueue r(4, 1 << 20);
+  Wire w;
+  std::vector<Bytes> sent{message(100, 5), message(35, 6)};
+  for (auto& m : sent) push(s, m);
+  EXPECT_EQ(transfer(s, r, w, sent.size()), sent);
+}
+
 TEST(DpdkReliability, FinEndsTheQueueAfterEveryMessage) {
   SendQueue s({.max_payload = 100});
   ReceiveQueue r(64, 1 << 20);

@@ -65,6 +65,7 @@ class DestinationRun {
       report_.wire_bytes += state_[q].wire_bytes.load();
     }
     report_.total_ms = ms_since(start_);
+    report_.link = conn_->link_stats();
     report_.error = s;
     report_.completed = s.is_ok();
     report_.verified = s.is_ok();
@@ -337,10 +338,16 @@ class DestinationRun {
         case FrameType::kPostcopyStart:
           return run_postcopy(f->body);
         case FrameType::kDeviceState:
+        case FrameType::kDeviceStateZstd: {
           // A guest that ran on the source, now paused there: a hand-off follows the commit.
           RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDeviceStateReceived));
-          device_state_.assign(reinterpret_cast<const char*>(f->body.data()), f->body.size());
+          if (f->type == FrameType::kDeviceState)
+            device_state_.assign(reinterpret_cast<const char*>(f->body.data()), f->body.size());
+          else {
+            RS_ASSIGN_OR_RETURN(device_state_, inflate_device_state(f->body));
+          }
           break;
+        }
         case FrameType::kDigest: {
           // The hand-off window: no cancel, and no forced exit, until it resolves (cancel.h).
           HandOffWindow window(config_.cancel);
@@ -378,8 +385,8 @@ class DestinationRun {
           const auto handoff = Clock::now();
           if (guest_ && destination_may_run_guest(session_.state())) guest_->resume();
           if (config_.guest && destination_may_run_guest(session_.state())) config_.guest->resume();
-          (void)send_control(FrameType::kBye, {});
           report_.downtime_detail = DowntimeDetail{.resume_ms = ms_since(handoff)};
+          (void)send_control(FrameType::kBye, {});
           (void)conn_->flush(0, milliseconds(1000));
           RS_RETURN_IF_ERROR(run_resumed_guest());
           return session_.advance(DestinationEvent::kFinished);

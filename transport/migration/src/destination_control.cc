@@ -4,6 +4,7 @@
 
 #include "frame_io.h"
 #include "ramshift/base/version.h"
+#include "ramshift/pipeline/zstd_context.h"
 
 namespace ramshift::migration {
 
@@ -35,7 +36,17 @@ wire::Hello answer_hello(const wire::Hello& theirs, bool verify_full, bool postc
   mine.software = kSoftware;
   if (verify_full) mine.capabilities |= wire::kCapVerifyFull;
   if (postcopy) mine.capabilities |= wire::kCapPostcopy;
+  mine.capabilities |= wire::kCapDeviceStateZstd;  // offered to any source (frame.h)
   return mine;
+}
+
+Result<std::string> inflate_device_state(std::span<const std::byte> body) {
+  RS_ASSIGN_OR_RETURN(auto m, wire::decode_device_state_zstd(body));
+  std::string state(m.raw_bytes, '\0');
+  Status s = pipeline::ZstdDecompressor().decompress(
+      m.zstd, {reinterpret_cast<std::byte*>(state.data()), state.size()});
+  if (!s) return s.with_context("device_state_zstd");
+  return state;
 }
 
 Status expect_frame(const wire::FrameView& f, wire::FrameType want) {

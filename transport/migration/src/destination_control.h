@@ -2,6 +2,9 @@
 // and the waits that move its session.
 #pragma once
 
+#include <span>
+#include <string>
+
 #include "ramshift/migration/session_state.h"
 #include "ramshift/transport/transport.h"
 #include "ramshift/wire/frame.h"
@@ -16,6 +19,8 @@ wire::Hello answer_hello(const wire::Hello& theirs, bool verify_full, bool postc
 
 // kProtocol naming both types unless `f` is of type `want`.
 Status expect_frame(const wire::FrameView& f, wire::FrameType want);
+// A DEVICE_STATE_ZSTD body decompressed: exactly its raw_bytes, or kCorrupt / kProtocol.
+Result<std::string> inflate_device_state(std::span<const std::byte> body);
 
 // A live guest is verified here and paused: it runs only once the source has let it go
 // (HANDOFF), so it never runs on both hosts. A connection lost now leaves it paused here.

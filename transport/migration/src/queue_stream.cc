@@ -116,4 +116,11 @@ Status stream_queue(const StreamShared& sh, uint32_t q, uint32_t round,
   return sh.conn.flush(q + 1, milliseconds(60000));
 }
 
+void keep_first_cause(Status& first, const Status& queue_status) {
+  if (queue_status.is_ok()) return;
+  if (first.is_ok() ||
+      (first.code() == ErrorCode::kCancelled && queue_status.code() != ErrorCode::kCancelled))
+    first = queue_status;
+}
+
 }  // namespace ramshift::migration

@@ -50,6 +50,11 @@ struct StreamShared {
   const RemoteMemory* remote;
 };
 
+// Folds queue threads' results into one: the first failure, except that a queue which
+// stopped because another failed first (kCancelled, StreamShared::abort) yields to one that
+// says why.
+void keep_first_cause(Status& first, const Status& queue_status);
+
 // Sends data queue `q`'s chunks of `selection` in round `round` (on transport queue q + 1),
 // then its ROUND_END, and flushes. `encoder` is the queue's for the whole migration (its
 // XBZRLE cache outlives rounds); `stats` its counters.

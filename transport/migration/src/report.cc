@@ -9,9 +9,14 @@ namespace ramshift::migration {
 
 nlohmann::ordered_json downtime_detail_json(const DowntimeDetail& d, bool source) {
   if (!source) return {{"resume_ms", d.resume_ms}};
-  return {{"predicted_ms", d.predicted_ms},       {"last_pages_ms", d.last_pages_ms},
-          {"device_state_ms", d.device_state_ms}, {"verify_ms", d.verify_ms},
-          {"verify_full_ms", d.verify_full_ms},   {"handoff_ms", d.handoff_ms}};
+  return {{"predicted_ms", d.predicted_ms},
+          {"last_pages_ms", d.last_pages_ms},
+          {"device_state_ms", d.device_state_ms},
+          {"verify_ms", d.verify_ms},
+          {"verify_full_ms", d.verify_full_ms},
+          {"handoff_ms", d.handoff_ms},
+          {"device_state_bytes", d.device_state_bytes},
+          {"device_state_wire_bytes", d.device_state_wire_bytes}};
 }
 
 std::string MigrationReport::to_json() const {
@@ -92,6 +97,9 @@ std::string MigrationReport::to_json() const {
                        {"zero_local", postcopy->pages_zero_local},
                        {"duplicate", postcopy->pages_duplicate}}}};
   }
+  if (link.retransmitted_frames) j["retransmitted_frames"] = *link.retransmitted_frames;
+  if (link.dropped_frames) j["dropped_frames"] = *link.dropped_frames;
+  if (link.pacing_rate) j["pacing_rate"] = *link.pacing_rate;
   if (resumed_verified)
     j["resumed"] = {{"verified", *resumed_verified}, {"writes", resumed_writes}};
   if (source_guest) j["source_guest"] = *source_guest;

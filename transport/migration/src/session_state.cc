@@ -409,6 +409,7 @@ std::optional<SourceEvent> source_sent_event(wire::FrameType type) {
     case wire::FrameType::kRegionTable:
       return SE::kRegionTableSent;
     case wire::FrameType::kDeviceState:
+    case wire::FrameType::kDeviceStateZstd:
       return SE::kDeviceStateSent;
     case wire::FrameType::kDigest:
       return SE::kDigestSent;

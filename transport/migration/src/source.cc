@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <thread>
 #include <vector>
 
@@ -57,9 +55,9 @@ class SourceRun {
     Status s = migrate();
     report_.total_ms = ms_since(start_);
     report_.wire_bytes += wire_control_;
+    if (conn_) report_.link = conn_->link_stats();
     report_.error = s;
-    report_.completed = s.is_ok();
-    report_.verified = s.is_ok();
+    report_.completed = report_.verified = s.is_ok();
     if (config_.codec.mode == pipeline::CodecMode::kAuto) {
       auto e = governor_.estimate();
       report_.auto_compressed_bytes_per_s = e.compressed_bytes_per_s;
@@ -160,6 +158,7 @@ class SourceRun {
       }
       if (d.kind == Decision::kSwitchover) {
         downtime_.predicted_ms = d.expected_downtime_ms;
+        link_rate_ = policy.bulk_rate();
         return switchover(round, std::move(dirty));
       }
       RS_RETURN_IF_ERROR(stream_round(round, dirty));
@@ -177,17 +176,24 @@ class SourceRun {
     test_hold("source-switchover");
     RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
     merge_selection(dirty, more);
-    RS_RETURN_IF_ERROR(stream_round(round, dirty));
+    // The paused guest's device state is final: it is read (and compressed, on a slow link)
+    // while the last pages go, and sent once they are placed.
+    auto state = prepare_device_state(
+        guest_, compress_device_state(peer_capabilities_, config_.codec.mode, link_rate_));
+    Status pages = stream_round(round, dirty);
     downtime_.last_pages_ms = downtime_clock_.lap();
-    RS_RETURN_IF_ERROR(send_device_state());
+    DeviceStateFrame frame = state.get();  // joined before any return
+    RS_RETURN_IF_ERROR(pages);
+    RS_RETURN_IF_ERROR(send_device_state(frame));
     downtime_.device_state_ms = downtime_clock_.lap();
     return Status::ok();
   }
 
-  Status send_device_state() {
-    RS_ASSIGN_OR_RETURN(std::string state, guest_.device_state());
-    return send_control(FrameType::kDeviceState,
-                        {reinterpret_cast<const std::byte*>(state.data()), state.size()});
+  Status send_device_state(const DeviceStateFrame& frame) {
+    if (!frame.status) return frame.status;
+    downtime_.device_state_bytes = frame.raw_bytes;
+    downtime_.device_state_wire_bytes = frame.body.size();
+    return send_control(frame.type, frame.body);
   }
 
   // Post-copy (postcopy_source.h): pause, hand the guest over now, then its pages.
@@ -199,7 +205,7 @@ class SourceRun {
     RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
     const wire::PostcopyStart start{
         rounds, postcopy_pages(guest_.regions(), config_.page_size, dirty, more)};
-    RS_RETURN_IF_ERROR(send_device_state());
+    RS_RETURN_IF_ERROR(send_device_state(prepare_device_state(guest_, false).get()));
     HandOffWindow window(config_.cancel);  // from here a forced exit would lose the guest
     RS_RETURN_IF_ERROR(send_control(FrameType::kPostcopyStart, wire::encode(start)));
     return serve_postcopy({*conn_, session_, guest_.regions(), config_, *digest_, progress_}, start,
@@ -235,6 +241,7 @@ class SourceRun {
     RS_ASSIGN_OR_RETURN(wire::Hello peer, wire::decode_hello(body));
     test_hold("source-setup");
     RS_RETURN_IF_ERROR(check_destination_hello(peer, config_));
+    peer_capabilities_ = peer.capabilities;
     wire::RegionTable table;
     for (uint32_t i = 0; i < guest_.regions().size(); ++i)
       table.regions.push_back({i, guest_.regions()[i].bytes, guest_.regions()[i].name});
@@ -364,7 +371,7 @@ class SourceRun {
     for (uint32_t q = 0; q < n; ++q) {
       report_.pages += stats_[q].counts;
       report_.wire_bytes += stats_[q].wire_bytes.load();
-      if (first.is_ok() && !stats_[q].status.is_ok()) first = stats_[q].status;
+      if (control.is_ok()) keep_first_cause(first, stats_[q].status);
     }
     report_.rounds = round + 1;
     RoundDetail detail;
@@ -564,8 +571,10 @@ class SourceRun {
   SourceSession session_{SourceState::kConnecting};  // whether the guest may be resumed, too
   uint32_t early_ack_ = 0;  // round + 1 of an acknowledgement taken during the round
   Clock::time_point pause_time_;
-  DowntimeClock downtime_clock_;  // from the switch-over's pause
-  DowntimeDetail downtime_;       // its parts so far
+  DowntimeClock downtime_clock_;    // from the switch-over's pause
+  uint64_t peer_capabilities_ = 0;  // the destination's HELLO
+  double link_rate_ = 0;            // the rounds' bulk rate when the switch-over began
+  DowntimeDetail downtime_;         // its parts so far
   uint64_t cache_per_queue_ = 0;
   bool placing_ = false;  // raw pages travel as one-sided writes (rdma)
   bool keys_logged_ = false;

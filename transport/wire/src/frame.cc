@@ -52,6 +52,8 @@ const char* frame_type_name(FrameType t) {
       return "postcopy_running";
     case FrameType::kPostcopyPlaced:
       return "postcopy_placed";
+    case FrameType::kDeviceStateZstd:
+      return "device_state_zstd";
   }
   return "unknown";
 }
@@ -247,6 +249,28 @@ Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const Reg
       r.reject("address", "range wraps around");
     m.ranges.push_back(k);
   }
+  RS_RETURN_IF_ERROR(r.finish());
+  return m;
+}
+
+// ---- device state, compressed ------------------------------------------------------------
+
+std::vector<std::byte> encode(const DeviceStateZstd& m) {
+  BodyWriter w;
+  w.write(m.raw_bytes);
+  auto out = w.take();
+  out.insert(out.end(), m.zstd.begin(), m.zstd.end());
+  return out;
+}
+
+Result<DeviceStateZstd> decode_device_state_zstd(std::span<const std::byte> body) {
+  BodyReader r(body, "device_state_zstd");
+  DeviceStateZstd m;
+  m.raw_bytes = r.read<uint64_t>("raw_bytes");
+  if (r.ok() && (m.raw_bytes == 0 || m.raw_bytes > kMaxFrameBody))
+    r.reject("raw_bytes", fmt::format("{} is outside 1..{}", m.raw_bytes, kMaxFrameBody));
+  if (r.ok() && r.remaining() == 0) r.reject("zstd", "no compressed bytes");
+  if (r.ok()) m.zstd = r.read_rest();
   RS_RETURN_IF_ERROR(r.finish());
   return m;
 }

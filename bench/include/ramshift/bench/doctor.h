@@ -38,6 +38,8 @@ struct DoctorOptions {
   uint16_t peer_port = 0;
   // --tls-dir / --tls-psk / --tls-authz as settings ("tls-dir", ...); empty: no TLS checks.
   transport::BackendSettings tls;
+  // Backend settings the backends' own host checks read (dpdk: --dpdk-eal names the devices).
+  transport::BackendSettings backend;
 };
 
 std::vector<Check> run_doctor(const DoctorOptions& options);

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -71,6 +72,9 @@ struct BenchResult {
   double latency_p50_ms = 0;
   double latency_p99_ms = 0;
   bool placed = false;  // raw pages went by one-sided writes
+  // The backend's own counters (LinkStats), where it keeps them (dpdk): frames the client
+  // sent again, and frames either side threw away.
+  std::optional<uint64_t> retransmitted_frames, dropped_frames;
   uint64_t pages_zero = 0, pages_xbzrle = 0, pages_zstd = 0, pages_raw = 0, pages_placed = 0;
 };
 

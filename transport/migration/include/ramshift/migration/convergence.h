@@ -81,6 +81,8 @@ class ConvergencePolicy {
   explicit ConvergencePolicy(const ConvergenceConfig& config) : config_(config) {}
   Decision after_round(const RoundMeasurement& m);
   int throttle_pct() const { return throttle_; }
+  // Raw bytes/s of the last round that moved at least 1 MB (0 before one did).
+  double bulk_rate() const { return bulk_rate_; }
 
  private:
   // The slower of this round's and the previous round's rate, each as if its pages went raw.

@@ -8,6 +8,7 @@
 
 #include "ramshift/base/status.h"
 #include "ramshift/pipeline/batch_format.h"
+#include "ramshift/transport/transport.h"
 
 namespace ramshift::migration {
 
@@ -39,11 +40,13 @@ struct VerifyReport {
 struct DowntimeDetail {
   double predicted_ms = 0;     // source: the convergence policy's prediction when it switched
   double last_pages_ms = 0;    // pause -> the final round placed there (its ROUND_END back)
-  double device_state_ms = 0;  // DEVICE_STATE read from the guest and sent
+  double device_state_ms = 0;  // its device state, read and encoded beside the last pages: sent
   double verify_ms = 0;        // DIGEST -> COMMIT: both checks, repair rounds included
   double verify_full_ms = 0;   // of verify_ms: hashing the paused memory here (--verify full)
   double handoff_ms = 0;       // HANDOFF -> BYE: one round trip plus the destination's resume
-  double resume_ms = 0;        // destination: HANDOFF received -> the guest runs, BYE sent
+  double resume_ms = 0;        // destination: HANDOFF received -> the guest runs (its BYE follows)
+  uint64_t device_state_bytes = 0;       // source: the device state's size
+  uint64_t device_state_wire_bytes = 0;  // source: its frame body (smaller when compressed)
 };
 
 // How long one guest thread waited for pages in post-copy (destination).
@@ -105,6 +108,7 @@ struct MigrationReport {
   std::optional<VerifyReport> verify;             // once a digest was compared
   std::optional<PostcopyReport> postcopy;         // once post-copy started
   std::optional<DowntimeDetail> downtime_detail;  // a live pre-copy guest that moved
+  transport::LinkStats link;  // what the backend counts (dpdk: retransmits, ...)
   Status error;
 
   double throughput_mbps() const {

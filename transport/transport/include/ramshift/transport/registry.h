@@ -62,6 +62,15 @@ struct Device {
   std::vector<DevicePort> ports;
 };
 
+// One thing a backend needs of this host, as `ramshift doctor` prints it, with the fix.
+struct HostCheck {
+  enum class Level { kOk, kWarn, kFail, kSkip };
+  std::string id;  // stable, for scripts: "dpdk.hugepages", ...
+  Level level = Level::kOk;
+  std::string detail;  // what was found
+  std::string fix;     // what to do (empty when nothing)
+};
+
 using ListenFactory =
     std::function<Result<std::unique_ptr<Listener>>(const Uri&, const TransportOptions&)>;
 using ConnectFactory = std::function<Result<std::unique_ptr<Connection>>(
@@ -85,6 +94,9 @@ struct Backend {
   // The address a listener of this backend should use on this host (rdma: the RDMA
   // device's IPv4 address); kNotFound without one. Unset: no such notion.
   std::function<Result<std::string>()> device_address;
+  // What the backend needs of this host (doctor), read with the command's settings (dpdk:
+  // its EAL arguments name the devices). Unset: nothing beyond the core's own checks.
+  std::function<std::vector<HostCheck>(const BackendSettings&)> host_checks;
 
   bool available() const { return absent_reason.empty(); }
 };

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -67,6 +68,16 @@ struct RemoteWrite {
   uint32_t rkey = 0;
 };
 
+// What a backend counts about its own link, for reports (`--json`) and `bench`. A field
+// stays empty where the backend does not count it (tcp leaves loss recovery to the kernel).
+struct LinkStats {
+  std::optional<uint64_t> retransmitted_frames;  // frames this side sent again (lost or late)
+  // Frames this side received and threw away (duplicates, outside the window, malformed,
+  // no buffer) or could not put on the wire.
+  std::optional<uint64_t> dropped_frames;
+  std::optional<double> pacing_rate;  // bytes/s the sender's congestion control allows now
+};
+
 class Connection {
  public:
   virtual ~Connection() = default;
@@ -83,6 +94,8 @@ class Connection {
   // Whether `bytes` more can be registered (rdma: the memlock limit), checked before memory
   // is registered piece by piece, so a guest too large fails at once and says how to fix it.
   virtual Status can_register(uint64_t /*bytes*/) const { return Status::ok(); }
+  // The backend's own link counters so far (valid after close() too).
+  virtual LinkStats link_stats() const { return {}; }
 
   // Posts one-sided writes on `queue` (capabilities().zero_copy_write only; elsewhere
   // kInvalidArgument). They are ordered before every later post_send on the same queue: once

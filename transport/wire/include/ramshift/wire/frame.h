@@ -50,8 +50,9 @@ enum class FrameType : uint8_t {
   kPostcopyPages = 17,  // source -> destination: a run of pages (queue 0: requested; data: pushed)
   kPostcopyRunning = 18,  // destination -> source: the guest runs here (downtime ends)
   kPostcopyPlaced = 19,   // destination -> source: every page the start named is placed
+  kDeviceStateZstd = 20,  // source -> destination: DEVICE_STATE compressed (kCapDeviceStateZstd)
 };
-inline constexpr FrameType kLastFrameType = FrameType::kPostcopyPlaced;
+inline constexpr FrameType kLastFrameType = FrameType::kDeviceStateZstd;
 const char* frame_type_name(FrameType t);
 
 struct FrameView {
@@ -84,8 +85,12 @@ inline constexpr uint64_t kCapVerifyFull = 1 << 3;
 // may POSTCOPY_* and PAGE_REQUEST frames travel. A destination without it refuses the HELLO
 // (an unknown bit), so an old peer fails at once and says which bit, never half-way through.
 inline constexpr uint64_t kCapPostcopy = 1 << 4;
+// The destination takes DEVICE_STATE_ZSTD: it sets the bit in its HELLO whatever the source
+// asked; a source sends the compressed form only to a destination that set it, so an older
+// destination keeps getting DEVICE_STATE. A source never sets it.
+inline constexpr uint64_t kCapDeviceStateZstd = 1 << 5;
 // Every bit this build knows; a peer asking for any other is refused (it needs a newer peer).
-inline constexpr uint64_t kCapKnown = kCapAll | kCapVerifyFull | kCapPostcopy;
+inline constexpr uint64_t kCapKnown = kCapAll | kCapVerifyFull | kCapPostcopy | kCapDeviceStateZstd;
 
 struct Hello {
   uint16_t version_min = kProtocolVersion;
@@ -129,6 +134,12 @@ struct RoundEnd {
   uint32_t round = 0;
   uint32_t queue = 0;    // data queue index, 0-based
   uint64_t batches = 0;  // page batches this queue sent in the round
+};
+
+// DEVICE_STATE_ZSTD: `raw_bytes` of device state as one zstd frame.
+struct DeviceStateZstd {
+  uint64_t raw_bytes = 0;           // 1..kMaxFrameBody, what DEVICE_STATE would carry
+  std::span<const std::byte> zstd;  // the compressed bytes (a view into the body)
 };
 
 struct Switchover {
@@ -207,6 +218,10 @@ std::vector<std::byte> encode(const Hello& m);
 std::vector<std::byte> encode(const RegionTable& m);
 std::vector<std::byte> encode(const MemoryKeys& m);
 std::vector<std::byte> encode(const RoundEnd& m);
+std::vector<std::byte> encode(const DeviceStateZstd& m);
+// The header checked (raw_bytes within 1..kMaxFrameBody, some compressed bytes); the
+// decompression that must give exactly raw_bytes is the receiver's (pipeline/zstd_context.h).
+Result<DeviceStateZstd> decode_device_state_zstd(std::span<const std::byte> body);
 std::vector<std::byte> encode(const Switchover& m);
 std::vector<std::byte> encode(const Digest& m);
 std::vector<std::byte> encode(const ErrorMessage& m);

@@ -1,0 +1,79 @@
+// The switch-over's device state: compressed where it pays, refused when damaged, and
+// the frame body checks of DEVICE_STATE_ZSTD.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "migration/src/destination_control.h"
+#include "migration/src/switchover.h"
+#include "ramshift/wire/frame.h"
+
+namespace ramshift::migration {
+namespace {
+
+// A synthetic guest's device state: its spec, a NUL, a u32 generation per page (1 MiB for
+// 1 GiB), most pages written once or twice.
+std::string generation_table() {
+  std::string s = "size=1073741824,dirty-rate=20971520,pattern=mixed";
+  s.push_back('\0');
+  for (uint32_t p = 0; p < 262144; ++p) {
+    const uint32_t g = 1 + (p * 2654435761u >> 29 == 0);
+    s.append(reinterpret_cast<const char*>(&g), 4);
+  }
+  return s;
+}
+
+TEST(DeviceState, GoesCompressedOnASlowLinkAndArrivesWhole) {
+  const std::string state = generation_table();
+  const auto f = encode_device_state(state, true);
+  ASSERT_TRUE(f.status.is_ok());
+  EXPECT_EQ(f.type, wire::FrameType::kDeviceStateZstd);
+  EXPECT_EQ(f.raw_bytes, state.size());
+  EXPECT_LT(f.body.size() * 10, state.size()) << "a generation table shrinks at least 10x";
+  auto back = inflate_device_state(f.body);
+  ASSERT_TRUE(back.is_ok()) << back.status().message();
+  EXPECT_EQ(*back, state);
+  // Uncompressed when not asked, and when it would not shrink.
+  EXPECT_EQ(encode_device_state(state, false).type, wire::FrameType::kDeviceState);
+  EXPECT_EQ(encode_device_state(state, false).body.size(), state.size());
+  EXPECT_EQ(encode_device_state("small", true).type, wire::FrameType::kDeviceState);
+}
+
+TEST(DeviceState, CompressedOnlyWhenTheDestinationTakesItAndTheLinkIsSlow) {
+  const uint64_t caps = wire::kCapAll | wire::kCapDeviceStateZstd;
+  EXPECT_TRUE(compress_device_state(caps, pipeline::CodecMode::kAuto, 119e6));   // 1 Gbit/s
+  EXPECT_FALSE(compress_device_state(caps, pipeline::CodecMode::kAuto, 1.2e9));  // 10 Gbit/s
+  EXPECT_FALSE(compress_device_state(caps, pipeline::CodecMode::kAuto, 0));      // unknown
+  EXPECT_FALSE(compress_device_state(wire::kCapAll, pipeline::CodecMode::kAuto, 119e6));
+  EXPECT_FALSE(compress_device_state(caps, pipeline::CodecMode::kNone, 119e6));
+}
+
+TEST(DeviceState, ADamagedCompressedStateIsRefusedNotCrashedOn) {
+  const std::string state = generation_table();
+  auto f = encode_device_state(state, true);
+  ASSERT_EQ(f.type, wire::FrameType::kDeviceStateZstd);
+  auto flipped = f.body;
+  flipped[flipped.size() / 2] ^= std::byte{0x5a};
+  EXPECT_FALSE(inflate_device_state(flipped).is_ok());
+  auto cut = f.body;
+  cut.resize(cut.size() / 2);
+  EXPECT_FALSE(inflate_device_state(cut).is_ok());
+  // A header claiming another size than the frame holds.
+  auto wrong = f.body;
+  wrong[0] = std::byte{static_cast<unsigned char>(static_cast<unsigned char>(wrong[0]) + 1)};
+  EXPECT_FALSE(inflate_device_state(wrong).is_ok());
+  // Sizes out of range, and no compressed bytes.
+  std::vector<std::byte> zero(8, std::byte{0});
+  zero.push_back(std::byte{1});
+  EXPECT_EQ(wire::decode_device_state_zstd(zero).status().code(), ErrorCode::kProtocol);
+  std::vector<std::byte> huge(8, std::byte{0xff});
+  huge.push_back(std::byte{1});
+  EXPECT_EQ(wire::decode_device_state_zstd(huge).status().code(), ErrorCode::kProtocol);
+  std::vector<std::byte> header_only(8, std::byte{0});
+  header_only[0] = std::byte{16};
+  EXPECT_EQ(wire::decode_device_state_zstd(header_only).status().code(), ErrorCode::kProtocol);
+  EXPECT_FALSE(wire::decode_device_state_zstd({}).is_ok());
+}
+
+}  // namespace
+}  // namespace ramshift::migration
