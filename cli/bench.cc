@@ -8,6 +8,7 @@
 #include "bench_options.h"
 #include "commands.h"
 #include "profile.h"
+#include "ramshift/base/cpu_affinity.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/units.h"
 #include "ramshift/bench/throughput.h"
@@ -84,6 +85,10 @@ int run_sweep(const bench::BenchSettings& settings, const std::vector<bench::Ben
 Result<std::vector<bench::BenchPoint>> BenchSweep::points(
     const transport::BackendSettings& backend_settings, uint32_t page_size) const {
   std::vector<bench::BenchPoint> out;
+  std::vector<uint32_t> cpu_list;
+  if (!cpus.empty()) {
+    RS_ASSIGN_OR_RETURN(cpu_list, parse_cpu_list(cpus, "cpus"));
+  }
   for (const auto& codec_name : codecs) {
     RS_ASSIGN_OR_RETURN(auto codec, pipeline::parse_codec(codec_name));
     for (const auto& size_text : message_sizes) {
@@ -96,7 +101,8 @@ Result<std::vector<bench::BenchPoint>> BenchSweep::points(
         if (q < 1 || q > 64)
           return Status(ErrorCode::kInvalidArgument,
                         fmt::format("--queues {} is outside 1..64", q));
-        out.push_back({q, static_cast<uint32_t>(size), codec, zstd_level, backend_settings});
+        out.push_back(
+            {q, static_cast<uint32_t>(size), codec, zstd_level, backend_settings, cpu_list});
       }
     }
   }
@@ -119,6 +125,7 @@ void BenchSweep::add_to(CLI::App* cmd) {
   cmd->add_option("--zstd-level", zstd_level, "zstd level (negative = faster)")
       ->capture_default_str()
       ->check(CLI::Range(-7, 19));
+  add_cpus_option(cmd, cpus);
 }
 
 Status BenchCommon::resolve(bench::BenchSettings& s) const {

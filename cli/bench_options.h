@@ -29,6 +29,7 @@ struct BenchSweep {
   std::vector<std::string> message_sizes{"256K"};
   std::vector<std::string> codecs{"auto"};  // what `send` uses unless told
   int zstd_level = 1;
+  std::string cpus;  // --cpus LIST: the client's queue threads, as send's
   void add_to(CLI::App* cmd);
   // Every combination, codec-major then message size then queues.
   Result<std::vector<bench::BenchPoint>> points(const transport::BackendSettings& backend_settings,

@@ -37,6 +37,11 @@ Status apply_profile(CLI::App* cmd) {
       log::info("profile: `{}` has no --{}; skipped", cmd->get_name(), key);
       continue;
     }
+    // tune measured the queue threads' CPUs on the sending host: another host's numbering.
+    if (key == "cpus" && cmd->get_name() == "receive") {
+      log::info("profile: --cpus is the sending host's; `receive` skips it");
+      continue;
+    }
     if (o->count() > 0) {
       log::info("profile: --{} given on the command line wins", key);
       continue;

@@ -2,7 +2,8 @@
 // command-line option names (without "--") to values, e.g. {"queues": 4, "codec": "zstd",
 // "rdma-sq-depth": 256}. `--profile FILE` on send, receive, bench and qemu-bridge applies
 // the options that command has; options given on the command line win, and options the
-// command does not have are skipped (a profile serves every command).
+// command does not have are skipped (a profile serves every command). "cpus" (the queue
+// threads' CPUs tune chose) belongs to the sending host: `receive` skips it.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -28,8 +28,11 @@ Runner add_tune(CLI::App& app) {
   o->common.seconds = 1;
   auto* cmd =
       app.add_subcommand("tune",
-                         "find the best queues, batch size, codec and verbs settings against a "
-                         "`ramshift bench --server` peer, and write a profile");
+                         "find the best queues, queue-thread CPUs, batch size, codec and verbs "
+                         "settings against a `ramshift bench --server` peer, and write a profile");
+  cmd->footer(
+      "--rdma-tos and --rdma-gid-index are used as given, never explored: they pick the "
+      "network's QoS class and path (set them as the fabric requires), not speed.");
   o->common.add_to(cmd);
   cmd->get_option("--to")->required();
   cmd->add_option("--budget", o->budget_s, "seconds the whole search may take")
@@ -55,13 +58,16 @@ Runner add_tune(CLI::App& app) {
     t.repeats = o->repeats;
     // The progress line rewrites itself with escapes: only on a terminal.
     const bool show = log::level() <= log::Level::kWarn && ::isatty(STDERR_FILENO);
-    auto outcome = bench::tune(t, [&](const std::string& dim, const bench::BenchPoint& p,
-                                      double used) {
-      if (show)
-        std::fprintf(stderr, "\rtune: %-22s queues=%u batch=%s codec=%s  [budget %3.0f%%]\033[K",
-                     dim.c_str(), p.queues, format_bytes(p.message_bytes).c_str(),
-                     pipeline::codec_name(p.codec), std::min(1.0, used) * 100);
-    });
+    auto outcome =
+        bench::tune(t, [&](const std::string& dim, const bench::BenchPoint& p, double used) {
+          if (show)
+            std::fprintf(
+                stderr, "\rtune: %-22s queues=%u cpus=%s batch=%s codec=%s  [budget %3.0f%%]\033[K",
+                dim.c_str(), p.queues,
+                p.cpus.empty() ? "any" : fmt::format("{}", fmt::join(p.cpus, ",")).c_str(),
+                format_bytes(p.message_bytes).c_str(), pipeline::codec_name(p.codec),
+                std::min(1.0, used) * 100);
+        });
     if (show) std::fprintf(stderr, "\r\033[K");
     if (!outcome) return fail_with(outcome.status());
     std::vector<bench::BenchResult> ok;
@@ -76,6 +82,17 @@ Runner add_tune(CLI::App& app) {
                  "by %.0f%%):\n",
                  outcome->trials.size(), ok.size(), outcome->noise * 100);
     std::fputs(bench::results_table(ok).c_str(), out);
+    // Each dimension explored and its runs (repeats included), in the order tried.
+    std::vector<std::pair<std::string, size_t>> dims;
+    for (const auto& trial : outcome->trials) {
+      if (dims.empty() || dims.back().first != trial.dimension)
+        dims.emplace_back(trial.dimension, 0);
+      ++dims.back().second;
+    }
+    std::string tried;
+    for (const auto& [dim, runs] : dims)
+      tried += fmt::format("{}{} ({} runs)", tried.empty() ? "" : ", ", dim, runs);
+    std::fprintf(out, "tried: %s\n", tried.c_str());
     for (const auto& s : outcome->skipped) std::fprintf(out, "not tried: %s\n", s.c_str());
     if (!o->json.empty()) {
       std::vector<bench::BenchResult> all;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "bench_wire.h"
+#include "ramshift/base/cpu_affinity.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/bench/throughput.h"
@@ -221,6 +222,7 @@ class PointRunner {
   }
 
   Status run_queue(uint32_t q, QueueOutcome& out) {
+    pin_queue_thread(p_.cpus, q);  // a fresh thread per run: nothing to undo
     const uint32_t queue = q + 1;
     const uint32_t ps = s_.page_size;
     const uint64_t chunks = s_.working_set_bytes / (uint64_t{batch_pages_} * ps);

@@ -21,6 +21,11 @@ std::string size_label(uint64_t bytes) {
   return std::to_string(bytes);
 }
 
+// The queue threads' CPUs as --cpus takes them, "any" when unpinned.
+std::string cpus_label(const std::vector<uint32_t>& cpus) {
+  return cpus.empty() ? "any" : fmt::format("{}", fmt::join(cpus, ","));
+}
+
 nlohmann::json point_json(const BenchResult& r) {
   nlohmann::json j = {
       {"transport", r.transport},
@@ -28,6 +33,7 @@ nlohmann::json point_json(const BenchResult& r) {
       {"message_bytes", r.point.message_bytes},
       {"codec", pipeline::codec_name(r.point.codec)},
       {"zstd_level", r.point.zstd_level},
+      {"cpus", r.point.cpus},  // [] = unpinned
       {"seconds", r.seconds},
       {"guest_bytes", r.guest_bytes},
       {"wire_bytes", r.wire_bytes},
@@ -93,13 +99,13 @@ std::string results_json(const BenchSettings& s, const std::vector<BenchResult>&
 std::string results_csv(const std::vector<BenchResult>& results) {
   std::string out =
       "transport,queues,message_bytes,codec,gbit_per_s,gbytes_per_s,messages_per_s,"
-      "sender_cpu_s_per_gb,receiver_cpu_s_per_gb,latency_p50_ms,latency_p99_ms\n";
+      "sender_cpu_s_per_gb,receiver_cpu_s_per_gb,latency_p50_ms,latency_p99_ms,cpus\n";
   for (const auto& r : results)
-    out +=
-        fmt::format("{},{},{},{},{:.4f},{:.4f},{:.1f},{:.4f},{:.4f},{:.4f},{:.4f}\n", r.transport,
-                    r.point.queues, r.point.message_bytes, pipeline::codec_name(r.point.codec),
-                    r.gbit_per_s, r.gbytes_per_s, r.messages_per_s, r.sender_cpu_s_per_gb,
-                    r.receiver_cpu_s_per_gb, r.latency_p50_ms, r.latency_p99_ms);
+    out += fmt::format("{},{},{},{},{:.4f},{:.4f},{:.1f},{:.4f},{:.4f},{:.4f},{:.4f},\"{}\"\n",
+                       r.transport, r.point.queues, r.point.message_bytes,
+                       pipeline::codec_name(r.point.codec), r.gbit_per_s, r.gbytes_per_s,
+                       r.messages_per_s, r.sender_cpu_s_per_gb, r.receiver_cpu_s_per_gb,
+                       r.latency_p50_ms, r.latency_p99_ms, cpus_label(r.point.cpus));
   return out;
 }
 
@@ -108,15 +114,15 @@ std::string results_table(const std::vector<BenchResult>& results) {
   auto count = [](const std::optional<uint64_t>& n) {
     return n ? std::to_string(*n) : std::string("-");
   };
-  std::string out =
-      fmt::format("{:<9} {:>6} {:>7} {:<11} {:>8} {:>9} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9}\n",
-                  "transport", "queues", "message", "codec", "Gbit/s", "guest GB/s", "msg/s",
-                  "CPU s/GB tx/rx", "p50 ms", "p99 ms", "retransmit", "dropped");
+  std::string out = fmt::format(
+      "{:<9} {:>6} {:<5} {:>7} {:<11} {:>8} {:>9} {:>9} {:>13} {:>9} {:>9} {:>9} {:>9}\n",
+      "transport", "queues", "cpus", "message", "codec", "Gbit/s", "guest GB/s", "msg/s",
+      "CPU s/GB tx/rx", "p50 ms", "p99 ms", "retransmit", "dropped");
   for (const auto& r : results)
     out += fmt::format(
-        "{:<9} {:>6} {:>7} {:<11} {:>8.2f} {:>9.3f} {:>9.0f} {:>6.2f}/{:<6.2f} {:>9.2f} {:>9.2f} "
-        "{:>9} {:>9}\n",
-        r.transport, r.point.queues, size_label(r.point.message_bytes),
+        "{:<9} {:>6} {:<5} {:>7} {:<11} {:>8.2f} {:>9.3f} {:>9.0f} {:>6.2f}/{:<6.2f} {:>9.2f} "
+        "{:>9.2f} {:>9} {:>9}\n",
+        r.transport, r.point.queues, cpus_label(r.point.cpus), size_label(r.point.message_bytes),
         pipeline::codec_name(r.point.codec), r.gbit_per_s, r.gbytes_per_s, r.messages_per_s,
         r.sender_cpu_s_per_gb, r.receiver_cpu_s_per_gb, r.latency_p50_ms, r.latency_p99_ms,
         count(r.retransmitted_frames), count(r.dropped_frames));

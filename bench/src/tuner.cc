@@ -2,11 +2,10 @@
 
 #include <fmt/format.h>
 
-#include <sched.h>
-
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "ramshift/base/cpu_affinity.h"
 #include "ramshift/base/log.h"
 
 namespace ramshift::bench {
@@ -40,12 +39,22 @@ class Search {
     // The first trial is the defaults: it proves the peer answers and sets the bar.
     RS_RETURN_IF_ERROR(first());
     std::vector<uint32_t> queues, too_many;
-    const uint32_t cpus = usable_cpus();
+    const std::vector<uint32_t> usable = usable_cpus();
+    const auto cpus = static_cast<uint32_t>(usable.size());
     for (uint32_t q : o_.queues) (q <= cpus ? queues : too_many).push_back(q);
     if (!too_many.empty())
       out_.skipped.push_back(fmt::format("queues {}: more than the {} CPUs this host gives us",
                                          fmt::join(too_many, ","), cpus));
     sweep("queues", queues, [](BenchPoint& p, uint32_t v) { p.queues = v; });
+    // Where the queue threads run, for the queue count just chosen: where the scheduler puts
+    // them, one CPU each (spread), or all on one (packed: leaves the other cores to the
+    // guest). Queue counts above the CPUs are not tried, so a spread always fits.
+    if (cpus > 1) {
+      sweep("queue placement", std::vector<Placement>{kUnpinned, kSpread, kPacked},
+            [&usable](BenchPoint& p, Placement v) { p.cpus = place(usable, p.queues, v); });
+    } else {
+      out_.skipped.push_back("queue placement: this host gives us one CPU");
+    }
     sweep("batch size", o_.message_bytes, [](BenchPoint& p, uint32_t v) { p.message_bytes = v; });
     sweep("codec", o_.codecs, [](BenchPoint& p, pipeline::CodecMode v) { p.codec = v; });
     if (pipeline::codec_may_compress(best_point_.codec))
@@ -89,10 +98,23 @@ class Search {
     return false;
   }
 
-  static uint32_t usable_cpus() {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  static std::vector<uint32_t> usable_cpus() {
+    auto list = parse_cpu_list(allowed_cpu_list(), "cpus");
+    return list && !list->empty() ? std::move(list).value() : std::vector<uint32_t>{0};
+  }
+
+  enum Placement { kUnpinned, kSpread, kPacked };
+  static std::vector<uint32_t> place(const std::vector<uint32_t>& usable, uint32_t queues,
+                                     Placement how) {
+    switch (how) {
+      case kUnpinned:
+        return {};
+      case kSpread:
+        return {usable.begin(), usable.begin() + std::min<size_t>(queues, usable.size())};
+      case kPacked:
+        return {usable.front()};
+    }
+    return {};
   }
 
   Result<BenchResult> trial(const std::string& dimension, const BenchPoint& p) {
@@ -142,10 +164,14 @@ class Search {
   template <typename T, typename Apply>
   void sweep(const std::string& dimension, const std::vector<T>& values, Apply apply) {
     const BenchPoint base = best_point_;
+    std::vector<BenchPoint> tried{base};  // the current best is measured already
     for (const T& v : values) {
       BenchPoint p = base;
       apply(p, v);
-      if (same(p, base)) continue;  // measured already (it is the current best)
+      // Two values can make one configuration (one queue spread or packed): measure it once.
+      if (std::any_of(tried.begin(), tried.end(), [&](const auto& t) { return same(p, t); }))
+        continue;
+      tried.push_back(p);
       if (!budget_left()) {
         out_.skipped.push_back(dimension + " (and later): the time budget ran out");
         return;
@@ -164,7 +190,8 @@ class Search {
 
   static bool same(const BenchPoint& a, const BenchPoint& b) {
     return a.queues == b.queues && a.message_bytes == b.message_bytes && a.codec == b.codec &&
-           a.zstd_level == b.zstd_level && a.backend_settings == b.backend_settings;
+           a.zstd_level == b.zstd_level && a.backend_settings == b.backend_settings &&
+           a.cpus == b.cpus;
   }
 
   const TuneOptions& o_;
@@ -191,6 +218,8 @@ std::string profile_json(const TuneOptions& options, const TuneOutcome& outcome)
       {"codec", pipeline::codec_name(p.codec)},
       {"zstd-level", p.zstd_level},
   };
+  // As send's --cpus takes it; measured on the sending host, so `receive` skips it.
+  if (!p.cpus.empty()) opts["cpus"] = fmt::format("{}", fmt::join(p.cpus, ","));
   if (outcome.best.transport == "rdma") {
     opts["rdma-sq-depth"] = setting(p, "rdma-sq-depth", 128);
     opts["rdma-signal-every"] = setting(p, "rdma-signal-every", 16);

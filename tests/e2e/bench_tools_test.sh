@@ -45,6 +45,28 @@ for row, r in zip(rows, res):
 PY
 grep -q "<svg" "$WORK/b.svg" && grep -q "Gbit/s" "$WORK/b.svg" && pass "--plot drew an SVG chart" || fail "--plot"
 
+# 1b. --cpus pins the client's queue threads (rs-queue-N) as send's does: the kernel's
+# Cpus_allowed_list of each, read while the run is under way; the JSON records the list.
+FIRST=$(python3 -c 'import os; print(min(os.sched_getaffinity(0)))')
+LAST=$(python3 -c 'import os; print(max(os.sched_getaffinity(0)))')
+NCPUS=$(python3 -c 'import os; print(len(os.sched_getaffinity(0)))')
+"$RAMSHIFT" bench --to "$BS_URI" --queues 2 --cpus "$LAST,$FIRST" --seconds 1.5 --working-set 4M \
+  --json "$WORK/pin.json" >"$WORK/pin.out" 2>"$WORK/pin.err" &
+BC=$!; PIDS+=("$BC")
+seen=""
+for _ in $(seq 100); do
+  seen=$(for t in /proc/"$BC"/task/*; do
+    [[ "$(cat "$t/comm" 2>/dev/null)" == rs-queue-* ]] || continue
+    echo "$(sed 's/rs-queue-//' "$t/comm"):$(awk '/^Cpus_allowed_list/ {print $2}' "$t/status")"
+  done | sort -u | tr '\n' ' ')
+  [[ "$seen" == *"1:"* ]] && break
+  sleep 0.05
+done
+[ "$seen" = "0:$FIRST 1:$LAST " ] && pass "bench --cpus pins its queue threads: $seen" || fail "bench queue threads: '$seen', wanted '0:$FIRST 1:$LAST '"
+wait "$BC"; rc=$?
+python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; assert len(r)==1 and r[0]['cpus']==sorted({$FIRST,$LAST}), r" "$WORK/pin.json" \
+  && [ "$rc" = 0 ] && pass "the pinned bench run completes and reports its CPUs" || { fail "pinned bench exit $rc"; cat "$WORK/pin.err"; }
+
 # 2. Garbage and a half-open connection do not take the server down.
 python3 - "${BS_URI#tcp://}" <<'PY'
 import os, socket, sys
@@ -70,10 +92,20 @@ expect_stderr "refused.*bench --server" "says the server is not there and how to
 expect_exit 0 "tune with a 10 s budget" -- \
   "$RAMSHIFT" tune --to "$BS_URI" --budget 10 --seconds 0.3 --working-set 8M \
     --profile-out "$WORK/p.json" --json "$WORK/t.json"
-grep -q "trials; the best" "$WORK/out" && pass "tune lists its best configurations" || { fail "tune output"; cat "$WORK/out"; }
-python3 - "$WORK/p.json" "$WORK/t.json" <<'PY' && pass "profile holds the best trial's settings" || fail "profile"
-import json, sys
+grep -q "trials; the best" "$WORK/out" && grep -q "^transport.*queues cpus" "$WORK/out" \
+  && pass "tune lists its best configurations with their CPUs" || { fail "tune output"; cat "$WORK/out"; }
+# Queue placement is a dimension wherever the host gives more than one CPU.
+if [ "$NCPUS" -gt 1 ]; then
+  grep -q "^tried: defaults.*queue placement ([0-9]* runs)" "$WORK/out" \
+    && pass "tune explored queue placement" || { fail "no placement dimension"; cat "$WORK/out"; }
+else
+  grep -q "not tried: queue placement: this host gives us one CPU" "$WORK/out" \
+    && pass "tune says why placement was not explored" || { fail "placement skip"; cat "$WORK/out"; }
+fi
+python3 - "$WORK/p.json" "$WORK/t.json" "$NCPUS" <<'PY' && pass "profile holds the best trial's settings" || fail "profile"
+import json, os, sys
 p, t = (json.load(open(f)) for f in sys.argv[1:3])
+ncpus = int(sys.argv[3])
 assert p["ramshift_profile"] == 1 and p["transport"] == "tcp"
 o = p["options"]
 assert len(t["results"]) >= 3, len(t["results"])
@@ -81,18 +113,26 @@ assert len(t["results"]) >= 3, len(t["results"])
 # it names, and its noise the spread of those runs.
 runs = {}
 for r in t["results"]:
-    runs.setdefault((r["queues"], r["message_bytes"], r["codec"], r["zstd_level"]), []).append(r["gbytes_per_s"])
+    runs.setdefault((r["queues"], r["message_bytes"], r["codec"], r["zstd_level"], tuple(r["cpus"])), []).append(r["gbytes_per_s"])
 assert p["measured"]["repeats"] == 3 and max(len(v) for v in runs.values()) == 3, runs
-chosen = [sorted(v) for k, v in runs.items() if (k[0], k[2]) == (o["queues"], o["codec"])]
+cpus = tuple(int(c) for c in o["cpus"].split(",")) if "cpus" in o else ()
+chosen = [sorted(v) for k, v in runs.items() if (k[0], k[2], k[4]) == (o["queues"], o["codec"], cpus)]
 assert any(abs(v[len(v) // 2] - p["measured"]["gbytes_per_s"]) < 1e-9 and
            abs((v[-1] - v[0]) / v[len(v) // 2] - p["measured"]["noise"]) < 1e-9 for v in chosen), (o, p, runs)
 # More queues than this host's CPUs are not tried.
 import os
 assert all(k[0] <= len(os.sched_getaffinity(0)) for k in runs), runs
+# Placements tried for the chosen queue count: unpinned, one allowed CPU per queue, all on one.
+placed = {k[4] for k in runs if k[4]}
+allowed = sorted(os.sched_getaffinity(0))
+assert all(set(c) <= set(allowed) for c in placed), placed
+if ncpus > 1:
+    assert (allowed[0],) in placed, placed  # packed
+    assert any(len(c) == k[0] for k in runs for c in [k[4]] if c), runs  # spread
 PY
 # A profile naming 3 queues and zstd drives `send`; the command line still wins over it.
-cat > "$WORK/p3.json" <<'J'
-{"ramshift_profile": 1, "options": {"queues": 3, "codec": "zstd", "rdma-sq-depth": 64, "batch-size": "1M"}}
+cat > "$WORK/p3.json" <<J
+{"ramshift_profile": 1, "options": {"queues": 3, "codec": "zstd", "rdma-sq-depth": 64, "batch-size": "1M", "cpus": "$FIRST"}}
 J
 "$RAMSHIFT" make-image "$WORK/src.img" --size 16M --pattern mixed >/dev/null || exit 1
 start_receiver --once --guest-out "$WORK/dst.img" --profile "$WORK/p3.json" || exit 1
@@ -101,6 +141,17 @@ expect_exit 0 "send with --profile (and --codec none on the command line)" -- \
 wait "$RX_PID"
 python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['queues']==3 and r['codec']=='none', r" "$WORK/tx.json" \
   && pass "the profile set 3 queues; --codec none from the command line won" || fail "profile not applied"
+# The profile's cpus reach send's --cpus (a CPU this process lacks is refused there); receive,
+# another host in real use, skips them.
+echo '{"ramshift_profile": 1, "options": {"cpus": "1023"}}' > "$WORK/cpus.json"
+expect_exit 2 "send with a profile naming CPU 1023" -- \
+  "$RAMSHIFT" send --to "$BS_URI" --guest "file:$WORK/src.img" --profile "$WORK/cpus.json"
+expect_stderr "cpus 1023.*not available" "send checked the profile's CPUs"
+# (--expect-size is checked just after --cpus: its error shows receive got past the CPUs.)
+expect_exit 2 "receive with the same profile and a bad --expect-size" -- \
+  "$RAMSHIFT" receive --listen tcp://127.0.0.1:0 --expect-size lots --profile "$WORK/cpus.json"
+! grep -q "1023" "$WORK/err" && grep -q "lots" "$WORK/err" \
+  && pass "receive skipped the sending host's CPUs" || { fail "receive and the profile's cpus"; cat "$WORK/err"; }
 echo '{"ramshift_profile": 1, "options": {"queues": 500}}' > "$WORK/bad.json"
 expect_exit 2 "a profile with an out-of-range value" -- \
   "$RAMSHIFT" send --to "$BS_URI" --guest "file:$WORK/src.img" --profile "$WORK/bad.json"

@@ -42,6 +42,9 @@ struct BenchPoint {  // one configuration
   // Backend settings (TransportOptions::settings), e.g. "rdma-sq-depth"; the backend in use
   // reads its own.
   transport::BackendSettings backend_settings;
+  // Queue q's thread runs on cpus[q % size] (pin_queue_thread, as send's --cpus); empty:
+  // wherever the scheduler puts it.
+  std::vector<uint32_t> cpus;
 };
 
 struct BenchSettings {

@@ -1,10 +1,13 @@
 // `ramshift tune`: searches the settings that matter against a `bench --server` peer within a
 // time budget, one dimension at a time (coordinate descent from the defaults): queues, then
-// message size, then codec and zstd level, then — on rdma — send-queue depth, signaling
-// interval, inline threshold and polling vs events. Each configuration is measured `repeats`
-// times (run_point), scored by the median guest GB/s, the figure a migration's duration
-// follows; a configuration replaces the best only when its median beats the best's by more
-// than the noise seen between the best's own repeats, so one lucky run decides nothing.
+// where the queue threads run (unpinned, one CPU each, all on one; on hosts with more than one
+// usable CPU), then message size, then codec and zstd level, then — on rdma — send-queue
+// depth, signaling interval, inline threshold and polling vs events. Traffic class and GID
+// index are not explored: they choose the network's QoS class and path, not speed. Each
+// configuration is measured `repeats` times (run_point), scored by the median guest GB/s, the
+// figure a migration's duration follows; a configuration replaces the best only when its median
+// beats the best's by more than the noise seen between the best's own repeats, so one lucky run
+// decides nothing.
 #pragma once
 
 #include <chrono>
