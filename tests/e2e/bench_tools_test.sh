@@ -19,7 +19,7 @@ start_bench_server || exit 1
 # 1. A sweep: every configuration measured, the outputs agree, XBZRLE engages on `delta`.
 expect_exit 0 "bench sweep (2 queue counts x 2 sizes x 3 codecs)" -- \
   "$RAMSHIFT" bench --to "$BS_URI" --queues 1,2 --batch-size 64K,1M --codec none,xbzrle,zstd \
-    --pattern delta --seconds 0.5 --working-set 8M --json "$WORK/b.json" --csv "$WORK/b.csv" --plot "$WORK/b.svg"
+    --pattern delta --seconds 1 --working-set 8M --json "$WORK/b.json" --csv "$WORK/b.csv" --plot "$WORK/b.svg"
 python3 - "$WORK/b.json" "$WORK/b.csv" <<'PY' && pass "bench JSON and CSV hold 12 sane results" || fail "bench results"
 import csv, json, sys
 j = json.load(open(sys.argv[1]))
@@ -37,7 +37,10 @@ for r in res:
     pages = r["pages"]
     assert sum(pages.values()) * 4096 == r["guest_bytes"], r
     if r["codec"] == "xbzrle":  # the second generation differs by one byte per page
-        assert pages["xbzrle"] > 0 and r["wire_bytes"] < r["guest_bytes"] / 4, r
+        # The first pass over the working set goes raw (nothing cached yet); each page XBZRLE
+        # took must then cost under a quarter of a page, however few passes a slow host made.
+        taken = pages["xbzrle"] * 4096
+        assert taken > 0 and r["wire_bytes"] < (r["guest_bytes"] - taken) * 1.05 + taken / 4, r
     if r["codec"] == "none":
         assert pages["raw"] * 4096 == r["guest_bytes"] and r["wire_bytes"] >= r["guest_bytes"], r
 for row, r in zip(rows, res):
