@@ -80,30 +80,34 @@ void follow_accepted(int fd) {
   prepare_listener(fd);
 }
 
-ssize_t do_sendmsg(int fd, const msghdr* msg, int flags) {
+// Runs `io` on the channel end `side` picks for fd, under the entry's lock, and forgets the fd
+// once the channel says it is done; an fd that has no such end takes `plain`, the call as made.
+template <typename Side, typename Io, typename Plain>
+ssize_t on_channel(int fd, Side side, Io io, Plain plain) {
   auto e = table().find(fd);
-  if (!e || !e->source) return real().sendmsg(fd, msg, flags);
+  if (!e || !side(*e)) return plain();
   Verdict v = Verdict::kKeep;
   ssize_t n;
   {
     std::lock_guard lock(*e->mu);
-    n = e->source->sendmsg(msg, flags, v);
+    n = io(*side(*e), v);
   }
   if (v == Verdict::kForget) table().take(fd);
   return n;
 }
 
+ssize_t do_sendmsg(int fd, const msghdr* msg, int flags) {
+  return on_channel(
+      fd, [](const Entry& e) { return e.source.get(); },
+      [&](SourceChannel& s, Verdict& v) { return s.sendmsg(msg, flags, v); },
+      [&] { return real().sendmsg(fd, msg, flags); });
+}
+
 ssize_t do_recvmsg(int fd, msghdr* msg, int flags) {
-  auto e = table().find(fd);
-  if (!e || !e->dest) return real().recvmsg(fd, msg, flags);
-  Verdict v = Verdict::kKeep;
-  ssize_t n;
-  {
-    std::lock_guard lock(*e->mu);
-    n = e->dest->recvmsg(msg, flags, v);
-  }
-  if (v == Verdict::kForget) table().take(fd);
-  return n;
+  return on_channel(
+      fd, [](const Entry& e) { return e.dest.get(); },
+      [&](DestChannel& d, Verdict& v) { return d.recvmsg(msg, flags, v); },
+      [&] { return real().recvmsg(fd, msg, flags); });
 }
 
 template <typename F>
