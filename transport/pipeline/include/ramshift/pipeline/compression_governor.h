@@ -3,19 +3,21 @@
 // The opening (senders that record per-batch samples): the first batches alternate between
 // raw and zstd until kOpeningSamples zstd batches have been encoded, then go raw. Each batch
 // is credited to the mode that produced it: its encode time on its queue thread, the pages
-// it had to carry (not zero: both modes skip those) and its bytes on the wire. From those,
-// zstd's rate is predicted as the lesser of what the queue threads can compress (queues x
-// page bytes per encode-second) and what the path takes (the wire bytes per second raw
-// achieves now, times zstd's ratio), scaled by the share of pages to carry in what raw sends
-// now. Raw's rate is measured, every kMinProbe, over the whole sender. Two periods in a row
-// that predict zstd ahead by kCompressMargin switch to zstd as a probe (decided against raw
-// like any probe); otherwise the opening ends raw after kWindow, with zstd's predicted rate
-// as the other mode's, so zstd is probed when raw falls below it or the hold runs out. Why
-// two periods: at a connection's start the socket buffers fill faster than the link drains
-// them, so raw's early rate is too high (which favours raw, never zstd), and a confirming
-// period keeps a receiver that stalled once from passing for a slow link. This replaces the
-// warm-up window and first raw window (0.5 s of raw, 5% of a 1 GiB image at 1 Gbit/s) and,
-// where zstd loses, the first probe of it.
+// it carried (not zero: both modes skip those) and its bytes on the wire. zstd's rate is
+// predicted as the lesser of what the queue threads can compress (queues x page bytes per
+// encode-second) and what the path takes (the wire bytes per second raw achieves now, times
+// zstd's ratio). Raw's rate is measured every kMinProbe over the whole sender. Two periods
+// in a row that predict zstd ahead by kCompressMargin switch to zstd as a probe (decided
+// against raw like any probe); otherwise the opening ends raw after kWindow. Why two: at a
+// connection's start the socket buffers fill faster than the link drains them, so raw's
+// early rate is too high (which favours raw, never zstd), and a confirming period keeps a
+// receiver that stalled once from passing for a slow link. After a clear loss of zstd
+// (kClearRatio) the prediction stands as zstd's rate, so zstd is probed only when raw falls
+// below it or the hold runs out; an unclear prediction is none, and zstd is probed after
+// raw's first window. This replaces the warm-up window and the first raw window (0.5 s of
+// raw, 5% of a 1 GiB image at 1 Gbit/s) and, where zstd loses clearly, its first probe.
+// With samples, every rate is of the pages that travel, per second not spent on zero pages:
+// guest bytes per second swing 2x with the share of zero pages in a region.
 //
 // Without samples (record(guest_bytes)), it starts sending raw: on a fast link a compressing
 // first window is the costliest mistake, on a slow link a raw one costs little. The first
@@ -77,10 +79,9 @@ class CompressionGovernor {
   // either end). Why 5%: a smaller edge is within one window's measuring error, and not
   // worth the CPU that compressing and decompressing take from both hosts.
   static constexpr double kCompressMargin = 1.05;
-  // zstd batches encoded in the opening before it goes raw. Why 16: a batch is 64 pages
-  // (256 KiB) over tcp, and real memory's compressibility changes file by file; 16 batches
-  // (4 MiB) put zstd's measured speed within ~15% of a whole image's, and on loopback cost
-  // ~20 ms of zstd at a quarter of raw's speed.
+  // zstd batches encoded in the opening before it goes raw. Why 16: 4 MiB of content in
+  // 64-page batches (tcp), so no single file decides, yet on loopback, where zstd runs at a
+  // fifth of raw's speed, only that much is compressed before the prediction says raw.
   static constexpr int kOpeningSamples = 16;
   // While the opening's prediction is unclear (zstd within kClearRatio of raw), every
   // kUnclearSampling-th batch is zstd, and older samples weigh half each period: the content
@@ -110,8 +111,10 @@ class CompressionGovernor {
   void record(uint64_t guest_bytes, Clock::time_point now = Clock::now());
 
   struct Estimate {
-    double compressed_bytes_per_s = 0;  // guest bytes/s while compressing (0 = not measured)
-    double raw_bytes_per_s = 0;         // guest bytes/s while sending raw
+    // Bytes/s while compressing (0 = not measured) and while sending raw: of guest memory,
+    // or with per-batch samples of the pages that travel (not zero).
+    double compressed_bytes_per_s = 0;
+    double raw_bytes_per_s = 0;
     uint64_t switches = 0;
   };
   Estimate estimate() const;
