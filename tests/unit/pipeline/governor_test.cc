@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 namespace ramshift::pipeline {
 namespace {
 
@@ -122,6 +124,106 @@ TEST(CompressionGovernor, OneSlowWindowDoesNotStartAProbe) {
   for (int w = 0; w < 40; ++w) run(g, 125e6, w % 10 == 5 ? 180e6 : 375e6, 1);
   run(steady, 125e6, 375e6, 40);
   EXPECT_EQ(g.estimate().switches, steady.estimate().switches);
+}
+
+// A sender of `queues` threads sending 256 KiB batches through socket buffers of `buffer`
+// bytes onto a path that takes `link` bytes/s: a raw batch costs its thread 256 KiB at
+// `raw_speed`, a zstd one at `zstd_speed` and shrinks by `ratio`; the threads encode side by
+// side, and the buffers let the sender run ahead of the link until they are full.
+struct Path {
+  double link, raw_speed, zstd_speed, ratio;
+  double buffer = 8e6;
+  uint32_t queues = 2;
+  // The path takes only `stall_link` bytes/s for its first `stall_s` seconds (a receiver
+  // still registering its memory).
+  double stall_s = 0, stall_link = 0;
+  // The first `first_bytes` of memory shrink only `first_ratio` (a guest's compressed kernel).
+  double first_bytes = 0, first_ratio = 1;
+};
+
+// Runs the sender for `secs` of simulated time from its first batch; returns the guest bytes
+// it moved. `per_batch` false drives the governor with guest bytes only (no opening).
+double simulate(CompressionGovernor& g, const Path& p, double secs, bool per_batch = true) {
+  constexpr double kBatch = 256 * 1024;
+  double now = 0, buffered = 0, moved = 0;
+  const auto start = t;
+  for (uint32_t i = 0; now < secs; ++i) {
+    const bool c = g.should_compress();
+    const double ratio = moved < p.first_bytes ? p.first_ratio : p.ratio;
+    const double encode = kBatch / (c ? p.zstd_speed : p.raw_speed);
+    const double wire = c ? kBatch / ratio : kBatch;
+    const double link = now < p.stall_s ? p.stall_link : p.link;
+    buffered += wire;
+    const double dt = std::max(encode / p.queues, (buffered - p.buffer) / link);
+    buffered = std::max(0.0, buffered - link * dt);
+    now += dt;
+    moved += kBatch;
+    t = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(now));
+    const auto enc =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(encode));
+    if (per_batch)
+      g.record({c, i % p.queues, static_cast<uint64_t>(kBatch), static_cast<uint64_t>(kBatch),
+                static_cast<uint64_t>(wire), enc},
+               t);
+    else
+      g.record(static_cast<uint64_t>(kBatch), t);
+  }
+  return moved;
+}
+
+// 1 Gbit/s, real files: zstd -1 shrinks them 2.6x at 100 MB/s a thread; raw is link-bound.
+const Path kSlowLink{125e6, 2e9, 100e6, 2.6};
+// Loopback: raw moves 1.5 GB/s, zstd still compresses at 100 MB/s a thread.
+const Path kLoopback{1.5e9, 2e9, 100e6, 2.6};
+
+TEST(CompressionGovernor, OnASlowLinkTheOpeningCompressesAtOnce) {
+  // What the first second moves, against always compressing: before the opening, auto sent
+  // its first half second raw (warm-up, a raw window) and then probed zstd.
+  CompressionGovernor always(true, true), opening(true, false), windows(true, false);
+  const double best = simulate(always, kSlowLink, 1.0);
+  EXPECT_GT(simulate(opening, kSlowLink, 1.0), 0.97 * best);
+  EXPECT_LT(simulate(windows, kSlowLink, 1.0, false), 0.9 * best);
+  EXPECT_TRUE(opening.should_compress());
+}
+
+TEST(CompressionGovernor, OnLoopbackTheOpeningStaysRawWithoutAProbe) {
+  // zstd, predicted from its sampled batches, loses by 8x: no window of it follows for
+  // seconds, and the sampling costs less than a probe did.
+  CompressionGovernor never(false, false), opening(true, false), windows(true, false);
+  const double best = simulate(never, kLoopback, 2.0);
+  const double moved = simulate(opening, kLoopback, 2.0);
+  EXPECT_GT(moved, 0.98 * best);
+  EXPECT_EQ(opening.estimate().switches, 0u);
+  EXPECT_LT(simulate(windows, kLoopback, 2.0, false), moved);
+}
+
+TEST(CompressionGovernor, AStallAtTheStartDoesNotStartItCompressingOnLoopback) {
+  // The path takes 100 MB/s for its first 60 ms: one period predicts zstd ahead; the next,
+  // at loopback's speed, does not.
+  Path stalled = kLoopback;
+  stalled.stall_s = 0.06;
+  stalled.stall_link = 100e6;
+  CompressionGovernor never(false, false), opening(true, false);
+  EXPECT_GT(simulate(opening, stalled, 2.0), 0.95 * simulate(never, stalled, 2.0));
+}
+
+TEST(CompressionGovernor, TheOpeningFindsZstdLosingOnIncompressibleMemory) {
+  // Random memory on a slow link: zstd shrinks nothing (ratio 1.0); raw stays.
+  Path random = kSlowLink;
+  random.ratio = 1.0;
+  CompressionGovernor never(false, false), opening(true, false);
+  EXPECT_GT(simulate(opening, random, 2.0), 0.97 * simulate(never, random, 2.0));
+}
+
+TEST(CompressionGovernor, AGuestsCompressedKernelDoesNotDecideTheOpening) {
+  // The first 8 MiB (the opening's 16 samples and more) shrink 1.01x, the rest 2.6x: the
+  // opening goes on sampling while its prediction is unclear, and compresses once the
+  // content does.
+  Path guest = kSlowLink;
+  guest.first_bytes = 8 << 20;
+  guest.first_ratio = 1.01;
+  CompressionGovernor always(true, true), opening(true, false);
+  EXPECT_GT(simulate(opening, guest, 1.5), 0.95 * simulate(always, guest, 1.5));
 }
 
 TEST(CompressionGovernor, FixedModesDoNotAdapt) {

@@ -82,6 +82,7 @@ Status stream_queue(const StreamShared& sh, uint32_t q, uint32_t round,
       policy.cache_insert = round > 0;
       policy.zero_copy = sh.immutable;
       RS_ASSIGN_OR_RETURN(policy.place_raw, can_place(sh, r, first, last));
+      const auto encode_start = pipeline::CompressionGovernor::Clock::now();
       encoder.begin(r, round, policy);
       uint64_t handled = 0;
       // Each page's digest entry is refreshed right after the encoder read it (cache-hot).
@@ -99,13 +100,18 @@ Status stream_queue(const StreamShared& sh, uint32_t q, uint32_t round,
         handled = last - first;
       }
       auto batch = encoder.finish();
+      const auto encode_time = pipeline::CompressionGovernor::Clock::now() - encode_start;
+      uint64_t wire = batch.bytes;
+      for (const auto& p : encoder.placements()) wire += p.bytes;
       if (!batch.empty()) {
         RS_RETURN_IF_ERROR(send_batch(sh, sender, r, batch, encoder.placements(), st));
         ++batches;
       }
       st.counts += encoder.counts();
       st.pages_done.fetch_add(handled, std::memory_order_relaxed);
-      sh.governor.record(handled * ps);
+      const pipeline::PageCounts& kinds = encoder.counts();
+      const uint64_t carried = (kinds.raw + kinds.zstd + kinds.placed + kinds.xbzrle) * ps;
+      sh.governor.record({policy.compress, q, handled * ps, carried, wire, encode_time});
     }
   }
   auto end =

@@ -19,19 +19,122 @@ CompressionGovernor::CompressionGovernor(bool enabled, bool always)
 void CompressionGovernor::record(uint64_t guest_bytes, Clock::time_point now) {
   if (!adaptive_) return;
   std::lock_guard lock(mu_);
+  record_locked(guest_bytes, 0, now);
+}
+
+void CompressionGovernor::record(const BatchSample& batch, Clock::time_point now) {
+  if (!adaptive_) return;
+  std::lock_guard lock(mu_);
+  if (opening_ == Opening::kNotBegun && !started_) {
+    opening_ = Opening::kSampling;
+    opening_start_ = now;
+    sample_every_.store(2, std::memory_order_relaxed);
+  }
+  if (opening_ == Opening::kSampling || opening_ == Opening::kMeasuring) {
+    open(batch, now);
+    return;
+  }
+  // The pages that travel, per second of the sender's time not spent on zero pages: both
+  // modes skip zero pages alike, and a region full of them says nothing about either.
+  const double zero_s = batch.payload_bytes == 0 ? seconds(batch.encode) / queues_ : 0;
+  record_locked(batch.payload_bytes, zero_s, now);
+}
+
+void CompressionGovernor::Totals::add(const BatchSample& b) {
+  ++batches;
+  guest += static_cast<double>(b.guest_bytes);
+  payload += static_cast<double>(b.payload_bytes);
+  wire += static_cast<double>(b.wire_bytes);
+  encode_s += seconds(b.encode);
+  if (b.payload_bytes == 0) zero_s += seconds(b.encode);
+}
+
+void CompressionGovernor::open(const BatchSample& batch, Clock::time_point now) {
+  queues_ = std::max(queues_, batch.queue + 1);
+  totals_[batch.compressed].add(batch);
+  if (opening_ == Opening::kSampling) {
+    if (totals_[1].batches < kOpeningSamples) return;
+    sample_every_.store(0, std::memory_order_relaxed);
+    opening_ = Opening::kMeasuring;
+    period_start_ = now;
+    return;
+  }
+  // Measuring: raw's rate over the whole sender, period by period (a zstd batch still in
+  // flight from the sampling counts here too; it is one of a few dozen).
+  period_.add(batch);
+  // Rates are of the pages that travel, per second not spent on zero pages (as in windows).
+  const double secs = seconds(now - period_start_) - period_.zero_s / queues_;
+  if (secs < seconds(kMinProbe)) return;
+  const double raw_rate = period_.payload / secs;
+  const double path_rate = period_.wire / secs;  // wire bytes/s
+  // zstd's speed and ratio on such pages, from its samples.
+  Totals& z = totals_[1];
+  const double cpu = z.encode_s > 0 ? queues_ * z.payload / z.encode_s : 0;
+  const double ratio = z.wire > 0 ? z.payload / z.wire : 1;
+  const double zstd_rate = std::min(cpu, path_rate * ratio);
+  votes_ = zstd_rate > kCompressMargin * raw_rate ? votes_ + 1 : 0;
+  const bool clear_loss = zstd_rate * kClearRatio < raw_rate;
+  log::debug(
+      "codec auto: opening: raw {:.1f} MB/s ({:.1f} MB/s on the wire); zstd predicted {:.1f} "
+      "MB/s ({} queues compress {:.1f} MB/s of pages, ratio {:.2f})",
+      raw_rate / 1e6, path_rate / 1e6, zstd_rate / 1e6, queues_, cpu / 1e6, ratio);
+  period_start_ = now;
+  period_ = {};
+  z = {z.batches / 2, z.guest / 2, z.payload / 2, z.wire / 2, z.encode_s / 2, z.zero_s / 2};
+  sample_every_.store(clear_loss ? 0 : kUnclearSampling, std::memory_order_relaxed);
+  if (votes_ >= 2)
+    end_opening(true, raw_rate, zstd_rate, now);
+  else if (now - opening_start_ >= kWindow)
+    end_opening(false, raw_rate, clear_loss ? zstd_rate : 0, now);
+}
+
+void CompressionGovernor::end_opening(bool compress, double raw_rate, double zstd_rate,
+                                      Clock::time_point now) {
+  opening_ = Opening::kDone;
+  sample_every_.store(0, std::memory_order_relaxed);
+  started_ = warmed_up_ = true;
+  window_start_ = mode_start_ = now;
+  window_bytes_ = 0;
+  window_zero_s_ = 0;
+  if (compress) {
+    // A probe like any other: zstd is measured and decided against raw's last rate.
+    rate_[0] = raw_rate;
+    switch_to(true, true);
+    return;
+  }
+  // Raw goes on; its first window is measured afresh. After a clear loss zstd's rate is the
+  // prediction, so it is probed when raw falls below it, or, as after a lost probe of the
+  // length of the shortest one, when the hold runs out. An unclear prediction (zstd_rate 0)
+  // is none: zstd is probed after raw's first window, as without an opening.
+  rate_[1] = zstd_rate;
+  if (zstd_rate == 0) return;
+  const double loss = raw_rate > 0 ? std::max(0.0, 1 - zstd_rate / raw_rate) : 0;
+  const double wait = seconds(kSettle + kMinProbe) * loss / kProbeBudget;
+  hold_windows_ = std::clamp(static_cast<int>(std::ceil(wait / seconds(kWindow))), kHoldWindows,
+                             kMaxHoldWindows);
+}
+
+void CompressionGovernor::record_locked(uint64_t bytes, double zero_s, Clock::time_point now) {
   if (!started_) {
     started_ = true;
     window_start_ = mode_start_ = now;
   }
   // A batch recorded at the settle's end was mostly encoded before it: count only later ones.
-  if (now - window_start_ > kSettle) window_bytes_ += guest_bytes;
+  if (now - window_start_ > kSettle) {
+    window_bytes_ += bytes;
+    window_zero_s_ += zero_s;
+  }
   if (now - window_start_ >= kWindow || probe_is_clear(now)) evaluate(now);
 }
 
+double CompressionGovernor::measured_seconds(Clock::time_point now) const {
+  return seconds(now - window_start_ - kSettle) - window_zero_s_;
+}
+
 bool CompressionGovernor::probe_is_clear(Clock::time_point now) const {
-  if (!probing_ || now - window_start_ < kSettle + kMinProbe) return false;
+  if (!probing_ || measured_seconds(now) < seconds(kMinProbe)) return false;
   const bool mode = compress_.load(std::memory_order_relaxed);
-  const double rate = static_cast<double>(window_bytes_) / seconds(now - window_start_ - kSettle);
+  const double rate = static_cast<double>(window_bytes_) / measured_seconds(now);
   const double other = rate_[!mode];
   return rate > kClearRatio * other || rate * kClearRatio < other;
 }
@@ -40,12 +143,19 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   if (!warmed_up_) {
     warmed_up_ = true;
     window_bytes_ = 0;
+    window_zero_s_ = 0;
     window_start_ = now;
     return;
   }
-  const double secs = seconds(now - window_start_ - kSettle);
+  const double secs = measured_seconds(now);
+  window_zero_s_ = 0;
+  if (secs < seconds(kMinProbe)) {  // mostly zero pages: nothing measured, nothing decided
+    window_bytes_ = 0;
+    window_start_ = now;
+    return;
+  }
   const bool mode = compress_.load(std::memory_order_relaxed);
-  const double measured = secs > 0 ? static_cast<double>(window_bytes_) / secs : 0;
+  const double measured = static_cast<double>(window_bytes_) / secs;
   // A probe's rate is its own; the incumbent's is averaged over its windows (each window
   // weighs half), so one slow window of noise or of a region's content decides nothing.
   const bool fresh = probing_ || rate_[mode] == 0;
