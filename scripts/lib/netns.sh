@@ -20,8 +20,8 @@ netns_link_up() {
 netns_link_down() {
   local ns
   for ns in "$@"; do
-    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
-    ip netns del "$ns" 2>/dev/null
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+    ip netns del "$ns" 2>/dev/null || true
   done
   return 0
 }
