@@ -258,9 +258,8 @@ Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const Reg
 std::vector<std::byte> encode(const DeviceStateZstd& m) {
   BodyWriter w;
   w.write(m.raw_bytes);
-  auto out = w.take();
-  out.insert(out.end(), m.zstd.begin(), m.zstd.end());
-  return out;
+  w.write_bytes(m.zstd);
+  return w.take();
 }
 
 Result<DeviceStateZstd> decode_device_state_zstd(std::span<const std::byte> body) {
