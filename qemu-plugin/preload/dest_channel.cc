@@ -14,6 +14,7 @@
 #include "channel.h"
 #include "ramshift/base/byte_order.h"
 #include "ramshift/base/clock.h"
+#include "socket_address.h"
 
 namespace ramshift::qemu::preload {
 namespace {
@@ -86,16 +87,6 @@ class Hub {
   std::map<uint64_t, std::weak_ptr<DestChannel>> expecting_;
 };
 
-std::string local_ipv4(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 || ss.ss_family != AF_INET)
-    return {};
-  char text[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
-  return text;
-}
-
 // `msg` limited to its first `cap` bytes, in `out` (iovecs in `storage`).
 void cap_message(const msghdr* msg, size_t cap, msghdr& out, std::vector<iovec>& storage) {
   out = *msg;
@@ -154,7 +145,7 @@ void prepare_listener(int fd) {
            std::string_view::npos;
   }();
   if (!incoming) return;
-  std::string ip = local_ipv4(fd);
+  std::string ip = socket_ipv4(fd, SocketEnd::kLocal);
   if (!ip.empty()) std::thread([ip] { (void)Hub::get().listen_on(ip); }).detach();
 }
 
@@ -233,9 +224,11 @@ ssize_t DestChannel::recv_init(msghdr* msg, int flags, Verdict& verdict) {
 
 void DestChannel::offer() {
   state_ = State::kPlain;
-  std::string ip = local_ipv4(fd_);
+  std::string ip = socket_ipv4(fd_, SocketEnd::kLocal);
   if (ip.empty()) {
-    note_fallback(Role::kDestination, "the migration socket is not IPv4");
+    note_fallback(
+        Role::kDestination,
+        "the migration socket's address is IPv6 (RDMA is offered on IPv4 addresses only)");
     return;
   }
   auto port = Hub::get().listen_on(ip);

@@ -9,6 +9,7 @@
 
 #include "channel.h"
 #include "ramshift/base/clock.h"
+#include "socket_address.h"
 
 namespace ramshift::qemu::preload {
 namespace {
@@ -35,16 +36,6 @@ std::vector<std::byte> gather(const msghdr* msg, size_t n) {
     out.insert(out.end(), b, b + take);
   }
   return out;
-}
-
-std::string peer_ipv4(int fd) {
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0 || ss.ss_family != AF_INET)
-    return {};
-  char text[INET_ADDRSTRLEN];
-  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&ss)->sin_addr, text, sizeof text);
-  return text;
 }
 
 }  // namespace
@@ -167,9 +158,10 @@ void SourceChannel::check_offer() {
     state_ = State::kPlain;
     return;
   }
-  std::string ip = peer_ipv4(fd_);
+  std::string ip = socket_ipv4(fd_, SocketEnd::kPeer);
   if (ip.empty()) {
-    note_fallback(Role::kSource, "the destination is not an IPv4 peer");
+    note_fallback(Role::kSource,
+                  "the destination's address is IPv6 (RDMA is offered on IPv4 addresses only)");
     state_ = State::kPlain;
     return;
   }
