@@ -381,7 +381,7 @@ uint32_t DestChannel::lkey_for(std::byte* p, size_t len) {
 
 ssize_t DestChannel::serve_reads(msghdr* msg) {
   std::vector<transport::rdma::PullRead> ops;
-  size_t total = 0;
+  size_t total = 0, pieces = 0;
   for (size_t i = 0; i < msg->msg_iovlen && read_at_ < reads_.size(); ++i) {
     auto* base = static_cast<std::byte*>(msg->msg_iov[i].iov_base);
     size_t len = msg->msg_iov[i].iov_len, off = 0;
@@ -390,7 +390,15 @@ ssize_t DestChannel::serve_reads(msghdr* msg) {
       size_t take = std::min<size_t>(len - off, r.len - read_off_);
       uint32_t lkey = lkey_for(base + off, take);
       if (lkey == 0) return -1;
-      ops.push_back({base + off, lkey, r.addr + read_off_, r.rkey, static_cast<uint32_t>(take)});
+      // QEMU reads a packet's pages into one iovec each; runs of guest pages that sit next to
+      // each other on both sides become one READ (one work request, one completion).
+      transport::rdma::PullRead next{base + off, lkey, r.addr + read_off_, r.rkey,
+                                     static_cast<uint32_t>(take)};
+      if (!ops.empty() && transport::rdma::continues(ops.back(), next))
+        ops.back().len += next.len;
+      else
+        ops.push_back(next);
+      ++pieces;
       off += take;
       read_off_ += take;
       total += take;
@@ -405,7 +413,8 @@ ssize_t DestChannel::serve_reads(msghdr* msg) {
   if (!st) return fail(EIO, st.message());
   delivered_ += total;
   stats_->rdma_bytes += total;
-  stats_->rdma_pages += ops.size();
+  stats_->rdma_pages += pieces;
+  stats_->rdma_reads += ops.size();
   stats_->touch();
   return static_cast<ssize_t>(total);
 }

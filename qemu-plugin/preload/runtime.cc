@@ -150,7 +150,7 @@ void write_stats() {
     j["registration_ms"] = r.registration_ms;
     for (Role role : {Role::kSource, Role::kDestination}) {
       nlohmann::json side;
-      uint64_t pages = 0, rdma = 0, sock = 0, frames = 0, plain = 0;
+      uint64_t pages = 0, reads = 0, rdma = 0, sock = 0, frames = 0, plain = 0;
       int n = 0, on_rdma = 0;
       side["channels"] = nlohmann::json::array();
       for (auto& c : r.channels) {
@@ -160,6 +160,7 @@ void write_stats() {
         side["channels"].push_back({{"index", c->index},
                                     {"rdma", c->rdma.load()},
                                     {"rdma_pages", c->rdma_pages.load()},
+                                    {"rdma_reads", c->rdma_reads.load()},
                                     {"rdma_bytes", c->rdma_bytes.load()},
                                     {"socket_bytes", c->socket_bytes.load()},
                                     {"frames", c->frames.load()},
@@ -167,6 +168,7 @@ void write_stats() {
                                     {"seconds", s},
                                     {"mb_per_s", s > 0 ? total / s / 1e6 : 0.0}});
         pages += c->rdma_pages;
+        reads += c->rdma_reads;
         rdma += c->rdma_bytes;
         sock += c->socket_bytes;
         frames += c->frames;
@@ -181,6 +183,7 @@ void write_stats() {
       side["mode"] = on_rdma > 0 ? "rdma" : "tcp";
       side["fallback_reason"] = why.empty() || on_rdma > 0 ? nlohmann::json() : nlohmann::json(why);
       side["rdma_pages"] = pages;
+      side["rdma_reads"] = reads;
       side["rdma_bytes"] = rdma;
       side["socket_bytes"] = sock;
       side["frames"] = frames;

@@ -53,6 +53,7 @@ struct ChannelStats {
   // Written by the channel's thread, read by whoever writes the stats file.
   std::atomic<bool> rdma{false};
   std::atomic<uint64_t> rdma_pages{0};
+  std::atomic<uint64_t> rdma_reads{0};  // destination: READ work requests those pages took
   std::atomic<uint64_t> rdma_bytes{0};
   std::atomic<uint64_t> socket_bytes{0};
   std::atomic<uint64_t> frames{0};       // packets framed since the switch

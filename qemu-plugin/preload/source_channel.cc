@@ -221,10 +221,11 @@ ssize_t SourceChannel::send_framed(const msghdr* msg, int flags) {
         break;
       }
       auto addr = reinterpret_cast<uint64_t>(p);
-      // Neighbouring pages become one read, up to 4 MiB (a READ's size does not matter to
-      // the device; fewer work requests do).
+      // Neighbouring pages become one read (the destination splits it again only where its
+      // own pages are not neighbours).
       if (!reads.empty() && reads.back().rkey == rkey &&
-          reads.back().addr + reads.back().len == addr && reads.back().len < (4u << 20))
+          reads.back().addr + reads.back().len == addr &&
+          reads.back().len + v.iov_len <= transport::rdma::kMaxMergedRead)
         reads.back().len += static_cast<uint32_t>(v.iov_len);
       else
         reads.push_back({addr, static_cast<uint32_t>(v.iov_len), rkey});

@@ -73,6 +73,17 @@ struct PullRead {
   uint32_t len = 0;
 };
 
+// Neighbouring pages are read as one READ of up to this many bytes: a READ's size does not
+// matter to the device, the number of work requests and completions does.
+constexpr uint32_t kMaxMergedRead = 4u << 20;
+
+// Whether `next` continues `last` on both sides (same keys, adjacent addresses) and the two fit
+// one READ.
+inline bool continues(const PullRead& last, const PullRead& next) {
+  return last.lkey == next.lkey && last.rkey == next.rkey && last.local + last.len == next.local &&
+         last.remote + last.len == next.remote && last.len + uint64_t{next.len} <= kMaxMergedRead;
+}
+
 // Destination side: one connection that pulls.
 class PullTarget {
  public:

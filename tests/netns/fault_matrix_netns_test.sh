@@ -69,7 +69,8 @@ HOLD_SETUP_TX=RAMSHIFT_TEST_HOLD_AT=source-setup:5
 HOLD_SWITCH=RAMSHIFT_TEST_HOLD_AT=source-switchover:4
 HOLD_HANDOFF=RAMSHIFT_TEST_HOLD_AT=source-handoff:4
 LIMIT=$((PEER_TIMEOUT + 5))
-# FAULT_CASES="flap version" runs only those groups (kill-rx kill-tx flap bad-input version disk).
+# FAULT_CASES="flap version" runs only those groups (kill-rx kill-tx flap postcopy bad-input version
+# disk).
 want() { [ -z "${FAULT_CASES:-}" ] || [[ " $FAULT_CASES " == *" $1 "* ]]; }
 
 # ---- the receiver killed (-9) --------------------------------------------------------
@@ -148,6 +149,49 @@ cmp -s "$W/tx.dump" "$W/rx.dump" && pass "link flap: the destination's memory eq
   || fail "link flap: the dumps differ"
 rm -f "$W"/*.dump
 nothing_left "link flap"
+fi
+
+# ---- post-copy: the link flaps, or is cut for good, while the guest runs on the destination --
+if want postcopy; then
+# The guest runs on the destination from the start; its pages come after it. A flap within
+# --peer-timeout (5 s) only pauses the guest's threads that fault (tcp rides it out: its
+# retransmissions carry on when the link returns); a cut longer than the timeout loses the
+# guest (it ran here without all its memory, and the source's paused copy is stale), which
+# both ends must say, with the source keeping its paused copy and running nothing.
+PC=(--mode postcopy --guest synthetic:size=128M,dirty-rate=4M,threads=2,pattern=mixed)
+cut_link() { ip -n "$B" link set "${B:0:11}b" down; sleep "$1"; ip -n "$B" link set "${B:0:11}b" up; }
+PT=5
+start_rx -- --once --resume-seconds 1 || exit 1
+start_tx -- "${PC[@]}"
+unset PT
+wait_log "$W/tx.err" "connected"
+sleep 1
+cut_link 2
+ends_with "post-copy, link down 2 s: sender" "$TX" 0 60
+ends_with "post-copy, link down 2 s: receiver" "$RX" 0 10
+python3 - "$W/tx.json" "$W/rx.json" <<'PY' && pass "post-copy, link down 2 s: every page placed and verified; the guest checked its memory there; faulting threads waited out the outage ($(python3 -c "import json;print(round(max(b['max_ms'] for b in json.load(open('$W/rx.json'))['postcopy']['blocked_ms'])))") ms)" || fail "post-copy, link down 2 s: reports"
+import json, sys
+tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
+assert tx["status"] == rx["status"] == "completed" and tx["verified"] and rx["verified"], (tx["error"], rx["error"])
+assert rx["resumed"]["verified"] is True, rx["resumed"]
+# The outage fell inside post-copy: some fault waited through most of it.
+assert max(b["max_ms"] for b in rx["postcopy"]["blocked_ms"]) >= 1500, rx["postcopy"]["blocked_ms"]
+PY
+nothing_left "post-copy, link down 2 s"
+
+start_rx -- --once --resume-seconds 1 || exit 1
+start_tx -- "${PC[@]}"
+wait_log "$W/tx.err" "connected"
+sleep 1
+cut_link $((PEER_TIMEOUT + 4)) &
+CUT=$!
+ends_with "post-copy, link cut: sender" "$TX" 1 "$LIMIT"
+ends_with "post-copy, link cut: receiver" "$RX" 1 "$LIMIT"
+wait "$CUT"
+says "post-copy, link cut: sender" "$W/tx.err" "guest ran on the destination without all its memory and is lost"
+says "post-copy, link cut: receiver" "$W/rx.err" "post-copy failed, the guest is lost"
+json_has "post-copy, link cut: sender" "$W/tx.json" '"source_guest": "paused \(handed over\)"'
+nothing_left "post-copy, link cut"
 fi
 
 # ---- bad input on the listening ports -------------------------------------------------

@@ -86,6 +86,11 @@ for ch in 2 4; do
   [ "${rd:-0}" -gt $((32 << 20)) ] && [ $((${sk:-1} - ${pl:-0})) -lt $((${fr:-0} * 4096)) ] && [ "${rs:-0}" = "${rd:-1}" ] &&
     pass "page payloads did not cross the sockets ($ch channels)" ||
     { fail "page payloads crossed the sockets ($ch channels)"; show "$W/d$ch.json"; }
+  # Neighbouring guest pages (neighbours on both sides) are read by one READ, not one each.
+  pg=$(jget "$W/d$ch.json" destination rdma_pages); rr=$(jget "$W/d$ch.json" destination rdma_reads)
+  [ "${rr:-0}" -gt 0 ] && [ "${rr:-0}" -lt "${pg:-0}" ] &&
+    pass "${pg} pages by ${rr} READs ($ch channels: neighbouring pages read together)" ||
+    { fail "${pg:-?} pages took ${rr:-?} READs ($ch channels): neighbouring pages not merged"; show "$W/d$ch.json"; }
 done
 
 step "figures: the same migration with the library passing everything through (--transport tcp)"
