@@ -4,6 +4,7 @@
 #include "ramshift/guest/missing_pages.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -72,7 +73,7 @@ TEST(MissingPages, ZeroPagesDroppedPagesAndWritesFault) {
   std::memset(mem.bytes().data(), 0x33, 16 * ps);
   auto mp = MissingPages::register_memory({mem.bytes()});
   if (!mp) GTEST_SKIP() << mp.status().message();
-  ASSERT_TRUE((*mp)->drop(0, 2, 3).is_ok());  // pages 2..4 absent again
+  ASSERT_TRUE((*mp)->drop(std::vector<PageRun>{{0, 2, 3}}).is_ok());  // pages 2..4 absent again
   EXPECT_EQ(mem.bytes()[1 * ps], std::byte{0x33});
   EXPECT_EQ(mem.bytes()[5 * ps], std::byte{0x33});
   std::thread writer([&] { mem.bytes()[3 * ps + 1] = std::byte{0x44}; });
@@ -87,6 +88,32 @@ TEST(MissingPages, ZeroPagesDroppedPagesAndWritesFault) {
   EXPECT_EQ(mem.bytes()[3 * ps], std::byte{0});
   EXPECT_EQ(mem.bytes()[3 * ps + 1], std::byte{0x44});
   EXPECT_EQ((*mp)->place_zero(0, 3).value(), MissingPages::Placed::kPresent);
+}
+
+// More scattered runs than one batched call takes (1024): every named page is absent afterwards
+// (mincore says so without faulting) and every other page kept its bytes.
+TEST(MissingPages, ThousandsOfScatteredRunsAllDropped) {
+  const size_t ps = host_page_size();
+  const uint64_t pages = 3000;
+  auto mem = MappedMemory::anonymous(pages * ps).value();
+  std::memset(mem.bytes().data(), 0x5c, pages * ps);
+  auto mp = MissingPages::register_memory({mem.bytes()});
+  if (!mp) GTEST_SKIP() << mp.status().message();
+  std::vector<PageRun> runs;
+  for (uint64_t p = 1; p < pages; p += 2) runs.push_back({0, p, p % 7 == 0 ? 0u : 1u});
+  ASSERT_TRUE((*mp)->drop(runs).is_ok());
+  std::vector<unsigned char> resident(pages);
+  ASSERT_EQ(mincore(mem.bytes().data(), pages * ps, resident.data()), 0);
+  uint64_t wrong = 0;
+  for (uint64_t p = 0; p < pages; ++p) {
+    const bool dropped = p % 2 == 1 && p % 7 != 0;
+    wrong += dropped == static_cast<bool>(resident[p] & 1);
+  }
+  EXPECT_EQ(wrong, 0u);
+  EXPECT_EQ(mem.bytes()[0], std::byte{0x5c});
+  EXPECT_EQ(mem.bytes()[7 * ps], std::byte{0x5c});  // a run of zero pages drops nothing
+  EXPECT_EQ(mem.bytes()[(pages - 1) * ps - 1], std::byte{0x5c});
+  EXPECT_FALSE((*mp)->drop(std::vector<PageRun>{{0, pages - 1, 2}}).is_ok());  // beyond the guest
 }
 
 // Many threads fault on many pages while a placer serves them in another order: every thread

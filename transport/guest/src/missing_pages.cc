@@ -4,11 +4,15 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 
 #include "ramshift/base/log.h"
@@ -35,6 +39,8 @@ Result<std::unique_ptr<MissingPages>> MissingPages::register_memory(
                           errno);
     m->regions_.push_back(span);
   }
+  // Not there (kernels before 5.3, or a seccomp filter): drop() then uses madvise alone.
+  m->self_pidfd_ = UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, ::getpid(), 0u)));
   return m;
 }
 
@@ -110,12 +116,33 @@ Status MissingPages::wake(uint32_t region, uint64_t page) {
   return Status::ok();
 }
 
-Status MissingPages::drop(uint32_t region, uint64_t first, uint64_t count) {
-  if (region >= regions_.size() || (first + count) * page_size_ > regions_[region].size())
-    return Status(ErrorCode::kInternal, "drop: not pages of the guest");
-  if (::madvise(reinterpret_cast<void*>(address(region, first)), count * page_size_,
-                MADV_DONTNEED) != 0)
-    return errno_status(ErrorCode::kIo, "madvise(MADV_DONTNEED) of guest pages", errno);
+Status MissingPages::drop(std::span<const PageRun> runs) {
+  std::vector<iovec> iov;
+  iov.reserve(runs.size());
+  for (const PageRun& r : runs) {
+    if (r.region >= regions_.size() || (r.first + r.count) * page_size_ > regions_[r.region].size())
+      return Status(ErrorCode::kInternal, "drop: not pages of the guest");
+    if (r.count > 0)
+      iov.push_back({reinterpret_cast<void*>(address(r.region, r.first)), r.count * page_size_});
+  }
+  size_t at = 0;
+  while (batched_drop_ && self_pidfd_.valid() && at < iov.size()) {
+    const size_t n = std::min<size_t>(iov.size() - at, IOV_MAX);
+    size_t want = 0;
+    for (size_t i = at; i < at + n; ++i) want += iov[i].iov_len;
+    const ssize_t done =
+        ::syscall(SYS_process_madvise, self_pidfd_.get(), iov.data() + at, n, MADV_DONTNEED, 0u);
+    if (done < 0 && errno != EINVAL && errno != ENOSYS && errno != EPERM)
+      return errno_status(ErrorCode::kIo, "process_madvise(MADV_DONTNEED) of guest pages", errno);
+    if (done < 0) batched_drop_ = false;  // this kernel takes only some advice there
+    // Refused, or stopped part-way: the loop below does this batch run by run (the pages
+    // are not in use yet, so dropping one twice changes nothing).
+    if (done < 0 || static_cast<size_t>(done) != want) break;
+    at += n;
+  }
+  for (; at < iov.size(); ++at)
+    if (::madvise(iov[at].iov_base, iov[at].iov_len, MADV_DONTNEED) != 0)
+      return errno_status(ErrorCode::kIo, "madvise(MADV_DONTNEED) of guest pages", errno);
   return Status::ok();
 }
 

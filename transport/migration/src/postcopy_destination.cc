@@ -49,6 +49,7 @@ Result<std::unique_ptr<PostcopyPlacer>> PostcopyPlacer::start(
   p->requested_.assign(p->needed_.size(), 0);
   RS_ASSIGN_OR_RETURN(p->pages_, guest::MissingPages::register_memory(regions));
   // The named pages go: their next access faults, and only what the source sends fills them.
+  std::vector<guest::PageRun> runs;
   for (uint32_t r = 0; r < table.regions.size(); ++r) {
     const uint64_t n = wire::region_pages(table.regions[r].bytes, page_size);
     for (uint64_t i = 0; i < n;) {
@@ -58,10 +59,11 @@ Result<std::unique_ptr<PostcopyPlacer>> PostcopyPlacer::start(
       }
       uint64_t end = i;
       while (end < n && p->bit(p->needed_, p->offsets_[r] + end)) ++end;
-      RS_RETURN_IF_ERROR(p->pages_->drop(r, i, end - i));
+      runs.push_back({r, i, end - i});
       i = end;
     }
   }
+  RS_RETURN_IF_ERROR(p->pages_->drop(runs));
   p->fault_thread_ = std::thread([raw = p.get()] { raw->fault_main(); });
   return p;
 }
