@@ -213,6 +213,14 @@ ssize_t DestChannel::recv_init(msghdr* msg, int flags, Verdict& verdict) {
   stats_->socket_bytes += delivered_;
   stats_->plain_bytes += delivered_;
   stats_->touch();
+  const auto stamped = stamp_version({init_, kMultifdInitBytes});
+  if (delivered_ == kMultifdInitBytes && stamped && *stamped != wire_version()) {
+    note_fallback(Role::kDestination,
+                  fmt::format("the source's library speaks wire version {}, this one {}", *stamped,
+                              wire_version()));
+    state_ = State::kPlain;
+    return n;
+  }
   if (delivered_ > kMultifdInitBytes || !has_stamp({init_, kMultifdInitBytes})) {
     note_fallback(Role::kDestination, "the source QEMU does not run with the library");
     state_ = State::kPlain;

@@ -33,6 +33,9 @@
 namespace ramshift::qemu::preload {
 
 inline constexpr uint16_t kWireVersion = 1;
+// The version this library speaks and accepts: kWireVersion, or for tests the value of
+// RAMSHIFT_QEMU_TEST_WIRE_VERSION (a test knob: plays a library of another version).
+uint16_t wire_version();
 inline constexpr uint32_t kStampMagic = 0x53515352;    // "RSQS"
 inline constexpr uint32_t kOfferMagic = 0x4f515352;    // "RSQO"
 inline constexpr uint32_t kConnectMagic = 0x43515352;  // "RSQC"
@@ -66,6 +69,8 @@ struct FrameHeader {
   uint32_t reads = 0;
 };
 
+// The wire version of the stamp the 64-byte multifd init carries, if it carries one.
+std::optional<uint16_t> stamp_version(std::span<const std::byte> init);
 // True when the 64-byte multifd init carries a stamp of this wire version.
 bool has_stamp(std::span<const std::byte> init);
 void put_stamp(std::span<std::byte> init);

@@ -6,6 +6,8 @@
 #     files say so and why
 #   2 source under qemu-exec, destination plain QEMU
 #   3 source plain QEMU, destination under qemu-exec
+#   4 both under qemu-exec, the source's library of another wire version (a test knob): plain
+#     TCP, and the destination's stats name both versions
 # After each: QEMU says completed, the destination runs, its heartbeat continues past the
 # source's and the guest never saw a page differ. Also: QEMU's -help passes through qemu-exec
 # untouched, and a VNC server inside a library-loaded QEMU still greets its client.
@@ -74,6 +76,11 @@ qlog "ok: both stats files say plain TCP and why ($(python3 -c "import json;prin
 migrate_ok "source under qemu-exec, destination plain QEMU" ""
 stats_say "$W/vm1.stats" source "made no RDMA offer"
 
-migrate_ok "source plain QEMU, destination under qemu-exec" "$(lib vm3)"
+# vm3's library plays another wire version (a test knob), for the next migration.
+migrate_ok "source plain QEMU, destination under qemu-exec" "env RAMSHIFT_QEMU_TEST_WIRE_VERSION=2 $(lib vm3)"
 stats_say "$W/vm3.stats" destination "does not run with the library"
+
+migrate_ok "both under qemu-exec, the source's library of another version" "$(lib vm4)"
+stats_say "$W/vm4.stats" destination "the source's library speaks wire version 2, this one 1"
+stats_say "$W/vm3.stats" source "made no RDMA offer"
 qlog "PASS"

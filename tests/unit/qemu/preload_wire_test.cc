@@ -21,6 +21,16 @@ TEST(PreloadWire, StampSitsInTheInitsUnusedBytesOnly) {
   EXPECT_FALSE(has_stamp(std::span(init).first(kStampOffset + 4)));
 }
 
+TEST(PreloadWire, AStampOfAnotherVersionIsReadButNotAccepted) {
+  std::vector<std::byte> init(64, std::byte{0});
+  EXPECT_EQ(stamp_version(init), std::nullopt);
+  put_stamp(init);
+  EXPECT_EQ(stamp_version(init), kWireVersion);
+  init[kStampOffset + 4] = std::byte{kWireVersion + 1};
+  EXPECT_EQ(stamp_version(init), kWireVersion + 1);
+  EXPECT_FALSE(has_stamp(init));
+}
+
 TEST(PreloadWire, OfferAndConnectRoundTripAndRefuseOtherVersions) {
   std::byte b[kConnectBytes];
   encode_offer(b, Offer{4791, 0x1122334455667788});
