@@ -36,9 +36,10 @@ stop_all() {
 }
 trap stop_all EXIT
 exec_qemu() { ramshift qemu-exec --library "$LIB" --stats "$1" -- "$QEMU" "${@:2}"; }
-# migrate_paused TAG CHANNELS TRANSPORT: the paused image guest, both QEMUs under qemu-exec.
+# migrate_paused TAG CHANNELS TRANSPORT [QEMU-MIGRATE ARGS]: the paused image guest, both QEMUs
+# under qemu-exec.
 migrate_paused() {
-  local tag=$1 ch=$2 tr=$3
+  local tag=$1 ch=$2 tr=$3; shift 3
   rm -f "$W/dst.ram" "$W"/*.qmp
   ramshift qemu-exec --transport "$tr" --library "$LIB" --stats "$W/s$tag.json" -- "$QEMU" "${qcommon[@]}" \
     -qmp "unix:$W/qs.qmp,server=on,wait=off" \
@@ -49,7 +50,7 @@ migrate_paused() {
     -object memory-backend-file,id=ram0,size=64M,mem-path="$W/dst.ram",share=on >"$W/qd$tag.log" 2>&1 &
   PIDS+=($!)
   ramshift qemu-migrate --src-qmp "$W/qs.qmp" --dst-qmp "$W/qd.qmp" --dst-uri "tcp:$ADDR:$((7300 + RANDOM % 600))" \
-    --multifd-channels "$ch" --max-bandwidth 0 --timeout 900 --json "$W/m$tag.json" 2>"$W/m$tag.err"
+    --multifd-channels "$ch" --max-bandwidth 0 --timeout 900 --json "$W/m$tag.json" "$@" 2>"$W/m$tag.err"
 }
 # jget FILE SECTION KEY: a number of the stats file's source/destination section.
 jget() {
@@ -92,6 +93,19 @@ for ch in 2 4; do
     pass "${pg} pages by ${rr} READs ($ch channels: neighbouring pages read together)" ||
     { fail "${pg:-?} pages took ${rr:-?} READs ($ch channels): neighbouring pages not merged"; show "$W/d$ch.json"; }
 done
+
+step "multifd with zstd compression: the library leaves compressed packets on the sockets"
+if migrate_paused zstd 2 rdma --multifd-compression zstd; then
+  stop_all
+  cmp -s "$W/src.img" "$W/dst.ram" && pass "zstd: destination RAM identical to the image" ||
+    fail "zstd: destination RAM differs from the image"
+  rd=$(jget "$W/dzstd.json" destination rdma_bytes); sk=$(jget "$W/dzstd.json" destination socket_bytes)
+  [ "${rd:-1}" = 0 ] && [ "${sk:-0}" -gt $((8 << 20)) ] &&
+    pass "zstd: no page by RDMA, ${sk} bytes of compressed packets on the sockets, untouched" ||
+    { fail "zstd: rdma_bytes ${rd:-?}, socket_bytes ${sk:-?}"; show "$W/dzstd.json"; }
+else
+  fail "qemu-migrate with multifd-compression zstd: $(tail -3 "$W/mzstd.err")"; stop_all
+fi
 
 step "figures: the same migration with the library passing everything through (--transport tcp)"
 migrate_paused tcp4 4 tcp || fail "qemu-migrate with --transport tcp: $(tail -2 "$W/mtcp4.err")"
