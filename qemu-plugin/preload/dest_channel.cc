@@ -234,9 +234,9 @@ void DestChannel::offer() {
   state_ = State::kPlain;
   std::string ip = socket_ipv4(fd_, SocketEnd::kLocal);
   if (ip.empty()) {
-    note_fallback(
-        Role::kDestination,
-        "the migration socket's address is IPv6 (RDMA is offered on IPv4 addresses only)");
+    note_fallback(Role::kDestination,
+                  "the migration socket's local address is not IPv4 (RDMA is offered on IPv4 "
+                  "addresses only)");
     return;
   }
   auto port = Hub::get().listen_on(ip);

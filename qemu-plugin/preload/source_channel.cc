@@ -161,7 +161,7 @@ void SourceChannel::check_offer() {
   std::string ip = socket_ipv4(fd_, SocketEnd::kPeer);
   if (ip.empty()) {
     note_fallback(Role::kSource,
-                  "the destination's address is IPv6 (RDMA is offered on IPv4 addresses only)");
+                  "the destination's address is not IPv4 (RDMA is offered on IPv4 addresses only)");
     state_ = State::kPlain;
     return;
   }
