@@ -5,13 +5,14 @@
 # reordering and duplication (RAMSHIFT_DPDK_TEST_FAULTS), each end's --json report carrying
 # the link's counters (retransmitted_frames, dropped_frames, pacing_rate); then the sender
 # killed mid-transfer must end the receiver with a clear error; `doctor --transport dpdk`
-# judges the EAL arguments. Namespaces, veth and processes go on exit.
+# judges the EAL arguments; `tune` finds settings over dpdk and its profile drives a real send.
+# Namespaces, veth and processes go on exit.
 #   dpdk_netns_test.sh RAMSHIFT [CASE...]
-#   CASE: clean loss1 loss5 reorder kill doctor (default all)
+#   CASE: clean loss1 loss5 reorder kill doctor tune (default all)
 set -uo pipefail
 RAMSHIFT=${1:?usage: $0 PATH_TO_RAMSHIFT [CASE...]}
 shift
-CASES=${*:-clean loss1 loss5 reorder kill doctor}
+CASES=${*:-clean loss1 loss5 reorder kill doctor tune}
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then echo "SKIP: needs root and iproute2"; exit 77; fi
 if "$RAMSHIFT" receive --listen dpdk://10.78.0.2:7000 --once --accept-timeout 0.1 2>&1 |
    grep -q "not found at configure\|RAMSHIFT_DPDK=OFF"; then
@@ -117,6 +118,39 @@ PY
   echo "PASS: doctor   good EAL arguments pass; a missing interface and an unknown PMD fail with fixes"
 }
 
+# tune over dpdk against a bench server, then its profile drives a real send: byte-identical.
+tune_case() {
+  ip netns exec "$B" "$RAMSHIFT" bench --server --listen dpdk://10.78.0.2:7100 \
+    --dpdk-eal "$(eal btune "$IB")" >"$W/tune.srv.out" 2>"$W/tune.srv.err" &
+  local srv=$!
+  sleep 1
+  timeout 120 ip netns exec "$A" "$RAMSHIFT" tune --to dpdk://10.78.0.2:7100 --dpdk-local-ip 10.78.0.1 \
+    --dpdk-eal "$(eal atune "$IA")" --seconds 0.5 --repeats 1 --budget 30 \
+    --profile-out "$W/tune.profile" >"$W/tune.out" 2>"$W/tune.err"
+  local rc=$?
+  kill $srv 2>/dev/null; wait $srv 2>/dev/null
+  if [ "$rc" != 0 ] || [ ! -s "$W/tune.profile" ]; then
+    echo "FAIL: tune over dpdk: exit $rc"; grep -v "^EAL\|^TELEMETRY" "$W/tune.err" | tail -5; return 1
+  fi
+  local trials
+  trials=$(grep -o -m1 '^[0-9]* trials' "$W/tune.out") ||
+    { echo "FAIL: tune over dpdk printed no trials"; cat "$W/tune.out"; return 1; }
+  ip netns exec "$B" "$RAMSHIFT" -q receive --listen dpdk://10.78.0.2:7000 \
+    --dpdk-eal "$(eal bprof "$IB")" --once --accept-timeout 30 --resume-seconds 0 \
+    --guest-out "$W/tune.img" >"$W/tune.rx.out" 2>"$W/tune.rx.err" &
+  local rx=$!
+  sleep 1
+  timeout 120 ip netns exec "$A" "$RAMSHIFT" -q send --to dpdk://10.78.0.2:7000 --dpdk-local-ip 10.78.0.1 \
+    --dpdk-eal "$(eal aprof "$IA")" --profile "$W/tune.profile" --guest "file:$IMG" \
+    >"$W/tune.tx.out" 2>"$W/tune.tx.err"
+  local tx=$?
+  timeout 60 tail --pid=$rx -f /dev/null; wait $rx; local rxrc=$?
+  if [ "$tx" != 0 ] || [ "$rxrc" != 0 ] || ! cmp -s "$IMG" "$W/tune.img"; then
+    echo "FAIL: tune: send with the profile (exit $tx, receiver $rxrc)"; tail -3 "$W/tune.tx.err"; return 1
+  fi
+  echo "PASS: tune     $trials over dpdk; its profile ($(python3 -c "import json,sys; p=json.load(open(sys.argv[1])); print({k: v for k, v in p.items() if k != 'measured'})" "$W/tune.profile" | cut -c1-90)) sent 64 MiB byte-identical"
+}
+
 kill_case() {
   RAMSHIFT_DPDK_TEST_FAULTS=loss=0.05 ip netns exec "$B" "$RAMSHIFT" receive \
     --listen dpdk://10.78.0.2:7000 --dpdk-eal "$(eal bkill "$IB")" --once --accept-timeout 30 \
@@ -150,6 +184,7 @@ for c in $CASES; do
     reorder) run_case reorder "reorder=0.05,duplicate=0.03,seed=9" || failed=1 ;;
     kill) kill_case || failed=1 ;;
     doctor) doctor_case || failed=1 ;;
+    tune) tune_case || failed=1 ;;
     *) echo "unknown case $c"; failed=1 ;;
   esac
 done
