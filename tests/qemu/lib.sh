@@ -99,11 +99,12 @@ qemu_check_clean() {
 # qemu_start_bridges NEXT DEST_URI: a destination bridge listening on DEST_URI for QEMU NEXT
 # (at $W/NEXT.in), then a source bridge at $W/NEXT.sb connected to it. Sets DPID, SPID.
 # DEST_WRAP / SRC_WRAP prefix the commands (e.g. "ip netns exec nsB"), DEST_ARGS / SRC_ARGS
-# add options (e.g. --tls-dir DIR); GARBAGE=1 sends junk
+# add options (e.g. --tls-dir DIR; shell words, so quotes group); GARBAGE=1 sends junk
 # to the destination bridge's port before the source bridge connects.
 qemu_start_bridges() {
-  local next=$1 uri=$2 i duri
-  ${DEST_WRAP:-} "$RAMSHIFT" qemu-bridge dest --listen "$uri" --qemu "unix:$W/$next.in" ${DEST_ARGS:-} \
+  local next=$1 uri=$2 i duri dargs sargs
+  eval "dargs=(${DEST_ARGS:-}) sargs=(${SRC_ARGS:-})"  # shell words: quotes group (EAL arguments)
+  ${DEST_WRAP:-} "$RAMSHIFT" qemu-bridge dest --listen "$uri" --qemu "unix:$W/$next.in" "${dargs[@]}" \
     > "$W/$next.dbr.out" 2> "$W/$next.dbr.err" &
   DPID=$!
   for i in $(seq 100); do grep -q listening "$W/$next.dbr.out" && break; sleep 0.1; done
@@ -113,7 +114,7 @@ qemu_start_bridges() {
     ( exec 3<>"/dev/tcp/127.0.0.1/${duri##*:}" && printf 'GET / HTTP/1.0\r\n\r\n%.0s' {1..50} >&3 ) 2>/dev/null
     sleep 0.3
   fi
-  ${SRC_WRAP:-} "$RAMSHIFT" qemu-bridge source --listen "unix:$W/$next.sb" --to "$duri" ${SRC_ARGS:-} \
+  ${SRC_WRAP:-} "$RAMSHIFT" qemu-bridge source --listen "unix:$W/$next.sb" --to "$duri" "${sargs[@]}" \
     > "$W/$next.sbr.out" 2> "$W/$next.sbr.err" &
   SPID=$!
   for i in $(seq 100); do grep -q listening "$W/$next.sbr.out" && return 0; sleep 0.1; done
