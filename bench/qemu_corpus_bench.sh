@@ -16,14 +16,16 @@
 #   bench/qemu_corpus_bench.sh [RAMSHIFT_BINARY]
 #   env: SIZE (1G), RUNS (3), CORPORA ("real-files guest-ram"), CORPUS_DIR
 #        (~/.cache/ramshift/corpus), SCRATCH (/dev/shm: the copies; 3 x SIZE), LINK_RATE,
-#        RAMSHIFT_ARGS (more `send` options), OUT (also write the table there)
+#        RAMSHIFT_ARGS (more `send` options), OUT (also write the table there),
+#        TLS (0; 1: both with TLS 1.3 X.509 from tests/security/make_pki.sh: QEMU's
+#        tls-creds-x509 on both QEMUs and migrate parameter tls-creds, ramshift's --tls-dir)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 RS=$(realpath "${1:-build/release/cli/ramshift}")
 SIZE=${SIZE:-1G}; RUNS=${RUNS:-3}; LINK_RATE=${LINK_RATE:-1gbit}
 CORPUS_DIR=${CORPUS_DIR:-$HOME/.cache/ramshift/corpus}
 CORPORA=${CORPORA:-real-files guest-ram}
-QEMU_CHANNELS=${QEMU_CHANNELS:-2}; QEMU_COMPRESSION=${QEMU_COMPRESSION:-zstd}
+QEMU_CHANNELS=${QEMU_CHANNELS:-2}; QEMU_COMPRESSION=${QEMU_COMPRESSION:-zstd}; TLS=${TLS:-0}
 QEMU_BIN=${QEMU_BIN:-qemu-system-x86_64}
 command -v "$QEMU_BIN" > /dev/null || { echo "needs $QEMU_BIN (apt-get install qemu-system-x86)" >&2; exit 77; }
 W=$(mktemp -d "${SCRATCH:-/dev/shm}/ramshift-qcorpus-XXXXXX")
@@ -46,6 +48,31 @@ now() { date +%s.%N; }
 # Bytes the source namespace's end of the veth has sent (every packet, headers included).
 txbytes() { ip netns exec "$NSA" cat "/sys/class/net/${NSA:0:11}a/statistics/tx_bytes"; }
 jnum() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2], {}, {'r': r}))" "$@"; }
+
+# With TLS=1: one PKI in QEMU's layout whose server certificate names the destination's address
+# (ramshift checks it) and localhost (QEMU's tls-hostname below).
+TLS_SRC=() TLS_DST=() RS_TLS=()
+if [ "$TLS" = 1 ]; then
+  SERVER_SAN="IP:$PFX.2,DNS:localhost" bash "$here/../tests/security/make_pki.sh" "$W/pki" > /dev/null
+  TLS_SRC=(-object "tls-creds-x509,id=tls0,dir=$W/pki/good,endpoint=client")
+  TLS_DST=(-object "tls-creds-x509,id=tls0,dir=$W/pki/good,endpoint=server")
+  RS_TLS=(--tls-dir "$W/pki/good")
+fi
+# qmp SOCKET COMMAND ARGUMENTS_JSON: one QMP command; fails on QEMU's error.
+qmp() {
+  python3 - "$@" <<'EOF'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f = s.makefile("rw")
+def ask(cmd, args=None):
+    f.write(json.dumps({"execute": cmd, **({"arguments": args} if args else {})}) + "\n"); f.flush()
+    while True:
+        r = json.loads(f.readline())
+        if "return" in r: return r
+        if "error" in r: sys.exit(f"QMP {cmd}: {r['error']}")
+json.loads(f.readline())  # greeting
+ask("qmp_capabilities"); ask(sys.argv[2], json.loads(sys.argv[3]))
+EOF
+}
 
 # qemu_vm NAME MEMFILE [ARGS...]: a guest that never runs (-S), its RAM the file MEMFILE.
 qemu_vm() {
@@ -72,7 +99,11 @@ qemu_vm_stop() {
 qemu_once() {
   local img=$1 t0 t1 b0
   rm -f "$W/dst.mem" "$W/q.json"
-  qemu_vm src "$img" && qemu_vm dst "$W/dst.mem" -incoming defer || return 1
+  qemu_vm src "$img" "${TLS_SRC[@]}" && qemu_vm dst "$W/dst.mem" -incoming defer "${TLS_DST[@]}" || return 1
+  if [ "$TLS" = 1 ]; then
+    qmp "$W/src.qmp" migrate-set-parameters '{"tls-creds": "tls0", "tls-hostname": "localhost"}' &&
+      qmp "$W/dst.qmp" migrate-set-parameters '{"tls-creds": "tls0"}' || { qemu_vm_stop; return 1; }
+  fi
   b0=$(txbytes); t0=$(now)
   "$RS" -q qemu-migrate --src-qmp "$W/src.qmp" --dst-qmp "$W/dst.qmp" --dst-uri "tcp:$PFX.2:4444" \
     --multifd-channels "$QEMU_CHANNELS" --multifd-compression "$QEMU_COMPRESSION" \
@@ -90,14 +121,14 @@ ramshift_once() {
   local img=$1 t0 t1 b0 b1 uri pid
   rm -f "$W/rs.mem" "$W/tx.json"
   ip netns exec "$NSB" "$RS" -q receive --listen "tcp://$PFX.2:0" --once --guest-out "$W/rs.mem" \
-    > "$W/rx.out" 2> "$W/rx.err" &
+    "${RS_TLS[@]}" > "$W/rx.out" 2> "$W/rx.err" &
   pid=$!
   for _ in $(seq 600); do grep -q listening "$W/rx.out" 2> /dev/null && break; sleep 0.1; done
   uri=$(sed -n 's/^listening on //p' "$W/rx.out")
   [ -n "$uri" ] || { kill "$pid" 2> /dev/null; echo "receiver did not start" >&2; return 1; }
   b0=$(txbytes); t0=$(now)
   # shellcheck disable=SC2086
-  ip netns exec "$NSA" "$RS" -q send --to "$uri" --guest "file:$img" ${RAMSHIFT_ARGS:-} \
+  ip netns exec "$NSA" "$RS" -q send --to "$uri" --guest "file:$img" ${RAMSHIFT_ARGS:-} "${RS_TLS[@]}" \
     --json "$W/tx.json" 2> "$W/tx.err" || { kill "$pid" 2> /dev/null; tail -3 "$W/tx.err" >&2; return 1; }
   t1=$(now); b1=$(txbytes)
   wait "$pid" || { tail -3 "$W/rx.err" >&2; return 1; }
@@ -138,7 +169,7 @@ for corpus in $CORPORA; do
   printf '%s runs (s): QEMU %s; ramshift %s\n' "$corpus" "${q_t[*]}" "${r_t[*]}" >&2
 done
 {
-  echo "$SIZE image, $LINK_RATE veth, medians of $RUNS alternating runs (ramshift $commit," \
+  echo "$SIZE image, $LINK_RATE veth,$([ "$TLS" = 1 ] && echo " both with TLS 1.3 X.509,") medians of $RUNS alternating runs (ramshift $commit," \
     "$(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at the end)."
   echo
   echo "| corpus | QEMU s (wall) | QEMU MB sent | ramshift s (wall) | ramshift MB sent | raw pages | ramshift / QEMU | link floor s | ramshift / floor |"
