@@ -22,6 +22,10 @@ assert pc["faults"] > 0 and pc["requests"] > 0, pc
 assert tx["postcopy"]["requests"] == pc["requests"], (tx["postcopy"], pc)
 lat = pc["fault_latency_us"]
 assert 0 < lat["p50"] <= lat["p99"] <= lat["max"], lat
+# The source's share of a fault: a request read to its page handed over, a part of the whole.
+svc = tx["postcopy"]["service_latency_us"]
+assert 0 < svc["p50"] <= svc["p99"] <= svc["max"], svc
+assert svc["p50"] <= lat["p99"], (svc, lat)
 assert pc["blocked_ms"] and all(b["max_ms"] <= b["total_ms"] for b in pc["blocked_ms"]), pc["blocked_ms"]
 assert tx["downtime_ms"] is not None and tx["downtime_ms"] > 0, tx["downtime_ms"]
 assert rx["resumed"]["verified"] is True and rx["resumed"]["writes"] > 0, rx.get("resumed")

@@ -184,14 +184,7 @@ Status PostcopyPlacer::place_frame(std::span<const std::byte> body) {
 PostcopyReport PostcopyPlacer::figures() const {
   std::lock_guard lock(mu_);
   PostcopyReport r = counts_;
-  std::vector<double> l = latencies_us_;
-  std::sort(l.begin(), l.end());
-  auto at = [&](double q) {
-    return l.empty() ? 0.0 : l[std::min(l.size() - 1, size_t(q * l.size()))];
-  };
-  r.latency_p50_us = at(0.5);
-  r.latency_p99_us = at(0.99);
-  r.latency_max_us = l.empty() ? 0 : l.back();
+  r.fault_latency = latency_figures(latencies_us_);
   for (const auto& [tid, b] : blocked_) r.blocked.push_back(b);
   std::sort(r.blocked.begin(), r.blocked.end(),
             [](const ThreadBlocked& a, const ThreadBlocked& b) { return a.thread < b.thread; });

@@ -123,6 +123,7 @@ void PostcopySender::push_main(uint32_t queue) {
 }
 
 Status PostcopySender::serve_request(std::span<const std::byte> body) {
+  const auto received = Clock::now();
   RS_ASSIGN_OR_RETURN(auto request, wire::decode_page_request(body, table_, page_size_));
   for (const auto& p : request.pages) {
     {
@@ -133,6 +134,9 @@ Status PostcopySender::serve_request(std::span<const std::byte> body) {
     // Sent even when pushed already: the push may still be on its way, behind others.
     RS_RETURN_IF_ERROR(send_run(0, {p.region_id, p.page, 1}, nullptr));
     requested_.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard lock(mu_);
+    service_us_.push_back(
+        std::chrono::duration<double, std::micro>(Clock::now() - received).count());
   }
   return Status::ok();
 }
@@ -237,6 +241,8 @@ PostcopyReport PostcopySender::figures() const {
   r.requests = requested_.load();
   r.pages_faulted = requested_.load();
   r.pages_pushed = pushed_.load();
+  std::lock_guard lock(mu_);
+  r.service_latency = latency_figures(service_us_);
   return r;
 }
 

@@ -69,11 +69,12 @@ class PostcopySender {
   std::vector<uint64_t> offsets_;
   uint64_t keys_ = 0;
 
-  std::mutex mu_;              // the fields below
-  std::vector<uint8_t> left_;  // named and not sent yet (bit per key)
-  uint64_t cursor_ = 0;        // where the push goes on
-  uint64_t total_ = 0;         // pages named
-  uint64_t sent_ = 0;          // named pages sent at least once
+  mutable std::mutex mu_;           // the fields below
+  std::vector<uint8_t> left_;       // named and not sent yet (bit per key)
+  uint64_t cursor_ = 0;             // where the push goes on
+  uint64_t total_ = 0;              // pages named
+  uint64_t sent_ = 0;               // named pages sent at least once
+  std::vector<double> service_us_;  // per requested page: request read -> page handed over
 
   std::atomic<uint64_t> pushed_{0};
   std::atomic<uint64_t> requested_{0};

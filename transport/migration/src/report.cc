@@ -2,10 +2,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "ramshift/base/provenance.h"
 #include "report_json.h"
 
 namespace ramshift::migration {
+
+namespace {
+nlohmann::ordered_json latency_json(const LatencyFigures& l) {
+  return {{"p50", l.p50_us}, {"p99", l.p99_us}, {"max", l.max_us}};
+}
+}  // namespace
 
 nlohmann::ordered_json downtime_detail_json(const DowntimeDetail& d, bool source) {
   if (!source) return {{"resume_ms", d.resume_ms}};
@@ -17,6 +25,15 @@ nlohmann::ordered_json downtime_detail_json(const DowntimeDetail& d, bool source
           {"handoff_ms", d.handoff_ms},
           {"device_state_bytes", d.device_state_bytes},
           {"device_state_wire_bytes", d.device_state_wire_bytes}};
+}
+
+LatencyFigures latency_figures(std::vector<double> samples_us) {
+  if (samples_us.empty()) return {};
+  std::sort(samples_us.begin(), samples_us.end());
+  auto at = [&](double q) {
+    return samples_us[std::min(samples_us.size() - 1, static_cast<size_t>(q * samples_us.size()))];
+  };
+  return {at(0.5), at(0.99), samples_us.back()};
 }
 
 std::string MigrationReport::to_json() const {
@@ -86,10 +103,8 @@ std::string MigrationReport::to_json() const {
     j["postcopy"] = {{"postcopy_ms", postcopy->postcopy_ms},
                      {"faults", postcopy->faults},
                      {"requests", postcopy->requests},
-                     {"fault_latency_us",
-                      {{"p50", postcopy->latency_p50_us},
-                       {"p99", postcopy->latency_p99_us},
-                       {"max", postcopy->latency_max_us}}},
+                     {"fault_latency_us", latency_json(postcopy->fault_latency)},
+                     {"service_latency_us", latency_json(postcopy->service_latency)},
                      {"blocked_ms", blocked},
                      {"pages",
                       {{"pushed", postcopy->pages_pushed},

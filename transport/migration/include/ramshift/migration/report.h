@@ -58,14 +58,23 @@ struct ThreadBlocked {
 };
 
 // Post-copy, as each end saw it (`postcopy` in the JSON report).
+// Percentiles of a set of latencies, in microseconds (zeros when there were none).
+struct LatencyFigures {
+  double p50_us = 0;
+  double p99_us = 0;
+  double max_us = 0;
+};
+LatencyFigures latency_figures(std::vector<double> samples_us);
+
 struct PostcopyReport {
   double postcopy_ms = 0;  // from POSTCOPY_START to every page placed (confirmed, source)
   uint64_t faults = 0;     // destination: guest accesses to absent pages
   uint64_t requests = 0;   // pages asked of the source (sent: destination, served: source)
   // Destination: from reading a fault to its page being placed (what the guest waits).
-  double latency_p50_us = 0;
-  double latency_p99_us = 0;
-  double latency_max_us = 0;
+  LatencyFigures fault_latency;
+  // Source: from reading a page request to its page handed to the transport (the source's
+  // share of the destination's fault latency; the rest is the link and the placing).
+  LatencyFigures service_latency;
   std::vector<ThreadBlocked> blocked;  // destination, per guest thread that faulted
   uint64_t pages_pushed = 0;           // pages placed (sent) from the background push
   uint64_t pages_faulted = 0;          // pages placed (sent) because the guest asked
