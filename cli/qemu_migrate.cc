@@ -29,6 +29,8 @@ struct MigrateOptions {
   bool passthrough = false;
   std::string max_bandwidth = "0";
   double downtime_limit_ms = 0;
+  std::string tune = "on";
+  std::string trace;
   std::optional<double> postcopy_after_s;
   double timeout_s = 600;
   std::string json;
@@ -70,6 +72,8 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.multifd_compression = o.multifd_compression;
   RS_ASSIGN_OR_RETURN(c.max_bandwidth, parse_size(o.max_bandwidth));
   c.downtime_limit_ms = o.downtime_limit_ms;
+  c.tune = o.tune == "on";
+  c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
   c.timeout = std::chrono::duration<double>(o.timeout_s);
   if (!o.via.empty()) {
@@ -98,6 +102,20 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
                "xbzrle {} zstd {} raw {} placed {}, verified {}\n",
                via, format_bytes(b.guest_bytes), format_bytes(b.wire_bytes), b.pages.zero,
                b.pages.xbzrle, b.pages.zstd, b.pages.raw, b.pages.placed, b.verified);
+  }
+  if (r.tuning) {
+    const auto& t = *r.tuning;
+    std::string steps;
+    for (const auto& st : t.downtime_limit_steps)
+      steps += fmt::format("{}{}", steps.empty() ? "" : " -> ", st.downtime_limit_ms);
+    fmt::print(stderr, "qemu-migrate: tuning: downtime-limit {} ms (ceiling {:.0f}), {}\n", steps,
+               t.ceiling_ms,
+               !t.switchover_bandwidth_supported ? "avail-switchover-bandwidth: not in this QEMU"
+               : t.switchover_bandwidth
+                   ? fmt::format("avail-switchover-bandwidth {} ({} updates)",
+                                 format_rate(static_cast<double>(*t.switchover_bandwidth)),
+                                 t.switchover_bandwidth_updates)
+                   : std::string("avail-switchover-bandwidth: no rate measured yet"));
   }
   if (!r.outcome)
     fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", r.outcome.message(),
@@ -165,7 +183,17 @@ Runner add_qemu_migrate(CLI::App& app) {
                   "QEMU max-bandwidth per second (0 = unlimited; QEMU's own default is 128M)")
       ->capture_default_str();
   cmd->add_option("--downtime-limit", o->downtime_limit_ms,
-                  "QEMU downtime-limit in ms (0 = QEMU's)");
+                  "QEMU downtime-limit in ms (0 = QEMU's, 300); with --tune on, the ceiling");
+  cmd->add_option("--tune", o->tune,
+                  "on: start QEMU's downtime-limit at a 20 ms floor, raise it toward the "
+                  "ceiling when iterations stop shrinking what is left, and set "
+                  "avail-switchover-bandwidth (QEMU >= 8.2) to the measured rate; off: set "
+                  "QEMU's parameters once, as given")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  cmd->add_option("--trace", o->trace,
+                  "append each query-migrate answer (the switch-over figures) to FILE as one "
+                  "JSON line");
   cmd->add_option("--postcopy-after", o->postcopy_after_s,
                   "QEMU post-copy: switch to it after this many seconds of pre-copy (0 = at once); "
                   "the guest then runs on the destination, which fetches what it touches")
