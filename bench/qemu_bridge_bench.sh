@@ -17,7 +17,9 @@
 #   tune       QEMU direct tcp at its defaults (qemu-migrate --tune off: downtime-limit 300 ms,
 #              QEMU's own switch-over bandwidth) and the same with qemu-migrate's tuning
 #              (--tune on), alternating run by run on one guest that moves back and forth across
-#              the LINK veth: median and worst downtime and total time, and the tuner's choices.
+#              the LINK veth: median and worst downtime and total time, and the tuner's choices;
+#              with TUNE_BRIDGE=1 (default) a third: the same tuning through the bridges (single
+#              channel, one bridge in each namespace).
 #              QEMU=backports runs Debian backports' QEMU 10.0 (avail-switchover-bandwidth is
 #              QEMU >= 8.2; Debian's 7.2 gets only the downtime-limit tuning)
 #   e.g. PHASES=dirty bench/qemu_bridge_bench.sh; BEAT_WAIT (120) s for the moved guest's
@@ -184,17 +186,25 @@ if [[ $PHASES == *tune* ]]; then
   declare -A tt=() td=() truns=() tok=()
   : > "$W/tuning"
   for _ in $(seq "$RUNS"); do
-    for mode in off on; do
+    for mode in off on $([ "${TUNE_BRIDGE:-1}" = 1 ] && echo bridge); do
       LABEL="tune $mode"; dead_before=$(cat "$W/dead" 2>/dev/null | wc -l)
-      one direct-tcp --tune "$mode" > "$W/result"
+      case $mode in
+        bridge) one bridge-link --tune on > "$W/result" ;;
+        *) one direct-tcp --tune "$mode" > "$W/result" ;;
+      esac
       read -r a b < "$W/result"
       tt[$mode]+="$a "; td[$mode]+="$b "; truns[$mode]+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
       [ "$(cat "$W/dead" 2>/dev/null | wc -l)" = "$dead_before" ] && [ "$b" != 0 ] && tok[$mode]=$(( ${tok[$mode]:-0} + 1 ))
-      [ "$mode" = on ] && python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tuning"]; print("limit", "->".join(str(s["downtime_limit_ms"]) for s in t["downtime_limit_steps"]), "ms, switch-over bandwidth", t["switchover_bandwidth"])' "$W/vm$N.json" >> "$W/tuning"
+      [ "$mode" != off ] && python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tuning"]; print(sys.argv[2] + ": limit", "->".join(str(s["downtime_limit_ms"]) for s in t["downtime_limit_steps"]), "ms, switch-over bandwidth", t["switchover_bandwidth"])' "$W/vm$N.json" "$mode" >> "$W/tuning"
     done
   done
-  for mode in off on; do
-    label=$([ $mode = off ] && echo "QEMU direct tcp, its defaults (--tune off)" || echo "QEMU direct tcp, qemu-migrate tuning (--tune on)")
+  for mode in off on bridge; do
+    [ -n "${tt[$mode]:-}" ] || continue
+    case $mode in
+      off) label="QEMU direct tcp, its defaults (--tune off)" ;;
+      on) label="QEMU direct tcp, qemu-migrate tuning (--tune on)" ;;
+      bridge) label="through the bridges over the link, single channel, --tune on" ;;
+    esac
     printf '| %s | %.2f | %.2f | %.0f | %.0f | %s/%s | %s|\n' "$label" \
       "$(printf '%s\n' ${tt[$mode]} | median | awk '{print $1 / 1000}')" "$(printf '%s\n' ${tt[$mode]} | worst | awk '{print $1 / 1000}')" \
       "$(printf '%s\n' ${td[$mode]} | median)" "$(printf '%s\n' ${td[$mode]} | worst)" "${tok[$mode]:-0}" "$RUNS" "${truns[$mode]}"
@@ -240,4 +250,5 @@ if [[ $PHASES == *dirty* ]]; then
   live_rows
 fi
 [ -s "$W/dead" ] && { echo; echo "migrations whose guest never ran again (no heartbeat in ${BEAT_WAIT:-120} s):"; sort "$W/dead" | uniq -c; }
-echo; echo "medians (ms):"; cat "$W/medians"
+[ -s "$W/medians" ] && { echo; echo "medians (ms):"; cat "$W/medians"; }
+exit 0
