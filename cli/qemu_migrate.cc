@@ -192,8 +192,8 @@ Runner add_qemu_migrate(CLI::App& app) {
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   cmd->add_option("--trace", o->trace,
-                  "append each query-migrate answer (the switch-over figures) to FILE as one "
-                  "JSON line");
+                  "write each query-migrate answer (its switch-over figures) to FILE, one JSON "
+                  "object a line");
   cmd->add_option("--postcopy-after", o->postcopy_after_s,
                   "QEMU post-copy: switch to it after this many seconds of pre-copy (0 = at once); "
                   "the guest then runs on the destination, which fetches what it touches")

@@ -51,7 +51,7 @@ struct MigrateDriverConfig {
   // follows the sustained transfer rate. Off: the parameters are set once, as given.
   bool tune = true;
   double tune_floor_ms = 20;
-  // When set, each query-migrate answer is appended here as one JSON line (the parts the
+  // When set, each query-migrate answer is written here, one JSON object a line (the parts the
   // tuner reads, under QEMU's key names): a trace to replay in tests.
   std::string trace_path;
   // QEMU post-copy: when set, both QEMUs get the postcopy-ram capability and the source is
