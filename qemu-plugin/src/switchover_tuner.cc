@@ -96,6 +96,7 @@ void SwitchoverTuner::update_rate(const MigrationSnapshot& s, TunerAction& actio
 void SwitchoverTuner::on_iteration(const MigrationSnapshot& s, TunerAction& action) {
   const uint64_t left = s.remaining_bytes;
   // What is left fits the limit at the sustained rate: QEMU is about to switch over.
+  const uint64_t lowest = best_remaining_.value_or(left);  // before this iteration
   const bool fits =
       rate_ && static_cast<double>(left) <= *rate_ * static_cast<double>(limit_ms_) / 1000;
   if (!best_remaining_ ||
@@ -115,8 +116,8 @@ void SwitchoverTuner::on_iteration(const MigrationSnapshot& s, TunerAction& acti
        .remaining_bytes = left,
        .dirty_sync_count = s.dirty_sync_count,
        .reason =
-           fmt::format("{} iterations without a new low (lowest {} bytes; {} left{})",
-                       kStallIterations, *best_remaining_, left,
+           fmt::format("{} iterations without a new low (lowest before {} bytes, {} left now{})",
+                       kStallIterations, lowest, left,
                        rate_ ? fmt::format(", {:.0f} ms at {:.1f} MB/s",
                                            static_cast<double>(left) / *rate_ * 1000, *rate_ / 1e6)
                              : std::string())});

@@ -8,7 +8,9 @@
 # avail-switchover-bandwidth (>= 8.2; `backports` = 10.0) it was set to a measured rate within
 # the link's reach; downtime-limit started at the floor and never passed the ceiling.
 # TRACE=FILE keeps the query-migrate trace (tests/unit/qemu/traces/ came from here);
-# TUNE=off and TIMEOUT=S for recording a stalling trace (the test then only records).
+# TUNE=off and TIMEOUT=S for recording a stalling trace (the test then only records);
+# COMPETE="AFTER SECONDS": an iperf3 flow shares the link for SECONDS from AFTER s into the
+# migration (a link whose bandwidth changes under QEMU; needs iperf3).
 # Usage: tune_qemu_test.sh path/to/ramshift [debian|backports]
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
@@ -25,6 +27,14 @@ qemu_build_guest
 QEMU_WRAP="ip netns exec $NSA" qemu_start vm0 "$GUEST_MB" "$DIRTY"
 qemu_wait_beat vm0 2 240 || fail "the guest did not boot"
 QEMU_WRAP="ip netns exec $NSB" qemu_start vm1 "$GUEST_MB" "$DIRTY" -incoming defer
+if [ -n "${COMPETE:-}" ]; then
+  command -v iperf3 > /dev/null || { qlog "COMPETE needs iperf3"; exit 77; }
+  ip netns exec "$NSB" iperf3 -s -1 -p 5301 > "$W/iperf-s.log" 2>&1 &
+  PIDS+=($!)
+  ( sleep "${COMPETE% *}"; ip netns exec "$NSA" iperf3 -c 10.79.0.2 -p 5301 -t "${COMPETE#* }" ) \
+    > "$W/iperf-c.log" 2>&1 &
+  PIDS+=($!)
+fi
 "$RAMSHIFT" qemu-migrate --src-qmp "$W/vm0.qmp" --dst-qmp "$W/vm1.qmp" --json "$W/vm1.json" \
   --dst-uri tcp:10.79.0.2:4444 --tune "${TUNE:-on}" --timeout "${TIMEOUT:-90}" \
   ${TRACE:+--trace "$TRACE"} 2> "$W/vm1.err"

@@ -121,6 +121,22 @@ TEST(SwitchoverTuner, StallingTraceEndsWithTheLimitRaisedToTheCeiling) {
   EXPECT_EQ(limits(low.report), (std::vector<uint64_t>{20, 40, 50}));
 }
 
+// The link's bandwidth changes under QEMU: an iperf3 flow took half of the 1 Gbit/s veth from
+// 1 s to 4 s into the migration. The switch-over bandwidth follows it down and back up (re-set
+// each time it moved by more than kRateChange), and the iterations still shrink: the floor.
+TEST(SwitchoverTuner, SwitchoverBandwidthFollowsALinkThatChanges) {
+  const auto trace = load_trace("qemu10_veth_1gbit_20M_competing_flow.jsonl");
+  const auto r = replay(trace);
+  EXPECT_EQ(limits(r.report), std::vector<uint64_t>{20});
+  std::vector<uint64_t> set;
+  for (const auto& a : r.actions)
+    if (a.switchover_bandwidth) set.push_back(*a.switchover_bandwidth);
+  ASSERT_GE(set.size(), 3u);
+  EXPECT_GT(set.front(), 90e6);                                // before the flow
+  EXPECT_LT(*std::min_element(set.begin(), set.end()), 70e6);  // while it shared the link
+  EXPECT_GT(set.back(), 100e6);                                // after it
+}
+
 // QEMU's own switch-over bandwidth is one 100 ms window (its `mbps`); on the recorded link it
 // swings far more than the tuner's sustained rate, which is what the tuner replaces it with.
 TEST(SwitchoverTuner, SustainedRateIsSteadierThanQemusWindow) {
