@@ -112,10 +112,13 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
                t.ceiling_ms,
                !t.switchover_bandwidth_supported ? "avail-switchover-bandwidth: not in this QEMU"
                : t.switchover_bandwidth
-                   ? fmt::format("avail-switchover-bandwidth {} ({} updates)",
+                   ? fmt::format("avail-switchover-bandwidth {} (set {}x)",
                                  format_rate(static_cast<double>(*t.switchover_bandwidth)),
                                  t.switchover_bandwidth_updates)
                    : std::string("avail-switchover-bandwidth: no rate measured yet"));
+    if (t.downtime_limit_steps.size() > 1)
+      fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n",
+                 t.downtime_limit_steps.back().at_ms, t.downtime_limit_steps.back().reason);
   }
   if (!r.outcome)
     fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", r.outcome.message(),
