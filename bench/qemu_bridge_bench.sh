@@ -14,9 +14,9 @@
 #   downtime   QEMU direct multifd 2 zstd on a fresh guest and ramshift's live engine at its
 #              defaults, alternating run by run on the LINK (1gbit) veth: median and worst
 #              downtime of each, and where ramshift's went (its downtime_detail, medians)
-#   tune       QEMU direct tcp at its defaults (qemu-migrate --tune off: downtime-limit 300 ms,
+#   tune       QEMU direct tcp at its defaults (qemu-migrate --tune-switchover false: downtime-limit 300,
 #              QEMU's own switch-over bandwidth) and the same with qemu-migrate's tuning
-#              (--tune on), alternating run by run on one guest that moves back and forth across
+#              (--tune-switchover true, its default), alternating run by run on one guest that moves back and forth across
 #              the LINK veth: median and worst downtime and total time, and the tuner's choices;
 #              with TUNE_BRIDGE=1 (default) a third: the same tuning through the bridges (single
 #              channel, one bridge in each namespace).
@@ -155,7 +155,7 @@ if [[ $PHASES == *downtime* ]]; then
   for _ in $(seq "$RUNS"); do
     boot "$DIRTY"
     LABEL="QEMU multifd 2, zstd"; dead_before=$(cat "$W/dead" 2>/dev/null | wc -l)
-    one direct-tcp --multifd-channels 2 --multifd-compression zstd > "$W/result"
+    one direct-tcp --multifd-channels 2 --multifd-compression zstd --tune-switchover false > "$W/result"
     read -r a b < "$W/result"
     qt+=("$a"); qd+=("$b"); qruns+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
     [ "$(cat "$W/dead" 2>/dev/null | wc -l)" = "$dead_before" ] && [ "$b" != 0 ] && qok=$((qok + 1))
@@ -189,8 +189,8 @@ if [[ $PHASES == *tune* ]]; then
     for mode in off on $([ "${TUNE_BRIDGE:-1}" = 1 ] && echo bridge); do
       LABEL="tune $mode"; dead_before=$(cat "$W/dead" 2>/dev/null | wc -l)
       case $mode in
-        bridge) one bridge-link --tune on > "$W/result" ;;
-        *) one direct-tcp --tune "$mode" > "$W/result" ;;
+        bridge) one bridge-link --tune-switchover true > "$W/result" ;;
+        *) one direct-tcp --tune-switchover "$([ "$mode" = on ] && echo true || echo false)" > "$W/result" ;;
       esac
       read -r a b < "$W/result"
       tt[$mode]+="$a "; td[$mode]+="$b "; truns[$mode]+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
@@ -201,9 +201,9 @@ if [[ $PHASES == *tune* ]]; then
   for mode in off on bridge; do
     [ -n "${tt[$mode]:-}" ] || continue
     case $mode in
-      off) label="QEMU direct tcp, its defaults (--tune off)" ;;
-      on) label="QEMU direct tcp, qemu-migrate tuning (--tune on)" ;;
-      bridge) label="through the bridges over the link, single channel, --tune on" ;;
+      off) label="QEMU direct tcp, its defaults (--tune-switchover false)" ;;
+      on) label="QEMU direct tcp, qemu-migrate tuning (--tune-switchover true)" ;;
+      bridge) label="through the bridges over the link, single channel, --tune-switchover true" ;;
     esac
     printf '| %s | %.2f | %.2f | %.0f | %.0f | %s/%s | %s|\n' "$label" \
       "$(printf '%s\n' ${tt[$mode]} | median | awk '{print $1 / 1000}')" "$(printf '%s\n' ${tt[$mode]} | worst | awk '{print $1 / 1000}')" \

@@ -29,7 +29,7 @@ struct MigrateOptions {
   bool passthrough = false;
   std::string max_bandwidth = "0";
   double downtime_limit_ms = 0;
-  std::string tune = "on";
+  bool tune_switchover = true;
   std::string trace;
   std::optional<double> postcopy_after_s;
   double timeout_s = 600;
@@ -72,7 +72,7 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.multifd_compression = o.multifd_compression;
   RS_ASSIGN_OR_RETURN(c.max_bandwidth, parse_size(o.max_bandwidth));
   c.downtime_limit_ms = o.downtime_limit_ms;
-  c.tune = o.tune == "on";
+  c.tune = o.tune_switchover;
   c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
   c.timeout = std::chrono::duration<double>(o.timeout_s);
@@ -185,14 +185,14 @@ Runner add_qemu_migrate(CLI::App& app) {
   cmd->add_option("--max-bandwidth", o->max_bandwidth,
                   "QEMU max-bandwidth per second (0 = unlimited; QEMU's own default is 128M)")
       ->capture_default_str();
-  cmd->add_option("--downtime-limit", o->downtime_limit_ms,
-                  "QEMU downtime-limit in ms (0 = QEMU's, 300); with --tune on, the ceiling");
-  cmd->add_option("--tune", o->tune,
-                  "on: start QEMU's downtime-limit at a 20 ms floor, raise it toward the "
+  cmd->add_option(
+      "--downtime-limit", o->downtime_limit_ms,
+      "QEMU downtime-limit in ms (0 = QEMU's, 300); tuned (--tune-switchover), the ceiling");
+  cmd->add_option("--tune-switchover", o->tune_switchover,
+                  "true: start QEMU's downtime-limit at a 20 ms floor, raise it toward the "
                   "ceiling when iterations stop shrinking what is left, and set "
-                  "avail-switchover-bandwidth (QEMU >= 8.2) to the measured rate; off: set "
+                  "avail-switchover-bandwidth (QEMU >= 8.2) to the measured rate; false: set "
                   "QEMU's parameters once, as given")
-      ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
   cmd->add_option("--trace", o->trace,
                   "write each query-migrate answer (its switch-over figures) to FILE, one JSON "

@@ -2,13 +2,13 @@
 # qemu-migrate's switch-over tuning against real QEMU across a link: two network namespaces
 # joined by a `tc tbf` veth (LINK, default 1gbit), the source QEMU in one, the destination in
 # the other, QEMU migrating straight over tcp between them, qemu-migrate driving both over QMP
-# with `--tune on` (its default). A running guest dirtying DIRTY (20) MB/s of GUEST_MB (256) MiB
+# with `--tune-switchover true` (its default). A running guest dirtying DIRTY (20) MB/s of GUEST_MB (256) MiB
 # migrates once. Checks: QEMU completed, the destination runs on with its heartbeat past the
 # source's and its page check clean, and the report shows the tuning: with a QEMU that has
 # avail-switchover-bandwidth (>= 8.2; `backports` = 10.0) it was set to a measured rate within
 # the link's reach; downtime-limit started at the floor and never passed the ceiling.
 # TRACE=FILE keeps the query-migrate trace (tests/unit/qemu/traces/ came from here);
-# TUNE=off and TIMEOUT=S for recording a stalling trace (the test then only records);
+# TUNE=off (--tune-switchover false) and TIMEOUT=S for recording a stalling trace (the test then only records);
 # COMPETE="AFTER SECONDS": an iperf3 flow shares the link for SECONDS from AFTER s into the
 # migration (a link whose bandwidth changes under QEMU; needs iperf3).
 # Usage: tune_qemu_test.sh path/to/ramshift [debian|backports]
@@ -36,7 +36,7 @@ if [ -n "${COMPETE:-}" ]; then
   PIDS+=($!)
 fi
 "$RAMSHIFT" qemu-migrate --src-qmp "$W/vm0.qmp" --dst-qmp "$W/vm1.qmp" --json "$W/vm1.json" \
-  --dst-uri tcp:10.79.0.2:4444 --tune "${TUNE:-on}" --timeout "${TIMEOUT:-90}" \
+  --dst-uri tcp:10.79.0.2:4444 --tune-switchover "$([ "${TUNE:-on}" = off ] && echo false || echo true)" --timeout "${TIMEOUT:-90}" \
   ${TRACE:+--trace "$TRACE"} 2> "$W/vm1.err"
 rc=$?
 [ -n "${TRACE:-}" ] && qlog "trace: $(wc -l < "$TRACE") snapshots in $TRACE"
