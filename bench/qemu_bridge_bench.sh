@@ -14,6 +14,14 @@
 #   downtime   QEMU direct multifd 2 zstd on a fresh guest and ramshift's live engine at its
 #              defaults, alternating run by run on the LINK (1gbit) veth: median and worst
 #              downtime of each, and where ramshift's went (its downtime_detail, medians)
+#   tune       QEMU direct tcp at its defaults (qemu-migrate --tune-switchover false: downtime-limit 300,
+#              QEMU's own switch-over bandwidth) and the same with qemu-migrate's tuning
+#              (--tune-switchover true, its default), alternating run by run on one guest that moves back and forth across
+#              the LINK veth: median and worst downtime and total time, and the tuner's choices;
+#              with TUNE_BRIDGE=1 (default) a third: the same tuning through the bridges (single
+#              channel, one bridge in each namespace).
+#              QEMU=backports runs Debian backports' QEMU 10.0 (avail-switchover-bandwidth is
+#              QEMU >= 8.2; Debian's 7.2 gets only the downtime-limit tuning)
 #   e.g. PHASES=dirty bench/qemu_bridge_bench.sh; BEAT_WAIT (120) s for the moved guest's
 #   heartbeat; a guest that never beats again is reported under the table.
 # Each configuration RUNS (3) times; medians. Usage: bench/qemu_bridge_bench.sh [RAMSHIFT]
@@ -24,6 +32,11 @@ GUEST_MB=${GUEST_MB:-1024}; DIRTY=${DIRTY:-20}; RUNS=${RUNS:-3}; PHASES=${PHASES
 LINK_CODECS=${LINK_CODECS:-"auto xbzrle+zstd"}
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/../scripts/lib/netns.sh"
+if [ "${QEMU:-debian}" = backports ]; then
+  . "$HERE/../tests/lib/debian_backports_qemu.sh"
+  backports_qemu || exit $?
+  QEMU_BIN=$QEMU_NEWER_BIN
+fi
 W=$(mktemp -d /tmp/ramshift-qemu-bench.XXXXXX)
 NSA=rsqbA$$ NSB=rsqbB$$
 cleanup() { netns_link_down "$NSA" "$NSB"; qemu_stop_all; rm -rf "$W"; }
@@ -142,7 +155,7 @@ if [[ $PHASES == *downtime* ]]; then
   for _ in $(seq "$RUNS"); do
     boot "$DIRTY"
     LABEL="QEMU multifd 2, zstd"; dead_before=$(cat "$W/dead" 2>/dev/null | wc -l)
-    one direct-tcp --multifd-channels 2 --multifd-compression zstd > "$W/result"
+    one direct-tcp --multifd-channels 2 --multifd-compression zstd --tune-switchover false > "$W/result"
     read -r a b < "$W/result"
     qt+=("$a"); qd+=("$b"); qruns+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
     [ "$(cat "$W/dead" 2>/dev/null | wc -l)" = "$dead_before" ] && [ "$b" != 0 ] && qok=$((qok + 1))
@@ -161,6 +174,42 @@ if [[ $PHASES == *downtime* ]]; then
     "$(med "${p1[@]}")" "$(med "${p2[@]}")" "$(med "${p3[@]}")" "$(med "${p4[@]}")" "$(med "${p5[@]}")" "$(med "${rounds[@]}")"
   echo "per run (last pages/device state/verify/hand-off ms):"
   for i in "${!p1[@]}"; do printf '%.1f/%.1f/%.1f/%.1f ' "${p1[$i]}" "${p2[$i]}" "${p3[$i]}" "${p4[$i]}"; done; echo
+  qemu_stop_all
+fi
+
+if [[ $PHASES == *tune* ]]; then
+  echo; echo "### qemu-migrate's switch-over tuning: ${GUEST_MB} MiB guest dirtying ${DIRTY} MB/s, $LINK veth, alternating"
+  echo; echo "QEMU: $("${QEMU_BIN:-qemu-system-x86_64}" --version | head -1); load before: $(uptime | sed 's/.*load/load/')"; echo
+  echo "| path | total s (median) | total s (worst) | downtime ms (median) | downtime ms (worst) | guest ran on | runs: s/ms |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+  boot "$DIRTY"
+  declare -A tt=() td=() truns=() tok=()
+  : > "$W/tuning"
+  for _ in $(seq "$RUNS"); do
+    for mode in off on $([ "${TUNE_BRIDGE:-1}" = 1 ] && echo bridge); do
+      LABEL="tune $mode"; dead_before=$(cat "$W/dead" 2>/dev/null | wc -l)
+      case $mode in
+        bridge) one bridge-link --tune-switchover true > "$W/result" ;;
+        *) one direct-tcp --tune-switchover "$([ "$mode" = on ] && echo true || echo false)" > "$W/result" ;;
+      esac
+      read -r a b < "$W/result"
+      tt[$mode]+="$a "; td[$mode]+="$b "; truns[$mode]+="$(awk -v a="$a" -v b="$b" 'BEGIN {printf "%.2f/%d ", a / 1000, b}')"
+      [ "$(cat "$W/dead" 2>/dev/null | wc -l)" = "$dead_before" ] && [ "$b" != 0 ] && tok[$mode]=$(( ${tok[$mode]:-0} + 1 ))
+      [ "$mode" != off ] && python3 -c 'import json,sys; t=json.load(open(sys.argv[1]))["tuning"]; print(sys.argv[2] + ": limit", "->".join(str(s["downtime_limit_ms"]) for s in t["downtime_limit_steps"]), "ms, switch-over bandwidth", t["switchover_bandwidth"])' "$W/vm$N.json" "$mode" >> "$W/tuning"
+    done
+  done
+  for mode in off on bridge; do
+    [ -n "${tt[$mode]:-}" ] || continue
+    case $mode in
+      off) label="QEMU direct tcp, its defaults (--tune-switchover false)" ;;
+      on) label="QEMU direct tcp, qemu-migrate tuning (--tune-switchover true)" ;;
+      bridge) label="through the bridges over the link, single channel, --tune-switchover true" ;;
+    esac
+    printf '| %s | %.2f | %.2f | %.0f | %.0f | %s/%s | %s|\n' "$label" \
+      "$(printf '%s\n' ${tt[$mode]} | median | awk '{print $1 / 1000}')" "$(printf '%s\n' ${tt[$mode]} | worst | awk '{print $1 / 1000}')" \
+      "$(printf '%s\n' ${td[$mode]} | median)" "$(printf '%s\n' ${td[$mode]} | worst)" "${tok[$mode]:-0}" "$RUNS" "${truns[$mode]}"
+  done
+  echo; echo "tuner's choices per run:"; cat "$W/tuning"; echo "load after: $(uptime | sed 's/.*load/load/')"
   qemu_stop_all
 fi
 
@@ -201,4 +250,5 @@ if [[ $PHASES == *dirty* ]]; then
   live_rows
 fi
 [ -s "$W/dead" ] && { echo; echo "migrations whose guest never ran again (no heartbeat in ${BEAT_WAIT:-120} s):"; sort "$W/dead" | uniq -c; }
-echo; echo "medians (ms):"; cat "$W/medians"
+[ -s "$W/medians" ] && { echo; echo "medians (ms):"; cat "$W/medians"; }
+exit 0

@@ -29,6 +29,8 @@ struct MigrateOptions {
   bool passthrough = false;
   std::string max_bandwidth = "0";
   double downtime_limit_ms = 0;
+  bool tune_switchover = true;
+  std::string trace;
   std::optional<double> postcopy_after_s;
   double timeout_s = 600;
   std::string json;
@@ -70,6 +72,8 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.multifd_compression = o.multifd_compression;
   RS_ASSIGN_OR_RETURN(c.max_bandwidth, parse_size(o.max_bandwidth));
   c.downtime_limit_ms = o.downtime_limit_ms;
+  c.tune = o.tune_switchover;
+  c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
   c.timeout = std::chrono::duration<double>(o.timeout_s);
   if (!o.via.empty()) {
@@ -98,6 +102,23 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
                "xbzrle {} zstd {} raw {} placed {}, verified {}\n",
                via, format_bytes(b.guest_bytes), format_bytes(b.wire_bytes), b.pages.zero,
                b.pages.xbzrle, b.pages.zstd, b.pages.raw, b.pages.placed, b.verified);
+  }
+  if (r.tuning) {
+    const auto& t = *r.tuning;
+    std::string steps;
+    for (const auto& st : t.downtime_limit_steps)
+      steps += fmt::format("{}{}", steps.empty() ? "" : " -> ", st.downtime_limit_ms);
+    fmt::print(stderr, "qemu-migrate: tuning: downtime-limit {} ms (ceiling {:.0f}), {}\n", steps,
+               t.ceiling_ms,
+               !t.switchover_bandwidth_supported ? "avail-switchover-bandwidth: not in this QEMU"
+               : t.switchover_bandwidth
+                   ? fmt::format("avail-switchover-bandwidth {} (set {}x)",
+                                 format_rate(static_cast<double>(*t.switchover_bandwidth)),
+                                 t.switchover_bandwidth_updates)
+                   : std::string("avail-switchover-bandwidth: no rate measured yet"));
+    if (t.downtime_limit_steps.size() > 1)
+      fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n",
+                 t.downtime_limit_steps.back().at_ms, t.downtime_limit_steps.back().reason);
   }
   if (!r.outcome)
     fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", r.outcome.message(),
@@ -164,8 +185,18 @@ Runner add_qemu_migrate(CLI::App& app) {
   cmd->add_option("--max-bandwidth", o->max_bandwidth,
                   "QEMU max-bandwidth per second (0 = unlimited; QEMU's own default is 128M)")
       ->capture_default_str();
-  cmd->add_option("--downtime-limit", o->downtime_limit_ms,
-                  "QEMU downtime-limit in ms (0 = QEMU's)");
+  cmd->add_option(
+      "--downtime-limit", o->downtime_limit_ms,
+      "QEMU downtime-limit in ms (0 = QEMU's, 300); tuned (--tune-switchover), the ceiling");
+  cmd->add_option("--tune-switchover", o->tune_switchover,
+                  "true: start QEMU's downtime-limit at a 20 ms floor, raise it toward the "
+                  "ceiling when iterations stop shrinking what is left, and set "
+                  "avail-switchover-bandwidth (QEMU >= 8.2) to the measured rate; false: set "
+                  "QEMU's parameters once, as given")
+      ->capture_default_str();
+  cmd->add_option("--trace", o->trace,
+                  "write each query-migrate answer (its switch-over figures) to FILE, one JSON "
+                  "object a line");
   cmd->add_option("--postcopy-after", o->postcopy_after_s,
                   "QEMU post-copy: switch to it after this many seconds of pre-copy (0 = at once); "
                   "the guest then runs on the destination, which fetches what it touches")

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -16,6 +17,7 @@
 #include "ramshift/base/log.h"
 #include "ramshift/base/provenance.h"
 #include "ramshift/qemu/qmp.h"
+#include "switchover_tuner.h"
 
 namespace ramshift::qemu {
 namespace {
@@ -27,7 +29,9 @@ using Clock = std::chrono::steady_clock;
 // source bridge's connect, the destination bridge's accept.
 constexpr auto kBridgeConnectTimeout = 30s;
 
-Status configure(QmpClient& qmp, const MigrateDriverConfig& c) {
+// `downtime_limit_ms` (0 = leave QEMU's) is c.downtime_limit_ms, or the tuner's floor on the
+// source.
+Status configure(QmpClient& qmp, const MigrateDriverConfig& c, uint64_t downtime_limit_ms) {
   nlohmann::json caps = nlohmann::json::array();
   caps.push_back({{"capability", "multifd"}, {"state", c.multifd_channels > 0}});
   caps.push_back({{"capability", "postcopy-ram"}, {"state", c.postcopy_after.has_value()}});
@@ -37,10 +41,43 @@ Status configure(QmpClient& qmp, const MigrateDriverConfig& c) {
   nlohmann::json params = {{"max-bandwidth", max_bw}};
   if (c.multifd_channels > 0) params["multifd-channels"] = c.multifd_channels;
   if (!c.multifd_compression.empty()) params["multifd-compression"] = c.multifd_compression;
-  if (c.downtime_limit_ms > 0)
-    params["downtime-limit"] = static_cast<uint64_t>(c.downtime_limit_ms);
+  if (downtime_limit_ms > 0) params["downtime-limit"] = downtime_limit_ms;
   RS_ASSIGN_OR_RETURN(r, qmp.execute("migrate-set-parameters", params));
   return Status::ok();
+}
+
+// QEMU >= 8.2 lists avail-switchover-bandwidth among its migration parameters; asked, not
+// inferred from a version string (distributions backport).
+bool has_switchover_bandwidth(QmpClient& qmp) {
+  auto p = qmp.execute("query-migrate-parameters");
+  return p && p->is_object() && p->contains("avail-switchover-bandwidth");
+}
+
+// The tuner on the source QEMU: its floor before `migrate`, avail-switchover-bandwidth back to
+// 0 (QEMU's own estimate) until the tuner has measured a rate.
+Result<std::unique_ptr<SwitchoverTuner>> start_tuner(QmpClient& src, const MigrateDriverConfig& c) {
+  SwitchoverTunerConfig tc;
+  tc.floor_ms = c.tune_floor_ms;
+  tc.ceiling_ms = c.downtime_limit_ms > 0 ? c.downtime_limit_ms : 300;  // QEMU's default
+  tc.set_switchover_bandwidth = has_switchover_bandwidth(src);
+  auto tuner = std::make_unique<SwitchoverTuner>(tc);
+  if (tc.set_switchover_bandwidth) {
+    auto r = src.execute("migrate-set-parameters", {{"avail-switchover-bandwidth", 0}});
+    if (!r) return r.status();
+  }
+  return tuner;
+}
+
+// Sets what the tuner chose on the source QEMU. A refusal is warned, not fatal: QEMU goes on
+// with the values it had.
+void apply_tuning(QmpClient& src, const TunerAction& a) {
+  nlohmann::json params = nlohmann::json::object();
+  if (a.switchover_bandwidth) params["avail-switchover-bandwidth"] = *a.switchover_bandwidth;
+  if (a.downtime_limit_ms) params["downtime-limit"] = *a.downtime_limit_ms;
+  if (auto r = src.execute("migrate-set-parameters", params); !r)
+    log::warn("qemu-migrate: tuning not applied ({}): {}", params.dump(), r.status().message());
+  else if (a.downtime_limit_ms)
+    log::info("qemu-migrate: downtime-limit raised to {} ms", *a.downtime_limit_ms);
 }
 
 // query-status's "status" ("running", "paused", "inmigrate", ...), "?" when QMP failed.
@@ -196,8 +233,13 @@ void maybe_start_postcopy(QmpClient& src, const MigrateDriverConfig& c, const st
               *out.postcopy_started_ms);
 }
 PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
-                           const migration::ProgressFn& progress) {
+                           const migration::ProgressFn& progress, SwitchoverTuner* tuner) {
   PollOutcome out;
+  std::ofstream trace;
+  if (!c.trace_path.empty()) {
+    trace.open(c.trace_path, std::ios::trunc);
+    if (!trace) log::warn("qemu-migrate: cannot write the trace to {}", c.trace_path);
+  }
   const auto t0 = Clock::now();
   int settle = 0;
   uint64_t max_bw = c.max_bandwidth;
@@ -234,6 +276,11 @@ PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
     out.last = *q;
     const std::string status = out.last.value("status", "");
     if (!cancelled) maybe_start_postcopy(src, c, status, t0, out);
+    const auto snapshot = MigrationSnapshot::from_query_migrate(out.last);
+    if (trace.is_open()) trace << snapshot.to_json().dump() << '\n' << std::flush;
+    if (tuner && !cancelled) {
+      if (auto action = tuner->observe(snapshot); !action.empty()) apply_tuning(src, action);
+    }
     if (progress && out.last.contains("ram")) progress(progress_of(out.last, max_bw));
     // QEMU 7.2 flips the status to completed a moment before it fills in total-time.
     if (status == "completed" && out.last.value("total-time", 0) == 0 && ++settle < 20) {
@@ -313,8 +360,16 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   if (!dst_qmp) return dst_qmp.status().with_context("destination QEMU (--dst-qmp)");
   QmpClient src = std::move(src_qmp).value();
   QmpClient dst = std::move(dst_qmp).value();
-  RS_RETURN_IF_ERROR(configure(src, c).with_context("source QEMU"));
-  RS_RETURN_IF_ERROR(configure(dst, c).with_context("destination QEMU"));
+  const auto limit = static_cast<uint64_t>(c.downtime_limit_ms);
+  std::unique_ptr<SwitchoverTuner> tuner;
+  if (c.tune) {
+    auto t = start_tuner(src, c);
+    if (!t) return t.status().with_context("source QEMU");
+    tuner = std::move(t).value();
+  }
+  RS_RETURN_IF_ERROR(configure(src, c, tuner ? tuner->initial_downtime_limit_ms() : limit)
+                         .with_context("source QEMU"));
+  RS_RETURN_IF_ERROR(configure(dst, c, limit).with_context("destination QEMU"));
 
   std::string dst_uri = c.destination_uri;
   std::string src_uri = c.source_uri.empty() ? c.destination_uri : c.source_uri;
@@ -333,7 +388,7 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   if (auto mig = src.execute("migrate", {{"uri", src_uri}}); !mig) {
     report.outcome = mig.status().with_context("source QEMU");
   } else {
-    auto polled = poll_migration(src, c, progress);
+    auto polled = poll_migration(src, c, progress, tuner.get());
     report.outcome = polled.status;
     report.qemu = qemu_figures(polled.last);
     report.postcopy_started_ms = polled.postcopy_started_ms;
@@ -353,6 +408,7 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   report.source_status = vm_status(src);
   report.multifd_channels = c.multifd_channels;
   report.path = c.via.empty() ? "direct " + src_uri : "bridge " + c.via;
+  if (tuner) report.tuning = tuner->report();
   if (bridges) {
     auto [s, d] = bridges->finish();
     add_bridge_reports(report, std::move(s), std::move(d));
@@ -389,6 +445,26 @@ std::string MigrateReport::to_json() const {
       postcopy_started_ms ? nlohmann::ordered_json(*postcopy_started_ms) : nlohmann::ordered_json();
   j["path"] = path;
   if (!bridge_note.empty()) j["bridge_note"] = bridge_note;
+  if (tuning) {
+    nlohmann::ordered_json t;
+    t["floor_ms"] = tuning->floor_ms;
+    t["ceiling_ms"] = tuning->ceiling_ms;
+    t["switchover_bandwidth_supported"] = tuning->switchover_bandwidth_supported;
+    t["switchover_bandwidth"] = tuning->switchover_bandwidth
+                                    ? nlohmann::ordered_json(*tuning->switchover_bandwidth)
+                                    : nlohmann::ordered_json();
+    t["switchover_bandwidth_updates"] = tuning->switchover_bandwidth_updates;
+    t["downtime_limit_steps"] = nlohmann::ordered_json::array();
+    for (const auto& st : tuning->downtime_limit_steps)
+      t["downtime_limit_steps"].push_back({{"at_ms", st.at_ms},
+                                           {"downtime_limit_ms", st.downtime_limit_ms},
+                                           {"remaining_bytes", st.remaining_bytes},
+                                           {"dirty_sync_count", st.dirty_sync_count},
+                                           {"reason", st.reason}});
+    j["tuning"] = t;
+  } else {
+    j["tuning"] = nullptr;
+  }
   if (bridge_source) j["bridge_source"] = nlohmann::ordered_json::parse(bridge_source->to_json());
   if (bridge_destination)
     j["bridge_destination"] = nlohmann::ordered_json::parse(bridge_destination->to_json());

@@ -17,6 +17,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ramshift/base/status.h"
 #include "ramshift/migration/cancel.h"
@@ -41,7 +42,18 @@ struct MigrateDriverConfig {
   // QEMU's max-bandwidth, bytes/s. 0 = unlimited: QEMU's own default (128 MiB/s) would
   // hide the transport, so the driver lifts it to 1 TiB/s.
   uint64_t max_bandwidth = 0;
-  double downtime_limit_ms = 0;  // QEMU's downtime-limit; 0 = QEMU's
+  // QEMU's downtime-limit; 0 = QEMU's (300 ms). With `tune`, the ceiling the tuner raises
+  // the limit to, never past.
+  double downtime_limit_ms = 0;
+  // Switch-over tuning (switchover_tuner.h): the source QEMU's downtime-limit starts at
+  // `tune_floor_ms` and is raised toward the ceiling when iterations stop shrinking what is
+  // left, and avail-switchover-bandwidth (QEMU >= 8.2, detected by query-migrate-parameters)
+  // follows the sustained transfer rate. Off: the parameters are set once, as given.
+  bool tune = true;
+  double tune_floor_ms = 20;
+  // When set, each query-migrate answer is written here, one JSON object a line (the parts the
+  // tuner reads, under QEMU's key names): a trace to replay in tests.
+  std::string trace_path;
   // QEMU post-copy: when set, both QEMUs get the postcopy-ram capability and the source is
   // told `migrate-start-postcopy` once pre-copy has run this long (0: at once). The guest then
   // runs on the destination, which fetches the pages it touches over the migration's return
@@ -80,6 +92,26 @@ struct QemuMigrationFigures {
   std::optional<std::string> error;  // QEMU's error-desc
 };
 
+// What the switch-over tuner chose and why (MigrateDriverConfig::tune).
+struct TuningReport {
+  double floor_ms = 0;
+  double ceiling_ms = 0;
+  // Whether the source QEMU has avail-switchover-bandwidth (>= 8.2), and the last value set
+  // (bytes/s; absent: never set) after how many updates.
+  bool switchover_bandwidth_supported = false;
+  std::optional<uint64_t> switchover_bandwidth;
+  uint32_t switchover_bandwidth_updates = 0;
+  // Each downtime-limit set: the first is the floor, before `migrate`.
+  struct Step {
+    double at_ms = 0;  // QEMU's total-time when it was set
+    uint64_t downtime_limit_ms = 0;
+    uint64_t remaining_bytes = 0;   // what was left then
+    uint64_t dirty_sync_count = 0;  // QEMU's iteration count then
+    std::string reason;
+  };
+  std::vector<Step> downtime_limit_steps;
+};
+
 struct MigrateReport {
   QemuMigrationFigures qemu;
   // query-status of the VMs: the source before and after, the destination at the end.
@@ -97,6 +129,7 @@ struct MigrateReport {
   // Set when the destination QEMU closed a channel before the bridge had delivered its last
   // bytes, after QEMU had completed: noted, not a failure (BridgeReport::qemu_closed_early).
   std::string bridge_note;
+  std::optional<TuningReport> tuning;  // with MigrateDriverConfig::tune
   // ok: QEMU completed, the destination VM is in the source's run state and both bridges
   // completed. Otherwise what went wrong (QEMU resumes the source VM; source_status says).
   Status outcome;
