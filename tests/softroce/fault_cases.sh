@@ -9,7 +9,7 @@
 # check waits 1 s after the log line) to keep the suite within CI's time.
 #   needs: $RAMSHIFT, $WORK, $ADDR, pass, fail, step (suite.sh and tests/e2e/lib.sh).
 # FAULT_CASES="stop flap" (in the VM's environment, or suite.sh's third argument) runs only
-# those groups: kill-rx kill-tx stop cut flap bad-input version disk memlock.
+# those groups: kill-rx kill-tx stop cut flap bad-input half-silent version disk memlock.
 
 PEER_TIMEOUT=3
 # Software speed: a process here takes a second or two to start, pin and tear down.
@@ -225,6 +225,53 @@ if fwant bad-input; then
     fi
     kill -TERM "$BS" 2>/dev/null; wait "$BS" 2>/dev/null
     nothing_left "rdma bad input"
+  fi
+fi
+
+# ---- a peer that connects some queues and falls silent ------------------------------------
+# Each queue the listener accepts pins a receive ring (4 MiB here): a peer that connects one
+# queue of two and then says nothing, holding its side open, must not keep it. The listener
+# gives a connection its connect timeout (10 s) to bring every queue up, then releases what
+# it holds, says so, and keeps listening.
+if fwant half-silent; then
+  step "fault matrix: a peer that connects one queue of two and falls silent"
+  # rdma res: the receiver's queue pairs and memory registrations ("pid N" on each line).
+  held() { rdma res show "$1" 2>/dev/null | grep -c " pid $RX "; }
+  if ! command -v rdma_bad_peer >/dev/null; then
+    fail "half-silent: no rdma_bad_peer in the VM (run.sh copies it in)"
+  elif start_rx -- --resume-seconds 0; then
+    hostport=${RX_URI#rdma://}
+    rdma_bad_peer "${hostport%:*}" "${hostport##*:}" half-silent > "$W/half.out" 2>&1 &
+    BP=$!; PIDS+=("$BP")
+    for _ in $(seq 600); do grep -q holding "$W/half.out" && break; sleep 0.05; done
+    t0=$SECONDS
+    qps=$(held qp); mrs=$(held mr)
+    [ "$qps" -ge 1 ] && [ "$mrs" -ge 1 ] &&
+      pass "half-silent: the receiver holds the peer's first queue ($qps QP, $mrs MRs)" ||
+      fail "half-silent: the receiver holds $qps QPs, $mrs MRs after the first queue connected"
+    for _ in $(seq 160); do grep -q "half-made connection" "$W/rx.err" && break; sleep 0.1; done
+    if grep -q "half-made connection" "$W/rx.err"; then
+      pass "half-silent: given up $((SECONDS - t0)) s after the first queue; said: $(grep -o 'gave up on a half-made.*within [0-9.]* s' "$W/rx.err" | head -1)"
+      sleep 0.5
+      kill -0 "$BP" 2>/dev/null && pass "half-silent: the peer still holds its side open" ||
+        fail "half-silent: the peer left before the receiver gave up (the case did not hold)"
+      qps=$(held qp); mrs=$(held mr)
+      [ "$qps" = 0 ] && [ "$mrs" = 0 ] && pass "half-silent: the receiver released its queue and pinned memory" ||
+        fail "half-silent: the receiver still holds $qps QPs, $mrs MRs"
+    else
+      fail "half-silent: the receiver kept the half-made connection $((SECONDS - t0)) s"; tail -3 "$W/rx.err"
+    fi
+    kill "$BP" 2>/dev/null; wait "$BP" 2>/dev/null
+    if kill -0 "$RX" 2>/dev/null; then
+      "$RAMSHIFT" send --to "$RX_URI" "${LIVE[@]}" > /dev/null 2> "$W/tx.err" &&
+        pass "half-silent: a real migration completes afterwards" ||
+        { fail "half-silent: the real migration afterwards"; tail -3 "$W/tx.err"; }
+      kill -TERM "$RX"
+      ends_with "half-silent: the receiver after SIGTERM while idle" "$RX" 0 10
+    else
+      fail "half-silent: the receiver exited"; tail -3 "$W/rx.err"
+    fi
+    nothing_left "rdma half-silent"
   fi
 fi
 
