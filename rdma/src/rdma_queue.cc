@@ -107,10 +107,12 @@ Status RdmaQueue::init_resources() {
   if (tuning_.peer_timeout.count() > 0)
     on_port = [this](bool up) {
       const int64_t now = Clock::now().time_since_epoch().count();
-      if (up)
+      if (up) {
         port_down_ns_ = 0;
-      else
+      } else {
         port_down_ns_ = now == 0 ? 1 : now;
+        port_went_down_ = true;
+      }
     };
   async_watch_ = std::make_unique<AsyncEventWatch>(
       ctx, id_->qp, cq_.get(), id_->port_num, index_, [this](Status s) { fail(std::move(s)); },
@@ -409,6 +411,16 @@ void RdmaQueue::on_error_completion(const ibv_wc& wc, bool is_receive) {
         s = Status(ErrorCode::kDisconnected,
                    fmt::format("rdma queue {}: the RDMA port is down (the link is lost); the "
                                "device failed a request it could not send ({})",
+                               index_, what));
+        break;
+      }
+      // Seen after a 2 s flap: the request failed as the port came back up, and a queue pair
+      // in error cannot resume.
+      if (port_went_down_) {
+        s = Status(ErrorCode::kDisconnected,
+                   fmt::format("rdma queue {}: the RDMA port went down and came back, but the "
+                               "device failed a request it could not send meanwhile ({}); this "
+                               "device does not resume a queue after its link went down",
                                index_, what));
         break;
       }

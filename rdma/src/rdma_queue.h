@@ -145,6 +145,8 @@ class RdmaQueue {
   // When the port went down (steady clock, ns since its epoch); 0 while it is up. Written by
   // the async-event thread, read by the poller.
   std::atomic<int64_t> port_down_ns_{0};
+  // Whether the port went down at any time since the queue was made (never cleared).
+  std::atomic<bool> port_went_down_{false};
 
   // Shared with the poller (under mu_ or atomic), waited on with cv_.
   mutable std::mutex mu_;
