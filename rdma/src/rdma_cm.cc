@@ -240,12 +240,13 @@ class RdmaListener final : public Listener {
   Result<std::unique_ptr<Connection>> accept(Millis timeout) override {
     auto deadline = Clock::now() + timeout;
     for (;;) {
-      auto ev = next_event(channel_.get(), deadline);
+      const auto group_deadline = expire_groups();
+      auto ev = next_event(channel_.get(), std::min(deadline, group_deadline));
       if (!ev) {
-        if (ev.status().code() == ErrorCode::kTimeout)
-          return Status(ErrorCode::kTimeout,
-                        fmt::format("no rdma connection within {} ms", timeout.count()));
-        return ev.status();
+        if (ev.status().code() != ErrorCode::kTimeout) return ev.status();
+        if (Clock::now() < deadline) continue;  // a half-made connection's deadline
+        return Status(ErrorCode::kTimeout,
+                      fmt::format("no rdma connection within {} ms", timeout.count()));
       }
       if (ev->type == RDMA_CM_EVENT_CONNECT_REQUEST) {
         on_request(*ev);
@@ -273,9 +274,41 @@ class RdmaListener final : public Listener {
   struct Group {
     uint16_t count = 0;
     uint16_t established = 0;
+    Clock::time_point expires{};  // set by its first connect request
+    std::string peer;             // its first queue's address, for the log
     SharedPd pd;
     std::vector<std::unique_ptr<RdmaQueue>> queues;
   };
+
+  // A connection whose queues do not all arrive and establish within the connect timeout
+  // (10 s unless set; a sound source's connect() gives up after its own --connect-timeout,
+  // 10 s by default, with every queue requested at once) is dropped: until then each queue
+  // that did arrive holds a pinned receive ring, so a peer that connects some queues and
+  // falls silent must not keep them. Returns the earliest deadline still pending.
+  Clock::time_point expire_groups() {
+    const auto now = Clock::now();
+    auto earliest = Clock::time_point::max();
+    for (auto it = groups_.begin(); it != groups_.end();) {
+      Group& g = it->second;
+      if (now < g.expires) {
+        earliest = std::min(earliest, g.expires);
+        ++it;
+        continue;
+      }
+      size_t accepted = 0;
+      for (auto& q : g.queues) accepted += q ? 1 : 0;
+      log::warn(
+          "rdma: gave up on a half-made connection from {}: {} of its {} queues asked to "
+          "connect and {} established within {:.1f} s (the connect timeout); its queues and "
+          "pinned memory are released",
+          g.peer, accepted, g.count, g.established,
+          static_cast<double>(options_.connect_timeout.count()) / 1000.0);
+      for (auto& q : g.queues)
+        if (q) owner_.erase(q->id());
+      it = groups_.erase(it);
+    }
+    return earliest;
+  }
 
   void drop(uint64_t token) {
     auto& g = groups_[token];
@@ -297,6 +330,8 @@ class RdmaListener final : public Listener {
     if (g.count == 0) {
       g.count = p->queue_count;
       g.queues.resize(g.count);
+      g.expires = Clock::now() + options_.connect_timeout;
+      g.peer = address_text(rdma_get_peer_addr(ev.id));
     }
     if (g.count != p->queue_count || g.queues[p->queue])
       return reject(ev.id, Status(ErrorCode::kProtocol, "inconsistent queue in a connection"));

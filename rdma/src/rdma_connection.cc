@@ -51,6 +51,7 @@ RdmaConnection::RdmaConnection(EventChannel channel, SharedPd pd,
 
 RdmaConnection::~RdmaConnection() {
   close();
+  wait_for_port();
   stop_ = true;
   uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
@@ -82,6 +83,34 @@ void RdmaConnection::watch_cm_events() {
 
 void RdmaConnection::close() {
   for (auto& q : queues_) q->close();
+}
+
+// Before the ids go: a port that went down gets the peer timeout (counted from when it went
+// down) to come back, so that the disconnect requests close() held back leave on a working
+// port (rdma_queue.cc, RdmaQueue::close says why). A cut link is given up on at that
+// deadline, which the queues' own liveness check reached already.
+void RdmaConnection::wait_for_port() {
+  std::optional<std::chrono::steady_clock::time_point> since;
+  std::chrono::milliseconds limit{0};
+  for (auto& q : queues_)
+    if (auto s = q->port_down_since(); s && (!since || *s < *since)) {
+      since = s;
+      limit = q->peer_timeout();
+    }
+  if (since) {
+    const auto deadline = *since + limit;
+    log::info("rdma: the port is down; waiting up to {} ms for it before disconnecting",
+              std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       deadline - std::chrono::steady_clock::now())
+                                       .count()));
+    for (;;) {
+      bool down = false;
+      for (auto& q : queues_) down = down || q->port_down_since().has_value();
+      if (!down || std::chrono::steady_clock::now() >= deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  for (auto& q : queues_) q->finish_disconnect();
 }
 
 Status RdmaConnection::check(uint32_t queue) const {

@@ -38,6 +38,7 @@ class RdmaConnection final : public Connection {
 
  private:
   Status check(uint32_t queue) const;
+  void wait_for_port();
   void watch_cm_events();
   Result<uint32_t> lkey_for(const std::byte* p, size_t len) const;
 

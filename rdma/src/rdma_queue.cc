@@ -107,10 +107,12 @@ Status RdmaQueue::init_resources() {
   if (tuning_.peer_timeout.count() > 0)
     on_port = [this](bool up) {
       const int64_t now = Clock::now().time_since_epoch().count();
-      if (up)
+      if (up) {
         port_down_ns_ = 0;
-      else
+      } else {
         port_down_ns_ = now == 0 ? 1 : now;
+        port_went_down_ = true;
+      }
     };
   async_watch_ = std::make_unique<AsyncEventWatch>(
       ctx, id_->qp, cq_.get(), id_->port_num, index_, [this](Status s) { fail(std::move(s)); },
@@ -412,6 +414,16 @@ void RdmaQueue::on_error_completion(const ibv_wc& wc, bool is_receive) {
                                index_, what));
         break;
       }
+      // Seen after a 2 s flap: the request failed as the port came back up, and a queue pair
+      // in error cannot resume.
+      if (port_went_down_) {
+        s = Status(ErrorCode::kDisconnected,
+                   fmt::format("rdma queue {}: the RDMA port went down and came back, but the "
+                               "device failed a request it could not send meanwhile ({}); this "
+                               "device does not resume a queue after its link went down",
+                               index_, what));
+        break;
+      }
       [[fallthrough]];
     default:
       s = Status(ErrorCode::kIo,
@@ -474,9 +486,24 @@ int RdmaQueue::post_signaled_marker_locked() {
   return 0;
 }
 
+std::optional<Clock::time_point> RdmaQueue::port_down_since() const {
+  if (const int64_t down = port_down_ns_.load(); down != 0)
+    return Clock::time_point(Clock::duration(down));
+  if (!port_active()) return Clock::now();
+  return std::nullopt;
+}
+
+// A disconnect request is a CM message on the device's management queue pair; soft-RoCE
+// sends it while its netdev is down too, and one sent then can be lost for good (seen: the
+// kernel's cm_destroy_id waiting on it for minutes, the link long back up), so that
+// destroying the id, or exiting, blocks in the kernel where no signal reaches. So it waits
+// for the port (RdmaConnection's destructor gives it the peer timeout).
 void RdmaQueue::close() {
   if (closed_.exchange(true)) return;
-  rdma_disconnect(id_.get());
+  if (port_down_since())
+    disconnect_held_ = true;
+  else
+    rdma_disconnect(id_.get());
   ibv_qp_attr attr{};
   attr.qp_state = IBV_QPS_ERR;
   if (id_->qp) ibv_modify_qp(id_->qp, &attr, IBV_QP_STATE);
@@ -486,6 +513,12 @@ void RdmaQueue::close() {
     uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
   }
+}
+
+void RdmaQueue::finish_disconnect() {
+  if (!disconnect_held_ || port_down_since()) return;
+  disconnect_held_ = false;
+  rdma_disconnect(id_.get());
 }
 
 }  // namespace ramshift::transport::rdma

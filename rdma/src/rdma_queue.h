@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <vector>
@@ -72,8 +73,17 @@ class RdmaQueue {
   // From the connection's CM thread: the peer disconnected. Moves the QP to the error state
   // so that posted receives flush after every message that did land.
   void peer_disconnected();
-  // Local close: disconnect, flush, wake every waiter. Idempotent.
+  // Local close: disconnect, flush, wake every waiter. Idempotent. While the port is down
+  // the disconnect request is held back (see finish_disconnect).
   void close();
+
+  // Since when the queue's port has been down (the async event's time, or now if only the
+  // device says so); nullopt while it is up.
+  std::optional<std::chrono::steady_clock::time_point> port_down_since() const;
+  // The disconnect close() held back, once the port is up again; nothing if it is still
+  // down (destroying the id then sends the request anyway).
+  void finish_disconnect();
+  std::chrono::milliseconds peer_timeout() const { return tuning_.peer_timeout; }
 
   static constexpr size_t kMaxMessage = kMaxRingMessage;  // the same limit as tcp
 
@@ -128,12 +138,15 @@ class RdmaQueue {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closed_{false};
   std::atomic<bool> peer_gone_{false};
+  std::atomic<bool> disconnect_held_{false};  // close() found the port down
 
   RingHello peer_;   // the peer's ring, from its hello
   PeerWatch watch_;  // poller thread only, set before it starts
   // When the port went down (steady clock, ns since its epoch); 0 while it is up. Written by
   // the async-event thread, read by the poller.
   std::atomic<int64_t> port_down_ns_{0};
+  // Whether the port went down at any time since the queue was made (never cleared).
+  std::atomic<bool> port_went_down_{false};
 
   // Shared with the poller (under mu_ or atomic), waited on with cv_.
   mutable std::mutex mu_;

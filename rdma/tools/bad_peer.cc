@@ -7,7 +7,9 @@
 // Connect requests (refused at the CM): cm-junk (20 random bytes of private data), cm-short
 // (6 bytes), cm-version (a queue protocol this build does not speak), cm-queue (queue 5 of 2).
 // A connection that goes no further: half-connection (queue 0 of 2, then gone),
-// queues-then-close (both queues, closed before any hello).
+// half-silent (queue 0 of 2, then silence: it stays connected for 60 s or until killed,
+// printing "holding" once queue 0 is up), queues-then-close (both queues, closed before any
+// hello).
 // Queue hellos: hello-junk (32 random bytes), hello-short (8 bytes).
 // Ring writes after a good hello (docs/protocol.md, *rdma queues*): imm-reserved (reserved
 // immediate bits set), imm-too-long (a fragment longer than a slot), credit-bogus (credits
@@ -220,6 +222,12 @@ int main(int argc, char** argv) {
   if (c == "half-connection") {
     connect_queue(qs[0], host, port, private_data(token, 0, 2));
     return 0;  // exiting tears the queue down
+  }
+  if (c == "half-silent") {
+    if (!connect_queue(qs[0], host, port, private_data(token, 0, 2))) return 1;
+    std::printf("holding\n");
+    std::this_thread::sleep_for(std::chrono::seconds(60));
+    return 0;
   }
   for (uint16_t i = 0; i < 2; ++i)
     if (!connect_queue(qs[i], host, port, private_data(token, i, 2))) return 1;

@@ -5,6 +5,9 @@
 # grep/sed only: the VM has busybox, not python.
 #
 # The caller defines pass and fail (tests/e2e/lib.sh's, or its own with the same meaning).
+# The case functions at the end (kill_rx, kill_tx) also use the caller's start_rx, start_tx
+# (which set RX and TX), nothing_left, $W (its folder), $LIMIT (seconds an end may take to
+# give up) and $FAULT_LABEL (prefixed to each case's name: "rdma " in the soft-RoCE matrix).
 
 # wait_log FILE PATTERN: until FILE matches (30 s at most), then 1 s more (a round 0 under
 # way; well inside a hold).
@@ -51,4 +54,39 @@ never_ran_guest() {
 # no_output CASE PATH: neither PATH nor PATH.partial exists.
 no_output() {
   [ ! -e "$2" ] && [ ! -e "$2.partial" ] && pass "$1: no output file left" || fail "$1: output left ($(ls "$2"* 2>/dev/null))"
+}
+
+# kill_rx CASE RX_ENV TX_ENV WAIT_FILE WAIT_PATTERN GUEST_STATE MESSAGE SEND_ARGS...: the
+# receiver killed (-9) once WAIT_FILE matches WAIT_PATTERN; the sender exits 1 within
+# $LIMIT s saying MESSAGE, its report says the guest is GUEST_STATE.
+kill_rx() {
+  local what="${FAULT_LABEL:-}receiver -9 $1" rxenv=$2 txenv=$3 file=$4 pattern=$5 guest=$6 msg=$7
+  shift 7
+  start_rx $rxenv -- --once || return
+  start_tx $txenv -- "$@"
+  wait_log "$W/$file" "$pattern"
+  kill -9 "$RX"; wait "$RX" 2>/dev/null
+  ends_with "$what: sender" "$TX" 1 "$LIMIT"
+  says "$what: sender" "$W/tx.err" "$msg"
+  json_has "$what: sender" "$W/tx.json" "\"source_guest\": \"$guest"
+  nothing_left "$what"
+}
+
+# kill_tx CASE RX_ENV TX_ENV WAIT_FILE WAIT_PATTERN MESSAGE SEND_ARGS...: the sender killed
+# (-9); the receiver exits 1 within $LIMIT s, says MESSAGE, never ran the guest and left
+# nothing (an image is received into --guest-out, so its PATH.partial must go).
+kill_tx() {
+  local what="${FAULT_LABEL:-}sender -9 $1" rxenv=$2 txenv=$3 file=$4 pattern=$5 msg=$6; shift 6
+  local out=()
+  [[ "$*" == *file:* ]] && out=(--guest-out "$W/dst.img")
+  start_rx $rxenv -- --once ${out[@]+"${out[@]}"} || return
+  start_tx $txenv -- "$@"
+  wait_log "$W/$file" "$pattern"
+  kill -9 "$TX"; wait "$TX" 2>/dev/null
+  ends_with "$what: receiver" "$RX" 1 "$LIMIT"
+  says "$what: receiver" "$W/rx.err" "$msg"
+  json_has "$what: receiver" "$W/rx.json" '"status": "failed"'
+  never_ran_guest "$what" "$W/rx.json"
+  no_output "$what" "$W/dst.img"
+  nothing_left "$what"
 }

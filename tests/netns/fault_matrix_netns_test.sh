@@ -12,7 +12,8 @@ RAMSHIFT=${1:?usage: $0 PATH_TO_RAMSHIFT}
 if [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null; then echo "SKIP: needs root and iproute2"; exit 77; fi
 HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../../scripts/lib/netns.sh"
-source "$HERE/../lib/fault_checks.sh"  # wait_log, ends_with, says, json_has, never_ran_guest, no_output
+source "$HERE/../lib/fault_checks.sh"  # wait_log, ends_with, says, json_has, never_ran_guest, no_output,
+                                       # and the cases kill_rx, kill_tx
 A=rsfmA$$; B=rsfmB$$; W=$(mktemp -d)
 MNT=""
 cleanup() {
@@ -74,18 +75,7 @@ LIMIT=$((PEER_TIMEOUT + 5))
 want() { [ -z "${FAULT_CASES:-}" ] || [[ " $FAULT_CASES " == *" $1 "* ]]; }
 
 # ---- the receiver killed (-9) --------------------------------------------------------
-# kill_rx CASE RX_ENV TX_ENV WAIT_FILE WAIT_PATTERN GUEST_STATE MESSAGE SEND_ARGS...
-kill_rx() {
-  local what="receiver -9 $1" rxenv=$2 txenv=$3 file=$4 pattern=$5 guest=$6 msg=$7; shift 7
-  start_rx $rxenv -- --once || return
-  start_tx $txenv -- "$@"
-  wait_log "$W/$file" "$pattern"
-  kill -9 "$RX"; wait "$RX" 2>/dev/null
-  ends_with "$what: sender" "$TX" 1 "$LIMIT"
-  says "$what: sender" "$W/tx.err" "$msg"
-  json_has "$what: sender" "$W/tx.json" "\"source_guest\": \"$guest"
-  nothing_left "$what"
-}
+# kill_rx, kill_tx: tests/lib/fault_checks.sh, shared with the rdma matrix.
 if want kill-rx; then
 WENT="destination went away|closed the connection|connection reset|stopped answering|broken pipe"
 kill_rx "in set-up" "$HOLD_SETUP_RX" "" rx.err "holding at destination-setup" running "$WENT" "${LIVE[@]}"
@@ -101,24 +91,6 @@ kill_rx "in the hand-off" "" "$HOLD_HANDOFF" tx.err "holding at source-handoff" 
 fi
 
 # ---- the sender killed (-9) ----------------------------------------------------------
-# kill_tx CASE RX_ENV TX_ENV WAIT_FILE WAIT_PATTERN MESSAGE SEND_ARGS...: the receiver
-# exits 1, says the source went away, never ran the guest, left nothing (an image is
-# received into --guest-out, so its PATH.partial must go).
-kill_tx() {
-  local what="sender -9 $1" rxenv=$2 txenv=$3 file=$4 pattern=$5 msg=$6; shift 6
-  local out=()
-  [[ "$*" == *file:* ]] && out=(--guest-out "$W/dst.img")
-  start_rx $rxenv -- --once "${out[@]}" || return
-  start_tx $txenv -- "$@"
-  wait_log "$W/$file" "$pattern"
-  kill -9 "$TX"; wait "$TX" 2>/dev/null
-  ends_with "$what: receiver" "$RX" 1 "$LIMIT"
-  says "$what: receiver" "$W/rx.err" "$msg"
-  json_has "$what: receiver" "$W/rx.json" '"status": "failed"'
-  never_ran_guest "$what" "$W/rx.json"
-  no_output "$what" "$W/dst.img"
-  nothing_left "$what"
-}
 "$RAMSHIFT" make-image "$W/src.img" --size 64M --pattern mixed || exit 1
 IMG=(--guest "file:$W/src.img" --max-bandwidth 8M)
 if want kill-tx; then

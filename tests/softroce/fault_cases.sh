@@ -9,7 +9,7 @@
 # check waits 1 s after the log line) to keep the suite within CI's time.
 #   needs: $RAMSHIFT, $WORK, $ADDR, pass, fail, step (suite.sh and tests/e2e/lib.sh).
 # FAULT_CASES="stop flap" (in the VM's environment, or suite.sh's third argument) runs only
-# those groups: kill-rx kill-tx stop cut flap bad-input version disk memlock.
+# those groups: kill-rx kill-tx stop cut flap bad-input half-silent version disk memlock.
 
 PEER_TIMEOUT=3
 # Software speed: a process here takes a second or two to start, pin and tear down.
@@ -52,15 +52,7 @@ nothing_left() {
   [ "$left" = 0 ] && pass "$1: no process left" || fail "$1: $left ramshift process(es) left"
   ls "$W"/*.partial >/dev/null 2>&1 && fail "$1: partial output left" || true
 }
-# Every group by default but `flap` and `cut`: each passed in an earlier run, but in the last
-# runs the sender did not end when the port went down (flap, load 9: still running 90 s after
-# the link came back; cut, idle host: still running 7 s after the cut with --peer-timeout 3),
-# an rdma hang not yet understood. They run when named (FAULT_CASES="cut flap") until it is
-# fixed; the silent-peer cases (`stop`) cover --peer-timeout meanwhile.
-fwant() {
-  if [ -z "${FAULT_CASES:-}" ]; then [ "$1" != flap ] && [ "$1" != cut ]
-  else [[ " $FAULT_CASES " == *" $1 "* ]]; fi
-}
+fwant() { [ -z "${FAULT_CASES:-}" ] || [[ " $FAULT_CASES " == *" $1 "* ]]; }
 
 # At software speed (about 2 MB/s with pages encoded, 16-24 MB/s raw) these are the tcp
 # matrix's guests scaled down: LIVE's round 0 lasts ~4 s at 2 MiB/s, and it converges by
@@ -79,17 +71,8 @@ HOLD_HANDOFF=RAMSHIFT_TEST_HOLD_AT=source-handoff:3
 IMG=(--guest "file:$W/src.img" --max-bandwidth 2M)
 
 # ---- the receiver killed (-9): the kernel's rdma_cm disconnects its queues --------------
-kill_rx() {
-  local what="rdma receiver -9 $1" rxenv=$2 txenv=$3 file=$4 pattern=$5 guest=$6 msg=$7; shift 7
-  start_rx $rxenv -- --once || return
-  start_tx $txenv -- "$@"
-  wait_log "$W/$file" "$pattern"
-  kill -9 "$RX"; wait "$RX" 2>/dev/null
-  ends_with "$what: sender" "$TX" 1 "$LIMIT"
-  says "$what: sender" "$W/tx.err" "$msg"
-  json_has "$what: sender" "$W/tx.json" "\"source_guest\": \"$guest"
-  nothing_left "$what"
-}
+# kill_rx, kill_tx: tests/lib/fault_checks.sh, shared with the tcp matrix.
+FAULT_LABEL="rdma "
 if fwant kill-rx; then
   step "fault matrix: receiver killed (-9) in each phase"
   WENT="destination went away|disconnected|stopped answering"
@@ -104,21 +87,6 @@ if fwant kill-rx; then
 fi
 
 # ---- the sender killed (-9) ------------------------------------------------------------
-kill_tx() {
-  local what="rdma sender -9 $1" rxenv=$2 txenv=$3 file=$4 pattern=$5 msg=$6; shift 6
-  local out=()
-  [[ "$*" == *file:* ]] && out=(--guest-out "$W/dst.img")
-  start_rx $rxenv -- --once ${out[@]+"${out[@]}"} || return
-  start_tx $txenv -- "$@"
-  wait_log "$W/$file" "$pattern"
-  kill -9 "$TX"; wait "$TX" 2>/dev/null
-  ends_with "$what: receiver" "$RX" 1 "$LIMIT"
-  says "$what: receiver" "$W/rx.err" "$msg"
-  json_has "$what: receiver" "$W/rx.json" '"status": "failed"'
-  never_ran_guest "$what" "$W/rx.json"
-  no_output "$what" "$W/dst.img"
-  nothing_left "$what"
-}
 if fwant kill-tx; then
   step "fault matrix: sender killed (-9) in each phase"
   GONE="source went away|disconnected|stopped answering"
@@ -228,6 +196,53 @@ if fwant bad-input; then
   fi
 fi
 
+# ---- a peer that connects some queues and falls silent ------------------------------------
+# Each queue the listener accepts pins a receive ring (4 MiB here): a peer that connects one
+# queue of two and then says nothing, holding its side open, must not keep it. The listener
+# gives a connection its connect timeout (10 s) to bring every queue up, then releases what
+# it holds, says so, and keeps listening.
+if fwant half-silent; then
+  step "fault matrix: a peer that connects one queue of two and falls silent"
+  # rdma res: the receiver's queue pairs and memory registrations ("pid N" on each line).
+  held() { rdma res show "$1" 2>/dev/null | grep -c " pid $RX "; }
+  if ! command -v rdma_bad_peer >/dev/null; then
+    fail "half-silent: no rdma_bad_peer in the VM (run.sh copies it in)"
+  elif start_rx -- --resume-seconds 0; then
+    hostport=${RX_URI#rdma://}
+    rdma_bad_peer "${hostport%:*}" "${hostport##*:}" half-silent > "$W/half.out" 2>&1 &
+    BP=$!; PIDS+=("$BP")
+    for _ in $(seq 600); do grep -q holding "$W/half.out" && break; sleep 0.05; done
+    t0=$SECONDS
+    qps=$(held qp); mrs=$(held mr)
+    [ "$qps" -ge 1 ] && [ "$mrs" -ge 1 ] &&
+      pass "half-silent: the receiver holds the peer's first queue ($qps QP, $mrs MRs)" ||
+      fail "half-silent: the receiver holds $qps QPs, $mrs MRs after the first queue connected"
+    for _ in $(seq 160); do grep -q "half-made connection" "$W/rx.err" && break; sleep 0.1; done
+    if grep -q "half-made connection" "$W/rx.err"; then
+      pass "half-silent: given up $((SECONDS - t0)) s after the first queue; said: $(grep -o 'gave up on a half-made.*within [0-9.]* s' "$W/rx.err" | head -1)"
+      sleep 0.5
+      kill -0 "$BP" 2>/dev/null && pass "half-silent: the peer still holds its side open" ||
+        fail "half-silent: the peer left before the receiver gave up (the case did not hold)"
+      qps=$(held qp); mrs=$(held mr)
+      [ "$qps" = 0 ] && [ "$mrs" = 0 ] && pass "half-silent: the receiver released its queue and pinned memory" ||
+        fail "half-silent: the receiver still holds $qps QPs, $mrs MRs"
+    else
+      fail "half-silent: the receiver kept the half-made connection $((SECONDS - t0)) s"; tail -3 "$W/rx.err"
+    fi
+    kill "$BP" 2>/dev/null; wait "$BP" 2>/dev/null
+    if kill -0 "$RX" 2>/dev/null; then
+      "$RAMSHIFT" send --to "$RX_URI" "${LIVE[@]}" > /dev/null 2> "$W/tx.err" &&
+        pass "half-silent: a real migration completes afterwards" ||
+        { fail "half-silent: the real migration afterwards"; tail -3 "$W/tx.err"; }
+      kill -TERM "$RX"
+      ends_with "half-silent: the receiver after SIGTERM while idle" "$RX" 0 10
+    else
+      fail "half-silent: the receiver exited"; tail -3 "$W/rx.err"
+    fi
+    nothing_left "rdma half-silent"
+  fi
+fi
+
 # ---- a peer of another protocol version -----------------------------------------------
 if fwant version; then
   step "fault matrix: a peer of another protocol version"
@@ -291,6 +306,12 @@ fi
 # ---- the link: cut mid-round (stays down), and a flap (down 2 s, up) ---------------------
 # Last: after its netdev went down and up, soft-RoCE here connects nothing new (every
 # rdma_cm connect times out) until the device is made again, which reset_rxe does.
+# Both ends must also end while the link is down or just back: a queue's disconnect request
+# (a CM message on the device's management queue pair) that soft-RoCE took while its netdev
+# was down could be lost for good, and the process destroying that id then hung in the
+# kernel (cm_destroy_id, uninterruptible: not even -9 ended it); the queues now hold their
+# disconnect until the port is back or --peer-timeout has passed since it went down
+# (rdma/src/rdma_connection.cc, wait_for_port).
 port_active() {
   for _ in $(seq 100); do rdma link show rxe0/1 2>/dev/null | grep -q 'state ACTIVE' && return 0; sleep 0.1; done
   return 1
@@ -301,10 +322,10 @@ reset_rxe() {
 }
 if fwant flap; then
   # Soft-RoCE fails a request it cannot transmit while its netdev is down (a local QP
-  # operation error) where a NIC retransmits, so here a flap mid-round usually ends the
-  # migration; the queues give the port --peer-timeout to come back, so on a NIC a shorter
-  # flap costs a pause. Either outcome must hold: completed and byte-identical, or failed
-  # cleanly on both ends with the guest running on the source.
+  # operation error) where a NIC retransmits, so here a flap mid-round ends the migration
+  # (every run so far); the queues give the port --peer-timeout to come back, so on a NIC a
+  # shorter flap costs a pause. Either outcome must hold: completed and byte-identical, or
+  # failed cleanly on both ends with the guest running on the source.
   step "fault matrix: the link down 2 s mid-round, then up"
   PT=5  # the default --peer-timeout: a 2 s outage is within it
   start_rx -- --once --resume-seconds 1 --dump-guest "$W/rx.dump" || true
