@@ -20,6 +20,9 @@ if [ -x "$QEMU" ]; then
   done
 fi
 LIB=$(cd "$HERE/../lib" && pwd)
-# SOFTROCE_ONLY=faults [FAULT_CASES=...]: only the fault matrix (fault_cases.sh).
-exec bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b "$CONF" -b "$BAD" -b bash "${QARGS[@]}" -d "$E2E" -d "$LIB" \
-  -d "$HERE" "$HERE/suite.sh" "$E2E" ${SOFTROCE_ONLY:+"$SOFTROCE_ONLY" "${FAULT_CASES:-}"}
+# The openssl CLI makes the test credentials inside (security_cases.sh, make_pki.sh).
+SEC=$(cd "$HERE/../security" && pwd)
+# SOFTROCE_ONLY=faults [FAULT_CASES=...]: only the fault matrix (fault_cases.sh);
+# SOFTROCE_ONLY=security: only rdma:// with --tls-* (security_cases.sh).
+exec bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b "$CONF" -b "$BAD" -b bash -b openssl "${QARGS[@]}" \
+  -d "$E2E" -d "$LIB" -d "$SEC" -d "$HERE" "$HERE/suite.sh" "$E2E" ${SOFTROCE_ONLY:+"$SOFTROCE_ONLY" "${FAULT_CASES:-}"}
