@@ -97,3 +97,34 @@ tls_refused "rdma: --encrypt on one side only" "--tls-psk $P/keys.psk --encrypt"
 expect_exit 2 "--encrypt without --tls-dir or --tls-psk is a usage error" -- \
   "$RAMSHIFT" send --to "rdma://$ADDR:9" --guest "file:$WORK/src.img" --encrypt
 expect_stderr "need --tls-dir DIR or --tls-psk FILE" "and says what it needs"
+
+step "remote memory: a key captured from an earlier connection opens nothing in the next"
+# One long-lived receiver (no --once; plaintext, so that a former peer may connect at all):
+# rdma_bad_peer takes queue 0's ring address and rkey from a first connection, then, on a
+# second connection to the same process, RDMA WRITEs 4 KiB with them. Each connection has its
+# own protection domain and the old ring was deregistered with its connection, so the write
+# must be refused; a real migration afterwards completes and its copy is identical.
+if command -v rdma_bad_peer >/dev/null; then
+  rm -f "$WORK"/dst-*.img
+  start_receiver --accept-timeout 120 --guest-out "$WORK/dst-{id}.img" || fail "stale rkey: receiver"
+  hp=${RX_URI#rdma://}
+  timeout 30 rdma_bad_peer "${hp%:*}" "${hp##*:}" capture-rkey >"$WORK/cap.out" 2>&1
+  read -r _ old_addr old_rkey < <(grep '^captured ' "$WORK/cap.out")
+  [ -n "${old_rkey:-}" ] && pass "stale rkey: captured ring rkey $old_rkey from a first connection" ||
+    { fail "stale rkey: nothing captured"; cat "$WORK/cap.out"; }
+  sleep 1
+  timeout 30 rdma_bad_peer "${hp%:*}" "${hp##*:}" "stale-rkey:${old_addr:-0}:${old_rkey:-0}" >"$WORK/stale.out" 2>&1
+  rc=$?
+  [ "$rc" = 0 ] && pass "stale rkey: the write with the old key was refused ($(grep '^write:' "$WORK/stale.out"))" ||
+    { fail "stale rkey: exit $rc"; cat "$WORK/stale.out"; }
+  grep "this connection's ring" "$WORK/stale.out"
+  sleep 1
+  expect_exit 0 "stale rkey: the receiver still takes a real migration" -- \
+    "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --queues 2 --codec none
+  sleep 1
+  cmp -s "$WORK/src.img" "$WORK/dst-3.img" && pass "stale rkey: that copy is identical" ||
+    { fail "stale rkey: copy differs or missing"; ls "$WORK"/dst-*; tail -5 "$WORK/rx.err"; }
+  kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
+else
+  fail "stale rkey: no rdma_bad_peer in the VM (run.sh copies it in)"
+fi
