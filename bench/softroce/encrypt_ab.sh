@@ -51,6 +51,6 @@ done
 for mode in plain encrypt; do
   t=$(echo ${T[$mode]} | tr ' ' '\n' | median)
   c=$(echo ${C[$mode]} | tr ' ' '\n' | median)
-  echo "$mode: seconds ${T[$mode]}(median $t), MB/s $(awk -v t="$t" -v m=$IMG_MIB 'BEGIN {printf "%.1f", t > 0 ? m * 1.048576 / t : 0}'), CPU s ${C[$mode]}(median $c), CPU s per GiB $(awk -v c="$c" -v m=$IMG_MIB 'BEGIN {printf "%.1f", c * 1024 / m}')"
+  echo "$mode: seconds ${T[$mode]}(median $t), MB/s $(awk -v t="$t" -v m=$IMG_MIB 'BEGIN {printf "%.1f", (t > 0) ? m * 1.048576 / t : 0}'), CPU s ${C[$mode]}(median $c), CPU s per GiB $(awk -v c="$c" -v m=$IMG_MIB 'BEGIN {printf "%.1f", c * 1024 / m}')"
 done
 echo "encrypt/plain time per round: $(round_ratios qemu "${T[encrypt]}" "${T[plain]}")"
