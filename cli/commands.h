@@ -64,10 +64,11 @@ struct BackendFlags {
   // dpdk:// settings, passed on only when given (cli/common.cc; dpdk/README.md).
   std::string dpdk_eal, dpdk_local_ip, dpdk_peer_mac;
   uint32_t dpdk_port = 0;
-  // --tls-*: authenticated, encrypted tcp:// queues (security/, docs/security.md), passed on
-  // only when given.
+  // --tls-*: authenticated tcp:// (encrypted) and rdma:// queues (security/, docs/security.md),
+  // passed on only when given.
   std::string tls_dir, tls_psk, tls_authz;
   bool tls_ktls = true;
+  bool encrypt = false;  // --encrypt: rdma:// payloads sealed with keys from the handshake
   // Registers --rdma-* (--dpdk-*, --tls-*) options on `cmd`; resolve() turns them into the
   // transport's generic settings, each named as its flag, checked by the backend that owns them
   // (kInvalidArgument).
@@ -75,7 +76,7 @@ struct BackendFlags {
   Result<transport::BackendSettings> resolve() const;
 };
 // --tls-dir, --tls-psk and --tls-authz on `cmd` (BackendFlags and doctor).
-inline constexpr const char* kTlsGroup = "tcp:// security (docs/security.md)";
+inline constexpr const char* kTlsGroup = "tcp:// and rdma:// security (docs/security.md)";
 void add_tls_options(CLI::App* cmd, std::string& dir, std::string& psk, std::string& authz);
 // --cpus LIST: the CPUs the queue threads run on (ramshift/base/cpu_affinity.h).
 void add_cpus_option(CLI::App* cmd, std::string& list);

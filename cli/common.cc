@@ -94,6 +94,11 @@ void BackendFlags::add_to(CLI::App* cmd) {
                   "tls); false: encrypt in user space")
       ->capture_default_str()
       ->group(kTlsGroup);
+  cmd->add_flag("--encrypt", encrypt,
+                "rdma://: seal every message with AES-256-GCM, keys from the TLS handshake "
+                "(needs --tls-dir or --tls-psk, on both sides); raw pages then travel as "
+                "messages instead of RDMA WRITE. tcp:// with TLS is always encrypted")
+      ->group(kTlsGroup);
 }
 
 void add_cpus_option(CLI::App* cmd, std::string& list) {
@@ -137,6 +142,7 @@ Result<transport::BackendSettings> BackendFlags::resolve() const {
   if (!tls_psk.empty()) s.set("tls-psk", tls_psk);
   if (!tls_authz.empty()) s.set("tls-authz", tls_authz);
   if (!tls_ktls) s.set_flag("tls-ktls", false);
+  if (encrypt) s.set_flag("tls-encrypt", true);
   // Checked now, before any connection, by the backend that reads them (in a binary
   // without it they are ignored, as by every other transport).
   RS_RETURN_IF_ERROR(transport::check_settings(s));

@@ -16,6 +16,7 @@
 #include "ramshift/base/byte_order.h"
 #include "ramshift/base/clock.h"
 #include "ramshift/base/log.h"
+#include "ramshift/transport/channel_security.h"
 #include "rdma.h"
 #include "rdma_connection.h"
 #include "rdma_tuning.h"
@@ -30,19 +31,28 @@ using Clock = std::chrono::steady_clock;
 //   u32 magic, u16 version, u16 capabilities, u64 session token, u16 queue, u16 queue count
 constexpr uint32_t kCmMagic = 0x4d435352;  // "RSCM"
 constexpr size_t kPrivateBytes = 20;
-constexpr uint16_t kCapabilities = 0;  // none defined yet; unknown bits are refused
+// Capability bits; unknown ones are refused. kCapAuthenticated: the connecting side runs
+// the TLS handshake on every queue before its hello (--tls-*, queue_auth.h). Each side
+// decides from its own flags whether to authenticate, never from this bit: it only lets a
+// mismatch be refused with a reason instead of a failed hello.
+constexpr uint16_t kCapAuthenticated = 1;
+constexpr uint16_t kCapabilities = kCapAuthenticated;
+// A reject's private data (up to 148 bytes on IB/RoCE): u32 magic and the reason's text.
+constexpr uint32_t kRejectMagic = 0x4a435352;  // "RSCJ"
+constexpr size_t kRejectBytes = 140;
 constexpr uint32_t kMaxQueues = 256;
 
 struct PrivateData {
   uint64_t token = 0;
   uint16_t queue = 0;
   uint16_t queue_count = 0;
+  bool authenticated = false;
 };
 
 void encode_private(std::byte* out, const PrivateData& p) {
   store_le<uint32_t>(out, kCmMagic);
   store_le<uint16_t>(out + 4, kProtocolVersion);
-  store_le<uint16_t>(out + 6, kCapabilities);
+  store_le<uint16_t>(out + 6, p.authenticated ? kCapAuthenticated : 0);
   store_le<uint64_t>(out + 8, p.token);
   store_le<uint16_t>(out + 16, p.queue);
   store_le<uint16_t>(out + 18, p.queue_count);
@@ -58,6 +68,7 @@ Result<PrivateData> decode_private(const std::vector<std::byte>& in) {
   if (load_le<uint16_t>(in.data() + 6) & ~kCapabilities)
     return Status(ErrorCode::kMismatch, "peer asks for rdma capabilities this build lacks");
   PrivateData p;
+  p.authenticated = (load_le<uint16_t>(in.data() + 6) & kCapAuthenticated) != 0;
   p.token = load_le<uint64_t>(in.data() + 8);
   p.queue = load_le<uint16_t>(in.data() + 16);
   p.queue_count = load_le<uint16_t>(in.data() + 18);
@@ -195,10 +206,19 @@ SharedPd alloc_pd(ibv_context* ctx, Status& err) {
   return pd ? make_shared_pd(pd) : SharedPd();
 }
 
+// Who the queues authenticate with (--tls-*): nullptr when the connection is not secured.
+struct Securing {
+  ChannelSecurity* security = nullptr;
+  PeerRole role = PeerRole::kClient;
+  std::string host;      // what the client dialled, checked against the server's certificate
+  std::string peer;      // for errors: "rdma://10.9.0.1:7000", or the peer's address
+  bool encrypt = false;  // --encrypt: payloads sealed (sealed_queues.h)
+};
+
 // Handshakes on every queue, then hands the queues to a connection on `channel`.
 Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
                                            std::vector<std::unique_ptr<RdmaQueue>> queues,
-                                           Clock::time_point deadline) {
+                                           Clock::time_point deadline, const Securing& sec) {
   const auto t0 = Clock::now();
   // A peer that leaves before its hello shows on the CM channel (non-blocking): fail then,
   // rather than at the deadline, which would hold a listener that long.
@@ -216,21 +236,39 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
     }
     return Status::ok();
   };
+  // Before any hello: nothing of this side's memory is named to a peer not yet proven.
+  if (sec.security) {
+    for (auto& q : queues)
+      RS_RETURN_IF_ERROR(q->authenticate(*sec.security, sec.role, sec.host, sec.peer, sec.encrypt,
+                                         deadline, peer_left));
+    log::debug("rdma: {} queue(s) authenticated in {:.0f} ms", queues.size(), ms_since(t0));
+  }
   for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline, peer_left));
   log::debug("rdma: queue hellos exchanged in {:.0f} ms", ms_since(t0));
   std::string text = describe(queues[0]->id(), queues.size());
-  return std::unique_ptr<Connection>(
-      new RdmaConnection(std::move(channel), std::move(pd), std::move(queues), std::move(text)));
+  if (const SecureSession* s = queues[0]->session()) {
+    text.pop_back();  // the closing parenthesis
+    text += fmt::format(", {}, peer {})", s->describe(), s->peer_identity());
+    if (sec.role == PeerRole::kServer)
+      log::info("accepted a TLS connection from {} ({})", s->peer_identity(), s->describe());
+  }
+  auto conn = std::make_unique<RdmaConnection>(std::move(channel), std::move(pd), std::move(queues),
+                                               std::move(text));
+  if (sec.encrypt) RS_RETURN_IF_ERROR(conn->seal_payloads());
+  return std::unique_ptr<Connection>(std::move(conn));
 }
 
 class RdmaListener final : public Listener {
  public:
-  RdmaListener(EventChannel ch, CmId id, Uri bound, TransportOptions options, RdmaTuning tuning)
+  RdmaListener(EventChannel ch, CmId id, Uri bound, TransportOptions options, RdmaTuning tuning,
+               std::shared_ptr<ChannelSecurity> security, bool encrypt)
       : channel_(std::move(ch)),
         id_(std::move(id)),
         bound_(std::move(bound)),
         options_(std::move(options)),
-        tuning_(tuning) {}
+        tuning_(tuning),
+        security_(std::move(security)),
+        encrypt_(encrypt) {}
   ~RdmaListener() override {
     groups_.clear();  // queues (their ids) before the listening id and the channel
   }
@@ -317,15 +355,37 @@ class RdmaListener final : public Listener {
     groups_.erase(token);
   }
 
-  void reject(rdma_cm_id* raw, const Status& why) {
+  // `tell`: the reason the peer is given (in the reject's private data); none when empty.
+  void reject(rdma_cm_id* raw, const Status& why, std::string_view tell = {}) {
     log::warn("rdma: refused a connect request: {}", why.message());
-    rdma_reject(raw, nullptr, 0);
+    std::byte priv[4 + kRejectBytes];
+    store_le<uint32_t>(priv, kRejectMagic);
+    tell = tell.substr(0, kRejectBytes);
+    std::memcpy(priv + 4, tell.data(), tell.size());
+    if (tell.empty())
+      rdma_reject(raw, nullptr, 0);
+    else
+      rdma_reject(raw, priv, static_cast<uint8_t>(4 + tell.size()));
     rdma_destroy_id(raw);
   }
 
   void on_request(const CmEvent& ev) {
     auto p = decode_private(ev.private_data);
     if (!p) return reject(ev.id, p.status());
+    if (p->authenticated && !security_)
+      return reject(ev.id,
+                    Status(ErrorCode::kMismatch,
+                           "the peer speaks TLS, but this side was started without --tls-dir or "
+                           "--tls-psk: give both sides the same --tls-* options"),
+                    "it runs without TLS (no --tls-dir or --tls-psk); give both sides the same "
+                    "--tls-* options");
+    if (!p->authenticated && security_)
+      return reject(ev.id,
+                    Status(ErrorCode::kMismatch,
+                           "the peer connected without TLS, and this side requires it "
+                           "(--tls-dir or --tls-psk); refused before anything was exchanged"),
+                    "it accepts only TLS connections (it runs with --tls-dir or --tls-psk); "
+                    "start this side with the same --tls-* options");
     Group& g = groups_[p->token];
     if (g.count == 0) {
       g.count = p->queue_count;
@@ -344,7 +404,7 @@ class RdmaListener final : public Listener {
     }
     rdma_cm_id* raw = ev.id;
     const auto t0 = Clock::now();
-    auto q = RdmaQueue::create(CmId(raw), g.pd, tuning_, p->queue);
+    auto q = RdmaQueue::create(CmId(raw), g.pd, tuning_, p->queue, security_ != nullptr);
     if (!q) {
       log::warn("rdma: cannot set up queue {}: {}", p->queue, q.status().message());
       return;  // the id died with the failed queue, which refuses the peer
@@ -377,7 +437,9 @@ class RdmaListener final : public Listener {
     // a listener serving one migration after another waits for one without end, so a peer
     // that connects and never says hello must not hold it longer than a connect may take).
     auto hello_deadline = Clock::now() + options_.connect_timeout;
-    return finish(std::move(ch), std::move(g.pd), std::move(g.queues), hello_deadline);
+    Securing sec{security_.get(), PeerRole::kServer, "",
+                 address_text(rdma_get_peer_addr(g.queues[0]->id())), encrypt_};
+    return finish(std::move(ch), std::move(g.pd), std::move(g.queues), hello_deadline, sec);
   }
 
   EventChannel channel_;
@@ -387,6 +449,8 @@ class RdmaListener final : public Listener {
   Uri bound_;
   TransportOptions options_;
   RdmaTuning tuning_;
+  std::shared_ptr<ChannelSecurity> security_;  // null: plaintext
+  bool encrypt_ = false;                       // --encrypt
 };
 
 // What an unexpected CM event during connect means, for the person who reads it.
@@ -400,6 +464,16 @@ Status connect_error(const CmEvent& ev, const Uri& uri) {
     case RDMA_CM_EVENT_ROUTE_ERROR:
       return Status(ErrorCode::kUnreachable, fmt::format("no RDMA route to {}", uri.host));
     case RDMA_CM_EVENT_REJECTED:
+      if (ev.private_data.size() > 4 && load_le<uint32_t>(ev.private_data.data()) == kRejectMagic) {
+        std::string text;
+        for (size_t i = 4; i < std::min(ev.private_data.size(), 4 + kRejectBytes); ++i) {
+          const char c = static_cast<char>(ev.private_data[i]);
+          if (c == 0) break;                          // the rest of the fixed-size REJ private data
+          text += (c >= 0x20 && c < 0x7f) ? c : '?';  // the peer's words, printed, never obeyed
+        }
+        return Status(ErrorCode::kMismatch,
+                      fmt::format("{} refused this connection: {}", uri.to_string(), text));
+      }
       return Status(ErrorCode::kUnreachable,
                     fmt::format("connection refused by {} (is `ramshift receive` listening "
                                 "there on rdma://?)",
@@ -438,11 +512,13 @@ Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions&
                               tuning.device, uri.host.empty() ? "any address" : uri.host));
   RS_RETURN_IF_ERROR(check_device(raw->verbs, tuning, uri.host));
   RS_RETURN_IF_ERROR(apply_tos(raw, tuning));  // for what rdma_cm sends from this side
+  RS_ASSIGN_OR_RETURN(auto security, channel_security(options.settings, PeerRole::kServer));
+  RS_ASSIGN_OR_RETURN(const bool encrypt, options.settings.flag("tls-encrypt", false));
   if (rdma_listen(raw, 64) != 0) return errno_status(ErrorCode::kIo, "rdma_listen", errno);
   Uri bound = uri;
   bound.port = ntohs(rdma_get_src_port(raw));
-  return std::unique_ptr<Listener>(
-      new RdmaListener(std::move(ch), std::move(id), bound, options, tuning));
+  return std::unique_ptr<Listener>(new RdmaListener(std::move(ch), std::move(id), bound, options,
+                                                    tuning, std::move(security), encrypt));
 }
 
 Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
@@ -458,11 +534,13 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
     if (!src) return src.status().with_context("--rdma-source-ip");
     source = *src;
   }
+  RS_ASSIGN_OR_RETURN(auto security, channel_security(options.settings, PeerRole::kClient));
   RS_ASSIGN_OR_RETURN(EventChannel ch, make_channel());
   const auto deadline = Clock::now() + options.connect_timeout;
   const int step_ms = static_cast<int>(std::max<int64_t>(options.connect_timeout.count(), 100));
   std::random_device rd;
-  PrivateData priv_in{(uint64_t{rd()} << 32) | rd(), 0, static_cast<uint16_t>(queues)};
+  PrivateData priv_in{(uint64_t{rd()} << 32) | rd(), 0, static_cast<uint16_t>(queues),
+                      security != nullptr};
   // Every queue goes through resolve-address, resolve-route and connect at the same time:
   // each step is a round trip, and doing them queue after queue multiplied the set-up time.
   std::vector<CmId> ids(queues);
@@ -509,7 +587,8 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
           return Status(ErrorCode::kMismatch, "queues resolved to different RDMA devices");
         }
         log::debug("rdma: queue {} route resolved at {:.0f} ms", q, ms_since(t0));
-        RS_ASSIGN_OR_RETURN(qs[q], RdmaQueue::create(std::move(ids[q]), pd, tuning, q));
+        RS_ASSIGN_OR_RETURN(
+            qs[q], RdmaQueue::create(std::move(ids[q]), pd, tuning, q, security != nullptr));
         log::debug("rdma: queue {} created at {:.0f} ms", q, ms_since(t0));
         RS_RETURN_IF_ERROR(apply_ack_timeout(qs[q]->id(), tuning));
         std::byte priv[kPrivateBytes];
@@ -529,7 +608,9 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
         return connect_error(*ev, uri);
     }
   }
-  return finish(std::move(ch), std::move(pd), std::move(qs), deadline);
+  RS_ASSIGN_OR_RETURN(const bool encrypt, options.settings.flag("tls-encrypt", false));
+  Securing sec{security.get(), PeerRole::kClient, uri.host, uri.to_string(), encrypt};
+  return finish(std::move(ch), std::move(pd), std::move(qs), deadline, sec);
 }
 
 }  // namespace ramshift::transport::rdma

@@ -183,9 +183,24 @@ Result<uint32_t> RdmaConnection::lkey_for(const std::byte* p, size_t len) const 
                 "remote write from memory that was not registered on this connection");
 }
 
+Status RdmaConnection::seal_payloads() {
+  std::vector<const SecureSession*> sessions;
+  for (auto& q : queues_) sessions.push_back(q->session());
+  RS_ASSIGN_OR_RETURN(sealed_, SealedQueues::create(sessions));
+  caps_.zero_copy_write = false;
+  caps_.max_message = RdmaQueue::kMaxMessage - PayloadSealer::kOverhead;
+  description_.pop_back();  // the closing parenthesis
+  description_ += ", payloads sealed: AES-256-GCM)";
+  return Status::ok();
+}
+
 Status RdmaConnection::post_send(uint32_t queue, std::span<const ConstBuffer> segments) {
   RS_RETURN_IF_ERROR(check(queue));
-  return queues_[queue]->post_message(segments);
+  if (!sealed_) return queues_[queue]->post_message(segments);
+  RS_ASSIGN_OR_RETURN(ConstBuffer sealed, sealed_->seal(queue, segments));
+  Status s = queues_[queue]->post_message(std::span(&sealed, 1));
+  if (s.code() == ErrorCode::kWouldBlock) sealed_->withdraw(queue);
+  return s;
 }
 
 Status RdmaConnection::post_write(uint32_t queue, std::span<const RemoteWrite> writes) {
@@ -212,7 +227,14 @@ Status RdmaConnection::flush(uint32_t queue, Millis timeout) {
 
 Result<size_t> RdmaConnection::poll(uint32_t queue, std::span<ConstBuffer> out, Millis timeout) {
   RS_RETURN_IF_ERROR(check(queue));
-  return queues_[queue]->poll(out, timeout);
+  RS_ASSIGN_OR_RETURN(size_t n, queues_[queue]->poll(out, timeout));
+  if (sealed_ && n > 0) {
+    if (Status s = sealed_->open(queue, out.first(n)); !s) {
+      close();  // the peer, or someone on the path, sent what the keys do not open
+      return s;
+    }
+  }
+  return n;
 }
 
 }  // namespace ramshift::transport::rdma

@@ -11,6 +11,7 @@
 #include "ramshift/base/unique_fd.h"
 #include "ramshift/transport/transport.h"
 #include "rdma_queue.h"
+#include "sealed_queues.h"
 #include "verbs_handles.h"
 
 namespace ramshift::transport::rdma {
@@ -26,6 +27,10 @@ class RdmaConnection final : public Connection {
   uint32_t queue_count() const override { return static_cast<uint32_t>(queues_.size()); }
   std::string describe() const override { return description_; }
   std::string transport_name() const override { return "rdma"; }
+
+  // --encrypt: from now on every message is sealed with its queue's keys (sealed_queues.h),
+  // and raw pages no longer go one-sided. Before the connection is handed out.
+  Status seal_payloads();
 
   Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) override;
   Status can_register(uint64_t bytes) const override;
@@ -49,6 +54,7 @@ class RdmaConnection final : public Connection {
   std::vector<MemoryRegion> guest_mrs_;
   std::vector<std::unique_ptr<RdmaQueue>> queues_;
 
+  std::unique_ptr<SealedQueues> sealed_;  // --encrypt; null: messages in clear
   Capabilities caps_;
   std::string description_;
   UniqueFd wake_fd_;

@@ -15,6 +15,7 @@
 
 #include "gid_check.h"
 #include "host_limits.h"
+#include "queue_auth.h"
 #include "ramshift/base/log.h"
 
 namespace ramshift::transport::rdma {
@@ -44,9 +45,10 @@ RdmaQueue::RdmaQueue(CmId id, SharedPd pd, const RdmaTuning& tuning, uint32_t in
       send_(index, tuning.send_queue_depth) {}
 
 Result<std::unique_ptr<RdmaQueue>> RdmaQueue::create(CmId id, SharedPd pd, const RdmaTuning& tuning,
-                                                     uint32_t index) {
+                                                     uint32_t index, bool authenticated) {
   RS_RETURN_IF_ERROR(validate_tuning(tuning));
   std::unique_ptr<RdmaQueue> q(new RdmaQueue(std::move(id), std::move(pd), tuning, index));
+  q->authenticated_ = authenticated;
   RS_RETURN_IF_ERROR(q->init_resources());
   return q;
 }
@@ -63,7 +65,9 @@ Status RdmaQueue::init_resources() {
                   fmt::format("the device allows {} work requests per queue; lower the send "
                               "queue depth or ring slots",
                               attr.max_qp_wr));
-  int cqe = static_cast<int>(send_depth + recv_depth_);
+  // Authentication adds its own receives and sends (queue_auth.h), all done before the ring's.
+  const uint32_t auth_wrs = authenticated_ ? kAuthSlots : 0;
+  int cqe = static_cast<int>(send_depth + recv_depth_ + 2 * auth_wrs);
   if (cqe > attr.max_cqe) return Status(ErrorCode::kInvalidArgument, "device CQ too small");
 
   channel_.reset(ibv_create_comp_channel(ctx));
@@ -91,7 +95,7 @@ Status RdmaQueue::init_resources() {
   qa.qp_type = IBV_QPT_RC;
   qa.sq_sig_all = 0;
   qa.cap.max_send_wr = send_depth;
-  qa.cap.max_recv_wr = recv_depth_;
+  qa.cap.max_recv_wr = recv_depth_ + auth_wrs;
   qa.cap.max_send_sge = 1;
   qa.cap.max_recv_sge = 1;
   qa.cap.max_inline_data = tuning_.max_inline;
@@ -125,6 +129,7 @@ Status RdmaQueue::init_resources() {
 }
 
 Status RdmaQueue::post_initial_receives() {
+  if (authenticated_) RS_RETURN_IF_ERROR(post_auth_receives());  // first: see queue_auth.h
   ibv_sge sge{reinterpret_cast<uint64_t>(hello_buf_.bytes().data()), 64, hello_mr_->lkey};
   ibv_recv_wr wr{};
   wr.wr_id = kHelloRecvId;
@@ -168,10 +173,7 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline,
                                  const std::function<Status()>& peer_left) {
   RS_RETURN_IF_ERROR(check_gid_index(id_->qp, id_->port_num, tuning_.gid_index, index_));
   std::byte* out = hello_buf_.bytes().data() + 64;
-  encode_hello({reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_mr_->rkey,
-                tuning_.ring_slots, tuning_.slot_bytes, index_,
-                LivenessAnnounce{.sends_heartbeats = true, .silence_limit = tuning_.peer_timeout}},
-               std::span(out, kHelloBytes));
+  encode_own_hello(std::span(out, kHelloBytes));
   ibv_sge sge{reinterpret_cast<uint64_t>(out), kHelloBytes, hello_mr_->lkey};
   ibv_send_wr wr{};
   wr.wr_id = kHelloSendId;
@@ -194,6 +196,12 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline,
         ledger_.on_receive_completed();
         // The receive buffer is 64 bytes: a longer send would have failed the receive.
         const size_t len = std::min<size_t>(wc.byte_len, 64);
+        if (authenticated_ &&
+            !std::ranges::equal(hello_buf_.bytes().first(len), expected_peer_hello_))
+          return Status(ErrorCode::kProtocol,
+                        fmt::format("rdma queue {}: the peer's hello is not the one its "
+                                    "authenticated session carried",
+                                    index_));
         RS_ASSIGN_OR_RETURN(peer_, decode_hello(hello_buf_.bytes().first(len), index_));
         got = true;
       } else if (wc.wr_id == kHelloSendId && wc.status == IBV_WC_SUCCESS) {
@@ -231,6 +239,13 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline,
                watch_.heartbeat_interval().count());
   poller_ = std::thread([this] { run_poller(); });
   return Status::ok();
+}
+
+void RdmaQueue::encode_own_hello(std::span<std::byte> out) const {
+  encode_hello({reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_mr_->rkey,
+                tuning_.ring_slots, tuning_.slot_bytes, index_,
+                LivenessAnnounce{.sends_heartbeats = true, .silence_limit = tuning_.peer_timeout}},
+               out);
 }
 
 // ---- completions ----

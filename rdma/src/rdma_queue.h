@@ -35,6 +35,7 @@
 #include "peer_liveness.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/unique_fd.h"
+#include "ramshift/transport/channel_security.h"
 #include "ramshift/transport/transport.h"
 #include "receive_ring.h"
 #include "ring_protocol.h"
@@ -48,13 +49,26 @@ class RdmaQueue {
  public:
   // Creates the queue's CQ, QP (on `id`, whose route is resolved or which came from a
   // connect request), receive ring and hello buffer, and posts every receive it will need.
+  // `authenticated`: --tls-* was given; the queue posts its authentication receives first.
   static Result<std::unique_ptr<RdmaQueue>> create(CmId id, SharedPd pd, const RdmaTuning& tuning,
-                                                   uint32_t index);
+                                                   uint32_t index, bool authenticated = false);
   ~RdmaQueue();
   RdmaQueue(const RdmaQueue&) = delete;
   RdmaQueue& operator=(const RdmaQueue&) = delete;
 
   rdma_cm_id* id() const { return id_.get(); }
+
+  // On a queue created `authenticated`, once the CM says ESTABLISHED and before
+  // exchange_hello: the TLS handshake, the accepting side's verdict (--tls-authz) and both
+  // hellos, over two-sided messages (queue_auth.h). `host` is what the client dialled (its
+  // certificate check); `peer` names the peer in errors ("rdma://10.9.0.1:7000").
+  // `encrypt` (--encrypt) must be the same on both sides, or both refuse.
+  Status authenticate(ChannelSecurity& security, PeerRole role, const std::string& host,
+                      const std::string& peer, bool encrypt,
+                      std::chrono::steady_clock::time_point deadline,
+                      const std::function<Status()>& peer_left);
+  // The authenticated session (its peer, its keys); nullptr on an unsecured queue.
+  const SecureSession* session() const { return session_.get(); }
 
   // Handshake, once the CM says ESTABLISHED: send our ring description, wait for the peer's
   // (then allocate staging to match its ring), then start the poller thread.
@@ -91,6 +105,8 @@ class RdmaQueue {
   RdmaQueue(CmId id, SharedPd pd, const RdmaTuning& tuning, uint32_t index);
   Status init_resources();
   Status post_initial_receives();
+  Status post_auth_receives();  // queue_auth.cc
+  void encode_own_hello(std::span<std::byte> out) const;
 
   // Completion handling (poller thread, and exchange_hello before the poller starts).
   void run_poller();
@@ -128,6 +144,8 @@ class RdmaQueue {
   MemoryRegion staging_mr_;
   MappedMemory hello_buf_;  // [0, 64) receive, [64, 128) send
   MemoryRegion hello_mr_;
+  MappedMemory auth_buf_;  // queue_auth.h: receive slots, then send slots
+  MemoryRegion auth_mr_;
   CmId id_;
 
   RdmaTuning tuning_;
@@ -140,8 +158,12 @@ class RdmaQueue {
   std::atomic<bool> peer_gone_{false};
   std::atomic<bool> disconnect_held_{false};  // close() found the port down
 
-  RingHello peer_;   // the peer's ring, from its hello
-  PeerWatch watch_;  // poller thread only, set before it starts
+  bool authenticated_ = false;
+  std::unique_ptr<MessagePipe> auth_pipe_;      // the session's pipe (queue_auth.cc)
+  std::unique_ptr<SecureSession> session_;      // after authenticate()
+  std::vector<std::byte> expected_peer_hello_;  // the peer's hello as the session carried it
+  RingHello peer_;                              // the peer's ring, from its hello
+  PeerWatch watch_;                             // poller thread only, set before it starts
   // When the port went down (steady clock, ns since its epoch); 0 while it is up. Written by
   // the async-event thread, read by the poller.
   std::atomic<int64_t> port_down_ns_{0};

@@ -15,6 +15,11 @@
 // immediate bits set), imm-too-long (a fragment longer than a slot), credit-bogus (credits
 // for slots never written), message-cut (a first fragment, then gone); then whole messages
 // that are bad frames: junk, short-header, short-body, bad-crc, huge-length, bad-hello.
+// A key from an earlier connection (docs/security.md, *Remote memory*): capture-rkey prints
+// the receive ring (address and rkey) queue 0 of the peer announced, "captured ADDR RKEY";
+// stale-rkey:ADDR:RKEY connects again (to a new receiver, say), takes its hellos, and RDMA
+// WRITEs 4 KiB with the old address and key: exit 0 when the peer refused it, 1 when it
+// landed.
 // Formats: rdma/src/rdma_cm.cc (private data), ring_protocol.h (hello, immediates),
 // transport/wire (frames).
 #include <arpa/inet.h>
@@ -159,15 +164,17 @@ PeerRing exchange_hello(Queue& q, uint32_t index) {
   return r;
 }
 
-// One RDMA WRITE WITH IMMEDIATE of `n` bytes into the peer's slot 0.
-void ring_write(Queue& q, const PeerRing& r, const std::byte* data, size_t n, uint32_t imm) {
+// One RDMA WRITE WITH IMMEDIATE of `n` bytes into the peer's slot 0 (a plain RDMA WRITE when
+// `with_imm` is false). Returns the completion's status.
+ibv_wc_status ring_write(Queue& q, const PeerRing& r, const std::byte* data, size_t n, uint32_t imm,
+                         bool with_imm = true) {
   std::byte* out = q.buf.data() + 8192;
   std::memcpy(out, data, n);
   ibv_sge sge{reinterpret_cast<uint64_t>(out), static_cast<uint32_t>(n), q.mr->lkey};
   ibv_send_wr wr{};
   wr.sg_list = &sge;
   wr.num_sge = n > 0 ? 1 : 0;
-  wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+  wr.opcode = with_imm ? IBV_WR_RDMA_WRITE_WITH_IMM : IBV_WR_RDMA_WRITE;
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.imm_data = htonl(imm);
   wr.wr.rdma.remote_addr = r.address;
@@ -177,6 +184,7 @@ void ring_write(Queue& q, const PeerRing& r, const std::byte* data, size_t n, ui
   ibv_wc wc{};
   if (rdma_get_send_comp(q.id, &wc) <= 0) die("write completion");
   std::printf("write: %s\n", ibv_wc_status_str(wc.status));
+  return wc.status;
 }
 
 std::vector<std::byte> frame(uint8_t type, uint32_t length, uint32_t crc,
@@ -247,6 +255,22 @@ int main(int argc, char** argv) {
   for (uint32_t i = 0; i < 2; ++i) rings[i] = exchange_hello(qs[i], i);
   Queue& q0 = qs[0];
   const PeerRing& r0 = rings[0];
+  if (c == "capture-rkey") {
+    std::printf("captured %llu %u\n", static_cast<unsigned long long>(r0.address), r0.rkey);
+    close_queues(qs);
+    return 0;
+  }
+  if (c.rfind("stale-rkey:", 0) == 0) {
+    unsigned long long address = 0;
+    unsigned rkey = 0;
+    if (std::sscanf(c.c_str(), "stale-rkey:%llu:%u", &address, &rkey) != 2) return 2;
+    std::printf("this connection's ring: rkey %u; the captured one: rkey %u\n", r0.rkey, rkey);
+    std::vector<std::byte> junk(4096, std::byte{0xaa});
+    const ibv_wc_status st =
+        ring_write(q0, PeerRing{address, rkey, 0, 0}, junk.data(), junk.size(), 0, false);
+    close_queues(qs);
+    return st == IBV_WC_SUCCESS ? 1 : 0;  // refused is what a sound receiver does
+  }
   std::vector<std::byte> body(40);
   random_bytes(body.data(), body.size());
   auto crc = [](const std::vector<std::byte>& b) { return ramshift::pipeline::crc32c(b); };

@@ -179,16 +179,14 @@ Status TlsChannel::load_psk_file(const TlsSettings& t) {
   return Status::ok();
 }
 
-Result<std::unique_ptr<transport::SecureStream>> TlsChannel::handshake(int fd, PeerRole role,
-                                                                       const std::string& host,
-                                                                       Clock::time_point deadline) {
+Result<SslPtr> TlsChannel::start_session(PeerRole role, const std::string& host,
+                                         std::string* identity) const {
   ERR_clear_error();
   SslPtr ssl(SSL_new(ctx_.get()));
-  if (!ssl || SSL_set_fd(ssl.get(), fd) != 1)
+  if (!ssl)
     return Status(ErrorCode::kInternal,
                   fmt::format("TLS: cannot start a session: {}", take_openssl_errors()));
-  std::string identity;
-  SSL_set_app_data(ssl.get(), &identity);
+  SSL_set_app_data(ssl.get(), identity);
   if (role == PeerRole::kClient) {
     if (psk_.empty()) {
       // The receiver's certificate must name the host this side dialled (a SAN IP or DNS name).
@@ -202,6 +200,24 @@ Result<std::unique_ptr<transport::SecureStream>> TlsChannel::handshake(int fd, P
   } else {
     SSL_set_accept_state(ssl.get());
   }
+  return ssl;
+}
+
+std::string TlsChannel::proven_identity(SSL* ssl, std::string psk_identity) const {
+  SSL_set_app_data(ssl, nullptr);
+  if (!psk_.empty()) return psk_identity;
+  X509* peer = SSL_get0_peer_certificate(ssl);
+  return peer ? subject_of(peer) : "";
+}
+
+Result<std::unique_ptr<transport::SecureStream>> TlsChannel::handshake(int fd, PeerRole role,
+                                                                       const std::string& host,
+                                                                       Clock::time_point deadline) {
+  std::string identity;
+  RS_ASSIGN_OR_RETURN(SslPtr ssl, start_session(role, host, &identity));
+  if (SSL_set_fd(ssl.get(), fd) != 1)
+    return Status(ErrorCode::kInternal,
+                  fmt::format("TLS: cannot start a session: {}", take_openssl_errors()));
   SigpipeGuard no_sigpipe;
   for (;;) {
     ERR_clear_error();
@@ -218,11 +234,7 @@ Result<std::unique_ptr<transport::SecureStream>> TlsChannel::handshake(int fd, P
                                                      host.empty() ? "" : " with " + host));
     if (n < 0 && errno != EINTR) return errno_status(ErrorCode::kIo, "poll", errno);
   }
-  SSL_set_app_data(ssl.get(), nullptr);
-  if (psk_.empty()) {
-    X509* peer = SSL_get0_peer_certificate(ssl.get());
-    identity = peer ? subject_of(peer) : "";
-  }
+  identity = proven_identity(ssl.get(), identity);
   return std::unique_ptr<transport::SecureStream>(
       std::make_unique<TlsStream>(std::move(ssl), identity, mode()));
 }
@@ -251,8 +263,15 @@ std::string TlsChannel::handshake_failure(SSL* ssl, int ssl_error, const std::st
 }
 
 Status TlsChannel::authorize(const transport::SecureStream& stream) const {
+  return authorize_identity(stream.peer_identity());
+}
+
+Status TlsChannel::authorize(const transport::SecureSession& session) const {
+  return authorize_identity(session.peer_identity());
+}
+
+Status TlsChannel::authorize_identity(const std::string& id) const {
   if (allowed_.empty()) return Status::ok();
-  const std::string id = stream.peer_identity();
   if (std::find(allowed_.begin(), allowed_.end(), id) != allowed_.end()) return Status::ok();
   return Status(ErrorCode::kMismatch,
                 fmt::format("{} '{}' is not in this side's --tls-authz list",

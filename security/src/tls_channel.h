@@ -20,7 +20,12 @@ class TlsChannel final : public transport::ChannelSecurity {
   Result<std::unique_ptr<transport::SecureStream>> handshake(
       int fd, transport::PeerRole role, const std::string& host,
       std::chrono::steady_clock::time_point deadline) override;
+  // Over a message pipe (rdma): memory BIOs instead of a socket; tls_session.cc.
+  Result<std::unique_ptr<transport::SecureSession>> handshake(
+      transport::MessagePipe& pipe, transport::PeerRole role, const std::string& host,
+      std::chrono::steady_clock::time_point deadline) override;
   Status authorize(const transport::SecureStream& stream) const override;
+  Status authorize(const transport::SecureSession& session) const override;
   std::string mode() const override { return psk_.empty() ? "x509" : "psk"; }
 
   // The PSK entries (empty for X.509); the session callbacks read them.
@@ -31,6 +36,13 @@ class TlsChannel final : public transport::ChannelSecurity {
   Status load_x509(const TlsSettings& settings);
   Status load_psk_file(const TlsSettings& settings);
   std::string handshake_failure(SSL* ssl, int ssl_error, const std::string& host) const;
+  // A session for `role` with no transport attached yet: the client's check of `host`, and
+  // `identity` (which must outlive the handshake) filled in by the PSK callbacks.
+  Result<SslPtr> start_session(transport::PeerRole role, const std::string& host,
+                               std::string* identity) const;
+  // After a handshake: the peer's certificate subject, or the PSK identity noted already.
+  std::string proven_identity(SSL* ssl, std::string psk_identity) const;
+  Status authorize_identity(const std::string& identity) const;
 
   SslCtxPtr ctx_;
   transport::PeerRole role_ = transport::PeerRole::kClient;

@@ -6,6 +6,7 @@
 #   expired/  good's CA and server pair; a client certificate that expired yesterday
 #   nocert/   good's CA only: a client that has no certificate
 #   keys.psk, other.psk: QEMU keys.psk files, same identity, different keys
+# SERVER_SAN replaces the server certificates' subjectAltName (the soft-RoCE VM: IP:10.9.0.1).
 set -euo pipefail
 out=${1:?usage: $0 DIR}
 mkdir -p "$out"/{good,otherca,rogue,expired,nocert}
@@ -25,11 +26,12 @@ leaf() {  # leaf CA_DIR OUT_DIR NAME SUBJECT DAYS [SAN]
     -CAcreateserial -days "$5" -extfile "$ext" -out "$2/$3-cert.pem" 2>/dev/null
   rm -f "$2/$3.csr" "$ext"
 }
+san=${SERVER_SAN:-IP:127.0.0.1,DNS:localhost}
 ca good "ramshift test CA"
-leaf good good server "/O=ramshift-test/CN=receiver" 30 "IP:127.0.0.1,DNS:localhost"
+leaf good good server "/O=ramshift-test/CN=receiver" 30 "$san"
 leaf good good client "/O=ramshift-test/CN=sender" 30
 ca otherca "ramshift test CA"  # same name, another key: what a forged CA looks like
-leaf otherca otherca server "/O=ramshift-test/CN=receiver" 30 "IP:127.0.0.1,DNS:localhost"
+leaf otherca otherca server "/O=ramshift-test/CN=receiver" 30 "$san"
 leaf otherca otherca client "/O=ramshift-test/CN=sender" 30
 cp good/ca-cert.pem good/server-cert.pem good/server-key.pem expired/
 cp good/ca-cert.pem good/server-cert.pem good/server-key.pem rogue/

@@ -20,6 +20,16 @@ if [ -x "$QEMU" ]; then
   done
 fi
 LIB=$(cd "$HERE/../lib" && pwd)
-# SOFTROCE_ONLY=faults [FAULT_CASES=...]: only the fault matrix (fault_cases.sh).
-exec bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b "$CONF" -b "$BAD" -b bash "${QARGS[@]}" -d "$E2E" -d "$LIB" \
-  -d "$HERE" "$HERE/suite.sh" "$E2E" ${SOFTROCE_ONLY:+"$SOFTROCE_ONLY" "${FAULT_CASES:-}"}
+# The test credentials for security_cases.sh, made here (make_pki.sh, the openssl CLI) with
+# the receiver's certificate naming rxe0's address; the VM gets the folder at the same path
+# and its name in /opt/share/softroce_pki.
+PKI=$(mktemp -d /tmp/rs-softroce-pki.XXXXXX)
+trap 'rm -rf "$PKI"' EXIT
+SERVER_SAN=IP:10.9.0.1 bash "$HERE/../security/make_pki.sh" "$PKI/pki" >"$PKI/make_pki.log" 2>&1 ||
+  { echo "make_pki.sh failed:"; cat "$PKI/make_pki.log"; }
+echo "$PKI/pki" >"$PKI/softroce_pki"
+# SOFTROCE_ONLY=faults [FAULT_CASES=...]: only the fault matrix (fault_cases.sh);
+# SOFTROCE_ONLY=security: only rdma:// with --tls-* (security_cases.sh).
+bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b "$CONF" -b "$BAD" -b bash "${QARGS[@]}" \
+  -d "$E2E" -d "$LIB" -d "$HERE" -d "$PKI/pki" -f "$PKI/softroce_pki" \
+  "$HERE/suite.sh" "$E2E" ${SOFTROCE_ONLY:+"$SOFTROCE_ONLY" "${FAULT_CASES:-}"}

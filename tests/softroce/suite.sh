@@ -18,6 +18,12 @@ if [ "${2:-}" = faults ]; then
   finish
 fi
 
+# suite.sh E2E_DIR security: only rdma:// with --tls-* (security_cases.sh).
+if [ "${2:-}" = security ]; then
+  source "$E2E_DIR/../softroce/security_cases.sh"
+  finish
+fi
+
 step "transport conformance suite on rdma"
 # A hang (seen once in CI) fails within 10 minutes and prints the log, which names the test.
 if timeout 600 conformance_tests --gtest_filter='*rdma*' --gtest_brief=0 >"$WORK/conf.log" 2>&1 &&
@@ -213,5 +219,6 @@ expect_exit 2 "send to a port with no listener is a set-up error (exit 2)" -- \
   "$RAMSHIFT" send --to "rdma://$ADDR:1" --guest "file:$WORK/src.img"
 expect_stderr "refused" "says the connection was refused"
 
+source "$E2E_DIR/../softroce/security_cases.sh"
 source "$E2E_DIR/../softroce/fault_cases.sh"
 finish

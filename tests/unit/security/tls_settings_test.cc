@@ -68,10 +68,10 @@ TEST(TlsSettings, RefusesWhatCannotWork) {
 TEST(TlsSettings, BackendsThatCannotAuthenticateRefuseTls) {
   transport::BackendSettings tls;
   tls.set("tls-psk", "/k");
-  Status s = transport::refuse_unauthenticated("rdma", tls);
+  Status s = transport::refuse_unauthenticated("dpdk", tls);
   EXPECT_EQ(s.code(), ErrorCode::kInvalidArgument);
-  EXPECT_NE(s.message().find("rdma:// does not authenticate"), std::string::npos);
-  EXPECT_TRUE(transport::refuse_unauthenticated("rdma", {}).is_ok());
+  EXPECT_NE(s.message().find("dpdk:// does not authenticate"), std::string::npos);
+  EXPECT_TRUE(transport::refuse_unauthenticated("dpdk", {}).is_ok());
 }
 
 }  // namespace

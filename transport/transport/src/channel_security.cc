@@ -53,7 +53,7 @@ Status check_security_settings(const BackendSettings& settings) {
   if (!any) return Status::ok();
   if (!security_requested(settings))
     return Status(ErrorCode::kInvalidArgument,
-                  "--tls-authz and --tls-ktls need --tls-dir DIR or --tls-psk FILE");
+                  "--tls-authz, --tls-ktls and --encrypt need --tls-dir DIR or --tls-psk FILE");
   auto provider = current_provider();
   if (!provider) return no_provider();
   return provider->check ? provider->check(settings) : Status::ok();
@@ -62,7 +62,7 @@ Status check_security_settings(const BackendSettings& settings) {
 Status refuse_unauthenticated(const std::string& scheme, const BackendSettings& settings) {
   if (!security_requested(settings)) return Status::ok();
   return Status(ErrorCode::kInvalidArgument,
-                "--tls-dir / --tls-psk apply to tcp:// only: " + scheme +
+                "--tls-dir / --tls-psk apply to tcp:// and rdma:// only: " + scheme +
                     ":// does not authenticate its peers yet, and ramshift never falls back to "
                     "an unauthenticated channel when one was asked for (docs/security.md)");
 }

@@ -1,0 +1,132 @@
+# Sourced by suite.sh (with E2E_DIR, WORK, ADDR, RAMSHIFT, step/pass/fail): rdma:// with
+# --tls-dir / --tls-psk between two processes in the VM. X.509 and PSK migrations complete and
+# verify; each refusal (no, expired or wrongly signed client certificate, a receiver from
+# another CA, a client outside --tls-authz, a wrong PSK, plaintext against TLS both ways) is
+# refused with the reason on both sides, the receiver keeps listening, and nothing is written.
+# The credentials come from run.sh (make_pki.sh on the host, the receiver's certificate
+# naming $ADDR; its folder named in /opt/share/softroce_pki), or are made here where the suite
+# runs on a host with RDMA. Run alone: run.sh with SOFTROCE_ONLY=security.
+step "rdma:// authenticated with TLS: credentials"
+P=$(cat /opt/share/softroce_pki 2>/dev/null)
+if [ -z "$P" ] || [ ! -f "$P/good/ca-cert.pem" ]; then
+  P=$WORK/pki
+  SERVER_SAN="IP:$ADDR" bash "$E2E_DIR/../security/make_pki.sh" "$P" >"$WORK/pki.log" 2>&1 || cat "$WORK/pki.log"
+fi
+[ -f "$P/good/ca-cert.pem" ] && [ -f "$P/rogue/ca-cert.pem" ] && [ -f "$P/keys.psk" ] &&
+  pass "test PKI at hand (server certificate for $ADDR)" || fail "no test PKI in $P"
+[ -f "$WORK/src.img" ] || "$RAMSHIFT" make-image --size 16M --pattern mixed "$WORK/src.img" >/dev/null
+
+# tls_migrate WHAT "RECEIVER FLAGS" "SENDER FLAGS": a whole migration that must verify.
+tls_migrate() {
+  rm -f "$WORK/dst.img"
+  # shellcheck disable=SC2086
+  start_receiver --once --accept-timeout 120 --guest-out "$WORK/dst.img" --json "$WORK/rx-tls.json" $2 ||
+    { fail "$1: receiver"; return; }
+  # shellcheck disable=SC2086
+  expect_exit 0 "$1: migration over rdma:// completes" -- "$RAMSHIFT" send --to "$RX_URI" \
+    --queues 2 --codec none --guest "file:$WORK/src.img" --json "$WORK/tx-tls.json" $3
+  wait "$RX_PID" && pass "$1: receiver completes" || { fail "$1: receiver failed"; cat "$WORK/rx.err"; }
+  cmp -s "$WORK/src.img" "$WORK/dst.img" && pass "$1: copy is identical" || fail "$1: copy differs"
+}
+
+# tls_refused WHAT "RECEIVER FLAGS" "SENDER FLAGS" SENDER_PATTERN RECEIVER_PATTERN
+tls_refused() {
+  rm -f "$WORK/dst.img" "$WORK/dst.img.partial"
+  # shellcheck disable=SC2086
+  start_receiver --once --accept-timeout 120 --guest-out "$WORK/dst.img" $2 || { fail "$1: receiver"; return; }
+  # shellcheck disable=SC2086
+  timeout 60 "$RAMSHIFT" send --to "$RX_URI" --queues 2 --guest "file:$WORK/src.img" $3 \
+    >"$WORK/out" 2>"$WORK/err"
+  local rc=$?
+  [ "$rc" = 1 ] || [ "$rc" = 2 ] && pass "$1: sender fails (exit $rc)" || { fail "$1: sender exit $rc"; cat "$WORK/err"; }
+  expect_stderr "$4" "$1: sender says why"
+  sleep 0.5
+  kill -0 "$RX_PID" 2>/dev/null && pass "$1: receiver keeps listening" || fail "$1: receiver exited"
+  grep -qiE "$5" "$WORK/rx.err" && pass "$1: receiver says why" || { fail "$1: receiver lacks /$5/"; cat "$WORK/rx.err"; }
+  kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
+  [ ! -e "$WORK/dst.img" ] && [ ! -e "$WORK/dst.img.partial" ] && pass "$1: nothing written" ||
+    fail "$1: the receiver wrote output"
+}
+
+X="--tls-dir $P/good"
+step "rdma:// with TLS: X.509 and PSK migrations"
+tls_migrate "rdma x509" "$X --tls-authz CN=sender,O=ramshift-test" "$X"
+# Each report's peer names the session and the identity the other side proved.
+grep -q '"peer": *"rdma .*TLSv1.3 TLS_AES_256_GCM_SHA384, x509, peer CN=sender,O=ramshift-test)' "$WORK/rx-tls.json" &&
+  pass "rdma x509: the receiver's report names TLS 1.3 and the sender's certificate" ||
+  { fail "rdma x509: the receiver's report lacks the session"; grep '"peer"' "$WORK/rx-tls.json"; }
+grep -q '"peer": *"rdma .*TLSv1.3 TLS_AES_256_GCM_SHA384, x509, peer CN=receiver,O=ramshift-test)' "$WORK/tx-tls.json" &&
+  pass "rdma x509: the sender's report names TLS 1.3 and the receiver's certificate" ||
+  { fail "rdma x509: the sender's report lacks the session"; grep '"peer"' "$WORK/tx-tls.json"; }
+placed=$(grep -o '"placed": *[0-9]*' "$WORK/tx-tls.json" | grep -o '[0-9]*$')
+[ "${placed:-0}" -gt 0 ] && pass "rdma x509: raw pages still go by RDMA WRITE after authentication ($placed)" ||
+  fail "rdma x509: no page placed by RDMA WRITE"
+tls_migrate "rdma psk" "--tls-psk $P/keys.psk --tls-authz sender" "--tls-psk $P/keys.psk"
+
+step "rdma:// with TLS: refusals"
+tls_refused "rdma: no client certificate" "$X" "--tls-dir $P/nocert" \
+  "refused this side's credentials.*certificate required" "did not return a certificate"
+tls_refused "rdma: expired client certificate" "$X" "--tls-dir $P/expired" \
+  "expired" "certificate has expired"
+tls_refused "rdma: client certificate from another CA" "$X" "--tls-dir $P/rogue" \
+  "refused this side's credentials.*unknown ca" "unable to get local issuer certificate"
+tls_refused "rdma: receiver certificate from another CA" "$X" "--tls-dir $P/otherca" \
+  "server-cert.pem was refused" "alert unknown ca"
+tls_refused "rdma: certificate not in --tls-authz" "$X --tls-authz CN=someone-else" "$X" \
+  "refused this connection.*CN=sender,O=ramshift-test.*not in .*--tls-authz" \
+  "CN=sender,O=ramshift-test.*not in .*--tls-authz"
+tls_refused "rdma: wrong PSK" "--tls-psk $P/keys.psk" "--tls-psk $P/other.psk" \
+  "same identity and key" "binder does not verify"
+tls_refused "rdma: plaintext sender, TLS receiver" "$X" "" \
+  "refused this connection: it accepts only TLS" "connected without TLS"
+tls_refused "rdma: TLS sender, plaintext receiver" "" "$X" \
+  "refused this connection: it runs without TLS" "speaks TLS, but this side was started without"
+
+step "rdma:// --encrypt: payloads sealed with keys from the handshake"
+tls_migrate "rdma encrypt" "--tls-psk $P/keys.psk --encrypt" "--tls-psk $P/keys.psk --encrypt"
+grep -q '"peer": *"rdma .*payloads sealed: AES-256-GCM)' "$WORK/tx-tls.json" &&
+  grep -q '"peer": *"rdma .*payloads sealed: AES-256-GCM)' "$WORK/rx-tls.json" &&
+  pass "rdma encrypt: both reports say the payloads were sealed" ||
+  { fail "rdma encrypt: a report lacks the sealing"; grep -h '"peer"' "$WORK/tx-tls.json" "$WORK/rx-tls.json"; }
+# Sealed batches cannot be placed one-sided: every raw page went in a message.
+placed=$(grep -o '"placed": *[0-9]*' "$WORK/tx-tls.json" | grep -o '[0-9]*$')
+[ "${placed:-0}" = 0 ] && pass "rdma encrypt: no page went by RDMA WRITE" ||
+  fail "rdma encrypt: $placed pages went by RDMA WRITE"
+tls_refused "rdma: --encrypt on one side only" "--tls-psk $P/keys.psk --encrypt" "--tls-psk $P/keys.psk" \
+  "runs with --encrypt and this side does not" "runs without --encrypt and this side does"
+expect_exit 2 "--encrypt without --tls-dir or --tls-psk is a usage error" -- \
+  "$RAMSHIFT" send --to "rdma://$ADDR:9" --guest "file:$WORK/src.img" --encrypt
+expect_stderr "need --tls-dir DIR or --tls-psk FILE" "and says what it needs"
+
+step "remote memory: a key captured from an earlier connection opens nothing in the next"
+# One long-lived receiver (no --once; plaintext, so that a former peer may connect at all):
+# rdma_bad_peer takes queue 0's ring address and rkey from a first connection, then, on a
+# second connection to the same process, RDMA WRITEs 4 KiB with them. Each connection has its
+# own protection domain and the old ring was deregistered with its connection, so the write
+# must be refused; a real migration afterwards completes and its copy is identical.
+if command -v rdma_bad_peer >/dev/null; then
+  rm -f "$WORK"/dst-*.img
+  start_receiver --accept-timeout 120 --guest-out "$WORK/dst-{id}.img" || fail "stale rkey: receiver"
+  hp=${RX_URI#rdma://}
+  timeout 30 rdma_bad_peer "${hp%:*}" "${hp##*:}" capture-rkey >"$WORK/cap.out" 2>&1
+  # (no <(...) here: the VM's busybox has no /dev/fd)
+  cap=$(grep '^captured ' "$WORK/cap.out")
+  old_addr=$(echo "$cap" | awk '{print $2}'); old_rkey=$(echo "$cap" | awk '{print $3}')
+  [ -n "${old_rkey:-}" ] && pass "stale rkey: captured ring rkey $old_rkey from a first connection" ||
+    { fail "stale rkey: nothing captured"; cat "$WORK/cap.out"; }
+  sleep 1
+  timeout 30 rdma_bad_peer "${hp%:*}" "${hp##*:}" "stale-rkey:${old_addr:-0}:${old_rkey:-0}" >"$WORK/stale.out" 2>&1
+  rc=$?
+  [ "$rc" = 0 ] && pass "stale rkey: the write with the old key was refused ($(grep '^write:' "$WORK/stale.out"))" ||
+    { fail "stale rkey: exit $rc"; cat "$WORK/stale.out"; }
+  grep "this connection's ring" "$WORK/stale.out"
+  sleep 1
+  expect_exit 0 "stale rkey: the receiver still takes a real migration" -- \
+    "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --queues 2 --codec none
+  sleep 1
+  cmp -s "$WORK/src.img" "$WORK/dst-3.img" && pass "stale rkey: that copy is identical" ||
+    { fail "stale rkey: copy differs or missing"; ls "$WORK"/dst-*; tail -5 "$WORK/rx.err"; }
+  kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
+else
+  fail "stale rkey: no rdma_bad_peer in the VM (run.sh copies it in)"
+fi
