@@ -8,58 +8,29 @@ bash "$(dirname "$0")/make_pki.sh" "$WORK/pki" || exit 1
 P=$WORK/pki
 "$RAMSHIFT" make-image "$WORK/src.img" --size 64M --pattern mixed >/dev/null || exit 1
 
-# migrate WHAT "RECEIVER TLS FLAGS" "SENDER TLS FLAGS": a whole migration that must verify.
-migrate() {
-  rm -f "$WORK/dst.img"
-  # shellcheck disable=SC2086
-  start_receiver --once --guest-out "$WORK/dst.img" $2 || { fail "$1: receiver"; return; }
-  # shellcheck disable=SC2086
-  expect_exit 0 "$1: migration completes" -- "$RAMSHIFT" send --to "$RX_URI" --queues 2 \
-    --guest "file:$WORK/src.img" $3
-  wait "$RX_PID" && pass "$1: receiver completes" || { fail "$1: receiver failed"; cat "$WORK/rx.err"; }
-  cmp -s "$WORK/src.img" "$WORK/dst.img" && pass "$1: copy is identical" || fail "$1: copy differs"
-}
-
-# refused WHAT "RECEIVER FLAGS" "SENDER FLAGS" SENDER_PATTERN RECEIVER_PATTERN
-refused() {
-  rm -f "$WORK/dst.img" "$WORK/dst.img.partial"
-  # shellcheck disable=SC2086
-  start_receiver --once --guest-out "$WORK/dst.img" $2 || { fail "$1: receiver"; return; }
-  # shellcheck disable=SC2086
-  timeout 30 "$RAMSHIFT" send --to "$RX_URI" --queues 2 --guest "file:$WORK/src.img" $3 \
-    >"$WORK/out" 2>"$WORK/err"
-  local rc=$?
-  [ "$rc" = 1 ] || [ "$rc" = 2 ] && pass "$1: sender fails (exit $rc)" || { fail "$1: sender exit $rc"; cat "$WORK/err"; }
-  expect_stderr "$4" "$1: sender says why"
-  sleep 0.3
-  # The receiver logs the refusal and keeps listening for a peer with the right credentials.
-  kill -0 "$RX_PID" 2>/dev/null && pass "$1: receiver keeps listening" || fail "$1: receiver exited"
-  grep -qiE "$5" "$WORK/rx.err" && pass "$1: receiver says why" || { fail "$1: receiver lacks /$5/"; cat "$WORK/rx.err"; }
-  kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
-  [ ! -e "$WORK/dst.img" ] && [ ! -e "$WORK/dst.img.partial" ] && pass "$1: nothing written" \
-    || fail "$1: the receiver wrote output"
-}
+# tls_migrate and tls_refused (shared with the rdma:// cases in the soft-RoCE VM).
+source "$(dirname "$0")/../lib/tls_checks.sh"
 
 X="--tls-dir $P/good"
-migrate "x509" "$X --tls-authz CN=sender,O=ramshift-test" "$X"
-migrate "psk" "--tls-psk $P/keys.psk --tls-authz sender" "--tls-psk $P/keys.psk"
+tls_migrate "x509" "$X --tls-authz CN=sender,O=ramshift-test" "$X"
+tls_migrate "psk" "--tls-psk $P/keys.psk --tls-authz sender" "--tls-psk $P/keys.psk"
 
-refused "no client certificate" "$X" "--tls-dir $P/nocert" \
+tls_refused "no client certificate" "$X" "--tls-dir $P/nocert" \
   "refused this side's credentials.*certificate required" "did not return a certificate"
-refused "expired client certificate" "$X" "--tls-dir $P/expired" \
+tls_refused "expired client certificate" "$X" "--tls-dir $P/expired" \
   "expired" "certificate has expired"
-refused "client certificate from another CA" "$X" "--tls-dir $P/rogue" \
+tls_refused "client certificate from another CA" "$X" "--tls-dir $P/rogue" \
   "refused this side's credentials.*unknown ca" "unable to get local issuer certificate"
-refused "receiver certificate from another CA" "$X" "--tls-dir $P/otherca" \
+tls_refused "receiver certificate from another CA" "$X" "--tls-dir $P/otherca" \
   "server-cert.pem was refused" "alert unknown ca"
-refused "certificate not in --tls-authz" "$X --tls-authz CN=someone-else" "$X" \
+tls_refused "certificate not in --tls-authz" "$X --tls-authz CN=someone-else" "$X" \
   "refused this connection.*CN=sender,O=ramshift-test.*not in .*--tls-authz" \
   "CN=sender,O=ramshift-test.*not in .*--tls-authz"
-refused "wrong PSK" "--tls-psk $P/keys.psk" "--tls-psk $P/other.psk" \
+tls_refused "wrong PSK" "--tls-psk $P/keys.psk" "--tls-psk $P/other.psk" \
   "same identity and key" "binder does not verify"
-refused "plaintext sender, TLS receiver" "$X" "" \
+tls_refused "plaintext sender, TLS receiver" "$X" "" \
   "refused this connection: it accepts only TLS" "connected without TLS"
-refused "TLS sender, plaintext receiver" "" "$X" \
+tls_refused "TLS sender, plaintext receiver" "" "$X" \
   "TLS handshake with 127.0.0.1 failed" "speaks TLS, but this side was started without"
 
 # Junk on a TLS receiver's port (a fake TLS record, a cut ClientHello, random bytes) is refused
