@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 
+#include "cm_private_data.h"
 #include "host_limits.h"
 #include "peer_liveness.h"
 #include "ramshift/base/byte_order.h"
@@ -25,58 +26,6 @@ namespace ramshift::transport::rdma {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// CM private data (≤ 56 bytes on RDMA_PS_TCP): version and capabilities, plus what groups
-// queues into one connection. Ring addresses and keys travel in each queue's hello instead.
-//   u32 magic, u16 version, u16 capabilities, u64 session token, u16 queue, u16 queue count
-constexpr uint32_t kCmMagic = 0x4d435352;  // "RSCM"
-constexpr size_t kPrivateBytes = 20;
-// Capability bits; unknown ones are refused. kCapAuthenticated: the connecting side runs
-// the TLS handshake on every queue before its hello (--tls-*, queue_auth.h). Each side
-// decides from its own flags whether to authenticate, never from this bit: it only lets a
-// mismatch be refused with a reason instead of a failed hello.
-constexpr uint16_t kCapAuthenticated = 1;
-constexpr uint16_t kCapabilities = kCapAuthenticated;
-// A reject's private data (up to 148 bytes on IB/RoCE): u32 magic and the reason's text.
-constexpr uint32_t kRejectMagic = 0x4a435352;  // "RSCJ"
-constexpr size_t kRejectBytes = 140;
-constexpr uint32_t kMaxQueues = 256;
-
-struct PrivateData {
-  uint64_t token = 0;
-  uint16_t queue = 0;
-  uint16_t queue_count = 0;
-  bool authenticated = false;
-};
-
-void encode_private(std::byte* out, const PrivateData& p) {
-  store_le<uint32_t>(out, kCmMagic);
-  store_le<uint16_t>(out + 4, kProtocolVersion);
-  store_le<uint16_t>(out + 6, p.authenticated ? kCapAuthenticated : 0);
-  store_le<uint64_t>(out + 8, p.token);
-  store_le<uint16_t>(out + 16, p.queue);
-  store_le<uint16_t>(out + 18, p.queue_count);
-}
-
-Result<PrivateData> decode_private(const std::vector<std::byte>& in) {
-  if (in.size() < kPrivateBytes || load_le<uint32_t>(in.data()) != kCmMagic)
-    return Status(ErrorCode::kProtocol, "connect request is not from ramshift");
-  if (load_le<uint16_t>(in.data() + 4) != kProtocolVersion)
-    return Status(ErrorCode::kMismatch,
-                  fmt::format("peer speaks rdma protocol {}, this build {}",
-                              load_le<uint16_t>(in.data() + 4), kProtocolVersion));
-  if (load_le<uint16_t>(in.data() + 6) & ~kCapabilities)
-    return Status(ErrorCode::kMismatch, "peer asks for rdma capabilities this build lacks");
-  PrivateData p;
-  p.authenticated = (load_le<uint16_t>(in.data() + 6) & kCapAuthenticated) != 0;
-  p.token = load_le<uint64_t>(in.data() + 8);
-  p.queue = load_le<uint16_t>(in.data() + 16);
-  p.queue_count = load_le<uint16_t>(in.data() + 18);
-  if (p.queue_count == 0 || p.queue_count > kMaxQueues || p.queue >= p.queue_count)
-    return Status(ErrorCode::kProtocol,
-                  fmt::format("connect request for queue {} of {}", p.queue, p.queue_count));
-  return p;
-}
 
 struct CmEvent {
   rdma_cm_event_type type{};
