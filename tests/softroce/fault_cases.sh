@@ -52,6 +52,15 @@ nothing_left() {
   [ "$left" = 0 ] && pass "$1: no process left" || fail "$1: $left ramshift process(es) left"
   ls "$W"/*.partial >/dev/null 2>&1 && fail "$1: partial output left" || true
 }
+# still_serves CASE: the receiver $RX, after what CASE did to it, serves a real migration,
+# then ends cleanly on SIGTERM while idle.
+still_serves() {
+  "$RAMSHIFT" send --to "$RX_URI" "${LIVE[@]}" > /dev/null 2> "$W/tx.err" &&
+    pass "$1: a real migration completes afterwards" ||
+    { fail "$1: the real migration afterwards"; tail -3 "$W/tx.err"; }
+  kill -TERM "$RX"
+  ends_with "$1: the receiver after SIGTERM while idle" "$RX" 0 10
+}
 fwant() { [ -z "${FAULT_CASES:-}" ] || [[ " $FAULT_CASES " == *" $1 "* ]]; }
 
 # At software speed (about 2 MB/s with pages encoded, 16-24 MB/s raw) these are the tcp
@@ -164,13 +173,7 @@ if fwant bad-input; then
         fail "rdma port, $c: the receiver exited"; tail -3 "$W/rx.err"; break
       fi
     done
-    if kill -0 "$RX" 2>/dev/null; then
-      "$RAMSHIFT" send --to "$RX_URI" "${LIVE[@]}" > /dev/null 2> "$W/tx.err" &&
-        pass "rdma port: a real migration completes after the bad input" ||
-        { fail "rdma port: the real migration after the bad input"; tail -3 "$W/tx.err"; }
-      kill -TERM "$RX"
-      ends_with "rdma port: the receiver after SIGTERM while idle" "$RX" 0 10
-    fi
+    if kill -0 "$RX" 2>/dev/null; then still_serves "rdma port, after the bad input"; fi
     # The bench server's rdma port takes the transport-level kinds (its own protocol is not
     # a migration's; the tcp matrix covers its messages), then serves a real run.
     "$RAMSHIFT" bench --server --listen "rdma://$ADDR:0" > "$W/bs.out" 2> "$W/bs.err" &
@@ -231,11 +234,7 @@ if fwant half-silent; then
     fi
     kill "$BP" 2>/dev/null; wait "$BP" 2>/dev/null
     if kill -0 "$RX" 2>/dev/null; then
-      "$RAMSHIFT" send --to "$RX_URI" "${LIVE[@]}" > /dev/null 2> "$W/tx.err" &&
-        pass "half-silent: a real migration completes afterwards" ||
-        { fail "half-silent: the real migration afterwards"; tail -3 "$W/tx.err"; }
-      kill -TERM "$RX"
-      ends_with "half-silent: the receiver after SIGTERM while idle" "$RX" 0 10
+      still_serves "half-silent"
     else
       fail "half-silent: the receiver exited"; tail -3 "$W/rx.err"
     fi
