@@ -29,7 +29,8 @@ for mode in postcopy hybrid; do
   [ "${reads:-0}" -gt 0 ] && [ "${reads:-0}" -ge "${requests:-0}" ] &&
     case "$path" in rdma_read | rdma_read+request) true ;; *) false ;; esac &&
     pass "$mode: $reads fault(s) by RDMA READ, $requests by request (fault_path $path)" ||
-    fail "$mode: fault_path '$path', reads ${reads:-?}, requests ${requests:-?}"
+    { fail "$mode: fault_path '$path', reads ${reads:-?}, requests ${requests:-?}"
+      grep -iE "post-copy|read|warn|error" "$WORK/err" "$WORK/rx.err" | head -20; }
   grep -q '"read_released": true' "$tx" && [ "$(json_num "$tx" read_exposed_bytes)" -gt 0 ] &&
     pass "$mode: the source deregistered the memory it exposed for reads" ||
     fail "$mode: the source's read keys were not released ($(grep -o '"read_[a-z_]*": *[^,]*' "$tx" | tr '\n' ' '))"
