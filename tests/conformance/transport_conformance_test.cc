@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <numeric>
 #include <thread>
@@ -54,12 +55,15 @@ class TransportConformance : public ::testing::TestWithParam<std::string> {
 
 TEST_P(TransportConformance, EachQueueDeliversInOrderWhileAllRunInParallel) {
   for (uint32_t queues : {1u, 2u, 4u, 16u}) {
+    // Where a hang sits (seen twice on rdma in CI): connecting, sending, or closing.
+    std::fprintf(stderr, "  %u queue(s): connecting\n", queues);
     auto p = connect_pair(GetParam(), queues);
     ASSERT_TRUE(p.client && p.server);
+    std::fprintf(stderr, "  %u queue(s): connected\n", queues);
     EXPECT_EQ(p.client->queue_count(), queues);
     EXPECT_EQ(p.server->queue_count(), queues);
     constexpr uint64_t kMessages = 300;
-    std::vector<std::thread> threads;
+    std::vector<std::jthread> threads;  // joined even when an ASSERT returns early
     std::atomic<int> failures{0};
     for (uint32_t q = 0; q < queues; ++q) {
       threads.emplace_back([&, q] {
@@ -83,6 +87,7 @@ TEST_P(TransportConformance, EachQueueDeliversInOrderWhileAllRunInParallel) {
     }
     for (auto& t : threads) t.join();
     EXPECT_EQ(failures.load(), 0) << queues << " queues";
+    std::fprintf(stderr, "  %u queue(s): sent and received; closing\n", queues);
   }
 }
 
@@ -115,7 +120,7 @@ TEST_P(TransportConformance, SmallestAndLargestMessages) {
   std::vector<std::byte> empty;
   std::vector<std::byte> one(1, std::byte{0x42});
   auto big = make_message(0, 9, max);
-  std::thread sender([&] {
+  std::jthread sender([&] {
     EXPECT_TRUE(send_blocking(*p.client, 0, empty).is_ok());
     EXPECT_TRUE(send_blocking(*p.client, 0, one).is_ok());
     EXPECT_TRUE(send_blocking(*p.client, 0, big).is_ok());
@@ -158,7 +163,7 @@ TEST_P(TransportConformance, BackPressureThenEverythingArrives) {
   EXPECT_EQ(p.client->wait_writable(0, 50ms).code(), ErrorCode::kTimeout);
   // Now drain, and keep sending: nothing accepted is lost, nothing is duplicated.
   const uint64_t total = accepted + 20;
-  std::thread sender([&] {
+  std::jthread sender([&] {
     for (uint64_t s = accepted; s < total; ++s)
       EXPECT_TRUE(send_blocking(*p.client, 0, make_message(0, s, 256 << 10)).is_ok());
     EXPECT_TRUE(p.client->flush(0, 10s).is_ok());
@@ -211,7 +216,7 @@ TEST_P(TransportConformance, PeerDisconnectMidBatchDeliversOnlyWholeMessagesThen
 TEST_P(TransportConformance, LocalCloseWakesABlockedPoller) {
   auto p = connect_pair(GetParam(), 1);
   ASSERT_TRUE(p.client && p.server);
-  std::thread closer([&] {
+  std::jthread closer([&] {
     std::this_thread::sleep_for(100ms);
     p.server->close();
   });
