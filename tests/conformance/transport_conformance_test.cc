@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -65,11 +66,19 @@ TEST_P(TransportConformance, EachQueueDeliversInOrderWhileAllRunInParallel) {
     constexpr uint64_t kMessages = 300;
     std::vector<std::jthread> threads;  // joined even when an ASSERT returns early
     std::atomic<int> failures{0};
+    // A receiver that gives up stops its sender: a sender left alone would wait out its
+    // timeout on every remaining message (300 x 5 s) and look like a hang.
+    std::vector<std::atomic<bool>> gave_up(queues);
     for (uint32_t q = 0; q < queues; ++q) {
       threads.emplace_back([&, q] {
-        for (uint64_t s = 0; s < kMessages; ++s)
-          if (!send_blocking(*p.client, q, make_message(q, s, 100 + (s * 977) % 70000))) ++failures;
-        if (!p.client->flush(q, 10s)) ++failures;
+        for (uint64_t s = 0; s < kMessages && !gave_up[q]; ++s)
+          if (Status st = send_blocking(*p.client, q, make_message(q, s, 100 + (s * 977) % 70000));
+              !st) {
+            ADD_FAILURE() << "queue " << q << ": message " << s << " not sent: " << st.message();
+            ++failures;
+            break;
+          }
+        if (!gave_up[q] && !p.client->flush(q, 10s)) ++failures;
       });
       threads.emplace_back([&, q] {
         uint64_t next = 0;
@@ -77,7 +86,11 @@ TEST_P(TransportConformance, EachQueueDeliversInOrderWhileAllRunInParallel) {
         while (next < kMessages) {
           auto n = p.server->poll(q, msgs, 5s);
           if (!n || *n == 0) {
+            ADD_FAILURE() << "queue " << q << ": " << next << " of " << kMessages
+                          << " messages arrived, then "
+                          << (n ? std::string("nothing for 5 s") : n.status().message());
             ++failures;
+            gave_up[q] = true;
             return;
           }
           for (size_t i = 0; i < *n; ++i)
