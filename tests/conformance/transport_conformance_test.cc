@@ -137,13 +137,15 @@ TEST_P(TransportConformance, SmallestAndLargestMessages) {
     EXPECT_TRUE(send_blocking(*p.client, 0, empty).is_ok());
     EXPECT_TRUE(send_blocking(*p.client, 0, one).is_ok());
     EXPECT_TRUE(send_blocking(*p.client, 0, big).is_ok());
-    EXPECT_TRUE(p.client->flush(0, 10s).is_ok());  // the contract: finish with flush
+    EXPECT_TRUE(p.client->flush(0, 60s).is_ok());  // the contract: finish with flush
   });
   std::vector<size_t> sizes;
   ConstBuffer m[4];
   bool big_ok = false;
   while (sizes.size() < 3) {
-    auto n = p.server->poll(0, m, 10s);
+    // The largest message is whole only when its last piece is in: 13-14 s for 16 MiB in the
+    // emulated soft-RoCE VM on a busy host (a 10 s wait failed there).
+    auto n = p.server->poll(0, m, 60s);
     ASSERT_TRUE(n.is_ok() && *n > 0) << n.status().message();
     for (size_t i = 0; i < *n; ++i) {
       sizes.push_back(m[i].size());
