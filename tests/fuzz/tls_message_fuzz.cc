@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "psk_channels.h"
 #include "ramshift/transport/channel_security.h"
 
 namespace {
@@ -54,35 +55,16 @@ struct Fixture {
   std::vector<Message> client_flight;
 };
 
-// A keys.psk in a private temporary directory, removed again once the channels have read it.
-transport::BackendSettings psk_settings(std::string& dir) {
-  char tmpl[] = "/tmp/tls-msg-fuzz-XXXXXX";
-  dir = mkdtemp(tmpl);
-  std::string path = dir + "/keys.psk";
-  FILE* f = std::fopen(path.c_str(), "w");
-  std::fputs("fuzz-client:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", f);
-  std::fclose(f);
-  transport::BackendSettings settings;
-  settings.set("tls-psk", path);
-  return settings;
-}
-
 Fixture& fixture() {
   static Fixture* made = [] {
     auto* fx = new Fixture;
-    std::string dir;
-    auto settings = psk_settings(dir);
-    auto server = transport::channel_security(settings, transport::PeerRole::kServer);
-    auto client = transport::channel_security(settings, transport::PeerRole::kClient);
-    if (!server.is_ok() || !client.is_ok()) std::abort();
-    fx->server = *server;
+    auto channels = fuzz::make_psk_channels();
+    fx->server = channels.server;
     // The client's first flight: it sends, then finds nobody answering.
     ScriptedPipe capture({});
-    (void)(*client)->handshake(capture, transport::PeerRole::kClient, "localhost",
-                               Clock::now() + std::chrono::milliseconds(300));
+    (void)channels.client->handshake(capture, transport::PeerRole::kClient, "localhost",
+                                     Clock::now() + std::chrono::milliseconds(300));
     fx->client_flight = capture.sent;
-    std::string rm = "rm -rf " + dir;
-    (void)std::system(rm.c_str());
     if (fx->client_flight.empty()) std::abort();  // no ClientHello: the fuzzer would be blind
     return fx;
   }();
