@@ -10,10 +10,9 @@
 // to come, and only those not dropped yet are dropped in the downtime.
 //
 // The memory is registered for missing-page faults at the first drop (POSTCOPY_DISCARD, or
-// POSTCOPY_START without one), and
-// handed to the post-copy placer with the record of what is absent. Nothing may touch a
-// dropped page until then: the data queues are idle (pre-copy is over), and a touch would
-// block, not read zeros.
+// POSTCOPY_START without one), and handed to the post-copy placer with the record of what is
+// absent. Nothing may touch a dropped page until then: the data queues are idle (pre-copy is
+// over), and a touch would block, not read zeros.
 //
 // Thread-safety: none; the destination's control thread owns it.
 #pragma once
