@@ -80,6 +80,10 @@ struct PostcopyReport {
   uint64_t pages_faulted = 0;          // pages placed (sent) because the guest asked
   uint64_t pages_zero_local = 0;       // destination: never-sent zero pages filled here
   uint64_t pages_duplicate = 0;        // destination: arrived again once placed, dropped
+  // Hybrid: POSTCOPY_DISCARD rounds before the pause, and the pages dropped on the
+  // destination by them while the guest still ran on the source.
+  uint32_t discard_rounds = 0;
+  uint64_t pages_discarded = 0;
 };
 
 struct MigrationReport {
