@@ -32,6 +32,7 @@ struct MigrateOptions {
   bool tune_switchover = true;
   std::string trace;
   std::optional<double> postcopy_after_s;
+  bool postcopy_recover = true;
   double timeout_s = 600;
   std::string json;
   std::string control;  // --control unix:PATH
@@ -75,6 +76,7 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.tune = o.tune_switchover;
   c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
+  c.postcopy_recover = o.postcopy_recover;
   c.timeout = std::chrono::duration<double>(o.timeout_s);
   if (!o.via.empty()) {
     RS_ASSIGN_OR_RETURN(c.bridge.codec.mode, pipeline::parse_codec(o.codec));
@@ -201,6 +203,11 @@ Runner add_qemu_migrate(CLI::App& app) {
                   "QEMU post-copy: switch to it after this many seconds of pre-copy (0 = at once); "
                   "the guest then runs on the destination, which fetches what it touches")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--postcopy-recover", o->postcopy_recover,
+                  "true: when post-copy pauses (a cut link), recover it (migrate-recover on the "
+                  "destination, migrate resume=true on the source) until --timeout; needs "
+                  "--dst-uri/--src-uri bridges started with --recover; false: stop with an error")
+      ->capture_default_str();
   cmd->add_option("--timeout", o->timeout_s, "cancel the migration after this many seconds")
       ->capture_default_str();
   cmd->add_option("--json", o->json,

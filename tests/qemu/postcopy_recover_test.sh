@@ -1,0 +1,61 @@
+#!/bin/bash
+# QEMU's post-copy recovery through the bridges when the link between them is cut: two network
+# namespaces joined by a veth shaped to 100 Mbit/s (so post-copy lasts several seconds), the
+# bridges one in each (started with --recover and a 2 s peer timeout), a running guest that
+# keeps dirtying and checking its memory. Once the guest runs on the destination (post-copy),
+# the veth is set down for CUT_S seconds (6) and up again. Checks: both bridges saw their
+# session fail and a second one complete (verified); qemu-migrate saw the source paused and
+# recovered it (migrate-recover, migrate resume=true) without help; QEMU completed, the
+# destination runs on, its heartbeat continues past the source's and its page check stays clean.
+# Usage: postcopy_recover_test.sh path/to/ramshift [backports]
+set -uo pipefail
+RAMSHIFT=$(readlink -f "$1")
+[ "$(id -u)" = 0 ] || { echo "netns test needs root" >&2; exit 77; }
+HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/../../scripts/lib/netns.sh"
+NSA=rspa$$ NSB=rspb$$
+. "$HERE/lib.sh"
+qemu_test_on_exit() { netns_link_down "$NSA" "$NSB"; }
+CUT_S=${CUT_S:-6}
+qemu_test_begin qemu-pcrecover "${2:-debian}"
+netns_link_up "$NSA" "$NSB" 10.79.0 100mbit || { qlog "cannot create namespaces"; exit 77; }
+VETH=${NSA:0:11}a  # netns_link_up's name for NSA's end
+qemu_build_guest
+qemu_start vm0 "$GUEST_MB" "$DIRTY"
+qemu_wait_beat vm0 2 240 || fail "the guest did not boot"
+qemu_start vm1 "$GUEST_MB" "$DIRTY" -incoming defer
+DEST_WRAP="ip netns exec $NSB" SRC_WRAP="ip netns exec $NSA" \
+  DEST_ARGS="--recover --recover-wait 120 --peer-timeout 2 --json $W/dbr.json" \
+  SRC_ARGS="--recover --recover-wait 120 --peer-timeout 2 --queues 2 --json $W/sbr.json" \
+  qemu_start_bridges vm1 tcp://10.79.0.2:0 || fail "bridges did not start"
+"$RAMSHIFT" -v qemu-migrate --src-qmp "$W/vm0.qmp" --dst-qmp "$W/vm1.qmp" --json "$W/vm1.json" \
+  --src-uri "unix:$W/vm1.sb" --dst-uri "unix:$W/vm1.in" --max-bandwidth 20M --postcopy-after 1 \
+  --trace "$W/trace.jsonl" --timeout 240 2> "$W/migrate.err" &
+MPID=$!
+# The guest's first heartbeat on the destination: post-copy has started.
+qemu_wait_beat vm1 1 120 || fail "the guest never ran on the destination"
+grep -q '"status": "completed"' "$W/trace.jsonl" && fail "the migration completed before the cut: nothing to recover"
+qlog "cutting the link for ${CUT_S}s at heartbeat $(qemu_beat vm1)"
+ip -n "$NSA" link set "$VETH" down
+sleep "$CUT_S"
+ip -n "$NSA" link set "$VETH" up
+qlog "link restored"
+wait "$MPID" || fail "qemu-migrate exit $?: $(tail -3 "$W/migrate.err")"
+wait "$SPID" || fail "source bridge exit $?"
+wait "$DPID" || fail "destination bridge exit $?"
+grep -q '"destination_status": "running"' "$W/vm1.json" || fail "the destination is not running"
+grep -q '"postcopy-paused"' "$W/trace.jsonl" || fail "the source QEMU never reported postcopy-paused"
+grep -q '"recovered_at_ms": [0-9]' "$W/vm1.json" ||
+  fail "no recovery in the report: $(grep -A6 postcopy_recoveries "$W/vm1.json")"
+for b in sbr dbr; do
+  grep -q '"verified": true' "$W/$b.json" || fail "$b: last session not verified"
+  grep -A1 '"failed_sessions": \[$' "$W/$b.json" | tail -1 | grep -q '^ *"' ||
+    fail "$b: no failed session before the one that completed"
+done
+last=$(qemu_beat vm0)
+kill "$(cat "$W/vm0.pid")"
+qemu_wait_beat vm1 $((last + 5)) 60 || fail "no heartbeat on the destination after $last"
+qemu_check_clean vm1 || fail "the guest's memory differed after the recovery"
+statuses=$(grep -o '"status": "[a-z-]*"' "$W/trace.jsonl" | cut -d'"' -f4 | uniq | tr '\n' ' ')
+qlog "ok: post-copy recovered across a ${CUT_S}s link cut (source QEMU: $statuses; $(grep -o '"paused_at_ms": [0-9.]*' "$W/vm1.json"), $(grep -o '"recovered_at_ms": [0-9.]*' "$W/vm1.json"), $(grep -o '"attempts": [0-9]*' "$W/vm1.json"); heartbeat $last -> $(qemu_beat vm1))"
+qlog "PASS"
