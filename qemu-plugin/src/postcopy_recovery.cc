@@ -15,6 +15,12 @@ constexpr auto kRetry = 2s;
 // The destination notices a cut link on its own (its bridge's peer timeout), often a moment
 // after the source: migrate-recover is refused until then.
 constexpr auto kDestinationPoll = 500ms;
+// Keeps the refusal for the report and says it once (the same one comes back every retry).
+void note_refusal(PostcopyRecoveryEvent& ev, std::string why) {
+  if (why != ev.last_error) log::info("qemu-migrate: recovery not yet: {}", why);
+  ev.last_error = std::move(why);
+}
+
 }  // namespace
 
 bool is_postcopy_status(const std::string& status) {
@@ -48,15 +54,16 @@ void PostcopyRecovery::observe(const std::string& src_status, double t_ms) {
   if (Clock::now() < next_try_) return;
   // "triggered already": the destination still listens from an earlier attempt that no
   // source reached; that listener is the one the resume will meet.
-  if (auto r = dst_.execute("migrate-recover", {{"uri", dst_uri_}});
+  // Out of band: the destination's main thread may be blocked on a page that only the
+  // recovery can bring (a device touching guest memory); in-band commands then wait with it.
+  if (auto r = dst_.execute_oob("migrate-recover", {{"uri", dst_uri_}}, 5s);
       !r && r.status().message().find("already") == std::string::npos) {
-    ev.last_error = "destination: " + r.status().message();
+    note_refusal(ev, "destination: " + r.status().message());
     next_try_ = Clock::now() + kDestinationPoll;
     return;
   }
   if (auto r = src_.execute("migrate", {{"uri", src_uri_}, {"resume", true}}); !r) {
-    ev.last_error = "source: " + r.status().message();
-    log::debug("qemu-migrate: resume refused: {}", ev.last_error);
+    note_refusal(ev, "source: " + r.status().message());
     next_try_ = Clock::now() + kRetry;
     return;
   }
