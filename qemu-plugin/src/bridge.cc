@@ -71,11 +71,12 @@ Result<Joined> join(const transport::Uri& to, const BridgeConfig& config, Bridge
 
 // One session of the source bridge: joins the destination bridge, then relays every channel
 // QEMU opens until all have closed or the relay fails. `first` is a connection QEMU opened
-// before the session was joined (recovery: QEMU's resume starts the session).
+// before the session was joined (recovery: QEMU's resume starts the session); `next` gets a
+// connection accepted once this session had failed (it is the next session's first).
 void source_session(const transport::Uri& to, const QemuEndpoint& qemu,
                     std::optional<UnixListener>& listener, const BridgeConfig& config,
                     BridgeProgress* progress, const std::function<void()>& on_ready, UniqueFd first,
-                    BridgeReport& r) {
+                    UniqueFd& next, BridgeReport& r) {
   auto t0 = Clock::now();
   const bool recovering = first.valid();
   auto joined = join(to, config, progress, recovering,
@@ -117,6 +118,12 @@ void source_session(const transport::Uri& to, const QemuEndpoint& qemu,
         }
         if (relay.first_open() == Clock::time_point{} && give_up()) break;
         continue;
+      }
+      // QEMU reconnects only after it saw this session's channels fail (its post-copy
+      // resume): such a connection belongs to the next session, not to this dead relay.
+      if (relay.finished()) {
+        next = std::move(fd).value();
+        break;
       }
       auto ch = LocalChannel::from_socket(std::move(fd).value());
       st = ch ? relay.add_channel(std::move(ch).value()) : ch.status();
@@ -177,8 +184,9 @@ BridgeReport run_bridge_source(const transport::Uri& to, const QemuEndpoint& qem
   UniqueFd first;  // QEMU's connection that starts the next session (none: -1)
   for (;;) {
     BridgeReport r = make_report();
+    UniqueFd next;
     source_session(to, qemu, listener, config, progress, failed.empty() ? on_ready : nullptr,
-                   std::move(first), r);
+                   std::move(first), next, r);
     if (r.completed || !config.recover || qemu.stdio() ||
         migration::cancel_requested(config.cancel) || r.setup_ms == 0) {
       // setup_ms == 0: the session never joined, so the peer bridge is not there at all.
@@ -188,7 +196,7 @@ BridgeReport run_bridge_source(const transport::Uri& to, const QemuEndpoint& qem
     failed.push_back(r.error.message());
     log::warn("bridge: session {} failed ({}); waiting up to {} s for QEMU to recover",
               failed.size(), r.error.message(), config.recover_wait_ms / 1000);
-    auto fd = await_recovery(*listener, config);
+    auto fd = next.valid() ? Result<UniqueFd>(std::move(next)) : await_recovery(*listener, config);
     if (!fd) {
       r.error = fd.status().with_context(r.error.message());
       r.failed_sessions = std::move(failed);
