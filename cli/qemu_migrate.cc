@@ -33,6 +33,7 @@ struct MigrateOptions {
   std::string trace;
   std::optional<double> postcopy_after_s;
   bool postcopy_recover = true;
+  bool postcopy_preempt = false;
   double timeout_s = 600;
   std::string json;
   std::string control;  // --control unix:PATH
@@ -77,6 +78,9 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
   c.postcopy_recover = o.postcopy_recover;
+  c.postcopy_preempt = o.postcopy_preempt;
+  if (c.postcopy_preempt && !c.postcopy_after)
+    return Status(ErrorCode::kInvalidArgument, "--postcopy-preempt needs --postcopy-after");
   c.timeout = std::chrono::duration<double>(o.timeout_s);
   if (!o.via.empty()) {
     RS_ASSIGN_OR_RETURN(c.bridge.codec.mode, pipeline::parse_codec(o.codec));
@@ -208,6 +212,9 @@ Runner add_qemu_migrate(CLI::App& app) {
                   "destination, migrate resume=true on the source) until --timeout; needs "
                   "--dst-uri/--src-uri bridges started with --recover; false: stop with an error")
       ->capture_default_str();
+  cmd->add_flag("--postcopy-preempt", o->postcopy_preempt,
+                "with --postcopy-after: QEMU's postcopy-preempt (a second channel for the pages "
+                "faults ask for; bridges you start need --queues 1 + multifd + 1)");
   cmd->add_option("--timeout", o->timeout_s, "cancel the migration after this many seconds")
       ->capture_default_str();
   cmd->add_option("--json", o->json,

@@ -36,6 +36,8 @@ Status configure(QmpClient& qmp, const MigrateDriverConfig& c, uint64_t downtime
   nlohmann::json caps = nlohmann::json::array();
   caps.push_back({{"capability", "multifd"}, {"state", c.multifd_channels > 0}});
   caps.push_back({{"capability", "postcopy-ram"}, {"state", c.postcopy_after.has_value()}});
+  // Only when asked: a QEMU without the capability refuses the whole list.
+  if (c.postcopy_preempt) caps.push_back({{"capability", "postcopy-preempt"}, {"state", true}});
   RS_ASSIGN_OR_RETURN(auto r, qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}));
   // QEMU's default cap (128 MiB/s) would hide the transport: lift it unless asked.
   const uint64_t max_bw = c.max_bandwidth == 0 ? (1ull << 40) : c.max_bandwidth;
@@ -124,7 +126,7 @@ class InProcessBridges {
     if (!mkdtemp(tmpl)) return errno_status(ErrorCode::kIo, "mkdtemp", errno);
     b->dir_ = tmpl;
     b->config_ = c.bridge;
-    b->config_.queues = 1 + c.multifd_channels;
+    b->config_.queues = 1 + c.multifd_channels + (c.postcopy_preempt ? 1 : 0);
     b->config_.accept_timeout_ms = 60000;
     RS_ASSIGN_OR_RETURN(auto via, transport::parse_uri(c.via));
     RS_ASSIGN_OR_RETURN(b->listener_, transport::listen(via, b->config_.transport));

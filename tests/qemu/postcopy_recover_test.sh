@@ -7,7 +7,8 @@
 # session fail and a second one complete (verified); qemu-migrate saw the source paused and
 # recovered it (migrate-recover, migrate resume=true) without help; QEMU completed, the
 # destination runs on, its heartbeat continues past the source's and its page check stays clean.
-# Usage: postcopy_recover_test.sh path/to/ramshift [backports]
+# PREEMPT=1 adds QEMU's postcopy-preempt (a second channel; QEMU >= 8.0, so with backports).
+# Usage: [PREEMPT=1] postcopy_recover_test.sh path/to/ramshift [backports]
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
 [ "$(id -u)" = 0 ] || { echo "netns test needs root" >&2; exit 77; }
@@ -31,6 +32,7 @@ DEST_WRAP="ip netns exec $NSB" SRC_WRAP="ip netns exec $NSA" \
 T0=$(date +%s%N)
 "$RAMSHIFT" -v qemu-migrate --src-qmp "$W/vm0.qmp" --dst-qmp "$W/vm1.qmp" --json "$W/vm1.json" \
   --src-uri "unix:$W/vm1.sb" --dst-uri "unix:$W/vm1.in" --max-bandwidth 20M --postcopy-after 1 \
+  ${PREEMPT:+--postcopy-preempt} \
   --trace "$W/trace.jsonl" --timeout 120 2> "$W/migrate.err" &
 MPID=$!
 # qemu-migrate says when it switched to post-copy; a second later the guest runs on the
@@ -58,11 +60,13 @@ for b in sbr dbr; do
   grep -A1 '"failed_sessions": \[$' "$W/$b.json" | tail -1 | grep -q '^ *"' ||
     fail "$b: no failed session before the one that completed"
 done
+[ -z "${PREEMPT:-}" ] || grep -q '"id": 1,' "$W/sbr.json" ||
+  fail "no preempt channel in the recovered session: $(grep -c '"kind"' "$W/sbr.json") channel(s)"
 last=$(qemu_beat vm0)
 kill "$(cat "$W/vm0.pid")"
 qemu_wait_beat vm1 $((last + 5)) 60 || fail "no heartbeat on the destination after $last"
 qemu_check_clean vm1 || fail "the guest's memory differed after the recovery"
 statuses=$(grep -o '"status": *"[a-z-]*"' "$W/trace.jsonl" | cut -d'"' -f4 | uniq | tr '\n' ' ')
-qlog "ok: post-copy recovered across a ${CUT_S}s link cut (at ${CUT_MS} ms to ${UP_MS} ms after qemu-migrate started; source QEMU: $statuses; $(grep -o '"paused_at_ms": [0-9.]*' "$W/vm1.json"), $(grep -o '"recovered_at_ms": [0-9.]*' "$W/vm1.json"), $(grep -o '"attempts": [0-9]*' "$W/vm1.json"); heartbeat $last -> $(qemu_beat vm1))"
+qlog "ok: post-copy recovered across a ${CUT_S}s link cut (down ${CUT_MS} ms, up ${UP_MS} ms, by the shell's clock from just before qemu-migrate started; source QEMU: $statuses; $(grep -o '"paused_at_ms": [0-9.]*' "$W/vm1.json"), $(grep -o '"recovered_at_ms": [0-9.]*' "$W/vm1.json"), $(grep -o '"attempts": [0-9]*' "$W/vm1.json"); $(grep -c '"kind"' "$W/sbr.json") channel(s) after it; heartbeat $last -> $(qemu_beat vm1))"
 grep -h "recovery not yet" "$W/migrate.err" | sed 's/^/  /' >&2  # the refusals met on the way
 qlog "PASS"

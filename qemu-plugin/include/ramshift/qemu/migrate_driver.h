@@ -65,6 +65,10 @@ struct MigrateDriverConfig {
   // channels: external ones started with --recover (BridgeConfig::recover), or `via`. Off: the
   // driver stops at the pause with an error that says how to recover by hand.
   bool postcopy_recover = true;
+  // With postcopy_after: QEMU's postcopy-preempt capability too (QEMU >= 8.0 for recovery): the
+  // pages a fault asks for travel on a channel of their own, ahead of the background stream.
+  // One more channel for the bridges (their queues: 1 + multifd + 1).
+  bool postcopy_preempt = false;
   // The migration is cancelled (QEMU resumes the source) when not done in this long. In
   // post-copy there is nothing to cancel back to: the driver gives up without migrate_cancel.
   std::chrono::duration<double> timeout{600};
