@@ -126,6 +126,13 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
       fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n",
                  t.downtime_limit_steps.back().at_ms, t.downtime_limit_steps.back().reason);
   }
+  for (const auto& e : r.postcopy_recoveries)
+    fmt::print(stderr, "qemu-migrate: post-copy paused at {:.0f} ms: {}\n", e.paused_at_ms,
+               e.recovered_at_ms
+                   ? fmt::format("recovered {:.0f} ms later ({} resume(s))",
+                                 *e.recovered_at_ms - e.paused_at_ms, e.attempts)
+                   : fmt::format("not recovered ({} resume(s); last refusal: {})", e.attempts,
+                                 e.last_error.empty() ? "none" : e.last_error));
   if (!r.outcome)
     fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", r.outcome.message(),
                r.source_status);
