@@ -34,6 +34,9 @@ struct BridgeOptions {
   std::string json;
   double accept_timeout_s = 0;
   double connect_retry_s = 5;
+  double peer_timeout_s = 5;  // migration::SourceConfig::peer_timeout says why
+  bool recover = false;
+  double recover_wait_s = 600;
   std::string control;  // --control unix:PATH
   BackendFlags rdma;
 };
@@ -98,6 +101,10 @@ Result<qemu::BridgeConfig> resolve(const BridgeOptions& o) {
   RS_ASSIGN_OR_RETURN(c.transport.settings, o.rdma.resolve());
   c.accept_timeout_ms = static_cast<int>(o.accept_timeout_s * 1000);
   c.connect_retry_ms = static_cast<int>(o.connect_retry_s * 1000);
+  c.transport.peer_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(o.peer_timeout_s * 1000));
+  c.recover = o.recover;
+  c.recover_wait_ms = static_cast<int>(o.recover_wait_s * 1000);
   return c;
 }
 
@@ -188,34 +195,41 @@ int run_dest(const BridgeOptions& o) {
   fmt::print(o.stdio ? stderr : stdout, "listening on {}\n", address);
   std::fflush(o.stdio ? stderr : stdout);
   notify_ready(fmt::format("listening on {}", address));
-  auto deadline = std::chrono::steady_clock::now() +
-                  std::chrono::milliseconds(static_cast<int64_t>(o.accept_timeout_s * 1000));
-  for (;;) {
-    if (cancel.requested()) {  // no migration ran: nothing to cancel
-      log::warn("stopped ({}) while no source bridge was connected", cancel.reason());
-      return 1;
-    }
-    auto conn = (*listener)->accept(std::chrono::milliseconds(200));
-    if (!conn) {
-      if (conn.status().code() != ErrorCode::kTimeout) return fail_with(conn.status());
-      if (o.accept_timeout_s > 0 && std::chrono::steady_clock::now() >= deadline)
-        return fail_with(
-            Status(ErrorCode::kTimeout,
-                   fmt::format("no source bridge connected within {} s", o.accept_timeout_s)));
-      continue;
-    }
-    log::info("bridge: accepted {}", (*conn)->describe());
-    notify_status(fmt::format("bridging a migration from {}", (*conn)->describe()));
-    qemu::BridgeProgress progress;
-    qemu::BridgeReport report;
-    {
-      Watch watch("qemu-bridge dest", progress, board);
-      report = qemu::run_bridge_dest(std::move(conn).value(), ep, *config, &progress);
-    }
-    board.publish(migration::final_progress(report));
-    finish(report, o.json);
-    return report.completed ? 0 : exit_code_for(report.error);
+  if (cancel.requested()) {  // no migration ran: nothing to cancel
+    log::warn("stopped ({}) while no source bridge was connected", cancel.reason());
+    return 1;
   }
+  qemu::BridgeProgress progress;
+  qemu::BridgeReport report;
+  {
+    Watch watch("qemu-bridge dest", progress, board);
+    report = qemu::serve_bridge_dest(
+        **listener, ep, *config, &progress, static_cast<int>(o.accept_timeout_s * 1000),
+        [](const std::string& peer) {
+          notify_status(fmt::format("bridging a migration from {}", peer));
+        });
+  }
+  if (report.channels.empty() && report.failed_sessions.empty() && cancel.requested()) {
+    log::warn("stopped ({}) while no source bridge was connected", cancel.reason());
+    return 1;
+  }
+  board.publish(migration::final_progress(report));
+  finish(report, o.json);
+  return report.completed ? 0 : exit_code_for(report.error);
+}
+
+// Both sides: when the link counts as cut, and whether to carry QEMU's post-copy recovery.
+void add_link_options(CLI::App* cmd, BridgeOptions& o) {
+  cmd->add_option("--peer-timeout", o.peer_timeout_s,
+                  "seconds without an answer from the other bridge before the link counts as "
+                  "cut and QEMU's channels are closed (0 = the OS's, minutes)")
+      ->capture_default_str();
+  cmd->add_flag("--recover", o.recover,
+                "after a failed session keep serving: carry the channels of QEMU's post-copy "
+                "recovery (migrate-recover / migrate resume=true) over a new connection");
+  cmd->add_option("--recover-wait", o.recover_wait_s,
+                  "with --recover: seconds to wait for QEMU, and for the link, after a failure")
+      ->capture_default_str();
 }
 
 }  // namespace
@@ -250,6 +264,7 @@ Runner add_qemu_bridge(CLI::App& app) {
   s->add_option("--connect-retry", src->connect_retry_s,
                 "seconds to keep retrying while the destination bridge refuses (not up yet)")
       ->capture_default_str();
+  add_link_options(s, *src);
   src->rdma.add_to(s);
 
   auto dst = std::make_shared<BridgeOptions>();
@@ -267,6 +282,7 @@ Runner add_qemu_bridge(CLI::App& app) {
   add_control_option(d, dst->control);
   d->add_option("--accept-timeout", dst->accept_timeout_s,
                 "seconds to wait for the source bridge (0 = forever)");
+  add_link_options(d, *dst);
   dst->rdma.add_to(d);
 
   return [cmd, s, src, dst]() -> int {

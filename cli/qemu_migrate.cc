@@ -32,6 +32,8 @@ struct MigrateOptions {
   bool tune_switchover = true;
   std::string trace;
   std::optional<double> postcopy_after_s;
+  bool postcopy_recover = true;
+  bool postcopy_preempt = false;
   double timeout_s = 600;
   std::string json;
   std::string control;  // --control unix:PATH
@@ -75,6 +77,10 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.tune = o.tune_switchover;
   c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
+  c.postcopy_recover = o.postcopy_recover;
+  c.postcopy_preempt = o.postcopy_preempt;
+  if (c.postcopy_preempt && !c.postcopy_after)
+    return Status(ErrorCode::kInvalidArgument, "--postcopy-preempt needs --postcopy-after");
   c.timeout = std::chrono::duration<double>(o.timeout_s);
   if (!o.via.empty()) {
     RS_ASSIGN_OR_RETURN(c.bridge.codec.mode, pipeline::parse_codec(o.codec));
@@ -120,6 +126,13 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
       fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n",
                  t.downtime_limit_steps.back().at_ms, t.downtime_limit_steps.back().reason);
   }
+  for (const auto& e : r.postcopy_recoveries)
+    fmt::print(stderr, "qemu-migrate: post-copy paused at {:.0f} ms: {}\n", e.paused_at_ms,
+               e.recovered_at_ms
+                   ? fmt::format("recovered {:.0f} ms later ({} resume(s))",
+                                 *e.recovered_at_ms - e.paused_at_ms, e.attempts)
+                   : fmt::format("not recovered ({} resume(s); last refusal: {})", e.attempts,
+                                 e.last_error.empty() ? "none" : e.last_error));
   if (!r.outcome)
     fmt::print(stderr, "qemu-migrate: failed: {} (the source VM is {})\n", r.outcome.message(),
                r.source_status);
@@ -201,6 +214,14 @@ Runner add_qemu_migrate(CLI::App& app) {
                   "QEMU post-copy: switch to it after this many seconds of pre-copy (0 = at once); "
                   "the guest then runs on the destination, which fetches what it touches")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--postcopy-recover", o->postcopy_recover,
+                  "true: when post-copy pauses (a cut link), recover it (migrate-recover on the "
+                  "destination, migrate resume=true on the source) until --timeout; needs "
+                  "--dst-uri/--src-uri bridges started with --recover; false: stop with an error")
+      ->capture_default_str();
+  cmd->add_flag("--postcopy-preempt", o->postcopy_preempt,
+                "with --postcopy-after: QEMU's postcopy-preempt (a second channel for the pages "
+                "faults ask for; bridges you start need --queues 1 + multifd + 1)");
   cmd->add_option("--timeout", o->timeout_s, "cancel the migration after this many seconds")
       ->capture_default_str();
   cmd->add_option("--json", o->json,

@@ -22,9 +22,9 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
   echo "== fuzzers (${FUZZ_SECONDS}s each)"
   cmake --preset fuzz >/dev/null
   cmake --build --preset fuzz
-  for f in frame_fuzz batch_fuzz xbzrle_fuzz bridge_fuzz bench_fuzz tls_handshake_fuzz; do
+  for f in frame_fuzz batch_fuzz xbzrle_fuzz bridge_fuzz bench_fuzz tls_handshake_fuzz tls_message_fuzz; do
     corpus=$(mktemp -d)
-    build/fuzz/tests/fuzz/$f -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 "$corpus" 2>&1 | grep -E "^(stat::number_of_executed_units|INFO: Done|==.*ERROR)" || true
+    build/fuzz/tests/fuzz/$f -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 "$corpus" 2>&1 | grep -a -E "^(stat::number_of_executed_units|INFO: Done|==.*ERROR)" || true
     status=${PIPESTATUS[0]}
     rm -rf "$corpus"
     [ "$status" = 0 ] || { echo "fuzzer $f found a crash (exit $status)"; exit 1; }

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "postcopy_recovery.h"
 #include "ramshift/base/log.h"
 #include "ramshift/base/provenance.h"
 #include "ramshift/qemu/qmp.h"
@@ -35,6 +36,8 @@ Status configure(QmpClient& qmp, const MigrateDriverConfig& c, uint64_t downtime
   nlohmann::json caps = nlohmann::json::array();
   caps.push_back({{"capability", "multifd"}, {"state", c.multifd_channels > 0}});
   caps.push_back({{"capability", "postcopy-ram"}, {"state", c.postcopy_after.has_value()}});
+  // Only when asked: a QEMU without the capability refuses the whole list.
+  if (c.postcopy_preempt) caps.push_back({{"capability", "postcopy-preempt"}, {"state", true}});
   RS_ASSIGN_OR_RETURN(auto r, qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}));
   // QEMU's default cap (128 MiB/s) would hide the transport: lift it unless asked.
   const uint64_t max_bw = c.max_bandwidth == 0 ? (1ull << 40) : c.max_bandwidth;
@@ -123,7 +126,7 @@ class InProcessBridges {
     if (!mkdtemp(tmpl)) return errno_status(ErrorCode::kIo, "mkdtemp", errno);
     b->dir_ = tmpl;
     b->config_ = c.bridge;
-    b->config_.queues = 1 + c.multifd_channels;
+    b->config_.queues = 1 + c.multifd_channels + (c.postcopy_preempt ? 1 : 0);
     b->config_.accept_timeout_ms = 60000;
     RS_ASSIGN_OR_RETURN(auto via, transport::parse_uri(c.via));
     RS_ASSIGN_OR_RETURN(b->listener_, transport::listen(via, b->config_.transport));
@@ -187,7 +190,7 @@ migration::Progress progress_of(const nlohmann::json& q, uint64_t max_bandwidth)
   migration::Progress p;
   const std::string st = q.value("status", "");
   p.status = st == "setup" || st == "none" ? MigrationStatus::kSetup
-             : st == "postcopy-active"     ? MigrationStatus::kPostcopyActive
+             : is_postcopy_status(st)      ? MigrationStatus::kPostcopyActive
              : st == "completed"           ? MigrationStatus::kCompleted
              : st == "failed"              ? MigrationStatus::kFailed
              : st == "cancelled"           ? MigrationStatus::kCancelled
@@ -233,8 +236,10 @@ void maybe_start_postcopy(QmpClient& src, const MigrateDriverConfig& c, const st
               *out.postcopy_started_ms);
 }
 PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
-                           const migration::ProgressFn& progress, SwitchoverTuner* tuner) {
+                           const migration::ProgressFn& progress, SwitchoverTuner* tuner,
+                           PostcopyRecovery* recovery) {
   PollOutcome out;
+  std::string status;  // the last one QEMU gave
   std::ofstream trace;
   if (!c.trace_path.empty()) {
     trace.open(c.trace_path, std::ios::trunc);
@@ -260,6 +265,13 @@ PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
                       ? c.cancel->status("qemu-migrate")
                       : Status(ErrorCode::kTimeout,
                                fmt::format("migration not done in {} s", c.timeout.count()));
+      if (is_postcopy_status(status)) {
+        // The guest already runs on the destination: a cancel would lose it. Leave QEMU
+        // as it is (QEMU goes on, or stays paused for a recovery by hand).
+        out.status = cancelled->with_context("QEMU is in " + status +
+                                             ", which cannot be cancelled; left as it is");
+        return out;
+      }
       cancelled_at = Clock::now();
       log::warn("qemu-migrate: {}: sending migrate_cancel to the source QEMU",
                 cancelled->message());
@@ -274,8 +286,18 @@ PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
       return out;
     }
     out.last = *q;
-    const std::string status = out.last.value("status", "");
+    status = out.last.value("status", "");
     if (!cancelled) maybe_start_postcopy(src, c, status, t0, out);
+    if (recovery)
+      recovery->observe(status,
+                        std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (!recovery && status == "postcopy-paused") {
+      out.status = Status(ErrorCode::kDisconnected,
+                          "QEMU post-copy paused (its channels broke); the guest waits on the "
+                          "destination: recover with QMP migrate-recover on the destination, then "
+                          "migrate resume=true on the source (bridges started with --recover)");
+      return out;
+    }
     const auto snapshot = MigrationSnapshot::from_query_migrate(out.last);
     if (trace.is_open()) trace << snapshot.to_json().dump() << '\n' << std::flush;
     if (tuner && !cancelled) {
@@ -388,7 +410,13 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   if (auto mig = src.execute("migrate", {{"uri", src_uri}}); !mig) {
     report.outcome = mig.status().with_context("source QEMU");
   } else {
-    auto polled = poll_migration(src, c, progress, tuner.get());
+    std::optional<PostcopyRecovery> recovery;
+    // With `via` the bridges are one session each, in this process: nothing to recover
+    // through (a link cut happens between bridges on two hosts).
+    if (c.postcopy_after && c.postcopy_recover && c.via.empty())
+      recovery.emplace(src, dst, src_uri, dst_uri);
+    auto polled = poll_migration(src, c, progress, tuner.get(), recovery ? &*recovery : nullptr);
+    if (recovery) report.postcopy_recoveries = recovery->events();
     report.outcome = polled.status;
     report.qemu = qemu_figures(polled.last);
     report.postcopy_started_ms = polled.postcopy_started_ms;
@@ -443,6 +471,15 @@ std::string MigrateReport::to_json() const {
   j["multifd_channels"] = multifd_channels;
   j["postcopy_started_ms"] =
       postcopy_started_ms ? nlohmann::ordered_json(*postcopy_started_ms) : nlohmann::ordered_json();
+  j["postcopy_recoveries"] = nlohmann::ordered_json::array();
+  for (const auto& e : postcopy_recoveries)
+    j["postcopy_recoveries"].push_back(
+        {{"paused_at_ms", e.paused_at_ms},
+         {"recovered_at_ms", e.recovered_at_ms ? nlohmann::ordered_json(*e.recovered_at_ms)
+                                               : nlohmann::ordered_json()},
+         {"attempts", e.attempts},
+         {"error",
+          e.last_error.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(e.last_error)}});
   j["path"] = path;
   if (!bridge_note.empty()) j["bridge_note"] = bridge_note;
   if (tuning) {

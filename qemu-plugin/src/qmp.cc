@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "local_channel.h"
 
 namespace ramshift::qemu {
@@ -26,8 +28,15 @@ Result<QmpClient> QmpClient::connect(const std::string& path, std::chrono::milli
   RS_ASSIGN_OR_RETURN(nlohmann::json greeting, c.read_message(deadline));
   if (!greeting.contains("QMP"))
     return Status(ErrorCode::kProtocol, fmt::format("{} did not greet like QMP", path));
-  RS_ASSIGN_OR_RETURN(auto r, c.execute("qmp_capabilities", nullptr, timeout));
+  const auto& offered = greeting["QMP"].value("capabilities", nlohmann::json::array());
+  const bool oob =
+      offered.is_array() && std::find(offered.begin(), offered.end(), "oob") != offered.end();
+  RS_ASSIGN_OR_RETURN(
+      auto r,
+      c.execute("qmp_capabilities",
+                oob ? nlohmann::json{{"enable", {"oob"}}} : nlohmann::json(nullptr), timeout));
   (void)r;
+  c.oob_ = oob;
   return c;
 }
 
@@ -64,7 +73,20 @@ Result<nlohmann::json> QmpClient::read_message(Clock::time_point deadline) {
 Result<nlohmann::json> QmpClient::execute(const std::string& command,
                                           const nlohmann::json& arguments,
                                           std::chrono::milliseconds timeout) {
-  nlohmann::json req = {{"execute", command}};
+  return run("execute", command, arguments, timeout);
+}
+
+Result<nlohmann::json> QmpClient::execute_oob(const std::string& command,
+                                              const nlohmann::json& arguments,
+                                              std::chrono::milliseconds timeout) {
+  return run(oob_ ? "exec-oob" : "execute", command, arguments, timeout);
+}
+
+Result<nlohmann::json> QmpClient::run(const char* verb, const std::string& command,
+                                      const nlohmann::json& arguments,
+                                      std::chrono::milliseconds timeout) {
+  const uint64_t id = next_id_++;
+  nlohmann::json req = {{verb, command}, {"id", id}};
   if (!arguments.is_null()) req["arguments"] = arguments;
   std::string line = req.dump() + "\n";
   const char* p = line.data();
@@ -81,7 +103,8 @@ Result<nlohmann::json> QmpClient::execute(const std::string& command,
   auto deadline = Clock::now() + timeout;
   for (;;) {
     RS_ASSIGN_OR_RETURN(nlohmann::json m, read_message(deadline));
-    if (m.contains("event")) continue;
+    // Events, and answers to earlier requests that timed out.
+    if (m.contains("event") || m.value("id", uint64_t{0}) != id) continue;
     if (m.contains("error")) {
       std::string desc = m["error"].value("desc", m["error"].dump());
       return Status(ErrorCode::kInvalidArgument, fmt::format("QEMU refused {}: {}", command, desc));

@@ -36,7 +36,7 @@ expect_exit 0 "hybrid: two pre-copy rounds, then post-copy" -- \
   "$RAMSHIFT" send --to "$RX_URI" --mode hybrid --postcopy-after 2 --downtime-limit 1 \
   --guest "synthetic:size=128M,dirty-rate=40M,threads=2,pattern=mixed" --json "$WORK/tx.json"
 wait "$RX_PID" && pass "receiver exit 0 (hybrid)" || { fail "receiver (hybrid)"; cat "$WORK/rx.err"; }
-python3 - "$WORK/tx.json" "$WORK/rx.json" <<'PY' && pass "reports: hybrid moved only the dirty rest after 2 rounds, guest verified there" || fail "reports (hybrid)"
+python3 - "$WORK/tx.json" "$WORK/rx.json" <<'PY' && pass "reports: hybrid moved only the dirty rest after 2 rounds, dropped early, guest verified there" || fail "reports (hybrid)"
 import json, sys
 tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
 assert tx["status"] == rx["status"] == "completed", (tx["error"], rx["error"])
@@ -44,6 +44,11 @@ assert tx["mode"] == "hybrid" and tx["rounds"] == 2, (tx["mode"], tx["rounds"])
 moved = rx["postcopy"]["pages"]["pushed"] + rx["postcopy"]["pages"]["faulted"]
 assert 0 < moved < (128 << 20) // 4096 // 2, moved
 assert rx["resumed"]["verified"] is True, rx.get("resumed")
+# The pages dirtied since their round were dropped there before the pause, each once, and
+# every one of them came again (pushed or faulted) before the guest's own check passed.
+d = rx["postcopy"]["discard"]
+assert d["rounds"] >= 1 and d["rounds"] == tx["postcopy"]["discard"]["rounds"], (d, tx["postcopy"])
+assert 0 < d["pages"] <= moved, (d, moved)
 PY
 
 expect_exit 2 "--mode with an unknown name is a usage error" -- \

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "psk_channels.h"
 #include "ramshift/security/tls_settings.h"
 #include "ramshift/transport/channel_security.h"
 
@@ -30,19 +31,6 @@ struct Fixture {
   std::shared_ptr<transport::ChannelSecurity> server;
   std::vector<uint8_t> client_hello;
 };
-
-// A keys.psk in a private temporary directory, removed again once the channels have read it.
-transport::BackendSettings psk_settings(std::string& dir) {
-  char tmpl[] = "/tmp/tls-fuzz-XXXXXX";
-  dir = mkdtemp(tmpl);
-  std::string path = dir + "/keys.psk";
-  FILE* f = std::fopen(path.c_str(), "w");
-  std::fputs("fuzz-client:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", f);
-  std::fclose(f);
-  transport::BackendSettings settings;
-  settings.set("tls-psk", path);
-  return settings;
-}
 
 // The first flight a real client sends: run its handshake against a socket nobody answers and
 // keep what arrives before the client gives up.
@@ -65,15 +53,9 @@ std::vector<uint8_t> capture_client_hello(transport::ChannelSecurity& client) {
 Fixture& fixture() {
   static Fixture* made = [] {
     auto* fx = new Fixture;
-    std::string dir;
-    auto settings = psk_settings(dir);
-    auto server = transport::channel_security(settings, transport::PeerRole::kServer);
-    auto client = transport::channel_security(settings, transport::PeerRole::kClient);
-    if (!server.is_ok() || !client.is_ok()) std::abort();
-    fx->server = *server;
-    fx->client_hello = capture_client_hello(**client);
-    std::string rm = "rm -rf " + dir;
-    (void)std::system(rm.c_str());
+    auto channels = fuzz::make_psk_channels();
+    fx->server = channels.server;
+    fx->client_hello = capture_client_hello(*channels.client);
     if (fx->client_hello.size() < 64) std::abort();  // no ClientHello: the fuzzer would be blind
     return fx;
   }();

@@ -65,7 +65,7 @@ R=$W/root
 mkdir -p "$R"/{bin,sbin,etc,proc,sys,dev,tmp,mods,opt/bin,usr/sbin,usr/bin,run,lib64}
 cp "$BUSYBOX" "$R/bin/busybox"
 for a in sh mount cat echo ls sleep poweroff mkdir grep sync head tail dd md5sum seq kill ps wc \
-         cmp rm env timeout test tr cut sed awk date printf true false sort uniq xargs stat mktemp basename dirname; do
+         cmp cp mv rm env timeout test tr cut sed awk date printf true false sort uniq xargs stat mktemp basename dirname; do
   ln -sf busybox "$R/bin/$a"
 done
 copy_libs() {

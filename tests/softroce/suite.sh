@@ -35,9 +35,25 @@ if [ "${2:-}" = security ]; then
 fi
 
 step "transport conformance suite on rdma"
-# A hang (seen once in CI) fails within 10 minutes and prints the log, which names the test.
-if timeout 600 conformance_tests --gtest_filter='*rdma*' --gtest_brief=0 >"$WORK/conf.log" 2>&1 &&
-   ! grep -q SKIPPED "$WORK/conf.log"; then
+# It takes 30-130 s in this VM. A hang (twice in CI, never reproduced here in 12 runs) fails
+# after 5 minutes with the log, which names the test, and where each thread waits: its kernel
+# stack (an rdma_cm id that never dies sleeps in the kernel, as rdma/src/rdma_queue.cc's close
+# says), since this VM has no debugger.
+conformance_tests --gtest_filter='*rdma*' --gtest_brief=0 >"$WORK/conf.log" 2>&1 &
+conf_pid=$!
+for _ in $(seq 3000); do kill -0 "$conf_pid" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$conf_pid" 2>/dev/null; then
+  echo "conformance_tests still runs after 300 s; its threads:"
+  for t in /proc/"$conf_pid"/task/*; do
+    echo "--- thread ${t##*/} ($(cat "$t/comm")) waits in $(cat "$t/wchan" 2>/dev/null)"
+    head -12 "$t/stack" 2>/dev/null
+  done
+  kill -9 "$conf_pid"
+  sleep 2
+  # A thread asleep in the kernel outlives SIGKILL: then move on without waiting for it.
+  kill -0 "$conf_pid" 2>/dev/null && { echo "and it outlives SIGKILL"; disown "$conf_pid"; conf_pid=; }
+fi
+if [ -n "$conf_pid" ] && wait "$conf_pid" && ! grep -q SKIPPED "$WORK/conf.log"; then
   pass "conformance suite on rdma ($(grep -o '[0-9]* tests\? passed\|PASSED.*' "$WORK/conf.log" | tail -1))"
 else
   fail "conformance suite on rdma"; cat "$WORK/conf.log"
@@ -61,7 +77,8 @@ for codec in none auto; do
   cmp -s "$WORK/src.img" "$WORK/dst.img" && pass "image identical ($codec)" || fail "image differs ($codec)"
   # Closing drains each queue (every posted work request accounted for) instead of waiting
   # out a deadline per queue, which kept `receive --once` alive ~4 s after a migration.
-  ! grep -q "unaccounted for" "$WORK/rx.err" "$WORK/tx.err" && pass "both sides' queues drained on close ($codec)" ||
+  [ -e "$WORK/rx.err" ] && [ -e "$WORK/tx.err" ] &&
+    ! grep -q "unaccounted for" "$WORK/rx.err" "$WORK/tx.err" && pass "both sides' queues drained on close ($codec)" ||
     fail "a queue did not drain: $(grep "unaccounted" "$WORK/rx.err" "$WORK/tx.err" | head -1)"
 done
 # Most raw pages go by RDMA WRITE straight into the destination's memory; a batch that finds

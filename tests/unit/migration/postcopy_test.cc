@@ -102,6 +102,11 @@ TEST_P(PostcopyTest, HybridSwitchesAfterTheRoundsAskedForAndMovesOnlyWhatIsDirty
   EXPECT_GT(d.pages_pushed + d.pages_faulted, 0u);
   EXPECT_LT(d.pages_pushed + d.pages_faulted, (64u << 20 >> 12) / 2)
       << "hybrid should move only the pages dirtied since their round";
+  // Most of them were dropped there before the pause (POSTCOPY_DISCARD), not in the downtime.
+  EXPECT_GE(out.source.postcopy->discard_rounds, 1u);
+  EXPECT_EQ(d.discard_rounds, out.source.postcopy->discard_rounds);
+  EXPECT_GT(d.pages_discarded, 0u);
+  EXPECT_LE(d.pages_discarded, d.pages_pushed + d.pages_faulted);
   EXPECT_GT(expect_source_bytes_or_newer(*g, out), (64u << 20 >> 12) / 2);
 }
 

@@ -61,6 +61,9 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kPostcopyPlaced, SE::kPageRequestReceived}, S::kPostcopyPlaced},
     {{S::kPostcopyPlaced, SE::kDigestSent}, S::kPostcopyDigestSent},
     {{S::kPostcopyDigestSent, SE::kCommitReceived}, S::kDone},
+    // Hybrid: discards while the guest still runs.
+    {{S::kStreaming, SE::kPostcopyDiscardSent}, S::kStreaming},
+    {{S::kStreaming, SE::kPostcopyDiscardedReceived}, S::kStreaming},
     // A cancel: everywhere but kReleased and kHandedOff (the hand-off window).
     {{S::kConnecting, SE::kCancelled}, S::kCancelled},
     {{S::kHelloSent, SE::kCancelled}, S::kCancelled},
@@ -97,6 +100,8 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kPostcopyPlaced, DE::kDigestReceived}, D::kPostcopyDigestReceived},
     {{D::kPostcopyDigestReceived, DE::kCommitSent}, D::kPostcopyCommitted},
     {{D::kPostcopyCommitted, DE::kFinished}, D::kDone},
+    {{D::kReceiving, DE::kPostcopyDiscardReceived}, D::kReceiving},
+    {{D::kReceiving, DE::kPostcopyDiscardedSent}, D::kReceiving},
     // A cancel: until DIGEST arrives; from then on the hand-off decides.
     {{D::kAccepted, DE::kCancelled}, D::kCancelled},
     {{D::kHelloReceived, DE::kCancelled}, D::kCancelled},
@@ -110,10 +115,11 @@ const std::set<SE> kSourcePeerEvents = {
     SE::kHelloReceived,           SE::kReadyReceived,          SE::kMemoryKeysReceived,
     SE::kRoundEndReceived,        SE::kCommitReceived,         SE::kByeReceived,
     SE::kErrorReceived,           SE::kVerifyMismatchReceived, SE::kPageRequestReceived,
-    SE::kPostcopyRunningReceived, SE::kPostcopyPlacedReceived};
+    SE::kPostcopyRunningReceived, SE::kPostcopyPlacedReceived, SE::kPostcopyDiscardedReceived};
 const std::set<DE> kDestinationPeerEvents = {
-    DE::kHelloReceived,   DE::kRegionTableReceived, DE::kDeviceStateReceived,  DE::kDigestReceived,
-    DE::kHandOffReceived, DE::kErrorReceived,       DE::kPostcopyStartReceived};
+    DE::kHelloReceived,         DE::kRegionTableReceived,    DE::kDeviceStateReceived,
+    DE::kDigestReceived,        DE::kHandOffReceived,        DE::kErrorReceived,
+    DE::kPostcopyStartReceived, DE::kPostcopyDiscardReceived};
 
 template <typename T>
 std::vector<T> all(size_t count) {
@@ -405,6 +411,30 @@ TEST(SessionState, PostcopyNeverResumesTheSourceGuestAndTakesNoCancel) {
                DE::kDigestReceived, DE::kCommitSent, DE::kFinished})
     ASSERT_TRUE(dest.advance(e).is_ok()) << event_name(e) << " in " << state_name(dest.state());
   EXPECT_EQ(dest.state(), D::kDone);
+}
+
+// A hybrid's discards come while the source's guest still runs, never once it is paused.
+TEST(SessionState, DiscardsOnlyBeforeThePause) {
+  SourceSession source(S::kConnecting);
+  for (SE e : {SE::kHelloSent, SE::kHelloReceived, SE::kRegionTableSent, SE::kReadyReceived,
+               SE::kRoundEndReceived, SE::kPostcopyDiscardSent, SE::kPostcopyDiscardedReceived,
+               SE::kPostcopyDiscardSent, SE::kPostcopyDiscardedReceived, SE::kGuestPaused,
+               SE::kDeviceStateSent, SE::kPostcopyStartSent})
+    ASSERT_TRUE(source.advance(e).is_ok()) << event_name(e) << " in " << state_name(source.state());
+  for (S s : {S::kPaused, S::kDeviceStateSent, S::kPostcopyActive})
+    EXPECT_FALSE(next_state(s, SE::kPostcopyDiscardedReceived).is_ok()) << state_name(s);
+  EXPECT_EQ(next_state(S::kPaused, SE::kPostcopyDiscardedReceived).status().code(),
+            ErrorCode::kProtocol);
+  DestinationSession dest(D::kAccepted);
+  for (DE e : {DE::kHelloReceived, DE::kHelloSent, DE::kRegionTableReceived, DE::kReadySent,
+               DE::kPostcopyDiscardReceived, DE::kPostcopyDiscardedSent, DE::kDeviceStateReceived,
+               DE::kPostcopyStartReceived})
+    ASSERT_TRUE(dest.advance(e).is_ok()) << event_name(e) << " in " << state_name(dest.state());
+  for (D s : {D::kDeviceStateReceived, D::kPostcopyRunning, D::kLiveDigestReceived})
+    EXPECT_FALSE(next_state(s, DE::kPostcopyDiscardReceived).is_ok()) << state_name(s);
+  EXPECT_EQ(source_sent_event(wire::FrameType::kPostcopyDiscard), SE::kPostcopyDiscardSent);
+  EXPECT_EQ(source_received_event(wire::FrameType::kPostcopyDiscarded),
+            SE::kPostcopyDiscardedReceived);
 }
 
 TEST(SessionState, SourceFramesMapToTheirEvents) {

@@ -13,6 +13,7 @@
 
 #include "destination_control.h"
 #include "destination_memory.h"
+#include "discarded_pages.h"
 #include "frame_io.h"
 #include "memory_preparer.h"
 #include "postcopy_destination.h"
@@ -196,15 +197,7 @@ class DestinationRun {
       memory_->populate(r, offset, chunk.size());
     }
     if (placing_) {
-      auto key = conn_->register_memory(chunk, transport::MemoryAccess::kRemoteWrite);
-      if (!key) return key.status().with_context("destination guest memory");
-      wire::MemoryKeys keys;
-      const uint64_t piece = key->chunk_bytes == 0 ? chunk.size() : key->chunk_bytes;
-      for (size_t i = 0; i < key->rkeys.size(); ++i) {
-        uint64_t len = std::min<uint64_t>(piece, chunk.size() - i * piece);
-        keys.ranges.push_back(
-            {r, offset + i * piece, len, key->address + i * piece, key->rkeys[i]});
-      }
+      RS_ASSIGN_OR_RETURN(auto keys, register_for_writes(*conn_, r, offset, chunk));
       RS_RETURN_IF_ERROR(send_control(FrameType::kMemoryKeys, wire::encode(keys)));
     }
     if (prepared_bytes_.fetch_add(chunk.size()) + chunk.size() == total_pages_ * hello_.page_size)
@@ -337,6 +330,13 @@ class DestinationRun {
           return peer_error(f->body, "source");
         case FrameType::kPostcopyStart:
           return run_postcopy(f->body);
+        case FrameType::kPostcopyDiscard:  // hybrid: pages to drop while the guest runs there
+          RS_RETURN_IF_ERROR(
+              take_discard(f->body,
+                           {session_, postcopy_, memory_->regions(), table_, hello_.page_size,
+                            [this](FrameType t, auto b) { return send_control(t, b); }},
+                           discarded_));
+          break;
         case FrameType::kDeviceState:
         case FrameType::kDeviceStateZstd: {
           // A guest that ran on the source, now paused there: a hand-off follows the commit.
@@ -405,16 +405,22 @@ class DestinationRun {
     RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kPostcopyStartReceived));
     if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());  // nothing populates it after
     report_.mode = "postcopy";
+    const uint32_t discards = discarded_ ? discarded_->drops() : 0;
+    const uint64_t discarded = discarded_ ? discarded_->dropped() : 0;
     PostcopyReceiver pc({*conn_, session_, table_, hello_.page_size, *digest_, postcopy_slot_,
                          [this](FrameType t, auto b) { return send_control(t, b); }, progress_,
                          stop_});
-    Status s = pc.start(body, memory_->regions(), [this] {
-      RS_RETURN_IF_ERROR(adopt_guest());
-      guest_->resume();
-      return Status::ok();
-    });
+    // Its threads start parked before placing pages competes for the CPU (after: up to 307 ms).
+    Status s = adopt_guest();
+    if (s)
+      s = pc.start(body, memory_->regions(), std::move(discarded_), [this] {
+        guest_->resume();
+        return Status::ok();
+      });
     if (s) s = pc.run();
     report_.postcopy = pc.figures();
+    report_.postcopy->discard_rounds = discards;
+    report_.postcopy->pages_discarded = discarded;
     report_.rounds = pc.rounds();
     if (s) report_.verify = VerifyReport{"transfer", total_pages_, 0, 0, pc.verify_ms()};
     if (s) s = run_resumed_guest();
@@ -576,6 +582,7 @@ class DestinationRun {
   bool placing_ = false;         // guest memory registered for the source's remote writes
   bool postcopy_ = false;        // the source may switch to post-copy (HELLO)
   PlacerSlot postcopy_slot_;     // the post-copy placer, for the data queues
+  std::unique_ptr<DiscardedPages> discarded_;  // hybrid: pages dropped before POSTCOPY_START
   std::unique_ptr<MemoryPreparer> preparer_;
   std::atomic<uint64_t> prepared_bytes_{0};
   Clock::time_point start_;

@@ -35,7 +35,7 @@ wire::Hello answer_hello(const wire::Hello& theirs, bool verify_full, bool postc
   mine.session_id = theirs.session_id;
   mine.software = kSoftware;
   if (verify_full) mine.capabilities |= wire::kCapVerifyFull;
-  if (postcopy) mine.capabilities |= wire::kCapPostcopy;
+  if (postcopy) mine.capabilities |= wire::kCapPostcopy | wire::kCapPostcopyDiscard;
   mine.capabilities |= wire::kCapDeviceStateZstd;  // offered to any source (frame.h)
   return mine;
 }

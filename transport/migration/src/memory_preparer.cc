@@ -15,6 +15,20 @@ constexpr uint64_t kBytesPerThread = 4ull << 30;
 constexpr uint64_t kMaxThreads = 4;
 }  // namespace
 
+Result<wire::MemoryKeys> register_for_writes(transport::Connection& conn, uint32_t region,
+                                             uint64_t offset, std::span<std::byte> chunk) {
+  auto key = conn.register_memory(chunk, transport::MemoryAccess::kRemoteWrite);
+  if (!key) return key.status().with_context("destination guest memory");
+  wire::MemoryKeys keys;
+  const uint64_t piece = key->chunk_bytes == 0 ? chunk.size() : key->chunk_bytes;
+  for (size_t i = 0; i < key->rkeys.size(); ++i) {
+    const uint64_t len = std::min<uint64_t>(piece, chunk.size() - i * piece);
+    keys.ranges.push_back(
+        {region, offset + i * piece, len, key->address + i * piece, key->rkeys[i]});
+  }
+  return keys;
+}
+
 uint64_t MemoryPreparer::chunk_bytes(uint64_t bytes) {
   uint64_t c = (bytes / 32 + kAlign - 1) / kAlign * kAlign;
   return std::clamp(c, kMinChunk, kMaxChunk);

@@ -21,8 +21,16 @@
 #include <vector>
 
 #include "ramshift/base/status.h"
+#include "ramshift/transport/transport.h"
+#include "ramshift/wire/frame.h"
 
 namespace ramshift::migration {
+
+// Registers `chunk` (at `offset` of region `region`) for the source's one-sided writes and
+// returns the MEMORY_KEYS that tell the source where it is (one range per registration the
+// transport split it into).
+Result<wire::MemoryKeys> register_for_writes(transport::Connection& conn, uint32_t region,
+                                             uint64_t offset, std::span<std::byte> chunk);
 
 class MemoryPreparer {
  public:

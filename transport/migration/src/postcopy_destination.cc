@@ -17,7 +17,7 @@ using std::chrono::milliseconds;
 Result<std::unique_ptr<PostcopyPlacer>> PostcopyPlacer::start(
     std::vector<std::span<std::byte>> regions, const wire::RegionTable& table, uint32_t page_size,
     const wire::PostcopyStart& start, pipeline::MemoryDigest& digest, SendRequest send_request,
-    OnError on_error) {
+    OnError on_error, std::unique_ptr<DiscardedPages> discarded) {
   if (page_size != host_page_size())
     return Status(ErrorCode::kInvalidArgument,
                   fmt::format("post-copy places whole host pages: the session's page size ({} "
@@ -47,23 +47,13 @@ Result<std::unique_ptr<PostcopyPlacer>> PostcopyPlacer::start(
   p->claimed_ = std::make_unique<std::atomic<uint8_t>[]>(keys);
   p->done_.assign(p->needed_.size(), 0);
   p->requested_.assign(p->needed_.size(), 0);
-  RS_ASSIGN_OR_RETURN(p->pages_, guest::MissingPages::register_memory(regions));
-  // The named pages go: their next access faults, and only what the source sends fills them.
-  std::vector<guest::PageRun> runs;
-  for (uint32_t r = 0; r < table.regions.size(); ++r) {
-    const uint64_t n = wire::region_pages(table.regions[r].bytes, page_size);
-    for (uint64_t i = 0; i < n;) {
-      if (!p->bit(p->needed_, p->offsets_[r] + i)) {
-        ++i;
-        continue;
-      }
-      uint64_t end = i;
-      while (end < n && p->bit(p->needed_, p->offsets_[r] + end)) ++end;
-      runs.push_back({r, i, end - i});
-      i = end;
-    }
+  if (!discarded) {
+    RS_ASSIGN_OR_RETURN(discarded, DiscardedPages::register_memory(regions, table, page_size));
   }
-  RS_RETURN_IF_ERROR(p->pages_->drop(runs));
+  // The named pages go (those a hybrid's POSTCOPY_DISCARD left): their next access faults,
+  // and only what the source sends fills them.
+  RS_RETURN_IF_ERROR(discarded->drop(start.pages).status());
+  p->pages_ = discarded->take_pages();
   p->fault_thread_ = std::thread([raw = p.get()] { raw->fault_main(); });
   return p;
 }
@@ -311,6 +301,7 @@ PostcopyReceiver::~PostcopyReceiver() {
 
 Status PostcopyReceiver::start(std::span<const std::byte> body,
                                std::vector<std::span<std::byte>> regions,
+                               std::unique_ptr<DiscardedPages> discarded,
                                const std::function<Status()>& resume) {
   start_ = std::chrono::steady_clock::now();
   RS_ASSIGN_OR_RETURN(auto start, wire::decode_postcopy_start(body, c_.table, c_.page_size));
@@ -324,7 +315,8 @@ Status PostcopyReceiver::start(std::span<const std::byte> body,
                                    [this](const Status& s) {
                                      std::lock_guard lock(error_mu_);
                                      if (placer_error_.is_ok()) placer_error_ = s;
-                                   }));
+                                   },
+                                   std::move(discarded)));
   c_.slot.open(placer_.get());
   const double set_up_ms = ms_since(start_);
   RS_RETURN_IF_ERROR(resume());

@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "discarded_pages.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/guest/missing_pages.h"
 #include "ramshift/migration/config.h"
@@ -47,12 +48,11 @@ class PostcopyPlacer {
 
   // Drops the pages `start` names from `regions`, registers them for faults and starts the
   // fault thread. Call before the guest runs. `digest` and the callbacks outlive the placer.
-  static Result<std::unique_ptr<PostcopyPlacer>> start(std::vector<std::span<std::byte>> regions,
-                                                       const wire::RegionTable& table,
-                                                       uint32_t page_size,
-                                                       const wire::PostcopyStart& start,
-                                                       pipeline::MemoryDigest& digest,
-                                                       SendRequest send_request, OnError on_error);
+  // `discarded`: the memory registered already, some pages dropped (POSTCOPY_DISCARD), or null.
+  static Result<std::unique_ptr<PostcopyPlacer>> start(
+      std::vector<std::span<std::byte>> regions, const wire::RegionTable& table, uint32_t page_size,
+      const wire::PostcopyStart& start, pipeline::MemoryDigest& digest, SendRequest send_request,
+      OnError on_error, std::unique_ptr<DiscardedPages> discarded);
   // Stops the fault thread and unregisters: threads still waiting wake (and see zeros).
   ~PostcopyPlacer();
 
@@ -165,8 +165,9 @@ class PostcopyReceiver {
   ~PostcopyReceiver();  // closes the slot, then stops the placer: waiting threads wake
 
   // Drops and registers the memory POSTCOPY_START names, then `resume` runs the guest here.
+  // `discarded`: as for PostcopyPlacer::start.
   Status start(std::span<const std::byte> body, std::vector<std::span<std::byte>> regions,
-               const std::function<Status()>& resume);
+               std::unique_ptr<DiscardedPages> discarded, const std::function<Status()>& resume);
   // Places requested pages, confirms when every page is there, compares the DIGEST and
   // sends COMMIT. kCancelled("stopped") when `stop` ended it (the caller has the reason).
   Status run();

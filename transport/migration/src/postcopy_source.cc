@@ -383,9 +383,15 @@ Status serve_postcopy(const PostcopySourceRun& run, const wire::PostcopyStart& s
   report.postcopy = sender.figures();
   report.postcopy->postcopy_ms = ms_since(started);
   report.wire_bytes += sender.wire_bytes();
-  if (sender.running_at())
+  if (sender.running_at()) {
     report.downtime_ms =
         std::chrono::duration<double, std::milli>(*sender.running_at() - paused).count();
+    log::info(
+        "post-copy: downtime {:.1f} ms: {:.1f} ms to POSTCOPY_START sent, {:.1f} ms more "
+        "to POSTCOPY_RUNNING back",
+        *report.downtime_ms, std::chrono::duration<double, std::milli>(started - paused).count(),
+        std::chrono::duration<double, std::milli>(*sender.running_at() - started).count());
+  }
   if (s)
     log::info("post-copy: every page placed after {:.0f} ms ({} pushed, {} asked for)",
               report.postcopy->postcopy_ms, report.postcopy->pages_pushed,

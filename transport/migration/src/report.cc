@@ -100,17 +100,19 @@ std::string MigrationReport::to_json() const {
                          {"faults", b.faults},
                          {"total_ms", b.total_ms},
                          {"max_ms", b.max_ms}});
-    j["postcopy"] = {{"postcopy_ms", postcopy->postcopy_ms},
-                     {"faults", postcopy->faults},
-                     {"requests", postcopy->requests},
-                     {"fault_latency_us", latency_json(postcopy->fault_latency)},
-                     {"service_latency_us", latency_json(postcopy->service_latency)},
-                     {"blocked_ms", blocked},
-                     {"pages",
-                      {{"pushed", postcopy->pages_pushed},
-                       {"faulted", postcopy->pages_faulted},
-                       {"zero_local", postcopy->pages_zero_local},
-                       {"duplicate", postcopy->pages_duplicate}}}};
+    j["postcopy"] = {
+        {"postcopy_ms", postcopy->postcopy_ms},
+        {"faults", postcopy->faults},
+        {"requests", postcopy->requests},
+        {"fault_latency_us", latency_json(postcopy->fault_latency)},
+        {"service_latency_us", latency_json(postcopy->service_latency)},
+        {"blocked_ms", blocked},
+        {"pages",
+         {{"pushed", postcopy->pages_pushed},
+          {"faulted", postcopy->pages_faulted},
+          {"zero_local", postcopy->pages_zero_local},
+          {"duplicate", postcopy->pages_duplicate}}},
+        {"discard", {{"rounds", postcopy->discard_rounds}, {"pages", postcopy->pages_discarded}}}};
     if (role == "destination") {
       j["postcopy"]["fault_path"] = postcopy->fault_path;
       j["postcopy"]["reads"] = postcopy->reads;

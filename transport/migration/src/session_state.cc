@@ -57,6 +57,9 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
     {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
     // Post-copy: after DEVICE_STATE the guest goes to the destination before its memory.
+    // Hybrid: before the pause the destination drops the pages dirtied since they were sent.
+    {S::kStreaming, SE::kPostcopyDiscardSent, S::kStreaming},
+    {S::kStreaming, SE::kPostcopyDiscardedReceived, S::kStreaming},
     {S::kDeviceStateSent, SE::kPostcopyStartSent, S::kPostcopyActive},
     {S::kPostcopyActive, SE::kPageRequestReceived, S::kPostcopyActive},
     {S::kPostcopyActive, SE::kPostcopyRunningReceived, S::kPostcopyActive},
@@ -100,6 +103,8 @@ constexpr Row<D, DE> kDestinationRows[] = {
     {D::kLiveCommitted, DE::kHandOffReceived, D::kRunning},
     {D::kRunning, DE::kFinished, D::kDone},
     // Post-copy: the guest runs here from POSTCOPY_START on, while its pages arrive.
+    {D::kReceiving, DE::kPostcopyDiscardReceived, D::kReceiving},
+    {D::kReceiving, DE::kPostcopyDiscardedSent, D::kReceiving},
     {D::kDeviceStateReceived, DE::kPostcopyStartReceived, D::kPostcopyRunning},
     {D::kPostcopyRunning, DE::kPostcopyPlacedSent, D::kPostcopyPlaced},
     {D::kPostcopyPlaced, DE::kDigestReceived, D::kPostcopyDigestReceived},
@@ -128,6 +133,7 @@ bool caused_by_peer(SourceEvent e) {
     case SE::kPageRequestReceived:
     case SE::kPostcopyRunningReceived:
     case SE::kPostcopyPlacedReceived:
+    case SE::kPostcopyDiscardedReceived:
     case SE::kErrorReceived:
       return true;
     default:
@@ -143,6 +149,7 @@ bool caused_by_peer(DestinationEvent e) {
     case DE::kDigestReceived:
     case DE::kHandOffReceived:
     case DE::kPostcopyStartReceived:
+    case DE::kPostcopyDiscardReceived:
     case DE::kErrorReceived:
       return true;
     default:
@@ -308,6 +315,10 @@ const char* event_name(SourceEvent event) {
       return "postcopy_running received";
     case SE::kPostcopyPlacedReceived:
       return "postcopy_placed received";
+    case SE::kPostcopyDiscardSent:
+      return "postcopy_discard sent";
+    case SE::kPostcopyDiscardedReceived:
+      return "postcopy_discarded received";
     case SE::kErrorReceived:
       return "error received";
     case SE::kFailure:
@@ -342,6 +353,10 @@ const char* event_name(DestinationEvent event) {
       return "postcopy_start received";
     case DE::kPostcopyPlacedSent:
       return "postcopy_placed sent";
+    case DE::kPostcopyDiscardReceived:
+      return "postcopy_discard received";
+    case DE::kPostcopyDiscardedSent:
+      return "postcopy_discarded sent";
     case DE::kFinished:
       return "finished";
     case DE::kErrorReceived:
@@ -417,6 +432,8 @@ std::optional<SourceEvent> source_sent_event(wire::FrameType type) {
       return SE::kHandOffSent;
     case wire::FrameType::kPostcopyStart:
       return SE::kPostcopyStartSent;
+    case wire::FrameType::kPostcopyDiscard:
+      return SE::kPostcopyDiscardSent;
     default:
       return std::nullopt;
   }
@@ -444,6 +461,8 @@ std::optional<SourceEvent> source_received_event(wire::FrameType type) {
       return SE::kPostcopyRunningReceived;
     case wire::FrameType::kPostcopyPlaced:
       return SE::kPostcopyPlacedReceived;
+    case wire::FrameType::kPostcopyDiscarded:
+      return SE::kPostcopyDiscardedReceived;
     case wire::FrameType::kError:
       return SE::kErrorReceived;
     default:

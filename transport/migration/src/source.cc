@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "frame_io.h"
+#include "hybrid_discard.h"
 #include "memory_preparer.h"
 #include "postcopy_source.h"
 #include "queue_stream.h"
@@ -120,27 +121,13 @@ class SourceRun {
   using Selection = PageSelection;
   Selection all_pages() const { return Selection(guest_.regions().size()); }
 
-  Result<Selection> fetch_dirty() {
-    Selection sel;
-    for (uint32_t r = 0; r < guest_.regions().size(); ++r) {
-      RS_ASSIGN_OR_RETURN(auto pages, guest_.fetch_dirty(r));
-      sel.emplace_back(std::move(pages));
-    }
-    return sel;
-  }
-  static uint64_t count(const Selection& sel) {
-    uint64_t n = 0;
-    for (const auto& s : sel) n += s ? s->size() : 0;
-    return n;
-  }
-
   // Rounds 1..n while the guest runs, then the switchover round with it paused.
   Status precopy_rounds() {
     ConvergencePolicy policy(config_.convergence);
     RoundDetail last = report_.rounds_detail.back();
     for (uint32_t round = 1;; ++round) {
-      RS_ASSIGN_OR_RETURN(Selection dirty, fetch_dirty());
-      const uint64_t dirty_bytes = count(dirty) * config_.page_size;
+      RS_ASSIGN_OR_RETURN(Selection dirty, fetch_dirty_pages(guest_));
+      const uint64_t dirty_bytes = count_pages(dirty) * config_.page_size;
       // The round's rate counts only pages that travelled: zero pages skipped in round 0 cost
       // nothing and would make the link look faster than it is for the dirty pages to come.
       RoundMeasurement m{round - 1,   last.ms / 1000,  last.sent_bytes,
@@ -150,7 +137,8 @@ class SourceRun {
       detail.dirty_bytes_after = dirty_bytes;
       detail.expected_downtime_ms = d.expected_downtime_ms;
       log::info("round {}: {}", round - 1, d.reason);
-      if (hybrid_switches(config_, d, m, round)) return go_postcopy(round, dirty);
+      link_rate_ = policy.bulk_rate();
+      if (hybrid_switches(config_, d, m, round)) return go_postcopy(round, std::move(dirty));
       if (d.kind == Decision::kFail) return Status(ErrorCode::kTimeout, d.reason);
       if (d.kind == Decision::kThrottle) {
         guest_.set_throttle(d.throttle_pct);
@@ -158,7 +146,6 @@ class SourceRun {
       }
       if (d.kind == Decision::kSwitchover) {
         downtime_.predicted_ms = d.expected_downtime_ms;
-        link_rate_ = policy.bulk_rate();
         return switchover(round, std::move(dirty));
       }
       RS_RETURN_IF_ERROR(stream_round(round, dirty));
@@ -174,7 +161,7 @@ class SourceRun {
     downtime_clock_.start();
     guest_.pause();
     test_hold("source-switchover");
-    RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
+    RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty_pages(guest_));
     merge_selection(dirty, more);
     // The paused guest's device state is final: it is read (and compressed, on a slow link)
     // while the last pages go, and sent once they are placed.
@@ -197,19 +184,31 @@ class SourceRun {
   }
 
   // Post-copy (postcopy_source.h): pause, hand the guest over now, then its pages.
-  Status go_postcopy(uint32_t rounds, const Selection& dirty) {
+  Status go_postcopy(uint32_t rounds, Selection dirty) {
     RS_RETURN_IF_ERROR(cancel_if_asked());
+    DiscardFigures discard;
+    if (rounds > 0 && (peer_capabilities_ & wire::kCapPostcopyDiscard)) {  // hybrid_discard.h
+      DiscardLink link{[this](FrameType t, auto b) { return send_control(t, b); },
+                       [this](FrameType t, milliseconds ms) { return await(t, ms); },
+                       [this] { return fetch_dirty_pages(guest_); }};
+      RS_ASSIGN_OR_RETURN(discard,
+                          discard_while_running(link, guest_.regions(), config_.page_size, dirty));
+    }
     RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
     pause_time_ = Clock::now();
     guest_.pause();
-    RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty());
+    RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty_pages(guest_));
+    guest_.stop_dirty_log();  // paused for good: post-copy pins the memory for reads
     const wire::PostcopyStart start{
         rounds, postcopy_pages(guest_.regions(), config_.page_size, dirty, more)};
-    RS_RETURN_IF_ERROR(send_device_state(prepare_device_state(guest_, false).get()));
+    const bool compress = compress_device_state(peer_capabilities_, config_.codec.mode, link_rate_);
+    RS_RETURN_IF_ERROR(send_device_state(read_device_state(guest_, compress)));
     HandOffWindow window(config_.cancel);  // from here a forced exit would lose the guest
     RS_RETURN_IF_ERROR(send_control(FrameType::kPostcopyStart, wire::encode(start)));
-    return serve_postcopy({*conn_, session_, guest_.regions(), config_, *digest_, progress_}, start,
-                          pause_time_, report_);
+    Status s = serve_postcopy({*conn_, session_, guest_.regions(), config_, *digest_, progress_},
+                              start, pause_time_, report_);
+    record_discard(discard, report_);
+    return s;
   }
 
   Status send_control(FrameType type, std::span<const std::byte> body) {

@@ -8,6 +8,15 @@
 
 namespace ramshift::migration {
 
+Result<PageSelection> fetch_dirty_pages(guest::SourceGuest& guest) {
+  PageSelection sel;
+  for (uint32_t r = 0; r < guest.regions().size(); ++r) {
+    RS_ASSIGN_OR_RETURN(auto pages, guest.fetch_dirty(r));
+    sel.emplace_back(std::move(pages));
+  }
+  return sel;
+}
+
 void merge_selection(PageSelection& into, const PageSelection& more) {
   for (size_t r = 0; r < into.size() && r < more.size(); ++r) {
     if (!into[r] || !more[r]) continue;  // a whole region is sent anyway
@@ -54,12 +63,15 @@ DeviceStateFrame encode_device_state(std::string state, bool compress) {
   return f;
 }
 
+DeviceStateFrame read_device_state(const guest::SourceGuest& guest, bool compress) {
+  auto raw = guest.device_state();
+  if (!raw) return DeviceStateFrame{.status = raw.status()};
+  return encode_device_state(std::move(raw).value(), compress);
+}
+
 std::future<DeviceStateFrame> prepare_device_state(const guest::SourceGuest& guest, bool compress) {
-  return std::async(std::launch::async, [&guest, compress] {
-    auto raw = guest.device_state();
-    if (!raw) return DeviceStateFrame{.status = raw.status()};
-    return encode_device_state(std::move(raw).value(), compress);
-  });
+  return std::async(std::launch::async,
+                    [&guest, compress] { return read_device_state(guest, compress); });
 }
 
 double DowntimeClock::lap() {

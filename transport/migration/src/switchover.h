@@ -17,6 +17,9 @@
 
 namespace ramshift::migration {
 
+// The dirty log of every region of `guest` since the last fetch.
+Result<PageSelection> fetch_dirty_pages(guest::SourceGuest& guest);
+
 // `into` gains the pages of `more` (both sorted per region, as the dirty log gives them).
 void merge_selection(PageSelection& into, const PageSelection& more);
 
@@ -35,8 +38,9 @@ struct DeviceStateFrame {
   uint64_t raw_bytes = 0;
 };
 DeviceStateFrame encode_device_state(std::string state, bool compress);
-// Reads the paused guest's device state and encodes it on another thread, so that it is
-// ready when the last pages are placed.
+// Reads the paused guest's device state and encodes it.
+DeviceStateFrame read_device_state(const guest::SourceGuest& guest, bool compress);
+// The same on another thread, so that it is ready when the last pages are placed.
 std::future<DeviceStateFrame> prepare_device_state(const guest::SourceGuest& guest, bool compress);
 
 // Times the downtime from the pause, part after part (DowntimeDetail): each lap ends where

@@ -52,6 +52,10 @@ const char* frame_type_name(FrameType t) {
       return "postcopy_running";
     case FrameType::kPostcopyPlaced:
       return "postcopy_placed";
+    case FrameType::kPostcopyDiscard:
+      return "postcopy_discard";
+    case FrameType::kPostcopyDiscarded:
+      return "postcopy_discarded";
     case FrameType::kDeviceStateZstd:
       return "device_state_zstd";
   }

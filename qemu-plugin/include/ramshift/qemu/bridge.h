@@ -11,7 +11,11 @@
 // to end: both bridges compare byte counts and XXH3 stream hashes when the channel closes.
 //
 // A failure on either bridge closes every QEMU connection on both sides: QEMU's migration
-// fails, and the source VM keeps running (QEMU's own behaviour on a broken channel).
+// fails, and the source VM keeps running (QEMU's own behaviour on a broken channel). In
+// post-copy QEMU pauses instead (`postcopy-paused`, the guest waits on the destination); with
+// `recover` the bridges then carry the next set of channels QEMU opens (`migrate-recover` on
+// the destination, `migrate ... resume=true` on the source) over a new transport connection:
+// one session per set of channels, each checked end to end on its own.
 #pragma once
 
 #include <atomic>
@@ -40,6 +44,13 @@ struct BridgeConfig {
   // source: keep retrying a refused connection this long. Why: with exec: QEMU starts both
   // bridges itself, the destination's only a moment before the source's.
   int connect_retry_ms = 5000;
+  // Carry more than one session: after a session fails, the source bridge waits up to
+  // `recover_wait_ms` for QEMU's next connection (QEMU's post-copy recovery; its listener stays
+  // open) and then reconnects to the destination bridge, retrying (the link may still be down)
+  // until that same deadline; the destination bridge accepts the next source bridge. Ends with
+  // the first session that completes. unix sockets only (exec: starts a new bridge per run).
+  bool recover = false;
+  int recover_wait_ms = 600000;
   // Set by the caller to cancel from another thread (a signal, the control socket); may be
   // null. Within ~100 ms every QEMU connection is cut and the peer bridge told why, so QEMU's
   // migration fails and the source VM keeps running (QEMU's behaviour on a broken channel).
@@ -76,6 +87,8 @@ struct BridgeReport : migration::MigrationReport {
   // Whether that mattered only QEMU can say: after a migration QEMU reports completed, it
   // is bytes QEMU no longer read (qemu-migrate then notes it and succeeds).
   bool qemu_closed_early = false;
+  // With BridgeConfig::recover: why each earlier session failed (the report is the last's).
+  std::vector<std::string> failed_sessions;
   std::string to_json() const;
 };
 
@@ -101,5 +114,14 @@ BridgeReport run_bridge_source(const transport::Uri& to, const QemuEndpoint& qem
 // destination QEMU at `qemu` for each channel the source announces, in the same order.
 BridgeReport run_bridge_dest(std::unique_ptr<transport::Connection> conn, const QemuEndpoint& qemu,
                              const BridgeConfig& config, BridgeProgress* progress);
+
+// Destination side, every session: accepts a source bridge on `listener` (waiting up to
+// `first_wait_ms`, 0 = forever) and relays it with run_bridge_dest; with config.recover, after
+// a failed session accepts the next (up to config.recover_wait_ms) until one completes.
+// config.cancel ends the wait. `on_session` is told each accepted peer.
+BridgeReport serve_bridge_dest(transport::Listener& listener, const QemuEndpoint& qemu,
+                               const BridgeConfig& config, BridgeProgress* progress,
+                               int first_wait_ms,
+                               const std::function<void(const std::string&)>& on_session = {});
 
 }  // namespace ramshift::qemu

@@ -59,7 +59,18 @@ struct MigrateDriverConfig {
   // runs on the destination, which fetches the pages it touches over the migration's return
   // path (through the bridges with `via`). QEMU refuses it together with multifd before 8.1.
   std::optional<std::chrono::duration<double>> postcopy_after;
-  // The migration is cancelled (QEMU resumes the source) when not done in this long.
+  // When post-copy pauses (its channels broke: a cut link, a failed bridge), recover it the
+  // way QEMU does (`migrate-recover` on the destination, `migrate resume=true` on the
+  // source; src/postcopy_recovery.h), retrying until `timeout`. The bridges must carry the new
+  // channels: external ones started with --recover (BridgeConfig::recover), or `via`. Off: the
+  // driver stops at the pause with an error that says how to recover by hand.
+  bool postcopy_recover = true;
+  // With postcopy_after: QEMU's postcopy-preempt capability too (QEMU >= 8.0 for recovery): the
+  // pages a fault asks for travel on a channel of their own, ahead of the background stream.
+  // One more channel for the bridges (their queues: 1 + multifd + 1).
+  bool postcopy_preempt = false;
+  // The migration is cancelled (QEMU resumes the source) when not done in this long. In
+  // post-copy there is nothing to cancel back to: the driver gives up without migrate_cancel.
   std::chrono::duration<double> timeout{600};
   // With `via`: the bridges' codec, multifd awareness and transport options. The driver
   // sets queues (1 + multifd_channels) and accept_timeout_ms (60 s) itself.
@@ -112,6 +123,14 @@ struct TuningReport {
   std::vector<Step> downtime_limit_steps;
 };
 
+// One pause of post-copy and QEMU's recovery from it (ms since `migrate`).
+struct PostcopyRecoveryEvent {
+  double paused_at_ms = 0;                // the source first said postcopy-paused
+  std::optional<double> recovered_at_ms;  // it was postcopy-active (or completed) again
+  uint32_t attempts = 0;                  // `migrate resume=true` sent
+  std::string last_error;                 // the last refusal, while not recovered
+};
+
 struct MigrateReport {
   QemuMigrationFigures qemu;
   // query-status of the VMs: the source before and after, the destination at the end.
@@ -122,7 +141,8 @@ struct MigrateReport {
   // With postcopy_after: ms from `migrate` to `migrate-start-postcopy` (absent: not started,
   // the migration ended in pre-copy first).
   std::optional<double> postcopy_started_ms;
-  std::string path;  // "bridge URI" or "direct URI"
+  std::vector<PostcopyRecoveryEvent> postcopy_recoveries;  // each pause, in order
+  std::string path;                                        // "bridge URI" or "direct URI"
   // With `via`: each bridge's report.
   std::optional<BridgeReport> bridge_source;
   std::optional<BridgeReport> bridge_destination;

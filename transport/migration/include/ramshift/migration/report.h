@@ -90,6 +90,10 @@ struct PostcopyReport {
   // all deregistered again at the end (its keys no longer valid).
   uint64_t read_exposed_bytes = 0;
   bool read_released = false;
+  // Hybrid: POSTCOPY_DISCARD rounds before the pause, and the pages dropped on the
+  // destination by them while the guest still ran on the source.
+  uint32_t discard_rounds = 0;
+  uint64_t pages_discarded = 0;
 };
 
 struct MigrationReport {

@@ -67,10 +67,12 @@ enum class SourceEvent : unsigned char {
   kVerifyMismatchReceived,  // --verify full: the destination's memory differs; resend
   kHandOffSent,
   kByeReceived,
-  kPostcopyStartSent,        // post-copy: the guest now runs on the destination
-  kPageRequestReceived,      // post-copy: the destination's guest faulted on pages
-  kPostcopyRunningReceived,  // post-copy: the guest runs there (the downtime ended)
-  kPostcopyPlacedReceived,   // post-copy: the destination holds every page
+  kPostcopyStartSent,          // post-copy: the guest now runs on the destination
+  kPageRequestReceived,        // post-copy: the destination's guest faulted on pages
+  kPostcopyRunningReceived,    // post-copy: the guest runs there (the downtime ended)
+  kPostcopyPlacedReceived,     // post-copy: the destination holds every page
+  kPostcopyDiscardSent,        // hybrid, guest running: the destination drops these pages now
+  kPostcopyDiscardedReceived,  // hybrid: it dropped them
   kErrorReceived,
   kFailure,    // a local error, a timeout or a lost connection
   kCancelled,  // the user cancelled (cancel.h); held inside the hand-off window
@@ -113,9 +115,11 @@ enum class DestinationEvent : unsigned char {
   kCommitSent,
   kVerifyMismatchSent,  // --verify full: memory differs from the source's; resend these
   kHandOffReceived,
-  kPostcopyStartReceived,  // post-copy: resume the guest here now
-  kPostcopyPlacedSent,     // post-copy: every page the start named is placed
-  kFinished,               // image: BYE or the close came; live: the resumed guest was checked
+  kPostcopyStartReceived,    // post-copy: resume the guest here now
+  kPostcopyPlacedSent,       // post-copy: every page the start named is placed
+  kPostcopyDiscardReceived,  // hybrid, the source's guest running: drop these pages now
+  kPostcopyDiscardedSent,    // hybrid: they are dropped
+  kFinished,                 // image: BYE or the close came; live: the resumed guest was checked
   kErrorReceived,
   kFailure,    // a local error, a timeout or a lost connection
   kCancelled,  // the user cancelled (cancel.h); held inside the hand-off window

@@ -51,8 +51,11 @@ enum class FrameType : uint8_t {
   kPostcopyRunning = 18,  // destination -> source: the guest runs here (downtime ends)
   kPostcopyPlaced = 19,   // destination -> source: every page the start named is placed
   kDeviceStateZstd = 20,  // source -> destination: DEVICE_STATE compressed (kCapDeviceStateZstd)
+  // Hybrid, before the pause (capability kCapPostcopyDiscard):
+  kPostcopyDiscard = 21,    // source -> destination: drop these pages now, the guest still runs
+  kPostcopyDiscarded = 22,  // destination -> source: they are dropped
 };
-inline constexpr FrameType kLastFrameType = FrameType::kDeviceStateZstd;
+inline constexpr FrameType kLastFrameType = FrameType::kPostcopyDiscarded;
 const char* frame_type_name(FrameType t);
 
 struct FrameView {
@@ -89,8 +92,14 @@ inline constexpr uint64_t kCapPostcopy = 1 << 4;
 // asked; a source sends the compressed form only to a destination that set it, so an older
 // destination keeps getting DEVICE_STATE. A source never sets it.
 inline constexpr uint64_t kCapDeviceStateZstd = 1 << 5;
+// The destination takes POSTCOPY_DISCARD: a hybrid source names the pages dirtied since they
+// were sent while its guest still runs, and the destination drops them then, so that only
+// those dirtied after the last one are dropped in the downtime. Offered by a destination that
+// answers kCapPostcopy; a source sends the frame only to one that set it.
+inline constexpr uint64_t kCapPostcopyDiscard = 1 << 6;
 // Every bit this build knows; a peer asking for any other is refused (it needs a newer peer).
-inline constexpr uint64_t kCapKnown = kCapAll | kCapVerifyFull | kCapPostcopy | kCapDeviceStateZstd;
+inline constexpr uint64_t kCapKnown =
+    kCapAll | kCapVerifyFull | kCapPostcopy | kCapDeviceStateZstd | kCapPostcopyDiscard;
 
 struct Hello {
   uint16_t version_min = kProtocolVersion;
@@ -167,6 +176,9 @@ struct VerifyMismatch {
 // resumes it now. `pages[r]` is a bitmap (bit p of byte p / 8) of the pages of region r that
 // the destination must drop and receive again: every page for a pure post-copy, the pages
 // dirtied since their last pre-copy round for a hybrid. `rounds` pre-copy rounds came first.
+// POSTCOPY_DISCARD has the same body: `rounds` counts the discards (0, 1, ...) and `pages`
+// names the pages to drop now (the destination acknowledges with an empty POSTCOPY_DISCARDED);
+// the POSTCOPY_START that follows names them again with the rest.
 struct PostcopyStart {
   uint32_t rounds = 0;
   std::vector<std::vector<uint8_t>> pages;  // per region, ceil(region pages / 8) bytes
