@@ -9,15 +9,10 @@
 # times in a row; 7.2 through the bridge is qemu.bridge's. Usage: bridge_netns_test.sh path/to/ramshift
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
-[ "$(id -u)" = 0 ] || { echo "netns test needs root" >&2; exit 77; }
 HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/../../scripts/lib/netns.sh"
-NSA=rsqa$$ NSB=rsqb$$
 . "$HERE/lib.sh"
-qemu_test_on_exit() { netns_link_down "$NSA" "$NSB"; }
 GUEST_MB=${GUEST_MB:-128}
-qemu_test_begin qemu-netns backports
-netns_link_up "$NSA" "$NSB" 10.78.0 1gbit || { qlog "cannot create namespaces"; exit 77; }
+qemu_netns_test_begin qemu-netns backports q 10.78.0 1gbit
 qemu_build_guest
 qemu_start vm0 "$GUEST_MB" 6
 qemu_wait_beat vm0 2 240 || fail "the guest did not boot"

@@ -27,6 +27,18 @@ qemu_test_begin() {
   fi
   qlog "QEMU: $("${QEMU_BIN:-qemu-system-x86_64}" --version | head -1)"
 }
+# qemu_netns_test_begin NAME FLAVOUR TAG PREFIX RATE: qemu_test_begin for a test across two
+# network namespaces, $NSA and $NSB (named from TAG and this shell's pid), joined by a veth
+# shaped to RATE with PREFIX.1 and PREFIX.2 (scripts/lib/netns.sh), removed on exit. Without
+# root, or if the namespaces cannot be made, the test is skipped (77).
+qemu_netns_test_begin() {
+  [ "$(id -u)" = 0 ] || { echo "netns test needs root" >&2; exit 77; }
+  . "$QEMU_LIB_DIR/../../scripts/lib/netns.sh"
+  NSA=rs${3}a$$ NSB=rs${3}b$$
+  qemu_test_on_exit() { netns_link_down "$NSA" "$NSB"; }
+  qemu_test_begin "$1" "$2"
+  netns_link_up "$NSA" "$NSB" "$4" "$5" || { qlog "cannot create namespaces"; exit 77; }
+}
 qemu_test_end() {
   local p
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done

@@ -11,15 +11,10 @@
 # Usage: [PREEMPT=1] postcopy_recover_test.sh path/to/ramshift [backports]
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
-[ "$(id -u)" = 0 ] || { echo "netns test needs root" >&2; exit 77; }
 HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/../../scripts/lib/netns.sh"
-NSA=rspa$$ NSB=rspb$$
 . "$HERE/lib.sh"
-qemu_test_on_exit() { netns_link_down "$NSA" "$NSB"; }
 CUT_S=${CUT_S:-6}
-qemu_test_begin qemu-pcrecover "${2:-debian}"
-netns_link_up "$NSA" "$NSB" 10.79.0 100mbit || { qlog "cannot create namespaces"; exit 77; }
+qemu_netns_test_begin qemu-pcrecover "${2:-debian}" p 10.79.0 100mbit
 VETH=${NSA:0:11}a  # netns_link_up's name for NSA's end
 qemu_build_guest
 qemu_start vm0 "$GUEST_MB" "$DIRTY"

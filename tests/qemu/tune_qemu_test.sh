@@ -14,15 +14,10 @@
 # Usage: tune_qemu_test.sh path/to/ramshift [debian|backports]
 set -uo pipefail
 RAMSHIFT=$(readlink -f "$1")
-[ "$(id -u)" = 0 ] || { echo "netns test needs root" >&2; exit 77; }
 HERE=$(cd "$(dirname "$0")" && pwd)
-. "$HERE/../../scripts/lib/netns.sh"
-NSA=rsta$$ NSB=rstb$$
 . "$HERE/lib.sh"
-qemu_test_on_exit() { netns_link_down "$NSA" "$NSB"; }
 GUEST_MB=${GUEST_MB:-256} DIRTY=${DIRTY:-20}
-qemu_test_begin qemu-tune "${2:-debian}"
-netns_link_up "$NSA" "$NSB" 10.79.0 "${LINK:-1gbit}" || { qlog "cannot create namespaces"; exit 77; }
+qemu_netns_test_begin qemu-tune "${2:-debian}" t 10.79.0 "${LINK:-1gbit}"
 qemu_build_guest
 QEMU_WRAP="ip netns exec $NSA" qemu_start vm0 "$GUEST_MB" "$DIRTY"
 qemu_wait_beat vm0 2 240 || fail "the guest did not boot"
