@@ -270,9 +270,8 @@ void RdmaQueue::run_poller() {
     if (!stopping_) tick_liveness(reposts > 0);
     if (n > 0) {
       // Credits and send completions change atomics outside mu_: without taking it here, a
-      // waiter between its predicate and its sleep missed this notify and slept out its
-      // whole timeout (a sender waiting for a credit, a receiver owing one: 5 s stalls on
-      // both ends, which the conformance suite saw as a hang in CI).
+      // waiter between its predicate and its sleep could miss this notify and sleep out its
+      // whole timeout (a sender waiting for a credit, a receiver owing one: both ends stall).
       { std::lock_guard lock(mu_); }
       cv_.notify_all();
       continue;
