@@ -40,11 +40,25 @@ nlohmann::json MigrationSnapshot::to_json() const {
             {"mbps", mbps}}}};
 }
 
+namespace {
+
+// A limit QEMU can be given: whole ms, at least 1, never over the ceiling.
+uint64_t bounded_ms(double ms, double ceiling_ms) {
+  return static_cast<uint64_t>(std::max(1.0, std::min(std::ceil(ms), ceiling_ms)));
+}
+
+}  // namespace
+
+double SwitchoverTuner::floor_for(double link_rate, double dirty_rate) {
+  if (link_rate <= 0) return kFixedMs;
+  return std::ceil(kFixedMs + kWindowMs * std::max(0.0, dirty_rate) / link_rate);
+}
+
 SwitchoverTuner::SwitchoverTuner(SwitchoverTunerConfig config)
     : config_(config),
-      limit_ms_(
-          static_cast<uint64_t>(std::max(1.0, std::min(config.floor_ms, config.ceiling_ms)))) {
+      limit_ms_(bounded_ms(config.floor_ms.value_or(kFixedMs), config.ceiling_ms)) {
   report_.floor_ms = static_cast<double>(limit_ms_);
+  report_.floor_source = config_.floor_ms ? "given" : "link";
   report_.ceiling_ms = config_.ceiling_ms;
   report_.switchover_bandwidth_supported = config_.set_switchover_bandwidth;
   report_.downtime_limit_steps.push_back(
@@ -52,7 +66,11 @@ SwitchoverTuner::SwitchoverTuner(SwitchoverTunerConfig config)
        .downtime_limit_ms = limit_ms_,
        .remaining_bytes = 0,
        .dirty_sync_count = 0,
-       .reason = "floor, kept while iterations shrink what is left"});
+       .reason = config_.floor_ms
+                     ? "floor as given, kept while iterations shrink what is left"
+                     : fmt::format("floor's fixed part ({:.0f} ms); the rest follows from the "
+                                   "link at the first iteration",
+                                   kFixedMs)});
 }
 
 uint64_t SwitchoverTuner::initial_downtime_limit_ms() const {
@@ -68,7 +86,10 @@ TunerAction SwitchoverTuner::observe(const MigrationSnapshot& s) {
   if (s.dirty_sync_count > last_sync_) {
     // dirty-sync-count is 1 through the bulk pass; each increase closes one or more
     // iterations (several between two polls when they are short).
-    if (last_sync_ >= 1) on_iteration(s, action);
+    if (last_sync_ >= 1) {
+      update_floor(s, action);
+      on_iteration(s, action);
+    }
     last_sync_ = s.dirty_sync_count;
   }
   return action;
@@ -91,6 +112,29 @@ void SwitchoverTuner::update_rate(const MigrationSnapshot& s, TunerAction& actio
   action.switchover_bandwidth = static_cast<uint64_t>(*rate_);
   report_.switchover_bandwidth = action.switchover_bandwidth;
   ++report_.switchover_bandwidth_updates;
+}
+
+void SwitchoverTuner::update_floor(const MigrationSnapshot& s, TunerAction& action) {
+  if (config_.floor_ms || !rate_ || *rate_ < 1) return;
+  // QEMU's dirty-pages-rate is over its last sync period of at least 1 s; 0 until one ended.
+  const double dirty = s.dirty_pages_rate * static_cast<double>(s.page_size);
+  const double floor =
+      static_cast<double>(bounded_ms(floor_for(*rate_, dirty), config_.ceiling_ms));
+  if (floor < report_.floor_ms) return;  // the floor only rises
+  report_.floor_ms = floor;
+  report_.floor_link_rate = *rate_;
+  report_.floor_dirty_rate = dirty;
+  if (floor <= static_cast<double>(limit_ms_)) return;
+  limit_ms_ = static_cast<uint64_t>(floor);
+  action.downtime_limit_ms = limit_ms_;
+  report_.downtime_limit_steps.push_back(
+      {.at_ms = s.total_ms,
+       .downtime_limit_ms = limit_ms_,
+       .remaining_bytes = s.remaining_bytes,
+       .dirty_sync_count = s.dirty_sync_count,
+       .reason = fmt::format("floor from the link: {:.0f} ms fixed + {:.0f} ms of {:.1f} MB/s "
+                             "dirtied, at {:.1f} MB/s",
+                             kFixedMs, kWindowMs, dirty / 1e6, *rate_ / 1e6)});
 }
 
 void SwitchoverTuner::on_iteration(const MigrationSnapshot& s, TunerAction& action) {

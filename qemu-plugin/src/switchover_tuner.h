@@ -16,6 +16,12 @@
 //       ceiling (the user's --downtime-limit, default QEMU's 300 ms), each time kStallIterations
 //       iterations in a row neither set a new low nor fit the current limit: a guest that
 //       dirties memory as fast as the link moves it still converges, at the ceiling.
+//   (c) derives that floor from the link (floor_for): kFixedMs, the part no link shortens,
+//       plus the time the pages the guest re-dirties in one of QEMU's kWindowMs windows take
+//       at the sustained rate. Under that QEMU's threshold (rate x limit) is below what the
+//       guest dirties between two of its checks; far above it the downtime is longer than
+//       the guest needs. Before the first iteration nothing is measured and the floor is
+//       kFixedMs; each iteration's dirty rate may raise it, never lower it.
 // docs/design.md ("qemu-migrate: QEMU's switch-over parameters") has the measurements.
 #pragma once
 
@@ -49,7 +55,8 @@ struct MigrationSnapshot {
 };
 
 struct SwitchoverTunerConfig {
-  double floor_ms = 20;     // downtime-limit while iterations still shrink what is left
+  // downtime-limit while iterations still shrink what is left; unset: from the link (floor_for).
+  std::optional<double> floor_ms;
   double ceiling_ms = 300;  // the most it is raised to (QEMU's default when the user gave none)
   bool set_switchover_bandwidth = true;  // QEMU has avail-switchover-bandwidth
 };
@@ -72,6 +79,16 @@ class SwitchoverTuner {
   static constexpr double kShrink = 0.8;
   // Iterations in a row that neither shrink nor fit the limit before it is raised.
   static constexpr int kStallIterations = 2;
+  // The floor from the link (docs/design.md has the measurements): the fixed part of a
+  // switch-over (stop, device state, start, a round trip: 1-2 ms on QEMU 10, 1-11 ms on 7.2;
+  // a 5 ms limit bought nothing over 20 ms at 1 Gbit/s), and QEMU's window between two
+  // threshold checks (its BUFFER_DELAY).
+  static constexpr double kFixedMs = 5;
+  static constexpr double kWindowMs = 100;
+  // kFixedMs plus what a guest dirtying `dirty_rate` bytes/s re-dirties in kWindowMs, sent at
+  // `link_rate` bytes/s; whole ms, rounded up (QEMU's unit). 1 Gbit/s (118 MB/s) and 16.7 MB/s
+  // dirtied: 20 ms; 10 Gbit/s: 7 ms; 100 Mbit/s: over 100 ms.
+  static double floor_for(double link_rate, double dirty_rate);
 
   explicit SwitchoverTuner(SwitchoverTunerConfig config);
 
@@ -86,6 +103,7 @@ class SwitchoverTuner {
 
  private:
   void update_rate(const MigrationSnapshot& s, TunerAction& action);
+  void update_floor(const MigrationSnapshot& s, TunerAction& action);
   void on_iteration(const MigrationSnapshot& s, TunerAction& action);
 
   SwitchoverTunerConfig config_;
