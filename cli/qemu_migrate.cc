@@ -77,6 +77,8 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.downtime_limit_ms = o.downtime_limit_ms;
   c.tune = o.tune_switchover;
   c.tune_floor_ms = o.tune_floor_ms;
+  if (c.tune_floor_ms && !c.tune)
+    return Status(ErrorCode::kInvalidArgument, "--tune-floor-ms needs --tune-switchover true");
   c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
   c.postcopy_recover = o.postcopy_recover;

@@ -81,13 +81,13 @@ class SwitchoverTuner {
   static constexpr int kStallIterations = 2;
   // The floor from the link (docs/design.md has the measurements): the fixed part of a
   // switch-over (stop, device state, start, a round trip: 1-2 ms on QEMU 10, 1-11 ms on 7.2;
-  // a 5 ms limit bought nothing over 20 ms at 1 Gbit/s), and QEMU's window between two
+  // QEMU 10 met a 5 ms limit at 1 Gbit/s as fast as 20 ms), and QEMU's window between two
   // threshold checks (its BUFFER_DELAY).
   static constexpr double kFixedMs = 5;
   static constexpr double kWindowMs = 100;
   // kFixedMs plus what a guest dirtying `dirty_rate` bytes/s re-dirties in kWindowMs, sent at
-  // `link_rate` bytes/s; whole ms, rounded up (QEMU's unit). 1 Gbit/s (118 MB/s) and 16.7 MB/s
-  // dirtied: 20 ms; 10 Gbit/s: 7 ms; 100 Mbit/s: over 100 ms.
+  // `link_rate` bytes/s; whole ms, rounded up (QEMU's unit). 16.7 MB/s dirtied at 1 Gbit/s
+  // (116 MB/s): 20 ms; at 1.16 GB/s: 7 ms; 12 MB/s at 100 Mbit/s (11.7 MB/s): 108 ms.
   static double floor_for(double link_rate, double dirty_rate);
 
   explicit SwitchoverTuner(SwitchoverTunerConfig config);

@@ -6,7 +6,8 @@
 # migrates once. Checks: QEMU completed, the destination runs on with its heartbeat past the
 # source's and its page check clean, and the report shows the tuning: with a QEMU that has
 # avail-switchover-bandwidth (>= 8.2; `backports` = 10.0) it was set to a measured rate within
-# the link's reach; downtime-limit started at the floor and never passed the ceiling.
+# the link's reach; downtime-limit started at the floor's fixed part, the floor came from the
+# measured link (at 1gbit and DIRTY 20: about 20 ms), and the limit never passed the ceiling.
 # TRACE=FILE keeps the query-migrate trace (tests/unit/qemu/traces/ came from here);
 # TUNE=off (--tune-switchover false) and TIMEOUT=S for recording a stalling trace (the test then only records);
 # COMPETE="AFTER SECONDS": an iperf3 flow shares the link for SECONDS from AFTER s into the
@@ -42,14 +43,28 @@ last=$(qemu_beat vm0)
 kill "$(cat "$W/vm0.pid")"
 qemu_wait_beat vm1 $((last + 2)) 60 || fail "no heartbeat on the destination after $last"
 qemu_check_clean vm1 || fail "the guest's memory differed"
-python3 - "$W/vm1.json" "${2:-debian}" "${LINK:-1gbit}" <<'PY' || fail "the report's tuning is not what was asked"
-import json, sys
+python3 - "$W/vm1.json" "${2:-debian}" "${LINK:-1gbit}" "$DIRTY" <<'PY' || fail "the report's tuning is not what was asked"
+import json, math, sys
 r = json.load(open(sys.argv[1]))
+DIRTY = int(sys.argv[4])
 t = r["tuning"]
 assert t, "no tuning in the report"
 steps = [s["downtime_limit_ms"] for s in t["downtime_limit_steps"]]
-assert steps[0] == t["floor_ms"] and max(steps) <= t["ceiling_ms"], steps
-link = {"1gbit": 125e6, "100mbit": 12.5e6}[sys.argv[3]]
+assert steps == sorted(steps) and steps[0] <= t["floor_ms"] <= max(steps) <= t["ceiling_ms"], (steps, t)
+link = {"10gbit": 1.25e9, "1gbit": 125e6, "100mbit": 12.5e6}[sys.argv[3]]
+# The floor from the link: set at the first iteration from the measured rate (a migration over
+# before one leaves it at its fixed part, 5 ms), its inputs in the report. About 20 ms at 1gbit
+# and DIRTY 20 when the host moves the link's rate; a loaded host moves less, and the floor
+# follows what it measured.
+assert t["floor_source"] == "link", t
+if t["floor_link_rate"] is not None:
+    assert 0.3 * link < t["floor_link_rate"] < 1.1 * link, t
+    rule = math.ceil(5 + 100 * t["floor_dirty_rate"] / t["floor_link_rate"])
+    assert t["floor_ms"] == min(rule, t["ceiling_ms"]), (rule, t)
+    if sys.argv[3] == "1gbit" and DIRTY == 20 and t["floor_link_rate"] > 0.8 * link:
+        assert 12 <= t["floor_ms"] <= 30, f"floor {t['floor_ms']} ms at 1 Gbit/s and 20 MB/s"
+else:
+    assert t["floor_ms"] == 5, t
 if sys.argv[2] == "backports":
     assert t["switchover_bandwidth_supported"], "QEMU 10 has avail-switchover-bandwidth"
     bw = t["switchover_bandwidth"]
@@ -57,6 +72,8 @@ if sys.argv[2] == "backports":
 else:
     assert not t["switchover_bandwidth_supported"] and t["switchover_bandwidth"] is None, t
 print(f"qemu-test: downtime {r['qemu']['downtime_ms']} ms, total {r['qemu']['total_ms']} ms, "
-      f"downtime-limit steps {steps}, switch-over bandwidth {t['switchover_bandwidth']}", file=sys.stderr)
+      f"downtime-limit steps {steps}, floor {t['floor_ms']} ms (link {t['floor_link_rate']}, "
+      f"dirtied {t['floor_dirty_rate']} B/s), switch-over bandwidth {t['switchover_bandwidth']}",
+      file=sys.stderr)
 PY
 qlog "PASS"
