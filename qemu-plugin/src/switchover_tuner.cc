@@ -120,7 +120,11 @@ void SwitchoverTuner::update_floor(const MigrationSnapshot& s, TunerAction& acti
   const double dirty = s.dirty_pages_rate * static_cast<double>(s.page_size);
   const double floor =
       static_cast<double>(bounded_ms(floor_for(*rate_, dirty), config_.ceiling_ms));
-  if (floor < report_.floor_ms) return;  // the floor only rises
+  // The floor only rises, and once derived only by more than kRateChange (as the bandwidth):
+  // QEMU's first dirty rates creep up by a few percent an iteration (the traces).
+  if (floor < report_.floor_ms ||
+      (report_.floor_link_rate && floor <= (1 + kRateChange) * report_.floor_ms))
+    return;
   report_.floor_ms = floor;
   report_.floor_link_rate = *rate_;
   report_.floor_dirty_rate = dirty;

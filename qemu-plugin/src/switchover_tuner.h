@@ -21,7 +21,8 @@
 //       at the sustained rate. Under that QEMU's threshold (rate x limit) is below what the
 //       guest dirties between two of its checks; far above it the downtime is longer than
 //       the guest needs. Before the first iteration nothing is measured and the floor is
-//       kFixedMs; each iteration's dirty rate may raise it, never lower it.
+//       kFixedMs; each iteration's dirty rate may raise it (by more than kRateChange), never
+//       lower it.
 // docs/design.md ("qemu-migrate: QEMU's switch-over parameters") has the measurements.
 #pragma once
 
@@ -87,7 +88,7 @@ class SwitchoverTuner {
   static constexpr double kWindowMs = 100;
   // kFixedMs plus what a guest dirtying `dirty_rate` bytes/s re-dirties in kWindowMs, sent at
   // `link_rate` bytes/s; whole ms, rounded up (QEMU's unit). 16.7 MB/s dirtied at 1 Gbit/s
-  // (116 MB/s): 20 ms; at 1.16 GB/s: 7 ms; 12 MB/s at 100 Mbit/s (11.7 MB/s): 108 ms.
+  // (116 MB/s): 20 ms; at 1.17 GB/s: 7 ms; 11.4 MB/s at 100 Mbit/s (11.7 MB/s): 103 ms.
   static double floor_for(double link_rate, double dirty_rate);
 
   explicit SwitchoverTuner(SwitchoverTunerConfig config);
