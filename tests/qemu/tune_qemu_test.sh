@@ -10,6 +10,7 @@
 # measured link (at 1gbit and DIRTY 20: about 20 ms), and the limit never passed the ceiling.
 # TRACE=FILE keeps the query-migrate trace (tests/unit/qemu/traces/ came from here);
 # TUNE=off (--tune-switchover false) and TIMEOUT=S for recording a stalling trace (the test then only records);
+# FLOOR=MS: --tune-floor-ms MS (the floor given instead of derived from the link);
 # COMPETE="AFTER SECONDS": an iperf3 flow shares the link for SECONDS from AFTER s into the
 # migration (a link whose bandwidth changes under QEMU; needs iperf3).
 # Usage: tune_qemu_test.sh path/to/ramshift [debian|backports]
@@ -33,7 +34,7 @@ if [ -n "${COMPETE:-}" ]; then
 fi
 "$RAMSHIFT" qemu-migrate --src-qmp "$W/vm0.qmp" --dst-qmp "$W/vm1.qmp" --json "$W/vm1.json" \
   --dst-uri tcp:10.79.0.2:4444 --tune-switchover "$([ "${TUNE:-on}" = off ] && echo false || echo true)" --timeout "${TIMEOUT:-90}" \
-  ${TRACE:+--trace "$TRACE"} 2> "$W/vm1.err"
+  ${TRACE:+--trace "$TRACE"} ${FLOOR:+--tune-floor-ms "$FLOOR"} 2> "$W/vm1.err"
 rc=$?
 [ -n "${TRACE:-}" ] && qlog "trace: $(wc -l < "$TRACE") snapshots in $TRACE"
 if [ "${TUNE:-on}" = off ]; then qlog "recorded (exit $rc): $(tail -1 "$W/vm1.err")"; exit 0; fi
@@ -43,7 +44,7 @@ last=$(qemu_beat vm0)
 kill "$(cat "$W/vm0.pid")"
 qemu_wait_beat vm1 $((last + 2)) 60 || fail "no heartbeat on the destination after $last"
 qemu_check_clean vm1 || fail "the guest's memory differed"
-python3 - "$W/vm1.json" "${2:-debian}" "${LINK:-1gbit}" "$DIRTY" <<'PY' || fail "the report's tuning is not what was asked"
+python3 - "$W/vm1.json" "${2:-debian}" "${LINK:-1gbit}" "$DIRTY" "${FLOOR:-}" <<'PY' || fail "the report's tuning is not what was asked"
 import json, math, sys
 r = json.load(open(sys.argv[1]))
 DIRTY = int(sys.argv[4])
@@ -56,15 +57,17 @@ link = {"10gbit": 1.25e9, "1gbit": 125e6, "100mbit": 12.5e6}[sys.argv[3]]
 # before one leaves it at its fixed part, 5 ms), its inputs in the report. About 20 ms at 1gbit
 # and DIRTY 20 when the host moves the link's rate; a loaded host moves less, and the floor
 # follows what it measured.
-assert t["floor_source"] == "link", t
-if t["floor_link_rate"] is not None:
+if sys.argv[5]:
+    assert t["floor_source"] == "given" and t["floor_ms"] == float(sys.argv[5]), t
+elif t["floor_link_rate"] is not None:
+    assert t["floor_source"] == "link", t
     assert 0.3 * link < t["floor_link_rate"] < 1.1 * link, t
     rule = math.ceil(5 + 100 * t["floor_dirty_rate"] / t["floor_link_rate"])
     assert t["floor_ms"] == min(rule, t["ceiling_ms"]), (rule, t)
     if sys.argv[3] == "1gbit" and DIRTY == 20 and t["floor_link_rate"] > 0.8 * link:
         assert 12 <= t["floor_ms"] <= 30, f"floor {t['floor_ms']} ms at 1 Gbit/s and 20 MB/s"
 else:
-    assert t["floor_ms"] == 5, t
+    assert t["floor_source"] == "link" and t["floor_ms"] == 5, t
 if sys.argv[2] == "backports":
     assert t["switchover_bandwidth_supported"], "QEMU 10 has avail-switchover-bandwidth"
     bw = t["switchover_bandwidth"]
