@@ -17,12 +17,12 @@
 //       iterations in a row neither set a new low nor fit the current limit: a guest that
 //       dirties memory as fast as the link moves it still converges, at the ceiling.
 //   (c) derives that floor from the link (floor_for): kFixedMs, the part no link shortens,
-//       plus the time the pages the guest re-dirties in one of QEMU's kWindowMs windows take
-//       at the sustained rate. Under that QEMU's threshold (rate x limit) is below what the
-//       guest dirties between two of its checks; far above it the downtime is longer than
-//       the guest needs. Before the first iteration nothing is measured and the floor is
-//       kFixedMs; each iteration's dirty rate may raise it (by more than kRateChange), never
-//       lower it.
+//       plus the time what the guest dirties in kWindowMs (QEMU's threshold window, and the
+//       test guest's dirtying tick) takes at the sustained rate: the 20 ms measured right at
+//       1 Gbit/s, scaled by the link. It is a margin: at 100 Mbit/s 20 ms converged as fast as
+//       the derived 47 ms (docs/benchmarks). Before the first iteration nothing is measured
+//       and the floor is kFixedMs; each iteration's dirty rate may raise it (by more than
+//       kRateChange), never lower it.
 // docs/design.md ("qemu-migrate: QEMU's switch-over parameters") has the measurements.
 #pragma once
 
@@ -82,8 +82,8 @@ class SwitchoverTuner {
   static constexpr int kStallIterations = 2;
   // The floor from the link (docs/design.md has the measurements): the fixed part of a
   // switch-over (stop, device state, start, a round trip: 1-2 ms on QEMU 10, 1-11 ms on 7.2;
-  // QEMU 10 met a 5 ms limit at 1 Gbit/s as fast as 20 ms), and QEMU's window between two
-  // threshold checks (its BUFFER_DELAY).
+  // QEMU 10 met a 5 ms limit at 1 Gbit/s as fast as 20 ms), and QEMU's window for its
+  // threshold (BUFFER_DELAY), also the test guest's dirtying tick.
   static constexpr double kFixedMs = 5;
   static constexpr double kWindowMs = 100;
   // kFixedMs plus what a guest dirtying `dirty_rate` bytes/s re-dirties in kWindowMs, sent at
