@@ -126,12 +126,12 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
                                  format_rate(static_cast<double>(*t.switchover_bandwidth)),
                                  t.switchover_bandwidth_updates)
                    : std::string("avail-switchover-bandwidth: no rate measured yet"));
-    fmt::print(stderr, "qemu-migrate: tuning: floor {:.0f} ms, {}\n", t.floor_ms,
-               t.floor_source != "link" ? std::string("as given (--tune-floor-ms)")
-               : t.floor_link_rate      ? fmt::format("from the link ({} at {} dirtied)",
-                                                      format_rate(*t.floor_link_rate),
-                                                      format_rate(t.floor_dirty_rate.value_or(0)))
-                                        : std::string("its fixed part (no iteration measured)"));
+    fmt::print(stderr, "qemu-migrate: tuning: floor {:.0f} ms{}{}\n", t.floor_ms,
+               t.floor_source == "given" ? " as given (--tune-floor-ms)" : "",
+               t.floor_link_rate ? fmt::format(", at the last iteration {} moved, {} dirtied",
+                                               format_rate(*t.floor_link_rate),
+                                               format_rate(t.floor_dirty_rate.value_or(0)))
+                                 : std::string());
     if (const auto& last = t.downtime_limit_steps.back();
         static_cast<double>(last.downtime_limit_ms) > t.floor_ms)
       fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n", last.at_ms,
@@ -219,9 +219,8 @@ Runner add_qemu_migrate(CLI::App& app) {
                   "false: set QEMU's parameters once, as given")
       ->capture_default_str();
   cmd->add_option("--tune-floor-ms", o->tune_floor_ms,
-                  "the tuner's floor in ms (default: from the link: 5 ms plus the time what "
-                  "QEMU says the guest dirties in 100 ms takes at the measured rate; 5 ms until "
-                  "the first iteration)")
+                  "the tuner's floor in ms (default 5: a switch-over's fixed part; a guest that "
+                  "outruns the link gets the limit raised from it)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--trace", o->trace,
                   "write each query-migrate answer (its switch-over figures) to FILE, one JSON "

@@ -49,16 +49,11 @@ uint64_t bounded_ms(double ms, double ceiling_ms) {
 
 }  // namespace
 
-double SwitchoverTuner::floor_for(double link_rate, double dirty_rate) {
-  if (link_rate <= 0) return kFixedMs;
-  return std::ceil(kFixedMs + kWindowMs * std::max(0.0, dirty_rate) / link_rate);
-}
-
 SwitchoverTuner::SwitchoverTuner(SwitchoverTunerConfig config)
     : config_(config),
-      limit_ms_(bounded_ms(config.floor_ms.value_or(kFixedMs), config.ceiling_ms)) {
+      limit_ms_(bounded_ms(config.floor_ms.value_or(kFloorMs), config.ceiling_ms)) {
   report_.floor_ms = static_cast<double>(limit_ms_);
-  report_.floor_source = config_.floor_ms ? "given" : "link";
+  report_.floor_source = config_.floor_ms ? "given" : "fixed";
   report_.ceiling_ms = config_.ceiling_ms;
   report_.switchover_bandwidth_supported = config_.set_switchover_bandwidth;
   report_.downtime_limit_steps.push_back(
@@ -68,9 +63,8 @@ SwitchoverTuner::SwitchoverTuner(SwitchoverTunerConfig config)
        .dirty_sync_count = 0,
        .reason = config_.floor_ms
                      ? "floor as given, kept while iterations shrink what is left"
-                     : fmt::format("floor's fixed part ({:.0f} ms); the rest follows from the "
-                                   "link at the first iteration",
-                                   kFixedMs)});
+                     : "floor (a switch-over's fixed part), kept while iterations shrink what "
+                       "is left"});
 }
 
 uint64_t SwitchoverTuner::initial_downtime_limit_ms() const {
@@ -87,7 +81,7 @@ TunerAction SwitchoverTuner::observe(const MigrationSnapshot& s) {
     // dirty-sync-count is 1 through the bulk pass; each increase closes one or more
     // iterations (several between two polls when they are short).
     if (last_sync_ >= 1) {
-      update_floor(s, action);
+      note_rates(s);
       on_iteration(s, action);
     }
     last_sync_ = s.dirty_sync_count;
@@ -114,31 +108,13 @@ void SwitchoverTuner::update_rate(const MigrationSnapshot& s, TunerAction& actio
   ++report_.switchover_bandwidth_updates;
 }
 
-void SwitchoverTuner::update_floor(const MigrationSnapshot& s, TunerAction& action) {
-  if (config_.floor_ms || !rate_ || *rate_ < 1) return;
-  // QEMU's dirty-pages-rate is over its last sync period of at least 1 s; 0 until one ended.
-  const double dirty = s.dirty_pages_rate * static_cast<double>(s.page_size);
-  const double floor =
-      static_cast<double>(bounded_ms(floor_for(*rate_, dirty), config_.ceiling_ms));
-  // The floor only rises, and once derived only by more than kRateChange (as the bandwidth):
-  // QEMU's first dirty rates creep up by a few percent an iteration (the traces).
-  if (floor < report_.floor_ms ||
-      (report_.floor_link_rate && floor <= (1 + kRateChange) * report_.floor_ms))
-    return;
-  report_.floor_ms = floor;
+void SwitchoverTuner::note_rates(const MigrationSnapshot& s) {
+  if (!rate_) return;
+  // For the report: how the guest's dirtying compared with the link at the last iteration,
+  // what the floor was held against. QEMU's dirty-pages-rate is over its last sync period of
+  // at least 1 s (0 until one ended).
   report_.floor_link_rate = *rate_;
-  report_.floor_dirty_rate = dirty;
-  if (floor <= static_cast<double>(limit_ms_)) return;
-  limit_ms_ = static_cast<uint64_t>(floor);
-  action.downtime_limit_ms = limit_ms_;
-  report_.downtime_limit_steps.push_back(
-      {.at_ms = s.total_ms,
-       .downtime_limit_ms = limit_ms_,
-       .remaining_bytes = s.remaining_bytes,
-       .dirty_sync_count = s.dirty_sync_count,
-       .reason = fmt::format("floor from the link: {:.0f} ms fixed + {:.0f} ms of {:.1f} MB/s "
-                             "dirtied, at {:.1f} MB/s",
-                             kFixedMs, kWindowMs, dirty / 1e6, *rate_ / 1e6)});
+  report_.floor_dirty_rate = s.dirty_pages_rate * static_cast<double>(s.page_size);
 }
 
 void SwitchoverTuner::on_iteration(const MigrationSnapshot& s, TunerAction& action) {

@@ -48,8 +48,8 @@ struct MigrateDriverConfig {
   // Switch-over tuning (switchover_tuner.h): the source QEMU's downtime-limit starts at a
   // floor and is raised toward the ceiling when iterations stop shrinking what is left, and
   // avail-switchover-bandwidth (QEMU >= 8.2, detected by query-migrate-parameters) follows
-  // the sustained transfer rate. The floor is `tune_floor_ms` when set, else derived from the
-  // measured link and QEMU's dirty rate. Off: the parameters are set once, as given.
+  // the sustained transfer rate. The floor is `tune_floor_ms` when set, else the tuner's
+  // (SwitchoverTuner::kFloorMs). Off: the parameters are set once, as given.
   bool tune = true;
   std::optional<double> tune_floor_ms;
   // When set, each query-migrate answer is written here, one JSON object a line (the parts the
@@ -107,8 +107,10 @@ struct QemuMigrationFigures {
 // What the switch-over tuner chose and why (MigrateDriverConfig::tune).
 struct TuningReport {
   double floor_ms = 0;
-  // "link": derived from the two rates below, when the floor was last set from them (bytes/s;
-  // absent until the first iteration); "given": MigrateDriverConfig::tune_floor_ms.
+  // "fixed": the tuner's default (a switch-over's fixed part); "given":
+  // MigrateDriverConfig::tune_floor_ms. The rates (bytes/s) are the sustained transfer rate and
+  // QEMU's dirty rate at the last iteration, what the floor was held against (absent before the
+  // first iteration).
   std::string floor_source;
   std::optional<double> floor_link_rate;
   std::optional<double> floor_dirty_rate;
