@@ -30,6 +30,7 @@ struct MigrateOptions {
   std::string max_bandwidth = "0";
   double downtime_limit_ms = 0;
   bool tune_switchover = true;
+  std::optional<double> tune_floor_ms;
   std::string trace;
   std::optional<double> postcopy_after_s;
   bool postcopy_recover = true;
@@ -75,6 +76,9 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   RS_ASSIGN_OR_RETURN(c.max_bandwidth, parse_size(o.max_bandwidth));
   c.downtime_limit_ms = o.downtime_limit_ms;
   c.tune = o.tune_switchover;
+  c.tune_floor_ms = o.tune_floor_ms;
+  if (c.tune_floor_ms && !c.tune)
+    return Status(ErrorCode::kInvalidArgument, "--tune-floor-ms needs --tune-switchover true");
   c.trace_path = o.trace;
   if (o.postcopy_after_s) c.postcopy_after = std::chrono::duration<double>(*o.postcopy_after_s);
   c.postcopy_recover = o.postcopy_recover;
@@ -122,9 +126,16 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
                                  format_rate(static_cast<double>(*t.switchover_bandwidth)),
                                  t.switchover_bandwidth_updates)
                    : std::string("avail-switchover-bandwidth: no rate measured yet"));
-    if (t.downtime_limit_steps.size() > 1)
-      fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n",
-                 t.downtime_limit_steps.back().at_ms, t.downtime_limit_steps.back().reason);
+    fmt::print(stderr, "qemu-migrate: tuning: floor {:.0f} ms{}{}\n", t.floor_ms,
+               t.floor_source == "given" ? " as given (--tune-floor-ms)" : "",
+               t.floor_link_rate ? fmt::format(", at the last iteration {} moved, {} dirtied",
+                                               format_rate(*t.floor_link_rate),
+                                               format_rate(t.floor_dirty_rate.value_or(0)))
+                                 : std::string());
+    if (const auto& last = t.downtime_limit_steps.back();
+        static_cast<double>(last.downtime_limit_ms) > t.floor_ms)
+      fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n", last.at_ms,
+                 last.reason);
   }
   for (const auto& e : r.postcopy_recoveries)
     fmt::print(stderr, "qemu-migrate: post-copy paused at {:.0f} ms: {}\n", e.paused_at_ms,
@@ -202,11 +213,15 @@ Runner add_qemu_migrate(CLI::App& app) {
       "--downtime-limit", o->downtime_limit_ms,
       "QEMU downtime-limit in ms (0 = QEMU's, 300); tuned (--tune-switchover), the ceiling");
   cmd->add_option("--tune-switchover", o->tune_switchover,
-                  "true: start QEMU's downtime-limit at a 20 ms floor, raise it toward the "
-                  "ceiling when iterations stop shrinking what is left, and set "
-                  "avail-switchover-bandwidth (QEMU >= 8.2) to the measured rate; false: set "
-                  "QEMU's parameters once, as given")
+                  "true: keep QEMU's downtime-limit at a floor (--tune-floor-ms) while "
+                  "iterations shrink what is left, raise it toward the ceiling when they stop, "
+                  "and set avail-switchover-bandwidth (QEMU >= 8.2) to the measured rate; "
+                  "false: set QEMU's parameters once, as given")
       ->capture_default_str();
+  cmd->add_option("--tune-floor-ms", o->tune_floor_ms,
+                  "the tuner's floor in ms (default 5: a switch-over's fixed part; a guest that "
+                  "outruns the link gets the limit raised from it)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--trace", o->trace,
                   "write each query-migrate answer (its switch-over figures) to FILE, one JSON "
                   "object a line");

@@ -485,6 +485,12 @@ std::string MigrateReport::to_json() const {
   if (tuning) {
     nlohmann::ordered_json t;
     t["floor_ms"] = tuning->floor_ms;
+    t["floor_source"] = tuning->floor_source;
+    auto opt = [](const std::optional<double>& v) {
+      return v ? nlohmann::ordered_json(*v) : nlohmann::ordered_json();
+    };
+    t["floor_link_rate"] = opt(tuning->floor_link_rate);
+    t["floor_dirty_rate"] = opt(tuning->floor_dirty_rate);
     t["ceiling_ms"] = tuning->ceiling_ms;
     t["switchover_bandwidth_supported"] = tuning->switchover_bandwidth_supported;
     t["switchover_bandwidth"] = tuning->switchover_bandwidth

@@ -40,11 +40,20 @@ nlohmann::json MigrationSnapshot::to_json() const {
             {"mbps", mbps}}}};
 }
 
+namespace {
+
+// A limit QEMU can be given: whole ms, at least 1, never over the ceiling.
+uint64_t bounded_ms(double ms, double ceiling_ms) {
+  return static_cast<uint64_t>(std::max(1.0, std::min(std::ceil(ms), ceiling_ms)));
+}
+
+}  // namespace
+
 SwitchoverTuner::SwitchoverTuner(SwitchoverTunerConfig config)
     : config_(config),
-      limit_ms_(
-          static_cast<uint64_t>(std::max(1.0, std::min(config.floor_ms, config.ceiling_ms)))) {
+      limit_ms_(bounded_ms(config.floor_ms.value_or(kFloorMs), config.ceiling_ms)) {
   report_.floor_ms = static_cast<double>(limit_ms_);
+  report_.floor_source = config_.floor_ms ? "given" : "fixed";
   report_.ceiling_ms = config_.ceiling_ms;
   report_.switchover_bandwidth_supported = config_.set_switchover_bandwidth;
   report_.downtime_limit_steps.push_back(
@@ -52,7 +61,10 @@ SwitchoverTuner::SwitchoverTuner(SwitchoverTunerConfig config)
        .downtime_limit_ms = limit_ms_,
        .remaining_bytes = 0,
        .dirty_sync_count = 0,
-       .reason = "floor, kept while iterations shrink what is left"});
+       .reason = config_.floor_ms
+                     ? "floor as given, kept while iterations shrink what is left"
+                     : "floor (a switch-over's fixed part), kept while iterations shrink what "
+                       "is left"});
 }
 
 uint64_t SwitchoverTuner::initial_downtime_limit_ms() const {
@@ -68,7 +80,10 @@ TunerAction SwitchoverTuner::observe(const MigrationSnapshot& s) {
   if (s.dirty_sync_count > last_sync_) {
     // dirty-sync-count is 1 through the bulk pass; each increase closes one or more
     // iterations (several between two polls when they are short).
-    if (last_sync_ >= 1) on_iteration(s, action);
+    if (last_sync_ >= 1) {
+      note_rates(s);
+      on_iteration(s, action);
+    }
     last_sync_ = s.dirty_sync_count;
   }
   return action;
@@ -91,6 +106,15 @@ void SwitchoverTuner::update_rate(const MigrationSnapshot& s, TunerAction& actio
   action.switchover_bandwidth = static_cast<uint64_t>(*rate_);
   report_.switchover_bandwidth = action.switchover_bandwidth;
   ++report_.switchover_bandwidth_updates;
+}
+
+void SwitchoverTuner::note_rates(const MigrationSnapshot& s) {
+  if (!rate_) return;
+  // For the report: how the guest's dirtying compared with the link at the last iteration,
+  // what the floor was held against. QEMU's dirty-pages-rate is over its last sync period of
+  // at least 1 s (0 until one ended).
+  report_.floor_link_rate = *rate_;
+  report_.floor_dirty_rate = s.dirty_pages_rate * static_cast<double>(s.page_size);
 }
 
 void SwitchoverTuner::on_iteration(const MigrationSnapshot& s, TunerAction& action) {

@@ -16,6 +16,12 @@
 //       ceiling (the user's --downtime-limit, default QEMU's 300 ms), each time kStallIterations
 //       iterations in a row neither set a new low nor fit the current limit: a guest that
 //       dirties memory as fast as the link moves it still converges, at the ceiling.
+//   (c) that floor is kFloorMs unless the user gives one: the fixed part of a switch-over,
+//       which no link shortens. QEMU syncs the dirty log again after each short pass, so what
+//       a sync finds is what the guest dirtied since the last one, small while it converges;
+//       a guest that outruns the link is what (b)'s raising is for (from 5 ms, two doublings
+//       more than from 20 ms). Against 20 ms at 100 Mbit/s and 1 Gbit/s neither floor won on
+//       downtime or total time and no run raised the limit (docs/benchmarks).
 // docs/design.md ("qemu-migrate: QEMU's switch-over parameters") has the measurements.
 #pragma once
 
@@ -49,7 +55,8 @@ struct MigrationSnapshot {
 };
 
 struct SwitchoverTunerConfig {
-  double floor_ms = 20;     // downtime-limit while iterations still shrink what is left
+  // downtime-limit while iterations still shrink what is left; unset: kFloorMs.
+  std::optional<double> floor_ms;
   double ceiling_ms = 300;  // the most it is raised to (QEMU's default when the user gave none)
   bool set_switchover_bandwidth = true;  // QEMU has avail-switchover-bandwidth
 };
@@ -72,6 +79,9 @@ class SwitchoverTuner {
   static constexpr double kShrink = 0.8;
   // Iterations in a row that neither shrink nor fit the limit before it is raised.
   static constexpr int kStallIterations = 2;
+  // The floor when none is given: the fixed part of a switch-over (stop, device state, start,
+  // a round trip: 1-2 ms on QEMU 10, 1-11 ms on 7.2), with room for a few MB of what is left.
+  static constexpr double kFloorMs = 5;
 
   explicit SwitchoverTuner(SwitchoverTunerConfig config);
 
@@ -86,6 +96,7 @@ class SwitchoverTuner {
 
  private:
   void update_rate(const MigrationSnapshot& s, TunerAction& action);
+  void note_rates(const MigrationSnapshot& s);
   void on_iteration(const MigrationSnapshot& s, TunerAction& action);
 
   SwitchoverTunerConfig config_;

@@ -2,10 +2,13 @@
 // (tests/unit/qemu/traces/, README.md there says how each was made) and on a few built ones.
 #include "switchover_tuner.h"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -70,6 +73,24 @@ TEST(SwitchoverTuner, TraceFileRoundTripsQemuKeys) {
   EXPECT_EQ(back.to_json(), s.to_json());
 }
 
+// The default floor of a replayed trace: kFloorMs from before `migrate`, with the rates of the
+// last iteration reported beside it.
+void expect_default_floor(const Replay& r) {
+  EXPECT_EQ(r.report.floor_source, "fixed");
+  EXPECT_EQ(r.report.floor_ms, SwitchoverTuner::kFloorMs);
+  ASSERT_GE(r.report.downtime_limit_steps.size(), 1u);
+  EXPECT_EQ(r.report.downtime_limit_steps[0].downtime_limit_ms, SwitchoverTuner::kFloorMs);
+  ASSERT_TRUE(r.report.floor_link_rate);
+  ASSERT_TRUE(r.report.floor_dirty_rate);
+}
+
+// A converging trace: the floor, never raised.
+void expect_kept_the_floor(const Replay& r) {
+  expect_default_floor(r);
+  EXPECT_EQ(limits(r.report), std::vector<uint64_t>{5});
+  EXPECT_EQ(static_cast<double>(r.final_limit_ms), r.report.floor_ms);
+}
+
 // QEMU 10.0 on a 1 Gbit/s veth, a guest dirtying 20 MB/s, tuned: every iteration still
 // shrank what was left until QEMU switched over, so the limit stays at the floor, and the
 // switch-over bandwidth is the link's sustained rate.
@@ -78,7 +99,7 @@ TEST(SwitchoverTuner, ConvergingQemu10KeepsTheFloorAndSetsTheLinkRate) {
   ASSERT_GT(trace.size(), 20u);
   ASSERT_GE(iterations(trace), 2u) << "the trace must have iterations after the bulk pass";
   const auto r = replay(trace);
-  EXPECT_EQ(limits(r.report), std::vector<uint64_t>{20});
+  expect_kept_the_floor(r);
   ASSERT_TRUE(r.last_bandwidth);
   // tbf rate 1gbit: 125 MB/s on the wire, TCP/IP headers and QEMU's own framing off it.
   EXPECT_GT(*r.last_bandwidth, 100e6);
@@ -88,37 +109,71 @@ TEST(SwitchoverTuner, ConvergingQemu10KeepsTheFloorAndSetsTheLinkRate) {
   EXPECT_LE(r.report.switchover_bandwidth_updates, 5u);
 }
 
-// The same with QEMU 7.2, which has no avail-switchover-bandwidth: only the limit is tuned.
+// The same with QEMU 7.2, which has no avail-switchover-bandwidth: only the limit is tuned, its
+// floor the same.
 TEST(SwitchoverTuner, ConvergingQemu72KeepsTheFloorWithoutSwitchoverBandwidth) {
   const auto trace = load_trace("qemu72_veth_1gbit_20M_converging.jsonl");
   ASSERT_GE(iterations(trace), 2u);
-  const auto r =
-      replay(trace, {.floor_ms = 20, .ceiling_ms = 300, .set_switchover_bandwidth = false});
-  EXPECT_EQ(limits(r.report), std::vector<uint64_t>{20});
+  const auto r = replay(trace, {.ceiling_ms = 300, .set_switchover_bandwidth = false});
+  expect_kept_the_floor(r);
   for (const auto& a : r.actions) EXPECT_FALSE(a.switchover_bandwidth);
   EXPECT_FALSE(r.report.switchover_bandwidth);
 }
 
+// The stalling trace below, run on: its last `n` iterations (each 26-53 MB left, none
+// shrinking) once more after its end, as a guest that keeps outrunning the link would. Built;
+// the recording was cancelled at 45 s.
+std::vector<MigrationSnapshot> stall_longer(std::vector<MigrationSnapshot> t, uint64_t n) {
+  while (!t.empty() && t.back().status != "active") t.pop_back();
+  const MigrationSnapshot end = t.back();
+  std::vector<MigrationSnapshot> tail;
+  for (const auto& s : t)
+    if (s.dirty_sync_count + n > end.dirty_sync_count) tail.push_back(s);
+  const MigrationSnapshot& from = tail.front();
+  for (auto x : tail) {
+    x.total_ms += end.total_ms - from.total_ms + 100;
+    x.transferred_bytes += end.transferred_bytes - from.transferred_bytes;
+    x.dirty_sync_count += n;
+    t.push_back(x);
+  }
+  return t;
+}
+
 // A guest dirtying 20 MB/s across a 100 Mbit/s link (12.5 MB/s): what is left never
 // shrinks, so the limit doubles, two iterations at a time, up to the ceiling, where QEMU
-// can switch over.
+// can switch over. From the default floor that is two doublings more than from 20 ms: the
+// 45 s recorded (13 iterations, ~2.5 s each late on) end at 160 ms, and 4 more iterations
+// reach the ceiling; from a floor given as 20 ms the recording reaches it.
 TEST(SwitchoverTuner, StallingTraceEndsWithTheLimitRaisedToTheCeiling) {
   const auto trace = load_trace("qemu10_veth_100mbit_20M_stalling.jsonl");
-  const auto r = replay(trace);
+  const auto recorded = replay(trace);
+  expect_default_floor(recorded);
+  EXPECT_EQ(limits(recorded.report), (std::vector<uint64_t>{5, 10, 20, 40, 80, 160}));
+  // The reported rates say why: QEMU saw the guest dirty more than the link moved.
+  EXPECT_GT(*recorded.report.floor_dirty_rate, *recorded.report.floor_link_rate);
+  const auto r = replay(stall_longer(trace, 6));
   EXPECT_EQ(r.final_limit_ms, 300u);
-  EXPECT_EQ(limits(r.report), (std::vector<uint64_t>{20, 40, 80, 160, 300}));
+  EXPECT_EQ(limits(r.report), (std::vector<uint64_t>{5, 10, 20, 40, 80, 160, 300}));
+  const auto given = replay(trace, {.floor_ms = 20});
+  EXPECT_EQ(given.final_limit_ms, 300u);
+  EXPECT_EQ(limits(given.report), (std::vector<uint64_t>{20, 40, 80, 160, 300}));
   // Step by step: each raise waited for its own kStallIterations iterations.
-  const auto& st = r.report.downtime_limit_steps;
-  for (size_t i = 2; i < st.size(); ++i)
-    EXPECT_GE(st[i].dirty_sync_count,
-              st[i - 1].dirty_sync_count + SwitchoverTuner::kStallIterations)
-        << "step " << i;
+  for (const auto* t : {&r, &given}) {
+    const auto& st = t->report.downtime_limit_steps;
+    for (size_t i = 2; i < st.size(); ++i)
+      EXPECT_GE(st[i].dirty_sync_count,
+                st[i - 1].dirty_sync_count + SwitchoverTuner::kStallIterations)
+          << "step " << i;
+  }
+  std::printf("ceiling reached at %.1f s from the default floor, %.1f s from 20 ms\n",
+              r.report.downtime_limit_steps.back().at_ms / 1e3,
+              given.report.downtime_limit_steps.back().at_ms / 1e3);
   ASSERT_TRUE(r.last_bandwidth);
   EXPECT_GT(*r.last_bandwidth, 9e6);
   EXPECT_LT(*r.last_bandwidth, 12.6e6);
   // A user's lower ceiling is never passed.
-  const auto low = replay(trace, {.floor_ms = 20, .ceiling_ms = 50});
-  EXPECT_EQ(limits(low.report), (std::vector<uint64_t>{20, 40, 50}));
+  const auto low = replay(trace, {.ceiling_ms = 50});
+  EXPECT_EQ(limits(low.report), (std::vector<uint64_t>{5, 10, 20, 40, 50}));
 }
 
 // The link's bandwidth changes under QEMU: an iperf3 flow took half of the 1 Gbit/s veth from
@@ -127,7 +182,7 @@ TEST(SwitchoverTuner, StallingTraceEndsWithTheLimitRaisedToTheCeiling) {
 TEST(SwitchoverTuner, SwitchoverBandwidthFollowsALinkThatChanges) {
   const auto trace = load_trace("qemu10_veth_1gbit_20M_competing_flow.jsonl");
   const auto r = replay(trace);
-  EXPECT_EQ(limits(r.report), std::vector<uint64_t>{20});
+  expect_kept_the_floor(r);
   std::vector<uint64_t> set;
   for (const auto& a : r.actions)
     if (a.switchover_bandwidth) set.push_back(*a.switchover_bandwidth);
@@ -191,8 +246,12 @@ TEST(SwitchoverTuner, OneBurstDoesNotRaiseTheLimitTwoInARowDo) {
     }
     return t;
   };
-  EXPECT_EQ(limits(replay(with_bursts(1)).report), std::vector<uint64_t>{20});
-  EXPECT_EQ(limits(replay(with_bursts(2)).report), (std::vector<uint64_t>{20, 40}));
+  const SwitchoverTunerConfig given{.floor_ms = 20};
+  EXPECT_EQ(limits(replay(with_bursts(1), given).report), std::vector<uint64_t>{20});
+  EXPECT_EQ(limits(replay(with_bursts(2), given).report), (std::vector<uint64_t>{20, 40}));
+  // The same from the default floor.
+  EXPECT_EQ(limits(replay(with_bursts(1)).report), std::vector<uint64_t>{5});
+  EXPECT_EQ(limits(replay(with_bursts(2)).report), (std::vector<uint64_t>{5, 10}));
 }
 
 // Built: what is left shrinks slowly (10% an iteration, less than kShrink asks) and never fits
@@ -210,7 +269,8 @@ TEST(SwitchoverTuner, SlowShrinkIsAStall) {
     if (i % 2) left *= 0.9;
     t.push_back(s);
   }
-  const auto r = replay(t);
+  const SwitchoverTunerConfig given{.floor_ms = 20};
+  const auto r = replay(t, given);
   EXPECT_GT(r.final_limit_ms, 20u);
   // And the same shrinking by half each iteration keeps the floor.
   left = 50e6;
@@ -218,7 +278,7 @@ TEST(SwitchoverTuner, SlowShrinkIsAStall) {
     t[i].remaining_bytes = static_cast<uint64_t>(left);
     if (i % 2) left *= 0.5;
   }
-  EXPECT_EQ(replay(t).final_limit_ms, 20u);
+  EXPECT_EQ(replay(t, given).final_limit_ms, 20u);
 }
 
 TEST(SwitchoverTuner, NothingHappensOutsidePreCopy) {
@@ -230,9 +290,44 @@ TEST(SwitchoverTuner, NothingHappensOutsidePreCopy) {
     s.transferred_bytes = static_cast<uint64_t>(i) * 10'000'000;
     EXPECT_TRUE(tuner.observe(s).empty());
   }
-  EXPECT_EQ(tuner.initial_downtime_limit_ms(), 20u);
+  // No iteration: the default floor or the one given, and no rates beside it.
+  EXPECT_EQ(tuner.initial_downtime_limit_ms(), SwitchoverTuner::kFloorMs);
+  EXPECT_EQ(tuner.report().floor_source, "fixed");
+  EXPECT_FALSE(tuner.report().floor_link_rate);
+  EXPECT_EQ(SwitchoverTuner({.floor_ms = 20}).initial_downtime_limit_ms(), 20u);
   // A ceiling under the floor wins.
   EXPECT_EQ(SwitchoverTuner({.floor_ms = 20, .ceiling_ms = 10}).initial_downtime_limit_ms(), 10u);
+}
+
+// The default floor is the same on every link: 1 Gbit/s, 100 Mbit/s, and a 10 Gbit/s tbf on
+// which this host's 2 cores moved only ~150 MB/s (the traces' README), the guest at 20 MB/s in
+// each; the reported rates follow the link. Where the guest converged the limit stayed at the
+// floor; where it outran the link, the raising took it to the ceiling (the test above).
+TEST(SwitchoverTuner, DefaultFloorOnEveryLink) {
+  const auto gbit = replay(load_trace("qemu10_veth_1gbit_20M_converging.jsonl"));
+  const auto fast = replay(load_trace("qemu10_veth_10gbit_20M_converging.jsonl"));
+  const auto slow = replay(load_trace("qemu10_veth_100mbit_20M_stalling.jsonl"));
+  for (const auto* r : {&gbit, &fast, &slow}) expect_default_floor(*r);
+  EXPECT_GT(*fast.report.floor_link_rate, 1.2 * *gbit.report.floor_link_rate);
+  EXPECT_LT(*slow.report.floor_link_rate, *gbit.report.floor_link_rate / 5);
+  EXPECT_EQ(limits(fast.report), std::vector<uint64_t>{5});
+  for (const auto* r : {&gbit, &fast, &slow})
+    std::printf("link %.1f MB/s, dirtied %.1f MB/s; limits %s\n", *r->report.floor_link_rate / 1e6,
+                *r->report.floor_dirty_rate / 1e6,
+                fmt::format("{}", fmt::join(limits(r->report), " ")).c_str());
+}
+
+// A floor given (--tune-floor-ms) is kept as given, and no floor passes the ceiling.
+TEST(SwitchoverTuner, GivenFloorAndCeilingBoundIt) {
+  const auto trace = load_trace("qemu10_veth_1gbit_20M_converging.jsonl");
+  const auto given = replay(trace, {.floor_ms = 40});
+  EXPECT_EQ(limits(given.report), std::vector<uint64_t>{40});
+  EXPECT_EQ(given.report.floor_source, "given");
+  EXPECT_EQ(given.report.floor_ms, 40);
+  // A ceiling under the default floor wins.
+  const auto low = replay(trace, {.ceiling_ms = 3});
+  EXPECT_EQ(low.report.floor_ms, 3);
+  EXPECT_EQ(limits(low.report), std::vector<uint64_t>{3});
 }
 
 }  // namespace

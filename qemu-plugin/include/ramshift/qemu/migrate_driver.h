@@ -45,12 +45,13 @@ struct MigrateDriverConfig {
   // QEMU's downtime-limit; 0 = QEMU's (300 ms). With `tune`, the ceiling the tuner raises
   // the limit to, never past.
   double downtime_limit_ms = 0;
-  // Switch-over tuning (switchover_tuner.h): the source QEMU's downtime-limit starts at
-  // `tune_floor_ms` and is raised toward the ceiling when iterations stop shrinking what is
-  // left, and avail-switchover-bandwidth (QEMU >= 8.2, detected by query-migrate-parameters)
-  // follows the sustained transfer rate. Off: the parameters are set once, as given.
+  // Switch-over tuning (switchover_tuner.h): the source QEMU's downtime-limit starts at a
+  // floor and is raised toward the ceiling when iterations stop shrinking what is left, and
+  // avail-switchover-bandwidth (QEMU >= 8.2, detected by query-migrate-parameters) follows
+  // the sustained transfer rate. The floor is `tune_floor_ms` when set, else the tuner's
+  // (SwitchoverTuner::kFloorMs). Off: the parameters are set once, as given.
   bool tune = true;
-  double tune_floor_ms = 20;
+  std::optional<double> tune_floor_ms;
   // When set, each query-migrate answer is written here, one JSON object a line (the parts the
   // tuner reads, under QEMU's key names): a trace to replay in tests.
   std::string trace_path;
@@ -106,6 +107,13 @@ struct QemuMigrationFigures {
 // What the switch-over tuner chose and why (MigrateDriverConfig::tune).
 struct TuningReport {
   double floor_ms = 0;
+  // "fixed": the tuner's default (a switch-over's fixed part); "given":
+  // MigrateDriverConfig::tune_floor_ms. The rates (bytes/s) are the sustained transfer rate and
+  // QEMU's dirty rate at the last iteration, what the floor was held against (absent before the
+  // first iteration).
+  std::string floor_source;
+  std::optional<double> floor_link_rate;
+  std::optional<double> floor_dirty_rate;
   double ceiling_ms = 0;
   // Whether the source QEMU has avail-switchover-bandwidth (>= 8.2), and the last value set
   // (bytes/s; absent: never set) after how many updates.
