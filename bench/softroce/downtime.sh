@@ -25,11 +25,11 @@ RS_RUNS="" RS_PARTS=""
 rs_live() {  # ROUND
   local rx tx=$W/tx$1.json port=$((7000 + $1))
   rm -f "$tx" "$W/rx.out"
-  timeout 900 ramshift -q receive --listen "rdma://$A:$port" --once --resume-seconds 1 \
+  timeout 900 ramshift receive --listen "rdma://$A:$port" --once --resume-seconds 1 \
     --json "$W/rx$1.json" >"$W/rx.out" 2>"$W/rx$1.err" &
   rx=$!
   for _ in $(seq 200); do grep -q listening "$W/rx.out" 2>/dev/null && break; sleep 0.05; done
-  timeout 900 ramshift -q send --to "rdma://$A:$port" \
+  timeout 900 ramshift send --to "rdma://$A:$port" \
     --guest "synthetic:size=${MEM_MB}M,dirty-rate=${DIRTY_MBPS}M,pattern=mixed" --json "$tx" \
     >/dev/null 2>"$W/tx$1.err"
   local rc=$?
@@ -37,7 +37,9 @@ rs_live() {  # ROUND
   local status; status=$(j "$tx" status)
   if [ $rc != 0 ] || [ $rrc != 0 ] || [ "$status" != completed ] || [ "$(j "$tx" verified)" != true ]; then
     echo "progress: round $1, ramshift: failed (send exit $rc, receive exit $rrc, ${status:-no report}):" \
-      "$(tail -2 "$W/tx$1.err" "$W/rx$1.err" | tr '\n' ' ')"
+      "$(grep -m1 -o '"error": *"[^"]*"' "$tx")"
+    tail -3 "$W/tx$1.err" "$W/rx$1.err" | sed 's/^/progress:   /'
+    rounds_detail "$tx"
     RS_RUNS+="failed "; return
   fi
   local t d p l s v h r
@@ -48,17 +50,21 @@ rs_live() {  # ROUND
   RS_RUNS+="$t/$d "; RS_PARTS+="$l/$s/$v/$h/$p/$r "
   echo "progress: round $1, ramshift rdma://: total $t s, downtime $d ms = last pages $l +" \
     "device state $s + verify $v + hand-off $h (predicted $p), $r rounds, verified by the destination"
-  # Each round's pages, ms and the downtime it predicted: where the last round came from.
+  rounds_detail "$tx"
+}
+# Each round's pages, ms and the downtime it predicted: where the last round came from.
+rounds_detail() {  # REPORT
   awk '/"rounds_detail"/ {on = 1} on && /"(round|pages|ms|expected_downtime_ms)":/ {
          gsub(/[",]/, ""); printf "%s%s=%s", ($1 == "round:" ? "\n  " : " "), $1, $2 }
-       on && /^  \]/ {exit} END {print ""}' "$tx" | sed 's/:=/=/g' | grep . | sed 's/^/progress:   /'
+       on && /^  \]/ {exit} END {print ""}' "$1" | sed 's/:=/=/g' | grep . | sed 's/^/progress:   /'
 }
 
 # Stock QEMU's own `rdma:` at its defaults (qemu-migrate --tune-switchover false: QEMU's
 # downtime-limit of 300 ms and its switch-over estimate; max-bandwidth lifted, as qemu-migrate
 # always does, far above this link's rate) migrating the running bare guest. Appends
-# "total_s/downtime_ms" (or "failed") to QRUNS[LABEL]; the guest must beat again on the
-# destination with its page check clean.
+# "total_s/downtime_ms/CLEAN" (or "failed") to QRUNS[LABEL]: CLEAN is 1 when the guest beat
+# again on the destination with its page check clean, else 0 (the figures still count: QEMU
+# completed and measured them).
 declare -A QRUNS
 qemu_live() {  # ROUND LABEL QEMU [QEMU ARGS...]
   local round=$1 label=$2 q=$3; shift 3
@@ -92,7 +98,7 @@ qemu_live() {  # ROUND LABEL QEMU [QEMU ARGS...]
   fi
   qemu_stop_all
   local st; st=$(j "$W/qm.json" status)
-  if [ -n "$why" ] || [ "$st" != completed ]; then
+  if [ "$st" != completed ]; then
     echo "progress: round $round, $label: failed (${why:-status ${st:-none}})"
     tail -3 "$W/qsrc.qemu.out" "$W/qdst.qemu.out" 2>/dev/null | sed 's/^/progress:   /'
     QRUNS[$label]+="failed "; rm -f "$W/qm.json"; return
@@ -100,10 +106,10 @@ qemu_live() {  # ROUND LABEL QEMU [QEMU ARGS...]
   local t d
   t=$(awk -v v="$(j "$W/qm.json" total_ms)" 'BEGIN {printf "%.2f", v / 1000}')
   d=$(j "$W/qm.json" downtime_ms)
-  QRUNS[$label]+="$t/$d "
+  QRUNS[$label]+="$t/$d/$([ -z "$why" ] && echo 1 || echo 0) "
   echo "progress: round $round, $label: total $t s, downtime $d ms, setup $(j "$W/qm.json" setup_ms) ms," \
     "$(j "$W/qm.json" dirty_sync_count) dirty syncs, $(j "$W/qm.json" ram_transferred_bytes) bytes;" \
-    "the guest beat again on the destination, page check clean"
+    "${why:-the guest beat again on the destination, page check clean}"
   rm -f "$W/qm.json"
 }
 
@@ -148,14 +154,17 @@ ratio() {  # A B F
     printf "(median %.3f)", k == 0 ? 0 : (k % 2 ? r[(k + 1) / 2] : (r[k / 2] + r[k / 2 + 1]) / 2) }'
 }
 echo
-echo "| path | completed | total s (median) | total s (worst) | downtime ms (median) | downtime ms (worst) | runs: s/ms |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
-row() {  # LABEL RUNS
-  set -- "$1" "$2" $(stats "$2")
-  echo "| $1 | $3 of $RUNS | $4 | $5 | $6 | $7 | $2|"
+echo "| path | completed | guest checked | total s (median) | total s (worst) | downtime ms (median) | downtime ms (worst) | runs: s/ms |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+row() {  # LABEL RUNS CHECKED
+  set -- "$1" "$2" "$3" $(stats "$2")
+  echo "| $1 | $4 of $RUNS | $3 | $5 | $6 | $7 | $8 | $2|"
 }
-row "ramshift \`send\` over rdma://, defaults (verified)" "$RS_RUNS"
-for l in "${LABELS[@]}"; do row "$l \`migrate rdma:\`, defaults (guest beat again)" "${QRUNS[$l]}"; done
+row "ramshift \`send\` over rdma://, defaults" "$RS_RUNS" "$(echo "$RS_RUNS" | tr ' ' '\n' | grep -c /) verified"
+for l in "${LABELS[@]}"; do
+  row "$l \`migrate rdma:\`, defaults" "${QRUNS[$l]}" \
+    "$(echo "${QRUNS[$l]}" | tr ' ' '\n' | grep -c '/1$') beat again, page check clean"
+done
 echo
 for l in "${LABELS[@]}"; do
   echo "- ramshift's downtime over $l's, round by round: $(ratio "$RS_RUNS" "${QRUNS[$l]}" 2)"
