@@ -1,14 +1,17 @@
 #!/bin/bash
 # Runs inside the soft-RoCE VM for bench/softroce_downtime_bench.sh:
-#   downtime.sh RUNS MEM_MB DIRTY_MBPS GUEST_ELF QEMU_TESTS_DIR [NEWER_QEMU NEWER_QEMU_ROOT]
+#   downtime.sh RUNS MEM_MB DIRTY_MBPS ALSO GUEST_ELF QEMU_TESTS_DIR [NEWER_QEMU NEWER_QEMU_ROOT]
 # RUNS rounds, each: ramshift's live pre-copy engine over rdma:// at its defaults (a synthetic
-# guest of MEM_MB MiB dirtying DIRTY_MBPS MB/s), then stock QEMU 7.2's own `rdma:` migrating
-# the kernel-less test guest (tests/qemu/guest/bare.c) of the same size and rate, then the same
-# with NEWER_QEMU when given. Prints a progress line per run and a markdown table at the end.
+# guest of MEM_MB MiB dirtying DIRTY_MBPS MB/s); the same with the send options ALSO (none if
+# empty); the same at its defaults over tcp:// to the same address (the engine in this VM
+# without RDMA); then stock QEMU 7.2's own `rdma:` migrating the kernel-less test guest
+# (tests/qemu/guest/bare.c) of the same size and rate, then the same with NEWER_QEMU when
+# given. Prints a progress line per run and a markdown table at the end.
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"
 set -uo pipefail
-RUNS=${1:?usage: downtime.sh RUNS MEM_MB DIRTY_MBPS GUEST_ELF QEMU_TESTS_DIR [NEWER_QEMU NEWER_ROOT]}
-MEM_MB=${2:?}; DIRTY_MBPS=${3:?}; GUEST=${4:?}; QTESTS=${5:?}; NEWER_QEMU=${6:-}; NEWER_ROOT=${7:-}
+RUNS=${1:?usage: downtime.sh RUNS MEM_MB DIRTY_MBPS ALSO GUEST_ELF QEMU_TESTS_DIR [NEWER_QEMU NEWER_ROOT]}
+MEM_MB=${2:?}; DIRTY_MBPS=${3:?}; ALSO=${4?}; GUEST=${5:?}; QTESTS=${6:?}; NEWER_QEMU=${7:-}
+NEWER_ROOT=${8:-}
 . /opt/share/lib.sh
 # qemu_beat, qemu_wait_beat, qemu_check_clean and qemu_stop_all: the QEMU tests' own, on
 # QEMUs whose console is $W/NAME.log and pid $W/NAME.pid.
@@ -19,36 +22,37 @@ W=/tmp/downtime; mkdir -p "$W"
 j() { grep -m1 -o "\"$2\": *[^,}]*" "$1" 2>/dev/null | sed 's/^[^:]*: *//; s/"//g'; }
 ms() { awk -v v="${1:-0}" 'BEGIN {printf "%.1f", v}'; }
 
-# ramshift send/receive of the live synthetic guest over rdma://, every send option at its
-# default. Appends "total_s/downtime_ms" (or "failed") to RS_RUNS and the parts to RS_PARTS.
-RS_RUNS="" RS_PARTS=""
-rs_live() {  # ROUND
-  local rx tx=$W/tx$1.json port=$((7000 + $1))
+# ramshift send/receive of the live synthetic guest over SCHEME:// with the send options given
+# (none: every one at its default). Appends "total_s/downtime_ms" (or "failed") to
+# RS_RUNS[LABEL] and the parts to RS_PARTS[LABEL].
+declare -A RS_RUNS RS_PARTS
+rs_live() {  # ROUND LABEL SCHEME [SEND OPTIONS...]
+  local round=$1 label=$2 scheme=$3; shift 3
+  local rx tx=$W/tx.json port=$((7000 + RANDOM % 500))
   rm -f "$tx" "$W/rx.out"
-  timeout 900 ramshift receive --listen "rdma://$A:$port" --once --resume-seconds 1 \
-    --json "$W/rx$1.json" >"$W/rx.out" 2>"$W/rx$1.err" &
+  timeout 900 ramshift receive --listen "$scheme://$A:$port" --once --resume-seconds 1 \
+    --json "$W/rx.json" >"$W/rx.out" 2>"$W/rx.err" &
   rx=$!
   for _ in $(seq 200); do grep -q listening "$W/rx.out" 2>/dev/null && break; sleep 0.05; done
-  timeout 900 ramshift send --to "rdma://$A:$port" \
+  timeout 900 ramshift send --to "$scheme://$A:$port" \
     --guest "synthetic:size=${MEM_MB}M,dirty-rate=${DIRTY_MBPS}M,pattern=mixed" --json "$tx" \
-    >/dev/null 2>"$W/tx$1.err"
+    "$@" >/dev/null 2>"$W/tx.err"
   local rc=$?
   wait $rx; local rrc=$?
   local status; status=$(j "$tx" status)
   if [ $rc != 0 ] || [ $rrc != 0 ] || [ "$status" != completed ] || [ "$(j "$tx" verified)" != true ]; then
-    echo "progress: round $1, ramshift: failed (send exit $rc, receive exit $rrc, ${status:-no report}):" \
-      "$(grep -m1 -o '"error": *"[^"]*"' "$tx")"
-    tail -3 "$W/tx$1.err" "$W/rx$1.err" | sed 's/^/progress:   /'
+    echo "progress: round $round, $label: failed (send exit $rc, receive exit $rrc," \
+      "${status:-no report}): $(grep -m1 -o '"error": *"[^"]*"' "$tx")"
     rounds_detail "$tx"
-    RS_RUNS+="failed "; return
+    RS_RUNS[$label]+="failed "; return
   fi
   local t d p l s v h r
   t=$(awk -v v="$(j "$tx" total_ms)" 'BEGIN {printf "%.2f", v / 1000}')
   d=$(ms "$(j "$tx" downtime_ms)"); p=$(ms "$(j "$tx" predicted_ms)")
   l=$(ms "$(j "$tx" last_pages_ms)"); s=$(ms "$(j "$tx" device_state_ms)")
   v=$(ms "$(j "$tx" verify_ms)"); h=$(ms "$(j "$tx" handoff_ms)"); r=$(j "$tx" rounds)
-  RS_RUNS+="$t/$d "; RS_PARTS+="$l/$s/$v/$h/$p/$r "
-  echo "progress: round $1, ramshift rdma://: total $t s, downtime $d ms = last pages $l +" \
+  RS_RUNS[$label]+="$t/$d "; RS_PARTS[$label]+="$l/$s/$v/$h/$p/$r "
+  echo "progress: round $round, $label: total $t s, downtime $d ms = last pages $l +" \
     "device state $s + verify $v + hand-off $h (predicted $p), $r rounds, verified by the destination"
   rounds_detail "$tx"
 }
@@ -121,8 +125,13 @@ echo "progress: $(ibv_devinfo -d rxe0 | grep -E 'active_mtu'), guest ${MEM_MB} M
   "$RUNS rounds of: ramshift, ${LABELS[*]}"
 PERF=$(perf_run 1048576)
 echo "progress: ib_write_bw 1 MiB: $PERF MB/s"
+RS_LABELS=("ramshift rdma://, defaults")
+[ -n "$ALSO" ] && RS_LABELS+=("ramshift rdma://, $ALSO")
+RS_LABELS+=("ramshift tcp:// in the same VM, defaults")
 for r in $(seq "$RUNS"); do
-  rs_live "$r"
+  rs_live "$r" "${RS_LABELS[0]}" rdma
+  [ -n "$ALSO" ] && rs_live "$r" "${RS_LABELS[1]}" rdma $ALSO
+  rs_live "$r" "${RS_LABELS[-1]}" tcp
   qemu_live "$r" "$Q72" "$QEMU"
   if [ -n "$NEWER_QEMU" ]; then
     # The newer QEMU's own firmware; no modules (Debian 12's are 7.2's and would not load).
@@ -160,21 +169,27 @@ row() {  # LABEL RUNS CHECKED
   set -- "$1" "$2" "$3" $(stats "$2")
   echo "| $1 | $4 of $RUNS | $3 | $5 | $6 | $7 | $8 | $2|"
 }
-row "ramshift \`send\` over rdma://, defaults" "$RS_RUNS" "$(echo "$RS_RUNS" | tr ' ' '\n' | grep -c /) verified"
+for l in "${RS_LABELS[@]}"; do
+  row "$l" "${RS_RUNS[$l]:-}" "$(echo "${RS_RUNS[$l]:-}" | tr ' ' '\n' | grep -c /) verified"
+done
 for l in "${LABELS[@]}"; do
-  row "$l \`migrate rdma:\`, defaults" "${QRUNS[$l]}" \
-    "$(echo "${QRUNS[$l]}" | tr ' ' '\n' | grep -c '/1$') beat again, page check clean"
+  row "$l \`migrate rdma:\`, defaults" "${QRUNS[$l]:-}" \
+    "$(echo "${QRUNS[$l]:-}" | tr ' ' '\n' | grep -c '/1$') beat again, page check clean"
 done
 echo
-for l in "${LABELS[@]}"; do
-  echo "- ramshift's downtime over $l's, round by round: $(ratio "$RS_RUNS" "${QRUNS[$l]}" 2)"
-  echo "- ramshift's total time over $l's, round by round: $(ratio "$RS_RUNS" "${QRUNS[$l]}" 1)"
+for rl in "${RS_LABELS[@]}"; do
+  for l in "${LABELS[@]}"; do
+    echo "- $rl: downtime over $l's, round by round: $(ratio "${RS_RUNS[$rl]:-}" "${QRUNS[$l]:-}" 2);" \
+      "total time: $(ratio "${RS_RUNS[$rl]:-}" "${QRUNS[$l]:-}" 1)"
+  done
 done
-echo "- ramshift's downtime parts, median of the completed runs (ms): $(echo "$RS_PARTS" | tr ' ' '\n' | grep / |
+for rl in "${RS_LABELS[@]}"; do
+  echo "- $rl: downtime parts, median of the completed runs (ms): $(echo "${RS_PARTS[$rl]:-}" | tr ' ' '\n' | grep / |
   awk -F/ '{for (f = 1; f <= 6; f++) v[f, NR] = $f} END {
     split("last pages|device state|verify|hand-off|predicted|rounds", name, "|")
     for (f = 1; f <= 6; f++) { n = 0; for (i = 1; i <= NR; i++) a[++n] = v[f, i]
       for (i = 1; i <= n; i++) for (k = i + 1; k <= n; k++) if (a[k] < a[i]) { t = a[i]; a[i] = a[k]; a[k] = t }
       printf "%s %s%s", name[f], n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2, f < 6 ? ", " : "" } }')"
-echo "- ramshift's parts per run (last pages/device state/verify/hand-off/predicted ms/rounds): $RS_PARTS"
+  echo "- $rl: parts per run (last pages/device state/verify/hand-off/predicted ms/rounds): ${RS_PARTS[$rl]:-}"
+done
 echo "- ib_write_bw 1 MiB: $PERF MB/s before the rounds, $PERF_END after"
