@@ -9,18 +9,19 @@
 # run's downtime, total time and, for ramshift, the `downtime_detail` parts from the JSON
 # report; QEMU's own `downtime` and `total-time` from query-migrate. Also ramshift over
 # rdma:// with ALSO (default `--downtime-limit 300`, QEMU's default limit: at its own 100 ms the
-# engine does not converge in this VM, see docs/benchmarks/README.md) and over tcp:// to the
+# engine does not converge reliably in this VM, see below) and over tcp:// to the
 # same address (the engine in this VM without RDMA). Alternating run by run (each ramshift
 # configuration, QEMU 7.2, QEMU 10.0; again), RUNS rounds; a table of medians, worst, ratios.
 #   bench/softroce_downtime_bench.sh [RAMSHIFT_BINARY]   (RUNS=3; MEM_MB=64 DIRTY_MBPS=1;
 #                                  ALSO="--downtime-limit 300"; QEMU_NEWER=0: QEMU 7.2 only)
 # Why 64 MiB dirtying 1 MB/s: RDMA WRITE runs at 5-27 MB/s in this VM, depending on the host's
 # load (docs/benchmarks/README.md, the soft-RoCE tables). At 5 MB/s the first round of 64 MiB
-# takes ~10 s and leaves ~10 MB dirty, the next ~2 s and ~2 MB, the next fits 100 ms: every
-# run converges at the defaults even in a slow boot (the suite's live step uses the same
-# guest), while a bigger guest or rate would make a slow boot a "not converging" run and
-# minutes per run. The nested QEMU guest gets the same pages and rate, so both switch over
-# after a comparable last round.
+# takes ~10 s and leaves ~10 MB dirty, the next ~2 s and ~2 MB, the next ~0.4 MB fits 100 ms
+# on bytes alone (the suite's live step uses the same guest), while a bigger guest or rate
+# would take minutes per run. It is not enough for the engine at its defaults: a round in this
+# VM costs 20-80 ms whatever it carries, and 2 to 3 runs of 5 end "not converging" with a few
+# dozen pages left (docs/benchmarks/README.md, "Downtime over rdma:// in the soft-RoCE VM").
+# The nested QEMU guest gets the same pages and rate.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RS=$(readlink -f "${1:-build/release/cli/ramshift}")
