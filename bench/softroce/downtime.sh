@@ -166,6 +166,7 @@ echo
 echo "| path | completed | guest checked | total s (median) | total s (worst) | downtime ms (median) | downtime ms (worst) | runs: s/ms |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
 row() {  # LABEL RUNS CHECKED
+  # shellcheck disable=SC2046  # stats' five fields become $4..$8
   set -- "$1" "$2" "$3" $(stats "$2")
   echo "| $1 | $4 of $RUNS | $3 | $5 | $6 | $7 | $8 | $2|"
 }
