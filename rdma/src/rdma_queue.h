@@ -123,7 +123,8 @@ class RdmaQueue {
   // --peer-timeout (peer_liveness.h), on the poller thread: gives up on a silent peer or a
   // port down too long, and sends the heartbeats the peer asked for.
   void tick_liveness(bool heard);
-  void send_heartbeat();
+  bool send_heartbeat();
+  void wake_poller();  // out of its sleep on the event channel, from any thread
 
   // Sending (callers hold send_mu_).
   Status usable() const;
@@ -155,12 +156,16 @@ class RdmaQueue {
   RdmaTuning tuning_;
   uint32_t index_;
   uint32_t recv_depth_ = 0;
-  UniqueFd wake_fd_;  // eventfd: wakes the poller on close
+  UniqueFd wake_fd_;  // eventfd: wakes the poller (close, a reader arriving)
   std::thread poller_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closed_{false};
   std::atomic<bool> peer_gone_{false};
   std::atomic<bool> disconnect_held_{false};  // close() found the port down
+  // Threads waiting in read(): while any does, the poller spins on the completion queue
+  // instead of sleeping on its event channel, so a READ's completion costs no wake-up of the
+  // poller on top of the reader's own (rdma_queue_io.cc, read()).
+  std::atomic<uint32_t> readers_{0};
 
   bool authenticated_ = false;
   std::unique_ptr<MessagePipe> auth_pipe_;      // the session's pipe (queue_auth.cc)

@@ -132,6 +132,15 @@ Status RdmaQueue::read(std::span<const PullRead> reads, Millis timeout) {
                   fmt::format("{} reads in one call; at most {} fit this queue", reads.size(),
                               tuning_.send_queue_depth / 2));
   const auto deadline = Clock::now() + timeout;
+  // The poller spins while we wait (readers_); a poke gets it out of its sleep now, while the
+  // READ is still on the wire, rather than by the completion's event.
+  struct Reader {
+    RdmaQueue& q;
+    explicit Reader(RdmaQueue& queue) : q(queue) {
+      if (q.readers_.fetch_add(1) == 0) q.wake_poller();
+    }
+    ~Reader() { q.readers_.fetch_sub(1); }
+  } reader(*this);
   uint64_t target = 0;
   for (;;) {
     uint64_t seen_done;
@@ -139,7 +148,9 @@ Status RdmaQueue::read(std::span<const PullRead> reads, Millis timeout) {
       std::lock_guard lock(send_mu_);
       RS_RETURN_IF_ERROR(usable());
       // Reads need no order against the messages held for credits: they may pass them.
-      if (reads.size() <= ledger_.send_free()) {
+      // One slot stays free for the poller's heartbeat: a READ leaves no completion at the
+      // peer, so while this queue only reads, the heartbeat is all the peer hears from us.
+      if (reads.size() < ledger_.send_free()) {
         for (size_t i = 0; i < reads.size(); ++i) fill_read_request(reads[i], sges_[i], wrs_[i]);
         wrs_[reads.size() - 1].send_flags = IBV_SEND_SIGNALED;
         RS_RETURN_IF_ERROR(post_chain(wrs_.data(), reads.size()));
