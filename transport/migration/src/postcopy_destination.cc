@@ -160,8 +160,14 @@ Status PostcopyPlacer::read_and_place(const Reader& reader,
     }
     // Why 10 s: a read the source's device answers in microseconds; only a cut link (which
     // the connection's own liveness check reports sooner with --peer-timeout) takes longer.
+    const auto posted = Clock::now();
     RS_RETURN_IF_ERROR(reader.conn->read(0, reads, milliseconds(10000))
                            .with_context("reading faulted pages from the source"));
+    {
+      std::lock_guard lock(mu_);
+      read_call_us_.push_back(
+          std::chrono::duration<double, std::micro>(Clock::now() - posted).count());
+    }
     for (size_t i = 0; i < batch.size(); ++i) {
       RS_ASSIGN_OR_RETURN(bool placed, place_once(batch[i].region, batch[i].page,
                                                   {staging + i * page_size_, page_size_}, true));
@@ -238,6 +244,7 @@ PostcopyReport PostcopyPlacer::figures() const {
   PostcopyReport r = counts_;
   r.fault_latency = latency_figures(latencies_us_);
   r.read_fault_latency = latency_figures(read_latencies_us_);
+  r.read_latency = latency_figures(read_call_us_);
   r.fault_path = r.reads > 0 && r.requests > 0 ? "rdma_read+request"
                  : r.reads > 0                 ? "rdma_read"
                  : r.requests > 0              ? "request"

@@ -117,6 +117,7 @@ class PostcopyPlacer {
   std::unordered_map<uint32_t, ThreadBlocked> blocked_;
   std::vector<double> latencies_us_;
   std::vector<double> read_latencies_us_;
+  std::vector<double> read_call_us_;  // each conn->read() alone (read_and_place)
   PostcopyReport counts_;
   std::shared_ptr<const Reader> reader_;  // set once by enable_reads
 

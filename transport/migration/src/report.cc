@@ -117,6 +117,7 @@ std::string MigrationReport::to_json() const {
       j["postcopy"]["fault_path"] = postcopy->fault_path;
       j["postcopy"]["reads"] = postcopy->reads;
       j["postcopy"]["read_fault_latency_us"] = latency_json(postcopy->read_fault_latency);
+      j["postcopy"]["read_latency_us"] = latency_json(postcopy->read_latency);
     } else {
       j["postcopy"]["read_exposed_bytes"] = postcopy->read_exposed_bytes;
       j["postcopy"]["read_released"] = postcopy->read_released;

@@ -86,6 +86,9 @@ struct PostcopyReport {
   std::string fault_path = "none";
   uint64_t reads = 0;                 // destination: pages fetched by one-sided read
   LatencyFigures read_fault_latency;  // destination: faults resolved by a read
+  // Destination: each one-sided read call alone, posted to completed (what `ib_read_lat`
+  // measures); the rest of read_fault_latency is the fault path and the placing.
+  LatencyFigures read_latency;
   // Source: guest memory the destination could read during post-copy, and whether it was
   // all deregistered again at the end (its keys no longer valid).
   uint64_t read_exposed_bytes = 0;
