@@ -286,9 +286,7 @@ void RdmaQueue::run_poller() {
         break;
       }
     }
-    // Spin (never sleep on the channel) with --rdma-busy-poll, or while a thread waits in
-    // read() for a READ's completion.
-    if ((tuning_.busy_poll || readers_.load() > 0) && !stopping_) continue;
+    if (tuning_.busy_poll && !stopping_) continue;  // spin: never sleep on the channel
     if (!armed) {
       ibv_req_notify_cq(cq_.get(), 0);
       armed = true;

@@ -156,16 +156,12 @@ class RdmaQueue {
   RdmaTuning tuning_;
   uint32_t index_;
   uint32_t recv_depth_ = 0;
-  UniqueFd wake_fd_;  // eventfd: wakes the poller (close, a reader arriving)
+  UniqueFd wake_fd_;  // eventfd: wakes the poller on close
   std::thread poller_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> closed_{false};
   std::atomic<bool> peer_gone_{false};
   std::atomic<bool> disconnect_held_{false};  // close() found the port down
-  // Threads waiting in read(): while any does, the poller spins on the completion queue
-  // instead of sleeping on its event channel, so a READ's completion costs no wake-up of the
-  // poller on top of the reader's own (rdma_queue_io.cc, read()).
-  std::atomic<uint32_t> readers_{0};
 
   bool authenticated_ = false;
   std::unique_ptr<MessagePipe> auth_pipe_;      // the session's pipe (queue_auth.cc)

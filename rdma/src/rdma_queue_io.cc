@@ -132,15 +132,6 @@ Status RdmaQueue::read(std::span<const PullRead> reads, Millis timeout) {
                   fmt::format("{} reads in one call; at most {} fit this queue", reads.size(),
                               tuning_.send_queue_depth / 2));
   const auto deadline = Clock::now() + timeout;
-  // The poller spins while we wait (readers_); a poke gets it out of its sleep now, while the
-  // READ is still on the wire, rather than by the completion's event.
-  struct Reader {
-    RdmaQueue& q;
-    explicit Reader(RdmaQueue& queue) : q(queue) {
-      if (q.readers_.fetch_add(1) == 0) q.wake_poller();
-    }
-    ~Reader() { q.readers_.fetch_sub(1); }
-  } reader(*this);
   uint64_t target = 0;
   for (;;) {
     uint64_t seen_done;
