@@ -15,6 +15,7 @@
 
 #include "host_limits.h"
 #include "ramshift/base/clock.h"
+#include "read_requests.h"
 #include "verbs_handles.h"
 
 namespace ramshift::transport::rdma {
@@ -303,16 +304,9 @@ Status PullTarget::read(std::span<const PullRead> reads, PullMillis timeout) {
   for (size_t at = 0; at < reads.size(); at += kBatch) {
     size_t n = std::min(kBatch, reads.size() - at);
     for (size_t i = 0; i < n; ++i) {
-      const PullRead& r = reads[at + i];
-      sge[i] = ibv_sge{reinterpret_cast<uint64_t>(r.local), r.len, r.lkey};
-      wr[i] = ibv_send_wr{};
+      fill_read_request(reads[at + i], sge[i], wr[i]);
       wr[i].wr_id = at + i;
-      wr[i].sg_list = &sge[i];
-      wr[i].num_sge = 1;
-      wr[i].opcode = IBV_WR_RDMA_READ;
       wr[i].send_flags = i + 1 == n ? IBV_SEND_SIGNALED : 0;
-      wr[i].wr.rdma.remote_addr = r.remote;
-      wr[i].wr.rdma.rkey = r.rkey;
       wr[i].next = i + 1 < n ? &wr[i + 1] : nullptr;
     }
     ibv_send_wr* bad = nullptr;
