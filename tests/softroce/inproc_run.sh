@@ -2,7 +2,7 @@
 # ctest softroce.inproc: boots the soft-RoCE VM (rxe_vm.sh) with Debian's QEMU, the newer QEMU
 # from bookworm-backports when it can be had (tests/lib/debian_backports_qemu.sh), ramshift, the
 # in-process library and the kernel-less test guest (tests/qemu/guest/bare.c), and runs
-# inproc_suite.sh.
+# inproc_suite.sh (INPROC_ONLY=security: only inproc_security.sh's cases).
 #   inproc_run.sh PATH_TO_RAMSHIFT [PATH_TO_LIBRAMSHIFT_QEMU]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +15,15 @@ T=$(mktemp -d /tmp/inproc-run.XXXXXX)
 trap 'rm -rf "$T"' EXIT
 . "$HERE/../qemu/guest/build.sh"
 build_bare_guest "$T/bare.elf" || exit 2
+# The test credentials for inproc_security.sh (make_pki.sh, the openssl CLI), the destination's
+# certificate naming the address the source dials; the folder's name in /opt/share/inproc_pki.
+SERVER_SAN=IP:10.9.0.2 bash "$HERE/../security/make_pki.sh" "$T/pki" >"$T/make_pki.log" 2>&1 ||
+  { echo "make_pki.sh failed:"; cat "$T/make_pki.log"; }
+echo "$T/pki" >"$T/inproc_pki"
+echo "${INPROC_ONLY:-}" >"$T/inproc_only"
+PROBE=$(dirname "$RAMSHIFT")/../rdma/rdma_pull_probe
+EXTRA=(-d "$T/pki" -f "$T/inproc_pki" -f "$T/inproc_only" -f "$HERE/inproc_security.sh")
+[ -x "$PROBE" ] && EXTRA+=(-b "$(readlink -f "$PROBE")")
 QARGS=(-b "$QEMU")
 for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
   [ -e "$d" ] && QARGS+=(-d "$d")
@@ -32,5 +41,5 @@ else
   echo "inproc: no newer QEMU from backports; Debian's QEMU only" >&2
 fi
 RXE_VM_TIMEOUT=${RXE_VM_TIMEOUT:-1500} bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b bash \
-  "${QARGS[@]}" -d "$(dirname "$LIB")" -f "$T/bare.elf" \
+  "${QARGS[@]}" "${EXTRA[@]}" -d "$(dirname "$LIB")" -f "$T/bare.elf" \
   "$HERE/inproc_suite.sh" "$LIB" /opt/share/bare.elf "${NEWER[@]}"
