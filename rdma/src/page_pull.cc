@@ -123,9 +123,11 @@ class Queue {
     }
     session_ = std::move(session).value();
     if (role == PeerRole::kServer) {
-      Status v = send_verdict(security, *session_, {});
-      linger();
-      return v;
+      if (Status v = send_verdict(security, *session_, {}); !v) {
+        linger();
+        return v;
+      }
+      return pipe_->sends_complete(deadline);
     }
     RS_ASSIGN_OR_RETURN(auto verdict, receive_verdict(*session_, peer, deadline));
     if (!verdict.empty())
