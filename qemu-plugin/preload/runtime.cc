@@ -28,6 +28,7 @@ struct Registry {
   std::set<std::string> said;
   std::vector<std::string> notes;
   std::string fallback[2];
+  bool fallback_tentative[2] = {false, false};
   uint64_t registrations = 0;
   uint64_t registered_bytes = 0;
   double registration_ms = 0;
@@ -136,12 +137,15 @@ void note_once(const std::string& key, const std::string& message) {
   write_stats();
 }
 
-void note_fallback(Role role, const std::string& reason) {
+void note_fallback(Role role, const std::string& reason, bool tentative) {
   {
     auto& r = registry();
     std::lock_guard lock(r.mu);
-    auto& slot = r.fallback[role == Role::kSource ? 0 : 1];
-    if (slot.empty()) slot = reason;
+    const int i = role == Role::kSource ? 0 : 1;
+    if (r.fallback[i].empty() || (r.fallback_tentative[i] && !tentative)) {
+      r.fallback[i] = reason;
+      r.fallback_tentative[i] = tentative;
+    }
   }
   note_once(std::string("fallback:") + role_name(role) + reason,
             std::string(role_name(role)) + ": plain TCP: " + reason);

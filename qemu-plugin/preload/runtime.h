@@ -79,8 +79,9 @@ struct ChannelStats {
 std::shared_ptr<ChannelStats> new_channel_stats(Role role);
 // Says `message` once per `key` on stderr ("ramshift-qemu: ...") and in the stats file.
 void note_once(const std::string& key, const std::string& message);
-// Records why `role` did not use RDMA (the first reason is kept) and says it once.
-void note_fallback(Role role, const std::string& reason);
+// Records why `role` did not use RDMA (the first reason is kept, except that a `tentative`
+// one, a guess made while still waiting, gives way to the first definite one) and says it once.
+void note_fallback(Role role, const std::string& reason, bool tentative = false);
 // Adds a registration of the mapping at `begin` (each connection registers the mappings it
 // uses in its own protection domain, so a mapping counts once per connection).
 void note_registration(const void* begin, uint64_t bytes, double ms);

@@ -261,7 +261,8 @@ void SourceChannel::note_no_offer() {
   note_fallback(Role::kSource,
                 "the destination made no RDMA offer (it runs without the library, with "
                 "--transport tcp, or without an RDMA device for this address; its stats say "
-                "which)");
+                "which)",
+                /*tentative=*/true);
 }
 
 bool SourceChannel::is_sync(const msghdr* msg) const {
