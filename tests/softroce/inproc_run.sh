@@ -24,6 +24,13 @@ echo "${INPROC_ONLY:-}" >"$T/inproc_only"
 PROBE=$(dirname "$RAMSHIFT")/../rdma/rdma_pull_probe
 EXTRA=(-d "$T/pki" -f "$T/inproc_pki" -f "$T/inproc_only" -f "$HERE/inproc_security.sh")
 [ -x "$PROBE" ] && EXTRA+=(-b "$(readlink -f "$PROBE")")
+# INPROC_BASE_LIB=PATH: another build's library, for inproc_security.sh's registration figures
+# (the same migrations with it and with LIB, alternated).
+if [ -n "${INPROC_BASE_LIB:-}" ]; then
+  BASE=$(readlink -f "$INPROC_BASE_LIB")
+  mkdir -p "$T/base" && cp "$BASE" "$T/base/" && echo "$T/base/$(basename "$BASE")" >"$T/inproc_base"
+  EXTRA+=(-d "$T/base" -f "$T/inproc_base")
+fi
 QARGS=(-b "$QEMU")
 for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
   [ -e "$d" ] && QARGS+=(-d "$d")

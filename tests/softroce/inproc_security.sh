@@ -8,6 +8,9 @@
 #    no frame); the migration completes over plain multifd, RAM identical
 #  - rdma_pull_probe: a guest-memory rkey from an earlier connection, with or without that
 #    connection still held, reads nothing through the next one
+#  - with INPROC_BASE_LIB on inproc_run.sh: figures, what registering per connection costs
+#    (the same plain 2-channel migration with that build's library and with this one,
+#    alternated three times; registration time per side and the migration's time)
 # Credentials: inproc_run.sh makes them (make_pki.sh, the destination's certificate for $ADDR).
 P=$(cat /opt/share/inproc_pki 2>/dev/null)
 step "the READ connection authenticated: credentials"
@@ -89,4 +92,25 @@ if command -v rdma_pull_probe >/dev/null; then
   [ $rc = 0 ] && pass "probe: exit 0" || fail "probe: exit $rc"
 else
   fail "no rdma_pull_probe in the VM (inproc_run.sh copies it in)"
+fi
+
+BASE_LIB=$(cat /opt/share/inproc_base 2>/dev/null)
+if [ -n "$BASE_LIB" ] && [ -f "$BASE_LIB" ]; then
+  step "figures: registering per connection against the base library (2 channels, no TLS)"
+  THIS_LIB=$LIB
+  for i in 1 2 3; do
+    for side in base this; do
+      [ $side = base ] && LIB=$BASE_LIB || LIB=$THIS_LIB
+      migrate_paused "rc$side$i" 2 rdma || fail "figures: $side run $i: $(tail -2 "$W/mrc$side$i.err")"
+      stop_all
+      cmp -s "$W/src.img" "$W/dst.ram" || fail "figures: $side run $i: RAM differs"
+      reg() { tr -d '\n' < "$1" | grep -o "\"$2\": *[0-9.]*" | grep -o '[0-9.]*$' | cut -d. -f1; }
+      echo "regcost $side $i: source $(reg "$W/src$side$i.json" registrations) registrations" \
+        "of $(reg "$W/src$side$i.json" registered_bytes) bytes" \
+        "$(reg "$W/src$side$i.json" registration_ms) ms, destination $(reg "$W/drc$side$i.json" registrations)" \
+        "registrations $(reg "$W/drc$side$i.json" registration_ms) ms, rdma" \
+        "$(jget "$W/drc$side$i.json" destination mode), $(grep -o 'total [0-9]* ms' "$W/mrc$side$i.err")"
+    done
+  done
+  LIB=$THIS_LIB
 fi
