@@ -399,13 +399,15 @@ uint32_t DestChannel::lkey_for(std::byte* p, size_t len) {
     fail(EFAULT, "QEMU reads into memory that is not a writable mapping");
     return 0;
   }
-  auto t0 = std::chrono::steady_clock::now();
-  auto lkey = target_->lkey(map);
+  transport::rdma::PullStats added;
+  auto lkey = target_->lkey(map, &added);
   if (!lkey) {
     fail(lkey.status().sys_errno() ? lkey.status().sys_errno() : ENOMEM, lkey.status().message());
     return 0;
   }
-  note_registration(map.data(), map.size(), ms_since(t0));
+  // The process's channels share the registration: only the one that made it counts it.
+  if (added.registered_bytes > 0)
+    note_registration(map.data(), added.registered_bytes, added.registration_ms);
   registered_.push_back({map.data(), map.data() + map.size(), *lkey});
   return *lkey;
 }

@@ -82,8 +82,8 @@ void note_once(const std::string& key, const std::string& message);
 // Records why `role` did not use RDMA (the first reason is kept, except that a `tentative`
 // one, a guess made while still waiting, gives way to the first definite one) and says it once.
 void note_fallback(Role role, const std::string& reason, bool tentative = false);
-// Adds a registration of the mapping at `begin` (each connection registers the mappings it
-// uses in its own protection domain, so a mapping counts once per connection).
+// Adds a registration of the mapping at `begin` (the source registers the mappings it uses
+// once per connection, each in its own protection domain; the destination once per process).
 void note_registration(const void* begin, uint64_t bytes, double ms);
 // Rewrites the stats file (atomically) when one is set.
 void write_stats();

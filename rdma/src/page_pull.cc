@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -61,16 +62,80 @@ Result<EventChannel> nonblocking_channel() {
   return ch;
 }
 
-// One connection's verbs objects: its own PD, CQ, queue pair (on the rdma_cm id, which its
-// owner destroys first), the set-up's buffers and session, and every registration made for
-// the connection. Members are destroyed bottom-up: the session before its pipe, the MRs
-// before the buffers they cover, the CQ before its channel, the PD last.
+// A PD and the memory registered in it for pulls; the MRs go before the PD.
+class Registrations {
+ public:
+  static Result<std::shared_ptr<Registrations>> create(ibv_context* ctx) {
+    ibv_pd* pd = ibv_alloc_pd(ctx);
+    if (!pd) return errno_status(ErrorCode::kIo, "ibv_alloc_pd", errno);
+    return std::make_shared<Registrations>(make_shared_pd(pd));
+  }
+  // The destination's: one per device for the process, shared by its connections and gone
+  // with the last of them. Only local access is ever granted in it (READ targets, the
+  // set-up's buffers), so sharing it opens nothing to any peer, whereas a PD per connection
+  // would pin the guest memory once per channel (and need channels x its size of memlock).
+  static Result<std::shared_ptr<Registrations>> shared_local(ibv_context* ctx) {
+    static std::mutex mu;
+    static auto* shared = new std::map<ibv_context*, std::weak_ptr<Registrations>>();
+    std::lock_guard lock(mu);
+    if (auto r = (*shared)[ctx].lock()) return r;
+    RS_ASSIGN_OR_RETURN(auto r, create(ctx));
+    (*shared)[ctx] = r;
+    return r;
+  }
+
+  explicit Registrations(SharedPd pd) : pd_(std::move(pd)) {}
+  ibv_pd* pd() const { return pd_.get(); }
+
+  // The MR covering [p, p+len): registered on first use with `access` (then `added`, when
+  // given, says what that cost).
+  Result<ibv_mr*> ensure(const std::byte* p, size_t len, int access, const char* what,
+                         PullStats* added = nullptr) {
+    std::lock_guard lock(mu_);
+    for (auto& m : mrs_) {
+      auto* b = static_cast<std::byte*>(m->addr);
+      if (p >= b && p + len <= b + m->length) return m.get();
+    }
+    std::string name = fmt::format("{} MiB of {}", len >> 20, what);
+    RS_RETURN_IF_ERROR(check_memlock(len, name));
+    // One registration at a time in the process: each source connection pins the same guest
+    // memory in its own PD, and the channels' connections would otherwise pin it all at once.
+    static std::mutex pinning;
+    std::lock_guard one_at_a_time(pinning);
+    auto t0 = Clock::now();
+    MemoryRegion mr(ibv_reg_mr(pd_.get(), const_cast<std::byte*>(p), len, access));
+    if (!mr) return registration_error(errno, len, name);
+    const PullStats cost{len, ms_since(t0)};
+    stats_.registration_ms += cost.registration_ms;
+    stats_.registered_bytes += cost.registered_bytes;
+    if (added) *added = cost;
+    mrs_.push_back(std::move(mr));
+    return mrs_.back().get();
+  }
+
+  PullStats stats() const {
+    std::lock_guard lock(mu_);
+    return stats_;
+  }
+
+ private:
+  SharedPd pd_;  // declared first: destroyed after the MRs
+  mutable std::mutex mu_;
+  std::vector<MemoryRegion> mrs_;
+  PullStats stats_;
+};
+
+// One connection's verbs objects: its registrations and their PD (the source's its own; the
+// destination's shared, local access only), CQ, queue pair (on the rdma_cm id, which its
+// owner destroys first), and the set-up's buffers and session. Members are destroyed
+// bottom-up: the session before its pipe, the set-up's MR before its buffer, the CQ before
+// its channel, the registrations (MRs, then the PD) last.
 class Queue {
  public:
-  static Result<std::unique_ptr<Queue>> create(rdma_cm_id* id, bool authenticated) {
+  static Result<std::unique_ptr<Queue>> create(rdma_cm_id* id, bool authenticated,
+                                               std::shared_ptr<Registrations> regs) {
     auto q = std::make_unique<Queue>();
-    q->pd_.reset(ibv_alloc_pd(id->verbs));
-    if (!q->pd_) return errno_status(ErrorCode::kIo, "ibv_alloc_pd", errno);
+    q->regs_ = std::move(regs);
     q->comp_.reset(ibv_create_comp_channel(id->verbs));
     if (!q->comp_) return errno_status(ErrorCode::kIo, "ibv_create_comp_channel", errno);
     q->cq_.reset(ibv_create_cq(id->verbs, kSendDepth + kAuthSlots + 1, nullptr, q->comp_.get(), 0));
@@ -87,11 +152,11 @@ class Queue {
       const char* what = "the library's authentication buffers";
       RS_RETURN_IF_ERROR(check_memlock(kAuthBufferBytes, what));
       RS_ASSIGN_OR_RETURN(q->auth_buf_, MappedMemory::anonymous(kAuthBufferBytes));
-      q->auth_mr_.reset(ibv_reg_mr(q->pd_.get(), q->auth_buf_.bytes().data(), kAuthBufferBytes,
+      q->auth_mr_.reset(ibv_reg_mr(q->regs_->pd(), q->auth_buf_.bytes().data(), kAuthBufferBytes,
                                    IBV_ACCESS_LOCAL_WRITE));
       if (!q->auth_mr_) return registration_error(errno, kAuthBufferBytes, what);
     }
-    if (rdma_create_qp(id, q->pd_.get(), &attr) != 0)
+    if (rdma_create_qp(id, q->regs_->pd(), &attr) != 0)
       return errno_status(ErrorCode::kIo, "rdma_create_qp", errno);
     if (authenticated) {
       // The set-up's slots (local access only), posted before the peer can send anything.
@@ -146,40 +211,16 @@ class Queue {
   ibv_cq* cq() const { return cq_.get(); }
   ibv_comp_channel* comp() const { return comp_.get(); }
 
-  // The MR covering [p, p+len): registered in this connection's PD on first use with `access`.
-  Result<ibv_mr*> ensure(const std::byte* p, size_t len, int access, const char* what) {
-    std::lock_guard lock(mu_);
-    for (auto& m : mrs_) {
-      auto* b = static_cast<std::byte*>(m->addr);
-      if (p >= b && p + len <= b + m->length) return m.get();
-    }
-    auto t0 = Clock::now();
-    std::string name = fmt::format("{} MiB of {}", len >> 20, what);
-    RS_RETURN_IF_ERROR(check_memlock(len, name));
-    MemoryRegion mr(ibv_reg_mr(pd_.get(), const_cast<std::byte*>(p), len, access));
-    if (!mr) return registration_error(errno, len, name);
-    stats_.registration_ms += ms_since(t0);
-    stats_.registered_bytes += len;
-    mrs_.push_back(std::move(mr));
-    return mrs_.back().get();
-  }
-
-  PullStats stats() const {
-    std::lock_guard lock(mu_);
-    return stats_;
-  }
+  Registrations& registrations() { return *regs_; }
 
  private:
-  ProtectionDomain pd_;
+  std::shared_ptr<Registrations> regs_;
   CompletionChannel comp_;
   CompletionQueue cq_;
   MappedMemory auth_buf_;
   MemoryRegion auth_mr_;
   std::unique_ptr<AuthPipe> pipe_;
   std::unique_ptr<SecureSession> session_;
-  mutable std::mutex mu_;
-  std::vector<MemoryRegion> mrs_;
-  PullStats stats_;
 };
 
 rdma_conn_param conn_param(const std::byte* priv, size_t len) {
@@ -264,7 +305,9 @@ Result<std::unique_ptr<PullOrigin>> PullOrigin::connect(const std::string& ip, u
   if (rdma_resolve_route(raw, 2000) != 0)
     return errno_status(ErrorCode::kUnreachable, "rdma_resolve_route", errno);
   RS_RETURN_IF_ERROR(expect(RDMA_CM_EVENT_ROUTE_RESOLVED, "resolving the route"));
-  RS_ASSIGN_OR_RETURN(impl->queue, Queue::create(raw, security != nullptr));
+  // Its own PD: what it registers for remote reads is reachable through this connection only.
+  RS_ASSIGN_OR_RETURN(auto regs, Registrations::create(raw->verbs));
+  RS_ASSIGN_OR_RETURN(impl->queue, Queue::create(raw, security != nullptr, std::move(regs)));
   auto param = conn_param(priv.data(), priv.size());
   if (rdma_connect(raw, &param) != 0)
     return errno_status(ErrorCode::kUnreachable, "rdma_connect", errno);
@@ -295,10 +338,10 @@ Result<uint32_t> PullOrigin::expose(std::span<const std::byte> mapping) {
   // and an anonymous page the guest had not touched yet would stay pinned as the shared zero
   // page while QEMU's later writes land in a new page the device never sees. The peer gets
   // read access only.
-  RS_ASSIGN_OR_RETURN(ibv_mr * mr,
-                      impl_->queue->ensure(mapping.data(), mapping.size(),
-                                           IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ,
-                                           "guest memory exposed for reads"));
+  RS_ASSIGN_OR_RETURN(ibv_mr * mr, impl_->queue->registrations().ensure(
+                                       mapping.data(), mapping.size(),
+                                       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ,
+                                       "guest memory exposed for reads"));
   return mr->rkey;
 }
 
@@ -312,7 +355,7 @@ void PullOrigin::wait_closed(PullMillis timeout) {
   rdma_disconnect(impl_->id.get());
 }
 
-PullStats PullOrigin::stats() const { return impl_->queue->stats(); }
+PullStats PullOrigin::stats() const { return impl_->queue->registrations().stats(); }
 std::string PullOrigin::describe() const { return impl_->text; }
 
 // ---------------------------------------------------------------------------------------
@@ -364,9 +407,10 @@ struct PullTarget::Impl {
 PullTarget::PullTarget(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PullTarget::~PullTarget() = default;
 
-Result<uint32_t> PullTarget::lkey(std::span<std::byte> mapping) {
-  RS_ASSIGN_OR_RETURN(ibv_mr * mr, impl_->queue->ensure(mapping.data(), mapping.size(),
-                                                        IBV_ACCESS_LOCAL_WRITE, "guest memory"));
+Result<uint32_t> PullTarget::lkey(std::span<std::byte> mapping, PullStats* added) {
+  RS_ASSIGN_OR_RETURN(ibv_mr * mr, impl_->queue->registrations().ensure(
+                                       mapping.data(), mapping.size(), IBV_ACCESS_LOCAL_WRITE,
+                                       "guest memory", added));
   return mr->lkey;
 }
 
@@ -398,7 +442,7 @@ Status PullTarget::read(std::span<const PullRead> reads, PullMillis timeout) {
   return Status::ok();
 }
 
-PullStats PullTarget::stats() const { return impl_->queue->stats(); }
+PullStats PullTarget::stats() const { return impl_->queue->registrations().stats(); }
 std::string PullTarget::describe() const { return impl_->text; }
 
 struct PullListener::Impl {
@@ -454,7 +498,12 @@ Result<std::unique_ptr<PullTarget>> PullListener::accept(
     rdma_reject(id.get(), text.c_str(), static_cast<uint8_t>(text.size() + 1));
     return Status(ErrorCode::kWouldBlock, "connect request refused: " + refusal);
   }
-  auto q = Queue::create(id.get(), security != nullptr);
+  auto regs = Registrations::shared_local(id->verbs);
+  if (!regs) {
+    rdma_reject(id.get(), nullptr, 0);
+    return regs.status();
+  }
+  auto q = Queue::create(id.get(), security != nullptr, std::move(*regs));
   if (!q) {
     rdma_reject(id.get(), nullptr, 0);
     return q.status();

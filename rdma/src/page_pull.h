@@ -10,9 +10,11 @@
 //   (posts nothing; its QP only answers READs)   read(ops): RDMA READ, waits for all of them
 //   wait_closed(): until the peer disconnects    disconnect()
 //
-// Each connection has its own protection domain: memory is registered in it for that
+// Each source connection has its own protection domain: memory is registered in it for that
 // connection only (an rkey opens nothing through another connection's queue pair) and
-// deregistered with it, the PD last, whether the connection ends or fails. With a
+// deregistered with it, the PD last, whether the connection ends or fails. The destination's
+// connections share one PD per device that holds local-access memory only (no rkey exists
+// in it), deregistered with the last of them. With a
 // ChannelSecurity, connect/accept return only after the peer authenticated (and the
 // destination allowed it): nothing is registered for remote access before, so no rkey can
 // exist for an unauthenticated peer.
@@ -61,8 +63,8 @@ class PullOrigin {
   PullOrigin(const PullOrigin&) = delete;
   PullOrigin& operator=(const PullOrigin&) = delete;
 
-  // Registers `mapping` for remote reads through this connection (once per connection) and
-  // returns its rkey.
+  // Registers `mapping` for remote reads through this connection (in its own PD, once per
+  // connection) and returns its rkey.
   // kNoSpace with the memlock advice when the limit is too low.
   Result<uint32_t> expose(std::span<const std::byte> mapping);
   // Waits until the peer disconnects (it finished reading) or `timeout`.
@@ -104,8 +106,10 @@ class PullTarget {
   PullTarget(const PullTarget&) = delete;
   PullTarget& operator=(const PullTarget&) = delete;
 
-  // Registers `mapping` as a READ target (LOCAL_WRITE only, once per connection).
-  Result<uint32_t> lkey(std::span<std::byte> mapping);
+  // Registers `mapping` as a READ target (LOCAL_WRITE only), once per device for the process:
+  // the destination's connections share one PD, in which nothing is remotely accessible.
+  // `added`, when given, gets what this call registered (zero when the mapping already was).
+  Result<uint32_t> lkey(std::span<std::byte> mapping, PullStats* added = nullptr);
   // Posts every read and returns when all completed (kIo naming the failed completion, or
   // kTimeout after `timeout` without progress).
   Status read(std::span<const PullRead> reads, PullMillis timeout);

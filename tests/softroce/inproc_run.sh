@@ -24,28 +24,16 @@ echo "${INPROC_ONLY:-}" >"$T/inproc_only"
 PROBE=$(dirname "$RAMSHIFT")/../rdma/rdma_pull_probe
 EXTRA=(-d "$T/pki" -f "$T/inproc_pki" -f "$T/inproc_only" -f "$HERE/inproc_security.sh")
 [ -x "$PROBE" ] && EXTRA+=(-b "$(readlink -f "$PROBE")")
-# INPROC_BASE_LIB=PATH: another build's library, for inproc_security.sh's registration figures
-# (the same migrations with it and with LIB, alternated).
+# INPROC_BASE_LIB=NAME=PATH[:NAME=PATH...]: other builds' libraries, for inproc_security.sh's
+# registration figures (the same migrations with each of them and with LIB, alternated).
 if [ -n "${INPROC_BASE_LIB:-}" ]; then
-  BASE=$(readlink -f "$INPROC_BASE_LIB")
-  mkdir -p "$T/base" && cp "$BASE" "$T/base/" && echo "$T/base/$(basename "$BASE")" >"$T/inproc_base"
+  mkdir -p "$T/base"; : >"$T/inproc_base"
+  IFS=: read -r -a bases <<<"$INPROC_BASE_LIB"
+  for b in "${bases[@]}"; do
+    mkdir -p "$T/base/${b%%=*}" && cp "$(readlink -f "${b#*=}")" "$T/base/${b%%=*}/" &&
+      echo "${b%%=*} $T/base/${b%%=*}/$(basename "${b#*=}")" >>"$T/inproc_base"
+  done
   EXTRA+=(-d "$T/base" -f "$T/inproc_base")
-fi
-QARGS=(-b "$QEMU")
-for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
-  [ -e "$d" ] && QARGS+=(-d "$d")
-done
-NEWER=()
-. "$HERE/../lib/debian_backports_qemu.sh"
-if backports_qemu; then
-  # Its binary under another name (rxe_vm.sh puts -b binaries on PATH by basename), with its
-  # libraries; its firmware at the same paths inside (the download has no modules: none needed).
-  root=$(dirname "$(dirname "$QEMU_NEWER_BIN")")/root
-  ln -s "$root/usr/bin/qemu-system-x86_64" "$T/qemu-system-x86_64-newer"
-  QARGS+=(-b "$T/qemu-system-x86_64-newer" -d "$root/usr/share/qemu" -d "$root/usr/share/seabios")
-  NEWER=(/opt/bin/qemu-system-x86_64-newer "$root")
-else
-  echo "inproc: no newer QEMU from backports; Debian's QEMU only" >&2
 fi
 RXE_VM_TIMEOUT=${RXE_VM_TIMEOUT:-1500} bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b bash \
   "${QARGS[@]}" "${EXTRA[@]}" -d "$(dirname "$LIB")" -f "$T/bare.elf" \

@@ -10,8 +10,10 @@
 #    connection still held, reads nothing through the next one
 #  - with INPROC_BASE_LIB on inproc_run.sh: figures, what registering per connection costs
 #    (the same plain 2-channel migration with that build's library and with this one,
-#    alternated three times; registration time per side and the migration's time)
+#    alternated three times; registration time per side and the migration's time;
+#    INPROC_ONLY=regcost runs only these)
 # Credentials: inproc_run.sh makes them (make_pki.sh, the destination's certificate for $ADDR).
+if [ "${ONLY:-}" != regcost ]; then  # INPROC_ONLY=regcost: the figures below only
 P=$(cat /opt/share/inproc_pki 2>/dev/null)
 step "the READ connection authenticated: credentials"
 [ -f "$P/good/ca-cert.pem" ] && [ -f "$P/keys.psk" ] && [ -f "$P/other.psk" ] &&
@@ -93,23 +95,28 @@ if command -v rdma_pull_probe >/dev/null; then
 else
   fail "no rdma_pull_probe in the VM (inproc_run.sh copies it in)"
 fi
+fi
 
-BASE_LIB=$(cat /opt/share/inproc_base 2>/dev/null)
-if [ -n "$BASE_LIB" ] && [ -f "$BASE_LIB" ]; then
-  step "figures: registering per connection against the base library (2 channels, no TLS)"
+# /opt/share/inproc_base: "NAME PATH" lines, the other libraries (inproc_run.sh).
+if [ -s /opt/share/inproc_base ]; then
+  step "figures: registration against other builds' libraries (2 channels, no TLS, alternated)"
   THIS_LIB=$LIB
+  reg() { tr -d '\n' < "$1" | grep -o "\"$2\": *[0-9.]*" | grep -o '[0-9.]*$' | cut -d. -f1; }
+  names=(); paths=()
+  while read -r name path; do names+=("$name"); paths+=("$path"); done < /opt/share/inproc_base
+  names+=(this); paths+=("$THIS_LIB")
   for i in 1 2 3; do
-    for side in base this; do
-      [ $side = base ] && LIB=$BASE_LIB || LIB=$THIS_LIB
-      migrate_paused "rc$side$i" 2 rdma || fail "figures: $side run $i: $(tail -2 "$W/mrc$side$i.err")"
+    for k in "${!names[@]}"; do
+      name=${names[$k]}; LIB=${paths[$k]}
+      tag=rc$name$i
+      migrate_paused "$tag" 2 rdma || fail "figures: $name run $i: $(tail -2 "$W/m$tag.err")"
       stop_all
-      cmp -s "$W/src.img" "$W/dst.ram" || fail "figures: $side run $i: RAM differs"
-      reg() { tr -d '\n' < "$1" | grep -o "\"$2\": *[0-9.]*" | grep -o '[0-9.]*$' | cut -d. -f1; }
-      echo "regcost $side $i: source $(reg "$W/src$side$i.json" registrations) registrations" \
-        "of $(reg "$W/src$side$i.json" registered_bytes) bytes" \
-        "$(reg "$W/src$side$i.json" registration_ms) ms, destination $(reg "$W/drc$side$i.json" registrations)" \
-        "registrations $(reg "$W/drc$side$i.json" registration_ms) ms, rdma" \
-        "$(jget "$W/drc$side$i.json" destination mode), $(grep -o 'total [0-9]* ms' "$W/mrc$side$i.err")"
+      cmp -s "$W/src.img" "$W/dst.ram" || fail "figures: $name run $i: RAM differs"
+      echo "regcost $name $i: source $(reg "$W/s$tag.json" registrations) registrations" \
+        "of $(reg "$W/s$tag.json" registered_bytes) bytes $(reg "$W/s$tag.json" registration_ms) ms," \
+        "destination $(reg "$W/d$tag.json" registrations) registrations" \
+        "$(reg "$W/d$tag.json" registration_ms) ms, $(jget "$W/d$tag.json" destination mode)" \
+        "$(jget "$W/d$tag.json" destination rdma_bytes) bytes by READ, $(grep -o 'total [0-9]* ms' "$W/m$tag.err")"
     done
   done
   LIB=$THIS_LIB

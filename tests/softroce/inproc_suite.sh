@@ -65,7 +65,7 @@ show() { echo "--- $1"; cat "$1" 2>/dev/null | head -60; }
 ramshift make-image --size 64M --pattern mixed "$W/src.img" >/dev/null
 qcommon=(-accel tcg -m 64 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
 ONLY=$(cat /opt/share/inproc_only 2>/dev/null)
-if [ "$ONLY" = security ]; then
+if [ "$ONLY" = security ] || [ "$ONLY" = regcost ]; then
   source /opt/share/inproc_security.sh
   echo "inproc: $FAILS failure(s)"
   [ $FAILS = 0 ]; exit
