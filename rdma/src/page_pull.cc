@@ -98,10 +98,6 @@ class Registrations {
     }
     std::string name = fmt::format("{} MiB of {}", len >> 20, what);
     RS_RETURN_IF_ERROR(check_memlock(len, name));
-    // One registration at a time in the process: each source connection pins the same guest
-    // memory in its own PD, and the channels' connections would otherwise pin it all at once.
-    static std::mutex pinning;
-    std::lock_guard one_at_a_time(pinning);
     auto t0 = Clock::now();
     MemoryRegion mr(ibv_reg_mr(pd_.get(), const_cast<std::byte*>(p), len, access));
     if (!mr) return registration_error(errno, len, name);
