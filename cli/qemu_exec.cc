@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "ramshift/transport/channel_security.h"
 
 namespace ramshift::cli {
 namespace {
@@ -37,6 +38,7 @@ Runner add_qemu_exec(CLI::App& app) {
     std::string transport = "rdma";
     std::string stats;
     std::string library;
+    std::string tls_dir, tls_psk, tls_authz;
     std::vector<std::string> command;
   };
   auto o = std::make_shared<Options>();
@@ -54,6 +56,9 @@ Runner add_qemu_exec(CLI::App& app) {
   cmd->add_option("--library", o->library,
                   "path of libramshift_qemu.so (default: beside "
                   "this binary, or in ../lib)");
+  // The READ connection authenticates as every other ramshift connection does, both sides with
+  // the same flags (the source connects: client-*.pem; the destination: server-*.pem).
+  add_tls_options(cmd, o->tls_dir, o->tls_psk, o->tls_authz);
   cmd->add_option("command", o->command, "QEMU and its arguments, after --")->required();
   return [o]() -> int {
     std::string lib = o->library.empty() ? find_library() : o->library;
@@ -63,6 +68,25 @@ Runner add_qemu_exec(CLI::App& app) {
                                           lib.empty() ? kLibraryName : lib,
                                           lib.empty() ? " beside ramshift or in ../lib" : "")));
     lib = std::filesystem::absolute(lib).string();
+    // Checked here, so that a typo fails before QEMU starts rather than at the migration.
+    transport::BackendSettings tls;
+    if (!o->tls_dir.empty()) tls.set("tls-dir", std::filesystem::absolute(o->tls_dir).string());
+    if (!o->tls_psk.empty()) tls.set("tls-psk", std::filesystem::absolute(o->tls_psk).string());
+    if (!o->tls_authz.empty()) {
+      std::error_code ec;
+      bool file = std::filesystem::is_regular_file(o->tls_authz, ec);
+      tls.set("tls-authz", file ? std::filesystem::absolute(o->tls_authz).string() : o->tls_authz);
+    }
+    if (Status st = transport::check_security_settings(tls); !st) return fail_with(st);
+    for (auto [name, env] : {std::pair{"tls-dir", "RAMSHIFT_QEMU_TLS_DIR"},
+                             std::pair{"tls-psk", "RAMSHIFT_QEMU_TLS_PSK"},
+                             std::pair{"tls-authz", "RAMSHIFT_QEMU_TLS_AUTHZ"}}) {
+      auto v = tls.find(name);
+      if (v)
+        setenv(env, std::string(*v).c_str(), 1);
+      else
+        unsetenv(env);
+    }
     const char* old = std::getenv("LD_PRELOAD");
     std::string preload = old && *old ? lib + ":" + old : lib;
     setenv("LD_PRELOAD", preload.c_str(), 1);

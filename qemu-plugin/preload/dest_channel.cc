@@ -57,27 +57,50 @@ class Hub {
 
  private:
   void serve(transport::rdma::PullListener& l) {
+    // With --tls-*, every connection authenticates before it is handed to its channel; the
+    // credentials are loaded once (an error refuses every connection, saying so here).
+    auto security = security_for(Role::kDestination);
+    if (!security)
+      note_fallback(Role::kDestination,
+                    "its --tls-* credentials cannot be used: " + security.status().message());
     for (;;) {
       std::shared_ptr<DestChannel> chosen;
-      auto decide = [&](std::span<const std::byte> priv) {
+      auto decide = [&](std::span<const std::byte> priv) -> std::string {
         auto req = decode_connect(priv);
-        if (!req) return false;
+        if (!req) return "not a connect request of this library version";
+        // Each side goes by its own flags; the source's bit only lets this side say why.
+        if (settings().authenticate && !req->authenticates)
+          return "the destination authenticates READ connections (--tls-dir or --tls-psk) and "
+                 "the source runs without: give both sides' qemu-exec the same --tls-* flags";
+        if (!settings().authenticate && req->authenticates)
+          return "the destination runs without --tls-dir/--tls-psk and the source with them: "
+                 "give both sides' qemu-exec the same --tls-* flags";
+        if (!security) return "the destination cannot load its --tls-* credentials";
         std::lock_guard lock(mu_);
         auto it = expecting_.find(req->nonce);
-        if (it == expecting_.end()) return false;
-        chosen = it->second.lock();
+        if (it == expecting_.end()) return "no multifd channel here expects this connection";
+        auto ch = it->second.lock();
         expecting_.erase(it);
-        if (chosen && chosen->arm(req->switch_offset)) return true;
-        chosen.reset();
-        return false;
+        if (!ch || !ch->arm(req->switch_offset))
+          return "the multifd channel no longer expects this connection";
+        chosen = std::move(ch);
+        return "";
       };
-      auto target = l.accept(std::chrono::milliseconds(1000), decide);
+      auto target =
+          l.accept(std::chrono::milliseconds(1000), decide, security ? security->get() : nullptr);
       if (target) {
         chosen->attach(std::move(*target));
-      } else if (chosen) {
-        note_fallback(Role::kDestination,
-                      "accepting the RDMA connection failed: " + target.status().message());
+        continue;
+      }
+      if (chosen) {
+        const bool refused = target.status().code() == ErrorCode::kMismatch;
+        note_fallback(Role::kDestination, fmt::format("{} the source's RDMA connection: {}",
+                                                      refused ? "refused" : "accepting failed for",
+                                                      target.status().message()));
         chosen->attach(nullptr);
+      } else if (target.status().code() == ErrorCode::kWouldBlock &&
+                 target.status().message().starts_with("connect request refused: ")) {
+        note_fallback(Role::kDestination, target.status().message());
       }
     }
   }
@@ -376,13 +399,15 @@ uint32_t DestChannel::lkey_for(std::byte* p, size_t len) {
     fail(EFAULT, "QEMU reads into memory that is not a writable mapping");
     return 0;
   }
-  auto t0 = std::chrono::steady_clock::now();
-  auto lkey = target_->lkey(map);
+  transport::rdma::PullStats added;
+  auto lkey = target_->lkey(map, &added);
   if (!lkey) {
     fail(lkey.status().sys_errno() ? lkey.status().sys_errno() : ENOMEM, lkey.status().message());
     return 0;
   }
-  note_registration(map.data(), map.size(), ms_since(t0));
+  // The process's channels share the registration: only the one that made it counts it.
+  if (added.registered_bytes > 0)
+    note_registration(map.data(), added.registered_bytes, added.registration_ms);
   registered_.push_back({map.data(), map.data() + map.size(), *lkey});
   return *lkey;
 }

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <vector>
 
@@ -25,9 +26,10 @@ struct Registry {
   std::mutex mu;
   std::vector<std::shared_ptr<ChannelStats>> channels;
   std::set<std::string> said;
-  std::set<const void*> registered;
   std::vector<std::string> notes;
   std::string fallback[2];
+  bool fallback_tentative[2] = {false, false};
+  uint64_t registrations = 0;
   uint64_t registered_bytes = 0;
   double registration_ms = 0;
 };
@@ -61,6 +63,11 @@ const Settings& settings() {
     const char* t = std::getenv("RAMSHIFT_QEMU_TRANSPORT");
     out.enabled = !t || std::strcmp(t, "tcp") != 0;
     if (const char* p = std::getenv("RAMSHIFT_QEMU_STATS")) out.stats_path = p;
+    for (auto [env, name] : {std::pair{"RAMSHIFT_QEMU_TLS_DIR", "tls-dir"},
+                             std::pair{"RAMSHIFT_QEMU_TLS_PSK", "tls-psk"},
+                             std::pair{"RAMSHIFT_QEMU_TLS_AUTHZ", "tls-authz"}})
+      if (const char* v = std::getenv(env); v && *v) out.tls.set(name, v);
+    out.authenticate = transport::security_requested(out.tls);
     return out;
   }();
   return s;
@@ -86,6 +93,19 @@ std::span<std::byte> mapping_of(const void* p, size_t len) {
 }
 
 const char* role_name(Role r) { return r == Role::kSource ? "source" : "destination"; }
+
+Result<std::shared_ptr<transport::ChannelSecurity>> security_for(Role role) {
+  static std::mutex mu;
+  // Never destroyed: QEMU's threads may still connect while the process exits.
+  static auto* loaded = new std::optional<Result<std::shared_ptr<transport::ChannelSecurity>>>[2];
+  std::lock_guard lock(mu);
+  auto& slot = loaded[role == Role::kSource ? 0 : 1];
+  if (!slot)
+    slot = transport::channel_security(settings().tls, role == Role::kSource
+                                                           ? transport::PeerRole::kClient
+                                                           : transport::PeerRole::kServer);
+  return *slot;
+}
 
 void ChannelStats::touch() {
   int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -117,12 +137,15 @@ void note_once(const std::string& key, const std::string& message) {
   write_stats();
 }
 
-void note_fallback(Role role, const std::string& reason) {
+void note_fallback(Role role, const std::string& reason, bool tentative) {
   {
     auto& r = registry();
     std::lock_guard lock(r.mu);
-    auto& slot = r.fallback[role == Role::kSource ? 0 : 1];
-    if (slot.empty()) slot = reason;
+    const int i = role == Role::kSource ? 0 : 1;
+    if (r.fallback[i].empty() || (r.fallback_tentative[i] && !tentative)) {
+      r.fallback[i] = reason;
+      r.fallback_tentative[i] = tentative;
+    }
   }
   note_once(std::string("fallback:") + role_name(role) + reason,
             std::string(role_name(role)) + ": plain TCP: " + reason);
@@ -131,7 +154,8 @@ void note_fallback(Role role, const std::string& reason) {
 void note_registration(const void* begin, uint64_t bytes, double ms) {
   auto& r = registry();
   std::lock_guard lock(r.mu);
-  if (!r.registered.insert(begin).second) return;
+  (void)begin;
+  ++r.registrations;
   r.registered_bytes += bytes;
   r.registration_ms += ms;
 }
@@ -146,6 +170,8 @@ void write_stats() {
     j["library"] = "ramshift-qemu";
     j["transport"] = settings().enabled ? "rdma" : "tcp";
     j["notes"] = r.notes;
+    j["authenticated"] = settings().authenticate;
+    j["registrations"] = r.registrations;
     j["registered_bytes"] = r.registered_bytes;
     j["registration_ms"] = r.registration_ms;
     for (Role role : {Role::kSource, Role::kDestination}) {

@@ -13,6 +13,9 @@
 #include <span>
 #include <string>
 
+#include "ramshift/base/status.h"
+#include "ramshift/transport/channel_security.h"
+
 namespace ramshift::qemu::preload {
 
 // The next definition of each wrapped function (dlsym RTLD_NEXT), resolved once.
@@ -33,9 +36,14 @@ const RealFunctions& real();
 // Environment of `ramshift qemu-exec` (docs/user-guide.md, "QEMU in-process library").
 //   RAMSHIFT_QEMU_TRANSPORT  rdma (default) | tcp (the library passes everything through)
 //   RAMSHIFT_QEMU_STATS      path of the JSON stats file (none when unset)
+//   RAMSHIFT_QEMU_TLS_DIR, RAMSHIFT_QEMU_TLS_PSK, RAMSHIFT_QEMU_TLS_AUTHZ
+//                            --tls-dir, --tls-psk, --tls-authz: the READ connection
+//                            authenticates (docs/security.md, "The QEMU in-process library")
 struct Settings {
   bool enabled = true;
   std::string stats_path;
+  transport::BackendSettings tls;  // "tls-dir", "tls-psk", "tls-authz" as the flags give them
+  bool authenticate = false;       // tls-dir or tls-psk given
 };
 const Settings& settings();
 
@@ -45,6 +53,11 @@ std::span<std::byte> mapping_of(const void* p, size_t len);
 
 enum class Role { kSource, kDestination };
 const char* role_name(Role r);
+
+// The credentials `role` authenticates its READ connections with (the source connects: the
+// client's; the destination accepts: the server's), loaded once; null without --tls-*; the
+// error (a missing file, a bad key) when they cannot be loaded.
+Result<std::shared_ptr<transport::ChannelSecurity>> security_for(Role role);
 
 // One channel's figures; owned by the stats registry, updated by the channel's thread.
 struct ChannelStats {
@@ -66,10 +79,11 @@ struct ChannelStats {
 std::shared_ptr<ChannelStats> new_channel_stats(Role role);
 // Says `message` once per `key` on stderr ("ramshift-qemu: ...") and in the stats file.
 void note_once(const std::string& key, const std::string& message);
-// Records why `role` did not use RDMA (the first reason is kept) and says it once.
-void note_fallback(Role role, const std::string& reason);
-// Adds a registration of the mapping at `begin` (counted once per mapping, whichever
-// channel asked first).
+// Records why `role` did not use RDMA (the first reason is kept, except that a `tentative`
+// one, a guess made while still waiting, gives way to the first definite one) and says it once.
+void note_fallback(Role role, const std::string& reason, bool tentative = false);
+// Adds a registration of the mapping at `begin` (the source registers the mappings it uses
+// once per connection, each in its own protection domain; the destination once per process).
 void note_registration(const void* begin, uint64_t bytes, double ms);
 // Rewrites the stats file (atomically) when one is set.
 void write_stats();

@@ -165,9 +165,18 @@ void SourceChannel::check_offer() {
     state_ = State::kPlain;
     return;
   }
+  // With --tls-*, the connection authenticates before any key is made or sent; when it
+  // cannot (refused either way, credentials unusable), the pages stay on QEMU's socket.
+  auto security = security_for(Role::kSource);
+  if (!security) {
+    note_fallback(Role::kSource,
+                  "its --tls-* credentials cannot be used: " + security.status().message());
+    state_ = State::kPlain;
+    return;
+  }
   std::byte priv[transport::rdma::kPullPrivateBytes]{};
-  encode_connect(priv, ConnectRequest{offer->nonce, sent_});
-  auto origin = PullOrigin::connect(ip, offer->port, priv, kConnectTimeout);
+  encode_connect(priv, ConnectRequest{offer->nonce, sent_, settings().authenticate});
+  auto origin = PullOrigin::connect(ip, offer->port, priv, kConnectTimeout, security->get());
   if (!origin) {
     note_fallback(Role::kSource, fmt::format("the destination offered RDMA at {}:{}, but: {}", ip,
                                              offer->port, origin.status().message()));
@@ -252,7 +261,8 @@ void SourceChannel::note_no_offer() {
   note_fallback(Role::kSource,
                 "the destination made no RDMA offer (it runs without the library, with "
                 "--transport tcp, or without an RDMA device for this address; its stats say "
-                "which)");
+                "which)",
+                /*tentative=*/true);
 }
 
 bool SourceChannel::is_sync(const msghdr* msg) const {

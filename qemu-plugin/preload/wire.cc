@@ -47,7 +47,7 @@ std::optional<Offer> decode_offer(std::span<const std::byte> in) {
 void encode_connect(std::byte* out, const ConnectRequest& c) {
   store_le<uint32_t>(out, kConnectMagic);
   store_le<uint16_t>(out + 4, wire_version());
-  store_le<uint16_t>(out + 6, 0);
+  store_le<uint16_t>(out + 6, c.authenticates ? kConnectAuthenticates : uint16_t{0});
   store_le<uint64_t>(out + 8, c.nonce);
   store_le<uint64_t>(out + 16, c.switch_offset);
   store_le<uint64_t>(out + 24, 0);
@@ -57,7 +57,8 @@ std::optional<ConnectRequest> decode_connect(std::span<const std::byte> in) {
   if (in.size() < kConnectBytes || load_le<uint32_t>(in.data()) != kConnectMagic ||
       load_le<uint16_t>(in.data() + 4) != wire_version())
     return std::nullopt;
-  return ConnectRequest{load_le<uint64_t>(in.data() + 8), load_le<uint64_t>(in.data() + 16)};
+  return ConnectRequest{load_le<uint64_t>(in.data() + 8), load_le<uint64_t>(in.data() + 16),
+                        (load_le<uint16_t>(in.data() + 6) & kConnectAuthenticates) != 0};
 }
 
 std::vector<std::byte> encode_frame(uint32_t inline_bytes, std::span<const FrameRead> reads) {

@@ -13,8 +13,12 @@
 //   STAMP   (8 B at offset 32 of MultiFDInit_t, its unused2[] — QEMU 7.2..10.x ignore it):
 //           u32 kStampMagic, u16 version, u16 0
 //   OFFER   (16 B): u32 kOfferMagic, u16 version, u16 rdma_cm port, u64 nonce
-//   CONNECT (rdma_cm private data, 32 B): u32 kConnectMagic, u16 version, u16 0, u64 nonce,
-//           u64 switch offset N (bytes of the channel before the first FRAME), u64 0
+//   CONNECT (rdma_cm private data, 32 B): u32 kConnectMagic, u16 version, u16 flags, u64 nonce,
+//           u64 switch offset N (bytes of the channel before the first FRAME), u64 0;
+//           flags bit 0 (kConnectAuthenticates): the source runs with --tls-*, and the TLS
+//           handshake then runs on the connection before any FRAME (docs/security.md). Each
+//           side decides from its own flags whether to authenticate, never from the bit; the
+//           bit only lets the destination refuse a mismatch at once, saying why.
 //   FRAME   (16 B + 16 B per read): u32 kFrameMagic, u32 inline bytes, u32 reads, u32 0,
 //           then per read: u64 source address, u32 length, u32 rkey;
 //           then the inline bytes. The stream's bytes for QEMU are the inline bytes followed by
@@ -55,9 +59,11 @@ struct Offer {
   uint16_t port = 0;
   uint64_t nonce = 0;
 };
+inline constexpr uint16_t kConnectAuthenticates = 1;
 struct ConnectRequest {
   uint64_t nonce = 0;
   uint64_t switch_offset = 0;
+  bool authenticates = false;
 };
 struct FrameRead {
   uint64_t addr = 0;

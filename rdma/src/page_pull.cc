@@ -1,5 +1,5 @@
-// RDMA READ page pulls (page_pull.h): rdma_cm set-up, one RC queue pair per connection,
-// memory registered per mapping in a protection domain shared per device.
+// RDMA READ page pulls (page_pull.h): rdma_cm set-up, one RC queue pair per connection, each
+// connection with its own protection domain and registrations, authenticated when asked.
 #include "page_pull.h"
 
 #include <arpa/inet.h>
@@ -13,8 +13,11 @@
 #include <mutex>
 #include <vector>
 
+#include "auth_pipe.h"
 #include "host_limits.h"
 #include "ramshift/base/clock.h"
+#include "ramshift/base/mapped_memory.h"
+#include "read_requests.h"
 #include "verbs_handles.h"
 
 namespace ramshift::transport::rdma {
@@ -60,40 +63,49 @@ Result<EventChannel> nonblocking_channel() {
   return ch;
 }
 
-}  // namespace
-
-// The PD of one device and the mappings registered in it.
-class PullDomain {
+// A PD and the memory registered in it for pulls; the MRs go before the PD.
+class Registrations {
  public:
-  static Result<std::shared_ptr<PullDomain>> of(ibv_context* ctx) {
-    static std::mutex mu;
-    static auto* domains = new std::map<ibv_context*, std::weak_ptr<PullDomain>>();
-    std::lock_guard lock(mu);
-    if (auto d = (*domains)[ctx].lock()) return d;
+  static Result<std::shared_ptr<Registrations>> create(ibv_context* ctx) {
     ibv_pd* pd = ibv_alloc_pd(ctx);
     if (!pd) return errno_status(ErrorCode::kIo, "ibv_alloc_pd", errno);
-    auto d = std::make_shared<PullDomain>();
-    d->pd_ = make_shared_pd(pd);
-    (*domains)[ctx] = d;
-    return d;
+    return std::make_shared<Registrations>(make_shared_pd(pd));
+  }
+  // The destination's: one per device for the process, shared by its connections and gone
+  // with the last of them. Only local access is ever granted in it (READ targets, the
+  // set-up's buffers), so sharing it opens nothing to any peer, whereas a PD per connection
+  // would pin the guest memory once per channel (and need channels x its size of memlock).
+  static Result<std::shared_ptr<Registrations>> shared_local(ibv_context* ctx) {
+    static std::mutex mu;
+    static auto* shared = new std::map<ibv_context*, std::weak_ptr<Registrations>>();
+    std::lock_guard lock(mu);
+    if (auto r = (*shared)[ctx].lock()) return r;
+    RS_ASSIGN_OR_RETURN(auto r, create(ctx));
+    (*shared)[ctx] = r;
+    return r;
   }
 
+  explicit Registrations(SharedPd pd) : pd_(std::move(pd)) {}
   ibv_pd* pd() const { return pd_.get(); }
 
-  // The MR covering [p, p+len): registered on first use with `access`.
-  Result<ibv_mr*> ensure(const std::byte* p, size_t len, int access, const char* what) {
+  // The MR covering [p, p+len): registered on first use with `access` (then `added`, when
+  // given, says what that cost).
+  Result<ibv_mr*> ensure(const std::byte* p, size_t len, int access, const char* what,
+                         PullStats* added = nullptr) {
     std::lock_guard lock(mu_);
     for (auto& m : mrs_) {
       auto* b = static_cast<std::byte*>(m->addr);
       if (p >= b && p + len <= b + m->length) return m.get();
     }
-    auto t0 = Clock::now();
     std::string name = fmt::format("{} MiB of {}", len >> 20, what);
     RS_RETURN_IF_ERROR(check_memlock(len, name));
+    auto t0 = Clock::now();
     MemoryRegion mr(ibv_reg_mr(pd_.get(), const_cast<std::byte*>(p), len, access));
     if (!mr) return registration_error(errno, len, name);
-    stats_.registration_ms += ms_since(t0);
-    stats_.registered_bytes += len;
+    const PullStats cost{len, ms_since(t0)};
+    stats_.registration_ms += cost.registration_ms;
+    stats_.registered_bytes += cost.registered_bytes;
+    if (added) *added = cost;
     mrs_.push_back(std::move(mr));
     return mrs_.back().get();
   }
@@ -104,40 +116,108 @@ class PullDomain {
   }
 
  private:
-  // MRs before the PD (declaration order reversed on destruction).
-  SharedPd pd_;
+  SharedPd pd_;  // declared first: destroyed after the MRs
   mutable std::mutex mu_;
   std::vector<MemoryRegion> mrs_;
   PullStats stats_;
 };
 
-namespace {
-
-// A queue pair with its CQ on `id`, in `domain`'s PD.
-struct Queue {
-  std::shared_ptr<PullDomain> domain;
-  CompletionChannel comp;
-  CompletionQueue cq;
-
-  static Result<Queue> create(rdma_cm_id* id) {
-    Queue q;
-    RS_ASSIGN_OR_RETURN(q.domain, PullDomain::of(id->verbs));
-    q.comp.reset(ibv_create_comp_channel(id->verbs));
-    if (!q.comp) return errno_status(ErrorCode::kIo, "ibv_create_comp_channel", errno);
-    q.cq.reset(ibv_create_cq(id->verbs, kSendDepth + 1, nullptr, q.comp.get(), 0));
-    if (!q.cq) return errno_status(ErrorCode::kIo, "ibv_create_cq", errno);
+// One connection's verbs objects: its registrations and their PD (the source's its own; the
+// destination's shared, local access only), CQ, queue pair (on the rdma_cm id, which its
+// owner destroys first), and the set-up's buffers and session. Members are destroyed
+// bottom-up: the session before its pipe, the set-up's MR before its buffer, the CQ before
+// its channel, the registrations (MRs, then the PD) last.
+class Queue {
+ public:
+  static Result<std::unique_ptr<Queue>> create(rdma_cm_id* id, bool authenticated,
+                                               std::shared_ptr<Registrations> regs) {
+    auto q = std::make_unique<Queue>();
+    q->regs_ = std::move(regs);
+    q->comp_.reset(ibv_create_comp_channel(id->verbs));
+    if (!q->comp_) return errno_status(ErrorCode::kIo, "ibv_create_comp_channel", errno);
+    q->cq_.reset(ibv_create_cq(id->verbs, kSendDepth + kAuthSlots + 1, nullptr, q->comp_.get(), 0));
+    if (!q->cq_) return errno_status(ErrorCode::kIo, "ibv_create_cq", errno);
     ibv_qp_init_attr attr{};
-    attr.send_cq = q.cq.get();
-    attr.recv_cq = q.cq.get();
+    attr.send_cq = q->cq_.get();
+    attr.recv_cq = q->cq_.get();
     attr.qp_type = IBV_QPT_RC;
     attr.cap.max_send_wr = kSendDepth;
-    attr.cap.max_recv_wr = 1;
+    attr.cap.max_recv_wr = kAuthSlots;
     attr.cap.max_send_sge = 1;
     attr.cap.max_recv_sge = 1;
-    if (rdma_create_qp(id, q.domain->pd(), &attr) != 0)
+    if (authenticated) {
+      const char* what = "the library's authentication buffers";
+      RS_RETURN_IF_ERROR(check_memlock(kAuthBufferBytes, what));
+      RS_ASSIGN_OR_RETURN(q->auth_buf_, MappedMemory::anonymous(kAuthBufferBytes));
+      q->auth_mr_.reset(ibv_reg_mr(q->regs_->pd(), q->auth_buf_.bytes().data(), kAuthBufferBytes,
+                                   IBV_ACCESS_LOCAL_WRITE));
+      if (!q->auth_mr_) return registration_error(errno, kAuthBufferBytes, what);
+    }
+    if (rdma_create_qp(id, q->regs_->pd(), &attr) != 0)
       return errno_status(ErrorCode::kIo, "rdma_create_qp", errno);
+    if (authenticated) {
+      // The set-up's slots (local access only), posted before the peer can send anything.
+      if (Status st = post_auth_receives(id->qp, q->auth_buf_.bytes(), q->auth_mr_->lkey); !st) {
+        rdma_destroy_qp(id);  // before the PD and CQ it uses go with `q`
+        return st;
+      }
+    }
     return q;
   }
+
+  // Runs the TLS handshake and the verdict on the connected queue pair `qp` (the client
+  // names `host`, the address it dialled). Every SEND of the set-up has completed when this
+  // returns, so the CQ holds nothing of it for whoever polls it next.
+  Status authenticate(ibv_qp* qp, ChannelSecurity& security, PeerRole role, const std::string& host,
+                      const std::string& peer, std::function<Status()> peer_left) {
+    const auto deadline = Clock::now() + kPullAuthTimeout;
+    pipe_ = std::make_unique<AuthPipe>(qp, cq_.get(), auth_buf_.bytes(), auth_mr_->lkey, 0,
+                                       std::move(peer_left));
+    // A refusal ends with an alert or the verdict on its way: it must reach the peer (which
+    // then says why) before the queue pair is destroyed.
+    const auto linger = [&] {
+      (void)pipe_->sends_complete(std::min(deadline, Clock::now() + std::chrono::seconds(1)));
+    };
+    auto session = security.handshake(*pipe_, role, host, deadline);
+    if (!session) {
+      linger();
+      return session.status();
+    }
+    session_ = std::move(session).value();
+    if (role == PeerRole::kServer) {
+      if (Status v = send_verdict(security, *session_, {}); !v) {
+        linger();
+        return v;
+      }
+      return pipe_->sends_complete(deadline);
+    }
+    RS_ASSIGN_OR_RETURN(auto verdict, receive_verdict(*session_, peer, deadline));
+    if (!verdict.empty())
+      return Status(ErrorCode::kProtocol,
+                    fmt::format("{} answered the authenticated set-up with {} bytes", peer,
+                                4 + verdict.size()));
+    return pipe_->sends_complete(deadline);
+  }
+
+  // ", TLSv1.3 TLS_AES_256_GCM_SHA384, x509, peer CN=..." once authenticated, else "".
+  std::string session_text() const {
+    return session_ ? fmt::format(", {}, peer {}", session_->describe(), session_->peer_identity())
+                    : std::string();
+  }
+
+  ibv_cq* cq() const { return cq_.get(); }
+  ibv_comp_channel* comp() const { return comp_.get(); }
+
+  Registrations& registrations() { return *regs_; }
+
+ private:
+  std::shared_ptr<Registrations> regs_;
+  CompletionChannel comp_;
+  CompletionQueue cq_;
+  MappedMemory auth_buf_;
+  MemoryRegion auth_mr_;
+  std::unique_ptr<AuthPipe> pipe_;
+  std::unique_ptr<SecureSession> session_;
 };
 
 rdma_conn_param conn_param(const std::byte* priv, size_t len) {
@@ -161,22 +241,36 @@ std::string device_of(rdma_cm_id* id) {
 // Source.
 
 struct PullOrigin::Impl {
-  // Destroyed bottom-up: the id (and its QP) before the CQ and its channel, the PD last.
+  // Destroyed bottom-up: the id (and its QP) before the queue's CQ, MRs and PD, and the event
+  // channel last.
   EventChannel channel;
-  Queue queue;
+  std::unique_ptr<Queue> queue;
   CmId id;
   std::string text;
-  ~Impl() {
-    if (id && id->qp) rdma_destroy_qp(id.get());
-  }
 };
 
 PullOrigin::PullOrigin(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PullOrigin::~PullOrigin() = default;
 
+namespace {
+
+// The destination's reason in a reject's private data (PullListener::accept), printable.
+std::string rejection_text(const std::vector<std::byte>& priv) {
+  std::string out;
+  for (std::byte b : priv) {
+    const char c = static_cast<char>(b);
+    if (c == 0) break;
+    out += (c >= 0x20 && c < 0x7f) ? c : '?';  // the peer's words, printed, never obeyed
+  }
+  return out;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<PullOrigin>> PullOrigin::connect(const std::string& ip, uint16_t port,
                                                         std::span<const std::byte> priv,
-                                                        PullMillis timeout) {
+                                                        PullMillis timeout,
+                                                        ChannelSecurity* security) {
   auto deadline = Clock::now() + timeout;
   auto impl = std::make_unique<Impl>();
   RS_ASSIGN_OR_RETURN(impl->channel, nonblocking_channel());
@@ -189,9 +283,13 @@ Result<std::unique_ptr<PullOrigin>> PullOrigin::connect(const std::string& ip, u
   sa.sin_port = htons(port);
   if (inet_pton(AF_INET, ip.c_str(), &sa.sin_addr) != 1)
     return Status(ErrorCode::kInvalidArgument, fmt::format("'{}' is not an IPv4 address", ip));
+  const std::string peer = fmt::format("the destination at {}:{}", ip, port);
   auto expect = [&](rdma_cm_event_type want, const char* step) -> Status {
     auto ev = wait_event(impl->channel.get(), deadline);
     if (!ev) return ev.status().with_context(step);
+    if (ev->type == RDMA_CM_EVENT_REJECTED && !rejection_text(ev->private_data).empty())
+      return Status(ErrorCode::kMismatch, fmt::format("{} refused this connection: {}", peer,
+                                                      rejection_text(ev->private_data)));
     if (ev->type != want)
       return Status(ErrorCode::kUnreachable,
                     fmt::format("{} to {}:{}: {} (status {})", step, ip, port,
@@ -204,12 +302,31 @@ Result<std::unique_ptr<PullOrigin>> PullOrigin::connect(const std::string& ip, u
   if (rdma_resolve_route(raw, 2000) != 0)
     return errno_status(ErrorCode::kUnreachable, "rdma_resolve_route", errno);
   RS_RETURN_IF_ERROR(expect(RDMA_CM_EVENT_ROUTE_RESOLVED, "resolving the route"));
-  RS_ASSIGN_OR_RETURN(impl->queue, Queue::create(raw));
+  // Its own PD: what it registers for remote reads is reachable through this connection only.
+  RS_ASSIGN_OR_RETURN(auto regs, Registrations::create(raw->verbs));
+  RS_ASSIGN_OR_RETURN(impl->queue, Queue::create(raw, security != nullptr, std::move(regs)));
   auto param = conn_param(priv.data(), priv.size());
   if (rdma_connect(raw, &param) != 0)
     return errno_status(ErrorCode::kUnreachable, "rdma_connect", errno);
   RS_RETURN_IF_ERROR(expect(RDMA_CM_EVENT_ESTABLISHED, "connecting"));
-  impl->text = fmt::format("rdma {} -> {}:{}", device_of(raw), ip, port);
+  if (security) {
+    // The peer leaving shows on this connection's own event channel.
+    auto peer_left = [ch = impl->channel.get()]() -> Status {
+      rdma_cm_event* ev = nullptr;
+      if (rdma_get_cm_event(ch, &ev) != 0) return Status::ok();
+      const auto type = ev->event;
+      rdma_ack_cm_event(ev);
+      if (type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL)
+        return Status(ErrorCode::kDisconnected,
+                      "the destination closed the connection during authentication (its log "
+                      "says why)");
+      return Status::ok();
+    };
+    RS_RETURN_IF_ERROR(
+        impl->queue->authenticate(raw->qp, *security, PeerRole::kClient, ip, peer, peer_left));
+  }
+  impl->text =
+      fmt::format("rdma {} -> {}:{}{}", device_of(raw), ip, port, impl->queue->session_text());
   return std::unique_ptr<PullOrigin>(new PullOrigin(std::move(impl)));
 }
 
@@ -218,10 +335,10 @@ Result<uint32_t> PullOrigin::expose(std::span<const std::byte> mapping) {
   // and an anonymous page the guest had not touched yet would stay pinned as the shared zero
   // page while QEMU's later writes land in a new page the device never sees. The peer gets
   // read access only.
-  RS_ASSIGN_OR_RETURN(ibv_mr * mr,
-                      impl_->queue.domain->ensure(mapping.data(), mapping.size(),
-                                                  IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ,
-                                                  "guest memory exposed for reads"));
+  RS_ASSIGN_OR_RETURN(ibv_mr * mr, impl_->queue->registrations().ensure(
+                                       mapping.data(), mapping.size(),
+                                       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ,
+                                       "guest memory exposed for reads"));
   return mr->rkey;
 }
 
@@ -235,22 +352,31 @@ void PullOrigin::wait_closed(PullMillis timeout) {
   rdma_disconnect(impl_->id.get());
 }
 
-PullStats PullOrigin::stats() const { return impl_->queue.domain->stats(); }
+PullStats PullOrigin::stats() const { return impl_->queue->registrations().stats(); }
 std::string PullOrigin::describe() const { return impl_->text; }
 
 // ---------------------------------------------------------------------------------------
 // Destination.
 
 struct PullTarget::Impl {
-  // The id lives on the listener's event channel; destroyed before the CQ and the PD.
-  Queue queue;
+  // The id lives on the listener's event channel; destroyed (with its QP) before the queue's
+  // CQ, MRs and PD.
+  std::unique_ptr<Queue> queue;
   CmId id;
   std::string text;
   ~Impl() {
-    if (id) {
-      rdma_disconnect(id.get());
-      if (id->qp) rdma_destroy_qp(id.get());
-    }
+    if (id) rdma_disconnect(id.get());
+  }
+
+  Status completed(const ibv_wc& wc) {
+    if (wc.status != IBV_WC_SUCCESS)
+      return Status(ErrorCode::kIo, fmt::format("RDMA READ from the source failed: {}",
+                                                ibv_wc_status_str(wc.status)));
+    // Only READs are posted once the set-up is over; a receive completing means the source
+    // sent a message it had no business sending.
+    if (wc.opcode != IBV_WC_RDMA_READ)
+      return Status(ErrorCode::kProtocol, "the source sent a message on the READ connection");
+    return Status::ok();
   }
 
   // Waits for one completion; every posted batch signals only its last read, and an error
@@ -258,29 +384,19 @@ struct PullTarget::Impl {
   Status wait_completion(PullMillis timeout) {
     for (;;) {
       ibv_wc wc{};
-      int n = ibv_poll_cq(queue.cq.get(), 1, &wc);
+      int n = ibv_poll_cq(queue->cq(), 1, &wc);
       if (n < 0) return Status(ErrorCode::kIo, "ibv_poll_cq failed");
-      if (n == 1) {
-        if (wc.status != IBV_WC_SUCCESS)
-          return Status(ErrorCode::kIo, fmt::format("RDMA READ from the source failed: {}",
-                                                    ibv_wc_status_str(wc.status)));
-        return Status::ok();
-      }
-      if (ibv_req_notify_cq(queue.cq.get(), 0) != 0)
+      if (n == 1) return completed(wc);
+      if (ibv_req_notify_cq(queue->cq(), 0) != 0)
         return Status(ErrorCode::kIo, "ibv_req_notify_cq failed");
-      n = ibv_poll_cq(queue.cq.get(), 1, &wc);  // one may have landed before the arm
-      if (n == 1) {
-        if (wc.status != IBV_WC_SUCCESS)
-          return Status(ErrorCode::kIo, fmt::format("RDMA READ from the source failed: {}",
-                                                    ibv_wc_status_str(wc.status)));
-        return Status::ok();
-      }
-      pollfd pfd{queue.comp->fd, POLLIN, 0};
+      n = ibv_poll_cq(queue->cq(), 1, &wc);  // one may have landed before the arm
+      if (n == 1) return completed(wc);
+      pollfd pfd{queue->comp()->fd, POLLIN, 0};
       int rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
       if (rc == 0) return Status(ErrorCode::kTimeout, "RDMA READ did not complete in time");
       ibv_cq* cq = nullptr;
       void* ctx = nullptr;
-      if (ibv_get_cq_event(queue.comp.get(), &cq, &ctx) == 0) ibv_ack_cq_events(cq, 1);
+      if (ibv_get_cq_event(queue->comp(), &cq, &ctx) == 0) ibv_ack_cq_events(cq, 1);
     }
   }
 };
@@ -288,10 +404,10 @@ struct PullTarget::Impl {
 PullTarget::PullTarget(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PullTarget::~PullTarget() = default;
 
-Result<uint32_t> PullTarget::lkey(std::span<std::byte> mapping) {
-  RS_ASSIGN_OR_RETURN(ibv_mr * mr,
-                      impl_->queue.domain->ensure(mapping.data(), mapping.size(),
-                                                  IBV_ACCESS_LOCAL_WRITE, "guest memory"));
+Result<uint32_t> PullTarget::lkey(std::span<std::byte> mapping, PullStats* added) {
+  RS_ASSIGN_OR_RETURN(ibv_mr * mr, impl_->queue->registrations().ensure(
+                                       mapping.data(), mapping.size(), IBV_ACCESS_LOCAL_WRITE,
+                                       "guest memory", added));
   return mr->lkey;
 }
 
@@ -303,16 +419,9 @@ Status PullTarget::read(std::span<const PullRead> reads, PullMillis timeout) {
   for (size_t at = 0; at < reads.size(); at += kBatch) {
     size_t n = std::min(kBatch, reads.size() - at);
     for (size_t i = 0; i < n; ++i) {
-      const PullRead& r = reads[at + i];
-      sge[i] = ibv_sge{reinterpret_cast<uint64_t>(r.local), r.len, r.lkey};
-      wr[i] = ibv_send_wr{};
+      fill_read_request(reads[at + i], sge[i], wr[i]);
       wr[i].wr_id = at + i;
-      wr[i].sg_list = &sge[i];
-      wr[i].num_sge = 1;
-      wr[i].opcode = IBV_WR_RDMA_READ;
       wr[i].send_flags = i + 1 == n ? IBV_SEND_SIGNALED : 0;
-      wr[i].wr.rdma.remote_addr = r.remote;
-      wr[i].wr.rdma.rkey = r.rkey;
       wr[i].next = i + 1 < n ? &wr[i + 1] : nullptr;
     }
     ibv_send_wr* bad = nullptr;
@@ -323,7 +432,7 @@ Status PullTarget::read(std::span<const PullRead> reads, PullMillis timeout) {
   return Status::ok();
 }
 
-PullStats PullTarget::stats() const { return impl_->queue.domain->stats(); }
+PullStats PullTarget::stats() const { return impl_->queue->registrations().stats(); }
 std::string PullTarget::describe() const { return impl_->text; }
 
 struct PullListener::Impl {
@@ -361,7 +470,8 @@ Result<std::unique_ptr<PullListener>> PullListener::create(const std::string& ip
 }
 
 Result<std::unique_ptr<PullTarget>> PullListener::accept(
-    PullMillis timeout, const std::function<bool(std::span<const std::byte>)>& decide) {
+    PullMillis timeout, const std::function<std::string(std::span<const std::byte>)>& decide,
+    ChannelSecurity* security) {
   auto deadline = Clock::now() + timeout;
   RS_ASSIGN_OR_RETURN(Event ev, wait_event(impl_->channel.get(), deadline));
   if (ev.type != RDMA_CM_EVENT_CONNECT_REQUEST) {
@@ -369,21 +479,40 @@ Result<std::unique_ptr<PullTarget>> PullListener::accept(
     return Status(ErrorCode::kWouldBlock, rdma_event_str(ev.type));
   }
   CmId id(ev.id);
-  if (ev.private_data.size() < kPullPrivateBytes || !decide(ev.private_data)) {
-    rdma_reject(id.get(), nullptr, 0);
-    return Status(ErrorCode::kWouldBlock, "connect request refused");
+  std::string refusal = ev.private_data.size() < kPullPrivateBytes
+                            ? std::string("a connect request without this library's data")
+                            : decide(ev.private_data);
+  if (!refusal.empty()) {
+    // The reason rides in the reject message (rdma_cm carries up to 148 bytes on a reject).
+    std::string text = refusal.substr(0, 140);
+    rdma_reject(id.get(), text.c_str(), static_cast<uint8_t>(text.size() + 1));
+    return Status(ErrorCode::kWouldBlock, "connect request refused: " + refusal);
   }
-  auto impl = std::make_unique<PullTarget::Impl>();
-  auto q = Queue::create(id.get());
+  auto regs = Registrations::shared_local(id->verbs);
+  if (!regs) {
+    rdma_reject(id.get(), nullptr, 0);
+    return regs.status();
+  }
+  auto q = Queue::create(id.get(), security != nullptr, std::move(*regs));
   if (!q) {
     rdma_reject(id.get(), nullptr, 0);
     return q.status();
   }
+  auto impl = std::make_unique<PullTarget::Impl>();
   impl->queue = std::move(*q);
+  impl->id = std::move(id);  // from here the Impl destroys the QP before the queue's PD
+  rdma_cm_id* raw = impl->id.get();
   auto param = conn_param(nullptr, 0);
-  if (rdma_accept(id.get(), &param) != 0) return errno_status(ErrorCode::kIo, "rdma_accept", errno);
-  impl->text = fmt::format("rdma {} <- port {}", device_of(id.get()), impl_->port);
-  impl->id = std::move(id);
+  if (rdma_accept(raw, &param) != 0) return errno_status(ErrorCode::kIo, "rdma_accept", errno);
+  if (security) {
+    // The peer's departure shows on the listener's channel, shared with every other connection:
+    // a refused peer's alert, or the deadline, ends the wait instead.
+    Status a =
+        impl->queue->authenticate(raw->qp, *security, PeerRole::kServer, "", "the source", nullptr);
+    if (!a) return Status(ErrorCode::kMismatch, a.message());
+  }
+  impl->text =
+      fmt::format("rdma {} <- port {}{}", device_of(raw), impl_->port, impl->queue->session_text());
   return std::unique_ptr<PullTarget>(new PullTarget(std::move(impl)));
 }
 

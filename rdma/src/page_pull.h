@@ -5,12 +5,19 @@
 //
 //   source (PullOrigin)                         destination (PullListener -> PullTarget)
 //   connect(ip, port, private data) ---------->  accept: `decide` sees the private data
+//   [with security: TLS 1.3 over SEND/RECV, then the destination's verdict (auth_pipe.h)]
 //   expose(mapping) -> rkey (REMOTE_READ)        lkey(mapping) (LOCAL_WRITE)
 //   (posts nothing; its QP only answers READs)   read(ops): RDMA READ, waits for all of them
 //   wait_closed(): until the peer disconnects    disconnect()
 //
-// Memory is registered once per mapping and per device, shared by every connection of the
-// process on that device, and deregistered when the last connection using it is gone.
+// Each source connection has its own protection domain: memory is registered in it for that
+// connection only (an rkey opens nothing through another connection's queue pair) and
+// deregistered with it, the PD last, whether the connection ends or fails. The destination's
+// connections share one PD per device that holds local-access memory only (no rkey exists
+// in it), deregistered with the last of them. With a
+// ChannelSecurity, connect/accept return only after the peer authenticated (and the
+// destination allowed it): nothing is registered for remote access before, so no rkey can
+// exist for an unauthenticated peer.
 // Thread-safety: one thread per connection object; expose/lkey may run on any thread.
 #pragma once
 
@@ -23,6 +30,7 @@
 #include <string>
 
 #include "ramshift/base/status.h"
+#include "ramshift/transport/channel_security.h"
 
 namespace ramshift::transport::rdma {
 
@@ -36,26 +44,33 @@ struct PullStats {
   double registration_ms = 0;
 };
 
-class PullDomain;
+// How long an authenticated set-up may take once the queue pair is connected.
+inline constexpr std::chrono::seconds kPullAuthTimeout{10};
 
 // Source side: one connection whose queue pair lets the peer READ exposed memory.
 class PullOrigin {
  public:
   // Connects to the destination's listener at ip:port (IPv4 text), sending `private_data`
-  // (kPullPrivateBytes). Blocks until established, refused or `timeout`.
+  // (kPullPrivateBytes). With `security` (the client's credentials), then authenticates: the
+  // destination's certificate must name `ip`, and the destination must accept this side's
+  // identity. Blocks until established and authenticated, refused (kMismatch with the reason
+  // either side gave) or `timeout`.
   static Result<std::unique_ptr<PullOrigin>> connect(const std::string& ip, uint16_t port,
                                                      std::span<const std::byte> private_data,
-                                                     PullMillis timeout);
+                                                     PullMillis timeout,
+                                                     transport::ChannelSecurity* security);
   ~PullOrigin();
   PullOrigin(const PullOrigin&) = delete;
   PullOrigin& operator=(const PullOrigin&) = delete;
 
-  // Registers `mapping` for remote reads (once per process and device) and returns its rkey.
+  // Registers `mapping` for remote reads through this connection (in its own PD, once per
+  // connection) and returns its rkey.
   // kNoSpace with the memlock advice when the limit is too low.
   Result<uint32_t> expose(std::span<const std::byte> mapping);
   // Waits until the peer disconnects (it finished reading) or `timeout`.
   void wait_closed(PullMillis timeout);
   PullStats stats() const;
+  // "rdma rxe0 -> 10.9.0.2:4791", and with security ", TLSv1.3 ..., peer CN=...".
   std::string describe() const;
 
  private:
@@ -91,8 +106,10 @@ class PullTarget {
   PullTarget(const PullTarget&) = delete;
   PullTarget& operator=(const PullTarget&) = delete;
 
-  // Registers `mapping` as a READ target (LOCAL_WRITE only, once per process and device).
-  Result<uint32_t> lkey(std::span<std::byte> mapping);
+  // Registers `mapping` as a READ target (LOCAL_WRITE only), once per device for the process:
+  // the destination's connections share one PD, in which nothing is remotely accessible.
+  // `added`, when given, gets what this call registered (zero when the mapping already was).
+  Result<uint32_t> lkey(std::span<std::byte> mapping, PullStats* added = nullptr);
   // Posts every read and returns when all completed (kIo naming the failed completion, or
   // kTimeout after `timeout` without progress).
   Status read(std::span<const PullRead> reads, PullMillis timeout);
@@ -117,10 +134,15 @@ class PullListener {
 
   uint16_t port() const;
   // Waits up to `timeout` for one connect request. `decide` sees its private data and returns
-  // true to accept it (it runs before the peer learns the answer); a refused request is
-  // rejected. kTimeout when none came; kWouldBlock when one was refused.
+  // "" to accept it (it runs before the peer learns the answer), or why it refuses: the
+  // request is rejected with that text in the reject message. With `security` (the server's
+  // credentials) an accepted connection then authenticates (the peer's identity checked
+  // against --tls-authz, a refusal told to the peer). kTimeout when no request came;
+  // kWouldBlock when one was refused by `decide`; kMismatch (the reason) when its
+  // authentication failed.
   Result<std::unique_ptr<PullTarget>> accept(
-      PullMillis timeout, const std::function<bool(std::span<const std::byte>)>& decide);
+      PullMillis timeout, const std::function<std::string(std::span<const std::byte>)>& decide,
+      transport::ChannelSecurity* security);
 
  private:
   struct Impl;

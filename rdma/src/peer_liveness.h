@@ -63,8 +63,13 @@ class PeerWatch {
   void heard(LivenessClock::time_point now) { last_heard_ = now; }
 
   // True when a heartbeat should leave now (every quarter of the peer's limit); the next one
-  // is then due a quarter later. Call again after a heartbeat could not be posted.
+  // is then due a quarter later, unless heartbeat_not_sent() says this one did not leave.
   bool heartbeat_due(LivenessClock::time_point now);
+  // The heartbeat heartbeat_due() asked for could not be posted (the send lock was busy or
+  // the send queue full): it is due again at once, on the poller's next pass (<= 100 ms),
+  // not a quarter of the limit later, so three busy moments in a row cannot add up to the
+  // peer's whole limit.
+  void heartbeat_not_sent(LivenessClock::time_point now) { next_heartbeat_ = now; }
 
   // The port under the queue went down at `since` (nullopt: it is up). Ok while the peer was
   // heard from within the limit and the port is up or down for less than the limit; else the

@@ -110,8 +110,11 @@ rdma_conn_param conn_param(const std::byte* priv) {
   rdma_conn_param p{};
   p.private_data = priv;
   p.private_data_len = priv ? kPrivateBytes : 0;
-  p.responder_resources = 0;  // no RDMA READ on these queues (post-copy will add it)
-  p.initiator_depth = 0;
+  // RDMA READ both ways (post-copy faults read the source's memory), as deep as the device
+  // allows: librdmacm lowers the maximum to the device's limit (16 on ConnectX, 128 on rxe).
+  // Nothing is readable until memory is registered kRemoteRead, only while post-copy runs.
+  p.responder_resources = RDMA_MAX_RESP_RES;
+  p.initiator_depth = RDMA_MAX_INIT_DEPTH;
   p.retry_count = RetransmitPlan{}.retry_count;
   p.rnr_retry_count = 6;  // never 7 (infinite) on rxe; receives are always posted anyway
   return p;

@@ -39,7 +39,7 @@ RdmaConnection::RdmaConnection(EventChannel channel, SharedPd pd,
       queues_(std::move(queues)),
       description_(std::move(description)) {
   caps_.zero_copy_write = true;
-  caps_.remote_read = false;
+  caps_.remote_read = true;
   caps_.max_message = RdmaQueue::kMaxMessage;
   caps_.max_queues = 256;
   for (size_t i = 0; i < queues_.size(); ++i) queues_[i]->id()->context = queues_[i].get();
@@ -125,9 +125,28 @@ Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
   const std::string what = fmt::format("{} of guest memory", format_bytes(memory.size()));
   RS_RETURN_IF_ERROR(check_memlock(memory.size(), what));
   // The source only reads its guest memory (which may be a read-only file mapping); only
-  // the destination lets the peer write, and only for this connection's lifetime.
-  const int flags =
-      access == MemoryAccess::kRemoteWrite ? IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE : 0;
+  // the destination lets the peer write, and only for this connection's lifetime. The peer
+  // reads the source's memory only while post-copy runs, with the guest paused for good:
+  // REMOTE_READ without LOCAL_WRITE pins it read-only, which is right for memory that no
+  // longer changes (an untouched page pinned as the zero page stays zero).
+  int flags = 0;
+  switch (access) {
+    case MemoryAccess::kLocal:
+      break;
+    case MemoryAccess::kRemoteWrite:
+      flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+      break;
+    case MemoryAccess::kRemoteRead:
+      if (!caps_.remote_read)
+        return Status(ErrorCode::kInvalidArgument,
+                      "rdma: no one-sided reads on a connection with --encrypt (they would "
+                      "carry guest memory in clear)");
+      flags = IBV_ACCESS_REMOTE_READ;
+      break;
+    case MemoryAccess::kReadTarget:
+      flags = IBV_ACCESS_LOCAL_WRITE;
+      break;
+  }
   const uint64_t chunk = chunk_size_for(memory.size());
   const size_t chunks = chunk == 0 ? 0 : (memory.size() + chunk - 1) / chunk;
   std::vector<MemoryRegion> mrs(chunks);
@@ -164,6 +183,29 @@ Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
   return key;
 }
 
+Status RdmaConnection::release_memory(const MemoryKey& key) {
+  std::vector<MemoryRegion> gone;
+  {
+    std::lock_guard lock(mr_mu_);
+    for (uint32_t rkey : key.rkeys) {
+      auto it = std::find_if(guest_mrs_.begin(), guest_mrs_.end(), [&](const MemoryRegion& m) {
+        const auto a = reinterpret_cast<uint64_t>(m->addr);
+        return m->rkey == rkey && a >= key.address && a < key.address + key.length;
+      });
+      if (it == guest_mrs_.end()) continue;
+      gone.push_back(std::move(*it));
+      guest_mrs_.erase(it);
+    }
+  }
+  if (gone.empty() && !key.rkeys.empty())
+    return Status(ErrorCode::kNotFound, "rdma: no memory registered under those keys");
+  // Deregistered here, outside the lock; the rkeys are invalid from then on.
+  for (auto& mr : gone)
+    if (int rc = ibv_dereg_mr(mr.release()); rc != 0)
+      return errno_status(ErrorCode::kIo, "ibv_dereg_mr", rc);
+  return Status::ok();
+}
+
 Status RdmaConnection::can_register(uint64_t bytes) const {
   return check_memlock(bytes, fmt::format("{} of guest memory", format_bytes(bytes)));
 }
@@ -180,7 +222,7 @@ Result<uint32_t> RdmaConnection::lkey_for(const std::byte* p, size_t len) const 
     if (p + len <= base + mr->length) return mr->lkey;
   }
   return Status(ErrorCode::kInvalidArgument,
-                "remote write from memory that was not registered on this connection");
+                "one-sided write or read with local memory not registered on this connection");
 }
 
 Status RdmaConnection::seal_payloads() {
@@ -188,6 +230,7 @@ Status RdmaConnection::seal_payloads() {
   for (auto& q : queues_) sessions.push_back(q->session());
   RS_ASSIGN_OR_RETURN(sealed_, SealedQueues::create(sessions));
   caps_.zero_copy_write = false;
+  caps_.remote_read = false;
   caps_.max_message = RdmaQueue::kMaxMessage - PayloadSealer::kOverhead;
   description_.pop_back();  // the closing parenthesis
   description_ += ", payloads sealed: AES-256-GCM)";
@@ -213,6 +256,22 @@ Status RdmaConnection::post_write(uint32_t queue, std::span<const RemoteWrite> w
     RS_ASSIGN_OR_RETURN(lkeys[i], lkey_for(writes[i].local, writes[i].length));
   }
   return queues_[queue]->post_writes(writes, std::span<const uint32_t>(lkeys, writes.size()));
+}
+
+Status RdmaConnection::read(uint32_t queue, std::span<const RemoteRead> reads, Millis timeout) {
+  RS_RETURN_IF_ERROR(check(queue));
+  if (!caps_.remote_read) return no_remote_reads(transport_name());
+  std::vector<PullRead> pulls(reads.size());
+  for (size_t i = 0; i < reads.size(); ++i) {
+    const RemoteRead& r = reads[i];
+    if (r.length > kMaxMergedRead)
+      return Status(
+          ErrorCode::kInvalidArgument,
+          fmt::format("a read of {} bytes; at most {} at once", r.length, kMaxMergedRead));
+    RS_ASSIGN_OR_RETURN(uint32_t lkey, lkey_for(r.local, r.length));
+    pulls[i] = {r.local, lkey, r.remote_address, r.rkey, static_cast<uint32_t>(r.length)};
+  }
+  return queues_[queue]->read(pulls, timeout);
 }
 
 Status RdmaConnection::wait_writable(uint32_t queue, Millis timeout) {

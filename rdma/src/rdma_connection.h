@@ -1,5 +1,6 @@
 // An rdma:// connection: N RdmaQueues that share a protection domain, the guest memory
-// registered for one-sided writes, and a thread that watches the connection's CM events.
+// registered for one-sided writes (and, during post-copy, reads), and a thread that watches the
+// connection's CM events.
 #pragma once
 
 #include <memory>
@@ -33,9 +34,11 @@ class RdmaConnection final : public Connection {
   Status seal_payloads();
 
   Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) override;
+  Status release_memory(const MemoryKey& key) override;
   Status can_register(uint64_t bytes) const override;
   Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) override;
   Status post_write(uint32_t queue, std::span<const RemoteWrite> writes) override;
+  Status read(uint32_t queue, std::span<const RemoteRead> reads, Millis timeout) override;
   Status wait_writable(uint32_t queue, Millis timeout) override;
   Status flush(uint32_t queue, Millis timeout) override;
   Result<size_t> poll(uint32_t queue, std::span<ConstBuffer> out, Millis timeout) override;

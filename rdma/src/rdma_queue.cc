@@ -160,10 +160,7 @@ RdmaQueue::~RdmaQueue() {
   close();
   post_drain_marker();
   stopping_ = true;
-  if (wake_fd_.valid()) {
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
-  }
+  wake_poller();
   if (poller_.joinable()) poller_.join();
 }
 
@@ -337,15 +334,17 @@ void RdmaQueue::tick_liveness(bool heard) {
     fail(std::move(s));
     return;
   }
-  if (watch_.heartbeat_due(now)) send_heartbeat();
+  if (watch_.heartbeat_due(now) && !send_heartbeat()) watch_.heartbeat_not_sent(now);
 }
 
 // A credit repeating the count last reported: a no-op to the peer's ring (no slot released
 // twice), but a receive completion that tells it we are here. Skipped when the send queue is
-// full (then our traffic speaks for us) or an application thread holds the send lock.
-void RdmaQueue::send_heartbeat() {
+// full or an application thread holds the send lock; false then, and the poller tries again
+// on its next pass. (A full queue does not speak for us: one-sided writes and reads leave no
+// completion at the peer.)
+bool RdmaQueue::send_heartbeat() {
   std::unique_lock lock(send_mu_, std::try_to_lock);
-  if (!lock.owns_lock() || closed_ || !send_.attached() || ledger_.send_free() == 0) return;
+  if (!lock.owns_lock() || closed_ || !send_.attached() || ledger_.send_free() == 0) return false;
   ibv_send_wr wr{};
   wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
   wr.num_sge = 0;
@@ -353,6 +352,7 @@ void RdmaQueue::send_heartbeat() {
   wr.wr.rdma.remote_addr = peer_.ring_address;
   wr.wr.rdma.rkey = peer_.rkey;
   (void)post_chain(&wr, 1);  // a failure fails the queue with its reason
+  return true;
 }
 
 void RdmaQueue::handle(const ibv_wc& wc, uint32_t& reposts) {
@@ -367,6 +367,9 @@ void RdmaQueue::handle(const ibv_wc& wc, uint32_t& reposts) {
   }
   if (!is_receive) {
     if (wc.wr_id >= kHelloSendId) return;
+    // Before the ledger moves: read() takes a completed number without this for a failure.
+    if (wc.opcode == IBV_WC_RDMA_READ && reads_ok_upto_.load() < wc.wr_id + 1)
+      reads_ok_upto_.store(wc.wr_id + 1);
     ledger_.on_send_completed(wc.wr_id);
     return;
   }
@@ -528,10 +531,13 @@ void RdmaQueue::close() {
   if (id_->qp) ibv_modify_qp(id_->qp, &attr, IBV_QP_STATE);
   { std::lock_guard lock(mu_); }
   cv_.notify_all();
-  if (wake_fd_.valid()) {
-    uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
-  }
+  wake_poller();
+}
+
+void RdmaQueue::wake_poller() {
+  if (!wake_fd_.valid()) return;
+  uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_.get(), &one, sizeof one);
 }
 
 void RdmaQueue::finish_disconnect() {

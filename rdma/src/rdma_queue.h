@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "async_events.h"
+#include "page_pull.h"
 #include "peer_liveness.h"
 #include "ramshift/base/mapped_memory.h"
 #include "ramshift/base/unique_fd.h"
@@ -80,6 +81,9 @@ class RdmaQueue {
   // The transport contract for this queue (see transport.h).
   Status post_message(std::span<const ConstBuffer> segments);
   Status post_writes(std::span<const RemoteWrite> writes, std::span<const uint32_t> lkeys);
+  // RDMA READs on this queue's QP (numbered like its other sends, the last one signaled);
+  // returns once they completed. Any thread, beside the sender and receiver.
+  Status read(std::span<const PullRead> reads, Millis timeout);
   Status wait_writable(Millis timeout);
   Status flush(Millis timeout);
   Result<size_t> poll(std::span<ConstBuffer> out, Millis timeout);
@@ -119,7 +123,8 @@ class RdmaQueue {
   // --peer-timeout (peer_liveness.h), on the poller thread: gives up on a silent peer or a
   // port down too long, and sends the heartbeats the peer asked for.
   void tick_liveness(bool heard);
-  void send_heartbeat();
+  bool send_heartbeat();
+  void wake_poller();  // out of its sleep on the event channel, from any thread
 
   // Sending (callers hold send_mu_).
   Status usable() const;
@@ -176,7 +181,9 @@ class RdmaQueue {
   Status failure_;            // first error; sticky
   bool ended_ = false;        // receives flushed: nothing more will arrive
   WorkRequestLedger ledger_;  // posted under send_mu_, completed by the poller
-  ReceiveRing receive_;       // arrivals from the poller (queued under mu_), taken by poll()
+  // One past the last send number that completed as a successful RDMA READ (poller).
+  std::atomic<uint64_t> reads_ok_upto_{0};
+  ReceiveRing receive_;  // arrivals from the poller (queued under mu_), taken by poll()
 
   // Send side (send_mu_; credits arrive from the poller).
   std::mutex send_mu_;

@@ -8,6 +8,8 @@
 
 #include <algorithm>
 
+#include "read_requests.h"
+
 namespace ramshift::transport::rdma {
 namespace {
 
@@ -121,6 +123,57 @@ Status RdmaQueue::post_writes(std::span<const RemoteWrite> writes,
   }
   if (writes.empty()) return Status::ok();
   return post_chain(wrs_.data(), writes.size());
+}
+
+Status RdmaQueue::read(std::span<const PullRead> reads, Millis timeout) {
+  if (reads.empty()) return Status::ok();
+  if (reads.size() > tuning_.send_queue_depth / 2)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("{} reads in one call; at most {} fit this queue", reads.size(),
+                              tuning_.send_queue_depth / 2));
+  const auto deadline = Clock::now() + timeout;
+  uint64_t target = 0;
+  for (;;) {
+    uint64_t seen_done;
+    {
+      std::lock_guard lock(send_mu_);
+      RS_RETURN_IF_ERROR(usable());
+      // Reads need no order against the messages held for credits: they may pass them.
+      // One slot stays free for the poller's heartbeat: a READ leaves no completion at the
+      // peer, so while this queue only reads, the heartbeat is all the peer hears from us.
+      if (reads.size() < ledger_.send_free()) {
+        for (size_t i = 0; i < reads.size(); ++i) fill_read_request(reads[i], sges_[i], wrs_[i]);
+        wrs_[reads.size() - 1].send_flags = IBV_SEND_SIGNALED;
+        RS_RETURN_IF_ERROR(post_chain(wrs_.data(), reads.size()));
+        target = ledger_.posted();
+        ledger_.note_signaled(target - 1);
+        break;
+      }
+      seen_done = ledger_.completed();
+    }
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_until(lock, deadline, [&] {
+          return ledger_.completed() != seen_done || closed_ || !failure_.is_ok();
+        }))
+      return Status(ErrorCode::kTimeout, "rdma send queue full: no room for the reads");
+  }
+  // The poller wakes cv_ after every batch of completions; a read's completion (in order
+  // with every send before it) moves completed() past its number.
+  std::unique_lock lock(mu_);
+  cv_.wait_until(lock, deadline, [&] {
+    return ledger_.completed() >= target || ended_ || closed_ || !failure_.is_ok();
+  });
+  if (reads_ok_upto_.load() >= target) return Status::ok();
+  if (!failure_.is_ok()) return failure_;
+  if (ledger_.completed() >= target)  // flushed: the QP went to the error state first
+    return Status(ErrorCode::kDisconnected,
+                  fmt::format("rdma queue {}: RDMA READ flushed: the queue pair failed", index_));
+  if (ended_ || closed_)
+    return Status(ErrorCode::kDisconnected,
+                  fmt::format("rdma queue {}: the peer disconnected", index_));
+  return Status(
+      ErrorCode::kTimeout,
+      fmt::format("rdma queue {}: RDMA READ did not complete in {} ms", index_, timeout.count()));
 }
 
 Status RdmaQueue::wait_writable(Millis timeout) {

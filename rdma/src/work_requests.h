@@ -35,6 +35,9 @@ class WorkRequestLedger {
     return true;
   }
   void note_posted(size_t count) { posted_ += count; }
+  // Send `wr_id` asks for a completion whatever signal_every says (a read's waiter needs
+  // its own): records it as the last signaled one.
+  void note_signaled(uint64_t wr_id) { last_signaled_ = wr_id; }
 
   // An unsignaled send reports nothing: flush and drain wait for a signaled zero-byte marker
   // posted after it. False when nothing was posted or the last send was signaled already.

@@ -325,6 +325,59 @@ TEST_P(TransportConformance, AWriteWithAWrongKeyFailsBothSidesWithTheReason) {
       std::all_of(target.begin(), target.end(), [](std::byte b) { return b == std::byte{0}; }));
 }
 
+// One-sided reads (backends with remote_read): post-copy faults read the paused source's
+// memory. A read returns with the bytes in place; once the memory is released the same key
+// reads nothing (the reader's queue fails, naming the refusal, never returning stale bytes).
+TEST_P(TransportConformance, RemoteReadsReturnThePeersBytesUntilReleased) {
+  auto p = connect_pair(GetParam(), 2);
+  ASSERT_TRUE(p.client && p.server);
+  if (!p.client->capabilities().remote_read) {
+    std::vector<std::byte> b(4096);
+    RemoteRead r{b.data(), b.size(), 0, 0};
+    EXPECT_EQ(p.server->read(0, std::span(&r, 1), 1s).code(), ErrorCode::kInvalidArgument);
+    GTEST_SKIP() << GetParam() << " has no one-sided reads";
+  }
+  constexpr size_t kPage = 4096, kPages = 64;
+  std::vector<std::byte> source(kPages * kPage), staging(8 * kPage);
+  for (size_t i = 0; i < source.size(); ++i)
+    source[i] = static_cast<std::byte>((i * 13 + i / kPage) & 0xff);
+  // The client (a migration's source) exposes its memory; the server reads it.
+  auto key = p.client->register_memory(source, MemoryAccess::kRemoteRead);
+  ASSERT_TRUE(key.is_ok()) << key.status().message();
+  ASSERT_TRUE(p.server->register_memory(staging, MemoryAccess::kReadTarget).is_ok());
+  // Scattered pages, eight at a time, on queue 0 while queue 1 carries messages both ways.
+  for (size_t round = 0; round < kPages / 8; ++round) {
+    std::vector<RemoteRead> reads;
+    for (size_t i = 0; i < 8; ++i) {
+      const size_t page = (round * 8 + i) * 37 % kPages;
+      const uint64_t addr = key->address + page * kPage;
+      reads.push_back({staging.data() + i * kPage, kPage, addr, key->rkey_at(addr)});
+    }
+    auto m = make_message(1, round, 200);
+    ASSERT_TRUE(send_blocking(*p.server, 1, m).is_ok());
+    Status s = p.server->read(0, reads, 5s);
+    ASSERT_TRUE(s.is_ok()) << s.message();
+    for (size_t i = 0; i < 8; ++i) {
+      const size_t page = (round * 8 + i) * 37 % kPages;
+      ASSERT_EQ(std::memcmp(staging.data() + i * kPage, source.data() + page * kPage, kPage), 0)
+          << "page " << page << " read wrong in round " << round;
+    }
+    ConstBuffer in[1];
+    auto n = p.client->poll(1, in, 5s);
+    ASSERT_TRUE(n.is_ok() && *n == 1) << "queue 1 stalled behind the reads";
+    EXPECT_TRUE(check_message(in[0], 1, round));
+  }
+  ASSERT_TRUE(p.client->release_memory(*key).is_ok());
+  EXPECT_EQ(p.client->release_memory(*key).code(), ErrorCode::kNotFound);
+  std::fill(staging.begin(), staging.end(), std::byte{0});
+  RemoteRead late{staging.data(), kPage, key->address, key->rkey_at(key->address)};
+  Status s = p.server->read(0, std::span(&late, 1), 5s);
+  EXPECT_FALSE(s.is_ok()) << "a read with a released key succeeded";
+  EXPECT_NE(s.code(), ErrorCode::kTimeout) << s.message();
+  EXPECT_TRUE(std::all_of(staging.begin(), staging.begin() + kPage,
+                          [](std::byte b) { return b == std::byte{0}; }));
+}
+
 TEST_P(TransportConformance, QueueIndexIsChecked) {
   auto p = connect_pair(GetParam(), 2);
   ASSERT_TRUE(p.client && p.server);

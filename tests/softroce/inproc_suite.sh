@@ -12,6 +12,8 @@
 #    without a kernel, so it boots at once under nested emulation) migrates with Debian's QEMU
 #    and, when given, the newer one (bookworm-backports): its heartbeat continues on the
 #    destination, its own page check stays clean, and the pages did not cross the sockets
+#  4 the READ connection authenticated (inproc_security.sh; alone with INPROC_ONLY=security on
+#    inproc_run.sh)
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # the VM's init starts us with busybox sh
 set -uo pipefail
 LIB=${1:?usage: inproc_suite.sh LIBRARY GUEST_ELF [NEWER_QEMU NEWER_QEMU_ROOT]}
@@ -26,6 +28,7 @@ pass() { echo "PASS: $*"; }
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 step() { echo "=== inproc: $*"; }
 PIDS=()
+SRC_EXEC=(); DST_EXEC=()  # more qemu-exec flags for migrate_paused (inproc_security.sh)
 # SIGTERM, then SIGKILL: QEMU 7.2's destination can hang in its main thread after a multifd
 # channel failed (it waits for that channel's sync), where no SIGTERM reaches it.
 stop_all() {
@@ -41,11 +44,11 @@ exec_qemu() { ramshift qemu-exec --library "$LIB" --stats "$1" -- "$QEMU" "${@:2
 migrate_paused() {
   local tag=$1 ch=$2 tr=$3; shift 3
   rm -f "$W/dst.ram" "$W"/*.qmp
-  ramshift qemu-exec --transport "$tr" --library "$LIB" --stats "$W/s$tag.json" -- "$QEMU" "${qcommon[@]}" \
+  ramshift qemu-exec --transport "$tr" --library "$LIB" --stats "$W/s$tag.json" "${SRC_EXEC[@]}" -- "$QEMU" "${qcommon[@]}" \
     -qmp "unix:$W/qs.qmp,server=on,wait=off" \
     -object memory-backend-file,id=ram0,size=64M,mem-path="$W/src.img",share=off >"$W/qs$tag.log" 2>&1 &
   PIDS+=($!)
-  ramshift qemu-exec --transport "$tr" --library "$LIB" --stats "$W/d$tag.json" -- "$QEMU" "${qcommon[@]}" \
+  ramshift qemu-exec --transport "$tr" --library "$LIB" --stats "$W/d$tag.json" "${DST_EXEC[@]}" -- "$QEMU" "${qcommon[@]}" \
     -qmp "unix:$W/qd.qmp,server=on,wait=off" -incoming defer \
     -object memory-backend-file,id=ram0,size=64M,mem-path="$W/dst.ram",share=on >"$W/qd$tag.log" 2>&1 &
   PIDS+=($!)
@@ -59,9 +62,16 @@ jget() {
 }
 show() { echo "--- $1"; cat "$1" 2>/dev/null | head -60; }
 
-step "a paused 64 MiB guest, pages by RDMA READ"
 ramshift make-image --size 64M --pattern mixed "$W/src.img" >/dev/null
 qcommon=(-accel tcg -m 64 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
+ONLY=$(cat /opt/share/inproc_only 2>/dev/null)
+if [ "$ONLY" = security ] || [ "$ONLY" = regcost ]; then
+  source /opt/share/inproc_security.sh
+  echo "inproc: $FAILS failure(s)"
+  [ $FAILS = 0 ]; exit
+fi
+
+step "a paused 64 MiB guest, pages by RDMA READ"
 for ch in 2 4; do
   t0=$(date +%s)
   if migrate_paused $ch $ch rdma; then
@@ -188,5 +198,6 @@ if [ -n "$NEWER_QEMU" ]; then
     migrate_running "$(qemu_name "$NEWER_QEMU")" "$NEWER_QEMU" \
     -L "$NEWER_ROOT/usr/share/qemu" -L "$NEWER_ROOT/usr/share/seabios"
 fi
+source /opt/share/inproc_security.sh
 echo "inproc: $FAILS failure(s)"
 [ $FAILS = 0 ]

@@ -29,7 +29,11 @@ SERVER_SAN=IP:10.9.0.1 bash "$HERE/../security/make_pki.sh" "$PKI/pki" >"$PKI/ma
   { echo "make_pki.sh failed:"; cat "$PKI/make_pki.log"; }
 echo "$PKI/pki" >"$PKI/softroce_pki"
 # SOFTROCE_ONLY=faults [FAULT_CASES=...]: only the fault matrix (fault_cases.sh);
-# SOFTROCE_ONLY=security: only rdma:// with --tls-* (security_cases.sh).
+# SOFTROCE_ONLY=security: only rdma:// with --tls-* (security_cases.sh);
+# SOFTROCE_ONLY=postcopy: only post-copy over rdma:// (postcopy_cases.sh).
+# perftest's ib_read_lat goes in for the post-copy step's peer figure (rxe_vm.sh installs it).
+IRL=$(command -v ib_read_lat || true)
+[ -n "$IRL" ] && QARGS+=(-b "$IRL")
 bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b "$CONF" -b "$BAD" -b bash "${QARGS[@]}" \
   -d "$E2E" -d "$LIB" -d "$HERE" -d "$PKI/pki" -f "$PKI/softroce_pki" \
   "$HERE/suite.sh" "$E2E" ${SOFTROCE_ONLY:+"$SOFTROCE_ONLY" "${FAULT_CASES:-}"}

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The soft-RoCE suite: runs where an RDMA device exists (inside tests/softroce/rxe_vm.sh's VM,
 # or directly on a host with RDMA), with `ramshift` and `conformance_tests` on PATH.
-#   suite.sh E2E_DIR [faults [GROUPS]]   (E2E_DIR holds tests/e2e/lib.sh; tests/lib and
+#   suite.sh E2E_DIR [faults [GROUPS] | security | postcopy]   (E2E_DIR holds tests/e2e/lib.sh; tests/lib and
 #   tests/softroce sit beside it)
 # RAMSHIFT_RDMA_ADDR is the address of the device to listen on (the VM's rxe0: 10.9.0.1).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # the VM's init starts us with busybox sh
@@ -15,6 +15,16 @@ source "$E2E_DIR/../lib/fault_checks.sh"
 if [ "${2:-}" = faults ]; then
   FAULT_CASES=${3:-}
   source "$E2E_DIR/../softroce/fault_cases.sh"
+  finish
+fi
+
+# suite.sh E2E_DIR postcopy: only post-copy and hybrid over rdma:// (postcopy_cases.sh).
+if [ "${2:-}" = postcopy ]; then
+  step "conformance: one-sided reads on rdma"
+  timeout 300 conformance_tests --gtest_filter='*RemoteRead*rdma*' >"$WORK/conf.log" 2>&1 &&
+    grep -q "1 test.* PASSED\|PASSED.*1 test" "$WORK/conf.log" && ! grep -q SKIPPED "$WORK/conf.log" &&
+    pass "RemoteReadsReturnThePeersBytesUntilReleased on rdma" || { fail "read conformance on rdma"; cat "$WORK/conf.log"; }
+  source "$E2E_DIR/../softroce/postcopy_cases.sh"
   finish
 fi
 
@@ -129,6 +139,8 @@ expect_exit 0 "live migration of a running 64 MiB guest over rdma" -- \
   --queues 2 --auto-converge --downtime-limit 1000 --json "$WORK/live.json"
 wait "$RX_PID"; rc=$?
 [ "$rc" = 0 ] && pass "destination resumed and verified the workload" || { fail "receiver exit $rc"; cat "$WORK/rx.err"; }
+
+source "$E2E_DIR/../softroce/postcopy_cases.sh"
 
 step "ramshift demo --transport rdma"
 expect_exit 0 "demo migrates a 32 MiB image over rdma and verifies it" -- \

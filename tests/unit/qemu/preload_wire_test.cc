@@ -45,6 +45,10 @@ TEST(PreloadWire, OfferAndConnectRoundTripAndRefuseOtherVersions) {
   ASSERT_TRUE(c);
   EXPECT_EQ(c->nonce, 7u);
   EXPECT_EQ(c->switch_offset, 1u << 20);
+  EXPECT_FALSE(c->authenticates);
+  encode_connect(b, ConnectRequest{7, 1 << 20, true});
+  ASSERT_TRUE(decode_connect(b));
+  EXPECT_TRUE(decode_connect(b)->authenticates);
   EXPECT_FALSE(decode_offer({b, kOfferBytes}));  // a connect request is not an offer
 }
 

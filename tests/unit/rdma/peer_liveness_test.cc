@@ -101,6 +101,18 @@ TEST(PeerLiveness, HeartbeatsAtAQuarterOfThePeersLimit) {
   EXPECT_GE(sent, 3);
 }
 
+TEST(PeerLiveness, AHeartbeatThatCouldNotLeaveIsDueAgainAtOnce) {
+  const auto t0 = LivenessClock::now();
+  PeerWatch w(milliseconds(60000), {true, milliseconds(2000)}, t0);
+  ASSERT_TRUE(w.heartbeat_due(t0 + milliseconds(500)));
+  // The send lock was busy: the poller's next pass (here 100 ms on) tries again, instead of
+  // the next quarter; once one left, the cadence is a quarter again.
+  w.heartbeat_not_sent(t0 + milliseconds(500));
+  EXPECT_TRUE(w.heartbeat_due(t0 + milliseconds(600)));
+  EXPECT_FALSE(w.heartbeat_due(t0 + milliseconds(700)));
+  EXPECT_TRUE(w.heartbeat_due(t0 + milliseconds(1100)));
+}
+
 TEST(PeerLiveness, PortDownLongerThanTheLimitFails) {
   const auto t0 = LivenessClock::now();
   PeerWatch w(milliseconds(5000), {true, milliseconds(5000)}, t0);

@@ -340,6 +340,8 @@ Status SyntheticGuest::start_dirty_log() {
   return Status::ok();
 }
 
+void SyntheticGuest::stop_dirty_log() { tracker_.reset(); }
+
 Result<std::vector<uint64_t>> SyntheticGuest::fetch_dirty(uint32_t) {
   if (!tracker_) return Status(ErrorCode::kInternal, "dirty log not started");
   return tracker_->fetch_and_clear();

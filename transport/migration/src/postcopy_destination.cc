@@ -79,9 +79,11 @@ Status PostcopyPlacer::serve_faults() {
     if (faults.empty()) continue;
     const auto now = Clock::now();
     wire::PageRequest request;
-    std::vector<guest::PageFault> wake, zero;
+    std::vector<guest::PageFault> wake, zero, read;
+    std::shared_ptr<const Reader> reader;
     {
       std::lock_guard lock(mu_);
+      reader = reader_;
       for (const auto& f : faults) {
         ++counts_.faults;
         const uint64_t k = key(f.region, f.page);
@@ -94,13 +96,19 @@ Status PostcopyPlacer::serve_faults() {
           zero.push_back(f);  // never sent because it was zero: nothing to ask for
         } else if (!bit(requested_, k)) {
           requested_[k / 8] |= static_cast<uint8_t>(1u << (k % 8));
-          request.pages.push_back({f.region, f.page});
-          ++counts_.requests;
+          if (reader && reader->locate(f.region, f.page * page_size_)) {
+            read.push_back(f);
+            ++counts_.reads;
+          } else {
+            request.pages.push_back({f.region, f.page});
+            ++counts_.requests;
+          }
         }
       }
     }
     // The request first: the source's answer is the longest wait.
     if (!request.pages.empty()) RS_RETURN_IF_ERROR(send_request_(request));
+    if (!read.empty()) RS_RETURN_IF_ERROR(read_and_place(*reader, read));
     for (const auto& f : wake) RS_RETURN_IF_ERROR(pages_->wake(f.region, f.page));
     for (const auto& f : zero) {
       RS_ASSIGN_OR_RETURN(bool placed, place_once(f.region, f.page, {}));
@@ -113,8 +121,67 @@ Status PostcopyPlacer::serve_faults() {
   return Status::ok();
 }
 
+std::optional<std::pair<uint64_t, uint32_t>> PostcopyPlacer::Reader::locate(uint32_t region,
+                                                                            uint64_t offset) const {
+  for (const auto& r : ranges)
+    if (r.region_id == region && offset >= r.offset && offset - r.offset < r.length)
+      return std::pair{r.address + (offset - r.offset), r.rkey};
+  return std::nullopt;
+}
+
+Status PostcopyPlacer::enable_reads(transport::Connection& conn, const wire::MemoryKeys& keys) {
+  if (!conn.capabilities().remote_read)
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("memory_keys from the source, but {} has no one-sided reads",
+                              conn.transport_name()));
+  auto reader = std::make_shared<Reader>();
+  reader->conn = &conn;
+  reader->ranges = keys.ranges;
+  RS_ASSIGN_OR_RETURN(reader->staging, MappedMemory::anonymous(size_t{kStagingPages} * page_size_));
+  RS_RETURN_IF_ERROR(
+      conn.register_memory(reader->staging.bytes(), transport::MemoryAccess::kReadTarget).status());
+  std::lock_guard lock(mu_);
+  if (reader_) return Status(ErrorCode::kProtocol, "memory_keys from the source twice");
+  reader_ = std::move(reader);
+  log::info("post-copy: faults now read their pages from the source ({} key range(s))",
+            keys.ranges.size());
+  return Status::ok();
+}
+
+Status PostcopyPlacer::read_and_place(const Reader& reader,
+                                      std::span<const guest::PageFault> faults) {
+  std::byte* staging = reader.staging.bytes().data();
+  for (size_t at = 0; at < faults.size(); at += kStagingPages) {
+    const auto batch = faults.subspan(at, std::min<size_t>(kStagingPages, faults.size() - at));
+    std::vector<transport::RemoteRead> reads;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      auto where = reader.locate(batch[i].region, batch[i].page * page_size_);
+      reads.push_back({staging + i * page_size_, page_size_, where->first, where->second});
+    }
+    // Why 10 s: a read the source's device answers in microseconds; only a cut link (which
+    // the connection's own liveness check reports sooner with --peer-timeout) takes longer.
+    const auto posted = Clock::now();
+    RS_RETURN_IF_ERROR(reader.conn->read(0, reads, milliseconds(10000))
+                           .with_context("reading faulted pages from the source"));
+    {
+      std::lock_guard lock(mu_);
+      read_call_us_.push_back(
+          std::chrono::duration<double, std::micro>(Clock::now() - posted).count());
+    }
+    for (size_t i = 0; i < batch.size(); ++i) {
+      RS_ASSIGN_OR_RETURN(bool placed, place_once(batch[i].region, batch[i].page,
+                                                  {staging + i * page_size_, page_size_}, true));
+      if (!placed) {  // a push placed it first; its copy woke the waiters
+        std::lock_guard lock(mu_);
+        ++counts_.pages_duplicate;
+      }
+    }
+  }
+  return Status::ok();
+}
+
 Result<bool> PostcopyPlacer::place_once(uint32_t region, uint64_t page,
-                                        std::span<const std::byte> bytes) {
+                                        std::span<const std::byte> bytes, bool by_read) {
   const uint64_t k = key(region, page);
   if (claimed_[k].exchange(1)) return false;
   RS_ASSIGN_OR_RETURN(auto placed, bytes.empty() ? pages_->place_zero(region, page)
@@ -124,12 +191,12 @@ Result<bool> PostcopyPlacer::place_once(uint32_t region, uint64_t page,
   digest_->update_page_from(region, page,
                             bytes.empty() ? std::span<const std::byte>(zeros_) : bytes);
   const bool needed = bit(needed_, k);
-  resolve(region, page, needed);
+  resolve(region, page, needed, by_read);
   if (needed) needed_left_.fetch_sub(1);
   return true;
 }
 
-void PostcopyPlacer::resolve(uint32_t region, uint64_t page, bool needed) {
+void PostcopyPlacer::resolve(uint32_t region, uint64_t page, bool needed, bool by_read) {
   const auto now = Clock::now();
   const uint64_t k = key(region, page);
   std::lock_guard lock(mu_);
@@ -140,6 +207,7 @@ void PostcopyPlacer::resolve(uint32_t region, uint64_t page, bool needed) {
   for (const auto& w : it->second) {
     const double us = std::chrono::duration<double, std::micro>(now - w.since).count();
     latencies_us_.push_back(us);
+    if (by_read) read_latencies_us_.push_back(us);
     ThreadBlocked& b = blocked_[w.thread];
     b.thread = w.thread;
     ++b.faults;
@@ -175,6 +243,12 @@ PostcopyReport PostcopyPlacer::figures() const {
   std::lock_guard lock(mu_);
   PostcopyReport r = counts_;
   r.fault_latency = latency_figures(latencies_us_);
+  r.read_fault_latency = latency_figures(read_latencies_us_);
+  r.read_latency = latency_figures(read_call_us_);
+  r.fault_path = r.reads > 0 && r.requests > 0 ? "rdma_read+request"
+                 : r.reads > 0                 ? "rdma_read"
+                 : r.requests > 0              ? "request"
+                                               : "none";
   for (const auto& [tid, b] : blocked_) r.blocked.push_back(b);
   std::sort(r.blocked.begin(), r.blocked.end(),
             [](const ThreadBlocked& a, const ThreadBlocked& b) { return a.thread < b.thread; });
@@ -301,6 +375,11 @@ Status PostcopyReceiver::run() {
       case wire::FrameType::kPostcopyPages:  // requested: placed by this thread at once
         RS_RETURN_IF_ERROR(placer_->place_frame(f->body));
         break;
+      case wire::FrameType::kMemoryKeys: {  // where the source's guest memory may be read
+        RS_ASSIGN_OR_RETURN(auto keys, wire::decode_memory_keys(f->body, c_.table, c_.page_size));
+        RS_RETURN_IF_ERROR(placer_->enable_reads(c_.conn, keys));
+        break;
+      }
       case wire::FrameType::kDigest:
         RS_RETURN_IF_ERROR(c_.session.advance(DestinationEvent::kDigestReceived));
         RS_RETURN_IF_ERROR(check_digest(f->body));

@@ -8,6 +8,11 @@
 // A page is claimed (one bit) before it is placed, so of two copies of a page (a push and a
 // request answer) exactly one is placed and hashed; the other is counted as a duplicate.
 //
+// Once the source's MEMORY_KEYS arrive (transports with one-sided reads: rdma://), a fault
+// is one read of the source's memory into a staging page, placed like any copy (a push that
+// got there first wins, the read is a duplicate); faults before then, and pages outside the
+// keys, are requested.
+//
 // Thread-safety: place_frame() from any thread; the rest from the control thread.
 #pragma once
 
@@ -17,12 +22,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "discarded_pages.h"
+#include "ramshift/base/mapped_memory.h"
 #include "ramshift/guest/missing_pages.h"
 #include "ramshift/migration/config.h"
 #include "ramshift/migration/progress.h"
@@ -51,6 +58,9 @@ class PostcopyPlacer {
 
   // A POSTCOPY_PAGES body: places the pages not placed yet.
   Status place_frame(std::span<const std::byte> body);
+  // The source's MEMORY_KEYS: from now on faults read their pages from it over `conn`
+  // (which must have capabilities().remote_read). Control thread; `conn` outlives the placer.
+  Status enable_reads(transport::Connection& conn, const wire::MemoryKeys& keys);
   // Every page POSTCOPY_START named is placed.
   bool all_placed() const { return needed_left_.load() == 0; }
   uint64_t pages_needed() const { return needed_total_; }
@@ -64,13 +74,26 @@ class PostcopyPlacer {
     uint32_t thread;
     Clock::time_point since;
   };
+  // Where faults read their pages: the source's ranges, a staging area registered for reads.
+  struct Reader {
+    transport::Connection* conn = nullptr;
+    std::vector<wire::KeyRange> ranges;
+    MappedMemory staging;  // kStagingPages pages
+    // The source's address and key of `page` of `region`; nullopt outside every range.
+    std::optional<std::pair<uint64_t, uint32_t>> locate(uint32_t region, uint64_t offset) const;
+  };
+  static constexpr uint32_t kStagingPages = 32;
   PostcopyPlacer() = default;
   void fault_main();
   Status serve_faults();
-  // Places one page (bytes empty: zero) once; false if it was placed already.
-  Result<bool> place_once(uint32_t region, uint64_t page, std::span<const std::byte> bytes);
+  // Reads `faults`' pages from the source and places them (kStagingPages at a time).
+  Status read_and_place(const Reader& reader, std::span<const guest::PageFault> faults);
+  // Places one page (bytes empty: zero) once; false if it was placed already. `by_read`: its
+  // waiters' latencies count as read faults too.
+  Result<bool> place_once(uint32_t region, uint64_t page, std::span<const std::byte> bytes,
+                          bool by_read = false);
   // The page is there: its waiters run on; `needed` counts it as pushed or faulted.
-  void resolve(uint32_t region, uint64_t page, bool needed);
+  void resolve(uint32_t region, uint64_t page, bool needed, bool by_read);
   uint64_t key(uint32_t region, uint64_t page) const { return offsets_[region] + page; }
   bool bit(const std::vector<uint8_t>& map, uint64_t k) const { return map[k / 8] >> (k % 8) & 1; }
 
@@ -93,7 +116,10 @@ class PostcopyPlacer {
   std::unordered_map<uint64_t, std::vector<Waiter>> waiters_;
   std::unordered_map<uint32_t, ThreadBlocked> blocked_;
   std::vector<double> latencies_us_;
+  std::vector<double> read_latencies_us_;
+  std::vector<double> read_call_us_;  // each conn->read() alone (read_and_place)
   PostcopyReport counts_;
+  std::shared_ptr<const Reader> reader_;  // set once by enable_reads
 
   std::atomic<bool> stop_{false};
   std::thread fault_thread_;  // last: stopped first

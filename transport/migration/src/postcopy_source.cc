@@ -141,10 +141,69 @@ Status PostcopySender::serve_request(std::span<const std::byte> body) {
   return Status::ok();
 }
 
+void PostcopySender::expose_main() {
+  Status s;
+  for (const auto& r : regions_) {
+    const uint64_t bytes =
+        std::min<uint64_t>(r.memory.size(), wire::region_pages(r.bytes, page_size_) * page_size_);
+    auto key = conn_.register_memory(r.memory.first(bytes), transport::MemoryAccess::kRemoteRead);
+    if (!key) {
+      s = key.status();
+      break;
+    }
+    read_keys_.push_back(std::move(*key));
+    read_exposed_bytes_ += bytes;
+  }
+  expose_status_ = s;
+  exposed_ = true;
+}
+
+Status PostcopySender::announce_reads() {
+  announced_ = true;
+  if (!expose_status_) {
+    // Not fatal: the destination keeps asking for pages (e.g. a memlock limit that holds the
+    // guest once, for the pushes' registration, but not twice).
+    log::warn(
+        "post-copy: the destination cannot read the guest's memory ({}); it asks for "
+        "every page it faults on instead",
+        expose_status_.message());
+    return Status::ok();
+  }
+  wire::MemoryKeys keys;
+  for (uint32_t r = 0; r < read_keys_.size(); ++r) {
+    const auto& k = read_keys_[r];
+    const uint64_t chunk = k.chunk_bytes == 0 ? k.length : k.chunk_bytes;
+    for (uint64_t off = 0; off < k.length; off += chunk)
+      keys.ranges.push_back(
+          {r, off, std::min(chunk, k.length - off), k.address + off, k.rkey_at(k.address + off)});
+  }
+  const auto body = wire::encode(keys);
+  const transport::ConstBuffer segments[1] = {body};
+  RS_ASSIGN_OR_RETURN(uint64_t bytes, send_frame(conn_, 0, FrameType::kMemoryKeys, segments,
+                                                 milliseconds(60000), nullptr));
+  wire_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  log::info("post-copy: the destination may read {} MiB of guest memory ({} keys)",
+            read_exposed_bytes_ >> 20, keys.ranges.size());
+  return Status::ok();
+}
+
+void PostcopySender::release_reads() {
+  if (expose_thread_.joinable()) expose_thread_.join();
+  bool released = true;
+  for (const auto& k : read_keys_)
+    if (Status s = conn_.release_memory(k); !s) {
+      log::warn("post-copy: deregistering the guest memory the destination read: {}", s.message());
+      released = false;
+    }
+  read_released_ = released && !read_keys_.empty();
+  read_keys_.clear();
+}
+
 Status PostcopySender::run(SourceSession& session, const ProgressFn& progress,
                            milliseconds placed_timeout) {
   const auto start = Clock::now();
   push_status_.assign(queues_, Status::ok());
+  if (conn_.capabilities().remote_read) expose_thread_ = std::thread([this] { expose_main(); });
   std::vector<std::thread> threads;
   for (uint32_t q = 0; q < queues_; ++q) threads.emplace_back([this, q] { push_main(q); });
   std::optional<Clock::time_point> all_pushed;
@@ -182,6 +241,10 @@ Status PostcopySender::run(SourceSession& session, const ProgressFn& progress,
                                   "placed within {} s",
                                   placed_timeout.count() / 1000));
       break;
+    }
+    if (!announced_ && exposed_.load()) {
+      result = announce_reads();
+      if (!result) break;
     }
     transport::ConstBuffer msgs[16];
     // Why 1 ms: a request is noticed at once (poll returns on arrival); the timeout only
@@ -228,6 +291,17 @@ Status PostcopySender::run(SourceSession& session, const ProgressFn& progress,
   }
   abort_ = true;
   for (auto& t : threads) t.join();
+  // Every page is placed (or post-copy failed): nothing may read the guest any more.
+  release_reads();
+  if (placed && sent_ != total_ && announced_ && expose_status_) {
+    // The destination read these and placed them before the push reached them: the digest
+    // covers them all the same (the paused guest's memory has not changed).
+    std::lock_guard lock(mu_);
+    constexpr uint64_t kStep = 1u << 30;
+    for (uint32_t r = 0; r < regions_.size(); ++r)
+      for (uint64_t p = 0, n = wire::region_pages(regions_[r].bytes, page_size_); p < n; p += kStep)
+        claim(r, p, static_cast<uint32_t>(std::min(kStep, n - p)));
+  }
   if (placed && sent_ != total_)
     return Status(ErrorCode::kProtocol,
                   fmt::format("the destination confirmed every page placed, but {} of {} were "
@@ -243,6 +317,8 @@ PostcopyReport PostcopySender::figures() const {
   r.pages_pushed = pushed_.load();
   std::lock_guard lock(mu_);
   r.service_latency = latency_figures(service_us_);
+  r.read_exposed_bytes = read_exposed_bytes_;
+  r.read_released = read_released_;
   return r;
 }
 

@@ -7,6 +7,13 @@
 //
 // Each page is hashed into the digest the first time it is sent (its memory cannot change
 // any more), so the DIGEST that follows covers it.
+//
+// Over a transport with one-sided reads (rdma://) the source also lets the destination read
+// the guest's memory: it registers it kRemoteRead on a thread of its own as post-copy starts
+// (requests are served meanwhile), announces the keys in MEMORY_KEYS on queue 0, the
+// authenticated session's control queue, and deregisters them when post-copy ends or fails.
+// Faults then cost the source no CPU; it still pushes every page. Pages the destination read
+// and placed before the push reached them are hashed when it confirms every page placed.
 #pragma once
 
 #include <atomic>
@@ -14,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <thread>
 #include <vector>
 
 #include "queue_stream.h"
@@ -59,6 +67,11 @@ class PostcopySender {
   // Marks pages sent; hashes those sent for the first time. mu_ held.
   void claim(uint32_t region, uint64_t first, uint32_t count);
   uint64_t key(uint32_t region, uint64_t page) const { return offsets_[region] + page; }
+  // Read exposure (capabilities().remote_read): registers on expose_thread_; the run loop
+  // announces the keys once registered; release_reads() deregisters them (run()'s end).
+  void expose_main();
+  Status announce_reads();
+  void release_reads();
 
   transport::Connection& conn_;
   const std::vector<guest::Region>& regions_;
@@ -83,6 +96,14 @@ class PostcopySender {
   std::atomic<uint32_t> pushers_done_{0};
   std::vector<Status> push_status_;
   std::optional<Clock::time_point> running_at_;
+
+  std::thread expose_thread_;
+  std::atomic<bool> exposed_{false};             // expose_thread_ finished (read_keys_ set)
+  bool announced_ = false;                       // run loop only
+  Status expose_status_;                         // written before exposed_
+  std::vector<transport::MemoryKey> read_keys_;  // per region; written before exposed_
+  uint64_t read_exposed_bytes_ = 0;
+  bool read_released_ = false;
 };
 
 // Whether `config` may move `guest` post-copy: a live guest, verified by transfer (with

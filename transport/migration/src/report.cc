@@ -113,6 +113,15 @@ std::string MigrationReport::to_json() const {
           {"zero_local", postcopy->pages_zero_local},
           {"duplicate", postcopy->pages_duplicate}}},
         {"discard", {{"rounds", postcopy->discard_rounds}, {"pages", postcopy->pages_discarded}}}};
+    if (role == "destination") {
+      j["postcopy"]["fault_path"] = postcopy->fault_path;
+      j["postcopy"]["reads"] = postcopy->reads;
+      j["postcopy"]["read_fault_latency_us"] = latency_json(postcopy->read_fault_latency);
+      j["postcopy"]["read_latency_us"] = latency_json(postcopy->read_latency);
+    } else {
+      j["postcopy"]["read_exposed_bytes"] = postcopy->read_exposed_bytes;
+      j["postcopy"]["read_released"] = postcopy->read_released;
+    }
   }
   if (link.retransmitted_frames) j["retransmitted_frames"] = *link.retransmitted_frames;
   if (link.dropped_frames) j["dropped_frames"] = *link.dropped_frames;

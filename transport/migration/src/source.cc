@@ -198,6 +198,7 @@ class SourceRun {
     pause_time_ = Clock::now();
     guest_.pause();
     RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty_pages(guest_));
+    guest_.stop_dirty_log();  // paused for good: post-copy pins the memory for reads
     const wire::PostcopyStart start{
         rounds, postcopy_pages(guest_.regions(), config_.page_size, dirty, more)};
     const bool compress = compress_device_state(peer_capabilities_, config_.codec.mode, link_rate_);

@@ -34,6 +34,10 @@ class SourceGuest {
   // Pages of `region` (in page_size units) written since the last call, ascending, and
   // clears them. Immutable guests never have any.
   virtual Result<std::vector<uint64_t>> fetch_dirty(uint32_t) { return std::vector<uint64_t>{}; }
+  // Ends dirty tracking for good (post-copy, once the guest is paused and its last dirty
+  // pages are read): write-protect tracking keeps the memory from being pinned (Linux 6.1:
+  // ibv_reg_mr fails with EFAULT), and post-copy registers it for the peer's reads.
+  virtual void stop_dirty_log() {}
   // Stops the vCPUs at a point where memory is consistent; returns once they stopped.
   virtual void pause() {}
   virtual void resume() {}

@@ -73,6 +73,7 @@ class SyntheticGuest final : public SourceGuest {
   bool immutable() const override { return false; }
   Status start_dirty_log() override;
   Result<std::vector<uint64_t>> fetch_dirty(uint32_t region) override;
+  void stop_dirty_log() override;
   void pause() override;
   void resume() override;
   void set_throttle(int percent) override;

@@ -80,6 +80,19 @@ struct PostcopyReport {
   uint64_t pages_faulted = 0;          // pages placed (sent) because the guest asked
   uint64_t pages_zero_local = 0;       // destination: never-sent zero pages filled here
   uint64_t pages_duplicate = 0;        // destination: arrived again once placed, dropped
+  // Destination: how faulted pages came: "rdma_read" (one-sided reads of the source's
+  // memory), "request" (PAGE_REQUEST answered by the source), "rdma_read+request" (requests
+  // until the source's read keys arrived), "none" (no fault needed the source).
+  std::string fault_path = "none";
+  uint64_t reads = 0;                 // destination: pages fetched by one-sided read
+  LatencyFigures read_fault_latency;  // destination: faults resolved by a read
+  // Destination: each one-sided read call alone, posted to completed (what `ib_read_lat`
+  // measures); the rest of read_fault_latency is the fault path and the placing.
+  LatencyFigures read_latency;
+  // Source: guest memory the destination could read during post-copy, and whether it was
+  // all deregistered again at the end (its keys no longer valid).
+  uint64_t read_exposed_bytes = 0;
+  bool read_released = false;
   // Hybrid: POSTCOPY_DISCARD rounds before the pause, and the pages dropped on the
   // destination by them while the guest still ran on the source.
   uint32_t discard_rounds = 0;

@@ -41,8 +41,10 @@ struct Capabilities {
 
 // Who may touch registered memory. kLocal: only this side's own writes read from it (the
 // source's guest memory). kRemoteWrite: the peer may write into it (the destination's guest
-// memory, for the migration's lifetime only).
-enum class MemoryAccess { kLocal, kRemoteWrite };
+// memory, for the migration's lifetime only). kRemoteRead: the peer may read it (the paused
+// source's guest memory while post-copy runs, released after). kReadTarget: this side's own
+// reads of the peer's memory land in it (the destination's staging pages).
+enum class MemoryAccess { kLocal, kRemoteWrite, kRemoteRead, kReadTarget };
 
 // Handle for memory registered with a backend. Large ranges are registered as several chunks
 // of `chunk_bytes` (in parallel), each with its own rkey; a remote write must not cross a
@@ -63,6 +65,16 @@ struct MemoryKey {
 // connection) into the peer's registered memory at `remote_address` under `rkey`.
 struct RemoteWrite {
   const std::byte* local = nullptr;
+  size_t length = 0;
+  uint64_t remote_address = 0;
+  uint32_t rkey = 0;
+};
+
+// One one-sided read: `length` bytes of the peer's registered memory at `remote_address`
+// under `rkey` (registered kRemoteRead there) into `local` (inside memory registered
+// kReadTarget on this connection).
+struct RemoteRead {
+  std::byte* local = nullptr;
   size_t length = 0;
   uint64_t remote_address = 0;
   uint32_t rkey = 0;
@@ -91,6 +103,11 @@ class Connection {
   // Registers memory for zero-copy use for the connection's lifetime (deregistered when the
   // connection is destroyed). No-op where the backend needs none.
   virtual Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) = 0;
+  // Deregisters what register_memory returned as `key` before the connection ends: the peer
+  // can no longer read or write it (an access with its keys fails on the peer's side). ok
+  // once gone; kNotFound when this connection holds no memory under those keys. No-op where
+  // the backend needs no registration.
+  virtual Status release_memory(const MemoryKey& /*key*/) { return Status::ok(); }
   // Whether `bytes` more can be registered (rdma: the memlock limit), checked before memory
   // is registered piece by piece, so a guest too large fails at once and says how to fix it.
   virtual Status can_register(uint64_t /*bytes*/) const { return Status::ok(); }
@@ -105,6 +122,15 @@ class Connection {
   //   ok           all accepted      kWouldBlock  not enough room now: wait_writable, retry
   //   kInvalidArgument  more writes than the queue can ever hold, or local memory unregistered
   virtual Status post_write(uint32_t queue, std::span<const RemoteWrite> writes) = 0;
+
+  // Reads the peer's memory one-sided on `queue` (capabilities().remote_read only; elsewhere
+  // kInvalidArgument) and returns once every read has landed in local memory (no CPU of the
+  // peer took part), or fails: kTimeout after `timeout`, kDisconnected / kIo / kProtocol (a
+  // key the peer does not hold: the queue fails on both sides, as a bad write does). May run
+  // on any thread, beside the queue's sender and receiver (reads of a queue are serialised
+  // inside the backend); what it waits for is only the reads, not messages in front of them.
+  //   kInvalidArgument  more reads than the queue can ever hold, or local memory unregistered
+  virtual Status read(uint32_t queue, std::span<const RemoteRead> reads, Millis timeout);
 
   // Sends one message, the concatenation of `segments`, on `queue`.
   //   ok           accepted; the caller may reuse the segment buffers at once
@@ -162,6 +188,8 @@ struct TransportOptions {
 
 // The kInvalidArgument every backend without one-sided writes returns from post_write.
 Status no_remote_writes(const std::string& transport_name);
+// ... and without one-sided reads from read() (the default Connection::read).
+Status no_remote_reads(const std::string& transport_name);
 
 // Opens a listener for `uri` with the backend registered for its scheme (registry.h).
 // kAddressInUse when the port is taken; kInvalidArgument for a scheme this build does not

@@ -127,7 +127,8 @@ struct RegionTable {
 // bytes [offset, offset + length) of a region live at `address` under `rkey`. The
 // destination sends MEMORY_KEYS frames as it prepares its memory, in any number and at any
 // time after READY; a range never overlaps one sent before. Pages outside every range so far
-// travel inside batches.
+// travel inside batches. In post-copy over rdma the source sends its own ranges the same way
+// (registered for one-sided reads only), which the destination reads faulted pages from.
 struct KeyRange {
   uint32_t region_id = 0;
   uint64_t offset = 0;
