@@ -33,20 +33,10 @@ trap 'rm -rf "$T"' EXIT
 . "$HERE/../tests/qemu/guest/build.sh"
 build_bare_guest "$T/bare.elf"
 QTESTS=$(cd "$HERE/../tests/qemu" && pwd)
-QARGS=(-b "$QEMU")
-for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
-  [ -e "$d" ] && QARGS+=(-d "$d")
-done
+. "$HERE/../tests/softroce/qemu_in_vm.sh"
+softroce_qemu_args "$QEMU"
 NEWER=()
-. "$HERE/../tests/lib/debian_backports_qemu.sh"
-if [ "${QEMU_NEWER:-1}" = 1 ] && backports_qemu; then
-  # As tests/softroce/inproc_run.sh: its binary under another name (rxe_vm.sh puts -b
-  # binaries on PATH by basename) with its libraries, its firmware at the same paths inside.
-  root=$(dirname "$(dirname "$QEMU_NEWER_BIN")")/root
-  ln -s "$root/usr/bin/qemu-system-x86_64" "$T/qemu-system-x86_64-newer"
-  QARGS+=(-b "$T/qemu-system-x86_64-newer" -d "$root/usr/share/qemu" -d "$root/usr/share/seabios")
-  NEWER=(/opt/bin/qemu-system-x86_64-newer "$root")
-fi
+[ "${QEMU_NEWER:-1}" = 1 ] && softroce_newer_qemu "$T"
 # Per round: ~1 min for ramshift's runs, 1-3 min per QEMU (the nested guest fills its pages first).
 export RXE_VM_TIMEOUT=${RXE_VM_TIMEOUT:-$((600 + RUNS * 480))}
 # A dev build carries ~100 MB of debug info the VM's initramfs need not unpack under emulation.

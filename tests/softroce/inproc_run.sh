@@ -35,22 +35,9 @@ if [ -n "${INPROC_BASE_LIB:-}" ]; then
   done
   EXTRA+=(-d "$T/base" -f "$T/inproc_base")
 fi
-QARGS=(-b "$QEMU")
-for d in /usr/share/qemu /usr/share/seabios /usr/lib/ipxe /usr/lib/x86_64-linux-gnu/qemu "$QEMU"; do
-  [ -e "$d" ] && QARGS+=(-d "$d")
-done
-NEWER=()
-. "$HERE/../lib/debian_backports_qemu.sh"
-if backports_qemu; then
-  # Its binary under another name (rxe_vm.sh puts -b binaries on PATH by basename), with its
-  # libraries; its firmware at the same paths inside (the download has no modules: none needed).
-  root=$(dirname "$(dirname "$QEMU_NEWER_BIN")")/root
-  ln -s "$root/usr/bin/qemu-system-x86_64" "$T/qemu-system-x86_64-newer"
-  QARGS+=(-b "$T/qemu-system-x86_64-newer" -d "$root/usr/share/qemu" -d "$root/usr/share/seabios")
-  NEWER=(/opt/bin/qemu-system-x86_64-newer "$root")
-else
-  echo "inproc: no newer QEMU from backports; Debian's QEMU only" >&2
-fi
+. "$HERE/qemu_in_vm.sh"
+softroce_qemu_args "$QEMU"
+softroce_newer_qemu "$T" || echo "inproc: no newer QEMU from backports; Debian's QEMU only" >&2
 RXE_VM_TIMEOUT=${RXE_VM_TIMEOUT:-1500} bash "$HERE/rxe_vm.sh" -m 2048 -b "$RAMSHIFT" -b bash \
   "${QARGS[@]}" "${EXTRA[@]}" -d "$(dirname "$LIB")" -f "$T/bare.elf" \
   "$HERE/inproc_suite.sh" "$LIB" /opt/share/bare.elf "${NEWER[@]}"
