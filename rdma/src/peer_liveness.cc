@@ -56,7 +56,10 @@ LivenessAnnounce decode_liveness(uint16_t field) {
 
 PeerWatch::PeerWatch(milliseconds own_limit, const LivenessAnnounce& peer,
                      LivenessClock::time_point now)
-    : own_limit_(own_limit), peer_heartbeats_(peer.sends_heartbeats), last_heard_(now) {
+    : own_limit_(own_limit),
+      peer_heartbeats_(peer.sends_heartbeats),
+      last_heard_(now),
+      last_check_(now) {
   // A quarter: three heartbeats may be late or lost before the peer gives up on us.
   if (peer.silence_limit.count() > 0) heartbeat_ = std::max(kMinHeartbeat, peer.silence_limit / 4);
   next_heartbeat_ = now + heartbeat_;
@@ -69,8 +72,13 @@ bool PeerWatch::heartbeat_due(LivenessClock::time_point now) {
 }
 
 Status PeerWatch::check(LivenessClock::time_point now,
-                        std::optional<LivenessClock::time_point> port_down, uint32_t queue) const {
+                        std::optional<LivenessClock::time_point> port_down, uint32_t queue) {
   if (own_limit_.count() <= 0) return Status::ok();
+  if (const auto gap = now - last_check_; gap > kOwnStall) {
+    last_heard_ = std::min(now, last_heard_ + gap);
+    stalled_ += gap;
+  }
+  last_check_ = now;
   if (port_down && now - *port_down > own_limit_)
     return Status(ErrorCode::kDisconnected,
                   fmt::format("rdma queue {}: the RDMA port went down and stayed down longer than "
@@ -78,13 +86,20 @@ Status PeerWatch::check(LivenessClock::time_point now,
                               "interface down)",
                               queue, seconds(own_limit_)),
                   ETIMEDOUT);
-  if (peer_heartbeats_ && now - last_heard_ > own_limit_)
+  if (peer_heartbeats_ && now - last_heard_ > own_limit_) {
+    const auto stalled = std::chrono::duration_cast<milliseconds>(stalled_);
     return Status(ErrorCode::kDisconnected,
                   fmt::format("rdma queue {}: the peer stopped answering: nothing heard for "
                               "longer than --peer-timeout {:.1f} s (host down, link cut or the "
-                              "process stopped?)",
-                              queue, seconds(own_limit_)),
+                              "process stopped?){}",
+                              queue, seconds(own_limit_),
+                              stalled.count() > 0
+                                  ? fmt::format("; not counted: {:.1f} s this side itself was "
+                                                "not running",
+                                                seconds(stalled))
+                                  : std::string()),
                   ETIMEDOUT);
+  }
   return Status::ok();
 }
 

@@ -74,8 +74,17 @@ class PeerWatch {
   // The port under the queue went down at `since` (nullopt: it is up). Ok while the peer was
   // heard from within the limit and the port is up or down for less than the limit; else the
   // kDisconnected Status the queue fails with, naming queue `queue` and the limit.
+  // Called on every pass of the queue's poller (at least every 100 ms). Silence counts only
+  // while this side was listening: a gap between two calls longer than kOwnStall means this
+  // process was not running (an overloaded host or VM, a debugger, SIGSTOP), and the peer,
+  // whose heartbeats wait in our completion queue meanwhile, is not blamed for it.
   Status check(LivenessClock::time_point now, std::optional<LivenessClock::time_point> port_down,
-               uint32_t queue) const;
+               uint32_t queue);
+
+  // Longer than any pause of a running poller (its poll() sleeps 100 ms at most). A soft-RoCE
+  // VM on a loaded 2-core host showed 433 ms gaps; a whole-VM stall of seconds ended a
+  // post-copy with "stopped answering" while both processes were fine.
+  static constexpr std::chrono::milliseconds kOwnStall{500};
 
   std::chrono::milliseconds heartbeat_interval() const { return heartbeat_; }
 
@@ -84,6 +93,8 @@ class PeerWatch {
   bool peer_heartbeats_ = false;
   std::chrono::milliseconds heartbeat_{0};  // 0 = the peer asked for none
   LivenessClock::time_point last_heard_{};
+  LivenessClock::time_point last_check_{};
+  LivenessClock::duration stalled_{};  // summed gaps of this side, for the failure message
   LivenessClock::time_point next_heartbeat_{};
 };
 

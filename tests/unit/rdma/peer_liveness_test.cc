@@ -64,17 +64,47 @@ TEST(PeerLiveness, HelloCarriesTheLimit) {
   EXPECT_FALSE(decode_liveness(0).sends_heartbeats);
 }
 
+// The queue's poller checks at least every 100 ms; from `from` to `to` in such steps, the
+// first failure (or Ok).
+Status listen(PeerWatch& w, LivenessClock::time_point from, LivenessClock::time_point to) {
+  for (auto t = from; t <= to; t += milliseconds(100))
+    if (Status s = w.check(t, std::nullopt, 1); !s) return s;
+  return Status::ok();
+}
+
 TEST(PeerLiveness, SilentPeerFailsAfterTheLimit) {
   const auto t0 = LivenessClock::now();
   PeerWatch w(milliseconds(3000), {true, milliseconds(3000)}, t0);
-  EXPECT_TRUE(w.check(t0 + milliseconds(2900), std::nullopt, 1).is_ok());
+  EXPECT_TRUE(listen(w, t0, t0 + milliseconds(2900)).is_ok());
   Status s = w.check(t0 + milliseconds(3100), std::nullopt, 1);
   EXPECT_EQ(s.code(), ErrorCode::kDisconnected);
   EXPECT_NE(s.message().find("stopped answering"), std::string::npos) << s.message();
   EXPECT_NE(s.message().find("--peer-timeout 3.0 s"), std::string::npos) << s.message();
+  EXPECT_EQ(s.message().find("not counted"), std::string::npos) << s.message();
   // Hearing anything restarts the clock.
   w.heard(t0 + milliseconds(2000));
-  EXPECT_TRUE(w.check(t0 + milliseconds(4900), std::nullopt, 1).is_ok());
+  EXPECT_TRUE(listen(w, t0 + milliseconds(3200), t0 + milliseconds(4900)).is_ok());
+}
+
+TEST(PeerLiveness, TimeThisSideWasNotRunningIsNotCountedAsThePeersSilence) {
+  const auto t0 = LivenessClock::now();
+  PeerWatch w(milliseconds(5000), {true, milliseconds(5000)}, t0);
+  // Heard 1 s in, then this process stalls for 6 s (a loaded VM): its poller's next pass
+  // must not give up on a peer whose heartbeats are only now being read.
+  w.heard(t0 + milliseconds(1000));
+  ASSERT_TRUE(listen(w, t0, t0 + milliseconds(1200)).is_ok());
+  EXPECT_TRUE(w.check(t0 + milliseconds(7200), std::nullopt, 1).is_ok());
+  // Still silent after that: 0.2 s listened before the stall, so it fails 4.8 s after it,
+  // and the message says what was left out.
+  EXPECT_TRUE(listen(w, t0 + milliseconds(7300), t0 + milliseconds(11900)).is_ok());
+  Status s = listen(w, t0 + milliseconds(12000), t0 + milliseconds(12300));
+  EXPECT_EQ(s.code(), ErrorCode::kDisconnected);
+  EXPECT_NE(s.message().find("not counted: 6.0 s"), std::string::npos) << s.message();
+  // A poller running normally (100 ms passes, short hiccups) is not a stall.
+  PeerWatch steady(milliseconds(5000), {true, milliseconds(5000)}, t0);
+  EXPECT_TRUE(steady.check(t0 + PeerWatch::kOwnStall, std::nullopt, 1).is_ok());
+  EXPECT_EQ(listen(steady, t0 + PeerWatch::kOwnStall, t0 + milliseconds(5100)).code(),
+            ErrorCode::kDisconnected);
 }
 
 TEST(PeerLiveness, OldPeerOrNoTimeoutIsNeverTimedOutOnSilence) {
