@@ -32,8 +32,25 @@ migrate_ok() {
   grep -q '"destination_status": "running"' "$W/$next.json" || fail "$label: destination not running"
   local last; last=$(qemu_beat "$CUR")
   kill "$(cat "$W/$CUR.pid")"; wait "$(cat "$W/$CUR.pid")" 2>/dev/null
-  qemu_wait_beat "$next" $((last + 3)) 60 || fail "$label: no heartbeat on the destination after $last"
-  qemu_check_clean "$next" || fail "$label: memory differed"
+  local ran=ok
+  qemu_wait_beat "$next" $((last + 3)) 60 || ran="no heartbeat on the destination after $last"
+  [ "$ran" != ok ] || qemu_check_clean "$next" || ran="memory differed"
+  if [ "$ran" != ok ]; then
+    # QEMU 7.2's own TCG multifd issue (README): the guest breaks although the bridge checked
+    # that QEMU's destination read exactly the bytes QEMU's source wrote. Once per run, that
+    # step is redone from a freshly booted guest; anything else, or twice, fails.
+    if [ "$FLAVOUR" = debian ] && [ -z "${REDONE:-}" ] && grep -q 'verified true' "$W/$next.err"; then
+      REDONE=1
+      qlog "QEMU 7.2 broke the guest after \"$label\" ($ran) although the bridge verified the stream; redoing the step once from a fresh guest"
+      kill "$(cat "$W/$next.pid")"; wait "$(cat "$W/$next.pid")" 2>/dev/null
+      N=$((N + 1)); CUR=vm$N
+      qemu_start "$CUR" "$GUEST_MB" "$DIRTY"
+      qemu_wait_beat "$CUR" 2 240 || fail "the fresh guest did not boot"
+      migrate_ok "$label" "$@"
+      return
+    fi
+    fail "$label: $ran"
+  fi
   qlog "ok: $label ($(grep -a -m1 -o '"total_ms": [0-9]*' "$W/$next.json"), heartbeat $last -> $(qemu_beat "$next"))"
   CUR=$next
 }
