@@ -329,7 +329,10 @@ int DestChannel::frame_at_switch() {
     ::poll(&p, 1, 100);
   }
   if (load_le<uint32_t>(magic) != kFrameMagic) {
-    note_fallback(Role::kDestination, "the source did not switch to RDMA at the agreed offset");
+    // Tentative: the cause (this side refusing the source's connection, after waiting up to
+    // 1 s for the refusal to reach it) is often recorded only after this channel saw it.
+    note_fallback(Role::kDestination, "the source did not switch to RDMA at the agreed offset",
+                  /*tentative=*/true);
     return 0;
   }
   std::unique_lock lock(arm_mu_);

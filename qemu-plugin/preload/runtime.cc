@@ -133,8 +133,10 @@ void note_once(const std::string& key, const std::string& message) {
     if (!r.said.insert(key).second) return;
     r.notes.push_back(message);
   }
-  std::fprintf(stderr, "ramshift-qemu: %s\n", message.c_str());
+  // The file first: QEMU may exit on the failure this note explains as soon as the line is
+  // out (its load fails), and the stats file must not then lack what stderr said.
   write_stats();
+  std::fprintf(stderr, "ramshift-qemu: %s\n", message.c_str());
 }
 
 void note_fallback(Role role, const std::string& reason, bool tentative) {
