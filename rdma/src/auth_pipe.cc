@@ -23,6 +23,21 @@ std::string printable(std::span<const std::byte> text) {
   return out;
 }
 
+Status verdict_to(const ChannelSecurity& security, SecureSession& session,
+                  std::span<const std::byte> payload) {
+  if (Status a = security.authorize(session); !a) {
+    std::vector<std::byte> refusal(4 + std::min(a.message().size(), kMaxRefusalText));
+    store_le<uint32_t>(refusal.data(), kAuthRefused);
+    std::memcpy(refusal.data() + 4, a.message().data(), refusal.size() - 4);
+    (void)session.send(refusal);
+    return a;
+  }
+  std::vector<std::byte> verdict(4 + payload.size());
+  store_le<uint32_t>(verdict.data(), kAuthAccepted);
+  std::copy(payload.begin(), payload.end(), verdict.begin() + 4);
+  return session.send(verdict);
+}
+
 }  // namespace
 
 Status AuthPipe::send(std::span<const std::byte> message) {
@@ -131,19 +146,23 @@ Status post_auth_receives(ibv_qp* qp, std::span<std::byte> buffer, uint32_t lkey
   return Status::ok();
 }
 
-Status send_verdict(const ChannelSecurity& security, SecureSession& session,
-                    std::span<const std::byte> payload) {
-  if (Status a = security.authorize(session); !a) {
-    std::vector<std::byte> refusal(4 + std::min(a.message().size(), kMaxRefusalText));
-    store_le<uint32_t>(refusal.data(), kAuthRefused);
-    std::memcpy(refusal.data() + 4, a.message().data(), refusal.size() - 4);
-    (void)session.send(refusal);
-    return a;
-  }
-  std::vector<std::byte> verdict(4 + payload.size());
-  store_le<uint32_t>(verdict.data(), kAuthAccepted);
-  std::copy(payload.begin(), payload.end(), verdict.begin() + 4);
-  return session.send(verdict);
+void AuthPipe::linger(Clock::time_point deadline) {
+  (void)sends_complete(std::min(deadline, Clock::now() + std::chrono::seconds(1)));
+}
+
+Result<std::unique_ptr<SecureSession>> AuthPipe::handshake(ChannelSecurity& security, PeerRole role,
+                                                           const std::string& host,
+                                                           Clock::time_point deadline) {
+  auto session = security.handshake(*this, role, host, deadline);
+  if (!session) linger(deadline);
+  return session;
+}
+
+Status AuthPipe::send_verdict(const ChannelSecurity& security, SecureSession& session,
+                              std::span<const std::byte> payload, Clock::time_point deadline) {
+  Status v = verdict_to(security, session, payload);
+  if (!v) linger(deadline);
+  return v;
 }
 
 Result<std::vector<std::byte>> receive_verdict(SecureSession& session, const std::string& peer,

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
@@ -47,7 +48,21 @@ class AuthPipe final : public MessagePipe {
   // Every SEND posted so far acknowledged by the peer's queue: in its receive buffers.
   Status sends_complete(Clock::time_point deadline);
 
+  // The TLS handshake over this pipe. The accepting side then sends its verdict: send_verdict
+  // (below) on the session, by this pipe. Either one refused ends with an alert or the refusal
+  // on its way, which must reach the peer (which then says why) before the queue pair is
+  // destroyed: both wait for their sends up to 1 s (never past `deadline`) before they fail.
+  Result<std::unique_ptr<SecureSession>> handshake(ChannelSecurity& security, PeerRole role,
+                                                   const std::string& host,
+                                                   Clock::time_point deadline);
+  // Accepting side, after the handshake: `security` (--tls-authz) decides whether the proven
+  // identity may connect. The peer is told kAuthRefused and the reason (and this returns the
+  // refusal), or kAuthAccepted followed by `payload`.
+  Status send_verdict(const ChannelSecurity& security, SecureSession& session,
+                      std::span<const std::byte> payload, Clock::time_point deadline);
+
  private:
+  void linger(Clock::time_point deadline);
   Status poll_once(Clock::time_point deadline);
   Status on_completion(const ibv_wc& wc);
 
@@ -66,11 +81,6 @@ class AuthPipe final : public MessagePipe {
 // Posts the kAuthSlots receives into `buffer`'s receive slots.
 Status post_auth_receives(ibv_qp* qp, std::span<std::byte> buffer, uint32_t lkey);
 
-// Accepting side, after the handshake: `security` (--tls-authz) decides whether the proven
-// identity may connect. The peer is told kAuthRefused and the reason (and this returns the
-// refusal), or kAuthAccepted followed by `payload`.
-Status send_verdict(const ChannelSecurity& security, SecureSession& session,
-                    std::span<const std::byte> payload);
 // Connecting side: the payload of the accepting side's verdict, or kMismatch naming `peer` and
 // why it refused (its sentence, or the alert that ended the session).
 Result<std::vector<std::byte>> receive_verdict(SecureSession& session, const std::string& peer,

@@ -173,22 +173,9 @@ class Queue {
     const auto deadline = Clock::now() + kPullAuthTimeout;
     pipe_ = std::make_unique<AuthPipe>(qp, cq_.get(), auth_buf_.bytes(), auth_mr_->lkey, 0,
                                        std::move(peer_left));
-    // A refusal ends with an alert or the verdict on its way: it must reach the peer (which
-    // then says why) before the queue pair is destroyed.
-    const auto linger = [&] {
-      (void)pipe_->sends_complete(std::min(deadline, Clock::now() + std::chrono::seconds(1)));
-    };
-    auto session = security.handshake(*pipe_, role, host, deadline);
-    if (!session) {
-      linger();
-      return session.status();
-    }
-    session_ = std::move(session).value();
+    RS_ASSIGN_OR_RETURN(session_, pipe_->handshake(security, role, host, deadline));
     if (role == PeerRole::kServer) {
-      if (Status v = send_verdict(security, *session_, {}); !v) {
-        linger();
-        return v;
-      }
+      RS_RETURN_IF_ERROR(pipe_->send_verdict(security, *session_, {}, deadline));
       return pipe_->sends_complete(deadline);
     }
     RS_ASSIGN_OR_RETURN(auto verdict, receive_verdict(*session_, peer, deadline));

@@ -33,17 +33,7 @@ Status RdmaQueue::authenticate(ChannelSecurity& security, PeerRole role, const s
                                           index_, peer_left);
   AuthPipe* pipe = owned.get();
   auth_pipe_ = std::move(owned);
-  // A refused handshake ends with an alert on its way: it must reach the peer (which then
-  // says why) before this queue is destroyed.
-  const auto linger = [&] {
-    (void)pipe->sends_complete(std::min(deadline, Clock::now() + std::chrono::seconds(1)));
-  };
-  auto session = security.handshake(*pipe, role, host, deadline);
-  if (!session) {
-    linger();
-    return session.status();
-  }
-  session_ = std::move(session).value();
+  RS_ASSIGN_OR_RETURN(session_, pipe->handshake(security, role, host, deadline));
   // Our hello and whether we seal payloads (--encrypt), which both sides must agree on.
   std::byte own[kHelloBytes + 1];
   encode_own_hello(std::span(own, kHelloBytes));
@@ -57,10 +47,7 @@ Status RdmaQueue::authenticate(ChannelSecurity& security, PeerRole role, const s
                     peer_encrypts ? "with" : "without", encrypt ? "does" : "does not"));
   };
   if (role == PeerRole::kServer) {
-    if (Status v = send_verdict(security, *session_, own); !v) {
-      linger();
-      return v;
-    }
+    RS_RETURN_IF_ERROR(pipe->send_verdict(security, *session_, own, deadline));
     RS_ASSIGN_OR_RETURN(expected_peer_hello_, session_->receive(deadline));
     if (expected_peer_hello_.size() == sizeof own) {
       RS_RETURN_IF_ERROR(agree(expected_peer_hello_.back()));
