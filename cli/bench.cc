@@ -179,6 +179,8 @@ Runner add_bench(CLI::App& app) {
     bool server = false;
     std::string listen;
     bool once = false;
+    bool raw = false;
+    std::string frame_size;
     BenchCommon common;
     BenchSweep sweep;
     BackendFlags rdma;
@@ -192,6 +194,12 @@ Runner add_bench(CLI::App& app) {
   cmd->add_flag("--server", o->server, "serve configurations (with --listen)");
   cmd->add_option("--listen", o->listen, "server: where to listen, e.g. tcp://0.0.0.0:7100");
   cmd->add_flag("--once", o->once, "server: exit after one configuration");
+  cmd->add_flag("--raw", o->raw,
+                "dpdk:// only: the port's raw ceiling, frames blasted and counted with no "
+                "protocol (as testpmd txonly/rxonly), for --seconds");
+  cmd->add_option("--frame-size", o->frame_size,
+                  "--raw: payload bytes per frame after the Ethernet, IPv4, UDP and ramshift "
+                  "headers (default and maximum: the port's MTU less 48, 1452 at 1500)");
   o->common.add_to(cmd);
   o->sweep.add_to(cmd);
   o->rdma.add_to(cmd);
@@ -200,9 +208,33 @@ Runner add_bench(CLI::App& app) {
   cmd->add_option("--plot", o->out.plot,
                   "draw throughput charts to FILE.svg or FILE.png (gnuplot)");
   add_profile_option(cmd);
-  return [o]() -> int {
+  return [o, cmd]() -> int {
     auto rdma = o->rdma.resolve();
     if (!rdma) return fail_with(rdma.status());
+    if (o->raw) {
+      // The protocol's knobs mean nothing to a raw run: refused rather than ignored.
+      for (const char* flag : {"--queues", "--batch-size", "--codec", "--zstd-level", "--cpus",
+                               "--pattern", "--working-set", "--csv", "--plot", "--once"})
+        if (cmd->count(flag) > 0)
+          return fail_with(
+              Status(ErrorCode::kInvalidArgument, fmt::format("{} does not go with --raw", flag)));
+      if (o->server ? (o->listen.empty() || !o->common.to.empty()) : o->common.to.empty())
+        return fail_with(Status(ErrorCode::kInvalidArgument,
+                                "bench --raw needs --to URI (sender) or --server --listen URI "
+                                "(receiver)"));
+      RawBenchRun run{.server = o->server,
+                      .address = o->server ? o->listen : o->common.to,
+                      .seconds = o->common.seconds,
+                      .connect_timeout_s = o->common.connect_timeout_s,
+                      .frame_size = o->frame_size,
+                      .settings = *rdma,
+                      .json = o->out.json};
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return run_raw_bench(run, g_stop);
+    }
+    if (!o->frame_size.empty())
+      return fail_with(Status(ErrorCode::kInvalidArgument, "--frame-size goes with --raw"));
     if (o->server) {
       if (o->listen.empty() || !o->common.to.empty())
         return fail_with(

@@ -3,11 +3,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <string>
 #include <vector>
 
 #include "ramshift/bench/throughput.h"
 #include "ramshift/migration/config.h"
+#include "ramshift/transport/settings.h"
 
 namespace ramshift::cli {
 
@@ -48,5 +50,18 @@ class PointProgress {
   bool show_;
   std::string label_;
 };
+
+// `bench --raw` (bench_raw.cc): a dpdk:// port's raw ceiling, no protocol; the flags it takes.
+struct RawBenchRun {
+  bool server = false;
+  std::string address;  // --listen (server) or --to
+  double seconds = 3;
+  double connect_timeout_s = 10;
+  std::string frame_size;  // --frame-size; empty: the largest the port's MTU allows
+  transport::BackendSettings settings;
+  std::string json;  // --json FILE ('-' = stdout)
+};
+// Runs one side and prints its figures; the exit code (2: not dpdk://, or a usage error).
+int run_raw_bench(const RawBenchRun& run, const std::atomic<bool>& stop);
 
 }  // namespace ramshift::cli

@@ -162,10 +162,49 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   return std::unique_ptr<Connection>(std::move(c_handle));
 }
 
+// `bench --raw` (ramshift/transport/raw_bench.h) on the stack listen and connect use: the
+// receiver answers ARP for its address and counts; the sender finds the receiver's MAC as
+// connect does, then blasts from one UDP port to the receiver's.
+Result<RawBenchReport> raw_bench(const RawBenchConfig& config) {
+  RS_ASSIGN_OR_RETURN(uint32_t ip, address_of(config.address));
+  if (config.address.port == 0)
+    return Status{ErrorCode::kInvalidArgument, "dpdk: bench --raw needs a port, not 0"};
+  RS_ASSIGN_OR_RETURN(DpdkSettings s, dpdk_settings_from(config.settings));
+  RS_ASSIGN_OR_RETURN(PortStack * stack, PortStack::open(s));
+  if (config.role == RawBenchConfig::Role::kReceiver) {
+    stack->add_local_ip(ip);
+    if (config.on_listening) config.on_listening(config.address);
+    return stack->raw_receive({ip, config.address.port, config.duration, config.grace},
+                              config.stop);
+  }
+  if (!s.local_ip)
+    return Status{ErrorCode::kInvalidArgument,
+                  "dpdk: the raw sender needs this side's address: --dpdk-local-ip ADDR"};
+  uint32_t limit = stack->raw_payload_limit();
+  uint32_t payload = config.payload_bytes ? config.payload_bytes : limit;
+  if (payload > limit)
+    return Status{ErrorCode::kInvalidArgument,
+                  fmt::format("dpdk: --frame-size {} is over the {} bytes port {} carries after "
+                              "the Ethernet, IPv4, UDP and ramshift headers (MTU {})",
+                              payload, limit, s.port, stack->mtu())};
+  stack->add_local_ip(*s.local_ip);
+  Mac mac{};
+  if (s.peer_mac) {
+    mac = *s.peer_mac;
+  } else {
+    RS_ASSIGN_OR_RETURN(mac, stack->resolve(*s.local_ip, ip, config.connect_timeout));
+  }
+  std::random_device rd;
+  auto local_port = uint16_t(kClientPortLow + rd() % kClientPortSpan);
+  Path path{*s.local_ip, ip, local_port, config.address.port, false, false, mac};
+  return stack->raw_send({path, uint32_t(rd()), payload, config.duration}, config.stop);
+}
+
 Backend available_backend() {
   Backend b = describe_backend();
   b.listen = listen;
   b.connect = connect;
+  b.raw_bench = raw_bench;
   refuse_security_settings(b);
   b.check_settings = [](const BackendSettings& s) { return dpdk_settings_from(s).status(); };
   b.host_checks = [](const BackendSettings& s) {

@@ -56,6 +56,30 @@ std::optional<ParsedFrame> parse_frame(std::span<const std::byte> in) {
   return f;
 }
 
+void write_raw_end(uint32_t run_id, uint32_t seq, uint64_t accepted, std::span<std::byte> out) {
+  write_header({FrameType::kRawEnd, run_id, 0, 0, seq, 0}, out);
+  put32(out.data() + kHeaderBytes, uint32_t(accepted >> 32));
+  put32(out.data() + kHeaderBytes + 4, uint32_t(accepted));
+}
+
+std::optional<RawFrame> parse_raw_frame(std::span<const std::byte> in) {
+  if (in.size() < kHeaderBytes) return std::nullopt;
+  const std::byte* p = in.data();
+  if (get16(p) != kMagic || uint8_t(p[2]) != kVersion) return std::nullopt;
+  auto type = FrameType(uint8_t(p[3]));
+  if (type != FrameType::kRawData && type != FrameType::kRawEnd) return std::nullopt;
+  if (get16(p + 8) != 0 || get16(p + 10) != 0 || get32(p + 16) != 0) return std::nullopt;
+  RawFrame f;
+  f.end = type == FrameType::kRawEnd;
+  f.run_id = get32(p + 4);
+  f.seq = get32(p + 12);
+  if (f.end) {
+    if (in.size() != kRawEndBytes) return std::nullopt;
+    f.accepted = (uint64_t(get32(p + kHeaderBytes)) << 32) | get32(p + kHeaderBytes + 4);
+  }
+  return f;
+}
+
 size_t ack_body_bytes(const AckBody& ack) {
   return 9 + 8 * std::min(ack.sacks.size(), kMaxSackRanges);
 }

@@ -19,7 +19,15 @@
 
 namespace ramshift::transport::dpdk {
 
-enum class FrameType : uint8_t { kHello = 1, kHelloAck = 2, kData = 3, kAck = 4 };
+// kRawData and kRawEnd are not the protocol's: `bench --raw` frames (below).
+enum class FrameType : uint8_t {
+  kHello = 1,
+  kHelloAck = 2,
+  kData = 3,
+  kAck = 4,
+  kRawData = 5,
+  kRawEnd = 6
+};
 
 // DATA flags. A message is the payloads of its frames from FIRST to LAST, in sequence order.
 inline constexpr uint16_t kFlagFirst = 1;  // msg_len holds the whole message's length
@@ -60,8 +68,25 @@ struct ParsedFrame {
 
 // Writes the header into the first kHeaderBytes of `out` (which must be that long).
 void write_header(const FrameHeader& h, std::span<std::byte> out);
-// The frame in `udp_payload`, or nothing when it is not one of ours or is malformed.
+// The frame in `udp_payload`, or nothing when it is not one of ours or is malformed (a raw
+// bench frame included: no connection ever takes one).
 std::optional<ParsedFrame> parse_frame(std::span<const std::byte> udp_payload);
+
+// `bench --raw` (raw_bench.cc), outside the protocol: the same header with type kRawData
+// (conn_id: the run's id, seq: the frame's number, msg_len 0) and then payload bytes the
+// receiver does not read, or kRawEnd, the sender's end marker, whose 8-byte payload is how
+// many frames the port accepted from it (big-endian).
+inline constexpr size_t kRawEndBytes = kHeaderBytes + 8;
+struct RawFrame {
+  bool end = false;
+  uint32_t run_id = 0;
+  uint32_t seq = 0;
+  uint64_t accepted = 0;  // kRawEnd only
+};
+// Writes a kRawEnd frame's kRawEndBytes into `out`.
+void write_raw_end(uint32_t run_id, uint32_t seq, uint64_t accepted, std::span<std::byte> out);
+// The raw bench frame in `udp_payload`, or nothing when it is not one.
+std::optional<RawFrame> parse_raw_frame(std::span<const std::byte> udp_payload);
 
 // An ACK body's size and writer; at most kMaxSackRanges ranges are written.
 size_t ack_body_bytes(const AckBody& ack);

@@ -150,6 +150,12 @@ PortStack::~PortStack() {
   conns_.clear();
 }
 
+uint32_t PortStack::raw_payload_limit() const {
+  size_t room = rte_pktmbuf_data_room_size(pool_) - RTE_PKTMBUF_HEADROOM - sizeof(rte_ether_hdr);
+  return uint32_t(std::min<size_t>(mtu_, room) - sizeof(rte_ipv4_hdr) - sizeof(rte_udp_hdr) -
+                  kHeaderBytes);
+}
+
 void PortStack::add_local_ip(uint32_t ip) {
   std::lock_guard lock(mu_);
   if (std::find(local_ips_.begin(), local_ips_.end(), ip) == local_ips_.end())
@@ -216,6 +222,22 @@ void PortStack::transmit(const Path& path, uint16_t queue,
     ++dropped_;
     return;
   }
+  std::byte* body = write_headers(reinterpret_cast<std::byte*>(out), path, queue, payload);
+  for (auto p : pieces) {
+    std::memcpy(body, p.data(), p.size());
+    body += p.size();
+  }
+  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(out + sizeof(rte_ether_hdr));
+  auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
+  // Software checksum: af_packet and veth offer no offload, and it is what lets the receiver
+  // drop a corrupted frame rather than deliver it.
+  udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+  tx_.push_back(m);
+  if (tx_.size() >= kBurst) flush_tx();
+}
+
+std::byte* PortStack::write_headers(std::byte* out, const Path& path, uint16_t queue,
+                                    size_t payload) const {
   auto* eth = reinterpret_cast<rte_ether_hdr*>(out);
   std::memcpy(eth->dst_addr.addr_bytes, path.peer_mac.data(), 6);
   std::memcpy(eth->src_addr.addr_bytes, mac_.data(), 6);
@@ -235,16 +257,7 @@ void PortStack::transmit(const Path& path, uint16_t queue,
   udp->dst_port = htons(uint16_t(path.peer_port + (path.peer_per_queue ? queue : 0)));
   udp->dgram_len = htons(uint16_t(sizeof(rte_udp_hdr) + payload));
   udp->dgram_cksum = 0;
-  char* body = reinterpret_cast<char*>(udp + 1);
-  for (auto p : pieces) {
-    std::memcpy(body, p.data(), p.size());
-    body += p.size();
-  }
-  // Software checksum: af_packet and veth offer no offload, and it is what lets the receiver
-  // drop a corrupted frame rather than deliver it.
-  udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
-  tx_.push_back(m);
-  if (tx_.size() >= kBurst) flush_tx();
+  return reinterpret_cast<std::byte*>(udp + 1);
 }
 
 void PortStack::flush_tx() {

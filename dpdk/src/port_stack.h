@@ -20,6 +20,7 @@
 #include <thread>
 
 #include "dpdk_settings.h"
+#include "ramshift/transport/raw_bench.h"
 #include "reliable_connection.h"
 
 struct rte_mempool;
@@ -36,6 +37,34 @@ struct Path {
   uint16_t local_port = 0, peer_port = 0;
   bool local_per_queue = false, peer_per_queue = false;
   Mac peer_mac{};
+};
+
+// A received Ethernet frame read as IPv4/UDP (port_stack_rx.cc): kUdp when it is a valid
+// datagram to one of `local_ips` (the IPv4 header checksum always checked, the UDP one when
+// asked and present); kArp for the stack's ARP; kOther when it is not for us (not IPv4, not
+// UDP, another address); kMalformed otherwise. `payload` points into the frame.
+struct ReadFrame {
+  enum class Kind { kUdp, kArp, kOther, kMalformed };
+  Kind kind = Kind::kOther;
+  uint32_t src_ip = 0, dst_ip = 0;
+  uint16_t src_port = 0, dst_port = 0;
+  Mac src_mac{};
+  std::span<const std::byte> payload;
+};
+ReadFrame read_frame(std::span<const std::byte> frame, std::span<const uint32_t> local_ips,
+                     bool check_udp_sum);
+
+// `bench --raw` (port_stack_raw.cc): what the sender blasts, and where the receiver counts.
+struct RawSendPlan {
+  Path path;                   // one UDP port each side (no per-queue ports)
+  uint32_t run_id = 0;         // in every frame, so a receiver tells this run's frames apart
+  uint32_t payload_bytes = 0;  // after our 20-byte header; <= mtu() - 48
+  Millis duration{3000};
+};
+struct RawReceivePlan {
+  uint32_t ip = 0;
+  uint16_t port = 0;
+  Millis duration{3000}, grace{2000};  // RawBenchConfig's
 };
 
 class PortStack;
@@ -64,6 +93,9 @@ class PortStack {
   PortStack& operator=(const PortStack&) = delete;
 
   uint16_t mtu() const { return mtu_; }
+  // The largest payload a raw bench frame may carry: the MTU, or an mbuf's data room if
+  // smaller, less the IPv4, UDP and our headers (1,452 at a 1,500 MTU).
+  uint32_t raw_payload_limit() const;
   // Answers ARP for `ip` from now on.
   void add_local_ip(uint32_t ip);
   // HELLOs to ip:port create connections queued on `accepts`; kAddressInUse if taken.
@@ -81,6 +113,12 @@ class PortStack {
   void transmit(const Path& path, uint16_t queue,
                 std::span<const std::span<const std::byte>> pieces);
 
+  // `bench --raw`: the calling thread drives the port alone for the run while the I/O
+  // thread stays parked (ARP is still answered, by the receiver's loop). For a port no
+  // connection uses: theirs would stall meanwhile. `stop` (may be null) ends the run early.
+  RawBenchReport raw_send(const RawSendPlan& plan, const std::atomic<bool>* stop);
+  RawBenchReport raw_receive(const RawReceivePlan& plan, const std::atomic<bool>* stop);
+
  private:
   struct Port;  // the rte_* resources
   PortStack(std::unique_ptr<Port> port, uint16_t mtu, Mac mac);
@@ -94,6 +132,11 @@ class PortStack {
                 std::span<const std::byte> udp_payload, Clock::time_point now);
   void send_arp(bool reply, uint32_t sender_ip, uint32_t target_ip, const Mac& target_mac);
   void flush_tx();
+  // Ethernet, IPv4 (its checksum set) and UDP headers (checksum 0: none yet) for `payload`
+  // bytes on `path`, written at `out`; returns where the payload goes.
+  std::byte* write_headers(std::byte* out, const Path& path, uint16_t queue, size_t payload) const;
+  // Parks the I/O thread and holds mu_ while a raw bench runs (port_stack_raw.cc).
+  class Exclusive;
 
   std::unique_ptr<Port> port_;
   uint16_t port_id_;
@@ -124,6 +167,7 @@ class PortStack {
   std::vector<void*> tx_;  // rte_mbuf*, built by ticks, sent by flush_tx
   std::atomic<uint64_t> dropped_{0};
   std::atomic<bool> stop_{false};
+  std::atomic<bool> exclusive_{false};  // a raw bench drives the port; the I/O thread waits
   std::thread thread_;
 };
 

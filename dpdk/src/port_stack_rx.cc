@@ -34,6 +34,10 @@ void PortStack::run() {
   int idle = 0;
   Clock::time_point last_arp{};
   while (!stop_) {
+    if (exclusive_) {  // a raw bench drives the port (port_stack_raw.cc)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
     Clock::time_point now = Clock::now();
     std::lock_guard lock(mu_);
     bool received = receive_burst(now) > 0;
@@ -67,14 +71,19 @@ size_t PortStack::receive_burst(Clock::time_point now) {
   return n;
 }
 
-void PortStack::handle_frame(const std::byte* data, size_t len, Clock::time_point now) {
-  if (len < sizeof(rte_ether_hdr)) return void(++dropped_);
+ReadFrame read_frame(std::span<const std::byte> frame, std::span<const uint32_t> local_ips,
+                     bool check_udp_sum) {
+  using Kind = ReadFrame::Kind;
+  const std::byte* data = frame.data();
+  size_t len = frame.size();
+  ReadFrame f;
+  if (len < sizeof(rte_ether_hdr)) return {Kind::kMalformed};
   rte_ether_hdr eth;
   std::memcpy(&eth, data, sizeof(eth));
   uint16_t type = ntohs(eth.ether_type);
-  if (type == RTE_ETHER_TYPE_ARP) return handle_arp(data, len);
-  if (type != RTE_ETHER_TYPE_IPV4) return;  // IPv6 neighbour discovery and the like
-  if (len < sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr)) return void(++dropped_);
+  if (type == RTE_ETHER_TYPE_ARP) return {Kind::kArp};
+  if (type != RTE_ETHER_TYPE_IPV4) return {Kind::kOther};  // IPv6 neighbour discovery and the like
+  if (len < sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr)) return {Kind::kMalformed};
   const std::byte* l3 = data + sizeof(rte_ether_hdr);
   rte_ipv4_hdr ip;
   std::memcpy(&ip, l3, sizeof(ip));
@@ -82,36 +91,54 @@ void PortStack::handle_frame(const std::byte* data, size_t len, Clock::time_poin
   size_t total = ntohs(ip.total_length);
   if ((ip.version_ihl >> 4) != 4 || ihl < sizeof(rte_ipv4_hdr) ||
       total > len - sizeof(rte_ether_hdr) || total < ihl + sizeof(rte_udp_hdr))
-    return void(++dropped_);
-  if (ip.next_proto_id != IPPROTO_UDP) return;
+    return {Kind::kMalformed};
+  if (ip.next_proto_id != IPPROTO_UDP) return {Kind::kOther};
   // We never fragment (DF): a fragment is someone else's, or forged.
   if ((ntohs(ip.fragment_offset) & (RTE_IPV4_HDR_MF_FLAG | RTE_IPV4_HDR_OFFSET_MASK)) != 0)
-    return void(++dropped_);
-  uint32_t dst = ntohl(ip.dst_addr);
-  if (std::find(local_ips_.begin(), local_ips_.end(), dst) == local_ips_.end()) return;
-  if (rte_raw_cksum(l3, ihl) != 0xffff) return void(++dropped_);
+    return {Kind::kMalformed};
+  f.dst_ip = ntohl(ip.dst_addr);
+  if (std::find(local_ips.begin(), local_ips.end(), f.dst_ip) == local_ips.end())
+    return {Kind::kOther};
+  if (rte_raw_cksum(l3, ihl) != 0xffff) return {Kind::kMalformed};
   const std::byte* l4 = l3 + ihl;
   rte_udp_hdr udp;
   std::memcpy(&udp, l4, sizeof(udp));
   size_t udp_len = ntohs(udp.dgram_len);
-  if (udp_len != total - ihl) return void(++dropped_);
-  if (udp.dgram_cksum != 0) {
+  if (udp_len != total - ihl) return {Kind::kMalformed};
+  if (check_udp_sum && udp.dgram_cksum != 0) {
     // Over the pseudo-header and the datagram, its checksum included, a good sum is 0xffff.
     uint32_t sum = uint32_t(rte_raw_cksum(l4, udp_len)) +
                    rte_ipv4_phdr_cksum(reinterpret_cast<const rte_ipv4_hdr*>(l3), 0);
     sum = (sum & 0xffff) + (sum >> 16);
     sum = (sum & 0xffff) + (sum >> 16);
-    if (sum != 0xffff) return void(++dropped_);
+    if (sum != 0xffff) return {Kind::kMalformed};
+  }
+  f.kind = Kind::kUdp;
+  f.src_ip = ntohl(ip.src_addr);
+  f.src_port = ntohs(udp.src_port);
+  f.dst_port = ntohs(udp.dst_port);
+  std::memcpy(f.src_mac.data(), eth.src_addr.addr_bytes, 6);
+  f.payload = {l4 + sizeof(rte_udp_hdr), udp_len - sizeof(rte_udp_hdr)};
+  return f;
+}
+
+void PortStack::handle_frame(const std::byte* data, size_t len, Clock::time_point now) {
+  ReadFrame f = read_frame({data, len}, local_ips_, true);
+  switch (f.kind) {
+    case ReadFrame::Kind::kArp:
+      return handle_arp(data, len);
+    case ReadFrame::Kind::kOther:
+      return;
+    case ReadFrame::Kind::kMalformed:
+      return void(++dropped_);
+    case ReadFrame::Kind::kUdp:
+      break;
   }
   // Learn the sender's MAC from a valid frame too, so a peer that was given --dpdk-peer-mac
   // (and never ARPed) still gets answers.
-  uint32_t src = ntohl(ip.src_addr);
-  Mac src_mac{};
-  std::memcpy(src_mac.data(), eth.src_addr.addr_bytes, 6);
-  if (auto known = arp_.find(src); known == arp_.end() || known->second != src_mac)
-    arp_[src] = src_mac;
-  deliver(src, ntohs(udp.src_port), dst, ntohs(udp.dst_port),
-          {l4 + sizeof(rte_udp_hdr), udp_len - sizeof(rte_udp_hdr)}, now);
+  if (auto known = arp_.find(f.src_ip); known == arp_.end() || known->second != f.src_mac)
+    arp_[f.src_ip] = f.src_mac;
+  deliver(f.src_ip, f.src_port, f.dst_ip, f.dst_port, f.payload, now);
 }
 
 void PortStack::handle_arp(const std::byte* data, size_t len) {

@@ -144,4 +144,15 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   return b->connect(uri, queues, options);
 }
 
+Result<RawBenchReport> run_raw_bench(const RawBenchConfig& config) {
+  RS_ASSIGN_OR_RETURN(const Backend* b, backends().require(config.address.scheme));
+  if (!b->raw_bench)
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("bench --raw measures a DPDK port's raw ceiling and runs over "
+                              "dpdk:// only; {}:// has no raw mode (for tcp, iperf3 measures "
+                              "the link; for rdma, ib_write_bw)",
+                              config.address.scheme));
+  return b->raw_bench(config);
+}
+
 }  // namespace ramshift::transport

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "ramshift/base/status.h"
+#include "ramshift/transport/raw_bench.h"
 #include "ramshift/transport/settings.h"
 #include "ramshift/transport/transport.h"
 #include "ramshift/transport/uri.h"
@@ -97,6 +98,9 @@ struct Backend {
   // What the backend needs of this host (doctor), read with the command's settings (dpdk:
   // its EAL arguments name the devices). Unset: nothing beyond the core's own checks.
   std::function<std::vector<HostCheck>(const BackendSettings&)> host_checks;
+  // The port's raw ceiling, frames blasted and counted with no protocol (raw_bench.h,
+  // `bench --raw`). Unset: the backend has no raw mode (only dpdk has one).
+  RawBenchFunction raw_bench;
 
   bool available() const { return absent_reason.empty(); }
 };
