@@ -128,10 +128,11 @@ hybrid_run() {
   N=$((N + 1))
   [ -n "$LOGS" ] && echo "$out" > "$LOGS/hybrid-$N.out"
   # postcopy_bench's row: | hybrid | status | total s | downtime ms | rounds | throttle % |
-  #   faults | fault µs | longest block ms | dirtied MB/s (round 0) | discards | error |
+  #   faults | fault µs | longest block ms | dirtied MB/s (round 0) | discards |
+  #   blocked ms, most of a thread / post-copy ms | error |
   echo "$out" | awk -F' *\\| *' -v rate="$rate" -v ld="$ld" '$2 == "hybrid" {
     ok = $3 == "completed"
-    print "hybrid", $3, ok ? $4 : "-", ok ? $5 : "-", rate, $11, $7, "-", ok ? "verified" : "no", ok ? "verified" : "no", ld
+    print "hybrid", $3, ok ? $4 : "-", ok ? $5 : "-", rate, $11, $7, ok ? $13 : "-", ok ? "verified" : "no", ok ? "verified" : "no", ld
     found = 1 } END { if (!found) print "hybrid no-row - - " rate " - - - no no " ld }' >> "$W/rows"
 }
 
@@ -143,7 +144,7 @@ for _ in $(seq "$RUNS"); do
   tail -3 "$W/rows" >&2  # progress
 done
 echo
-echo "| run | mode | status | total s | downtime ms | guest dirtied MB/s (QEMU guest: before; hybrid: asked) | QEMU's dirty rate MB/s / synthetic's round 0 | throttle % max | blocktime ms | alive after | clean after | load |"
+echo "| run | mode | status | total s | downtime ms | guest dirtied MB/s (QEMU guest: before; hybrid: asked) | QEMU's dirty rate MB/s / synthetic's round 0 | throttle % max | blocktime ms (hybrid: most of a thread / post-copy ms) | alive after | clean after | load |"
 echo "| ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"
 awk '{printf "| %d | %s |", NR, $1; for (i = 2; i <= NF; i++) printf " %s |", $i; print ""}' "$W/rows"
 echo
