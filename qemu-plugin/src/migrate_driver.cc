@@ -71,9 +71,11 @@ void read_blocktime(QmpClient& dst, MigrateReport& report) {
     log::warn("qemu-migrate: the destination QEMU reported no postcopy-blocktime");
     return;
   }
-  report.postcopy_blocktime_ms = (*q)["postcopy-blocktime"].get<uint64_t>();
-  for (const auto& v : q->value("postcopy-vcpu-blocktime", nlohmann::json::array()))
-    report.postcopy_vcpu_blocktime_ms.push_back(v.get<uint64_t>());
+  if (const auto& bt = (*q)["postcopy-blocktime"]; bt.is_number_unsigned())
+    report.postcopy_blocktime_ms = bt.get<uint64_t>();
+  if (const auto it = q->find("postcopy-vcpu-blocktime"); it != q->end() && it->is_array())
+    for (const auto& v : *it)
+      if (v.is_number_unsigned()) report.postcopy_vcpu_blocktime_ms.push_back(v.get<uint64_t>());
 }
 
 // QEMU >= 8.2 lists avail-switchover-bandwidth among its migration parameters; asked, not

@@ -73,9 +73,10 @@ struct MigrateDriverConfig {
   // With postcopy_after: QEMU's postcopy-blocktime capability (QEMU >= 3.0): the destination
   // counts how long the guest's vCPUs waited for faulted pages; the report carries its totals.
   bool postcopy_blocktime = false;
-  // QEMU's auto-converge capability on the source: when pre-copy stops converging QEMU slows
-  // the vCPUs (cpu-throttle-initial, 20%, then +cpu-throttle-increment, 10%, per stalled
-  // iteration, up to 99%: its defaults, left as they are). Off: the capability is cleared.
+  // QEMU's auto-converge capability (set on both QEMUs like the others; the source's acts):
+  // when pre-copy stops converging QEMU slows the vCPUs (cpu-throttle-initial, 20%, then
+  // +cpu-throttle-increment, 10%, per stalled iteration, up to 99%: its defaults, left as they
+  // are). Off: the capability is cleared.
   bool auto_converge = false;
   // The migration is cancelled (QEMU resumes the source) when not done in this long. In
   // post-copy there is nothing to cancel back to: the driver gives up without migrate_cancel.
