@@ -2,6 +2,7 @@
 // which drives both QEMUs over QMP and the bridges), then QEMU's own figures next to the
 // bridges', on stderr and as JSON.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -35,6 +36,8 @@ struct MigrateOptions {
   std::optional<double> postcopy_after_s;
   bool postcopy_recover = true;
   bool postcopy_preempt = false;
+  bool postcopy_blocktime = false;
+  bool auto_converge = false;
   double timeout_s = 600;
   std::string json;
   std::string control;  // --control unix:PATH
@@ -85,6 +88,10 @@ Result<qemu::MigrateDriverConfig> make_config(const MigrateOptions& o) {
   c.postcopy_preempt = o.postcopy_preempt;
   if (c.postcopy_preempt && !c.postcopy_after)
     return Status(ErrorCode::kInvalidArgument, "--postcopy-preempt needs --postcopy-after");
+  c.postcopy_blocktime = o.postcopy_blocktime;
+  if (c.postcopy_blocktime && !c.postcopy_after)
+    return Status(ErrorCode::kInvalidArgument, "--postcopy-blocktime needs --postcopy-after");
+  c.auto_converge = o.auto_converge;
   c.timeout = std::chrono::duration<double>(o.timeout_s);
   if (!o.via.empty()) {
     RS_ASSIGN_OR_RETURN(c.bridge.codec.mode, pipeline::parse_codec(o.codec));
@@ -137,6 +144,12 @@ void print_report(const qemu::MigrateReport& r, const std::string& via) {
       fmt::print(stderr, "qemu-migrate: tuning: last raise at {:.0f} ms: {}\n", last.at_ms,
                  last.reason);
   }
+  if (r.throttle_pct_max > 0)
+    fmt::print(stderr, "qemu-migrate: auto-converge throttled the guest up to {}%\n",
+               r.throttle_pct_max);
+  if (r.postcopy_blocktime_ms)
+    fmt::print(stderr, "qemu-migrate: post-copy blocktime {} ms (vCPUs: {} ms)\n",
+               *r.postcopy_blocktime_ms, fmt::join(r.postcopy_vcpu_blocktime_ms, ", "));
   for (const auto& e : r.postcopy_recoveries)
     fmt::print(stderr, "qemu-migrate: post-copy paused at {:.0f} ms: {}\n", e.paused_at_ms,
                e.recovered_at_ms
@@ -237,6 +250,13 @@ Runner add_qemu_migrate(CLI::App& app) {
   cmd->add_flag("--postcopy-preempt", o->postcopy_preempt,
                 "with --postcopy-after: QEMU's postcopy-preempt (a second channel for the pages "
                 "faults ask for; bridges you start need --queues 1 + multifd + 1)");
+  cmd->add_flag("--postcopy-blocktime", o->postcopy_blocktime,
+                "with --postcopy-after: QEMU's postcopy-blocktime on the destination; the report "
+                "gives how long the vCPUs waited for faulted pages (postcopy_blocktime_ms)");
+  cmd->add_flag("--auto-converge", o->auto_converge,
+                "QEMU's auto-converge capability: when pre-copy stops converging QEMU throttles "
+                "the source's vCPUs (20%, then +10% per stalled iteration, up to 99%: its "
+                "defaults); the report's throttle_pct_max says how far");
   cmd->add_option("--timeout", o->timeout_s, "cancel the migration after this many seconds")
       ->capture_default_str();
   cmd->add_option("--json", o->json,

@@ -38,6 +38,10 @@ Status configure(QmpClient& qmp, const MigrateDriverConfig& c, uint64_t downtime
   caps.push_back({{"capability", "postcopy-ram"}, {"state", c.postcopy_after.has_value()}});
   // Only when asked: a QEMU without the capability refuses the whole list.
   if (c.postcopy_preempt) caps.push_back({{"capability", "postcopy-preempt"}, {"state", true}});
+  if (c.postcopy_blocktime) caps.push_back({{"capability", "postcopy-blocktime"}, {"state", true}});
+  // Every QEMU this drives has auto-converge (2.0+); set either way, like multifd, so a
+  // capability left on by an earlier run does not throttle this one.
+  caps.push_back({{"capability", "auto-converge"}, {"state", c.auto_converge}});
   RS_ASSIGN_OR_RETURN(auto r, qmp.execute("migrate-set-capabilities", {{"capabilities", caps}}));
   // QEMU's default cap (128 MiB/s) would hide the transport: lift it unless asked.
   const uint64_t max_bw = c.max_bandwidth == 0 ? (1ull << 40) : c.max_bandwidth;
@@ -47,6 +51,31 @@ Status configure(QmpClient& qmp, const MigrateDriverConfig& c, uint64_t downtime
   if (downtime_limit_ms > 0) params["downtime-limit"] = downtime_limit_ms;
   RS_ASSIGN_OR_RETURN(r, qmp.execute("migrate-set-parameters", params));
   return Status::ok();
+}
+
+// The capabilities QEMU reports on (query-migrate-capabilities); empty if it would not say.
+std::vector<std::string> capabilities_on(QmpClient& qmp) {
+  std::vector<std::string> on;
+  auto r = qmp.execute("query-migrate-capabilities");
+  if (!r || !r->is_array()) return on;
+  for (const auto& cap : *r)
+    if (cap.value("state", false)) on.push_back(cap.value("capability", "?"));
+  return on;
+}
+
+// The destination's post-copy blocktime (postcopy-blocktime capability), which QEMU fills in
+// its query-migrate once the incoming migration completed.
+void read_blocktime(QmpClient& dst, MigrateReport& report) {
+  auto q = dst.execute("query-migrate");
+  if (!q || !q->is_object() || !q->contains("postcopy-blocktime")) {
+    log::warn("qemu-migrate: the destination QEMU reported no postcopy-blocktime");
+    return;
+  }
+  if (const auto& bt = (*q)["postcopy-blocktime"]; bt.is_number_unsigned())
+    report.postcopy_blocktime_ms = bt.get<uint64_t>();
+  if (const auto it = q->find("postcopy-vcpu-blocktime"); it != q->end() && it->is_array())
+    for (const auto& v : *it)
+      if (v.is_number_unsigned()) report.postcopy_vcpu_blocktime_ms.push_back(v.get<uint64_t>());
 }
 
 // QEMU >= 8.2 lists avail-switchover-bandwidth among its migration parameters; asked, not
@@ -218,6 +247,7 @@ struct PollOutcome {
   Status status;
   nlohmann::json last;  // the last query-migrate answer (null if none)
   std::optional<double> postcopy_started_ms;
+  uint32_t throttle_pct_max = 0;  // the highest cpu-throttle-percentage seen
 };
 
 // With --postcopy-after: switches an active pre-copy to post-copy once it has run that long.
@@ -287,6 +317,8 @@ PollOutcome poll_migration(QmpClient& src, const MigrateDriverConfig& c,
     }
     out.last = *q;
     status = out.last.value("status", "");
+    out.throttle_pct_max =
+        std::max(out.throttle_pct_max, out.last.value("cpu-throttle-percentage", uint32_t{0}));
     if (!cancelled) maybe_start_postcopy(src, c, status, t0, out);
     if (recovery)
       recovery->observe(status,
@@ -392,6 +424,9 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   RS_RETURN_IF_ERROR(configure(src, c, tuner ? tuner->initial_downtime_limit_ms() : limit)
                          .with_context("source QEMU"));
   RS_RETURN_IF_ERROR(configure(dst, c, limit).with_context("destination QEMU"));
+  MigrateReport report;
+  report.source_capabilities = capabilities_on(src);
+  report.destination_capabilities = capabilities_on(dst);
 
   std::string dst_uri = c.destination_uri;
   std::string src_uri = c.source_uri.empty() ? c.destination_uri : c.source_uri;
@@ -405,7 +440,6 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   if (!in) return in.status().with_context("destination QEMU (started with -incoming defer?)");
   if (bridges) RS_RETURN_IF_ERROR(bridges->start());
 
-  MigrateReport report;
   report.source_status_before = vm_status(src);
   if (auto mig = src.execute("migrate", {{"uri", src_uri}}); !mig) {
     report.outcome = mig.status().with_context("source QEMU");
@@ -420,6 +454,7 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
     report.outcome = polled.status;
     report.qemu = qemu_figures(polled.last);
     report.postcopy_started_ms = polled.postcopy_started_ms;
+    report.throttle_pct_max = polled.throttle_pct_max;
     if (progress) {
       auto last = progress_of(polled.last, c.max_bandwidth);
       if (!report.outcome)
@@ -432,6 +467,8 @@ Result<MigrateReport> run_qemu_migration(const MigrateDriverConfig& c,
   if (report.outcome)
     report.outcome =
         check_destination_state(dst, report.source_status_before, report.destination_status);
+  if (report.outcome && c.postcopy_blocktime && report.postcopy_started_ms)
+    read_blocktime(dst, report);
   // After a failure QEMU resumes the source VM; say so (or that it did not).
   report.source_status = vm_status(src);
   report.multifd_channels = c.multifd_channels;
@@ -480,6 +517,13 @@ std::string MigrateReport::to_json() const {
          {"attempts", e.attempts},
          {"error",
           e.last_error.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(e.last_error)}});
+  j["source_capabilities"] = source_capabilities;
+  j["destination_capabilities"] = destination_capabilities;
+  j["throttle_pct_max"] = throttle_pct_max;
+  j["postcopy_blocktime_ms"] = postcopy_blocktime_ms
+                                   ? nlohmann::ordered_json(*postcopy_blocktime_ms)
+                                   : nlohmann::ordered_json();
+  j["postcopy_vcpu_blocktime_ms"] = postcopy_vcpu_blocktime_ms;
   j["path"] = path;
   if (!bridge_note.empty()) j["bridge_note"] = bridge_note;
   if (tuning) {

@@ -60,7 +60,11 @@ int main(void) {
   const uint64_t check_per_tick = pages / 40 + 1; /* a full sweep every ~4 s at 10 ticks/s */
   for (;;) {
     double t = now();
-    debt += dirty * 1e6 / RS_PAGE * (t - t_tick);
+    /* At most a second's debt a tick, as bare.c: after a long stop (a paused VM) no burst of
+     * catching up, and a guest slower than RS_DIRTY_MBPS (TCG, or throttled by auto-converge)
+     * writes as fast as it can, its ticks bounded, where it fell ever further behind and its
+     * heartbeat stopped. */
+    debt += dirty * 1e6 / RS_PAGE * (t - t_tick > 1.0 ? 1.0 : t - t_tick);
     t_tick = t;
     while (debt >= 1) {
       rng ^= rng << 13;

@@ -70,6 +70,14 @@ struct MigrateDriverConfig {
   // pages a fault asks for travel on a channel of their own, ahead of the background stream.
   // One more channel for the bridges (their queues: 1 + multifd + 1).
   bool postcopy_preempt = false;
+  // With postcopy_after: QEMU's postcopy-blocktime capability (QEMU >= 3.0): the destination
+  // counts how long the guest's vCPUs waited for faulted pages; the report carries its totals.
+  bool postcopy_blocktime = false;
+  // QEMU's auto-converge capability (set on both QEMUs like the others; the source's acts):
+  // when pre-copy stops converging QEMU slows the vCPUs (cpu-throttle-initial, 20%, then
+  // +cpu-throttle-increment, 10%, per stalled iteration, up to 99%: its defaults, left as they
+  // are). Off: the capability is cleared.
+  bool auto_converge = false;
   // The migration is cancelled (QEMU resumes the source) when not done in this long. In
   // post-copy there is nothing to cancel back to: the driver gives up without migrate_cancel.
   std::chrono::duration<double> timeout{600};
@@ -150,7 +158,16 @@ struct MigrateReport {
   // the migration ended in pre-copy first).
   std::optional<double> postcopy_started_ms;
   std::vector<PostcopyRecoveryEvent> postcopy_recoveries;  // each pause, in order
-  std::string path;                                        // "bridge URI" or "direct URI"
+  // The migration capabilities each QEMU reports on (query-migrate-capabilities, read back
+  // after setting them), e.g. {"auto-converge", "postcopy-ram"}.
+  std::vector<std::string> source_capabilities, destination_capabilities;
+  // The highest cpu-throttle-percentage the source reported (auto-converge; 0: never throttled).
+  uint32_t throttle_pct_max = 0;
+  // With postcopy_blocktime, from the destination's query-migrate once completed: the total
+  // time (ms) vCPUs were blocked on faults (postcopy-blocktime) and each vCPU's.
+  std::optional<uint64_t> postcopy_blocktime_ms;
+  std::vector<uint64_t> postcopy_vcpu_blocktime_ms;
+  std::string path;  // "bridge URI" or "direct URI"
   // With `via`: each bridge's report.
   std::optional<BridgeReport> bridge_source;
   std::optional<BridgeReport> bridge_destination;
