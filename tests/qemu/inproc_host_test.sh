@@ -13,6 +13,7 @@
 # untouched, and a VNC server inside a library-loaded QEMU still greets its client.
 # Usage: inproc_host_test.sh path/to/ramshift [backports]
 set -uo pipefail
+QEMU_TEST_ARGS=("$@")
 RAMSHIFT=$(readlink -f "$1")
 . "$(dirname "$0")/lib.sh"
 qemu_test_begin inproc-test "${2:-debian}"
@@ -43,8 +44,9 @@ migrate_ok() {
   grep -q '"destination_status": "running"' "$W/$next.json" || fail "$label: destination not running"
   local last; last=$(qemu_beat "$CUR")
   kill "$(cat "$W/$CUR.pid")"; wait "$(cat "$W/$CUR.pid")" 2>/dev/null
-  qemu_wait_beat "$next" $((last + 3)) 60 || fail "$label: no heartbeat on the destination after $last"
-  qemu_check_clean "$next" || fail "$label: memory differed"
+  qemu_wait_beat "$next" $((last + 3)) 60 ||
+    qemu_broke_or_fail "$label: no heartbeat on the destination after $last"
+  qemu_check_clean "$next" || qemu_broke_or_fail "$label: memory differed"
   qlog "ok: $label ($(grep -a -m1 -o '"total_ms": [0-9]*' "$W/$next.json"), heartbeat $last -> $(qemu_beat "$next"))"
   PREV=$CUR CUR=$next
 }

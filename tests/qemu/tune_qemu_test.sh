@@ -15,6 +15,7 @@
 # migration (a link whose bandwidth changes under QEMU; needs iperf3).
 # Usage: tune_qemu_test.sh path/to/ramshift [debian|backports]
 set -uo pipefail
+QEMU_TEST_ARGS=("$@")
 RAMSHIFT=$(readlink -f "$1")
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/lib.sh"
@@ -42,8 +43,8 @@ if [ "${TUNE:-on}" = off ]; then qlog "recorded (exit $rc): $(tail -1 "$W/vm1.er
 grep -q '"destination_status": "running"' "$W/vm1.json" || fail "the destination is not running"
 last=$(qemu_beat vm0)
 kill "$(cat "$W/vm0.pid")"
-qemu_wait_beat vm1 $((last + 2)) 60 || fail "no heartbeat on the destination after $last"
-qemu_check_clean vm1 || fail "the guest's memory differed"
+qemu_wait_beat vm1 $((last + 2)) 60 || qemu_broke_or_fail "no heartbeat on the destination after $last"
+qemu_check_clean vm1 || qemu_broke_or_fail "the guest's memory differed"
 python3 - "$W/vm1.json" "${2:-debian}" "${LINK:-1gbit}" "$DIRTY" "${FLOOR:-}" <<'PY' || fail "the report's tuning is not what was asked"
 import json, sys
 r = json.load(open(sys.argv[1]))
