@@ -112,6 +112,12 @@ Result<uint32_t> address_of(const Uri& uri) {
   return *ip;
 }
 
+// The peer's MAC: --dpdk-peer-mac, or asked by ARP from `local_ip` within `timeout`.
+Result<Mac> peer_mac(PortStack& stack, const DpdkSettings& s, uint32_t peer_ip, Millis timeout) {
+  if (s.peer_mac) return *s.peer_mac;
+  return stack.resolve(*s.local_ip, peer_ip, timeout);
+}
+
 Result<std::unique_ptr<Listener>> listen(const Uri& uri, const TransportOptions& options) {
   RS_ASSIGN_OR_RETURN(uint32_t ip, address_of(uri));
   if (uri.port == 0)
@@ -136,12 +142,7 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   RS_ASSIGN_OR_RETURN(PortStack * stack, PortStack::open(s));
   stack->add_local_ip(*s.local_ip);
   auto start = Clock::now();
-  Mac mac{};
-  if (s.peer_mac) {
-    mac = *s.peer_mac;
-  } else {
-    RS_ASSIGN_OR_RETURN(mac, stack->resolve(*s.local_ip, peer_ip, options.connect_timeout));
-  }
+  RS_ASSIGN_OR_RETURN(Mac mac, peer_mac(*stack, s, peer_ip, options.connect_timeout));
   std::random_device rd;
   ConnectionConfig c = config_for(*stack, options);
   c.conn_id = rd() | 1u;  // never 0
@@ -188,12 +189,7 @@ Result<RawBenchReport> raw_bench(const RawBenchConfig& config) {
                               "the Ethernet, IPv4, UDP and ramshift headers (MTU {})",
                               payload, limit, s.port, stack->mtu())};
   stack->add_local_ip(*s.local_ip);
-  Mac mac{};
-  if (s.peer_mac) {
-    mac = *s.peer_mac;
-  } else {
-    RS_ASSIGN_OR_RETURN(mac, stack->resolve(*s.local_ip, ip, config.connect_timeout));
-  }
+  RS_ASSIGN_OR_RETURN(Mac mac, peer_mac(*stack, s, ip, config.connect_timeout));
   std::random_device rd;
   auto local_port = uint16_t(kClientPortLow + rd() % kClientPortSpan);
   Path path{*s.local_ip, ip, local_port, config.address.port, false, false, mac};
