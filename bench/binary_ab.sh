@@ -15,7 +15,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 
 "$NEW" make-image "$W/src.img" --size "$SIZE" --pattern "$PATTERN" >/dev/null
 

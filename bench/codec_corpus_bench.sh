@@ -25,7 +25,7 @@ source "$here/../scripts/lib/netns.sh"
 cleanup() { netns_link_down "$NSA" "$NSB"; rm -rf "$W"; }
 trap cleanup EXIT
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 
 # run_once LINK IMAGE CODEC -> "seconds raw_share" (raw_share: raw pages / non-zero pages sent)
 run_once() {

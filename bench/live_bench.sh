@@ -16,7 +16,7 @@ A=rslbA$$; B=rslbB$$; W=$(mktemp -d)
 cleanup() { netns_link_down "$A" "$B"; rm -rf "$W"; }
 trap cleanup EXIT
 netns_link_up "$A" "$B" 10.79.0 "$LINK"
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 largest() { sort -g | tail -1; }
 
 # One migration with binary $1 and codec $2; prints "total_s downtime_ms rounds parts", parts

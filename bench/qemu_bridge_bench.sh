@@ -42,7 +42,7 @@ NSA=rsqbA$$ NSB=rsqbB$$
 cleanup() { netns_link_down "$NSA" "$NSB"; qemu_stop_all; rm -rf "$W"; }
 trap cleanup EXIT
 . "$HERE/../tests/qemu/lib.sh"
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 jget() { grep -a -m1 -o "\"$2\": *[0-9.]*" "$1" | grep -o '[0-9.]*$'; }
 qemu_need_tools; qemu_build_guest
 LINK=${LINK:-1gbit}

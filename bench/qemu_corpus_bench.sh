@@ -43,7 +43,7 @@ bytes=$(numfmt --from=iec "$SIZE")
 link_Bps=$(numfmt --from=si "$(echo "$LINK_RATE" | sed 's/bit$//; s/[gG]$/G/; s/[mM]$/M/; s/[kK]$/K/')")
 link_Bps=$((link_Bps / 8))
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 now() { date +%s.%N; }
 # Bytes the source namespace's end of the veth has sent (every packet, headers included).
 txbytes() { ip netns exec "$NSA" cat "/sys/class/net/${NSA:0:11}a/statistics/tx_bytes"; }

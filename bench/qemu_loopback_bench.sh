@@ -28,7 +28,7 @@ if [ -n "${CONFIGS:-}" ]; then IFS=';' read -r -a CFG <<< "$CONFIGS"; else CFG=(
 W=$(mktemp -d /dev/shm/ramshift-qemu-lo.XXXXXX)
 cleanup() { kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 jget() { grep -a -m1 -o "\"$2\": *[0-9.]*" "$1" | grep -o '[0-9.]*$'; }
 
 "$RAMSHIFT" make-image --size "${GUEST_MB}M" --pattern mixed "$W/src.img" > /dev/null || exit 1

@@ -35,7 +35,7 @@ trap cleanup EXIT
 qemu_need_tools; qemu_build_guest
 [ -n "$LOGS" ] && mkdir -p "$LOGS"
 netns_link_up "$NSA" "$NSB" 10.82.0 "$LINK" || { echo "cannot create namespaces" >&2; exit 77; }
-median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2); else print "-"}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 load() { cut -d' ' -f1 /proc/loadavg; }
 N=0
 
@@ -120,7 +120,7 @@ PY
 # the way bench/postcopy_bench.sh runs it (its own namespaces and link).
 hybrid_run() {
   local rate ld out
-  rate=$(median < "$W/rates")
+  rate=$(median - < "$W/rates")
   [ "$rate" = - ] && rate=$DIRTY
   ld=$(load)
   out=$(MODES=hybrid RUNS=1 SIZE="${GUEST_MB}M" RATE="${rate}M" LINK="$LINK" \
@@ -154,8 +154,8 @@ for m in precopy+ac postcopy hybrid; do
   printf '%s: %s of %s completed, %s alive and clean; total %s s, downtime %s ms, guest rate %s MB/s, blocktime %s ms\n' \
     "$m" "$(wc -l < "$W/m")" "$(awk -v m="$m" '$1 == m' "$W/rows" | wc -l)" \
     "$(awk -v m="$m" '$1 == m && $9 != "no" && $10 != "no"' "$W/rows" | wc -l)" \
-    "$(cut -d' ' -f3 "$W/m" | median)" "$(cut -d' ' -f4 "$W/m" | median)" \
-    "$(awk -v m="$m" '$1 == m {print $5}' "$W/rows" | median)" "$(cut -d' ' -f8 "$W/m" | grep -v '^-$' | median)"
+    "$(cut -d' ' -f3 "$W/m" | median -)" "$(cut -d' ' -f4 "$W/m" | median -)" \
+    "$(awk -v m="$m" '$1 == m {print $5}' "$W/rows" | median -)" "$(cut -d' ' -f8 "$W/m" | grep -v '^-$' | median -)"
 done
 echo "load at the end: $(cut -d' ' -f1-3 /proc/loadavg); $(date -u +%FT%TZ)"
 exit 0

@@ -16,7 +16,7 @@ trap cleanup EXIT
 bash "$(dirname "$0")/../tests/security/make_pki.sh" "$W/pki"
 "$RS" make-image "$W/src.img" --size "$SIZE" --pattern "$PATTERN" >/dev/null
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 gbps_of() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['status']=='completed', r; print(r['guest_bytes']/r['total_ms']/1e6)" "$1"; }
 
 run() {  # TLS_FLAGS... -> GB/s of guest memory (the source's total_ms)

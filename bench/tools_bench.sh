@@ -16,7 +16,7 @@ cleanup() {
   rm -rf "$W"
 }
 trap cleanup EXIT
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 
 start_server() {  # NS HOST -> BS_URI
   local ns=(); [ -n "$1" ] && ns=(ip netns exec "$1")

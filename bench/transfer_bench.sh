@@ -16,7 +16,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+. "$(dirname "${BASH_SOURCE[0]}")/stats.sh"  # median
 gbps_of() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); assert r['status']=='completed', r; print(r['guest_bytes']/r['total_ms']/1e6)" "$1"; }
 
 # run_ramshift NS_RX NS_TX HOST CODEC PATTERN -> prints GB/s of guest memory (source's view)
