@@ -194,10 +194,15 @@ void print_summary(const migration::MigrationReport& r) {
     fmt::print(
         stderr,
         "ramshift: downtime {:.1f} ms (predicted {:.1f}): last pages {:.1f}, device state "
-        "{:.1f}, verify {:.1f}{}, hand-off {:.1f}\n",
+        "{:.1f}, verify {:.1f}{}, hand-off {:.1f}{}\n",
         *r.downtime_ms, d->predicted_ms, d->last_pages_ms, d->device_state_ms, d->verify_ms,
         d->verify_full_ms > 0 ? fmt::format(" (hashing here {:.1f})", d->verify_full_ms) : "",
-        d->handoff_ms);
+        d->handoff_ms,
+        d->aborted_switchovers > 0
+            ? fmt::format("; {} earlier switch-over(s) aborted, the guest resumed after at most "
+                          "{:.1f} ms",
+                          d->aborted_switchovers, d->longest_aborted_pause_ms)
+            : "");
   else if (d)
     fmt::print(stderr, "ramshift: the guest resumed here {:.1f} ms after the hand-off\n",
                d->resume_ms);

@@ -100,6 +100,43 @@ if cmp -s "$WORK/tx.dump" "$WORK/rx.dump"; then fail "verify transfer: the dumps
 else pass "verify transfer: the dumps differ (the limit --verify full removes)"; fi
 rm -f "$WORK/tx.dump" "$WORK/rx.dump"
 
+# The switch-over guard: a final round whose pages run late (queue 0 held 3 s, test knob)
+# must not become downtime. The source resumes its guest before the limit, the round ends
+# live, pre-copy goes on and the next switch-over lands under the limit: the guest verified.
+GUARDED=(--guest "synthetic:size=128M,dirty-rate=20M,pattern=mixed" --downtime-limit 1000)
+start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 --dump-guest "$WORK/rx.dump" || exit 1
+expect_exit 0 "a switch-over whose last pages run late is aborted, and the next one completes" -- \
+  env RAMSHIFT_TEST_HOLD_AT=source-paused-round:3:1 "$RAMSHIFT" send --to "$RX_URI" "${GUARDED[@]}" \
+  --json "$WORK/tx.json" --dump-guest "$WORK/tx.dump"
+expect_stderr "switch-over aborted" "the sender says it resumed the guest and why"
+wait "$RX_PID" && pass "receiver exit 0 (switch-over aborted once)" || { fail "receiver (guard)"; cat "$WORK/rx.err"; }
+same_memory $((128 << 20)) "after an aborted switch-over"
+python3 - "$WORK/tx.json" <<'PY' && pass "guard: downtime and the aborted pause both under --downtime-limit 1000" || fail "guard report"
+import json, sys
+tx = json.load(open(sys.argv[1]))
+d = tx["downtime_detail"]
+assert tx["status"] == "completed" and tx["verified"], tx["error"]
+assert d["aborted_switchovers"] == 1, d
+assert 0 < d["longest_aborted_pause_ms"] <= 1000, d
+assert tx["downtime_ms"] <= 1000, tx["downtime_ms"]
+print(f"aborted pause {d['longest_aborted_pause_ms']:.1f} ms, downtime {tx['downtime_ms']:.1f} ms")
+PY
+# Late every time: after three aborts the source gives up, the guest running here, and both
+# ends say why; the receiver keeps no partial guest.
+start_receiver --once --json "$WORK/rx.json" || exit 1
+expect_exit 1 "a switch-over late three times fails the migration, the guest kept running" -- \
+  env RAMSHIFT_TEST_HOLD_AT=source-paused-round:2 "$RAMSHIFT" send --to "$RX_URI" "${GUARDED[@]}" \
+  --json "$WORK/tx.json"
+expect_stderr "run past --downtime-limit 1000 ms 3 times" "the sender names the limit and the aborts"
+wait "$RX_PID"; rc=$?
+[ "$rc" = 1 ] && grep -q "downtime-limit" "$WORK/rx.err" && pass "receiver exit 1 with the source's reason" \
+  || { fail "receiver after three aborts: exit $rc"; tail -3 "$WORK/rx.err"; }
+python3 - "$WORK/tx.json" <<'PY' && pass "guard: the source guest is reported running" || fail "guard failure report"
+import json, sys
+tx = json.load(open(sys.argv[1]))
+assert tx["status"] == "failed" and tx["source_guest"] == "running", (tx["status"], tx.get("source_guest"))
+PY
+
 expect_exit 2 "--verify with an unknown mode is a usage error" -- \
   "$RAMSHIFT" send --to tcp://127.0.0.1:1 --verify sometimes --guest synthetic:size=1M
 

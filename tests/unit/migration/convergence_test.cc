@@ -146,6 +146,31 @@ TEST(Convergence, ARoundThatRanSlowGuardsTheSwitchover) {
   }
 }
 
+TEST(Convergence, ASwitchoverAbortedForRunningLateWidensTheGuard) {
+  // 100 MB/s, the guest dirtying 60 MB/s: the limit decides, at ~7.8 MB left (88 ms).
+  ConvergencePolicy p({milliseconds(100)});
+  std::vector<RoundMeasurement> rounds{{0, 1.0, 100 * MB, 60 * MB}};
+  Decision d;
+  for (uint32_t r = 1;; ++r) {
+    d = p.after_round(rounds.back());
+    if (d.kind == Decision::kSwitchover) break;
+    ASSERT_EQ(d.kind, Decision::kNextRound) << d.reason;
+    const uint64_t sent = rounds.back().dirty_bytes;
+    rounds.push_back({r, static_cast<double>(sent) / (100 * MB), sent, sent * 6 / 10});
+  }
+  ASSERT_DOUBLE_EQ(d.slowdown, 1) << d.reason;
+  EXPECT_GT(d.device_state_ms, -1);
+  // Its pages ran at a third of the rate (the guard resumed the guest; the round ended live
+  // and left the guest's 60 MB/s of dirtying for that time): the policy times that round
+  // against what the switch-over predicted, and the next switch-over must fit even then.
+  const uint64_t rest = rounds.back().dirty_bytes;
+  const double late_s = 3.0 * static_cast<double>(rest) / (100 * MB);
+  d = p.after_round(
+      {rounds.back().round + 1, late_s, rest, static_cast<uint64_t>(late_s * 60 * MB)});
+  EXPECT_NEAR(d.slowdown, 3, 0.05) << d.reason;
+  EXPECT_NE(d.kind, Decision::kSwitchover) << d.reason;  // 3x the rest does not fit any more
+}
+
 TEST(Convergence, MeasuresTheFixedCostsFromTheRounds) {
   // A link of 20 MB/s where every round costs 30 ms beyond its bytes (the soft-RoCE VM's
   // shape): the constants (3 ms a round, 10 ms a switch-over) give way to what was measured

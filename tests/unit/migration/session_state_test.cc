@@ -30,6 +30,7 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kStreaming, SE::kGuestPaused}, S::kPaused},
     {{S::kStreaming, SE::kDigestSent}, S::kImageDigestSent},
     {{S::kPaused, SE::kRoundEndReceived}, S::kPaused},
+    {{S::kPaused, SE::kGuestResumed}, S::kStreaming},
     {{S::kPaused, SE::kDeviceStateSent}, S::kDeviceStateSent},
     {{S::kDeviceStateSent, SE::kDigestSent}, S::kLiveDigestSent},
     {{S::kImageDigestSent, SE::kCommitReceived}, S::kDone},

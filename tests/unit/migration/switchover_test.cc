@@ -75,5 +75,30 @@ TEST(DeviceState, ADamagedCompressedStateIsRefusedNotCrashedOn) {
   EXPECT_FALSE(wire::decode_device_state_zstd({}).is_ok());
 }
 
+// The guard's deadline: the limit less what follows the pages (half the fixed part for the
+// commit exchange and hand-off, the device state at the slowdown the rounds showed), and no
+// guard where the policy itself predicted the limit would be passed.
+TEST(SwitchoverGuard, LeavesRoomForWhatFollowsThePagesAndGuardsOnlyAPredictionThatFits) {
+  using Clock = SwitchoverGuard::Clock;
+  const Clock::time_point pause{};
+  Decision d;
+  d.switchover_fixed_ms = 20;
+  d.device_state_ms = 5;
+  d.slowdown = 2;
+  d.worst_downtime_ms = 90;
+  const SwitchoverGuard guard(pause, 100, d);
+  ASSERT_TRUE(guard.armed());
+  EXPECT_DOUBLE_EQ(guard.tail_ms(), 20.0);  // 10 ms hand-off + 5 ms state x 2
+  EXPECT_FALSE(guard.overdue(pause + std::chrono::microseconds(79'900)));
+  EXPECT_TRUE(guard.overdue(pause + std::chrono::microseconds(80'000)));
+  SwitchoverGuard disarmed = guard;
+  disarmed.disarm();
+  EXPECT_FALSE(disarmed.overdue(pause + std::chrono::seconds(10)));
+
+  d.worst_downtime_ms = 140;  // max-rounds or nothing left: predicted over, no round helps
+  EXPECT_FALSE(SwitchoverGuard(pause, 100, d).armed());
+  EXPECT_FALSE(SwitchoverGuard().overdue(Clock::now()));
+}
+
 }  // namespace
 }  // namespace ramshift::migration

@@ -110,6 +110,7 @@ Decision ConvergencePolicy::after_round(const RoundMeasurement& m) {
                           : state_rate > 0
                               ? static_cast<double>(m.device_state_bytes) / state_rate * 1000
                               : kNever;
+  d.device_state_ms = state_ms;
   // The part of the downtime that is bytes (the guard multiplies it), without the fixed part.
   auto bytes_ms = [&](double rest) {
     if (rest <= 0) return state_ms;
@@ -165,7 +166,15 @@ Decision ConvergencePolicy::after_round(const RoundMeasurement& m) {
 
   const double limit_ms = static_cast<double>(config_.downtime_limit.count());
   const bool fits = d.worst_downtime_ms <= limit_ms;
+  // A switch-over the guard aborts (switchover.h) ends as a live round, timed against this:
+  // its fixed part and what is left at the safe rate, so its overrun raises the slowdown.
+  auto predict_switchover_round = [&] {
+    predicted_fixed_s_ = d.round_overhead_ms / 1000;
+    predicted_round_s_ =
+        predicted_fixed_s_ + (rate > 0 ? static_cast<double>(m.dirty_bytes) / rate : 0);
+  };
   if (fits && !next_round_pays) {
+    predict_switchover_round();
     d.kind = Decision::kSwitchover;
     d.reason = fmt::format(
         "{} left fits {} ms at {} (predicted downtime {:.0f} ms = {:.0f} ms fixed ({}) + the "
@@ -178,6 +187,7 @@ Decision ConvergencePolicy::after_round(const RoundMeasurement& m) {
     return d;
   }
   if (m.dirty_bytes == 0) {
+    predict_switchover_round();
     d.kind = Decision::kSwitchover;
     d.reason = fmt::format(
         "nothing left to copy; predicted downtime {:.0f} ms ({:.0f} ms at {:.2f}x slow) is what "
@@ -193,6 +203,7 @@ Decision ConvergencePolicy::after_round(const RoundMeasurement& m) {
   }
   const double smallest_worst_ms = worst_ms(static_cast<double>(smallest_rest_));
   if (stalls_ >= 2 && fits) {
+    predict_switchover_round();
     d.kind = Decision::kSwitchover;
     d.reason = fmt::format(
         "no progress, and {} left fits {} ms (predicted {:.0f} ms, {:.0f} ms at {:.2f}x slow)",

@@ -24,7 +24,9 @@ nlohmann::ordered_json downtime_detail_json(const DowntimeDetail& d, bool source
           {"verify_full_ms", d.verify_full_ms},
           {"handoff_ms", d.handoff_ms},
           {"device_state_bytes", d.device_state_bytes},
-          {"device_state_wire_bytes", d.device_state_wire_bytes}};
+          {"device_state_wire_bytes", d.device_state_wire_bytes},
+          {"aborted_switchovers", d.aborted_switchovers},
+          {"longest_aborted_pause_ms", d.longest_aborted_pause_ms}};
 }
 
 LatencyFigures latency_figures(std::vector<double> samples_us) {

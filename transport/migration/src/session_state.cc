@@ -30,6 +30,9 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kStreaming, SE::kGuestPaused, S::kPaused},
     {S::kStreaming, SE::kDigestSent, S::kImageDigestSent},  // an image has one round
     {S::kPaused, SE::kRoundEndReceived, S::kPaused},
+    // The guard (switchover.h): the last pages ran late, the guest runs again, pre-copy goes
+    // on. Only before DEVICE_STATE: until then the destination knows nothing of the pause.
+    {S::kPaused, SE::kGuestResumed, S::kStreaming},
     {S::kPaused, SE::kDeviceStateSent, S::kDeviceStateSent},
     {S::kDeviceStateSent, SE::kDigestSent, S::kLiveDigestSent},
     {S::kImageDigestSent, SE::kCommitReceived, S::kDone},
@@ -295,6 +298,8 @@ const char* event_name(SourceEvent event) {
       return "round_end received";
     case SE::kGuestPaused:
       return "guest paused";
+    case SE::kGuestResumed:
+      return "guest resumed";
     case SE::kDeviceStateSent:
       return "device_state sent";
     case SE::kDigestSent:

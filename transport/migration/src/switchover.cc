@@ -85,4 +85,14 @@ double DowntimeClock::total_ms() const {
   return std::chrono::duration<double, std::milli>(lap_start_ - start_).count();
 }
 
+SwitchoverGuard::SwitchoverGuard(Clock::time_point pause, double limit_ms,
+                                 const Decision& decision) {
+  if (decision.worst_downtime_ms > limit_ms) return;
+  tail_ms_ = decision.switchover_fixed_ms / 2 + decision.device_state_ms * decision.slowdown;
+  armed_ = true;
+  deadline_ =
+      pause + std::chrono::duration_cast<Clock::duration>(
+                  std::chrono::duration<double, std::milli>(std::max(0.0, limit_ms - tail_ms_)));
+}
+
 }  // namespace ramshift::migration

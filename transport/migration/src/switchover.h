@@ -11,6 +11,7 @@
 
 #include "queue_stream.h"
 #include "ramshift/guest/guest.h"
+#include "ramshift/migration/convergence.h"
 #include "ramshift/migration/report.h"
 #include "ramshift/pipeline/codec.h"
 #include "ramshift/wire/frame.h"
@@ -42,6 +43,35 @@ DeviceStateFrame encode_device_state(std::string state, bool compress);
 DeviceStateFrame read_device_state(const guest::SourceGuest& guest, bool compress);
 // The same on another thread, so that it is ready when the last pages are placed.
 std::future<DeviceStateFrame> prepare_device_state(const guest::SourceGuest& guest, bool compress);
+
+// A wrong prediction must not push the downtime past --downtime-limit. So a switch-over the
+// convergence policy predicted to fit it is guarded: its last pages must be placed at the
+// destination by the limit less what still follows them (the tail: the device state at the
+// bulk rate, times the slowdown the rounds showed, and the commit exchange and hand-off, half
+// of the policy's fixed part). If they are not, the source resumes its guest before anything
+// but pages was sent, so the destination never learns of the pause: the round in flight ends
+// as an ordinary live round and pre-copy goes on. Why only up to the device state: until then
+// the pause is the source's alone; after it the destination holds a state a retry would have to
+// replace (a new frame and states on both ends) to save what is predicted as a few ms, where
+// the pages are what varies (the last round's bytes at a rate measured on other rounds).
+// A switch-over predicted over the limit (max-rounds, nothing left to copy) is not guarded:
+// no round could lower it.
+class SwitchoverGuard {
+ public:
+  using Clock = std::chrono::steady_clock;
+  SwitchoverGuard() = default;  // disarmed
+  SwitchoverGuard(Clock::time_point pause, double limit_ms, const Decision& decision);
+  bool overdue(Clock::time_point now) const { return armed_ && now >= deadline_; }
+  bool armed() const { return armed_; }
+  Clock::time_point deadline() const { return deadline_; }
+  double tail_ms() const { return tail_ms_; }
+  void disarm() { armed_ = false; }
+
+ private:
+  bool armed_ = false;
+  double tail_ms_ = 0;
+  Clock::time_point deadline_;
+};
 
 // Times the downtime from the pause, part after part (DowntimeDetail): each lap ends where
 // the next begins, so the parts add up to the total.

@@ -1,5 +1,6 @@
 #include "test_hooks.h"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -17,12 +18,16 @@ void test_hold(std::string_view phase) {
   const size_t colon = spec.find(':');
   if (spec.substr(0, colon) != phase) return;
   double seconds = 3;
+  uint64_t times = UINT64_MAX;
   if (colon != std::string_view::npos) {
     const std::string text(spec.substr(colon + 1));
     char* end = nullptr;
     seconds = std::strtod(text.c_str(), &end);
+    if (*end == ':') times = std::strtoull(end + 1, &end, 10);
     if (*end != '\0' || seconds < 0) seconds = 3;
   }
+  static std::atomic<uint64_t> held{0};  // the knob names one phase per process
+  if (held.fetch_add(1) >= times) return;
   log::warn("test: holding at {} for {} s ({} is set)", phase, seconds, kTestHoldAtEnv);
   std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
 }

@@ -1,11 +1,14 @@
 // Test knobs, never for production, read from the environment (each logs a warning when set).
 //
-// RAMSHIFT_TEST_HOLD_AT=PHASE[:SECONDS] in a process's
-// environment makes its migration stop for SECONDS (default 3) when it reaches PHASE, after
+// RAMSHIFT_TEST_HOLD_AT=PHASE[:SECONDS[:TIMES]] in a process's
+// environment makes its migration stop for SECONDS (default 3) when it reaches PHASE (the first
+// TIMES times only, if given), after
 // logging "test: holding at PHASE", so a test can kill a process, cut the link or deliver a
 // signal at that named moment instead of guessing it by time. The phases:
 //   source-setup        the destination's HELLO checked, before the region table
 //   source-switchover   the guest just paused, before its final round
+//   source-paused-round queue 0's thread, in a round sent with the guest paused: a final
+//                       round whose pages run late (the switch-over guard's case)
 //   source-handoff      COMMIT received (the guest is the destination's), before HANDOFF
 //   destination-setup   memory mapped, before READY
 //   destination-handoff COMMIT sent, before waiting for HANDOFF

@@ -85,6 +85,7 @@ struct Decision {
   // (x `slowdown` too while it is the config's constant). A switch-over must fit with it.
   double slowdown = 1;
   double switchover_fixed_ms = 0;  // the fixed part in expected_downtime_ms
+  double device_state_ms = 0;      // the device state at the bulk rate, in expected_downtime_ms
   double round_overhead_ms = 0;    // a round's fixed part, as used for this decision
   bool fixed_measured = false;     // both come from this migration's rounds
   double worst_downtime_ms = 0;

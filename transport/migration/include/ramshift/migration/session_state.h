@@ -61,6 +61,7 @@ enum class SourceEvent : unsigned char {
   kMemoryKeysReceived,
   kRoundEndReceived,  // the destination placed a whole round
   kGuestPaused,       // switchover: the convergence policy said the rest fits the downtime
+  kGuestResumed,      // switchover aborted: its pages ran late (switchover.h); pre-copy again
   kDeviceStateSent,
   kDigestSent,
   kCommitReceived,
