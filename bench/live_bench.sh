@@ -34,6 +34,7 @@ run_once() {
 assert r['resumed']['verified'], 'destination did not verify'
 d=t.get('downtime_detail')
 parts='/'.join('%.1f' % d[k] for k in ('last_pages_ms','device_state_ms','verify_ms','handoff_ms')) if d else '-'
+parts+=' (%d aborted)' % d['aborted_switchovers'] if d and d.get('aborted_switchovers') else ''
 print(t['total_ms']/1000, t['downtime_ms'], t['rounds'], parts)"
 }
 
