@@ -52,8 +52,11 @@ rs_live() {  # ROUND LABEL SCHEME [SEND OPTIONS...]
   l=$(ms "$(j "$tx" last_pages_ms)"); s=$(ms "$(j "$tx" device_state_ms)")
   v=$(ms "$(j "$tx" verify_ms)"); h=$(ms "$(j "$tx" handoff_ms)"); r=$(j "$tx" rounds)
   RS_RUNS[$label]+="$t/$d "; RS_PARTS[$label]+="$l/$s/$v/$h/$p/$r "
+  local a; a=$(j "$tx" aborted_switchovers)
+  [ "${a:-0}" = 0 ] && a="" ||
+    a="; switch-overs aborted: $a, the longest pause $(ms "$(j "$tx" longest_aborted_pause_ms)") ms"
   echo "progress: round $round, $label: total $t s, downtime $d ms = last pages $l +" \
-    "device state $s + verify $v + hand-off $h (predicted $p), $r rounds, verified by the destination"
+    "device state $s + verify $v + hand-off $h (predicted $p), $r rounds, verified by the destination$a"
   rounds_detail "$tx"
 }
 # Each round's pages, ms and the downtime it predicted: where the last round came from.
