@@ -43,6 +43,7 @@ class DpdkConnection : public Connection {
   Result<MemoryKey> register_memory(std::span<std::byte> m, MemoryAccess a) override {
     return r_->conn.register_memory(m, a);
   }
+  Status release_memory(const MemoryKey& key) override { return r_->conn.release_memory(key); }
   Status post_write(uint32_t q, std::span<const RemoteWrite> w) override {
     return r_->conn.post_write(q, w);
   }
