@@ -52,7 +52,8 @@ run_protocol() {  # N
 import json, sys
 j = json.load(open(sys.argv[1]))
 r = j["results"][0] if isinstance(j, dict) and "results" in j else j[0]
-keys = ("gbit_per_s", "sender_cpu_s_per_gb", "receiver_cpu_s_per_gb", "retransmitted_frames", "dropped_frames")
+keys = ("gbit_per_s", "sender_cpu_s_per_gb", "receiver_cpu_s_per_gb", "retransmitted_frames", "dropped_frames",
+        "sent_copied_bytes", "sent_referenced_bytes")
 print(f"protocol {sys.argv[2]}: " + ", ".join(f"{k} {r.get(k)}" for k in keys))
 PY
 }
