@@ -2,11 +2,13 @@
 // whole, see CMakeLists.txt: nothing else refers to this file's registrar).
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <random>
 
 #include "backend_entry.h"
 #include "host_checks.h"
 #include "port_stack.h"
+#include "ramshift/base/log.h"
 
 namespace ramshift::transport::dpdk {
 namespace {
@@ -20,6 +22,13 @@ ConnectionConfig config_for(const PortStack& stack, const TransportOptions& opti
   // The MTU less the IPv4 (20), UDP (8) and our own headers.
   c.send.max_payload = size_t(stack.mtu()) - 28 - kHeaderBytes;
   c.peer_timeout = std::max(options.connect_timeout, Millis(1000));
+  // For A/B measurements only (bench/dpdk_memif_raw.sh): no one-sided writes, so raw pages
+  // go inside the batches, copied, as before zero copy.
+  c.one_sided_writes = std::getenv("RAMSHIFT_DPDK_TEST_NO_WRITES") == nullptr;
+  if (!c.one_sided_writes)
+    log::warn(
+        "dpdk: RAMSHIFT_DPDK_TEST_NO_WRITES: no one-sided writes, raw pages copied (a "
+        "measuring knob)");
   return c;
 }
 

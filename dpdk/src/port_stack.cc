@@ -97,6 +97,21 @@ Status init_eal(Environment& env, const std::string& args) {
   return env.init_status;
 }
 
+// The UDP checksum of a datagram whose first `head` bytes (from its UDP header on) are at
+// `udp` and whose rest is `tail`, elsewhere: the pseudo-header's sum, then each part's.
+uint16_t udp_checksum(const rte_ipv4_hdr* ip, const void* udp, size_t head,
+                      std::span<const std::byte> tail) {
+  uint32_t sum = uint32_t(rte_ipv4_phdr_cksum(ip, 0)) + rte_raw_cksum(udp, head);
+  auto rest = rte_raw_cksum(tail.data(), tail.size());
+  // A part that starts at an odd offset adds its 16-bit words byte-swapped (RFC 1071).
+  if (head % 2 != 0) rest = uint16_t((rest << 8) | (rest >> 8));
+  sum += rest;
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  const auto folded = uint16_t(~sum);
+  return folded == 0 ? 0xffff : folded;  // 0 means "no checksum" in UDP over IPv4
+}
+
 }  // namespace
 
 // The free callback of borrowed bytes: nothing to free, the memory is the caller's. The
@@ -305,9 +320,10 @@ void PortStack::transmit(const Path& path, uint16_t queue,
   auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, sizeof(rte_ether_hdr));
   auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
   // Software checksum: af_packet and veth offer no offload, and it is what lets the receiver
-  // drop a corrupted frame rather than deliver it. Over every segment: borrowed bytes are
-  // read once here, the only pass over them on this side besides the PMD's own.
-  udp->dgram_cksum = rte_ipv4_udptcp_cksum_mbuf(m, ip, sizeof(rte_ether_hdr) + sizeof(*ip));
+  // drop a corrupted frame rather than deliver it. Borrowed bytes are read once here, the only
+  // pass over them on this side besides the PMD's own copy.
+  udp->dgram_cksum = attach ? udp_checksum(ip, udp, sizeof(*udp) + copied, borrowed)
+                            : rte_ipv4_udptcp_cksum(ip, udp);
   tx_.push_back(m);
   if (tx_.size() >= kBurst) flush_tx();
 }

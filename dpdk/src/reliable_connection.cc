@@ -25,7 +25,7 @@ ReliableConnection::ReliableConnection(ConnectionConfig config, FrameSink& sink)
       last_heard_ticks_(last_heard_.time_since_epoch().count()),
       next_rkey_(std::random_device{}()) {
   caps_.reliable = true;
-  caps_.zero_copy_write = true;
+  caps_.zero_copy_write = config_.one_sided_writes;
   caps_.max_message = config_.max_message;
   caps_.max_queues = config_.queues;
   for (uint32_t q = 0; q < config_.queues; ++q)
@@ -149,6 +149,7 @@ Status ReliableConnection::post_send(uint32_t queue, std::span<const ConstBuffer
 }
 
 Status ReliableConnection::post_write(uint32_t queue, std::span<const RemoteWrite> writes) {
+  if (!caps_.zero_copy_write) return no_remote_writes("dpdk");
   RS_RETURN_IF_ERROR(check_queue(queue));
   for (const RemoteWrite& w : writes)
     if (w.local == nullptr && w.length > 0)

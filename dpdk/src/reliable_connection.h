@@ -42,6 +42,10 @@ struct ConnectionConfig {
   uint32_t receive_frames = 2048;  // window per queue; see dpdk_settings.h
   size_t max_message = 64u << 20;
   Millis peer_timeout{10000};
+  // One-sided writes offered (zero_copy_write). Off only by the measuring knob
+  // RAMSHIFT_DPDK_TEST_NO_WRITES (dpdk_backend.cc): raw pages then travel inside the page
+  // batches, copied, so the zero-copy path can be measured against the copying one.
+  bool one_sided_writes = true;
 };
 
 struct ConnectionStats {

@@ -88,7 +88,9 @@ TEST(DpdkZeroCopy, WritesBorrowTheirBytesAndLandByteIdenticalThroughLossAndRetra
     }
     r.release_taken();
     for (auto& m : r.take(8)) got.push_back(std::move(m));
-    if (!got.empty()) EXPECT_TRUE(target.memory == source) << "the message overtook the writes";
+    if (!got.empty()) {
+      EXPECT_TRUE(target.memory == source) << "the message overtook the writes";
+    }
     EXPECT_TRUE(s.on_ack(r.ack(), now));
   }
   ASSERT_EQ(got.size(), 1u);
