@@ -1,6 +1,8 @@
 #include "reliable_connection.h"
 
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -15,6 +17,23 @@ namespace {
 constexpr auto kHeartbeat = std::chrono::milliseconds(100);
 // Frames one queue puts on the wire per tick: bounds the burst the other queues wait behind.
 constexpr size_t kBurstPerTick = 64;
+
+// Faults in memory the peer will write, on the registering thread. Why: the peer's WRITE
+// frames are copied into it by the port's I/O thread, which must not stop polling to take a
+// page fault per page (a file-backed destination's first write to a page allocates it and
+// dirties it, and may wait for writeback); rdma's pinning fills the pages the same way.
+void populate_for_writes(std::span<std::byte> memory) {
+  if (memory.empty()) return;
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(memory.data()) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(memory.data() + memory.size());
+  if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0) return;
+  // Older kernels: a write fault per page, by an atomic add of 0, which never loses a byte
+  // another thread (the destination's decoder) writes meanwhile.
+  for (uintptr_t p = begin; p < end; p += page)
+    __atomic_fetch_add(reinterpret_cast<unsigned char*>(std::max(p, uintptr_t(memory.data()))), 0,
+                       __ATOMIC_RELAXED);
+}
 
 }  // namespace
 
@@ -38,15 +57,17 @@ std::string ReliableConnection::describe() const {
                      config_.queues == 1 ? "" : "s");
 }
 
-// Nothing is pinned or mapped: the port's PMD copies frames out of process memory (see
-// PortStack::sends_by_reference). Memory the peer may write gets a key, which every WRITE
-// must carry, so a write to anywhere else (or after release_memory) is refused.
+// Nothing is pinned or DMA-mapped: the port's PMD copies frames out of process memory (see
+// PortStack::sends_by_reference). Memory the peer may write is faulted in and gets a key,
+// which every WRITE must carry, so a write to anywhere else (or after release_memory) is
+// refused.
 Result<MemoryKey> ReliableConnection::register_memory(std::span<std::byte> memory,
                                                       MemoryAccess access) {
   MemoryKey k;
   k.address = reinterpret_cast<uint64_t>(memory.data());
   k.length = memory.size();
   if (access != MemoryAccess::kRemoteWrite) return k;
+  populate_for_writes(memory);
   std::lock_guard lock(memory_mu_);
   // Why this step: an odd constant visits every 32-bit key before repeating; 0 is skipped so
   // a zeroed (forged or stale) key never matches.
