@@ -3,6 +3,9 @@
 // straight into the memory the receiver registered; what each side copied is counted.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <deque>
 #include <random>
@@ -266,6 +269,26 @@ TEST(DpdkZeroCopy, AWriteWithAWrongKeyFailsBothSidesAndReleasedMemoryIsNoTarget)
   EXPECT_NE(r.status().message().find("outside the memory"), std::string::npos);
   EXPECT_TRUE(
       std::all_of(memory.begin(), memory.end(), [](std::byte b) { return b == std::byte{0}; }));
+}
+
+TEST(DpdkZeroCopy, MemoryRegisteredForWritesIsFaultedInBeforeThePeerWrites) {
+  // The I/O thread copies WRITE frames into it and must not stall on a page fault per page.
+  Pair p;
+  const size_t page = size_t(sysconf(_SC_PAGESIZE)), bytes = 256 * page;
+  void* m = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(m, MAP_FAILED);
+  auto resident = [&] {
+    std::vector<unsigned char> in(bytes / page);
+    EXPECT_EQ(mincore(m, bytes, in.data()), 0);
+    return size_t(std::count_if(in.begin(), in.end(), [](unsigned char c) { return c & 1; }));
+  };
+  EXPECT_EQ(resident(), 0u);
+  std::span<std::byte> memory(static_cast<std::byte*>(m), bytes);
+  ASSERT_TRUE(p.server.register_memory(memory.first(bytes / 2), MemoryAccess::kLocal).is_ok());
+  EXPECT_EQ(resident(), 0u);  // memory this side only reads is left alone
+  ASSERT_TRUE(p.server.register_memory(memory, MemoryAccess::kRemoteWrite).is_ok());
+  EXPECT_EQ(resident(), bytes / page);
+  munmap(m, bytes);
 }
 
 }  // namespace
