@@ -24,7 +24,8 @@ ConnectionConfig config_for(const PortStack& stack, const TransportOptions& opti
   c.peer_timeout = std::max(options.connect_timeout, Millis(1000));
   // For A/B measurements only (bench/dpdk_memif_raw.sh): no one-sided writes, so raw pages
   // go inside the batches, copied, as before zero copy.
-  c.one_sided_writes = std::getenv("RAMSHIFT_DPDK_TEST_NO_WRITES") == nullptr;
+  const char* no_writes = std::getenv("RAMSHIFT_DPDK_TEST_NO_WRITES");  // set and not empty
+  c.one_sided_writes = no_writes == nullptr || *no_writes == '\0';
   if (!c.one_sided_writes)
     log::warn(
         "dpdk: RAMSHIFT_DPDK_TEST_NO_WRITES: no one-sided writes, raw pages copied (a "
