@@ -88,16 +88,17 @@ Status ReliableConnection::release_memory(const MemoryKey& key) {
   return Status::ok();
 }
 
-std::byte* ReliableConnection::locate(const WriteTarget& t, size_t length) {
-  std::lock_guard lock(memory_mu_);
+bool ReliableConnection::place(const WriteTarget& t, std::span<const std::byte> bytes) {
+  std::lock_guard lock(memory_mu_);  // held through the copy: see WriteTargets::place
   auto it = writable_.upper_bound(t.address);
-  if (it == writable_.begin()) return nullptr;
+  if (it == writable_.begin()) return false;
   --it;
   const uint64_t offset = t.address - it->first;
   if (it->second.rkey != t.rkey || offset >= it->second.length ||
-      length > it->second.length - offset)
-    return nullptr;
-  return reinterpret_cast<std::byte*>(t.address);
+      bytes.size() > it->second.length - offset)
+    return false;
+  std::memcpy(reinterpret_cast<std::byte*>(t.address), bytes.data(), bytes.size());
+  return true;
 }
 
 Status ReliableConnection::gone() const {

@@ -59,7 +59,7 @@ struct ConnectionStats {
 };
 
 // Threading of the WriteTargets side: register/release_memory on application threads,
-// locate() on the I/O thread, under memory_mu_.
+// place() on the I/O thread, under memory_mu_.
 class ReliableConnection : public Connection, private WriteTargets {
  public:
   ReliableConnection(ConnectionConfig config, FrameSink& sink);
@@ -113,7 +113,7 @@ class ReliableConnection : public Connection, private WriteTargets {
     uint32_t advertised_window = 0;
     Clock::time_point last_ack{};
   };
-  std::byte* locate(const WriteTarget& target, size_t length) override;
+  bool place(const WriteTarget& target, std::span<const std::byte> bytes) override;
   void send_ack(uint16_t q, Queue& queue, Clock::time_point now);
   void send_control(FrameType type, uint16_t queue_field);
   Status check_queue(uint32_t queue) const;

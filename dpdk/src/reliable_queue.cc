@@ -200,12 +200,10 @@ ReceiveQueue::Outcome ReceiveQueue::consume_in_order(uint16_t flags, uint32_t ms
     if (in_message_) return Outcome::kBrokenMessage;  // our sender never splits a message
     auto bytes = payload.subspan(kWriteTargetBytes);
     const WriteTarget target = read_write_target(payload);
-    std::byte* to = targets_ ? targets_->locate(target, bytes.size()) : nullptr;
-    if (to == nullptr) {
+    if (targets_ == nullptr || !targets_->place(target, bytes)) {
       refused_ = {target, bytes.size()};
       return Outcome::kRefusedWrite;
     }
-    std::memcpy(to, bytes.data(), bytes.size());
     copied_bytes_ += bytes.size();
     return Outcome::kAccepted;
   }

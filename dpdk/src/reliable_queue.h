@@ -124,9 +124,11 @@ class SendQueue {
 class WriteTargets {
  public:
   virtual ~WriteTargets() = default;
-  // Where `length` bytes for `target` go, or null when they do not lie inside memory
-  // registered under target.rkey. Called by the I/O thread.
-  virtual std::byte* locate(const WriteTarget& target, size_t length) = 0;
+  // Copies `bytes` to `target` and returns true when they lie inside memory registered under
+  // target.rkey; false (nothing copied) otherwise. The copy and the check are one step, so
+  // memory released meanwhile (release_memory, then perhaps unmapped) is never written.
+  // Called by the I/O thread.
+  virtual bool place(const WriteTarget& target, std::span<const std::byte> bytes) = 0;
 };
 
 class ReceiveQueue {

@@ -29,11 +29,12 @@ Bytes pattern(size_t n, uint8_t seed) {
 struct OneTarget : WriteTargets {
   Bytes memory;
   uint32_t rkey = 0x1234;
-  std::byte* locate(const WriteTarget& t, size_t length) override {
+  bool place(const WriteTarget& t, std::span<const std::byte> bytes) override {
     auto base = reinterpret_cast<uint64_t>(memory.data());
-    if (t.rkey != rkey || t.address < base || t.address + length > base + memory.size())
-      return nullptr;
-    return memory.data() + (t.address - base);
+    if (t.rkey != rkey || t.address < base || t.address + bytes.size() > base + memory.size())
+      return false;
+    std::copy(bytes.begin(), bytes.end(), memory.begin() + long(t.address - base));
+    return true;
   }
   uint64_t address(size_t offset) const {
     return reinterpret_cast<uint64_t>(memory.data()) + offset;
