@@ -7,7 +7,9 @@
 # statistic match (both ends' INPUT). Runs alternate; each is checked byte-identical.
 #   bench/dpdk_bench.sh [RAMSHIFT]   env: SIZE (512M) RUNS (3) CODEC (none) QUEUES (2)
 #                                         VARIANTS ("tcp 0,dpdk 0,tcp 1,dpdk 1": transport, loss;
-#                                         "dpdk-base 0" runs dpdk:// with the binary BASE names)
+#                                         "dpdk-base 0" runs dpdk:// with the binary BASE names;
+#                                         "dpdk-copy 0" with RAMSHIFT_DPDK_TEST_NO_WRITES=1, raw
+#                                         pages copied inside the batches, not sent by reference)
 #                                         CORPUS (/var/tmp/ramshift-corpus/real-files-SIZE.img)
 set -euo pipefail
 RS=${1:-build/release/cli/ramshift}
@@ -29,9 +31,11 @@ loss() {  # on|off: 1% of every packet into either namespace dropped by the kern
 }
 
 run() {  # TRANSPORT LOSSY(0|1) -> "seconds retransmitted dropped pacing_MBps"
-  local t=$1 lossy=$2 rxurl txurl rxx=() txx=() faults="" RS=$RS
+  local t=$1 lossy=$2 rxurl txurl rxx=() txx=() faults="" RS=$RS nowrites=
   # "dpdk-base": dpdk:// with the binary BASE names (an A/B against an earlier commit).
   [ "$t" = dpdk-base ] && { RS=${BASE:?BASE=binary for dpdk-base}; t=dpdk; }
+  # "dpdk-copy": dpdk:// without one-sided writes (zero copy against copying).
+  [ "$t" = dpdk-copy ] && { nowrites=1; t=dpdk; }
   rm -f "$W/out.img"
   if [ "$t" = tcp ]; then
     rxurl=tcp://10.77.9.2:7000; txurl=$rxurl
@@ -41,11 +45,11 @@ run() {  # TRANSPORT LOSSY(0|1) -> "seconds retransmitted dropped pacing_MBps"
     [ "$lossy" = 1 ] && faults=loss=0.01,seed=$RANDOM
   fi
   [ "$t" = tcp ] && [ "$lossy" = 1 ] && loss on
-  RAMSHIFT_DPDK_TEST_FAULTS=$faults ip netns exec "$B" "$RS" -q receive --listen "$rxurl" --once \
+  RAMSHIFT_DPDK_TEST_NO_WRITES=$nowrites RAMSHIFT_DPDK_TEST_FAULTS=$faults ip netns exec "$B" "$RS" -q receive --listen "$rxurl" --once \
     --accept-timeout 30 --guest-out "$W/out.img" "${rxx[@]}" >"$W/rx.log" 2>&1 &
   local rx=$!
   sleep 1
-  RAMSHIFT_DPDK_TEST_FAULTS=$faults ip netns exec "$A" "$RS" -q send --to "$txurl" \
+  RAMSHIFT_DPDK_TEST_NO_WRITES=$nowrites RAMSHIFT_DPDK_TEST_FAULTS=$faults ip netns exec "$A" "$RS" -q send --to "$txurl" \
     --guest "file:$CORPUS" --codec "$CODEC" --queues "$QUEUES" --json "$W/tx.json" "${txx[@]}" \
     >"$W/tx.log" 2>&1 || { cat "$W/tx.log" "$W/rx.log" >&2; exit 1; }
   wait "$rx"

@@ -301,6 +301,8 @@ class PointRunner {
     r.placed = r.pages_placed > 0;
     const transport::LinkStats link = conn_->link_stats();
     r.retransmitted_frames = link.retransmitted_frames;
+    r.sent_copied_bytes = link.sent_copied_bytes;
+    r.sent_referenced_bytes = link.sent_referenced_bytes;
     if (link.dropped_frames || server.dropped_frames != wire::ServerResult::kNotCounted)
       r.dropped_frames =
           link.dropped_frames.value_or(0) +

@@ -55,6 +55,8 @@ nlohmann::json point_json(const BenchResult& r) {
   };
   if (r.retransmitted_frames) j["retransmitted_frames"] = *r.retransmitted_frames;
   if (r.dropped_frames) j["dropped_frames"] = *r.dropped_frames;
+  if (r.sent_copied_bytes) j["sent_copied_bytes"] = *r.sent_copied_bytes;
+  if (r.sent_referenced_bytes) j["sent_referenced_bytes"] = *r.sent_referenced_bytes;
   if (r.transport == "rdma") {
     // The --rdma-* flags as the command passed them on (all of them, checked by the backend).
     const auto& s = r.point.backend_settings;

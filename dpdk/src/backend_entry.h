@@ -14,6 +14,7 @@ inline Backend describe_backend() {
   // 1 MiB, as rdma: each batch is cut into MTU frames anyway, and fewer, larger messages
   // mean fewer wake-ups of the receiver's poll.
   b.traits.preferred_batch_bytes = 1u << 20;
+  b.traits.one_sided_write = true;  // WRITE frames: sent by reference, copied once into place
   return b;
 }
 

@@ -2,11 +2,13 @@
 // whole, see CMakeLists.txt: nothing else refers to this file's registrar).
 #include <fmt/format.h>
 
+#include <cstdlib>
 #include <random>
 
 #include "backend_entry.h"
 #include "host_checks.h"
 #include "port_stack.h"
+#include "ramshift/base/log.h"
 
 namespace ramshift::transport::dpdk {
 namespace {
@@ -20,6 +22,14 @@ ConnectionConfig config_for(const PortStack& stack, const TransportOptions& opti
   // The MTU less the IPv4 (20), UDP (8) and our own headers.
   c.send.max_payload = size_t(stack.mtu()) - 28 - kHeaderBytes;
   c.peer_timeout = std::max(options.connect_timeout, Millis(1000));
+  // For A/B measurements only (bench/dpdk_memif_raw.sh): no one-sided writes, so raw pages
+  // go inside the batches, copied, as before zero copy.
+  const char* no_writes = std::getenv("RAMSHIFT_DPDK_TEST_NO_WRITES");  // set and not empty
+  c.one_sided_writes = no_writes == nullptr || *no_writes == '\0';
+  if (!c.one_sided_writes)
+    log::warn(
+        "dpdk: RAMSHIFT_DPDK_TEST_NO_WRITES: no one-sided writes, raw pages copied (a "
+        "measuring knob)");
   return c;
 }
 
@@ -43,6 +53,7 @@ class DpdkConnection : public Connection {
   Result<MemoryKey> register_memory(std::span<std::byte> m, MemoryAccess a) override {
     return r_->conn.register_memory(m, a);
   }
+  Status release_memory(const MemoryKey& key) override { return r_->conn.release_memory(key); }
   Status post_write(uint32_t q, std::span<const RemoteWrite> w) override {
     return r_->conn.post_write(q, w);
   }

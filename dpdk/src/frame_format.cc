@@ -35,7 +35,9 @@ std::optional<ParsedFrame> parse_frame(std::span<const std::byte> in) {
   const std::byte* p = in.data();
   if (get16(p) != kMagic || uint8_t(p[2]) != kVersion) return std::nullopt;
   auto type = uint8_t(p[3]);
-  if (type < uint8_t(FrameType::kHello) || type > uint8_t(FrameType::kAck)) return std::nullopt;
+  bool protocol = (type >= uint8_t(FrameType::kHello) && type <= uint8_t(FrameType::kAck)) ||
+                  type == uint8_t(FrameType::kRefused);
+  if (!protocol) return std::nullopt;
   ParsedFrame f;
   f.header.type = FrameType(type);
   f.header.conn_id = get32(p + 4);
@@ -45,8 +47,13 @@ std::optional<ParsedFrame> parse_frame(std::span<const std::byte> in) {
   f.header.msg_len = get32(p + 16);
   f.payload = in.subspan(kHeaderBytes);
   if (f.header.type == FrameType::kData) {
-    const uint16_t known = kFlagFirst | kFlagLast | kFlagFin;
+    const uint16_t known = kFlagFirst | kFlagLast | kFlagFin | kFlagWrite;
     if ((f.header.flags & ~known) != 0) return std::nullopt;
+    if ((f.header.flags & kFlagWrite) != 0)
+      return f.header.flags == kFlagWrite && f.header.msg_len == 0 &&
+                     f.payload.size() > kWriteTargetBytes
+                 ? std::optional(f)
+                 : std::nullopt;
     // A FIN carries nothing and ends no message; a fragment of a message carries bytes.
     bool fin = (f.header.flags & kFlagFin) != 0;
     if (fin && (f.header.flags != kFlagFin || !f.payload.empty())) return std::nullopt;
@@ -54,6 +61,17 @@ std::optional<ParsedFrame> parse_frame(std::span<const std::byte> in) {
     if ((f.header.flags & kFlagFirst) == 0 && f.header.msg_len != 0) return std::nullopt;
   }
   return f;
+}
+
+void write_write_target(const WriteTarget& t, std::span<std::byte> out) {
+  put32(out.data(), uint32_t(t.address >> 32));
+  put32(out.data() + 4, uint32_t(t.address));
+  put32(out.data() + 8, t.rkey);
+}
+
+WriteTarget read_write_target(std::span<const std::byte> payload) {
+  const std::byte* p = payload.data();
+  return {(uint64_t(get32(p)) << 32) | get32(p + 4), get32(p + 8)};
 }
 
 void write_raw_end(uint32_t run_id, uint32_t seq, uint64_t accepted, std::span<std::byte> out) {

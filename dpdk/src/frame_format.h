@@ -6,6 +6,9 @@
 //                       <------------ HELLO_ACK (again for every repeated HELLO)
 //   DATA(conn, q, seq, flags, msg_len) ----->  per queue: in order, window-limited
 //                       <------ ACK(cum, window, SACK ranges), also every 100 ms as heartbeat
+//   DATA(WRITE flag, address, key, bytes) -->  in sequence with the messages: the bytes are
+//                                              copied into memory the receiver registered
+//                       <------------ REFUSED(q) when a WRITE falls outside it (both fail)
 //   DATA(FIN flag, no payload) ------------->  the queue's end: kDisconnected after it
 //
 // Every field is big-endian. A frame that does not parse is dropped and counted, never trusted.
@@ -26,13 +29,20 @@ enum class FrameType : uint8_t {
   kData = 3,
   kAck = 4,
   kRawData = 5,
-  kRawEnd = 6
+  kRawEnd = 6,
+  // The receiver's answer to a WRITE outside the memory it registered (queue: the queue's
+  // number): the writer fails, as the receiver did. Sent again for every later DATA frame.
+  kRefused = 7
 };
 
 // DATA flags. A message is the payloads of its frames from FIRST to LAST, in sequence order.
 inline constexpr uint16_t kFlagFirst = 1;  // msg_len holds the whole message's length
 inline constexpr uint16_t kFlagLast = 2;
 inline constexpr uint16_t kFlagFin = 4;  // no payload: the sender closed this queue
+// A piece of a one-sided write (Connection::post_write), in sequence with the queue's
+// messages but part of none: the payload is a WriteTarget (kWriteTargetBytes), then the bytes
+// to copy to that address. No other flag, msg_len 0, at least one byte.
+inline constexpr uint16_t kFlagWrite = 8;
 
 inline constexpr uint16_t kMagic = 0x5253;  // "RS"
 inline constexpr uint8_t kVersion = 1;
@@ -48,6 +58,17 @@ struct FrameHeader {
   uint32_t seq = 0;      // DATA: the frame's sequence number in its queue
   uint32_t msg_len = 0;  // DATA with kFlagFirst: the message's total length
 };
+
+// Where a WRITE frame's bytes go: an address inside memory the receiver registered
+// (kRemoteWrite) under `rkey`, the key register_memory gave it.
+inline constexpr size_t kWriteTargetBytes = 12;
+struct WriteTarget {
+  uint64_t address = 0;
+  uint32_t rkey = 0;
+};
+void write_write_target(const WriteTarget& t, std::span<std::byte> out);
+// The target at the front of a WRITE frame's payload (parse_frame checked its length).
+WriteTarget read_write_target(std::span<const std::byte> payload);
 
 struct SackRange {
   uint32_t begin = 0;  // first sequence number held

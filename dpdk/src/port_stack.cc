@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <fmt/format.h>
 #include <rte_arp.h>
+#include <rte_dev.h>
+#include <rte_devargs.h>
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -14,6 +16,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "ramshift/base/log.h"
@@ -25,6 +28,23 @@ namespace {
 // mempools prefer) hold a few windows of frames under --no-huge's small default memory.
 constexpr uint16_t kRingDescriptors = 1024;
 constexpr unsigned kPoolMbufs = 8191;
+// PMDs that copy a frame out of its mbufs inside rte_eth_tx_burst, walking the segment chain,
+// and free them there (DPDK 22.11's eth_af_packet_tx and memif's eth_memif_tx): they may be
+// handed borrowed memory (sends_by_reference()). Not memif's zero-copy=yes mode, which
+// hands the peer its mbufs' own memory and frees them later.
+constexpr std::string_view kCopyingPmds[] = {"net_af_packet", "net_memif"};
+
+bool copies_on_transmit(const rte_eth_dev_info& info) {
+  if (info.driver_name == nullptr) return false;
+  const std::string_view pmd = info.driver_name;
+  if (std::find(std::begin(kCopyingPmds), std::end(kCopyingPmds), pmd) == std::end(kCopyingPmds))
+    return false;
+  const rte_devargs* args = info.device ? rte_dev_devargs(info.device) : nullptr;
+  const bool zero_copy =
+      args != nullptr && args->args != nullptr &&
+      std::string_view(args->args).find("zero-copy=yes") != std::string_view::npos;
+  return !zero_copy;
+}
 constexpr uint16_t kBurst = 32;
 constexpr size_t kL2L3L4 = sizeof(rte_ether_hdr) + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr);
 
@@ -77,17 +97,43 @@ Status init_eal(Environment& env, const std::string& args) {
   return env.init_status;
 }
 
+// The UDP checksum of a datagram whose first `head` bytes (from its UDP header on) are at
+// `udp` and whose rest is `tail`, elsewhere: the pseudo-header's sum, then each part's.
+uint16_t udp_checksum(const rte_ipv4_hdr* ip, const void* udp, size_t head,
+                      std::span<const std::byte> tail) {
+  uint32_t sum = uint32_t(rte_ipv4_phdr_cksum(ip, 0)) + rte_raw_cksum(udp, head);
+  auto rest = rte_raw_cksum(tail.data(), tail.size());
+  // A part that starts at an odd offset adds its 16-bit words byte-swapped (RFC 1071).
+  if (head % 2 != 0) rest = uint16_t((rest << 8) | (rest >> 8));
+  sum += rest;
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  const auto folded = uint16_t(~sum);
+  return folded == 0 ? 0xffff : folded;  // 0 means "no checksum" in UDP over IPv4
+}
+
 }  // namespace
+
+// The free callback of borrowed bytes: nothing to free, the memory is the caller's. The
+// shared info's count is the number of mbufs still referring to borrowed memory, plus one
+// the port holds so it never reaches zero.
+void borrowed_released(void*, void*) {}
 
 struct PortStack::Port {
   uint16_t id = 0;
   rte_mempool* pool = nullptr;
+  rte_mempool* ext_pool = nullptr;
+  rte_mbuf_ext_shared_info borrowed{};
   bool started = false;
   ~Port() {
     if (started) {
       if (int rc = rte_eth_dev_stop(id); rc != 0) log::warn("dpdk: stopping port {}: {}", id, rc);
       rte_eth_dev_close(id);
     }
+    if (uint16_t refs = rte_mbuf_ext_refcnt_read(&borrowed); refs > 1)
+      log::warn("dpdk: port {} closes with {} frames still referring to borrowed memory", id,
+                refs - 1);
+    if (ext_pool) rte_mempool_free(ext_pool);
     if (pool) rte_mempool_free(pool);
   }
 };
@@ -109,6 +155,11 @@ Result<PortStack*> PortStack::open(const DpdkSettings& s) {
   port->pool = rte_pktmbuf_pool_create(fmt::format("ramshift_{}", s.port).c_str(), kPoolMbufs, 256,
                                        0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
   if (!port->pool) return eal_error("cannot create the mbuf pool");
+  port->ext_pool = rte_pktmbuf_pool_create(fmt::format("ramshift_ext_{}", s.port).c_str(),
+                                           kPoolMbufs, 256, 0, 0, socket);
+  if (!port->ext_pool) return eal_error("cannot create the external-buffer mbuf pool");
+  port->borrowed.free_cb = borrowed_released;
+  rte_mbuf_ext_refcnt_set(&port->borrowed, 1);
   rte_eth_conf conf{};
   if (rte_eth_dev_configure(s.port, 1, 1, &conf) != 0)
     return eal_error(fmt::format("cannot configure port {}", s.port));
@@ -126,7 +177,10 @@ Result<PortStack*> PortStack::open(const DpdkSettings& s) {
   rte_eth_macaddr_get(s.port, &addr);
   Mac mac{};
   std::memcpy(mac.data(), addr.addr_bytes, 6);
+  rte_eth_dev_info info{};
+  const bool by_reference = rte_eth_dev_info_get(s.port, &info) == 0 && copies_on_transmit(info);
   auto stack = std::unique_ptr<PortStack>(new PortStack(std::move(port), mtu, mac));
+  stack->by_reference_ = by_reference;
   RS_ASSIGN_OR_RETURN(stack->faults_, fault_plan_from(std::getenv("RAMSHIFT_DPDK_TEST_FAULTS")));
   if (stack->faults_.any())
     log::warn(
@@ -141,7 +195,12 @@ Result<PortStack*> PortStack::open(const DpdkSettings& s) {
 }
 
 PortStack::PortStack(std::unique_ptr<Port> port, uint16_t mtu, Mac mac)
-    : port_(std::move(port)), port_id_(port_->id), pool_(port_->pool), mtu_(mtu), mac_(mac) {}
+    : port_(std::move(port)),
+      port_id_(port_->id),
+      pool_(port_->pool),
+      ext_pool_(port_->ext_pool),
+      mtu_(mtu),
+      mac_(mac) {}
 
 PortStack::~PortStack() {
   stop_ = true;
@@ -203,20 +262,27 @@ void PortStack::forget(uint32_t conn_id) {
   conns_.erase(conn_id);
 }
 
-void Registered::send(uint16_t queue, std::span<const std::span<const std::byte>> pieces) {
-  stack.transmit(path, queue, pieces);
+void Registered::send(uint16_t queue, std::span<const std::span<const std::byte>> pieces,
+                      std::span<const std::byte> borrowed) {
+  stack.transmit(path, queue, pieces, borrowed);
 }
 
+bool Registered::sends_by_reference() const { return stack.sends_by_reference(); }
+
 void PortStack::transmit(const Path& path, uint16_t queue,
-                         std::span<const std::span<const std::byte>> pieces) {
-  size_t payload = 0;
-  for (auto p : pieces) payload += p.size();
+                         std::span<const std::span<const std::byte>> pieces,
+                         std::span<const std::byte> borrowed) {
+  size_t copied = 0;
+  for (auto p : pieces) copied += p.size();
+  const bool attach = by_reference_ && !borrowed.empty();
+  if (!attach) copied += borrowed.size();
+  const size_t payload = copied + (attach ? borrowed.size() : 0);
   rte_mbuf* m = rte_pktmbuf_alloc(pool_);
   if (m == nullptr) {
     ++dropped_;  // the pool is empty: the frame's timer resends it
     return;
   }
-  char* out = rte_pktmbuf_append(m, uint16_t(kL2L3L4 + payload));
+  char* out = rte_pktmbuf_append(m, uint16_t(kL2L3L4 + copied));
   if (out == nullptr) {
     rte_pktmbuf_free(m);
     ++dropped_;
@@ -227,11 +293,37 @@ void PortStack::transmit(const Path& path, uint16_t queue,
     std::memcpy(body, p.data(), p.size());
     body += p.size();
   }
-  auto* ip = reinterpret_cast<rte_ipv4_hdr*>(out + sizeof(rte_ether_hdr));
+  if (!attach) {
+    std::memcpy(body, borrowed.data(), borrowed.size());
+  } else {
+    // The borrowed bytes follow in a second segment that refers to them: not copied here.
+    rte_mbuf* ext = rte_pktmbuf_alloc(ext_pool_);
+    if (ext == nullptr) {
+      rte_pktmbuf_free(m);
+      ++dropped_;
+      return;
+    }
+    rte_mbuf_ext_refcnt_update(&port_->borrowed, 1);
+    auto* bytes = const_cast<std::byte*>(borrowed.data());  // the PMD only reads it
+    // The IOVA is never used: only copying PMDs are handed borrowed bytes (kCopyingPmds).
+    rte_pktmbuf_attach_extbuf(ext, bytes, rte_iova_t(reinterpret_cast<uintptr_t>(bytes)),
+                              uint16_t(borrowed.size()), &port_->borrowed);
+    ext->data_len = uint16_t(borrowed.size());
+    ext->pkt_len = borrowed.size();
+    if (rte_pktmbuf_chain(m, ext) != 0) {  // never at two segments; freed as one anyway
+      rte_pktmbuf_free(m);
+      rte_pktmbuf_free(ext);
+      ++dropped_;
+      return;
+    }
+  }
+  auto* ip = rte_pktmbuf_mtod_offset(m, rte_ipv4_hdr*, sizeof(rte_ether_hdr));
   auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
   // Software checksum: af_packet and veth offer no offload, and it is what lets the receiver
-  // drop a corrupted frame rather than deliver it.
-  udp->dgram_cksum = rte_ipv4_udptcp_cksum(ip, udp);
+  // drop a corrupted frame rather than deliver it. Borrowed bytes are read once here, the only
+  // pass over them on this side besides the PMD's own copy.
+  udp->dgram_cksum = attach ? udp_checksum(ip, udp, sizeof(*udp) + copied, borrowed)
+                            : rte_ipv4_udptcp_cksum(ip, udp);
   tx_.push_back(m);
   if (tx_.size() >= kBurst) flush_tx();
 }

@@ -72,7 +72,9 @@ class PortStack;
 // A registered connection: the reliable connection and the path its frames take.
 struct Registered : FrameSink {
   Registered(PortStack& s, Path p, ConnectionConfig c) : stack(s), path(p), conn(c, *this) {}
-  void send(uint16_t queue, std::span<const std::span<const std::byte>> pieces) override;
+  void send(uint16_t queue, std::span<const std::span<const std::byte>> pieces,
+            std::span<const std::byte> borrowed) override;
+  bool sends_by_reference() const override;
   PortStack& stack;
   Path path;
   ReliableConnection conn;
@@ -109,9 +111,18 @@ class PortStack {
   void forget(uint32_t conn_id);
   uint64_t dropped_frames() const { return dropped_.load(); }
 
-  // The I/O thread's transmit path (Registered::send).
+  // The I/O thread's transmit path (Registered::send): `pieces` copied into the frame's mbuf,
+  // `borrowed` chained behind it as an external-buffer mbuf when sends_by_reference().
   void transmit(const Path& path, uint16_t queue,
-                std::span<const std::span<const std::byte>> pieces);
+                std::span<const std::span<const std::byte>> pieces,
+                std::span<const std::byte> borrowed);
+  // Whether this port's PMD may be handed process memory it does not own: one that copies
+  // each frame out of its mbufs inside rte_eth_tx_burst and frees them there (af_packet into
+  // its kernel ring, memif into the shared rings), so no reference outlives the I/O thread's
+  // burst and nothing needs DMA-mapping. A NIC would DMA from guest memory later, and only
+  // once it was registered with DPDK and mapped for the device (rte_extmem_register,
+  // rte_dev_dma_map), which is left: there borrowed bytes are copied.
+  bool sends_by_reference() const { return by_reference_; }
 
   // `bench --raw`: the calling thread drives the port alone for the run while the I/O
   // thread stays parked (ARP is still answered, by the receiver's loop). For a port no
@@ -141,6 +152,8 @@ class PortStack {
   std::unique_ptr<Port> port_;
   uint16_t port_id_;
   rte_mempool* pool_;
+  rte_mempool* ext_pool_;  // mbufs without data room, to attach borrowed bytes to
+  bool by_reference_ = false;
   uint16_t mtu_;
   Mac mac_;
   FaultPlan faults_;

@@ -1,9 +1,13 @@
 #include "reliable_connection.h"
 
 #include <fmt/format.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cstring>
+#include <random>
 
 namespace ramshift::transport::dpdk {
 namespace {
@@ -14,17 +18,37 @@ constexpr auto kHeartbeat = std::chrono::milliseconds(100);
 // Frames one queue puts on the wire per tick: bounds the burst the other queues wait behind.
 constexpr size_t kBurstPerTick = 64;
 
+// Faults in memory the peer will write, on the registering thread. Why: the peer's WRITE
+// frames are copied into it by the port's I/O thread, which must not stop polling to take a
+// page fault per page (a file-backed destination's first write to a page allocates it and
+// dirties it, and may wait for writeback); rdma's pinning fills the pages the same way.
+void populate_for_writes(std::span<std::byte> memory) {
+  if (memory.empty()) return;
+  const auto page = uintptr_t(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(memory.data()) & ~(page - 1);
+  const uintptr_t end = reinterpret_cast<uintptr_t>(memory.data() + memory.size());
+  if (madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0) return;
+  // Older kernels: a write fault per page, by an atomic add of 0, which never loses a byte
+  // another thread (the destination's decoder) writes meanwhile.
+  for (uintptr_t p = begin; p < end; p += page)
+    __atomic_fetch_add(reinterpret_cast<unsigned char*>(std::max(p, uintptr_t(memory.data()))), 0,
+                       __ATOMIC_RELAXED);
+}
+
 }  // namespace
 
 ReliableConnection::ReliableConnection(ConnectionConfig config, FrameSink& sink)
     : config_(std::move(config)),
       sink_(sink),
       last_heard_(Clock::now()),
-      last_heard_ticks_(last_heard_.time_since_epoch().count()) {
+      last_heard_ticks_(last_heard_.time_since_epoch().count()),
+      next_rkey_(std::random_device{}()) {
   caps_.reliable = true;
+  caps_.zero_copy_write = config_.one_sided_writes;
   caps_.max_message = config_.max_message;
   caps_.max_queues = config_.queues;
-  for (uint32_t q = 0; q < config_.queues; ++q) queues_.push_back(std::make_unique<Queue>(config_));
+  for (uint32_t q = 0; q < config_.queues; ++q)
+    queues_.push_back(std::make_unique<Queue>(config_, static_cast<WriteTargets*>(this)));
   if (!config_.client) established_ = true;
 }
 
@@ -33,11 +57,48 @@ std::string ReliableConnection::describe() const {
                      config_.queues == 1 ? "" : "s");
 }
 
-Result<MemoryKey> ReliableConnection::register_memory(std::span<std::byte> memory, MemoryAccess) {
+// Nothing is pinned or DMA-mapped: the port's PMD copies frames out of process memory (see
+// PortStack::sends_by_reference). Memory the peer may write is faulted in and gets a key,
+// which every WRITE must carry, so a write to anywhere else (or after release_memory) is
+// refused.
+Result<MemoryKey> ReliableConnection::register_memory(std::span<std::byte> memory,
+                                                      MemoryAccess access) {
   MemoryKey k;
   k.address = reinterpret_cast<uint64_t>(memory.data());
   k.length = memory.size();
+  if (access != MemoryAccess::kRemoteWrite) return k;
+  populate_for_writes(memory);
+  std::lock_guard lock(memory_mu_);
+  // Why this step: an odd constant visits every 32-bit key before repeating; 0 is skipped so
+  // a zeroed (forged or stale) key never matches.
+  do next_rkey_ += 0x9E3779B9u;
+  while (next_rkey_ == 0);
+  k.rkeys = {next_rkey_};
+  writable_.insert_or_assign(k.address, Writable{k.length, next_rkey_});
   return k;
+}
+
+Status ReliableConnection::release_memory(const MemoryKey& key) {
+  if (key.rkeys.empty()) return Status::ok();  // registered for local use: nothing held
+  std::lock_guard lock(memory_mu_);
+  auto it = writable_.find(key.address);
+  if (it == writable_.end() || it->second.rkey != key.rkeys[0])
+    return {ErrorCode::kNotFound, "dpdk: no memory registered under that key"};
+  writable_.erase(it);
+  return Status::ok();
+}
+
+bool ReliableConnection::place(const WriteTarget& t, std::span<const std::byte> bytes) {
+  std::lock_guard lock(memory_mu_);  // held through the copy: see WriteTargets::place
+  auto it = writable_.upper_bound(t.address);
+  if (it == writable_.begin()) return false;
+  --it;
+  const uint64_t offset = t.address - it->first;
+  if (it->second.rkey != t.rkey || offset >= it->second.length ||
+      bytes.size() > it->second.length - offset)
+    return false;
+  std::memcpy(reinterpret_cast<std::byte*>(t.address), bytes.data(), bytes.size());
+  return true;
 }
 
 Status ReliableConnection::gone() const {
@@ -105,6 +166,22 @@ Status ReliableConnection::post_send(uint32_t queue, std::span<const ConstBuffer
   if (q.receive.fin_received()) return peer_closed();
   if (!q.send.writable()) return {ErrorCode::kWouldBlock, "dpdk: send buffer full"};
   q.send.push_message(segments);
+  stats_.sent_copied_bytes += total;
+  return Status::ok();
+}
+
+Status ReliableConnection::post_write(uint32_t queue, std::span<const RemoteWrite> writes) {
+  if (!caps_.zero_copy_write) return no_remote_writes("dpdk");
+  RS_RETURN_IF_ERROR(check_queue(queue));
+  for (const RemoteWrite& w : writes)
+    if (w.local == nullptr && w.length > 0)
+      return {ErrorCode::kInvalidArgument, "dpdk: a write with no local memory"};
+  if (failed_ || closed_) return gone();
+  Queue& q = *queues_[queue];
+  std::lock_guard lock(q.mu);
+  if (q.receive.fin_received()) return peer_closed();
+  if (!q.send.writable()) return {ErrorCode::kWouldBlock, "dpdk: send buffer full"};
+  q.send.push_write(writes);
   return Status::ok();
 }
 
@@ -166,6 +243,16 @@ LinkStats ReliableConnection::link_stats() const {
     fastest = std::max(fastest, p.rate());
   }
   s.pacing_rate = held > 0 ? held : fastest;
+  s.sent_copied_bytes = stats_.sent_copied_bytes.load();
+  s.sent_referenced_bytes = stats_.sent_referenced_bytes.load();
+  uint64_t received = 0, copied = 0;
+  for (auto& q : queues_) {
+    std::lock_guard lock(q->mu);
+    received += q->receive.received_bytes();
+    copied += q->receive.copied_bytes();
+  }
+  s.received_bytes = received;
+  s.received_copied_bytes = copied;
   return s;
 }
 
@@ -194,7 +281,7 @@ void ReliableConnection::send_control(FrameType type, uint16_t queue_field) {
   std::array<std::byte, kHeaderBytes> header{};
   write_header({type, config_.conn_id, queue_field, 0, 0, 0}, header);
   std::span<const std::byte> piece(header);
-  sink_.send(0, {&piece, 1});
+  sink_.send(0, {&piece, 1}, {});
 }
 
 void ReliableConnection::send_ack(uint16_t qi, Queue& q, Clock::time_point now) {
@@ -203,7 +290,7 @@ void ReliableConnection::send_ack(uint16_t qi, Queue& q, Clock::time_point now) 
   write_header({FrameType::kAck, config_.conn_id, qi, 0, 0, 0}, frame);
   write_ack(ack, std::span(frame).subspan(kHeaderBytes));
   std::span<const std::byte> piece(frame);
-  sink_.send(qi, {&piece, 1});
+  sink_.send(qi, {&piece, 1}, {});
   q.ack_due = false;
   q.advertised_window = ack.window;
   q.last_ack = now;
@@ -227,33 +314,57 @@ void ReliableConnection::on_frame(const ParsedFrame& f, Clock::time_point now) {
     ++stats_.dropped_frames;
     return;
   }
-  Queue& q = *queues_[h.queue];
-  std::lock_guard lock(q.mu);
-  if (h.type == FrameType::kAck) {
-    auto ack = parse_ack(f.payload);
-    if (!ack || !q.send.on_ack(*ack, now)) {
-      ++stats_.dropped_frames;  // malformed, or stale (reordered behind a newer one)
-      return;
-    }
-    q.cv.notify_all();
+  if (h.type == FrameType::kRefused)
+    return fail({ErrorCode::kProtocol,
+                 fmt::format("dpdk: {} refused a one-sided write on queue {}: it fell outside the "
+                             "memory registered there for us (a wrong key, or memory released)",
+                             config_.peer, h.queue)});
+  if (refused_) {  // our refusal may have been lost: the writer hears it again
+    if (h.type == FrameType::kData) send_control(FrameType::kRefused, h.queue);
     return;
   }
-  auto outcome = q.receive.on_data(h, f.payload);
-  q.ack_due = true;  // duplicates too: the sender evidently missed our ACK
-  switch (outcome) {
-    case ReceiveQueue::Outcome::kAccepted:
-      if (q.receive.has_messages() || q.receive.finished()) q.cv.notify_all();
-      break;
-    case ReceiveQueue::Outcome::kDuplicate:
-    case ReceiveQueue::Outcome::kOutsideWindow:
-      ++stats_.dropped_frames;
-      break;
-    case ReceiveQueue::Outcome::kBrokenMessage:
-      ++stats_.dropped_frames;
-      fail({ErrorCode::kProtocol,
-            fmt::format("dpdk: {} sent a malformed message on queue {}", config_.peer, h.queue)});
-      break;
+  Queue& q = *queues_[h.queue];
+  Status why;  // a failure, raised once the queue's lock is let go (fail() takes every lock)
+  {
+    std::lock_guard lock(q.mu);
+    if (h.type == FrameType::kAck) {
+      auto ack = parse_ack(f.payload);
+      if (!ack || !q.send.on_ack(*ack, now)) {
+        ++stats_.dropped_frames;  // malformed, or stale (reordered behind a newer one)
+        return;
+      }
+      q.cv.notify_all();
+      return;
+    }
+    auto outcome = q.receive.on_data(h, f.payload);
+    q.ack_due = true;  // duplicates too: the sender evidently missed our ACK
+    switch (outcome) {
+      case ReceiveQueue::Outcome::kAccepted:
+        if (q.receive.has_messages() || q.receive.finished()) q.cv.notify_all();
+        return;
+      case ReceiveQueue::Outcome::kDuplicate:
+      case ReceiveQueue::Outcome::kOutsideWindow:
+        ++stats_.dropped_frames;
+        return;
+      case ReceiveQueue::Outcome::kBrokenMessage:
+        ++stats_.dropped_frames;
+        why = {ErrorCode::kProtocol,
+               fmt::format("dpdk: {} sent a malformed message on queue {}", config_.peer, h.queue)};
+        break;
+      case ReceiveQueue::Outcome::kRefusedWrite: {
+        ++stats_.dropped_frames;
+        refused_ = true;
+        send_control(FrameType::kRefused, h.queue);
+        auto [target, bytes] = q.receive.refused_write();
+        why = {ErrorCode::kProtocol,
+               fmt::format("dpdk: {} wrote outside the memory registered for it on queue {} ({} "
+                           "bytes at {:#x} under key {:#x}); the migration cannot go on",
+                           config_.peer, h.queue, bytes, target.address, target.rkey)};
+        break;
+      }
+    }
   }
+  fail(std::move(why));
 }
 
 void ReliableConnection::tick(Clock::time_point now) {
@@ -273,18 +384,29 @@ void ReliableConnection::tick(Clock::time_point now) {
     return;
   }
   uint64_t retransmitted = 0;
+  const bool by_reference = sink_.sends_by_reference();
   for (uint16_t qi = 0; qi < config_.queues; ++qi) {
     Queue& q = *queues_[qi];
     std::lock_guard lock(q.mu);
     uint64_t before = q.send.retransmitted();
     bool was_writable = q.send.writable();
+    uint64_t copied = 0, referenced = 0;
     for (const OutFrame* f : q.send.due(now, kBurstPerTick)) {
-      std::array<std::byte, kHeaderBytes> header{};
-      write_header({FrameType::kData, config_.conn_id, qi, f->flags, f->seq, f->msg_len}, header);
-      std::array<std::span<const std::byte>, 2> pieces{std::span<const std::byte>(header),
+      std::array<std::byte, kHeaderBytes + kWriteTargetBytes> head{};
+      write_header({FrameType::kData, config_.conn_id, qi, f->flags, f->seq, f->msg_len}, head);
+      size_t head_bytes = kHeaderBytes;
+      if (!f->borrowed.empty()) {
+        write_write_target(f->target, std::span(head).subspan(kHeaderBytes));
+        head_bytes += kWriteTargetBytes;
+      }
+      std::array<std::span<const std::byte>, 2> pieces{std::span(head).first(head_bytes),
                                                        std::span<const std::byte>(f->payload)};
-      sink_.send(qi, pieces);
+      sink_.send(qi, pieces, f->borrowed);
+      (by_reference ? referenced : copied) += f->borrowed.size();
+      copied += f->payload.size();
     }
+    stats_.sent_copied_bytes += copied;
+    stats_.sent_referenced_bytes += referenced;
     retransmitted += q.send.retransmitted() - before;
     if (!was_writable && q.send.writable()) q.cv.notify_all();
     if (q.send.idle()) q.cv.notify_all();

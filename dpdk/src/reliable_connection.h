@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,8 +24,13 @@ namespace ramshift::transport::dpdk {
 class FrameSink {
  public:
   virtual ~FrameSink() = default;
-  // Puts one UDP payload, the concatenation of `pieces`, on the wire from `queue`'s port.
-  virtual void send(uint16_t queue, std::span<const std::span<const std::byte>> pieces) = 0;
+  // Puts one UDP payload, the concatenation of `pieces` and then `borrowed`, on the wire from
+  // `queue`'s port. `pieces` are copied; `borrowed` (a WRITE's bytes, possibly empty) is sent
+  // by reference where sends_by_reference(), else copied. A reference is gone when send's
+  // caller next lets go of the I/O thread (the frame left or was dropped by then).
+  virtual void send(uint16_t queue, std::span<const std::span<const std::byte>> pieces,
+                    std::span<const std::byte> borrowed) = 0;
+  virtual bool sends_by_reference() const { return false; }
 };
 
 struct ConnectionConfig {
@@ -36,14 +42,25 @@ struct ConnectionConfig {
   uint32_t receive_frames = 2048;  // window per queue; see dpdk_settings.h
   size_t max_message = 64u << 20;
   Millis peer_timeout{10000};
+  // One-sided writes offered (zero_copy_write). Off only by the measuring knob
+  // RAMSHIFT_DPDK_TEST_NO_WRITES (dpdk_backend.cc): raw pages then travel inside the page
+  // batches, copied, so the zero-copy path can be measured against the copying one.
+  bool one_sided_writes = true;
 };
 
 struct ConnectionStats {
   std::atomic<uint64_t> retransmitted_frames{0};
   std::atomic<uint64_t> dropped_frames{0};  // duplicates, outside the window, malformed
+  // Bytes of messages and writes (not headers) on the way out: copied with the CPU (a
+  // message into its queue at post_send, then into an mbuf at every transmission), or put on
+  // the wire by reference to the caller's memory (a write's bytes, at every transmission).
+  std::atomic<uint64_t> sent_copied_bytes{0};
+  std::atomic<uint64_t> sent_referenced_bytes{0};
 };
 
-class ReliableConnection : public Connection {
+// Threading of the WriteTargets side: register/release_memory on application threads,
+// place() on the I/O thread, under memory_mu_.
+class ReliableConnection : public Connection, private WriteTargets {
  public:
   ReliableConnection(ConnectionConfig config, FrameSink& sink);
 
@@ -66,9 +83,10 @@ class ReliableConnection : public Connection {
   std::string describe() const override;
   std::string transport_name() const override { return "dpdk"; }
   Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) override;
-  Status post_write(uint32_t, std::span<const RemoteWrite>) override {
-    return no_remote_writes("dpdk");
-  }
+  Status release_memory(const MemoryKey& key) override;
+  // WRITE frames whose bytes are sent from `writes`' local memory by reference (zero copy
+  // where the port allows) and copied once on the peer, straight into its memory.
+  Status post_write(uint32_t queue, std::span<const RemoteWrite> writes) override;
   Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) override;
   Status wait_writable(uint32_t queue, Millis timeout) override;
   Status flush(uint32_t queue, Millis timeout) override;
@@ -78,13 +96,14 @@ class ReliableConnection : public Connection {
   // Waits until established (client) or `timeout`.
   Status wait_established(Millis timeout);
   const ConnectionStats& stats() const { return stats_; }
-  // Retransmitted and dropped frames, and the queues' pacing rates summed.
+  // Retransmitted and dropped frames, the queues' pacing rates summed, bytes copied and
+  // referenced each way.
   LinkStats link_stats() const override;
 
  private:
   struct Queue {
-    explicit Queue(const ConnectionConfig& c)
-        : send(c.send), receive(c.receive_frames, c.max_message) {}
+    Queue(const ConnectionConfig& c, WriteTargets* targets)
+        : send(c.send), receive(c.receive_frames, c.max_message, targets) {}
     std::mutex mu;
     std::condition_variable cv;
     SendQueue send;
@@ -94,6 +113,7 @@ class ReliableConnection : public Connection {
     uint32_t advertised_window = 0;
     Clock::time_point last_ack{};
   };
+  bool place(const WriteTarget& target, std::span<const std::byte> bytes) override;
   void send_ack(uint16_t q, Queue& queue, Clock::time_point now);
   void send_control(FrameType type, uint16_t queue_field);
   Status check_queue(uint32_t queue) const;
@@ -114,6 +134,15 @@ class ReliableConnection : public Connection {
   Clock::time_point last_heard_;
   std::atomic<Clock::rep> last_heard_ticks_;  // last_heard_ for application threads
   Clock::time_point last_hello_{};
+  // Memory registered for the peer's writes: address -> (length, key).
+  struct Writable {
+    uint64_t length;
+    uint32_t rkey;
+  };
+  std::mutex memory_mu_;
+  std::map<uint64_t, Writable> writable_;
+  uint32_t next_rkey_;
+  bool refused_ = false;  // we refused a write: every later DATA frame hears so again
 };
 
 }  // namespace ramshift::transport::dpdk

@@ -11,14 +11,11 @@ SendQueue::SendQueue(SendConfig config)
       rto_(config.min_rto * 4),
       pacer_(config.congestion) {}
 
-void SendQueue::push_frame(uint16_t flags, uint32_t msg_len, Bytes payload) {
-  buffered_bytes_ += payload.size();
+void SendQueue::push_frame(OutFrame f) {
+  // Borrowed bytes count too: the buffer bounds what waits for an acknowledgement.
+  buffered_bytes_ += f.payload.size() + f.borrowed.size();
   full_ |= buffered_bytes_ >= config_.buffer_bytes;
-  OutFrame f;
   f.seq = next_seq_++;
-  f.flags = flags;
-  f.msg_len = msg_len;
-  f.payload = std::move(payload);
   frames_.push_back(std::move(f));
 }
 
@@ -36,22 +33,39 @@ void SendQueue::push_message(std::span<const std::span<const std::byte>> segment
       filled += take, seg_off += take;
       if (seg_off == s.size()) ++seg, seg_off = 0;
     }
-    uint16_t flags = (done == 0 ? kFlagFirst : 0) | (done + n == total ? kFlagLast : 0);
-    push_frame(flags, done == 0 ? uint32_t(total) : 0, std::move(payload));
+    OutFrame f;
+    f.flags = uint16_t((done == 0 ? kFlagFirst : 0) | (done + n == total ? kFlagLast : 0));
+    f.msg_len = done == 0 ? uint32_t(total) : 0;
+    f.payload = std::move(payload);
+    push_frame(std::move(f));
     done += n;
   } while (done < total);
+}
+
+void SendQueue::push_write(std::span<const RemoteWrite> writes) {
+  const size_t piece = config_.max_payload - kWriteTargetBytes;
+  for (const RemoteWrite& w : writes)
+    for (size_t off = 0; off < w.length; off += piece) {
+      OutFrame f;
+      f.flags = kFlagWrite;
+      f.borrowed = {w.local + off, std::min(piece, w.length - off)};
+      f.target = {w.remote_address + off, w.rkey};
+      push_frame(std::move(f));
+    }
 }
 
 void SendQueue::push_fin() {
   if (fin_pushed_) return;
   fin_pushed_ = true;
-  push_frame(kFlagFin, 0, {});
+  OutFrame f;
+  f.flags = kFlagFin;
+  push_frame(std::move(f));
 }
 
 std::vector<const OutFrame*> SendQueue::due(Clock::time_point now, size_t max) {
   std::vector<const OutFrame*> out;
   auto admit = [&](const OutFrame& f) {
-    return !config_.pacing || pacer_.admit(f.payload.size() + config_.frame_overhead, now);
+    return !config_.pacing || pacer_.admit(f.wire_payload() + config_.frame_overhead, now);
   };
   bool timed_out = false;
   bool scan = rescan_ || now >= next_scan_;
@@ -107,7 +121,7 @@ bool SendQueue::on_ack(const AckBody& ack, Clock::time_point now) {
   for (const auto& r : ack.sacks)
     for (uint32_t seq = std::max(r.begin, base_); seq < r.end; ++seq) {
       consider(at(seq));
-      if (!at(seq).sacked) delivered += at(seq).payload.size() + config_.frame_overhead;
+      if (!at(seq).sacked) delivered += at(seq).wire_payload() + config_.frame_overhead;
       at(seq).sacked = true;
     }
   if (newest) {
@@ -123,9 +137,9 @@ bool SendQueue::on_ack(const AckBody& ack, Clock::time_point now) {
     pacer_.on_rtt(sample, now);
   }
   while (base_ != ack.cumulative) {
-    if (!frames_.front().sacked)
-      delivered += frames_.front().payload.size() + config_.frame_overhead;
-    buffered_bytes_ -= frames_.front().payload.size();
+    const OutFrame& f = frames_.front();
+    if (!f.sacked) delivered += f.wire_payload() + config_.frame_overhead;
+    buffered_bytes_ -= f.payload.size() + f.borrowed.size();
     full_ &= buffered_bytes_ > config_.buffer_bytes / 2;
     frames_.pop_front();
     ++base_;
@@ -139,8 +153,8 @@ bool SendQueue::on_ack(const AckBody& ack, Clock::time_point now) {
   return true;
 }
 
-ReceiveQueue::ReceiveQueue(uint32_t capacity_frames, size_t max_message)
-    : capacity_(capacity_frames), max_message_(max_message) {}
+ReceiveQueue::ReceiveQueue(uint32_t capacity_frames, size_t max_message, WriteTargets* targets)
+    : capacity_(capacity_frames), max_message_(max_message), targets_(targets) {}
 
 uint32_t ReceiveQueue::window() const {
   if (capacity_ > held_frames_) return capacity_ - held_frames_;
@@ -155,43 +169,66 @@ ReceiveQueue::Outcome ReceiveQueue::on_data(const FrameHeader& h,
                                             std::span<const std::byte> payload) {
   if (h.seq < cumulative_ || pending_.contains(h.seq)) return Outcome::kDuplicate;
   if (fin_ || h.seq - cumulative_ >= window()) return Outcome::kOutsideWindow;
-  pending_.emplace(h.seq, Held{h.flags, h.msg_len, Bytes(payload.begin(), payload.end())});
-  // Drain what is now in order.
+  const bool write = (h.flags & kFlagWrite) != 0;
+  received_bytes_ += payload.size() - (write ? kWriteTargetBytes : 0);
+  if (h.seq != cumulative_) {
+    pending_.emplace(h.seq, Held{h.flags, h.msg_len, Bytes(payload.begin(), payload.end())});
+    copied_bytes_ += payload.size() - (write ? kWriteTargetBytes : 0);
+    return Outcome::kAccepted;
+  }
+  if (Outcome o = consume_in_order(h.flags, h.msg_len, payload); o != Outcome::kAccepted) return o;
+  ++cumulative_;
+  // Drain what the frame made in order.
   for (auto it = pending_.begin(); it != pending_.end() && it->first == cumulative_;) {
-    if (!consume_in_order(it->second)) return Outcome::kBrokenMessage;
+    const Held& f = it->second;
+    if (Outcome o = consume_in_order(f.flags, f.msg_len, f.payload); o != Outcome::kAccepted)
+      return o;
     ++cumulative_;
     it = pending_.erase(it);
   }
   return Outcome::kAccepted;
 }
 
-bool ReceiveQueue::consume_in_order(const Held& f) {
-  if ((f.flags & kFlagFin) != 0) {
-    if (in_message_) return false;  // a message cut short by its sender's close
+ReceiveQueue::Outcome ReceiveQueue::consume_in_order(uint16_t flags, uint32_t msg_len,
+                                                     std::span<const std::byte> payload) {
+  if ((flags & kFlagFin) != 0) {
+    if (in_message_) return Outcome::kBrokenMessage;  // a message cut short by its sender's close
     fin_ = true;
-    return true;
+    return Outcome::kAccepted;
   }
-  if ((f.flags & kFlagFirst) != 0) {
-    if (in_message_ || f.msg_len > max_message_) return false;
+  if ((flags & kFlagWrite) != 0) {
+    if (in_message_) return Outcome::kBrokenMessage;  // our sender never splits a message
+    auto bytes = payload.subspan(kWriteTargetBytes);
+    const WriteTarget target = read_write_target(payload);
+    if (targets_ == nullptr || !targets_->place(target, bytes)) {
+      refused_ = {target, bytes.size()};
+      return Outcome::kRefusedWrite;
+    }
+    copied_bytes_ += bytes.size();
+    return Outcome::kAccepted;
+  }
+  if ((flags & kFlagFirst) != 0) {
+    if (in_message_ || msg_len > max_message_) return Outcome::kBrokenMessage;
     in_message_ = true;
     assembling_.clear();
-    assembling_.reserve(f.msg_len);
-    assembling_len_ = f.msg_len;
+    assembling_.reserve(msg_len);
+    assembling_len_ = msg_len;
     assembling_frames_ = 0;
   } else if (!in_message_) {
-    return false;
+    return Outcome::kBrokenMessage;
   }
-  if (assembling_.size() + f.payload.size() > assembling_len_) return false;
-  assembling_.insert(assembling_.end(), f.payload.begin(), f.payload.end());
+  if (assembling_.size() + payload.size() > assembling_len_) return Outcome::kBrokenMessage;
+  assembling_.insert(assembling_.end(), payload.begin(), payload.end());
+  copied_bytes_ += payload.size();
   ++assembling_frames_;
   ++held_frames_;
-  if ((f.flags & kFlagLast) != 0) {
-    if (assembling_.size() != assembling_len_) return false;
+  if ((flags & kFlagLast) != 0) {
+    if (assembling_.size() != assembling_len_) return Outcome::kBrokenMessage;
     complete_.push_back({std::move(assembling_), assembling_frames_});
     assembling_ = {};
     in_message_ = false;
   }
-  return true;
+  return Outcome::kAccepted;
 }
 
 AckBody ReceiveQueue::ack() const {

@@ -11,10 +11,12 @@
 #include <deque>
 #include <map>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "congestion.h"
 #include "frame_format.h"
+#include "ramshift/transport/transport.h"
 
 namespace ramshift::transport::dpdk {
 
@@ -24,7 +26,17 @@ struct OutFrame {
   uint32_t seq = 0;
   uint16_t flags = 0;
   uint32_t msg_len = 0;
+  // A message's fragment, copied in by push_message. Empty in a WRITE frame (kFlagWrite),
+  // whose bytes are `borrowed`: the caller's memory, never copied here (push_write), which
+  // goes to `target` on the peer. Borrowed bytes are read again by every retransmission, so
+  // they must stay mapped until the frame is acknowledged (see push_write).
   Bytes payload;
+  std::span<const std::byte> borrowed;
+  WriteTarget target;
+  // What the frame carries after its header: the WRITE's target, then its bytes.
+  size_t wire_payload() const {
+    return payload.size() + borrowed.size() + (borrowed.empty() ? 0 : kWriteTargetBytes);
+  }
   Clock::time_point sent_at{};
   uint32_t sends = 0;  // 0: never sent
   bool sacked = false;
@@ -60,6 +72,13 @@ class SendQueue {
   bool writable() const { return !full_; }
   // Cuts the concatenation of `segments` into frames (one, empty, for an empty message).
   void push_message(std::span<const std::span<const std::byte>> segments);
+  // Cuts one-sided writes into WRITE frames (max_payload less the target each) that borrow
+  // the writes' local bytes: nothing is copied. Why borrowing is safe: Connection::post_write
+  // keeps the local bytes the caller's until flush() (which waits for the acknowledgement
+  // here) or until the peer has received a later message of the queue; after that only a
+  // retransmission that crossed the acknowledgement reads them, and the peer drops it as a
+  // duplicate, so changed bytes never land. The memory must stay mapped until flush().
+  void push_write(std::span<const RemoteWrite> writes);
   // The queue's last frame: the peer reports kDisconnected once everything before it arrived.
   void push_fin();
 
@@ -76,7 +95,7 @@ class SendQueue {
   const RateController& pacer() const { return pacer_; }
 
  private:
-  void push_frame(uint16_t flags, uint32_t msg_len, Bytes payload);
+  void push_frame(OutFrame frame);
   OutFrame& at(uint32_t seq) { return frames_[seq - base_]; }
 
   SendConfig config_;
@@ -101,13 +120,29 @@ class SendQueue {
   RateController pacer_;
 };
 
+// Memory this side registered for the peer's one-sided writes (kRemoteWrite).
+class WriteTargets {
+ public:
+  virtual ~WriteTargets() = default;
+  // Copies `bytes` to `target` and returns true when they lie inside memory registered under
+  // target.rkey; false (nothing copied) otherwise. The copy and the check are one step, so
+  // memory released meanwhile (release_memory, then perhaps unmapped) is never written.
+  // Called by the I/O thread.
+  virtual bool place(const WriteTarget& target, std::span<const std::byte> bytes) = 0;
+};
+
 class ReceiveQueue {
  public:
   // `capacity_frames`: frames this side holds at most (out of order, assembling, delivered
-  // but not yet released); `max_message`: the largest message accepted.
-  ReceiveQueue(uint32_t capacity_frames, size_t max_message);
+  // but not yet released); `max_message`: the largest message accepted; `targets`: where
+  // WRITE frames may land (null: nowhere, every WRITE is refused).
+  ReceiveQueue(uint32_t capacity_frames, size_t max_message, WriteTargets* targets = nullptr);
 
-  enum class Outcome { kAccepted, kDuplicate, kOutsideWindow, kBrokenMessage };
+  // A frame that arrives in order is consumed from `payload` at once (a message fragment
+  // appended to its message, a WRITE copied into place): one copy. One that arrives early
+  // is staged (a copy) until the frames before it arrive, then consumed (a second copy).
+  // kRefusedWrite: a WRITE, in order, outside `targets`; the queue cannot go on.
+  enum class Outcome { kAccepted, kDuplicate, kOutsideWindow, kBrokenMessage, kRefusedWrite };
   Outcome on_data(const FrameHeader& header, std::span<const std::byte> payload);
 
   AckBody ack() const;
@@ -120,6 +155,12 @@ class ReceiveQueue {
   // The FIN arrived and every message before it was taken.
   bool finished() const { return fin_ && complete_.empty(); }
   bool fin_received() const { return fin_; }
+  // Bytes of messages and writes accepted (each frame once, WRITE targets not counted), and
+  // the bytes copied to get them where they go (each copy counted).
+  uint64_t received_bytes() const { return received_bytes_; }
+  uint64_t copied_bytes() const { return copied_bytes_; }
+  // After kRefusedWrite: the WRITE's target and length, for the message.
+  std::pair<WriteTarget, size_t> refused_write() const { return refused_; }
 
  private:
   struct Held {
@@ -131,10 +172,14 @@ class ReceiveQueue {
     Bytes bytes;
     uint32_t frames;
   };
-  bool consume_in_order(const Held& frame);
+  Outcome consume_in_order(uint16_t flags, uint32_t msg_len, std::span<const std::byte> payload);
 
   uint32_t capacity_;
   size_t max_message_;
+  WriteTargets* targets_;
+  uint64_t received_bytes_ = 0;
+  uint64_t copied_bytes_ = 0;
+  std::pair<WriteTarget, size_t> refused_{};
   uint32_t cumulative_ = 0;           // next sequence number expected in order
   std::map<uint32_t, Held> pending_;  // arrived above cumulative_
   std::deque<Message> complete_;

@@ -3,7 +3,8 @@
 # DPDK's net_af_packet PMD (no hugepages, no PCI): a file image sent and received
 # byte-identical, with no faults and with the receive path's test knob injecting loss,
 # reordering and duplication (RAMSHIFT_DPDK_TEST_FAULTS), each end's --json report carrying
-# the link's counters (retransmitted_frames, dropped_frames, pacing_rate); then the sender
+# the link's counters (retransmitted_frames, dropped_frames, pacing_rate, the bytes sent by
+# reference and copied: raw pages leave by reference, zero copy); then the sender
 # killed mid-transfer must end the receiver with a clear error; `doctor --transport dpdk`
 # judges the EAL arguments; `tune` finds settings over dpdk and its profile drives a real send.
 # Namespaces, veth and processes go on exit.
@@ -82,8 +83,17 @@ assert tx["pacing_rate"] > 0, "source pacing_rate is 0"
 if faulty:
     assert tx["retransmitted_frames"] > 0, "no retransmission under injected faults"
     assert rx["dropped_frames"] > 0, "the destination dropped nothing under injected faults"
+# Zero copy: raw pages leave by reference to the image's memory (at least its 16 MiB of random
+# pages, which no codec shrinks), and the destination copied each byte it received once, or
+# twice where a frame waited behind a hole.
+assert tx["sent_referenced_bytes"] >= 16 << 20, f'only {tx["sent_referenced_bytes"]} bytes by reference'
+assert rx["received_bytes"] >= 16 << 20, f'the destination received {rx["received_bytes"]} bytes'
+assert rx["received_bytes"] <= rx["received_copied_bytes"] <= 2 * rx["received_bytes"]
 print(f'source retransmitted {tx["retransmitted_frames"]}, dropped {tx["dropped_frames"]}, '
-      f'pacing {tx["pacing_rate"] / 1e6:.0f} MB/s; destination dropped {rx["dropped_frames"]}')
+      f'pacing {tx["pacing_rate"] / 1e6:.0f} MB/s, {tx["sent_referenced_bytes"] / 2**20:.1f} MiB by '
+      f'reference, {tx["sent_copied_bytes"] / 2**20:.1f} MiB copied; destination dropped '
+      f'{rx["dropped_frames"]}, copied {rx["received_copied_bytes"] / rx["received_bytes"]:.2f}x '
+      f'of {rx["received_bytes"] / 2**20:.1f} MiB')
 PY
   ); then
     echo "FAIL: $name: the reports' link counters"; return 1

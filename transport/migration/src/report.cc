@@ -128,6 +128,10 @@ std::string MigrationReport::to_json() const {
   if (link.retransmitted_frames) j["retransmitted_frames"] = *link.retransmitted_frames;
   if (link.dropped_frames) j["dropped_frames"] = *link.dropped_frames;
   if (link.pacing_rate) j["pacing_rate"] = *link.pacing_rate;
+  if (link.sent_copied_bytes) j["sent_copied_bytes"] = *link.sent_copied_bytes;
+  if (link.sent_referenced_bytes) j["sent_referenced_bytes"] = *link.sent_referenced_bytes;
+  if (link.received_bytes) j["received_bytes"] = *link.received_bytes;
+  if (link.received_copied_bytes) j["received_copied_bytes"] = *link.received_copied_bytes;
   if (resumed_verified)
     j["resumed"] = {{"verified", *resumed_verified}, {"writes", resumed_writes}};
   if (source_guest) j["source_guest"] = *source_guest;

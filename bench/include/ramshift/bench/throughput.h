@@ -75,6 +75,8 @@ struct BenchResult {
   // The backend's own counters (LinkStats), where it keeps them (dpdk): frames the client
   // sent again, and frames either side threw away.
   std::optional<uint64_t> retransmitted_frames, dropped_frames;
+  // The client's bytes copied and sent by reference on the way out (LinkStats), where counted.
+  std::optional<uint64_t> sent_copied_bytes, sent_referenced_bytes;
   uint64_t pages_zero = 0, pages_xbzrle = 0, pages_zstd = 0, pages_raw = 0, pages_placed = 0;
 };
 

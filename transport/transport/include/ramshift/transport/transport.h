@@ -88,6 +88,17 @@ struct LinkStats {
   // no buffer) or could not put on the wire.
   std::optional<uint64_t> dropped_frames;
   std::optional<double> pacing_rate;  // bytes/s the sender's congestion control allows now
+  // Bytes of messages and one-sided writes (not headers) this side's backend copied with the
+  // CPU on the way out, each copy and each retransmission counted, and those it put on the
+  // wire by reference to the caller's memory (zero copy). dpdk: a message is copied into the
+  // queue at post_send and into an mbuf at each transmission; a write's bytes are referenced.
+  std::optional<uint64_t> sent_copied_bytes;
+  std::optional<uint64_t> sent_referenced_bytes;
+  // Bytes of messages and writes received (each once), and the bytes copied to put them
+  // where they go (each copy counted): their ratio is the copies each byte took on the way
+  // in (dpdk: 1 when frames arrive in order, a write straight into registered memory).
+  std::optional<uint64_t> received_bytes;
+  std::optional<uint64_t> received_copied_bytes;
 };
 
 class Connection {
@@ -116,9 +127,12 @@ class Connection {
 
   // Posts one-sided writes on `queue` (capabilities().zero_copy_write only; elsewhere
   // kInvalidArgument). They are ordered before every later post_send on the same queue: once
-  // the peer receives a later message of that queue, the bytes have landed in its memory and
-  // no CPU of the peer touched them. The local bytes are read by the NIC after the call
-  // returns, until flush() or until the peer has received a later message.
+  // the peer receives a later message of that queue, the bytes have landed in its memory
+  // (rdma: and no CPU of the peer touched them; dpdk: the peer's CPU copied them there
+  // once). The local bytes are read after the call returns, until flush() or until the peer
+  // has received a later message; they must stay mapped until flush() (a backend that
+  // retransmits may read them again until it hears the acknowledgement, and the peer drops
+  // what such a late copy carries).
   //   ok           all accepted      kWouldBlock  not enough room now: wait_writable, retry
   //   kInvalidArgument  more writes than the queue can ever hold, or local memory unregistered
   virtual Status post_write(uint32_t queue, std::span<const RemoteWrite> writes) = 0;
