@@ -89,10 +89,13 @@ struct ramshift_source_callbacks {
   int (*get_dirty_log)(void* opaque, uint32_t region, uint64_t* bitmap, uint64_t pages);
   /* Stop the vCPUs; memory must not change until resume(). Optional for a paused guest. */
   void (*pause)(void* opaque);
-  /* Run the vCPUs again: the migration failed or was cancelled and the guest stays here. */
+  /* Run the vCPUs again: the migration failed or was cancelled and the guest stays here, or
+   * a switch-over ran late and was taken back before the limit (the migration goes on with
+   * more rounds, dirty logging still on, and pauses again later). */
   void (*resume)(void* opaque);
-  /* Optional: the device state, called once with the guest paused. Set *data and *size to a
-   * buffer the caller keeps valid until ramshift_source_migrate() returns. */
+  /* Optional: the device state, called with the guest paused, once per switch-over (again
+   * after one taken back). Set *data and *size to a buffer the caller keeps valid until
+   * ramshift_source_migrate() returns or the next call. */
   int (*save_device_state)(void* opaque, const void** data, size_t* size);
 };
 
