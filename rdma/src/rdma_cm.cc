@@ -166,6 +166,7 @@ struct Securing {
   std::string peer;         // for errors: "rdma://10.9.0.1:7000", or the peer's address
   bool encrypt = false;     // --encrypt: payloads sealed (sealed_queues.h)
   bool queue_keys = false;  // both sides take a key per queue (cm_private_data.h)
+  bool windows = true;      // --rdma-memory-windows
 };
 
 // Handshakes on every queue, then hands the queues to a connection on `channel`.
@@ -199,8 +200,15 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
   for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline, peer_left));
   log::debug("rdma: queue hellos exchanged in {:.0f} ms", ms_since(t0));
   std::string text = describe(queues[0]->id(), queues.size());
-  // Which keys the peer gets for one-sided access (none at all with --encrypt).
-  const bool windows = sec.queue_keys && RdmaConnection::device_has_windows(pd->context);
+  // Which keys the peer gets for one-sided access (none at all with --encrypt), and why not
+  // windows, for the log.
+  std::string no_windows;
+  if (!sec.windows)
+    no_windows = "--rdma-memory-windows false was given";
+  else if (!RdmaConnection::device_has_windows(pd->context))
+    no_windows =
+        fmt::format("{} has no type-2 memory windows", ibv_get_device_name(pd->context->device));
+  const bool windows = sec.queue_keys && no_windows.empty();
   if (!sec.encrypt) {
     text.pop_back();
     text += windows ? ", memory windows)" : ", region keys)";
@@ -212,7 +220,7 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
       log::info("accepted a TLS connection from {} ({})", s->peer_identity(), s->describe());
   }
   auto conn = std::make_unique<RdmaConnection>(std::move(channel), std::move(pd), std::move(queues),
-                                               std::move(text), sec.queue_keys, windows);
+                                               std::move(text), sec.queue_keys, no_windows);
   if (sec.encrypt) RS_RETURN_IF_ERROR(conn->seal_payloads());
   return std::unique_ptr<Connection>(std::move(conn));
 }
@@ -398,9 +406,13 @@ class RdmaListener final : public Listener {
     // a listener serving one migration after another waits for one without end, so a peer
     // that connects and never says hello must not hold it longer than a connect may take).
     auto hello_deadline = Clock::now() + options_.connect_timeout;
-    Securing sec{
-        security_.get(), PeerRole::kServer, "", address_text(rdma_get_peer_addr(g.queues[0]->id())),
-        encrypt_,        g.queue_keys};
+    Securing sec{security_.get(),
+                 PeerRole::kServer,
+                 "",
+                 address_text(rdma_get_peer_addr(g.queues[0]->id())),
+                 encrypt_,
+                 g.queue_keys,
+                 tuning_.memory_windows};
     return finish(std::move(ch), std::move(g.pd), std::move(g.queues), hello_deadline, sec);
   }
 
@@ -572,7 +584,8 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   }
   RS_ASSIGN_OR_RETURN(const bool encrypt, options.settings.flag("tls-encrypt", false));
   // The listener accepted kCapQueueKeys (an older one refuses the bit): keys per queue.
-  Securing sec{security.get(), PeerRole::kClient, uri.host, uri.to_string(), encrypt, true};
+  Securing sec{security.get(), PeerRole::kClient,    uri.host, uri.to_string(), encrypt,
+               true,           tuning.memory_windows};
   return finish(std::move(ch), std::move(pd), std::move(qs), deadline, sec);
 }
 

@@ -33,11 +33,12 @@ uint64_t chunk_size_for(uint64_t bytes) {
 
 RdmaConnection::RdmaConnection(EventChannel channel, SharedPd pd,
                                std::vector<std::unique_ptr<RdmaQueue>> queues,
-                               std::string description, bool queue_keys, bool windows)
+                               std::string description, bool queue_keys, std::string no_windows)
     : channel_(std::move(channel)),
       pd_(std::move(pd)),
       queues_(std::move(queues)),
-      windows_(queue_keys && windows),
+      windows_(queue_keys && no_windows.empty()),
+      no_windows_(std::move(no_windows)),
       description_(std::move(description)) {
   caps_.zero_copy_write = true;
   caps_.remote_read = true;
@@ -150,9 +151,9 @@ Result<MemoryKey> RdmaConnection::register_memory_per_queue(std::span<std::byte>
             "queue pair and invalidated with the registration");
       else
         log::info(
-            "rdma: {} has no type-2 memory windows: the peer's keys are the memory "
-            "region's, valid on every queue of this connection until it is deregistered",
-            ibv_get_device_name(pd_->context->device));
+            "rdma: {}: the peer's keys are the memory regions', valid on every queue of this "
+            "connection until they are deregistered",
+            no_windows_);
     });
   }
   RS_ASSIGN_OR_RETURN(MemoryKey key, register_chunks(memory, access, remote && windows_));

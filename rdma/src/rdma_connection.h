@@ -30,10 +30,11 @@ namespace ramshift::transport::rdma {
 class RdmaConnection final : public Connection {
  public:
   // Takes queues whose hellos were exchanged; their ids must already be on `channel`.
-  // `queue_keys`: the peer takes a key per queue (cm_private_data.h); `windows`: and this
-  // side binds memory windows for them (device_has_windows).
+  // `queue_keys`: the peer takes a key per queue (cm_private_data.h); `no_windows`: why this
+  // side binds no memory windows for them ("rxe0 has no type-2 memory windows"), empty when
+  // it does.
   RdmaConnection(EventChannel channel, SharedPd pd, std::vector<std::unique_ptr<RdmaQueue>> queues,
-                 std::string description, bool queue_keys, bool windows);
+                 std::string description, bool queue_keys, std::string no_windows);
   ~RdmaConnection() override;
 
   const Capabilities& capabilities() const override { return caps_; }
@@ -85,6 +86,7 @@ class RdmaConnection final : public Connection {
   std::vector<std::unique_ptr<RdmaQueue>> queues_;
 
   bool windows_ = false;      // register_memory_per_queue binds memory windows
+  std::string no_windows_;    // why not, for the log
   std::once_flag keys_said_;  // the log says once per connection which keys the peer gets
   std::unique_ptr<SealedQueues> sealed_;  // --encrypt; null: messages in clear
   Capabilities caps_;

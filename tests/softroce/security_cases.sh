@@ -151,6 +151,19 @@ if command -v rdma_bad_peer >/dev/null; then
     pass "memory windows: the receiver's report names them, and $placed pages went by RDMA WRITE through them" ||
     { fail "memory windows: not in the receiver's report, or no page placed"; grep -h '"peer"\|"placed"' "$WORK/tx-mw.json" "${rx_json:-/nonexistent}"; }
   kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
+
+  # A receiver told not to bind windows (as on a device without them) gives region keys,
+  # says so, and another queue's key then lands: the check above can tell the two apart.
+  start_receiver -v --accept-timeout 60 --guest-out "$WORK/dst-{id}.img" --rdma-memory-windows false ||
+    fail "region keys: receiver"
+  hp=${RX_URI#rdma://}
+  bad_peer other-queue-key >"$WORK/otherq-off.out" 2>&1
+  rc=$?
+  grep -q '^through queue 0: write: success' "$WORK/otherq-off.out" && [ "$rc" = 0 ] &&
+    grep -q "rdma-memory-windows false was given: the peer's keys are the memory regions'" "$WORK/rx.err" &&
+    pass "region keys: with --rdma-memory-windows false the receiver says so and a key works through any queue" ||
+    { fail "region keys: --rdma-memory-windows false (exit $rc)"; cat "$WORK/otherq-off.out"; tail -3 "$WORK/rx.err"; }
+  kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
 else
   fail "stale rkey: no rdma_bad_peer in the VM (run.sh copies it in)"
 fi
