@@ -57,6 +57,7 @@ struct BackendFlags {
   uint32_t max_inline = 64;
   uint32_t ack_timeout = 0;
   bool busy_poll = false;
+  bool memory_windows = true;
   // Datacenter RoCE placement, passed on only when given (rdma/src/rdma_tuning.h).
   int tos = -1;
   int gid_index = -1;

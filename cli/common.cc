@@ -57,6 +57,11 @@ void BackendFlags::add_to(CLI::App* cmd) {
                   "true: completion pollers spin (a core per queue); false: sleep on events")
       ->capture_default_str()
       ->group(g);
+  cmd->add_option("--rdma-memory-windows", memory_windows,
+                  "true: the peer's keys to guest memory are memory windows bound to one queue "
+                  "each, where the device has them; false: the memory regions' own keys")
+      ->capture_default_str()
+      ->group(g);
   cmd->add_option("--rdma-tos", tos,
                   "IP type of service of every queue's packets (RoCE v2; DSCP = TOS >> 2, e.g. "
                   "106 = DSCP 26), to put migration in the fabric's lossless class")
@@ -130,6 +135,7 @@ Result<transport::BackendSettings> BackendFlags::resolve() const {
   s.set_number("rdma-inline", uint64_t{max_inline});
   s.set_number("rdma-ack-timeout", uint64_t{ack_timeout});
   s.set_flag("rdma-busy-poll", busy_poll);
+  if (!memory_windows) s.set_flag("rdma-memory-windows", false);
   if (tos >= 0) s.set_number("rdma-tos", static_cast<uint64_t>(tos));
   if (gid_index >= 0) s.set_number("rdma-gid-index", static_cast<uint64_t>(gid_index));
   if (!rdma_device.empty()) s.set("rdma-device", rdma_device);

@@ -10,7 +10,8 @@ namespace ramshift::transport::rdma {
 void encode_private(std::byte* out, const PrivateData& p) {
   store_le<uint32_t>(out, kCmMagic);
   store_le<uint16_t>(out + 4, kProtocolVersion);
-  store_le<uint16_t>(out + 6, p.authenticated ? kCapAuthenticated : 0);
+  store_le<uint16_t>(out + 6, static_cast<uint16_t>((p.authenticated ? kCapAuthenticated : 0) |
+                                                    (p.queue_keys ? kCapQueueKeys : 0)));
   store_le<uint64_t>(out + 8, p.token);
   store_le<uint16_t>(out + 16, p.queue);
   store_le<uint16_t>(out + 18, p.queue_count);
@@ -27,6 +28,7 @@ Result<PrivateData> decode_private(const std::vector<std::byte>& in) {
     return Status(ErrorCode::kMismatch, "peer asks for rdma capabilities this build lacks");
   PrivateData p;
   p.authenticated = (load_le<uint16_t>(in.data() + 6) & kCapAuthenticated) != 0;
+  p.queue_keys = (load_le<uint16_t>(in.data() + 6) & kCapQueueKeys) != 0;
   p.token = load_le<uint64_t>(in.data() + 8);
   p.queue = load_le<uint16_t>(in.data() + 16);
   p.queue_count = load_le<uint16_t>(in.data() + 18);

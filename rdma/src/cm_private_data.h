@@ -20,7 +20,13 @@ inline constexpr size_t kPrivateBytes = 20;
 // decides from its own flags whether to authenticate, never from this bit: it only lets a
 // mismatch be refused with a reason instead of a failed hello.
 inline constexpr uint16_t kCapAuthenticated = 1;
-inline constexpr uint16_t kCapabilities = kCapAuthenticated;
+// kCapQueueKeys: this side takes a key per queue for the peer's one-sided memory
+// (Capabilities::keys_per_queue), which memory windows need: a type-2 window is reachable
+// through the one queue pair it was bound on. A connector always sets it, so a listener that
+// accepts (and echoes it) takes them too; an older connector's request lacks it, and then
+// neither side hands out keys per queue.
+inline constexpr uint16_t kCapQueueKeys = 2;
+inline constexpr uint16_t kCapabilities = kCapAuthenticated | kCapQueueKeys;
 // A reject's private data (up to 148 bytes on IB/RoCE): u32 magic and the reason's text.
 inline constexpr uint32_t kRejectMagic = 0x4a435352;  // "RSCJ"
 inline constexpr size_t kRejectBytes = 140;
@@ -31,6 +37,7 @@ struct PrivateData {
   uint16_t queue = 0;
   uint16_t queue_count = 0;
   bool authenticated = false;
+  bool queue_keys = false;  // kCapQueueKeys
 };
 
 void encode_private(std::byte* out, const PrivateData& p);

@@ -162,9 +162,11 @@ SharedPd alloc_pd(ibv_context* ctx, Status& err) {
 struct Securing {
   ChannelSecurity* security = nullptr;
   PeerRole role = PeerRole::kClient;
-  std::string host;      // what the client dialled, checked against the server's certificate
-  std::string peer;      // for errors: "rdma://10.9.0.1:7000", or the peer's address
-  bool encrypt = false;  // --encrypt: payloads sealed (sealed_queues.h)
+  std::string host;         // what the client dialled, checked against the server's certificate
+  std::string peer;         // for errors: "rdma://10.9.0.1:7000", or the peer's address
+  bool encrypt = false;     // --encrypt: payloads sealed (sealed_queues.h)
+  bool queue_keys = false;  // both sides take a key per queue (cm_private_data.h)
+  bool windows = true;      // --rdma-memory-windows
 };
 
 // Handshakes on every queue, then hands the queues to a connection on `channel`.
@@ -198,6 +200,19 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
   for (auto& q : queues) RS_RETURN_IF_ERROR(q->exchange_hello(deadline, peer_left));
   log::debug("rdma: queue hellos exchanged in {:.0f} ms", ms_since(t0));
   std::string text = describe(queues[0]->id(), queues.size());
+  // Which keys the peer gets for one-sided access (none at all with --encrypt), and why not
+  // windows, for the log.
+  std::string no_windows;
+  if (!sec.windows)
+    no_windows = "--rdma-memory-windows false was given";
+  else if (!RdmaConnection::device_has_windows(pd->context))
+    no_windows =
+        fmt::format("{} has no type-2 memory windows", ibv_get_device_name(pd->context->device));
+  const bool windows = sec.queue_keys && no_windows.empty();
+  if (!sec.encrypt) {
+    text.pop_back();
+    text += windows ? ", memory windows)" : ", region keys)";
+  }
   if (const SecureSession* s = queues[0]->session()) {
     text.pop_back();  // the closing parenthesis
     text += fmt::format(", {}, peer {})", s->describe(), s->peer_identity());
@@ -205,7 +220,7 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
       log::info("accepted a TLS connection from {} ({})", s->peer_identity(), s->describe());
   }
   auto conn = std::make_unique<RdmaConnection>(std::move(channel), std::move(pd), std::move(queues),
-                                               std::move(text));
+                                               std::move(text), sec.queue_keys, no_windows);
   if (sec.encrypt) RS_RETURN_IF_ERROR(conn->seal_payloads());
   return std::unique_ptr<Connection>(std::move(conn));
 }
@@ -266,6 +281,7 @@ class RdmaListener final : public Listener {
     uint16_t established = 0;
     Clock::time_point expires{};  // set by its first connect request
     std::string peer;             // its first queue's address, for the log
+    bool queue_keys = false;      // its requests set kCapQueueKeys
     SharedPd pd;
     std::vector<std::unique_ptr<RdmaQueue>> queues;
   };
@@ -341,11 +357,12 @@ class RdmaListener final : public Listener {
     Group& g = groups_[p->token];
     if (g.count == 0) {
       g.count = p->queue_count;
+      g.queue_keys = p->queue_keys;
       g.queues.resize(g.count);
       g.expires = Clock::now() + options_.connect_timeout;
       g.peer = address_text(rdma_get_peer_addr(ev.id));
     }
-    if (g.count != p->queue_count || g.queues[p->queue])
+    if (g.count != p->queue_count || g.queues[p->queue] || g.queue_keys != p->queue_keys)
       return reject(ev.id, Status(ErrorCode::kProtocol, "inconsistent queue in a connection"));
     if (!g.pd) {
       Status err;
@@ -389,8 +406,13 @@ class RdmaListener final : public Listener {
     // a listener serving one migration after another waits for one without end, so a peer
     // that connects and never says hello must not hold it longer than a connect may take).
     auto hello_deadline = Clock::now() + options_.connect_timeout;
-    Securing sec{security_.get(), PeerRole::kServer, "",
-                 address_text(rdma_get_peer_addr(g.queues[0]->id())), encrypt_};
+    Securing sec{security_.get(),
+                 PeerRole::kServer,
+                 "",
+                 address_text(rdma_get_peer_addr(g.queues[0]->id())),
+                 encrypt_,
+                 g.queue_keys,
+                 tuning_.memory_windows};
     return finish(std::move(ch), std::move(g.pd), std::move(g.queues), hello_deadline, sec);
   }
 
@@ -492,7 +514,7 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
   const int step_ms = static_cast<int>(std::max<int64_t>(options.connect_timeout.count(), 100));
   std::random_device rd;
   PrivateData priv_in{(uint64_t{rd()} << 32) | rd(), 0, static_cast<uint16_t>(queues),
-                      security != nullptr};
+                      security != nullptr, /*queue_keys=*/true};
   // Every queue goes through resolve-address, resolve-route and connect at the same time:
   // each step is a round trip, and doing them queue after queue multiplied the set-up time.
   std::vector<CmId> ids(queues);
@@ -561,7 +583,9 @@ Result<std::unique_ptr<Connection>> connect(const Uri& uri, uint32_t queues,
     }
   }
   RS_ASSIGN_OR_RETURN(const bool encrypt, options.settings.flag("tls-encrypt", false));
-  Securing sec{security.get(), PeerRole::kClient, uri.host, uri.to_string(), encrypt};
+  // The listener accepted kCapQueueKeys (an older one refuses the bit): keys per queue.
+  Securing sec{security.get(), PeerRole::kClient,    uri.host, uri.to_string(), encrypt,
+               true,           tuning.memory_windows};
   return finish(std::move(ch), std::move(pd), std::move(qs), deadline, sec);
 }
 

@@ -33,13 +33,16 @@ uint64_t chunk_size_for(uint64_t bytes) {
 
 RdmaConnection::RdmaConnection(EventChannel channel, SharedPd pd,
                                std::vector<std::unique_ptr<RdmaQueue>> queues,
-                               std::string description)
+                               std::string description, bool queue_keys, std::string no_windows)
     : channel_(std::move(channel)),
       pd_(std::move(pd)),
       queues_(std::move(queues)),
+      windows_(queue_keys && no_windows.empty()),
+      no_windows_(std::move(no_windows)),
       description_(std::move(description)) {
   caps_.zero_copy_write = true;
   caps_.remote_read = true;
+  caps_.keys_per_queue = queue_keys;
   caps_.max_message = RdmaQueue::kMaxMessage;
   caps_.max_queues = 256;
   for (size_t i = 0; i < queues_.size(); ++i) queues_[i]->id()->context = queues_[i].get();
@@ -51,6 +54,11 @@ RdmaConnection::RdmaConnection(EventChannel channel, SharedPd pd,
 
 RdmaConnection::~RdmaConnection() {
   close();
+  {
+    // Every window's key dies here, before the queue pairs they were bound on.
+    std::lock_guard lock(mr_mu_);
+    for (auto& g : guest_mrs_) g.windows.clear();
+  }
   wait_for_port();
   stop_ = true;
   uint64_t one = 1;
@@ -58,6 +66,13 @@ RdmaConnection::~RdmaConnection() {
   if (cm_thread_.joinable()) cm_thread_.join();
   // Each queue drains its completions and joins its poller before its QP and id go.
   queues_.clear();
+}
+
+bool RdmaConnection::device_has_windows(ibv_context* ctx) {
+  ibv_device_attr attr{};
+  if (ibv_query_device(ctx, &attr) != 0) return false;
+  return attr.max_mw > 0 && (attr.device_cap_flags &
+                             (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B)) != 0;
 }
 
 // Every CM event is acknowledged at once: destroying an id waits for its unacked events.
@@ -122,26 +137,59 @@ Status RdmaConnection::check(uint32_t queue) const {
 
 Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
                                                   MemoryAccess access) {
+  return register_chunks(memory, access, false);
+}
+
+Result<MemoryKey> RdmaConnection::register_memory_per_queue(std::span<std::byte> memory,
+                                                            MemoryAccess access) {
+  const bool remote = access == MemoryAccess::kRemoteWrite || access == MemoryAccess::kRemoteRead;
+  if (remote && caps_.keys_per_queue) {
+    std::call_once(keys_said_, [this] {
+      if (windows_)
+        log::info(
+            "rdma: the peer's keys are memory windows, one per queue, each bound to its "
+            "queue pair and invalidated with the registration");
+      else
+        log::info(
+            "rdma: {}: the peer's keys are the memory regions', valid on every queue of this "
+            "connection until they are deregistered",
+            no_windows_);
+    });
+  }
+  RS_ASSIGN_OR_RETURN(MemoryKey key, register_chunks(memory, access, remote && windows_));
+  if (key.queue_rkeys.empty()) {  // the region's key serves every queue
+    key.queues = queue_count();
+    for (uint32_t rkey : key.rkeys) key.queue_rkeys.insert(key.queue_rkeys.end(), key.queues, rkey);
+  }
+  return key;
+}
+
+Result<MemoryKey> RdmaConnection::register_chunks(std::span<std::byte> memory, MemoryAccess access,
+                                                  bool windows) {
   const std::string what = fmt::format("{} of guest memory", format_bytes(memory.size()));
   RS_RETURN_IF_ERROR(check_memlock(memory.size(), what));
   // The source only reads its guest memory (which may be a read-only file mapping); only
   // the destination lets the peer write, and only for this connection's lifetime. The peer
   // reads the source's memory only while post-copy runs, with the guest paused for good:
   // REMOTE_READ without LOCAL_WRITE pins it read-only, which is right for memory that no
-  // longer changes (an untouched page pinned as the zero page stays zero).
+  // longer changes (an untouched page pinned as the zero page stays zero). With windows the
+  // region itself grants no remote access (MW_BIND instead): only the windows do.
   int flags = 0;
+  unsigned window_access = 0;
   switch (access) {
     case MemoryAccess::kLocal:
       break;
     case MemoryAccess::kRemoteWrite:
-      flags = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+      flags = IBV_ACCESS_LOCAL_WRITE | (windows ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_WRITE);
+      window_access = IBV_ACCESS_REMOTE_WRITE;
       break;
     case MemoryAccess::kRemoteRead:
       if (!caps_.remote_read)
         return Status(ErrorCode::kInvalidArgument,
                       "rdma: no one-sided reads on a connection with --encrypt (they would "
                       "carry guest memory in clear)");
-      flags = IBV_ACCESS_REMOTE_READ;
+      flags = windows ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_READ;
+      window_access = IBV_ACCESS_REMOTE_READ;
       break;
     case MemoryAccess::kReadTarget:
       flags = IBV_ACCESS_LOCAL_WRITE;
@@ -149,13 +197,13 @@ Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
   }
   const uint64_t chunk = chunk_size_for(memory.size());
   const size_t chunks = chunk == 0 ? 0 : (memory.size() + chunk - 1) / chunk;
-  std::vector<MemoryRegion> mrs(chunks);
+  std::vector<GuestRegistration> regs(chunks);
   std::vector<int> errs(chunks, 0);
   auto reg = [&](size_t i) {
     size_t off = i * chunk;
     size_t len = std::min<uint64_t>(chunk, memory.size() - off);
-    mrs[i].reset(ibv_reg_mr(pd_.get(), memory.data() + off, len, flags));
-    if (!mrs[i]) errs[i] = errno;
+    regs[i].mr.reset(ibv_reg_mr(pd_.get(), memory.data() + off, len, flags));
+    if (!regs[i].mr) errs[i] = errno;
   };
   if (chunks <= 1) {
     if (chunks == 1) reg(0);
@@ -165,32 +213,86 @@ Result<MemoryKey> RdmaConnection::register_memory(std::span<std::byte> memory,
     for (auto& t : threads) t.join();
   }
   for (size_t i = 0; i < chunks; ++i)
-    if (!mrs[i]) return registration_error(errs[i], memory.size(), what);
+    if (!regs[i].mr) return registration_error(errs[i], memory.size(), what);
   MemoryKey key;
   key.address = reinterpret_cast<uint64_t>(memory.data());
   key.length = memory.size();
   key.chunk_bytes = chunks > 1 ? chunk : 0;
-  for (auto& mr : mrs) key.rkeys.push_back(mr->rkey);
+  if (windows) {
+    RS_RETURN_IF_ERROR(bind_windows(regs, window_access, key));
+  } else {
+    for (auto& g : regs) key.rkeys.push_back(g.rkey = g.mr->rkey);
+  }
   std::lock_guard lock(mr_mu_);
   // Kept sorted by address: lkey_for() searches it for every write, and a large guest
   // registered piece by piece holds thousands.
-  for (auto& mr : mrs) {
-    auto at = std::upper_bound(
-        guest_mrs_.begin(), guest_mrs_.end(), mr->addr,
-        [](void* addr, const MemoryRegion& m) { return std::less<void*>()(addr, m->addr); });
-    guest_mrs_.insert(at, std::move(mr));
+  for (auto& g : regs) {
+    auto at = std::upper_bound(guest_mrs_.begin(), guest_mrs_.end(), g.mr->addr,
+                               [](void* addr, const GuestRegistration& m) {
+                                 return std::less<void*>()(addr, m.mr->addr);
+                               });
+    guest_mrs_.insert(at, std::move(g));
   }
   return key;
 }
 
+// One type-2 window per chunk and queue, bound on that queue (all of a queue's binds in one
+// wait); `key` gets the keys chunk by chunk, queue 0's as the chunk's plain rkey.
+Status RdmaConnection::bind_windows(std::vector<GuestRegistration>& regs, unsigned access,
+                                    MemoryKey& key) {
+  const uint32_t queues = queue_count();
+  key.queues = queues;
+  key.queue_rkeys.resize(regs.size() * queues);
+  std::vector<std::vector<WindowBind>> binds(queues);
+  for (size_t c = 0; c < regs.size(); ++c) {
+    for (uint32_t q = 0; q < queues; ++q) {
+      MemoryWindow mw(ibv_alloc_mw(pd_.get(), IBV_MW_TYPE_2));
+      if (!mw)
+        return errno_status(
+            ErrorCode::kIo,
+            fmt::format("rdma: ibv_alloc_mw (a window for queue {} of chunk {})", q, c), errno);
+      // A fresh key byte each bind: a key seen before never opens this window.
+      const uint32_t rkey = ibv_inc_rkey(mw->rkey);
+      ibv_mr* mr = regs[c].mr.get();
+      binds[q].push_back(
+          {mw.get(), mr, reinterpret_cast<uint64_t>(mr->addr), mr->length, access, rkey});
+      key.queue_rkeys[c * queues + q] = rkey;
+      regs[c].windows.push_back(std::move(mw));
+    }
+    key.rkeys.push_back(regs[c].rkey = key.queue_rkeys[c * queues]);
+  }
+  // Why 10 s: a bind is local work for the device; only a queue pair already failing (its
+  // error completes the wait sooner) takes long.
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto deadline = t0 + std::chrono::milliseconds(10000);
+  std::vector<uint64_t> targets(queues);
+  const size_t step = queues_[0]->max_waited();
+  for (size_t at = 0; at < regs.size(); at += step) {
+    const size_t n = std::min(regs.size() - at, step);
+    // Every queue's binds are posted before any is waited for: they run side by side.
+    for (uint32_t q = 0; q < queues; ++q) {
+      RS_ASSIGN_OR_RETURN(targets[q],
+                          queues_[q]->post_binds(std::span(binds[q]).subspan(at, n), deadline));
+    }
+    for (uint32_t q = 0; q < queues; ++q)
+      RS_RETURN_IF_ERROR(queues_[q]
+                             ->wait_posted(targets[q], deadline, "memory window bind")
+                             .with_context("binding memory windows"));
+  }
+  log::debug(
+      "rdma: {} memory window(s) bound in {:.2f} ms", regs.size() * queues,
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  return Status::ok();
+}
+
 Status RdmaConnection::release_memory(const MemoryKey& key) {
-  std::vector<MemoryRegion> gone;
+  std::vector<GuestRegistration> gone;
   {
     std::lock_guard lock(mr_mu_);
     for (uint32_t rkey : key.rkeys) {
-      auto it = std::find_if(guest_mrs_.begin(), guest_mrs_.end(), [&](const MemoryRegion& m) {
-        const auto a = reinterpret_cast<uint64_t>(m->addr);
-        return m->rkey == rkey && a >= key.address && a < key.address + key.length;
+      auto it = std::find_if(guest_mrs_.begin(), guest_mrs_.end(), [&](const GuestRegistration& g) {
+        const auto a = reinterpret_cast<uint64_t>(g.mr->addr);
+        return g.rkey == rkey && a >= key.address && a < key.address + key.length;
       });
       if (it == guest_mrs_.end()) continue;
       gone.push_back(std::move(*it));
@@ -199,10 +301,13 @@ Status RdmaConnection::release_memory(const MemoryKey& key) {
   }
   if (gone.empty() && !key.rkeys.empty())
     return Status(ErrorCode::kNotFound, "rdma: no memory registered under those keys");
-  // Deregistered here, outside the lock; the rkeys are invalid from then on.
-  for (auto& mr : gone)
-    if (int rc = ibv_dereg_mr(mr.release()); rc != 0)
+  // Deregistered here, outside the lock; the keys are invalid from then on (the windows'
+  // first: a bound window keeps its region registered).
+  for (auto& g : gone) {
+    g.windows.clear();
+    if (int rc = ibv_dereg_mr(g.mr.release()); rc != 0)
       return errno_status(ErrorCode::kIo, "ibv_dereg_mr", rc);
+  }
   return Status::ok();
 }
 
@@ -213,11 +318,11 @@ Status RdmaConnection::can_register(uint64_t bytes) const {
 Result<uint32_t> RdmaConnection::lkey_for(const std::byte* p, size_t len) const {
   std::lock_guard lock(mr_mu_);
   auto after = std::upper_bound(guest_mrs_.begin(), guest_mrs_.end(), p,
-                                [](const std::byte* q, const MemoryRegion& m) {
-                                  return std::less<const void*>()(q, m->addr);
+                                [](const std::byte* q, const GuestRegistration& m) {
+                                  return std::less<const void*>()(q, m.mr->addr);
                                 });
   if (after != guest_mrs_.begin()) {
-    const auto& mr = *std::prev(after);
+    const auto& mr = std::prev(after)->mr;
     auto* base = static_cast<const std::byte*>(mr->addr);
     if (p + len <= base + mr->length) return mr->lkey;
   }

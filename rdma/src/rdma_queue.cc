@@ -367,9 +367,11 @@ void RdmaQueue::handle(const ibv_wc& wc, uint32_t& reposts) {
   }
   if (!is_receive) {
     if (wc.wr_id >= kHelloSendId) return;
-    // Before the ledger moves: read() takes a completed number without this for a failure.
-    if (wc.opcode == IBV_WC_RDMA_READ && reads_ok_upto_.load() < wc.wr_id + 1)
-      reads_ok_upto_.store(wc.wr_id + 1);
+    // Before the ledger moves: post_and_wait() takes a completed number without this for a
+    // failure.
+    if ((wc.opcode == IBV_WC_RDMA_READ || wc.opcode == IBV_WC_BIND_MW) &&
+        waited_ok_upto_.load() < wc.wr_id + 1)
+      waited_ok_upto_.store(wc.wr_id + 1);
     ledger_.on_send_completed(wc.wr_id);
     return;
   }

@@ -28,6 +28,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -45,6 +46,19 @@
 #include "work_requests.h"
 
 namespace ramshift::transport::rdma {
+
+// One type-2 memory window to bind on a queue: [address, address + length) of `mr` (which
+// was registered with IBV_ACCESS_MW_BIND), opened to the peer for `access`
+// (IBV_ACCESS_REMOTE_WRITE or IBV_ACCESS_REMOTE_READ) under `rkey` (the window's key with
+// the consumer's 8 bits chosen, ibv_inc_rkey).
+struct WindowBind {
+  ibv_mw* mw = nullptr;
+  ibv_mr* mr = nullptr;
+  uint64_t address = 0;
+  uint64_t length = 0;
+  unsigned access = 0;
+  uint32_t rkey = 0;
+};
 
 class RdmaQueue {
  public:
@@ -84,6 +98,19 @@ class RdmaQueue {
   // RDMA READs on this queue's QP (numbered like its other sends, the last one signaled);
   // returns once they completed. Any thread, beside the sender and receiver.
   Status read(std::span<const PullRead> reads, Millis timeout);
+  // Binds type-2 memory windows on this queue's QP: posts one bind work request each
+  // (numbered like the queue's other sends, the last one signaled; 1 to max_waited() at once)
+  // and returns the number wait_posted waits for, so that several queues bind at once. From
+  // then on the peer reaches each window with its rkey through this queue pair only (the
+  // device refuses it on any other, even of the same PD), until the window is deallocated.
+  Result<uint64_t> post_binds(std::span<const WindowBind> binds,
+                              std::chrono::steady_clock::time_point deadline);
+  // Waits until the requests numbered below `target` completed: ok when they succeeded.
+  // `what` names them in errors ("memory window bind").
+  Status wait_posted(uint64_t target, std::chrono::steady_clock::time_point deadline,
+                     std::string_view what);
+  // The most reads or binds one call may post: half the send queue.
+  size_t max_waited() const { return tuning_.send_queue_depth / 2; }
   Status wait_writable(Millis timeout);
   Status flush(Millis timeout);
   Result<size_t> poll(std::span<ConstBuffer> out, Millis timeout);
@@ -137,6 +164,12 @@ class RdmaQueue {
   // A signaled zero-byte RDMA WRITE numbered like any other request: its completion means
   // every request before it completed. Returns ibv_post_send's error (0 = posted).
   int post_signaled_marker_locked();
+  // Posts `count` requests that `fill` describes (the last one signaled), for a caller that
+  // waits for their outcome with wait_posted: RDMA READs and window binds.
+  Result<uint64_t> post_waited(size_t count,
+                               const std::function<void(size_t, ibv_sge&, ibv_send_wr&)>& fill,
+                               std::chrono::steady_clock::time_point deadline,
+                               std::string_view what);
 
   // Verbs owners, destroyed bottom-up: id (with its QP) first, then MRs before the memory
   // they pin, then the CQ, its channel, and the PD last (shared with the connection).
@@ -181,8 +214,9 @@ class RdmaQueue {
   Status failure_;            // first error; sticky
   bool ended_ = false;        // receives flushed: nothing more will arrive
   WorkRequestLedger ledger_;  // posted under send_mu_, completed by the poller
-  // One past the last send number that completed as a successful RDMA READ (poller).
-  std::atomic<uint64_t> reads_ok_upto_{0};
+  // One past the last send number that completed as a successful RDMA READ or window bind
+  // (poller): what wait_posted's caller learns its requests succeeded by.
+  std::atomic<uint64_t> waited_ok_upto_{0};
   ReceiveRing receive_;  // arrivals from the poller (queued under mu_), taken by poll()
 
   // Send side (send_mu_; credits arrive from the poller).

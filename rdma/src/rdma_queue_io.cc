@@ -127,27 +127,56 @@ Status RdmaQueue::post_writes(std::span<const RemoteWrite> writes,
 
 Status RdmaQueue::read(std::span<const PullRead> reads, Millis timeout) {
   if (reads.empty()) return Status::ok();
-  if (reads.size() > tuning_.send_queue_depth / 2)
-    return Status(ErrorCode::kInvalidArgument,
-                  fmt::format("{} reads in one call; at most {} fit this queue", reads.size(),
-                              tuning_.send_queue_depth / 2));
   const auto deadline = Clock::now() + timeout;
-  uint64_t target = 0;
+  RS_ASSIGN_OR_RETURN(uint64_t target, post_waited(
+                                           reads.size(),
+                                           [&](size_t i, ibv_sge& sge, ibv_send_wr& wr) {
+                                             fill_read_request(reads[i], sge, wr);
+                                           },
+                                           deadline, "RDMA READ"));
+  return wait_posted(target, deadline, "RDMA READ");
+}
+
+Result<uint64_t> RdmaQueue::post_binds(std::span<const WindowBind> binds,
+                                       Clock::time_point deadline) {
+  return post_waited(
+      binds.size(),
+      [&](size_t i, ibv_sge&, ibv_send_wr& wr) {
+        const WindowBind& b = binds[i];
+        wr = ibv_send_wr{};
+        wr.opcode = IBV_WR_BIND_MW;
+        wr.bind_mw.mw = b.mw;
+        wr.bind_mw.rkey = b.rkey;
+        wr.bind_mw.bind_info.mr = b.mr;
+        wr.bind_mw.bind_info.addr = b.address;
+        wr.bind_mw.bind_info.length = b.length;
+        wr.bind_mw.bind_info.mw_access_flags = b.access;
+      },
+      deadline, "memory window bind");
+}
+
+Result<uint64_t> RdmaQueue::post_waited(
+    size_t count, const std::function<void(size_t, ibv_sge&, ibv_send_wr&)>& fill,
+    Clock::time_point deadline, std::string_view what) {
+  if (count == 0 || count > max_waited())
+    return Status(ErrorCode::kInvalidArgument,
+                  fmt::format("{} {} requests in one call; 1 to {} fit this queue", count, what,
+                              max_waited()));
   for (;;) {
     uint64_t seen_done;
     {
       std::lock_guard lock(send_mu_);
       RS_RETURN_IF_ERROR(usable());
-      // Reads need no order against the messages held for credits: they may pass them.
-      // One slot stays free for the poller's heartbeat: a READ leaves no completion at the
-      // peer, so while this queue only reads, the heartbeat is all the peer hears from us.
-      if (reads.size() < ledger_.send_free()) {
-        for (size_t i = 0; i < reads.size(); ++i) fill_read_request(reads[i], sges_[i], wrs_[i]);
-        wrs_[reads.size() - 1].send_flags = IBV_SEND_SIGNALED;
-        RS_RETURN_IF_ERROR(post_chain(wrs_.data(), reads.size()));
-        target = ledger_.posted();
+      // Reads and binds need no order against the messages held for credits: they may pass
+      // them. One slot stays free for the poller's heartbeat: a READ leaves no completion at
+      // the peer, so while this queue only reads, the heartbeat is all the peer hears from us.
+      if (count < ledger_.send_free()) {
+        for (size_t i = 0; i < count; ++i) fill(i, sges_[i], wrs_[i]);
+        wrs_[count - 1].send_flags = IBV_SEND_SIGNALED;
+        RS_RETURN_IF_ERROR(post_chain(wrs_.data(), count));
+        const uint64_t target = ledger_.posted();
         ledger_.note_signaled(target - 1);
-        break;
+        return target;
       }
       seen_done = ledger_.completed();
     }
@@ -155,25 +184,28 @@ Status RdmaQueue::read(std::span<const PullRead> reads, Millis timeout) {
     if (!cv_.wait_until(lock, deadline, [&] {
           return ledger_.completed() != seen_done || closed_ || !failure_.is_ok();
         }))
-      return Status(ErrorCode::kTimeout, "rdma send queue full: no room for the reads");
+      return Status(ErrorCode::kTimeout,
+                    fmt::format("rdma send queue full: no room for the {} requests", what));
   }
-  // The poller wakes cv_ after every batch of completions; a read's completion (in order
-  // with every send before it) moves completed() past its number.
+}
+
+Status RdmaQueue::wait_posted(uint64_t target, Clock::time_point deadline, std::string_view what) {
+  // The poller wakes cv_ after every batch of completions; the last request's completion (in
+  // order with every send before it) moves completed() past its number.
   std::unique_lock lock(mu_);
   cv_.wait_until(lock, deadline, [&] {
     return ledger_.completed() >= target || ended_ || closed_ || !failure_.is_ok();
   });
-  if (reads_ok_upto_.load() >= target) return Status::ok();
+  if (waited_ok_upto_.load() >= target) return Status::ok();
   if (!failure_.is_ok()) return failure_;
   if (ledger_.completed() >= target)  // flushed: the QP went to the error state first
     return Status(ErrorCode::kDisconnected,
-                  fmt::format("rdma queue {}: RDMA READ flushed: the queue pair failed", index_));
+                  fmt::format("rdma queue {}: {} flushed: the queue pair failed", index_, what));
   if (ended_ || closed_)
     return Status(ErrorCode::kDisconnected,
                   fmt::format("rdma queue {}: the peer disconnected", index_));
-  return Status(
-      ErrorCode::kTimeout,
-      fmt::format("rdma queue {}: RDMA READ did not complete in {} ms", index_, timeout.count()));
+  return Status(ErrorCode::kTimeout,
+                fmt::format("rdma queue {}: {} did not complete in time", index_, what));
 }
 
 Status RdmaQueue::wait_writable(Millis timeout) {

@@ -34,6 +34,7 @@ Result<RdmaTuning> tuning_from(const BackendSettings& s, ReceiveLoad load) {
   RS_ASSIGN_OR_RETURN(t.max_inline, number32(s, "rdma-inline", t.max_inline));
   RS_ASSIGN_OR_RETURN(t.ack_timeout, number32(s, "rdma-ack-timeout", t.ack_timeout));
   RS_ASSIGN_OR_RETURN(t.busy_poll, s.flag("rdma-busy-poll", t.busy_poll));
+  RS_ASSIGN_OR_RETURN(t.memory_windows, s.flag("rdma-memory-windows", t.memory_windows));
   if (s.find("rdma-tos")) {
     RS_ASSIGN_OR_RETURN(uint32_t tos, number32(s, "rdma-tos", 0));
     if (tos > 255) return Status(ErrorCode::kInvalidArgument, "--rdma-tos must be 0..255");

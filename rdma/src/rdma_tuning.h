@@ -27,6 +27,10 @@ struct RdmaTuning {
   // Completion pollers spin instead of sleeping on the completion channel: lower latency,
   // one busy core per queue. Events (false) suit hosts with fewer cores than queues.
   bool busy_poll = false;
+  // Guest memory reached through type-2 memory windows, one per queue, where the device has
+  // them and the peer takes keys per queue (docs/security.md, *Memory windows*); false gives
+  // the peer the memory regions' own keys (`--rdma-memory-windows false`).
+  bool memory_windows = true;
   // Local ACK timeout, as the exponent of 4.096 us * 2^N (perftest uses 14 = 67 ms; 1..31).
   // 0 leaves rdma_cm's choice, derived from the route's packet lifetime (about 0.5-1 s on
   // RoCE). A lost packet is retransmitted only after it, up to 7 times.

@@ -35,6 +35,12 @@ struct CqDeleter {
 struct MrDeleter {
   void operator()(ibv_mr* mr) const { ibv_dereg_mr(mr); }
 };
+// Deallocating a window invalidates its key at once, bound or not. A window bound to an MR
+// keeps that MR from being deregistered, so it goes first; a type-2 window also holds the QP
+// it was bound on, so windows go before their queues.
+struct MwDeleter {
+  void operator()(ibv_mw* mw) const { ibv_dealloc_mw(mw); }
+};
 struct DeviceListDeleter {
   void operator()(ibv_device** list) const { ibv_free_device_list(list); }
 };
@@ -45,6 +51,7 @@ using ProtectionDomain = std::unique_ptr<ibv_pd, PdDeleter>;
 using CompletionChannel = std::unique_ptr<ibv_comp_channel, CompChannelDeleter>;
 using CompletionQueue = std::unique_ptr<ibv_cq, CqDeleter>;
 using MemoryRegion = std::unique_ptr<ibv_mr, MrDeleter>;
+using MemoryWindow = std::unique_ptr<ibv_mw, MwDeleter>;
 using DeviceList = std::unique_ptr<ibv_device*, DeviceListDeleter>;
 
 // The PD is shared by every queue of a connection and by its guest-memory registrations.

@@ -20,6 +20,18 @@
 // stale-rkey:ADDR:RKEY connects again (to a new receiver, say), takes its hellos, and RDMA
 // WRITEs 4 KiB with the old address and key: exit 0 when the peer refused it, 1 when it
 // landed.
+// The same for the destination's guest memory, which only the migration protocol hands out:
+// capture-memory-key plays a source of a 16 MiB guest (control queue and one data queue,
+// plaintext, taking a key per queue) far enough to receive the destination's first
+// MEMORY_KEYS range and prints the data queue's key, "captured-memory ADDR RKEY LENGTH";
+// stale-memory-key:ADDR:RKEY does so again, RDMA WRITEs 4 KiB on its data queue into the
+// guest memory it was just given (control: must land), then 4 KiB with the old address and
+// key: exit 0 when the control landed and the old key was refused, 1 when the old key
+// worked, 3 when the control write failed. other-queue-key does the control write, then
+// writes with the data queue's key through queue 0: "through queue 0: STATUS" (refused
+// where the destination binds memory windows, which work only through their own queue
+// pair); other-queue-key-old does the same as a source from before keys per queue, which
+// the destination gives its region's keys (they land). Both exit 0 unless the control fails (3).
 // Formats: rdma/src/rdma_cm.cc (private data), ring_protocol.h (hello, immediates),
 // transport/wire (frames).
 #include <arpa/inet.h>
@@ -39,6 +51,7 @@
 
 #include "ramshift/base/byte_order.h"
 #include "ramshift/pipeline/checksum.h"
+#include "ramshift/wire/frame.h"
 
 namespace {
 
@@ -105,7 +118,8 @@ bool connect_queue(Queue& q, const char* host, const char* port,
   q.mr = ibv_reg_mr(q.id->pd, q.buf.data(), q.buf.size(),
                     IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
   if (!q.mr) die("ibv_reg_mr");
-  // Receives for the peer's hello and a few credits, so it is never refused for lack of them.
+  // Receives for the peer's hello and a few messages or credits, so it is never refused for
+  // lack of them (the source cases repost each one they take).
   for (int i = 0; i < 8; ++i)
     if (rdma_post_recv(q.id, nullptr, q.buf.data() + 512 * i, 64, q.mr) != 0) die("rdma_post_recv");
   rdma_conn_param p{};
@@ -119,12 +133,13 @@ bool connect_queue(Queue& q, const char* host, const char* port,
   return t == RDMA_CM_EVENT_ESTABLISHED;
 }
 
+// `caps`: the capability bits (rdma/src/cm_private_data.h); 2 = keys per queue.
 std::vector<std::byte> private_data(uint64_t token, uint16_t queue, uint16_t count,
-                                    uint16_t version = 1) {
+                                    uint16_t version = 1, uint16_t caps = 0) {
   std::vector<std::byte> p(20);
   store_le<uint32_t>(p.data(), kCmMagic);
   store_le<uint16_t>(p.data() + 4, version);
-  store_le<uint16_t>(p.data() + 6, 0);
+  store_le<uint16_t>(p.data() + 6, caps);
   store_le<uint64_t>(p.data() + 8, token);
   store_le<uint16_t>(p.data() + 16, queue);
   store_le<uint16_t>(p.data() + 18, count);
@@ -198,6 +213,77 @@ std::vector<std::byte> frame(uint8_t type, uint32_t length, uint32_t crc,
   return f;
 }
 
+// Playing a source (the *-memory-key cases): whole messages both ways, one slot each.
+// `sent` and `received` count the messages on queue 0, which pick the slots (docs/protocol.md,
+// *rdma queues*: slots are used in order).
+struct Control {
+  Queue* q = nullptr;
+  PeerRing ring;
+  uint32_t queue_keys = 0;  // 2 when the connect requests asked for keys per queue
+  uint64_t sent = 0, received = 0;
+};
+
+void send_frame(Control& c, ramshift::wire::FrameType type, const std::vector<std::byte>& body) {
+  auto head = ramshift::wire::frame_header(type, body);
+  std::vector<std::byte> msg(head.begin(), head.end());
+  msg.insert(msg.end(), body.begin(), body.end());
+  PeerRing slot = c.ring;
+  slot.address += (c.sent++ % c.ring.slots) * c.ring.slot_bytes;
+  const auto imm = (1u << 30) | static_cast<uint32_t>(msg.size());
+  if (ring_write(*c.q, slot, msg.data(), msg.size(), imm) != IBV_WC_SUCCESS) die("sending a frame");
+}
+
+// The next frame the peer wrote into our ring (8 slots of 4 KiB at buf + 16384); credits
+// are skipped. Dies on a message longer than a slot: nothing this case waits for is.
+std::vector<std::byte> receive_frame(Control& c, ramshift::wire::FrameType* type) {
+  for (;;) {
+    ibv_wc wc{};
+    if (rdma_get_recv_comp(c.q->id, &wc) <= 0 || wc.status != IBV_WC_SUCCESS) die("a message");
+    if (rdma_post_recv(c.q->id, nullptr, c.q->buf.data(), 64, c.q->mr) != 0) die("rdma_post_recv");
+    const uint32_t imm = ntohl(wc.imm_data);
+    if (imm & (1u << 31)) continue;  // a credit
+    if (!(imm & (1u << 30))) die("a message longer than a slot");
+    const std::byte* p = c.q->buf.data() + 16384 + (c.received++ % 8) * 4096;
+    std::vector<std::byte> msg(p, p + (imm & 0xffffff));
+    auto f = ramshift::wire::parse_frame(msg);
+    if (!f) {
+      std::fprintf(stderr, "rdma_bad_peer: %s\n", f.status().message().c_str());
+      std::exit(1);
+    }
+    *type = f->type;
+    std::printf("received %s\n", ramshift::wire::frame_type_name(f->type));
+    return {f->body.begin(), f->body.end()};
+  }
+}
+
+// HELLO and REGION_TABLE of a 16 MiB guest, then frames until the first MEMORY_KEYS: its
+// first range (where that part of the destination's guest memory is, and its key).
+ramshift::wire::KeyRange first_memory_key(Control& c) {
+  namespace wire = ramshift::wire;
+  wire::Hello hello;
+  hello.data_queues = 1;
+  hello.session_id = rng();
+  hello.software = "rdma_bad_peer";
+  send_frame(c, wire::FrameType::kHello, wire::encode(hello));
+  wire::RegionTable table;
+  table.regions.push_back({0, 16u << 20, "ram"});
+  send_frame(c, wire::FrameType::kRegionTable, wire::encode(table));
+  for (;;) {
+    wire::FrameType type;
+    std::vector<std::byte> body = receive_frame(c, &type);
+    if (type == wire::FrameType::kError) die("the destination sent ERROR");
+    if (type != wire::FrameType::kMemoryKeys) continue;
+    auto keys = wire::decode_memory_keys(body, table, hello.page_size, c.queue_keys);
+    if (!keys) die("memory_keys: " + keys.status().message());
+    wire::KeyRange k = keys->ranges.front();
+    if (!k.queue_rkeys.empty()) {
+      std::printf("keys per queue: %u %u\n", k.queue_rkeys[0], k.queue_rkeys[1]);
+      k.rkey = k.queue_rkeys[1];  // the data queue's: what a source's page writes carry
+    }
+    return k;
+  }
+}
+
 void close_queues(std::vector<Queue>& qs) {
   for (auto& q : qs) rdma_disconnect(q.id);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let the DREQs leave
@@ -237,8 +323,13 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(60));
     return 0;
   }
+  // The guest-memory cases take keys per queue as ramshift's own connects do, except the
+  // one that plays an older source.
+  const bool memory_case =
+      c.find("memory-key") != std::string::npos || c.rfind("other-queue-key", 0) == 0;
+  const uint16_t caps = memory_case && c != "other-queue-key-old" ? 2 : 0;
   for (uint16_t i = 0; i < 2; ++i)
-    if (!connect_queue(qs[i], host, port, private_data(token, i, 2))) return 1;
+    if (!connect_queue(qs[i], host, port, private_data(token, i, 2, 1, caps))) return 1;
   if (c == "queues-then-close") {
     close_queues(qs);
     return 0;
@@ -268,6 +359,45 @@ int main(int argc, char** argv) {
     std::vector<std::byte> junk(4096, std::byte{0xaa});
     const ibv_wc_status st =
         ring_write(q0, PeerRing{address, rkey, 0, 0}, junk.data(), junk.size(), 0, false);
+    close_queues(qs);
+    return st == IBV_WC_SUCCESS ? 1 : 0;  // refused is what a sound receiver does
+  }
+  if (memory_case) {
+    Control ctl{&q0, r0, caps ? 2u : 0u};
+    const ramshift::wire::KeyRange k = first_memory_key(ctl);
+    if (c == "capture-memory-key") {
+      std::printf("captured-memory %llu %u %llu\n", static_cast<unsigned long long>(k.address),
+                  k.rkey, static_cast<unsigned long long>(k.length));
+      close_queues(qs);
+      return 0;
+    }
+    unsigned long long address = 0;
+    unsigned rkey = 0;
+    const bool stale = c.rfind("stale-memory-key:", 0) == 0;
+    if (stale && std::sscanf(c.c_str(), "stale-memory-key:%llu:%u", &address, &rkey) != 2) return 2;
+    if (stale)
+      std::printf(
+          "this migration's guest memory: address %llu rkey %u; the captured: address "
+          "%llu rkey %u (%s address)\n",
+          static_cast<unsigned long long>(k.address), k.rkey, address, rkey,
+          k.address == address ? "the same" : "another");
+    // On the data queue, as a source's page writes go: first with the key just given.
+    std::vector<std::byte> page(4096, std::byte{0xaa});
+    std::printf("control, the key this migration gave: ");
+    if (ring_write(qs[1], PeerRing{k.address, k.rkey, 0, 0}, page.data(), page.size(), 0, false) !=
+        IBV_WC_SUCCESS) {
+      close_queues(qs);
+      return 3;
+    }
+    if (!stale) {
+      std::printf("through queue 0: ");
+      ring_write(q0, PeerRing{k.address + 4096, k.rkey, 0, 0}, page.data(), page.size(), 0, false);
+      close_queues(qs);
+      return 0;
+    }
+    std::printf("the captured key: ");
+    const ibv_wc_status st =
+        ring_write(qs[1], PeerRing{address, rkey, 0, 0}, page.data(), page.size(), 0, false);
     close_queues(qs);
     return st == IBV_WC_SUCCESS ? 1 : 0;  // refused is what a sound receiver does
   }

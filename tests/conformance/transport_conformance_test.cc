@@ -325,6 +325,46 @@ TEST_P(TransportConformance, AWriteWithAWrongKeyFailsBothSidesWithTheReason) {
       std::all_of(target.begin(), target.end(), [](std::byte b) { return b == std::byte{0}; }));
 }
 
+// Keys per queue (backends whose peers agree to take them, rdma): each queue's key opens the
+// memory through that queue. Where the connection binds them to their queues (rdma with
+// type-2 memory windows: its description says "memory windows") a key used through another
+// queue is refused by the device and writes nothing.
+TEST_P(TransportConformance, KeysPerQueueOpenTheMemoryThroughTheirOwnQueue) {
+  auto p = connect_pair(GetParam(), 2);
+  ASSERT_TRUE(p.client && p.server);
+  if (!p.client->capabilities().zero_copy_write || !p.server->capabilities().keys_per_queue)
+    GTEST_SKIP() << GetParam() << " has no one-sided writes with keys per queue";
+  constexpr size_t kPart = 64 << 10;
+  std::vector<std::byte> target(4 * kPart), source(4 * kPart, std::byte{0x3c});
+  auto key = p.server->register_memory_per_queue(target, MemoryAccess::kRemoteWrite);
+  ASSERT_TRUE(key.is_ok()) << key.status().message();
+  ASSERT_EQ(key->queues, 2u);
+  ASSERT_TRUE(p.client->register_memory(source, MemoryAccess::kLocal).is_ok());
+  for (uint32_t q = 0; q < 2; ++q) {
+    const uint64_t at = key->address + q * kPart;
+    RemoteWrite w{source.data(), kPart, at, key->rkey_at(at, q)};
+    ASSERT_TRUE(p.client->post_write(q, std::span(&w, 1)).is_ok());
+    auto m = make_message(q, 0, 100);
+    ASSERT_TRUE(send_blocking(*p.client, q, m).is_ok());
+    ConstBuffer in[1];
+    auto n = p.server->poll(q, in, 10s);
+    ASSERT_TRUE(n.is_ok()) << n.status().message();
+    ASSERT_EQ(*n, 1u);
+  }
+  EXPECT_TRUE(std::equal(target.begin(), target.begin() + 2 * kPart, source.begin()))
+      << "a write with its own queue's key did not land";
+  if (p.server->describe().find("memory windows") == std::string::npos) return;
+  // Queue 1's key through queue 0, at bytes no write touched.
+  const uint64_t at = key->address + 2 * kPart;
+  RemoteWrite w{source.data(), kPart, at, key->rkey_at(at, 1)};
+  ASSERT_TRUE(p.client->post_write(0, std::span(&w, 1)).is_ok());
+  Status writer = p.client->flush(0, 10s);
+  EXPECT_EQ(writer.code(), ErrorCode::kProtocol) << writer.message();
+  EXPECT_TRUE(std::all_of(target.begin() + 2 * kPart, target.end(), [](std::byte b) {
+    return b == std::byte{0};
+  })) << "another queue's key wrote through queue 0";
+}
+
 // One-sided reads (backends with remote_read): post-copy faults read the paused source's
 // memory. A read returns with the bytes in place; once the memory is released the same key
 // reads nothing (the reader's queue fails, naming the refusal, never returning stale bytes).

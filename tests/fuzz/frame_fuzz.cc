@@ -42,12 +42,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     case FrameType::kMemoryKeys: {
       // Against a fixed table: a range that decodes must lie inside it, page-aligned.
       static const RegionTable table{{{0, 64u << 20, "ram"}, {1, 5000, "rom"}}};
-      auto keys = decode_memory_keys(f->body, table, 4096);
-      if (keys)
-        for (const auto& k : keys->ranges)
-          if (k.region_id > 1 || k.offset % 4096 || k.length == 0 ||
-              k.offset + k.length > (k.region_id == 0 ? (64u << 20) : 8192u))
-            __builtin_trap();
+      // And as a connection with keys per queue (3 queues) reads it: 3 keys to every range.
+      for (uint32_t queue_keys : {0u, 3u}) {
+        auto keys = decode_memory_keys(f->body, table, 4096, queue_keys);
+        if (keys)
+          for (const auto& k : keys->ranges)
+            if (k.region_id > 1 || k.offset % 4096 || k.length == 0 ||
+                k.offset + k.length > (k.region_id == 0 ? (64u << 20) : 8192u) ||
+                k.queue_rkeys.size() != queue_keys)
+              __builtin_trap();
+      }
       break;
     }
     // Post-copy: whatever decodes names only pages of the table (64 MiB: 16384 pages; 2).

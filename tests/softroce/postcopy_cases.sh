@@ -15,7 +15,7 @@ for mode in postcopy hybrid; do
     fail "receiver start ($mode)"
   # Two threads dirtying 16 MB/s keep touching pages that have not arrived yet.
   expect_exit 0 "$mode of a live $size guest over rdma" -- \
-    "$RAMSHIFT" send --to "$RX_URI" --mode "$mode" "${extra[@]}" --queues 2 \
+    "$RAMSHIFT" -v send --to "$RX_URI" --mode "$mode" "${extra[@]}" --queues 2 \
     --guest "synthetic:size=$size,dirty-rate=16M,threads=2,pattern=mixed" --json "$WORK/pc-tx.json"
   wait "$RX_PID"; rc=$?
   rx=$WORK/pc-rx.json tx=$WORK/pc-tx.json
@@ -34,6 +34,10 @@ for mode in postcopy hybrid; do
   grep -q '"read_released": true' "$tx" && [ "$(json_num "$tx" read_exposed_bytes)" -gt 0 ] &&
     pass "$mode: the source deregistered the memory it exposed for reads" ||
     fail "$mode: the source's read keys were not released ($(grep -o '"read_[a-z_]*": *[^,]*' "$tx" | tr '\n' ' '))"
+  # rxe has type-2 memory windows: the READ keys were windows bound to the source's queues.
+  grep -q "the peer's keys are memory windows, one per queue" "$WORK/err" &&
+    pass "$mode: the source exposed its memory for reads through memory windows" ||
+    { fail "$mode: the source's log does not say memory windows"; grep -i "rdma:" "$WORK/err" | head -5; }
   if [ "$mode" = postcopy ]; then
     PC_P50=$(json_lat "$rx" read_fault_latency_us p50) PC_P99=$(json_lat "$rx" read_fault_latency_us p99)
     PC_READS=$reads

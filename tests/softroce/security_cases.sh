@@ -71,33 +71,98 @@ expect_exit 2 "--encrypt without --tls-dir or --tls-psk is a usage error" -- \
 expect_stderr "need --tls-dir DIR or --tls-psk FILE" "and says what it needs"
 
 step "remote memory: a key captured from an earlier connection opens nothing in the next"
-# One long-lived receiver (no --once; plaintext, so that a former peer may connect at all):
-# rdma_bad_peer takes queue 0's ring address and rkey from a first connection, then, on a
-# second connection to the same process, RDMA WRITEs 4 KiB with them. Each connection has its
-# own protection domain and the old ring was deregistered with its connection, so the write
-# must be refused; a real migration afterwards completes and its copy is identical.
+# One long-lived receiver (no --once; plaintext, so that a former peer may connect at all).
+# The ring: rdma_bad_peer takes queue 0's ring address and rkey from a first connection, then,
+# on a second connection to the same process, RDMA WRITEs 4 KiB with them.
+# The guest memory: rdma_bad_peer plays a source of a 16 MiB guest far enough to be given the
+# destination's first MEMORY_KEYS range (address and its data queue's rkey), then on the next
+# migration to the same process it is given new keys, writes 4 KiB with those (must land,
+# else the check could not fail) and 4 KiB with the old address and key on the same queue.
+# Each connection has its own protection domain, and the old registrations (and memory
+# windows) went with their connection, so both old keys must be refused by the device.
+# Memory windows (rxe has type 2B): a key is bound to its queue's queue pair, so the data
+# queue's key through queue 0 is refused; a source from before keys per queue is given the
+# region's key, which works through any queue (the fallback, the same as on a device without
+# windows). A real migration afterwards completes, its copy is identical, and its report
+# names the memory windows.
 if command -v rdma_bad_peer >/dev/null; then
   rm -f "$WORK"/dst-*.img
-  start_receiver --accept-timeout 120 --guest-out "$WORK/dst-{id}.img" || fail "stale rkey: receiver"
+  rm -f "$WORK"/rx-*.json
+  start_receiver --accept-timeout 120 --guest-out "$WORK/dst-{id}.img" --json "$WORK/rx-{id}.json" ||
+    fail "stale rkey: receiver"
   hp=${RX_URI#rdma://}
-  timeout 30 rdma_bad_peer "${hp%:*}" "${hp##*:}" capture-rkey >"$WORK/cap.out" 2>&1
+  bad_peer() { timeout 30 rdma_bad_peer "${hp%:*}" "${hp##*:}" "$@"; }
+  bad_peer capture-rkey >"$WORK/cap.out" 2>&1
   # (no <(...) here: the VM's busybox has no /dev/fd)
   cap=$(grep '^captured ' "$WORK/cap.out")
   old_addr=$(echo "$cap" | awk '{print $2}'); old_rkey=$(echo "$cap" | awk '{print $3}')
   [ -n "${old_rkey:-}" ] && pass "stale rkey: captured ring rkey $old_rkey from a first connection" ||
     { fail "stale rkey: nothing captured"; cat "$WORK/cap.out"; }
   sleep 1
-  timeout 30 rdma_bad_peer "${hp%:*}" "${hp##*:}" "stale-rkey:${old_addr:-0}:${old_rkey:-0}" >"$WORK/stale.out" 2>&1
+  bad_peer "stale-rkey:${old_addr:-0}:${old_rkey:-0}" >"$WORK/stale.out" 2>&1
   rc=$?
   [ "$rc" = 0 ] && pass "stale rkey: the write with the old key was refused ($(grep '^write:' "$WORK/stale.out"))" ||
     { fail "stale rkey: exit $rc"; cat "$WORK/stale.out"; }
   grep "this connection's ring" "$WORK/stale.out"
   sleep 1
-  expect_exit 0 "stale rkey: the receiver still takes a real migration" -- \
-    "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --queues 2 --codec none
+
+  bad_peer capture-memory-key >"$WORK/capmem.out" 2>&1
+  cap=$(grep '^captured-memory ' "$WORK/capmem.out")
+  mem_addr=$(echo "$cap" | awk '{print $2}'); mem_rkey=$(echo "$cap" | awk '{print $3}')
+  mem_len=$(echo "$cap" | awk '{print $4}')
+  [ -n "${mem_rkey:-}" ] && [ "${mem_len:-0}" -gt 0 ] &&
+    pass "stale guest-memory key: a first migration gave rkey $mem_rkey for $mem_len bytes of guest memory" ||
+    { fail "stale guest-memory key: no MEMORY_KEYS captured"; cat "$WORK/capmem.out"; tail -5 "$WORK/rx.err"; }
   sleep 1
-  cmp -s "$WORK/src.img" "$WORK/dst-3.img" && pass "stale rkey: that copy is identical" ||
-    { fail "stale rkey: copy differs or missing"; ls "$WORK"/dst-*; tail -5 "$WORK/rx.err"; }
+  bad_peer "stale-memory-key:${mem_addr:-0}:${mem_rkey:-0}" >"$WORK/stalemem.out" 2>&1
+  rc=$?
+  grep "this migration's guest memory" "$WORK/stalemem.out"
+  case $rc in
+    0) pass "stale guest-memory key: on the next migration the device refused the old key ($(grep '^the captured key:' "$WORK/stalemem.out")), the new one wrote" ;;
+    1) fail "stale guest-memory key: the write with the old key landed"; cat "$WORK/stalemem.out" ;;
+    3) fail "stale guest-memory key: the control write with this migration's own key failed"; cat "$WORK/stalemem.out" ;;
+    *) fail "stale guest-memory key: exit $rc"; cat "$WORK/stalemem.out"; tail -5 "$WORK/rx.err" ;;
+  esac
+  sleep 1
+  bad_peer other-queue-key >"$WORK/otherq.out" 2>&1
+  rc=$?
+  grep -q '^through queue 0: write: remote access error' "$WORK/otherq.out" && [ "$rc" = 0 ] &&
+    pass "memory windows: the data queue's key through queue 0 was refused, through its own queue it wrote" ||
+    { fail "memory windows: another queue's key was not refused (exit $rc)"; cat "$WORK/otherq.out"; }
+  sleep 1
+  bad_peer other-queue-key-old >"$WORK/otherq-old.out" 2>&1
+  rc=$?
+  grep -q '^through queue 0: write: success' "$WORK/otherq-old.out" && [ "$rc" = 0 ] &&
+    pass "region keys: a source without keys per queue gets the region's key, which works through any queue" ||
+    { fail "region keys: exit $rc"; cat "$WORK/otherq-old.out"; }
+  sleep 1
+  kill -0 "$RX_PID" 2>/dev/null && pass "stale keys: the receiver is still listening" ||
+    { fail "stale keys: the receiver is gone"; tail -5 "$WORK/rx.err"; }
+  rm -f "$WORK"/dst-*.img
+  expect_exit 0 "stale keys: the receiver still takes a real migration" -- \
+    "$RAMSHIFT" send --to "$RX_URI" --guest "file:$WORK/src.img" --queues 2 --codec none --json "$WORK/tx-mw.json"
+  sleep 1
+  dst=$(ls "$WORK"/dst-*.img 2>/dev/null | head -1)
+  cmp -s "$WORK/src.img" "${dst:-/nonexistent}" && pass "stale keys: that copy ($(basename "${dst:-none}")) is identical" ||
+    { fail "stale keys: copy differs or missing"; ls "$WORK"/dst-*; tail -5 "$WORK/rx.err"; }
+  rx_json=$(ls -t "$WORK"/rx-*.json 2>/dev/null | head -1)
+  placed=$(grep -o '"placed": *[0-9]*' "$WORK/tx-mw.json" | grep -o '[0-9]*$')
+  grep -q '"peer": *"rdma .*memory windows' "${rx_json:-/nonexistent}" && [ "${placed:-0}" -gt 0 ] &&
+    pass "memory windows: the receiver's report names them, and $placed pages went by RDMA WRITE through them" ||
+    { fail "memory windows: not in the receiver's report, or no page placed"; grep -h '"peer"\|"placed"' "$WORK/tx-mw.json" "${rx_json:-/nonexistent}"; }
+  kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
+
+  # A receiver told not to bind windows (as on a device without them) gives region keys,
+  # says so, and another queue's key then lands: the check above can tell the two apart.
+  start_receiver -v --accept-timeout 60 --guest-out "$WORK/dst-{id}.img" --rdma-memory-windows false ||
+    fail "region keys: receiver"
+  hp=${RX_URI#rdma://}
+  bad_peer other-queue-key >"$WORK/otherq-off.out" 2>&1
+  rc=$?
+  grep -q '^through queue 0: write: success' "$WORK/otherq-off.out" && [ "$rc" = 0 ] &&
+    grep -q "rdma-memory-windows false was given: the peer's keys are the memory regions'" "$WORK/rx.err" &&
+    pass "region keys: with --rdma-memory-windows false the receiver says so and a key works through any queue" ||
+    { fail "region keys: --rdma-memory-windows false (exit $rc)"; cat "$WORK/otherq-off.out"; tail -3 "$WORK/rx.err"; }
   kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
 else
   fail "stale rkey: no rdma_bad_peer in the VM (run.sh copies it in)"

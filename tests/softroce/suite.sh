@@ -81,12 +81,15 @@ for codec in none auto; do
     ! grep -q "unaccounted for" "$WORK/rx.err" "$WORK/tx.err" && pass "both sides' queues drained on close ($codec)" ||
     fail "a queue did not drain: $(grep "unaccounted" "$WORK/rx.err" "$WORK/tx.err" | head -1)"
 done
-# Most raw pages go by RDMA WRITE straight into the destination's memory; a batch that finds
-# no free placement slot at that moment goes as a message instead (61% placed in one run on a
-# busy host, over 10,000 of 16,384 before): more than half proves the one-sided path works.
+# Raw pages go by RDMA WRITE straight into the destination's memory once their chunk is
+# registered there; until then, and when a batch finds no free placement slot, they go as
+# messages. The destination binds a memory window per chunk and queue, which slows its
+# registration in this VM: 4,864 to 13,312 of 16,384 placed (median 10,752) in three runs
+# against 14,592 to 16,384 with --rdma-memory-windows false (docs/security.md, *Memory
+# windows*). More than a quarter proves the one-sided path works.
 placed=$(grep -o '"placed": *[0-9]*' "$WORK/tx-none.json" | grep -o '[0-9]*$')
-[ "${placed:-0}" -gt 8192 ] && pass "codec none: $placed raw pages went by RDMA WRITE into guest memory" ||
-  fail "codec none placed ${placed:-0} pages, expected most of the 16384"
+[ "${placed:-0}" -gt 4096 ] && pass "codec none: $placed raw pages went by RDMA WRITE into guest memory" ||
+  fail "codec none placed ${placed:-0} pages, expected more than a quarter of the 16384"
 # rdma:// picks 1 MiB batches by default (256 x 4 KiB); the receiver learns it from HELLO.
 grep -q '"batch_pages": 256' "$WORK/tx-none.json" && grep -q '"batch_pages": 256' "$WORK/rx.json" &&
   pass "rdma:// default batch: 256 pages at both ends" ||

@@ -136,6 +136,27 @@ TEST(Frame, MemoryKeyRangesAreCheckedAgainstTheRegionTable) {
   bad(k, "address");
 }
 
+// Over a connection whose keys travel one per queue (rdma memory windows, each bound to one
+// queue pair), each range carries every queue's key: a source that took the ranges without
+// them would write through a queue with another queue's key and be refused by the device.
+TEST(Frame, MemoryKeysCarryAKeyPerQueueWhereTheConnectionSaysSo) {
+  RegionTable table{{{0, 8 << 20, "ram"}}};
+  MemoryKeys keys{{{0, 0, 4 << 20, 0x10000, 11, {11, 12, 13}},
+                   {0, 4 << 20, 4 << 20, 0x410000, 21, {21, 22, 23}}}};
+  auto ok = decode_memory_keys(encode(keys), table, 4096, 3);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().message();
+  ASSERT_EQ(ok->ranges.size(), 2u);
+  EXPECT_EQ(ok->ranges[1].queue_rkeys, (std::vector<uint32_t>{21, 22, 23}));
+  EXPECT_EQ(ok->ranges[1].address, 0x410000u);
+  // The count comes from the connection, not the frame: a frame with too few keys per range
+  // (another queue count, or none) does not decode.
+  EXPECT_FALSE(decode_memory_keys(encode(keys), table, 4096, 4).is_ok());
+  MemoryKeys plain = keys;
+  for (auto& r : plain.ranges) r.queue_rkeys.clear();
+  EXPECT_FALSE(decode_memory_keys(encode(plain), table, 4096, 3).is_ok());
+  EXPECT_FALSE(decode_memory_keys(encode(keys), table, 4096).is_ok());
+}
+
 TEST(Frame, BodiesMustBeExactlyTheirFields) {
   auto body = encode(RoundEnd{1, 2, 3});
   body.push_back(std::byte{0});

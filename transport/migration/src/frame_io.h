@@ -31,6 +31,16 @@ Result<wire::FrameView> receive_frame(transport::Connection& conn, uint32_t queu
 // Turns an ERROR frame into the Status it carries, prefixed with who sent it.
 Status peer_error(std::span<const std::byte> body, const char* peer);
 
+// MEMORY_KEYS from the peer on `conn`: ranges with a key per queue where the connection's
+// keys travel that way (transport::Capabilities::keys_per_queue), checked like any frame.
+inline Result<wire::MemoryKeys> decode_memory_keys(const transport::Connection& conn,
+                                                   std::span<const std::byte> body,
+                                                   const wire::RegionTable& table,
+                                                   uint32_t page_size) {
+  return wire::decode_memory_keys(body, table, page_size,
+                                  conn.capabilities().keys_per_queue ? conn.queue_count() : 0);
+}
+
 // Best effort: tells the peer why the session ends (never blocks long, never fails).
 void send_error_frame(transport::Connection& conn, const Status& status);
 

@@ -17,14 +17,20 @@ constexpr uint64_t kMaxThreads = 4;
 
 Result<wire::MemoryKeys> register_for_writes(transport::Connection& conn, uint32_t region,
                                              uint64_t offset, std::span<std::byte> chunk) {
-  auto key = conn.register_memory(chunk, transport::MemoryAccess::kRemoteWrite);
+  const bool per_queue = conn.capabilities().keys_per_queue;
+  auto key = per_queue
+                 ? conn.register_memory_per_queue(chunk, transport::MemoryAccess::kRemoteWrite)
+                 : conn.register_memory(chunk, transport::MemoryAccess::kRemoteWrite);
   if (!key) return key.status().with_context("destination guest memory");
   wire::MemoryKeys keys;
   const uint64_t piece = key->chunk_bytes == 0 ? chunk.size() : key->chunk_bytes;
   for (size_t i = 0; i < key->rkeys.size(); ++i) {
     const uint64_t len = std::min<uint64_t>(piece, chunk.size() - i * piece);
-    keys.ranges.push_back(
-        {region, offset + i * piece, len, key->address + i * piece, key->rkeys[i]});
+    wire::KeyRange k{region, offset + i * piece, len, key->address + i * piece, key->rkeys[i], {}};
+    if (per_queue)
+      k.queue_rkeys.assign(key->queue_rkeys.begin() + i * key->queues,
+                           key->queue_rkeys.begin() + (i + 1) * key->queues);
+    keys.ranges.push_back(std::move(k));
   }
   return keys;
 }

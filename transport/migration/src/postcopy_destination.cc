@@ -125,7 +125,9 @@ std::optional<std::pair<uint64_t, uint32_t>> PostcopyPlacer::Reader::locate(uint
                                                                             uint64_t offset) const {
   for (const auto& r : ranges)
     if (r.region_id == region && offset >= r.offset && offset - r.offset < r.length)
-      return std::pair{r.address + (offset - r.offset), r.rkey};
+      // Reads go on queue 0 (read_and_place): its key, where each queue has its own.
+      return std::pair{r.address + (offset - r.offset),
+                       r.queue_rkeys.empty() ? r.rkey : r.queue_rkeys[0]};
   return std::nullopt;
 }
 
@@ -376,7 +378,8 @@ Status PostcopyReceiver::run() {
         RS_RETURN_IF_ERROR(placer_->place_frame(f->body));
         break;
       case wire::FrameType::kMemoryKeys: {  // where the source's guest memory may be read
-        RS_ASSIGN_OR_RETURN(auto keys, wire::decode_memory_keys(f->body, c_.table, c_.page_size));
+        RS_ASSIGN_OR_RETURN(auto keys,
+                            decode_memory_keys(c_.conn, f->body, c_.table, c_.page_size));
         RS_RETURN_IF_ERROR(placer_->enable_reads(c_.conn, keys));
         break;
       }

@@ -146,7 +146,10 @@ void PostcopySender::expose_main() {
   for (const auto& r : regions_) {
     const uint64_t bytes =
         std::min<uint64_t>(r.memory.size(), wire::region_pages(r.bytes, page_size_) * page_size_);
-    auto key = conn_.register_memory(r.memory.first(bytes), transport::MemoryAccess::kRemoteRead);
+    const auto memory = r.memory.first(bytes);
+    auto key = conn_.capabilities().keys_per_queue
+                   ? conn_.register_memory_per_queue(memory, transport::MemoryAccess::kRemoteRead)
+                   : conn_.register_memory(memory, transport::MemoryAccess::kRemoteRead);
     if (!key) {
       s = key.status();
       break;
@@ -173,9 +176,13 @@ Status PostcopySender::announce_reads() {
   for (uint32_t r = 0; r < read_keys_.size(); ++r) {
     const auto& k = read_keys_[r];
     const uint64_t chunk = k.chunk_bytes == 0 ? k.length : k.chunk_bytes;
-    for (uint64_t off = 0; off < k.length; off += chunk)
-      keys.ranges.push_back(
-          {r, off, std::min(chunk, k.length - off), k.address + off, k.rkey_at(k.address + off)});
+    for (uint64_t off = 0; off < k.length; off += chunk) {
+      wire::KeyRange range{
+          r, off, std::min(chunk, k.length - off), k.address + off, k.rkey_at(k.address + off), {}};
+      for (uint32_t q = 0; q < k.queues; ++q)
+        range.queue_rkeys.push_back(k.rkey_at(k.address + off, q));
+      keys.ranges.push_back(std::move(range));
+    }
   }
   const auto body = wire::encode(keys);
   const transport::ConstBuffer segments[1] = {body};

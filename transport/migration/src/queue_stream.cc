@@ -36,7 +36,7 @@ Status send_batch(const StreamShared& sh, PageSender& sender, uint32_t region,
   std::optional<RegionPlacement> map;
   if (placed_bytes > 0)
     map.emplace(*sh.remote, region, sh.regions[region].memory.data(),
-                sh.local_prep->region_chunk_bytes(region), sh.config.page_size);
+                sh.local_prep->region_chunk_bytes(region), sh.config.page_size, sender.queue());
   auto sent = sender.send(header, batch.segments, placed, map ? &*map : nullptr);
   if (!sent && sent.status().code() == ErrorCode::kTimeout)
     return Status(ErrorCode::kTimeout, "peer did not accept a page_batch frame for 60000 ms");

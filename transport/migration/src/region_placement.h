@@ -1,6 +1,7 @@
 // The engine's PlacementMap (rdma): a placed run of region `region` lands at the same
 // offset of the destination's region, under whichever MEMORY_KEYS range holds it; a piece
-// also stops at the end of our own registration chunk (MemoryPreparer's).
+// also stops at the end of our own registration chunk (MemoryPreparer's). Its writes go on
+// `queue`, so they carry that queue's key where keys travel one per queue.
 #pragma once
 
 #include <algorithm>
@@ -14,9 +15,10 @@ namespace ramshift::migration {
 class RegionPlacement final : public PlacementMap {
  public:
   RegionPlacement(const RemoteMemory& remote, uint32_t region, const std::byte* local_base,
-                  uint64_t local_chunk_bytes, uint64_t page_size)
+                  uint64_t local_chunk_bytes, uint64_t page_size, uint32_t queue)
       : remote_(remote),
         region_(region),
+        queue_(queue),
         base_(local_base),
         local_chunk_(local_chunk_bytes),
         page_size_(page_size) {}
@@ -30,12 +32,15 @@ class RegionPlacement final : public PlacementMap {
     if (!range_) return Status(ErrorCode::kInternal, "placed page outside the destination's keys");
     const uint64_t max =
         std::min(range_->offset + range_->length - off, local_chunk_ - off % local_chunk_);
-    return PlacementPiece{base_ + off, range_->address + (off - range_->offset), range_->rkey, max};
+    const uint32_t rkey =
+        queue_ < range_->queue_rkeys.size() ? range_->queue_rkeys[queue_] : range_->rkey;
+    return PlacementPiece{base_ + off, range_->address + (off - range_->offset), rkey, max};
   }
 
  private:
   const RemoteMemory& remote_;
   uint32_t region_;
+  uint32_t queue_;
   const std::byte* base_;
   uint64_t local_chunk_;
   uint64_t page_size_;

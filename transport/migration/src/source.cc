@@ -155,7 +155,7 @@ Status SourceRun::start_placement() {
 Status SourceRun::absorb_keys(std::span<const std::byte> body) {
   if (!placing_)
     return Status(ErrorCode::kProtocol, "memory_keys on a connection without one-sided writes");
-  RS_ASSIGN_OR_RETURN(auto keys, wire::decode_memory_keys(body, table_, config_.page_size));
+  RS_ASSIGN_OR_RETURN(auto keys, decode_memory_keys(*conn_, body, table_, config_.page_size));
   RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kMemoryKeysReceived));
   RS_RETURN_IF_ERROR(remote_.add(keys));
   if (!keys_logged_ && remote_.keyed_bytes() >= report_.guest_bytes) {

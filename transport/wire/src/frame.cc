@@ -216,12 +216,13 @@ std::vector<std::byte> encode(const MemoryKeys& m) {
     w.write(k.length);
     w.write(k.address);
     w.write(k.rkey);
+    for (uint32_t q : k.queue_rkeys) w.write(q);
   }
   return w.take();
 }
 
 Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table,
-                                      uint32_t page_size) {
+                                      uint32_t page_size, uint32_t queue_keys) {
   BodyReader r(body, "memory_keys");
   MemoryKeys m;
   uint32_t count = r.read<uint32_t>("count");
@@ -233,6 +234,8 @@ Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const Reg
     k.length = r.read<uint64_t>("length");
     k.address = r.read<uint64_t>("address");
     k.rkey = r.read<uint32_t>("rkey");
+    for (uint32_t q = 0; r.ok() && q < queue_keys; ++q)
+      k.queue_rkeys.push_back(r.read<uint32_t>("queue_rkey"));
     if (!r.ok()) break;
     if (k.region_id >= table.regions.size()) {
       r.reject("region_id",

@@ -37,6 +37,9 @@ struct Capabilities {
   bool remote_read = false;      // can read registered remote memory (rdma, post-copy)
   size_t max_message = 0;        // largest message post_send accepts, in bytes
   uint32_t max_queues = 0;
+  // Keys for one-sided access travel one per queue (MemoryKey::queue_rkeys in MEMORY_KEYS):
+  // both ends agreed on it when the connection formed (rdma: both builds take them).
+  bool keys_per_queue = false;
 };
 
 // Who may touch registered memory. kLocal: only this side's own writes read from it (the
@@ -54,10 +57,21 @@ struct MemoryKey {
   uint64_t length = 0;
   uint64_t chunk_bytes = 0;     // 0: one chunk covering the whole range
   std::vector<uint32_t> rkeys;  // one per chunk; empty where the backend has none
+  // From register_memory_per_queue: `queues` keys per chunk, chunk by chunk (chunk c's key
+  // for queue q at [c * queues + q]), each of which may open the chunk through its queue
+  // only (then `rkeys` holds queue 0's). Empty from register_memory: `rkeys` serve every queue.
+  uint32_t queues = 0;
+  std::vector<uint32_t> queue_rkeys;
   // rkey for the byte at `addr` (which must lie in [address, address + length)).
   uint32_t rkey_at(uint64_t addr) const {
     if (rkeys.empty()) return 0;
     return chunk_bytes == 0 ? rkeys[0] : rkeys[(addr - address) / chunk_bytes];
+  }
+  // The same, for an access through `queue`.
+  uint32_t rkey_at(uint64_t addr, uint32_t queue) const {
+    if (queue_rkeys.empty() || queue >= queues) return rkey_at(addr);
+    const uint64_t chunk = chunk_bytes == 0 ? 0 : (addr - address) / chunk_bytes;
+    return queue_rkeys[chunk * queues + queue];
   }
 };
 
@@ -119,6 +133,18 @@ class Connection {
   // once gone; kNotFound when this connection holds no memory under those keys. No-op where
   // the backend needs no registration.
   virtual Status release_memory(const MemoryKey& /*key*/) { return Status::ok(); }
+  // Like register_memory, for memory the peer reaches one-sidedly (kRemoteWrite, kRemoteRead)
+  // when the caller hands the peer a key per queue (MemoryKey::queue_rkeys; only where
+  // capabilities().keys_per_queue). A backend that can bind a key to one queue does (rdma,
+  // with type-2 memory windows): each key then works through its own queue only, and dies
+  // with release_memory or the connection. This default gives every queue the chunk's key.
+  virtual Result<MemoryKey> register_memory_per_queue(std::span<std::byte> memory,
+                                                      MemoryAccess access) {
+    RS_ASSIGN_OR_RETURN(MemoryKey key, register_memory(memory, access));
+    key.queues = queue_count();
+    for (uint32_t k : key.rkeys) key.queue_rkeys.insert(key.queue_rkeys.end(), key.queues, k);
+    return key;
+  }
   // Whether `bytes` more can be registered (rdma: the memlock limit), checked before memory
   // is registered piece by piece, so a guest too large fails at once and says how to fix it.
   virtual Status can_register(uint64_t /*bytes*/) const { return Status::ok(); }

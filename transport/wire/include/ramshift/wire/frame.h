@@ -135,6 +135,10 @@ struct KeyRange {
   uint64_t length = 0;
   uint64_t address = 0;
   uint32_t rkey = 0;
+  // On a connection whose keys travel one per queue (transport::Capabilities::
+  // keys_per_queue): the key for each queue, in queue order (rkey is then queue 0's). The
+  // encoder writes them as they are; the decoder reads as many as it is told.
+  std::vector<uint32_t> queue_rkeys;
 };
 struct MemoryKeys {
   std::vector<KeyRange> ranges;
@@ -250,8 +254,10 @@ Result<RegionTable> decode_region_table(std::span<const std::byte> body);
 // Also checks each range against the region table the source sent: a known region,
 // page-aligned, non-empty, inside the region (rounded up to whole pages), no wrap-around.
 // Overlap with earlier frames is the receiver's check (it holds them).
+// `queue_keys`: the connection's queue count where keys travel one per queue (each range
+// then carries that many after its rkey), else 0.
 Result<MemoryKeys> decode_memory_keys(std::span<const std::byte> body, const RegionTable& table,
-                                      uint32_t page_size);
+                                      uint32_t page_size, uint32_t queue_keys = 0);
 Result<RoundEnd> decode_round_end(std::span<const std::byte> body);
 Result<Switchover> decode_switchover(std::span<const std::byte> body);
 Result<Digest> decode_digest(std::span<const std::byte> body);
