@@ -112,6 +112,13 @@ Status ReliableConnection::peer_closed() const {
   return {ErrorCode::kDisconnected, fmt::format("dpdk: {} closed the connection", config_.peer)};
 }
 
+// Whether `q` (its lock held) takes another message or write now.
+Status ReliableConnection::send_room(const Queue& q) const {
+  if (q.receive.fin_received()) return peer_closed();
+  if (!q.send.writable()) return {ErrorCode::kWouldBlock, "dpdk: send buffer full"};
+  return Status::ok();
+}
+
 Status ReliableConnection::failure() const {
   std::lock_guard lock(state_mu_);
   return failure_;
@@ -163,8 +170,7 @@ Status ReliableConnection::post_send(uint32_t queue, std::span<const ConstBuffer
   if (failed_ || closed_) return gone();
   Queue& q = *queues_[queue];
   std::lock_guard lock(q.mu);
-  if (q.receive.fin_received()) return peer_closed();
-  if (!q.send.writable()) return {ErrorCode::kWouldBlock, "dpdk: send buffer full"};
+  RS_RETURN_IF_ERROR(send_room(q));
   q.send.push_message(segments);
   stats_.sent_copied_bytes += total;
   return Status::ok();
@@ -179,8 +185,7 @@ Status ReliableConnection::post_write(uint32_t queue, std::span<const RemoteWrit
   if (failed_ || closed_) return gone();
   Queue& q = *queues_[queue];
   std::lock_guard lock(q.mu);
-  if (q.receive.fin_received()) return peer_closed();
-  if (!q.send.writable()) return {ErrorCode::kWouldBlock, "dpdk: send buffer full"};
+  RS_RETURN_IF_ERROR(send_room(q));
   q.send.push_write(writes);
   return Status::ok();
 }

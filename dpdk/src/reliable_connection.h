@@ -119,6 +119,7 @@ class ReliableConnection : public Connection, private WriteTargets {
   Status check_queue(uint32_t queue) const;
   Status gone() const;
   Status peer_closed() const;
+  Status send_room(const Queue& q) const;
 
   ConnectionConfig config_;
   FrameSink& sink_;

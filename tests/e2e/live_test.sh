@@ -121,13 +121,17 @@ assert 0 < d["longest_aborted_pause_ms"] <= 1000, d
 assert tx["downtime_ms"] <= 1000, tx["downtime_ms"]
 print(f"aborted pause {d['longest_aborted_pause_ms']:.1f} ms, downtime {tx['downtime_ms']:.1f} ms")
 PY
-# Late every time: after three aborts the source gives up, the guest running here, and both
-# ends say why; the receiver keeps no partial guest.
+# Late every time: the source gives up, the guest running here, and both ends say why. Either
+# after the third abort, or earlier when the policy, timing the aborted rounds, no longer
+# predicts a switch-over that fits (their 2 s count as fixed cost): both are the limit kept.
 start_receiver --once --json "$WORK/rx.json" || exit 1
-expect_exit 1 "a switch-over late three times fails the migration, the guest kept running" -- \
+expect_exit 1 "a switch-over late every time fails the migration, the guest kept running" -- \
   env RAMSHIFT_TEST_HOLD_AT=source-paused-round:2 "$RAMSHIFT" send --to "$RX_URI" "${GUARDED[@]}" \
   --json "$WORK/tx.json"
-expect_stderr "run past --downtime-limit 1000 ms 3 times" "the sender names the limit and the aborts"
+expect_stderr "run past --downtime-limit 1000 ms 3 times|not converging.*predicted [0-9]+ ms at worst" \
+  "the sender says why it stopped: the aborts, or the switch-over no longer fitting"
+[ "$(grep -c "switch-over aborted" "$WORK/err")" -ge 2 ] && pass "the guest was resumed under the limit each time" \
+  || fail "fewer than two aborted switch-overs"
 wait "$RX_PID"; rc=$?
 [ "$rc" = 1 ] && grep -q "downtime-limit" "$WORK/rx.err" && pass "receiver exit 1 with the source's reason" \
   || { fail "receiver after three aborts: exit $rc"; tail -3 "$WORK/rx.err"; }
