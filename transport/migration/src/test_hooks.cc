@@ -24,7 +24,10 @@ void test_hold(std::string_view phase) {
     char* end = nullptr;
     seconds = std::strtod(text.c_str(), &end);
     if (*end == ':') times = std::strtoull(end + 1, &end, 10);
-    if (*end != '\0' || seconds < 0) seconds = 3;
+    if (*end != '\0' || seconds < 0) {  // malformed: the defaults, never a silent no-hold
+      seconds = 3;
+      times = UINT64_MAX;
+    }
   }
   static std::atomic<uint64_t> held{0};  // the knob names one phase per process
   if (held.fetch_add(1) >= times) return;
