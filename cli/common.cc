@@ -210,8 +210,13 @@ void print_summary(const migration::MigrationReport& r) {
                           d->aborted_switchovers, d->longest_aborted_pause_ms)
             : "");
   else if (d)
-    fmt::print(stderr, "ramshift: the guest resumed here {:.1f} ms after the hand-off\n",
-               d->resume_ms);
+    fmt::print(stderr, "ramshift: the guest resumed here {:.1f} ms after the hand-off{}\n",
+               d->resume_ms,
+               d->aborted_switchovers > 0
+                   ? fmt::format(" ({} earlier copy(ies) verified here and dropped: the "
+                                 "source's switch-over aborted)",
+                                 d->aborted_switchovers)
+                   : "");
 }
 
 }  // namespace ramshift::cli

@@ -141,6 +141,57 @@ tx = json.load(open(sys.argv[1]))
 assert tx["status"] == "failed" and tx["source_guest"] == "running", (tx["status"], tx.get("source_guest"))
 PY
 
+# The guard's second stage: the pages were placed in time but the destination's verdict on
+# the digest runs late (its check held 3 s once, test knob, on the receiver). The source
+# resumes its guest before the limit and sends SWITCHOVER_ABORT; the destination drops the
+# copy it had verified and committed (its --guest-out back to .partial), and the next
+# switch-over completes: both ends count the abort, the memories are equal.
+OUT="$WORK/guest.out"
+export RAMSHIFT_TEST_HOLD_AT=destination-check:3:1
+start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 --dump-guest "$WORK/rx.dump" \
+  --guest-out "$OUT" || exit 1
+unset RAMSHIFT_TEST_HOLD_AT
+expect_exit 0 "a switch-over whose verdict runs late is aborted, and the next one completes" -- \
+  "$RAMSHIFT" send --to "$RX_URI" "${GUARDED[@]}" --json "$WORK/tx.json" --dump-guest "$WORK/tx.dump"
+expect_stderr "switch-over aborted: the destination's COMMIT had not come" \
+  "the sender says it resumed the guest while the destination was still checking"
+wait "$RX_PID" && pass "receiver exit 0 (its committed copy dropped once)" || { fail "receiver (late verdict)"; cat "$WORK/rx.err"; }
+grep -q "the source aborted its switch-over" "$WORK/rx.err" && pass "the receiver says it dropped its copy" \
+  || fail "the receiver does not say it dropped its copy"
+same_memory $((128 << 20)) "after a switch-over aborted for its verdict"
+[ "$(stat -c %s "$OUT" 2>/dev/null)" = $((128 << 20)) ] && [ ! -e "$OUT.partial" ] \
+  && pass "--guest-out in place once, after the switch-over that completed" || { fail "--guest-out after the abort"; ls -l "$WORK"; }
+rm -f "$OUT"
+python3 - "$WORK/tx.json" "$WORK/rx.json" <<'PY' && pass "late verdict: the aborted pause and the downtime under --downtime-limit 1000, counted on both ends" || fail "late verdict report"
+import json, sys
+tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
+d = tx["downtime_detail"]
+assert tx["status"] == "completed" and tx["verified"], tx["error"]
+assert d["aborted_switchovers"] == 1, d
+assert 0 < d["longest_aborted_pause_ms"] <= 1000, d
+assert tx["downtime_ms"] <= 1000, tx["downtime_ms"]
+assert rx["downtime_detail"]["aborted_switchovers"] == 1, rx["downtime_detail"]
+print(f"aborted pause {d['longest_aborted_pause_ms']:.1f} ms, downtime {tx['downtime_ms']:.1f} ms")
+PY
+# Late every time: three aborts, the guest running here, and nothing left at --guest-out.
+export RAMSHIFT_TEST_HOLD_AT=destination-check:2
+start_receiver --once --json "$WORK/rx.json" --guest-out "$OUT" || exit 1
+unset RAMSHIFT_TEST_HOLD_AT
+expect_exit 1 "a verdict late every time fails the migration, the guest kept running" -- \
+  "$RAMSHIFT" send --to "$RX_URI" "${GUARDED[@]}" --json "$WORK/tx.json"
+expect_stderr "run past --downtime-limit 1000 ms 3 times|not converging.*predicted [0-9]+ ms at worst" \
+  "the sender says why it stopped"
+wait "$RX_PID"; rc=$?
+[ "$rc" = 1 ] && grep -q "downtime-limit" "$WORK/rx.err" && pass "receiver exit 1 with the source's reason" \
+  || { fail "receiver after late verdicts: exit $rc"; tail -3 "$WORK/rx.err"; }
+[ ! -e "$OUT" ] && [ ! -e "$OUT.partial" ] && pass "no --guest-out file left, complete or partial" \
+  || { fail "an output file was left after the failed migration"; ls -l "$WORK"; }
+python3 - "$WORK/tx.json" <<'PY' && pass "late verdicts: the source guest is reported running" || fail "late verdicts failure report"
+import json, sys
+tx = json.load(open(sys.argv[1]))
+assert tx["status"] == "failed" and tx["source_guest"] == "running", (tx["status"], tx.get("source_guest"))
+PY
+
 expect_exit 2 "--verify with an unknown mode is a usage error" -- \
   "$RAMSHIFT" send --to tcp://127.0.0.1:1 --verify sometimes --guest synthetic:size=1M
 

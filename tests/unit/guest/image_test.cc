@@ -86,5 +86,40 @@ TEST(ImageGuest, OffTmpfsStaysPrivate) {
   EXPECT_EQ(std::memcmp(mem.data(), file.bytes().data(), mem.size()), 0);
 }
 
+// An aborted switch-over takes a committed output back: the file leaves PATH for
+// PATH.partial at its whole size, takes writes again, and a later commit puts it in place;
+// without one, it is removed like any partial output, leaving nothing that looks complete.
+TEST(DestinationMemory, AnUncommittedOutputGoesBackToPartialAndIsRemovedOnFailure) {
+  const std::string path = "/tmp/ramshift-uncommit-test-" + std::to_string(::getpid()) + ".img";
+  const std::string partial = path + ".partial";
+  auto exists = [](const std::string& p) {
+    struct stat st {};
+    return ::stat(p.c_str(), &st) == 0 ? static_cast<long>(st.st_size) : -1L;
+  };
+  const std::vector<uint64_t> regions = {8192, 5000};  // the last one not whole pages
+  {
+    auto mem = DestinationMemory::create(regions, 4096, {.output_path = path});
+    ASSERT_TRUE(mem.is_ok()) << mem.status().message();
+    std::memset((*mem)->regions()[1].data(), 0x5a, 5000);
+    ASSERT_TRUE((*mem)->commit().is_ok());
+    EXPECT_EQ(exists(path), 8192 + 5000);
+    EXPECT_EQ(exists(partial), -1);
+    ASSERT_TRUE((*mem)->uncommit().is_ok());
+    EXPECT_EQ(exists(path), -1) << "nothing at PATH looks complete";
+    EXPECT_EQ(exists(partial), 8192 + 8192);
+    std::memset((*mem)->regions()[1].data() + 4096, 0x6b, 4096);  // the whole last page again
+    ASSERT_TRUE((*mem)->commit().is_ok());
+    EXPECT_EQ(exists(path), 8192 + 5000);
+    std::ifstream in(path, std::ios::binary);
+    std::vector<char> back(8192 + 5000);
+    in.read(back.data(), static_cast<long>(back.size()));
+    EXPECT_EQ(back[8192 + 4095], 0x5a);
+    EXPECT_EQ(back[8192 + 4096], 0x6b);
+    ASSERT_TRUE((*mem)->uncommit().is_ok());
+  }  // the migration failed after all
+  EXPECT_EQ(exists(path), -1);
+  EXPECT_EQ(exists(partial), -1) << "the partial output is removed";
+}
+
 }  // namespace
 }  // namespace ramshift::guest

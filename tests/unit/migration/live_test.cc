@@ -169,7 +169,10 @@ TEST_P(LiveTest, ConnectionLostDuringTheHandOffRunsTheGuestNowhereAndBothSidesSa
   auto g = make_guest("size=16M,dirty-rate=4M,pattern=mixed");
   DestinationConfig dc;
   dc.test_drop_after_commit = true;
-  auto out = migrate(GetParam(), *g, SourceConfig{}, dc);
+  SourceConfig sc;
+  // COMMIT must come: a loaded host must not make the guard abort the switch-over first.
+  sc.convergence.downtime_limit = 5s;
+  auto out = migrate(GetParam(), *g, sc, dc);
   EXPECT_FALSE(out.source.completed);
   EXPECT_NE(out.source.error.message().find("stays paused"), std::string::npos)
       << out.source.error.message();

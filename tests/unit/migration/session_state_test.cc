@@ -45,6 +45,12 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kRepairing, SE::kMemoryKeysReceived}, S::kRepairing},
     {{S::kReleased, SE::kHandOffSent}, S::kHandedOff},
     {{S::kHandedOff, SE::kByeReceived}, S::kDone},
+    // The verdict ran late: the guest runs here again; the destination drops its copy.
+    {{S::kLiveDigestSent, SE::kSwitchoverAbortSent}, S::kAbortingSwitchover},
+    {{S::kAbortingSwitchover, SE::kCommitReceived}, S::kAbortingSwitchover},
+    {{S::kAbortingSwitchover, SE::kMemoryKeysReceived}, S::kAbortingSwitchover},
+    {{S::kAbortingSwitchover, SE::kSwitchoverAbortedReceived}, S::kStreaming},
+    {{S::kAbortingSwitchover, SE::kCancelled}, S::kCancelled},
     {{S::kTableSent, SE::kMemoryKeysReceived}, S::kTableSent},
     {{S::kStreaming, SE::kMemoryKeysReceived}, S::kStreaming},
     {{S::kPaused, SE::kMemoryKeysReceived}, S::kPaused},
@@ -94,6 +100,7 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kImageRepairing, DE::kDigestReceived}, D::kImageDigestReceived},
     {{D::kImageCommitted, DE::kFinished}, D::kDone},
     {{D::kLiveCommitted, DE::kHandOffReceived}, D::kRunning},
+    {{D::kLiveCommitted, DE::kSwitchoverAbortReceived}, D::kReceiving},
     {{D::kRunning, DE::kFinished}, D::kDone},
     // Post-copy.
     {{D::kDeviceStateReceived, DE::kPostcopyStartReceived}, D::kPostcopyRunning},
@@ -112,15 +119,23 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kDeviceStateReceived, DE::kCancelled}, D::kCancelled},
 };
 
-const std::set<SE> kSourcePeerEvents = {
-    SE::kHelloReceived,           SE::kReadyReceived,          SE::kMemoryKeysReceived,
-    SE::kRoundEndReceived,        SE::kCommitReceived,         SE::kByeReceived,
-    SE::kErrorReceived,           SE::kVerifyMismatchReceived, SE::kPageRequestReceived,
-    SE::kPostcopyRunningReceived, SE::kPostcopyPlacedReceived, SE::kPostcopyDiscardedReceived};
+const std::set<SE> kSourcePeerEvents = {SE::kHelloReceived,
+                                        SE::kReadyReceived,
+                                        SE::kMemoryKeysReceived,
+                                        SE::kRoundEndReceived,
+                                        SE::kCommitReceived,
+                                        SE::kByeReceived,
+                                        SE::kErrorReceived,
+                                        SE::kVerifyMismatchReceived,
+                                        SE::kPageRequestReceived,
+                                        SE::kPostcopyRunningReceived,
+                                        SE::kPostcopyPlacedReceived,
+                                        SE::kPostcopyDiscardedReceived,
+                                        SE::kSwitchoverAbortedReceived};
 const std::set<DE> kDestinationPeerEvents = {
-    DE::kHelloReceived,         DE::kRegionTableReceived,    DE::kDeviceStateReceived,
-    DE::kDigestReceived,        DE::kHandOffReceived,        DE::kErrorReceived,
-    DE::kPostcopyStartReceived, DE::kPostcopyDiscardReceived};
+    DE::kHelloReceived,         DE::kRegionTableReceived,     DE::kDeviceStateReceived,
+    DE::kDigestReceived,        DE::kHandOffReceived,         DE::kErrorReceived,
+    DE::kPostcopyStartReceived, DE::kPostcopyDiscardReceived, DE::kSwitchoverAbortReceived};
 
 template <typename T>
 std::vector<T> all(size_t count) {
@@ -190,7 +205,7 @@ TEST(SessionState, AnIllegalStepSaysWhereItWouldHaveBeenLegal) {
   EXPECT_EQ(r.status().code(), ErrorCode::kProtocol);
   EXPECT_EQ(r.status().message(),
             "source session: commit received in state table_sent; legal only in "
-            "image_digest_sent, live_digest_sent, postcopy_digest_sent");
+            "image_digest_sent, live_digest_sent, aborting_switchover, postcopy_digest_sent");
   auto d = next_state(D::kDeviceStateReceived, DE::kDeviceStateReceived);
   ASSERT_FALSE(d.is_ok());
   EXPECT_EQ(d.status().message(),
@@ -458,6 +473,37 @@ TEST(SessionState, SourceFramesMapToTheirEvents) {
   EXPECT_EQ(source_received_event(FrameType::kPageRequest), SE::kPageRequestReceived);
   EXPECT_EQ(source_received_event(FrameType::kPostcopyRunning), SE::kPostcopyRunningReceived);
   EXPECT_EQ(source_received_event(FrameType::kPostcopyPlaced), SE::kPostcopyPlacedReceived);
+  EXPECT_EQ(source_sent_event(FrameType::kSwitchoverAbort), SE::kSwitchoverAbortSent);
+  EXPECT_EQ(source_received_event(FrameType::kSwitchoverAborted), SE::kSwitchoverAbortedReceived);
+}
+
+// A verdict that ran late (switchover.h): the source takes its guest back without ever
+// releasing it, drops a COMMIT that crossed the abort, can no longer hand the guest over,
+// and pauses again later; the destination drops its committed copy, never having run it,
+// and a later switch-over runs it as usual.
+TEST(SessionState, AnAbortedSwitchoverNeverReleasesNorRunsTheGuestAndRoundsGoOn) {
+  SourceSession src(S::kLiveDigestSent);
+  ASSERT_TRUE(src.advance(SE::kSwitchoverAbortSent).is_ok());
+  EXPECT_FALSE(source_guest_paused(src.state()));
+  EXPECT_FALSE(source_may_resume_guest(src.state())) << "it runs already";
+  ASSERT_TRUE(src.advance(SE::kCommitReceived).is_ok());
+  EXPECT_EQ(src.state(), S::kAbortingSwitchover) << "a crossed COMMIT releases nothing";
+  EXPECT_FALSE(next_state(S::kAbortingSwitchover, SE::kHandOffSent).is_ok());
+  for (SE e : {SE::kSwitchoverAbortedReceived, SE::kRoundEndReceived, SE::kGuestPaused,
+               SE::kDeviceStateSent, SE::kDigestSent, SE::kCommitReceived, SE::kHandOffSent})
+    ASSERT_TRUE(src.advance(e).is_ok()) << event_name(e) << " in " << state_name(src.state());
+  EXPECT_EQ(src.state(), S::kHandedOff);
+
+  DestinationSession dst(D::kLiveCommitted);
+  ASSERT_TRUE(dst.advance(DE::kSwitchoverAbortReceived).is_ok());
+  EXPECT_EQ(dst.state(), D::kReceiving);
+  EXPECT_FALSE(next_state(D::kReceiving, DE::kHandOffReceived).is_ok());
+  for (DE e :
+       {DE::kDeviceStateReceived, DE::kDigestReceived, DE::kCommitSent, DE::kHandOffReceived})
+    ASSERT_TRUE(dst.advance(e).is_ok()) << event_name(e) << " in " << state_name(dst.state());
+  EXPECT_TRUE(destination_may_run_guest(dst.state()));
+  EXPECT_FALSE(next_state(D::kRunning, DE::kSwitchoverAbortReceived).is_ok())
+      << "after HANDOFF the guest is the destination's";
 }
 
 // "table_sent" -> "kTableSent": the enum's spelling, which docs/protocol.md uses.

@@ -100,5 +100,35 @@ TEST(SwitchoverGuard, LeavesRoomForWhatFollowsThePagesAndGuardsOnlyAPredictionTh
   EXPECT_FALSE(SwitchoverGuard().overdue(Clock::now()));
 }
 
+// Its second stage: once the pages are placed, the verdict on the DIGEST must come by the
+// limit less the hand-off (a quarter of the fixed part), and only a destination that takes
+// SWITCHOVER_ABORT is watched.
+TEST(SwitchoverGuard, ThenWatchesTheVerdictWhereTheDestinationCanDropItsCopy) {
+  using Clock = SwitchoverGuard::Clock;
+  const Clock::time_point pause{};
+  Decision d;
+  d.switchover_fixed_ms = 20;
+  d.device_state_ms = 5;
+  d.slowdown = 2;
+  d.worst_downtime_ms = 90;
+  SwitchoverGuard guard(pause, 100, d);
+  EXPECT_FALSE(guard.watching_verdict());
+  guard.watch_verdict(true);
+  ASSERT_TRUE(guard.watching_verdict());
+  EXPECT_DOUBLE_EQ(guard.tail_ms(), 5.0);  // HANDOFF -> BYE
+  EXPECT_FALSE(guard.overdue(pause + std::chrono::microseconds(94'900)));
+  EXPECT_TRUE(guard.overdue(pause + std::chrono::microseconds(95'000)));
+
+  SwitchoverGuard older_destination(pause, 100, d);
+  older_destination.watch_verdict(false);
+  EXPECT_FALSE(older_destination.armed());
+  EXPECT_FALSE(older_destination.overdue(pause + std::chrono::seconds(10)));
+
+  d.worst_downtime_ms = 140;  // never armed: nothing to watch either
+  SwitchoverGuard unguarded(pause, 100, d);
+  unguarded.watch_verdict(true);
+  EXPECT_FALSE(unguarded.watching_verdict());
+}
+
 }  // namespace
 }  // namespace ramshift::migration

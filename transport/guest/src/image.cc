@@ -104,6 +104,7 @@ Result<std::unique_ptr<DestinationMemory>> DestinationMemory::create(
     offsets.push_back(total);
     total += (b + page_size - 1) / page_size * page_size;
   }
+  d->whole_pages_total_ = total;
   d->exact_total_ =
       total - ((region_bytes.back() + page_size - 1) / page_size * page_size) + region_bytes.back();
   if (options.output_path.empty()) {
@@ -235,6 +236,24 @@ Status DestinationMemory::commit() {
     return errno_status(ErrorCode::kIo, fmt::format("cannot rename {} to {}", partial_path_, path_),
                         errno);
   committed_ = true;
+  return Status::ok();
+}
+
+Status DestinationMemory::uncommit() {
+  if (!committed_ || path_.empty()) {
+    committed_ = false;
+    return Status::ok();
+  }
+  if (::rename(path_.c_str(), partial_path_.c_str()) != 0) {
+    const int err = errno;
+    ::unlink(path_.c_str());  // never left looking complete
+    committed_ = false;
+    return errno_status(ErrorCode::kIo,
+                        fmt::format("cannot rename {} back to {}", path_, partial_path_), err);
+  }
+  committed_ = false;
+  if (ftruncate(fd_.get(), static_cast<off_t>(whole_pages_total_)) != 0)
+    return errno_status(ErrorCode::kIo, fmt::format("cannot extend {}", partial_path_), errno);
   return Status::ok();
 }
 

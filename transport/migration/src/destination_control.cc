@@ -36,7 +36,8 @@ wire::Hello answer_hello(const wire::Hello& theirs, bool verify_full, bool postc
   mine.software = kSoftware;
   if (verify_full) mine.capabilities |= wire::kCapVerifyFull;
   if (postcopy) mine.capabilities |= wire::kCapPostcopy | wire::kCapPostcopyDiscard;
-  mine.capabilities |= wire::kCapDeviceStateZstd;  // offered to any source (frame.h)
+  // Offered to any source (frame.h).
+  mine.capabilities |= wire::kCapDeviceStateZstd | wire::kCapSwitchoverAbort;
   return mine;
 }
 
@@ -56,11 +57,17 @@ Status expect_frame(const wire::FrameView& f, wire::FrameType want) {
                             wire::frame_type_name(f.type)));
 }
 
-Status await_hand_off(transport::Connection& conn, DestinationSession& session) {
+Result<bool> await_hand_off(transport::Connection& conn, DestinationSession& session) {
   auto f = receive_frame(conn, 0, std::chrono::milliseconds(10000));
   if (f && f->type == wire::FrameType::kHandOff) {
     RS_RETURN_IF_ERROR(wire::expect_empty(wire::FrameType::kHandOff, f->body));
-    return session.advance(DestinationEvent::kHandOffReceived);  // now it may run here
+    RS_RETURN_IF_ERROR(session.advance(DestinationEvent::kHandOffReceived));  // may run here
+    return true;
+  }
+  if (f && f->type == wire::FrameType::kSwitchoverAbort) {
+    RS_RETURN_IF_ERROR(wire::expect_empty(wire::FrameType::kSwitchoverAbort, f->body));
+    RS_RETURN_IF_ERROR(session.advance(DestinationEvent::kSwitchoverAbortReceived));
+    return false;
   }
   if (f && f->type == wire::FrameType::kError) {
     session.fail(DestinationEvent::kErrorReceived);

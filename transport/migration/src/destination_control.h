@@ -23,7 +23,8 @@ Status expect_frame(const wire::FrameView& f, wire::FrameType want);
 Result<std::string> inflate_device_state(std::span<const std::byte> body);
 
 // A live guest is verified here and paused: it runs only once the source has let it go
-// (HANDOFF), so it never runs on both hosts. A connection lost now leaves it paused here.
-Status await_hand_off(transport::Connection& conn, DestinationSession& session);
+// (HANDOFF, true), so it never runs on both hosts. A connection lost now leaves it paused here.
+// False: the source resumed its guest instead (SWITCHOVER_ABORT): the copy here is to be dropped.
+Result<bool> await_hand_off(transport::Connection& conn, DestinationSession& session);
 
 }  // namespace ramshift::migration

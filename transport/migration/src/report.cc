@@ -16,7 +16,7 @@ nlohmann::ordered_json latency_json(const LatencyFigures& l) {
 }  // namespace
 
 nlohmann::ordered_json downtime_detail_json(const DowntimeDetail& d, bool source) {
-  if (!source) return {{"resume_ms", d.resume_ms}};
+  if (!source) return {{"resume_ms", d.resume_ms}, {"aborted_switchovers", d.aborted_switchovers}};
   return {{"predicted_ms", d.predicted_ms},
           {"last_pages_ms", d.last_pages_ms},
           {"device_state_ms", d.device_state_ms},

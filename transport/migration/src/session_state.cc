@@ -48,6 +48,12 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kRepairing, SE::kDigestSent, S::kLiveDigestSent},
     {S::kReleased, SE::kHandOffSent, S::kHandedOff},
     {S::kHandedOff, SE::kByeReceived, S::kDone},
+    // The guard's second stage (switchover.h): no COMMIT in time. The guest runs here again;
+    // the destination, which runs it only after HANDOFF, drops its copy, and a COMMIT that
+    // crossed the abort on the way is dropped here.
+    {S::kLiveDigestSent, SE::kSwitchoverAbortSent, S::kAbortingSwitchover},
+    {S::kAbortingSwitchover, SE::kCommitReceived, S::kAbortingSwitchover},
+    {S::kAbortingSwitchover, SE::kSwitchoverAbortedReceived, S::kStreaming},
     // MEMORY_KEYS may come any time after REGION_TABLE (rdma): taken in passing.
     {S::kTableSent, SE::kMemoryKeysReceived, S::kTableSent},
     {S::kStreaming, SE::kMemoryKeysReceived, S::kStreaming},
@@ -59,6 +65,7 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kImageRepairing, SE::kMemoryKeysReceived, S::kImageRepairing},
     {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
     {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
+    {S::kAbortingSwitchover, SE::kMemoryKeysReceived, S::kAbortingSwitchover},
     // Post-copy: after DEVICE_STATE the guest goes to the destination before its memory.
     // Hybrid: before the pause the destination drops the pages dirtied since they were sent.
     {S::kStreaming, SE::kPostcopyDiscardSent, S::kStreaming},
@@ -85,6 +92,7 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kImageDigestSent, SE::kCancelled, S::kCancelled},
     {S::kImageRepairing, SE::kCancelled, S::kCancelled},
     {S::kLiveDigestSent, SE::kCancelled, S::kCancelled},
+    {S::kAbortingSwitchover, SE::kCancelled, S::kCancelled},
 };
 
 constexpr Row<D, DE> kDestinationRows[] = {
@@ -104,6 +112,9 @@ constexpr Row<D, DE> kDestinationRows[] = {
     {D::kImageCommitted, DE::kFinished, D::kDone},
     // The one way into kRunning: the source let the guest go.
     {D::kLiveCommitted, DE::kHandOffReceived, D::kRunning},
+    // The source resumed its guest instead (COMMIT reached it too late): the copy here,
+    // which never ran, is dropped and rounds of pages follow again.
+    {D::kLiveCommitted, DE::kSwitchoverAbortReceived, D::kReceiving},
     {D::kRunning, DE::kFinished, D::kDone},
     // Post-copy: the guest runs here from POSTCOPY_START on, while its pages arrive.
     {D::kReceiving, DE::kPostcopyDiscardReceived, D::kReceiving},
@@ -133,6 +144,7 @@ bool caused_by_peer(SourceEvent e) {
     case SE::kCommitReceived:
     case SE::kVerifyMismatchReceived:
     case SE::kByeReceived:
+    case SE::kSwitchoverAbortedReceived:
     case SE::kPageRequestReceived:
     case SE::kPostcopyRunningReceived:
     case SE::kPostcopyPlacedReceived:
@@ -151,6 +163,7 @@ bool caused_by_peer(DestinationEvent e) {
     case DE::kDeviceStateReceived:
     case DE::kDigestReceived:
     case DE::kHandOffReceived:
+    case DE::kSwitchoverAbortReceived:
     case DE::kPostcopyStartReceived:
     case DE::kPostcopyDiscardReceived:
     case DE::kErrorReceived:
@@ -216,6 +229,8 @@ const char* state_name(SourceState state) {
       return "released";
     case S::kHandedOff:
       return "handed_off";
+    case S::kAbortingSwitchover:
+      return "aborting_switchover";
     case S::kPostcopyActive:
       return "postcopy_active";
     case S::kPostcopyPlaced:
@@ -312,6 +327,10 @@ const char* event_name(SourceEvent event) {
       return "handoff sent";
     case SE::kByeReceived:
       return "bye received";
+    case SE::kSwitchoverAbortSent:
+      return "switchover_abort sent";
+    case SE::kSwitchoverAbortedReceived:
+      return "switchover_aborted received";
     case SE::kPostcopyStartSent:
       return "postcopy_start sent";
     case SE::kPageRequestReceived:
@@ -354,6 +373,8 @@ const char* event_name(DestinationEvent event) {
       return "verify_mismatch sent";
     case DE::kHandOffReceived:
       return "handoff received";
+    case DE::kSwitchoverAbortReceived:
+      return "switchover_abort received";
     case DE::kPostcopyStartReceived:
       return "postcopy_start received";
     case DE::kPostcopyPlacedSent:
@@ -439,6 +460,8 @@ std::optional<SourceEvent> source_sent_event(wire::FrameType type) {
       return SE::kPostcopyStartSent;
     case wire::FrameType::kPostcopyDiscard:
       return SE::kPostcopyDiscardSent;
+    case wire::FrameType::kSwitchoverAbort:
+      return SE::kSwitchoverAbortSent;
     default:
       return std::nullopt;
   }
@@ -468,6 +491,8 @@ std::optional<SourceEvent> source_received_event(wire::FrameType type) {
       return SE::kPostcopyPlacedReceived;
     case wire::FrameType::kPostcopyDiscarded:
       return SE::kPostcopyDiscardedReceived;
+    case wire::FrameType::kSwitchoverAborted:
+      return SE::kSwitchoverAbortedReceived;
     case wire::FrameType::kError:
       return SE::kErrorReceived;
     default:

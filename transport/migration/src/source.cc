@@ -62,7 +62,7 @@ Status SourceRun::migrate() {
     s = config_.mode == MigrationMode::kPostcopy ? go_postcopy(0, all_pages())
                                                  : stream_round(0, all_pages());
   if (s && !guest_.immutable() && !source_in_postcopy(session_.state())) s = precopy_rounds();
-  if (s) s = verify();
+  if (s && session_.state() != SourceState::kDone) s = verify();  // pre-copy verified its own
   if (!s && source_in_postcopy(session_.state())) s = postcopy_lost(s);
   if (!s) session_.fail();
   if (!s && !error_sent_ && s.code() != ErrorCode::kDisconnected && !session_.peer_failed())

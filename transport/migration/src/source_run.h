@@ -68,6 +68,8 @@ class SourceRun {
   Status precopy_rounds();
   Status switchover(uint32_t round, Selection dirty, const Decision& decision);
   Status resume_if_overdue();
+  Status abort_switchover();
+  void count_aborted_switchover(double paused_ms, const char* what, const char* kept_for);
   Status too_many_aborted_switchovers() const;
   Status send_device_state(const DeviceStateFrame& frame);
   Status go_postcopy(uint32_t rounds, Selection dirty);
@@ -92,6 +94,7 @@ class SourceRun {
   uint64_t peer_capabilities_ = 0;              // the destination's HELLO
   double link_rate_ = 0;                        // the rounds' bulk rate when the switch-over began
   DowntimeDetail downtime_;                     // its parts so far
+  Clock::time_point digest_sent_;               // the last DIGEST of the switch-over
   SwitchoverGuard guard_;                       // armed while a guarded switch-over's pages travel
   std::vector<double> aborted_pauses_ms_;       // each switch-over the guard aborted, its pause
   bool round_paused_ = false;                   // the round in flight started with the guest paused

@@ -41,12 +41,14 @@ Status SourceRun::precopy_rounds() {
       report_.throttle_pct = d.throttle_pct;
     }
     if (d.kind == Decision::kSwitchover) {
-      downtime_.predicted_ms = d.expected_downtime_ms;
       RS_RETURN_IF_ERROR(switchover(round, std::move(dirty), d));
-      if (source_guest_paused(session_.state())) return Status::ok();
-      // The guard resumed the guest: the round ran live, and the policy times it.
+      if (source_guest_paused(session_.state())) RS_RETURN_IF_ERROR(verify());
+      if (session_.state() != SourceState::kStreaming) return Status::ok();
+      // The guard resumed the guest: the round ran live (a late verdict: the destination
+      // dropped its copy), and the policy times it. Rounds go on after the last one sent.
       RS_RETURN_IF_ERROR(too_many_aborted_switchovers());
       last = report_.rounds_detail.back();
+      round = report_.rounds - 1;
       continue;
     }
     RS_RETURN_IF_ERROR(stream_round(round, dirty));
@@ -60,6 +62,10 @@ Status SourceRun::precopy_rounds() {
 Status SourceRun::switchover(uint32_t round, Selection dirty, const Decision& decision) {
   RS_RETURN_IF_ERROR(cancel_if_asked());
   RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestPaused));
+  // Each switch-over times its own parts; the aborted ones before it are counted.
+  downtime_ = DowntimeDetail{.predicted_ms = decision.expected_downtime_ms,
+                             .aborted_switchovers = downtime_.aborted_switchovers,
+                             .longest_aborted_pause_ms = downtime_.longest_aborted_pause_ms};
   pause_time_ = Clock::now();
   downtime_clock_.start();
   guest_.pause();
@@ -78,8 +84,11 @@ Status SourceRun::switchover(uint32_t round, Selection dirty, const Decision& de
   RS_RETURN_IF_ERROR(pages);
   // Placed, but too late for what follows to fit: still the source's pause alone.
   RS_RETURN_IF_ERROR(resume_if_overdue());
-  guard_.disarm();
   if (!source_guest_paused(session_.state())) return Status::ok();
+  // --verify full hashes all of memory on both ends from here, a cost the policy does not
+  // predict: only its pages are guarded (switchover.h).
+  guard_.watch_verdict((peer_capabilities_ & wire::kCapSwitchoverAbort) != 0 &&
+                       config_.verify != VerifyMode::kFull);
   RS_RETURN_IF_ERROR(send_device_state(frame));
   downtime_.device_state_ms = downtime_clock_.lap();
   return Status::ok();
@@ -133,7 +142,8 @@ Status SourceRun::verify() {
   // not end the process before it resolves (cancel.h). A cancel before COMMIT still counts.
   HandOffWindow window(guest_.immutable() ? nullptr : config_.cancel);
   const auto verify_start = Clock::now();
-  VerifyReport& vr = report_.verify.emplace();
+  // Every switch-over's checks and repairs, aborted ones included (as the destination counts).
+  VerifyReport& vr = report_.verify ? *report_.verify : report_.verify.emplace();
   vr.mode = verify_mode_name(config_.verify);
   std::vector<uint64_t> sizes;
   std::vector<std::span<const std::byte>> memory;
@@ -156,11 +166,14 @@ Status SourceRun::verify() {
       vr.pages_checked += report_.guest_bytes / config_.page_size;
     }
     RS_RETURN_IF_ERROR(send_control(FrameType::kDigest, wire::encode(digest)));
+    digest_sent_ = Clock::now();
     RS_ASSIGN_OR_RETURN(
         auto verdict,
         await_verdict(
             *conn_, session_, config_.verdict_timeout,
-            [this](std::span<const std::byte> b) { return absorb_keys(b); }, config_.cancel));
+            [this](std::span<const std::byte> b) { return absorb_keys(b); }, config_.cancel,
+            guard_.watching_verdict() ? std::optional(guard_.deadline()) : std::nullopt));
+    if (verdict.overdue) return abort_switchover();
     if (verdict.type == FrameType::kCommit) break;
     std::vector<uint64_t> chunk_counts;
     for (const auto& r : digest.regions) chunk_counts.push_back(r.size());
@@ -176,7 +189,8 @@ Status SourceRun::verify() {
         mismatch.chunks.size(), count_pages(resend));
     RS_RETURN_IF_ERROR(stream_round(report_.rounds, resend));
   }
-  vr.ms = ms_since(verify_start);
+  guard_.disarm();
+  vr.ms += ms_since(verify_start);
   downtime_.verify_ms = downtime_clock_.lap();
   if (session_.state() == SourceState::kDone) {  // an image: nothing runs on either side
     (void)send_control(FrameType::kBye, {});
@@ -214,23 +228,50 @@ Status SourceRun::hand_off() {
 // sent but pages: the guest runs again, and the round in flight finishes as a live round
 // (dirty tracking never stopped, so what the guest writes now is sent again later).
 Status SourceRun::resume_if_overdue() {
-  if (!guard_.overdue(Clock::now())) return Status::ok();
+  if (guard_.watching_verdict() || !guard_.overdue(Clock::now())) return Status::ok();
   guard_.disarm();
   // The device state is read from the paused guest on another thread: done first.
   if (device_state_.valid()) device_state_.wait();
   const double paused_ms = ms_since(pause_time_);
   guest_.resume();
   RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestResumed));
+  count_aborted_switchover(paused_ms, "its last pages were not placed",
+                           "the device state and hand-off");
+  return Status::ok();
+}
+
+// The guard's second stage (switchover.h): no COMMIT on the DIGEST by its deadline. The
+// guest runs here again, and the destination, which never ran it (no HANDOFF was sent),
+// drops its copy; a COMMIT it sent before it read the abort is dropped here.
+Status SourceRun::abort_switchover() {
+  guard_.disarm();  // its tail_ms() stays for the log
+  RS_RETURN_IF_ERROR(send_control(FrameType::kSwitchoverAbort, {}));
+  const double paused_ms = ms_since(pause_time_);
+  guest_.resume();
+  count_aborted_switchover(paused_ms, "the destination's COMMIT had not come", "the hand-off");
+  for (;;) {
+    RS_ASSIGN_OR_RETURN(auto v, await_verdict(
+                                    *conn_, session_, config_.verdict_timeout,
+                                    [this](std::span<const std::byte> b) { return absorb_keys(b); },
+                                    config_.cancel));
+    if (v.type == FrameType::kSwitchoverAborted) break;
+    log::info("the destination's {} came {:.0f} ms after its digest, too late: dropped",
+              wire::frame_type_name(v.type), ms_since(digest_sent_));
+  }
+  log::info("the destination dropped its copy {:.0f} ms after the digest; pre-copy goes on",
+            ms_since(digest_sent_));
+  return Status::ok();
+}
+
+void SourceRun::count_aborted_switchover(double paused_ms, const char* what, const char* kept_for) {
   ++downtime_.aborted_switchovers;
   downtime_.longest_aborted_pause_ms = std::max(downtime_.longest_aborted_pause_ms, paused_ms);
   aborted_pauses_ms_.push_back(paused_ms);
   log::warn(
-      "switch-over aborted: its last pages were not placed {:.0f} ms after the pause "
-      "(predicted {:.0f} ms; {:.0f} ms of --downtime-limit {} ms kept for the device state and "
-      "hand-off); the guest runs again and pre-copy goes on",
-      paused_ms, downtime_.predicted_ms, guard_.tail_ms(),
-      config_.convergence.downtime_limit.count());
-  return Status::ok();
+      "switch-over aborted: {} {:.0f} ms after the pause (predicted {:.0f} ms; {:.0f} ms of "
+      "--downtime-limit {} ms kept for {}); the guest runs again and pre-copy goes on",
+      what, paused_ms, downtime_.predicted_ms, guard_.tail_ms(),
+      config_.convergence.downtime_limit.count(), kept_for);
 }
 
 // Each abort costs the guest a pause under the limit and the migration a round. Why three:

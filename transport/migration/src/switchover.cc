@@ -85,14 +85,32 @@ double DowntimeClock::total_ms() const {
   return std::chrono::duration<double, std::milli>(lap_start_ - start_).count();
 }
 
+namespace {
+SwitchoverGuard::Clock::time_point after_ms(SwitchoverGuard::Clock::time_point t, double ms) {
+  return t + std::chrono::duration_cast<SwitchoverGuard::Clock::duration>(
+                 std::chrono::duration<double, std::milli>(std::max(0.0, ms)));
+}
+}  // namespace
+
 SwitchoverGuard::SwitchoverGuard(Clock::time_point pause, double limit_ms,
                                  const Decision& decision) {
   if (decision.worst_downtime_ms > limit_ms) return;
   tail_ms_ = decision.switchover_fixed_ms / 2 + decision.device_state_ms * decision.slowdown;
+  handoff_tail_ms_ = decision.switchover_fixed_ms / 4;
+  limit_ms_ = limit_ms;
+  pause_ = pause;
   armed_ = true;
-  deadline_ =
-      pause + std::chrono::duration_cast<Clock::duration>(
-                  std::chrono::duration<double, std::milli>(std::max(0.0, limit_ms - tail_ms_)));
+  deadline_ = after_ms(pause, limit_ms - tail_ms_);
+}
+
+void SwitchoverGuard::watch_verdict(bool destination_can_abort) {
+  if (!armed_ || !destination_can_abort) {
+    armed_ = false;
+    return;
+  }
+  verdict_stage_ = true;
+  tail_ms_ = handoff_tail_ms_;
+  deadline_ = after_ms(pause_, limit_ms_ - tail_ms_);
 }
 
 }  // namespace ramshift::migration

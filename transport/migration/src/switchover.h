@@ -45,15 +45,22 @@ DeviceStateFrame read_device_state(const guest::SourceGuest& guest, bool compres
 std::future<DeviceStateFrame> prepare_device_state(const guest::SourceGuest& guest, bool compress);
 
 // A wrong prediction must not push the downtime past --downtime-limit. So a switch-over the
-// convergence policy predicted to fit it is guarded: its last pages must be placed at the
-// destination by the limit less what still follows them (the tail: the device state at the
-// bulk rate, times the slowdown the rounds showed, and the commit exchange and hand-off, half
-// of the policy's fixed part). If they are not, the source resumes its guest before anything
-// but pages was sent, so the destination never learns of the pause: the round in flight ends
-// as an ordinary live round and pre-copy goes on. Why only up to the device state: until then
-// the pause is the source's alone; after it the destination holds a state a retry would have to
-// replace (a new frame and states on both ends) to save what is predicted as a few ms, where
-// the pages are what varies (the last round's bytes at a rate measured on other rounds).
+// convergence policy predicted to fit it is guarded, in two stages:
+//  - its last pages must be placed at the destination by the limit less what still follows
+//    them (the tail: the device state at the bulk rate, times the slowdown the rounds showed,
+//    and the commit exchange and hand-off, half of the policy's fixed part). If they are not,
+//    the source resumes its guest before anything but pages was sent, so the destination never
+//    learns of the pause: the round in flight ends as an ordinary live round;
+//  - then (watch_verdict) the destination's COMMIT on the DIGEST must arrive by the limit less
+//    the hand-off (HANDOFF -> BYE: one round trip and the resume, a quarter of the fixed part).
+//    If it does not, the source resumes its guest and sends SWITCHOVER_ABORT; the destination,
+//    which runs the guest only after HANDOFF, drops the copy it holds and answers
+//    SWITCHOVER_ABORTED (docs/protocol.md). Only towards a destination that offers it
+//    (kCapSwitchoverAbort), and not with --verify full, whose check hashes all of memory on
+//    both ends (a cost the policy does not predict; aborting would only repeat it): otherwise
+//    the guard ends with the pages.
+// Either way pre-copy goes on. What the guard cannot cover is the hand-off itself: once
+// HANDOFF leaves, the guest is the destination's.
 // A switch-over predicted over the limit (max-rounds, nothing left to copy) is not guarded:
 // no round could lower it.
 class SwitchoverGuard {
@@ -64,12 +71,20 @@ class SwitchoverGuard {
   bool overdue(Clock::time_point now) const { return armed_ && now >= deadline_; }
   bool armed() const { return armed_; }
   Clock::time_point deadline() const { return deadline_; }
+  // The time kept for what follows the stage being watched.
   double tail_ms() const { return tail_ms_; }
+  // From the pages to the verdict; disarms unless `destination_can_abort`.
+  void watch_verdict(bool destination_can_abort);
+  bool watching_verdict() const { return armed_ && verdict_stage_; }
   void disarm() { armed_ = false; }
 
  private:
   bool armed_ = false;
+  bool verdict_stage_ = false;
   double tail_ms_ = 0;
+  double handoff_tail_ms_ = 0;
+  double limit_ms_ = 0;
+  Clock::time_point pause_;
   Clock::time_point deadline_;
 };
 

@@ -11,6 +11,8 @@
 //                       round whose pages run late (the switch-over guard's case)
 //   source-handoff      COMMIT received (the guest is the destination's), before HANDOFF
 //   destination-setup   memory mapped, before READY
+//   destination-check   the digest matched, output renamed, guest adopted, before COMMIT: a
+//                       verdict that runs late (the guard's second stage)
 //   destination-handoff COMMIT sent, before waiting for HANDOFF
 //
 // RAMSHIFT_TEST_PROTOCOL_VERSION=N makes this end's HELLO announce protocol N..N, as a peer

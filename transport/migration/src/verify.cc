@@ -68,15 +68,20 @@ uint64_t count_pages(const PageSelection& selection) {
 Result<Verdict> await_verdict(transport::Connection& conn, SourceSession& session,
                               milliseconds timeout,
                               const std::function<Status(std::span<const std::byte>)>& on_keys,
-                              const CancelToken* cancel) {
+                              const CancelToken* cancel,
+                              std::optional<Clock::time_point> give_up_at) {
   const auto deadline = Clock::now() + timeout;
   for (;;) {
     // Slices of 100 ms, so a cancel is noticed while the destination hashes (as
-    // await_control_frame does).
+    // await_control_frame does); up to the guard's deadline at most.
     if (cancel_requested(cancel) && session.cancel().is_ok()) return cancel->status("source");
-    auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    auto f = receive_frame(conn, 0, std::clamp(left, milliseconds(0), milliseconds(100)));
-    if (!f && f.status().code() == ErrorCode::kTimeout && left > milliseconds(100)) continue;
+    const auto now = Clock::now();
+    if (give_up_at && now >= *give_up_at) return Verdict{FrameType::kCommit, {}, true};
+    auto left = std::chrono::duration_cast<milliseconds>(deadline - now);
+    auto slice = std::clamp(left, milliseconds(0), milliseconds(100));
+    if (give_up_at) slice = std::min(slice, std::chrono::ceil<milliseconds>(*give_up_at - now));
+    auto f = receive_frame(conn, 0, slice);
+    if (!f && f.status().code() == ErrorCode::kTimeout && Clock::now() < deadline) continue;
     if (!f) {
       if (f.status().code() == ErrorCode::kTimeout)
         return Status(ErrorCode::kTimeout, fmt::format("destination sent no verdict on the "
@@ -92,11 +97,13 @@ Result<Verdict> await_verdict(transport::Connection& conn, SourceSession& sessio
       session.fail(SourceEvent::kErrorReceived);
       return peer_error(f->body, "destination");
     }
-    if (f->type != FrameType::kCommit && f->type != FrameType::kVerifyMismatch)
+    if (f->type != FrameType::kCommit && f->type != FrameType::kVerifyMismatch &&
+        f->type != FrameType::kSwitchoverAborted)
       return Status(ErrorCode::kProtocol,
                     fmt::format("expected commit or verify_mismatch from the destination, got {}",
                                 wire::frame_type_name(f->type)));
-    if (f->type == FrameType::kCommit) RS_RETURN_IF_ERROR(wire::expect_empty(f->type, f->body));
+    if (f->type != FrameType::kVerifyMismatch)
+      RS_RETURN_IF_ERROR(wire::expect_empty(f->type, f->body));
     RS_RETURN_IF_ERROR(session.advance(*source_received_event(f->type)));
     return Verdict{f->type, std::vector<std::byte>(f->body.begin(), f->body.end())};
   }

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -50,15 +51,19 @@ PageSelection pages_of_chunks(const std::vector<wire::ChunkRef>& chunks,
 uint64_t count_pages(const PageSelection& selection);
 
 // The source's wait for the destination's verdict on a DIGEST: COMMIT (empty body) or, with
-// --verify full, VERIFY_MISMATCH (its body). MEMORY_KEYS on the way go to `on_keys`; ERROR
-// ends the session. Advances `session` by the frame received.
+// --verify full, VERIFY_MISMATCH (its body); while a switch-over is being aborted also
+// SWITCHOVER_ABORTED (a COMMIT that crossed the abort comes first). MEMORY_KEYS on the way go to
+// `on_keys`; ERROR ends the session. Advances `session` by the frame received. With `give_up_at`,
+// nothing received by then is `overdue` (the guard's deadline, switchover.h), not an error.
 struct Verdict {
   wire::FrameType type;
   std::vector<std::byte> body;
+  bool overdue = false;
 };
 Result<Verdict> await_verdict(transport::Connection& conn, SourceSession& session,
                               std::chrono::milliseconds timeout,
                               const std::function<Status(std::span<const std::byte>)>& on_keys,
-                              const CancelToken* cancel);
+                              const CancelToken* cancel,
+                              std::optional<std::chrono::steady_clock::time_point> give_up_at = {});
 
 }  // namespace ramshift::migration

@@ -56,6 +56,10 @@ const char* frame_type_name(FrameType t) {
       return "postcopy_discard";
     case FrameType::kPostcopyDiscarded:
       return "postcopy_discarded";
+    case FrameType::kSwitchoverAbort:
+      return "switchover_abort";
+    case FrameType::kSwitchoverAborted:
+      return "switchover_aborted";
     case FrameType::kDeviceStateZstd:
       return "device_state_zstd";
   }

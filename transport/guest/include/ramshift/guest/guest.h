@@ -63,7 +63,8 @@ class DestinationGuest {
   virtual Result<std::vector<std::span<std::byte>>> memory_for(
       const std::vector<uint64_t>& region_bytes, uint32_t page_size) = 0;
   // The paused source's device state, once the memory is verified and before the commit.
-  // The guest must not run until resume().
+  // The guest must not run until resume(). Called again, with a newer state, after a
+  // switch-over the source aborted (its guest ran on): the last state is the one to run.
   virtual Status load_device_state(std::string_view state) = 0;
   // The source has let the guest go: from now on it runs here.
   virtual void resume() = 0;

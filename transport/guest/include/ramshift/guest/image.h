@@ -68,6 +68,9 @@ class DestinationMemory {
   const std::vector<std::span<std::byte>>& regions() const { return spans_; }
   // Output file: trim to the exact size and rename into place. Anonymous: nothing.
   Status commit();
+  // Undoes commit() (a switch-over the source aborted): the file back at PATH.partial, at its
+  // whole pages' size, so a later failure removes it. A rename that fails removes PATH.
+  Status uncommit();
   // Whether bytes written through regions() need reserve() first (an output file created
   // with reserve_later): a write to unreserved blocks of a full disk would be SIGBUS.
   bool reserves_later() const { return reserve_later_; }
@@ -92,6 +95,7 @@ class DestinationMemory {
   bool reserve_later_ = false;
   bool borrowed_ = false;  // the caller's memory: zeroed by reserve(), never unmapped here
   uint64_t exact_total_ = 0;
+  uint64_t whole_pages_total_ = 0;  // the file's size before commit() trimmed it
   bool committed_ = false;
 };
 

@@ -47,8 +47,9 @@ struct DowntimeDetail {
   double resume_ms = 0;        // destination: HANDOFF received -> the guest runs (its BYE follows)
   uint64_t device_state_bytes = 0;       // source: the device state's size
   uint64_t device_state_wire_bytes = 0;  // source: its frame body (smaller when compressed)
-  // source: switch-overs before this one that the guard aborted (their pages ran late, so the
-  // guest was resumed under the limit; switchover.h), and the longest of their pauses.
+  // Switch-overs before this one that the guard aborted (their pages or the verdict on their
+  // digest ran late, so the guest was resumed under the limit; switchover.h), and (source) the
+  // longest of their pauses. The destination counts those it was told of (SWITCHOVER_ABORT).
   uint32_t aborted_switchovers = 0;
   double longest_aborted_pause_ms = 0;
 };

@@ -43,6 +43,8 @@ enum class SourceState : unsigned char {
   kRepairing,           // --verify full: resending the chunks the destination got wrong, paused
   kReleased,            // COMMIT received: the guest belongs to the destination now
   kHandedOff,           // HANDOFF sent; waiting for the BYE that says the guest runs there
+  kAbortingSwitchover,  // COMMIT ran late: guest resumed, SWITCHOVER_ABORT sent; awaiting
+                        // SWITCHOVER_ABORTED (a COMMIT on the way is dropped)
   kPostcopyActive,      // POSTCOPY_START sent: the guest is the destination's; serving its pages
   kPostcopyPlaced,      // POSTCOPY_PLACED received: every page is there; DIGEST goes next
   kPostcopyDigestSent,  // post-copy: DIGEST sent; waiting for COMMIT
@@ -68,6 +70,8 @@ enum class SourceEvent : unsigned char {
   kVerifyMismatchReceived,  // --verify full: the destination's memory differs; resend
   kHandOffSent,
   kByeReceived,
+  kSwitchoverAbortSent,        // COMMIT ran late (switchover.h): guest resumed
+  kSwitchoverAbortedReceived,  // the destination dropped its copy: pre-copy again
   kPostcopyStartSent,          // post-copy: the guest now runs on the destination
   kPageRequestReceived,        // post-copy: the destination's guest faulted on pages
   kPostcopyRunningReceived,    // post-copy: the guest runs there (the downtime ended)
@@ -116,6 +120,7 @@ enum class DestinationEvent : unsigned char {
   kCommitSent,
   kVerifyMismatchSent,  // --verify full: memory differs from the source's; resend these
   kHandOffReceived,
+  kSwitchoverAbortReceived,  // the source resumed its guest: drop the verified copy held here
   kPostcopyStartReceived,    // post-copy: resume the guest here now
   kPostcopyPlacedSent,       // post-copy: every page the start named is placed
   kPostcopyDiscardReceived,  // hybrid, the source's guest running: drop these pages now
