@@ -142,9 +142,9 @@ Status Relay::offer_slots(uint16_t id) {
   // so it gets that queue's key: over rdma:// with memory windows, a window bound on that
   // queue pair alone (the other queues' windows over the slots are never named to it);
   // otherwise the region's key, as for the guest memory of a migration.
-  RS_ASSIGN_OR_RETURN(transport::MemoryKey key,
-                      conn_.register_memory_per_queue(pool.memory.bytes(),
-                                                      transport::MemoryAccess::kRemoteWrite));
+  RS_ASSIGN_OR_RETURN(
+      transport::MemoryKey key,
+      conn_.register_memory_per_queue(pool.memory.bytes(), transport::MemoryAccess::kRemoteWrite));
   if (key.rkeys.size() != 1) return Status::ok();  // split registration: no placement
   pool.keys = {kPlacementSlots, kPlacementSlotBytes, key.address, key.rkey_at(key.address, id)};
   std::byte body[kKeysBytes];
