@@ -39,6 +39,8 @@ Runner add_qemu_exec(CLI::App& app) {
     std::string stats;
     std::string library;
     std::string tls_dir, tls_psk, tls_authz;
+    bool memory_windows = true;
+    double peer_timeout_s = 5;  // migration::SourceConfig::peer_timeout says why
     std::vector<std::string> command;
   };
   auto o = std::make_shared<Options>();
@@ -59,6 +61,16 @@ Runner add_qemu_exec(CLI::App& app) {
   // The READ connection authenticates as every other ramshift connection does, both sides with
   // the same flags (the source connects: client-*.pem; the destination: server-*.pem).
   add_tls_options(cmd, o->tls_dir, o->tls_psk, o->tls_authz);
+  cmd->add_option("--rdma-memory-windows", o->memory_windows,
+                  "source: true: the destination's keys to guest memory are memory windows bound "
+                  "to its READ connection's queue pair, where the device has them; false: the "
+                  "memory regions' own keys")
+      ->capture_default_str();
+  cmd->add_option("--peer-timeout", o->peer_timeout_s,
+                  "source: seconds the guest memory stays open to the destination's READs after "
+                  "QEMU closed a channel, unless the destination says it is done first")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("command", o->command, "QEMU and its arguments, after --")->required();
   return [o]() -> int {
     std::string lib = o->library.empty() ? find_library() : o->library;
@@ -91,6 +103,8 @@ Runner add_qemu_exec(CLI::App& app) {
     std::string preload = old && *old ? lib + ":" + old : lib;
     setenv("LD_PRELOAD", preload.c_str(), 1);
     setenv("RAMSHIFT_QEMU_TRANSPORT", o->transport.c_str(), 1);
+    setenv("RAMSHIFT_QEMU_MEMORY_WINDOWS", o->memory_windows ? "true" : "false", 1);
+    setenv("RAMSHIFT_QEMU_PEER_TIMEOUT", std::to_string(o->peer_timeout_s).c_str(), 1);
     if (!o->stats.empty())
       setenv("RAMSHIFT_QEMU_STATS", std::filesystem::absolute(o->stats).c_str(), 1);
     // Guest memory is registered whole: take the hard memlock limit as the soft one (the

@@ -42,8 +42,8 @@ class SourceChannel {
   ssize_t sendmsg(const msghdr* msg, int flags, Verdict& verdict);
   // QEMU is about to close the socket.
   void closing();
-  // QEMU closed the socket: the RDMA side stays until the peer has finished reading, on a
-  // thread of its own.
+  // QEMU closed the socket: the RDMA side stays until the peer says it is done or leaves, at
+  // most the peer timeout, on a thread of its own.
   void closed();
 
  private:
@@ -57,14 +57,14 @@ class SourceChannel {
   void note_no_offer();
   bool is_sync(const msghdr* msg) const;
   ssize_t send_framed(const msghdr* msg, int flags);
-  // The rkey of [p, p + len), exposing its mapping on first use; 0 when it cannot be.
-  uint32_t rkey_for(const std::byte* p, size_t len);
+  // The start of the mapping that opens [p, p + len) to the destination's READs, exposing it
+  // (and sending its key on the READ connection) on first use; null when it cannot be.
+  const std::byte* exposed(const std::byte* p, size_t len);
   ssize_t send_all(std::vector<iovec> iov, int flags);
 
   struct Exposed {
     const std::byte* begin;
     const std::byte* end;
-    uint32_t rkey;
   };
   int fd_;
   State state_ = State::kInit;

@@ -25,6 +25,8 @@ constexpr auto kReadTimeout = std::chrono::seconds(60);
 // How long the reader waits at the switch offset for the listener thread to hand over the
 // connection the source already sees established (microseconds in practice).
 constexpr auto kAttachTimeout = std::chrono::seconds(30);
+// How long the end of the stream waits for the source to acknowledge DONE: one SEND.
+constexpr auto kDoneTimeout = std::chrono::seconds(1);
 
 // One listener per local address, each with a thread that accepts connect requests and arms
 // the channel whose nonce they carry. Never destroyed (QEMU's threads may run until exit).
@@ -349,7 +351,14 @@ int DestChannel::frame_at_switch() {
 ssize_t DestChannel::next_frame() {
   std::byte head[kFrameHeaderBytes];
   ssize_t n = read_exact(fd_, head, sizeof head);
-  if (n <= 0) return n == 0 ? 0 : fail(errno, "the source's stream ended inside a frame");
+  if (n == 0) {
+    // The stream's clean end: no frame, so no READ, follows. Telling the source ends its
+    // exposure now rather than when this QEMU closes the channel.
+    std::lock_guard lock(arm_mu_);
+    if (target_) (void)target_->done(kDoneTimeout);
+    return 0;
+  }
+  if (n < 0) return fail(errno, "the source's stream ended inside a frame");
   auto h = decode_frame_header(head);
   if (!h) return fail(EPROTO, "the source sent a frame this library cannot read");
   std::vector<std::byte> list(size_t{h->reads} * kFrameReadBytes);
@@ -426,9 +435,11 @@ ssize_t DestChannel::serve_reads(msghdr* msg) {
       size_t take = std::min<size_t>(len - off, r.len - read_off_);
       uint32_t lkey = lkey_for(base + off, take);
       if (lkey == 0) return -1;
+      auto rkey = target_->key_for(r.addr + read_off_, take, kReadTimeout);
+      if (!rkey) return fail(EPROTO, rkey.status().message());
       // QEMU reads a packet's pages into one iovec each; runs of guest pages that sit next to
       // each other on both sides become one READ (one work request, one completion).
-      transport::rdma::PullRead next{base + off, lkey, r.addr + read_off_, r.rkey,
+      transport::rdma::PullRead next{base + off, lkey, r.addr + read_off_, *rkey,
                                      static_cast<uint32_t>(take)};
       if (!ops.empty() && transport::rdma::continues(ops.back(), next))
         ops.back().len += next.len;

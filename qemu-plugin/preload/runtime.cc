@@ -39,6 +39,12 @@ Registry& registry() {
   return *r;
 }
 
+// What the source's channel gave the destination: null unless it moved to RDMA.
+nlohmann::json keys_json(const ChannelStats& c) {
+  if (c.role != Role::kSource || !c.rdma) return nlohmann::json();
+  return nlohmann::json(c.windows ? "memory windows" : "region keys");
+}
+
 }  // namespace
 
 const RealFunctions& real() {
@@ -68,6 +74,10 @@ const Settings& settings() {
                              std::pair{"RAMSHIFT_QEMU_TLS_AUTHZ", "tls-authz"}})
       if (const char* v = std::getenv(env); v && *v) out.tls.set(name, v);
     out.authenticate = transport::security_requested(out.tls);
+    if (const char* w = std::getenv("RAMSHIFT_QEMU_MEMORY_WINDOWS"))
+      out.memory_windows = std::strcmp(w, "false") != 0;
+    if (const char* p = std::getenv("RAMSHIFT_QEMU_PEER_TIMEOUT"); p && std::atof(p) > 0)
+      out.peer_timeout = std::chrono::milliseconds(static_cast<int64_t>(std::atof(p) * 1000));
     return out;
   }();
   return s;
@@ -185,16 +195,21 @@ void write_stats() {
         if (c->role != role) continue;
         double s = (c->last_io_ns.load() - c->first_io_ns.load()) * 1e-9;
         uint64_t total = c->rdma_bytes + c->socket_bytes;
-        side["channels"].push_back({{"index", c->index},
-                                    {"rdma", c->rdma.load()},
-                                    {"rdma_pages", c->rdma_pages.load()},
-                                    {"rdma_reads", c->rdma_reads.load()},
-                                    {"rdma_bytes", c->rdma_bytes.load()},
-                                    {"socket_bytes", c->socket_bytes.load()},
-                                    {"frames", c->frames.load()},
-                                    {"plain_bytes", c->plain_bytes.load()},
-                                    {"seconds", s},
-                                    {"mb_per_s", s > 0 ? total / s / 1e6 : 0.0}});
+        const char* ended = c->exposure_ended.load();
+        side["channels"].push_back(
+            {{"index", c->index},
+             {"rdma", c->rdma.load()},
+             {"rdma_pages", c->rdma_pages.load()},
+             {"rdma_reads", c->rdma_reads.load()},
+             {"rdma_bytes", c->rdma_bytes.load()},
+             {"socket_bytes", c->socket_bytes.load()},
+             {"frames", c->frames.load()},
+             {"plain_bytes", c->plain_bytes.load()},
+             {"keys", keys_json(*c)},
+             {"exposure_ended", ended ? nlohmann::json(ended) : nlohmann::json()},
+             {"exposed_after_close_ms", c->exposed_after_close_ms.load()},
+             {"seconds", s},
+             {"mb_per_s", s > 0 ? total / s / 1e6 : 0.0}});
         pages += c->rdma_pages;
         reads += c->rdma_reads;
         rdma += c->rdma_bytes;

@@ -39,11 +39,21 @@ const RealFunctions& real();
 //   RAMSHIFT_QEMU_TLS_DIR, RAMSHIFT_QEMU_TLS_PSK, RAMSHIFT_QEMU_TLS_AUTHZ
 //                            --tls-dir, --tls-psk, --tls-authz: the READ connection
 //                            authenticates (docs/security.md, "The QEMU in-process library")
+//   RAMSHIFT_QEMU_MEMORY_WINDOWS  false: the source exposes its memory by the regions' keys
+//                            even where the device has type-2 memory windows
+//                            (qemu-exec --rdma-memory-windows false)
+//   RAMSHIFT_QEMU_PEER_TIMEOUT  seconds (qemu-exec --peer-timeout): how long the source keeps
+//                            its memory exposed after its QEMU closed a channel, unless the
+//                            destination says it is done first
 struct Settings {
   bool enabled = true;
   std::string stats_path;
   transport::BackendSettings tls;  // "tls-dir", "tls-psk", "tls-authz" as the flags give them
   bool authenticate = false;       // tls-dir or tls-psk given
+  bool memory_windows = true;
+  // Why 5 s by default: ramshift's own --peer-timeout (migration/config.h says why), the time
+  // after which any ramshift connection gives a silent peer up.
+  std::chrono::milliseconds peer_timeout{5000};
 };
 const Settings& settings();
 
@@ -72,6 +82,12 @@ struct ChannelStats {
   std::atomic<uint64_t> frames{0};       // packets framed since the switch
   std::atomic<uint64_t> plain_bytes{0};  // of socket_bytes: QEMU's own, before the switch
   std::atomic<int64_t> first_io_ns{0}, last_io_ns{0};  // steady clock
+  // Source, on RDMA: the destination's keys are memory windows (else the regions').
+  std::atomic<bool> windows{false};
+  // Source, once its QEMU closed the channel: how the exposure of its memory ended ("done":
+  // the destination's DONE; "disconnected"; "peer timeout") and how long after the close.
+  std::atomic<const char*> exposure_ended{nullptr};
+  std::atomic<uint64_t> exposed_after_close_ms{0};
   void touch();
 };
 

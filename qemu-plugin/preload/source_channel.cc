@@ -17,9 +17,6 @@ namespace {
 // How long the source's send thread may wait for the RDMA connection once the destination
 // offered one: rdma_cm takes a few ms on a NIC and ≈ 0.1 s under soft-RoCE in a TCG VM.
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
-// How long the RDMA side outlives QEMU's close of the socket, waiting for the destination to
-// finish its reads (it disconnects when its QEMU closes the channel, after loading the RAM).
-constexpr auto kLingerTimeout = std::chrono::seconds(120);
 
 size_t total_len(const msghdr* msg) {
   size_t n = 0;
@@ -176,7 +173,8 @@ void SourceChannel::check_offer() {
   }
   std::byte priv[transport::rdma::kPullPrivateBytes]{};
   encode_connect(priv, ConnectRequest{offer->nonce, sent_, settings().authenticate});
-  auto origin = PullOrigin::connect(ip, offer->port, priv, kConnectTimeout, security->get());
+  auto origin = PullOrigin::connect(ip, offer->port, priv, kConnectTimeout, security->get(),
+                                    settings().memory_windows);
   if (!origin) {
     note_fallback(Role::kSource, fmt::format("the destination offered RDMA at {}:{}, but: {}", ip,
                                              offer->port, origin.status().message()));
@@ -185,26 +183,32 @@ void SourceChannel::check_offer() {
   }
   origin_ = std::move(*origin);
   stats_->rdma = true;
+  stats_->windows = origin_->why_region_keys().empty();
   note_once("source-rdma", "source: multifd pages go by RDMA READ (" + origin_->describe() + ")");
+  if (!stats_->windows)
+    note_once("source-region-keys", "source: " + origin_->why_region_keys() +
+                                        ": the destination's keys are the memory regions', "
+                                        "valid through its READ connection until deregistered");
   state_ = State::kFramed;
 }
 
-uint32_t SourceChannel::rkey_for(const std::byte* p, size_t len) {
+const std::byte* SourceChannel::exposed(const std::byte* p, size_t len) {
   for (const Exposed& e : exposed_)
-    if (p >= e.begin && p + len <= e.end) return e.rkey;
-  if (expose_failed_) return 0;
+    if (p >= e.begin && p + len <= e.end) return e.begin;
+  if (expose_failed_) return nullptr;
   auto map = mapping_of(p, len);
-  if (map.empty()) return 0;
+  if (map.empty()) return nullptr;
   auto t0 = std::chrono::steady_clock::now();
-  auto rkey = origin_->expose(map);
-  if (!rkey) {
+  // Registers the mapping and hands its key to the destination on the READ connection.
+  auto key = origin_->expose(map);
+  if (!key) {
     expose_failed_ = true;
-    note_once("expose", "source: guest memory stays on the socket: " + rkey.status().message());
-    return 0;
+    note_once("expose", "source: guest memory stays on the socket: " + key.status().message());
+    return nullptr;
   }
   note_registration(map.data(), map.size(), ms_since(t0));
-  exposed_.push_back({map.data(), map.data() + map.size(), *rkey});
-  return *rkey;
+  exposed_.push_back({map.data(), map.data() + map.size()});
+  return map.data();
 }
 
 ssize_t SourceChannel::send_framed(const msghdr* msg, int flags) {
@@ -221,23 +225,25 @@ ssize_t SourceChannel::send_framed(const msghdr* msg, int flags) {
   std::vector<FrameRead> reads;
   size_t inline_iovs = msg->msg_iovlen;
   if (classify(msg, flags) == Shape::kPagePacket) {
+    const std::byte* last_mapping = nullptr;
     for (size_t i = 1; i < msg->msg_iovlen; ++i) {
       const iovec& v = msg->msg_iov[i];
       auto* p = static_cast<const std::byte*>(v.iov_base);
-      uint32_t rkey = rkey_for(p, v.iov_len);
-      if (rkey == 0) {
+      const std::byte* mapping = exposed(p, v.iov_len);
+      if (!mapping) {
         reads.clear();
         break;
       }
       auto addr = reinterpret_cast<uint64_t>(p);
-      // Neighbouring pages become one read (the destination splits it again only where its
-      // own pages are not neighbours).
-      if (!reads.empty() && reads.back().rkey == rkey &&
-          reads.back().addr + reads.back().len == addr &&
+      // Neighbouring pages of one mapping (one key) become one read (the destination splits
+      // it again only where its own pages are not neighbours).
+      const bool same = mapping == last_mapping;
+      last_mapping = mapping;
+      if (!reads.empty() && same && reads.back().addr + reads.back().len == addr &&
           reads.back().len + v.iov_len <= transport::rdma::kMaxMergedRead)
         reads.back().len += static_cast<uint32_t>(v.iov_len);
       else
-        reads.push_back({addr, static_cast<uint32_t>(v.iov_len), rkey});
+        reads.push_back({addr, static_cast<uint32_t>(v.iov_len)});
     }
     if (!reads.empty()) inline_iovs = 1;
   }
@@ -287,10 +293,17 @@ void SourceChannel::closing() {
 void SourceChannel::closed() {
   write_stats();
   if (!origin_) return;
-  // The destination may still be reading the last packets: keep the queue pair and the
-  // registration until it disconnects.
-  std::thread([o = std::move(origin_)]() mutable {
-    o->wait_closed(kLingerTimeout);
+  // The destination may still be reading the last packets (those still in the sockets): keep
+  // the exposure until it says it is done (it does at the stream's end) or leaves, and at
+  // most the peer timeout. A destination slower than that fails its READ, so its QEMU fails
+  // the migration and the source's guest stays here (paused, as after any failed end).
+  std::thread([o = std::move(origin_), stats = stats_]() mutable {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto end = o->linger(settings().peer_timeout);
+    stats->exposed_after_close_ms = static_cast<uint64_t>(ms_since(t0));
+    stats->exposure_ended = end == PullOrigin::End::kDone           ? "done"
+                            : end == PullOrigin::End::kDisconnected ? "disconnected"
+                                                                    : "peer timeout";
     o.reset();
     write_stats();
   }).detach();

@@ -71,7 +71,7 @@ std::vector<std::byte> encode_frame(uint32_t inline_bytes, std::span<const Frame
   for (const FrameRead& r : reads) {
     store_le<uint64_t>(p, r.addr);
     store_le<uint32_t>(p + 8, r.len);
-    store_le<uint32_t>(p + 12, r.rkey);
+    store_le<uint32_t>(p + 12, 0);
     p += kFrameReadBytes;
   }
   return out;
@@ -87,8 +87,8 @@ std::optional<FrameHeader> decode_frame_header(std::span<const std::byte> in) {
 }
 
 std::optional<FrameRead> decode_frame_read(const std::byte* in) {
-  FrameRead r{load_le<uint64_t>(in), load_le<uint32_t>(in + 8), load_le<uint32_t>(in + 12)};
-  if (r.len == 0 || r.len > kMaxFrameInline) return std::nullopt;
+  FrameRead r{load_le<uint64_t>(in), load_le<uint32_t>(in + 8)};
+  if (r.len == 0 || r.len > kMaxFrameInline || load_le<uint32_t>(in + 12) != 0) return std::nullopt;
   return r;
 }
 

@@ -20,7 +20,8 @@
 //           side decides from its own flags whether to authenticate, never from the bit; the
 //           bit only lets the destination refuse a mismatch at once, saying why.
 //   FRAME   (16 B + 16 B per read): u32 kFrameMagic, u32 inline bytes, u32 reads, u32 0,
-//           then per read: u64 source address, u32 length, u32 rkey;
+//           then per read: u64 source address, u32 length, u32 0 (no key: the source gives
+//           the keys to its memory on the READ connection only, page_pull.h, KEY);
 //           then the inline bytes. The stream's bytes for QEMU are the inline bytes followed by
 //           the reads' bytes, in order.
 // Without a STAMP the destination makes no OFFER; without an OFFER the source sends QEMU's bytes
@@ -36,7 +37,8 @@
 
 namespace ramshift::qemu::preload {
 
-inline constexpr uint16_t kWireVersion = 1;
+// 2: frames carry no keys (version 1 carried each read's rkey on QEMU's socket).
+inline constexpr uint16_t kWireVersion = 2;
 // The version this library speaks and accepts: kWireVersion, or for tests the value of
 // RAMSHIFT_QEMU_TEST_WIRE_VERSION (a test knob: plays a library of another version).
 uint16_t wire_version();
@@ -68,7 +70,6 @@ struct ConnectRequest {
 struct FrameRead {
   uint64_t addr = 0;
   uint32_t len = 0;
-  uint32_t rkey = 0;
 };
 struct FrameHeader {
   uint32_t inline_bytes = 0;
@@ -89,7 +90,7 @@ std::optional<ConnectRequest> decode_connect(std::span<const std::byte> in);
 std::vector<std::byte> encode_frame(uint32_t inline_bytes, std::span<const FrameRead> reads);
 // nullopt when the magic or a limit is wrong; `in` is the 16-byte header.
 std::optional<FrameHeader> decode_frame_header(std::span<const std::byte> in);
-// nullopt for a zero or oversized length.
+// nullopt for a zero or oversized length, or a nonzero reserved word.
 std::optional<FrameRead> decode_frame_read(const std::byte* in);
 
 }  // namespace ramshift::qemu::preload

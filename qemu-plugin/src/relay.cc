@@ -138,11 +138,15 @@ Status Relay::offer_slots(uint16_t id) {
   SlotPool& pool = *pools_[id];
   const uint64_t bytes = uint64_t{kPlacementSlots} * kPlacementSlotBytes;
   RS_ASSIGN_OR_RETURN(pool.memory, MappedMemory::anonymous(bytes));
+  // The peer writes channel `id`'s placed pages through queue `id` only (its PageSender's),
+  // so it gets that queue's key: over rdma:// with memory windows, a window bound on that
+  // queue pair alone (the other queues' windows over the slots are never named to it);
+  // otherwise the region's key, as for the guest memory of a migration.
   RS_ASSIGN_OR_RETURN(
       transport::MemoryKey key,
-      conn_.register_memory(pool.memory.bytes(), transport::MemoryAccess::kRemoteWrite));
+      conn_.register_memory_per_queue(pool.memory.bytes(), transport::MemoryAccess::kRemoteWrite));
   if (key.rkeys.size() != 1) return Status::ok();  // split registration: no placement
-  pool.keys = {kPlacementSlots, kPlacementSlotBytes, key.address, key.rkeys[0]};
+  pool.keys = {kPlacementSlots, kPlacementSlotBytes, key.address, key.rkey_at(key.address, id)};
   std::byte body[kKeysBytes];
   encode_keys(pool.keys, body);
   return post(id, BridgeKind::kKeys, id, body);

@@ -104,6 +104,7 @@ Status AuthPipe::poll_once(Clock::time_point deadline) {
 }
 
 Status AuthPipe::on_completion(const ibv_wc& wc) {
+  if (others_ && (wc.wr_id & (1ull << 61)) == 0) return others_(wc);
   const bool is_receive = (wc.wr_id & (1ull << 63)) != 0;
   if (wc.status == IBV_WC_WR_FLUSH_ERR)
     return Status(ErrorCode::kDisconnected,

@@ -47,6 +47,11 @@ class AuthPipe final : public MessagePipe {
   Status finish(Clock::time_point deadline);
   // Every SEND posted so far acknowledged by the peer's queue: in its receive buffers.
   Status sends_complete(Clock::time_point deadline);
+  // Completions of work requests that are not the set-up's (their ids lack its bit 61) go to
+  // `others` instead of failing the set-up: for a queue pair whose owner posts receives of its
+  // own behind the set-up's, where the peer's first message after finish() may complete while
+  // this side still polls for its own last set-up completions (page_pull.cc).
+  void pass_others_to(std::function<Status(const ibv_wc&)> others) { others_ = std::move(others); }
 
   // The TLS handshake over this pipe. The accepting side then sends its verdict: send_verdict
   // (below) on the session, by this pipe. Either one refused ends with an alert or the refusal
@@ -72,6 +77,7 @@ class AuthPipe final : public MessagePipe {
   uint32_t lkey_;
   uint32_t queue_;
   std::function<Status()> peer_left_;
+  std::function<Status(const ibv_wc&)> others_;
   uint32_t sent_ = 0;
   uint32_t sends_done_ = 0;
   uint32_t received_ = 0;

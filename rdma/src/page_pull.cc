@@ -9,15 +9,12 @@
 
 #include <algorithm>
 #include <cstring>
-#include <map>
-#include <mutex>
+#include <optional>
 #include <vector>
 
-#include "auth_pipe.h"
-#include "host_limits.h"
+#include "pull_queue.h"
+#include "ramshift/base/byte_order.h"
 #include "ramshift/base/clock.h"
-#include "ramshift/base/mapped_memory.h"
-#include "read_requests.h"
 #include "verbs_handles.h"
 
 namespace ramshift::transport::rdma {
@@ -26,9 +23,9 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// READs in flight per connection: a 512 KiB multifd packet of scattered 4 KiB pages is 128
-// reads, so one packet fits; the device caps it further (max_qp_init_rd_atom, 128 on rxe).
-constexpr uint32_t kSendDepth = 256;
+// How long the source waits for a window bind or a KEY to complete: local work for the device
+// and one acknowledged SEND; only a failing queue pair takes long (its error ends it sooner).
+constexpr auto kExposeTimeout = std::chrono::seconds(10);
 constexpr uint8_t kReadDepth = 16;  // outstanding READs per QP asked of rdma_cm
 
 struct Event {
@@ -63,150 +60,6 @@ Result<EventChannel> nonblocking_channel() {
   return ch;
 }
 
-// A PD and the memory registered in it for pulls; the MRs go before the PD.
-class Registrations {
- public:
-  static Result<std::shared_ptr<Registrations>> create(ibv_context* ctx) {
-    ibv_pd* pd = ibv_alloc_pd(ctx);
-    if (!pd) return errno_status(ErrorCode::kIo, "ibv_alloc_pd", errno);
-    return std::make_shared<Registrations>(make_shared_pd(pd));
-  }
-  // The destination's: one per device for the process, shared by its connections and gone
-  // with the last of them. Only local access is ever granted in it (READ targets, the
-  // set-up's buffers), so sharing it opens nothing to any peer, whereas a PD per connection
-  // would pin the guest memory once per channel (and need channels x its size of memlock).
-  static Result<std::shared_ptr<Registrations>> shared_local(ibv_context* ctx) {
-    static std::mutex mu;
-    static auto* shared = new std::map<ibv_context*, std::weak_ptr<Registrations>>();
-    std::lock_guard lock(mu);
-    if (auto r = (*shared)[ctx].lock()) return r;
-    RS_ASSIGN_OR_RETURN(auto r, create(ctx));
-    (*shared)[ctx] = r;
-    return r;
-  }
-
-  explicit Registrations(SharedPd pd) : pd_(std::move(pd)) {}
-  ibv_pd* pd() const { return pd_.get(); }
-
-  // The MR covering [p, p+len): registered on first use with `access` (then `added`, when
-  // given, says what that cost).
-  Result<ibv_mr*> ensure(const std::byte* p, size_t len, int access, const char* what,
-                         PullStats* added = nullptr) {
-    std::lock_guard lock(mu_);
-    for (auto& m : mrs_) {
-      auto* b = static_cast<std::byte*>(m->addr);
-      if (p >= b && p + len <= b + m->length) return m.get();
-    }
-    std::string name = fmt::format("{} MiB of {}", len >> 20, what);
-    RS_RETURN_IF_ERROR(check_memlock(len, name));
-    auto t0 = Clock::now();
-    MemoryRegion mr(ibv_reg_mr(pd_.get(), const_cast<std::byte*>(p), len, access));
-    if (!mr) return registration_error(errno, len, name);
-    const PullStats cost{len, ms_since(t0)};
-    stats_.registration_ms += cost.registration_ms;
-    stats_.registered_bytes += cost.registered_bytes;
-    if (added) *added = cost;
-    mrs_.push_back(std::move(mr));
-    return mrs_.back().get();
-  }
-
-  PullStats stats() const {
-    std::lock_guard lock(mu_);
-    return stats_;
-  }
-
- private:
-  SharedPd pd_;  // declared first: destroyed after the MRs
-  mutable std::mutex mu_;
-  std::vector<MemoryRegion> mrs_;
-  PullStats stats_;
-};
-
-// One connection's verbs objects: its registrations and their PD (the source's its own; the
-// destination's shared, local access only), CQ, queue pair (on the rdma_cm id, which its
-// owner destroys first), and the set-up's buffers and session. Members are destroyed
-// bottom-up: the session before its pipe, the set-up's MR before its buffer, the CQ before
-// its channel, the registrations (MRs, then the PD) last.
-class Queue {
- public:
-  static Result<std::unique_ptr<Queue>> create(rdma_cm_id* id, bool authenticated,
-                                               std::shared_ptr<Registrations> regs) {
-    auto q = std::make_unique<Queue>();
-    q->regs_ = std::move(regs);
-    q->comp_.reset(ibv_create_comp_channel(id->verbs));
-    if (!q->comp_) return errno_status(ErrorCode::kIo, "ibv_create_comp_channel", errno);
-    q->cq_.reset(ibv_create_cq(id->verbs, kSendDepth + kAuthSlots + 1, nullptr, q->comp_.get(), 0));
-    if (!q->cq_) return errno_status(ErrorCode::kIo, "ibv_create_cq", errno);
-    ibv_qp_init_attr attr{};
-    attr.send_cq = q->cq_.get();
-    attr.recv_cq = q->cq_.get();
-    attr.qp_type = IBV_QPT_RC;
-    attr.cap.max_send_wr = kSendDepth;
-    attr.cap.max_recv_wr = kAuthSlots;
-    attr.cap.max_send_sge = 1;
-    attr.cap.max_recv_sge = 1;
-    if (authenticated) {
-      const char* what = "the library's authentication buffers";
-      RS_RETURN_IF_ERROR(check_memlock(kAuthBufferBytes, what));
-      RS_ASSIGN_OR_RETURN(q->auth_buf_, MappedMemory::anonymous(kAuthBufferBytes));
-      q->auth_mr_.reset(ibv_reg_mr(q->regs_->pd(), q->auth_buf_.bytes().data(), kAuthBufferBytes,
-                                   IBV_ACCESS_LOCAL_WRITE));
-      if (!q->auth_mr_) return registration_error(errno, kAuthBufferBytes, what);
-    }
-    if (rdma_create_qp(id, q->regs_->pd(), &attr) != 0)
-      return errno_status(ErrorCode::kIo, "rdma_create_qp", errno);
-    if (authenticated) {
-      // The set-up's slots (local access only), posted before the peer can send anything.
-      if (Status st = post_auth_receives(id->qp, q->auth_buf_.bytes(), q->auth_mr_->lkey); !st) {
-        rdma_destroy_qp(id);  // before the PD and CQ it uses go with `q`
-        return st;
-      }
-    }
-    return q;
-  }
-
-  // Runs the TLS handshake and the verdict on the connected queue pair `qp` (the client
-  // names `host`, the address it dialled). Every SEND of the set-up has completed when this
-  // returns, so the CQ holds nothing of it for whoever polls it next.
-  Status authenticate(ibv_qp* qp, ChannelSecurity& security, PeerRole role, const std::string& host,
-                      const std::string& peer, std::function<Status()> peer_left) {
-    const auto deadline = Clock::now() + kPullAuthTimeout;
-    pipe_ = std::make_unique<AuthPipe>(qp, cq_.get(), auth_buf_.bytes(), auth_mr_->lkey, 0,
-                                       std::move(peer_left));
-    RS_ASSIGN_OR_RETURN(session_, pipe_->handshake(security, role, host, deadline));
-    if (role == PeerRole::kServer) {
-      RS_RETURN_IF_ERROR(pipe_->send_verdict(security, *session_, {}, deadline));
-      return pipe_->sends_complete(deadline);
-    }
-    RS_ASSIGN_OR_RETURN(auto verdict, receive_verdict(*session_, peer, deadline));
-    if (!verdict.empty())
-      return Status(ErrorCode::kProtocol,
-                    fmt::format("{} answered the authenticated set-up with {} bytes", peer,
-                                4 + verdict.size()));
-    return pipe_->sends_complete(deadline);
-  }
-
-  // ", TLSv1.3 TLS_AES_256_GCM_SHA384, x509, peer CN=..." once authenticated, else "".
-  std::string session_text() const {
-    return session_ ? fmt::format(", {}, peer {}", session_->describe(), session_->peer_identity())
-                    : std::string();
-  }
-
-  ibv_cq* cq() const { return cq_.get(); }
-  ibv_comp_channel* comp() const { return comp_.get(); }
-
-  Registrations& registrations() { return *regs_; }
-
- private:
-  std::shared_ptr<Registrations> regs_;
-  CompletionChannel comp_;
-  CompletionQueue cq_;
-  MappedMemory auth_buf_;
-  MemoryRegion auth_mr_;
-  std::unique_ptr<AuthPipe> pipe_;
-  std::unique_ptr<SecureSession> session_;
-};
-
 rdma_conn_param conn_param(const std::byte* priv, size_t len) {
   rdma_conn_param p{};
   p.private_data = priv;
@@ -228,12 +81,28 @@ std::string device_of(rdma_cm_id* id) {
 // Source.
 
 struct PullOrigin::Impl {
-  // Destroyed bottom-up: the id (and its QP) before the queue's CQ, MRs and PD, and the event
-  // channel last.
+  // Destroyed bottom-up: the windows (each holds the queue pair it was bound on) before the id
+  // and its QP, those before the queue's CQ, MRs and PD, and the event channel last.
   EventChannel channel;
   std::unique_ptr<Queue> queue;
   CmId id;
+  std::vector<MemoryWindow> windows;
+  std::vector<PullKey> exposed;
+  std::string no_windows;  // why the peer gets region keys; empty: windows
   std::string text;
+  bool done = false;  // the peer's DONE arrived
+
+  // Whether the peer left (its DISCONNECTED on this connection's own event channel).
+  bool peer_left() {
+    rdma_cm_event* ev = nullptr;
+    if (rdma_get_cm_event(channel.get(), &ev) != 0) return false;
+    const auto type = ev->event;
+    rdma_ack_cm_event(ev);
+    return type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL;
+  }
+  void take_messages() {
+    for (auto& m : queue->take_messages()) done = done || is_done(m);
+  }
 };
 
 PullOrigin::PullOrigin(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -257,7 +126,8 @@ std::string rejection_text(const std::vector<std::byte>& priv) {
 Result<std::unique_ptr<PullOrigin>> PullOrigin::connect(const std::string& ip, uint16_t port,
                                                         std::span<const std::byte> priv,
                                                         PullMillis timeout,
-                                                        ChannelSecurity* security) {
+                                                        ChannelSecurity* security,
+                                                        bool memory_windows) {
   auto deadline = Clock::now() + timeout;
   auto impl = std::make_unique<Impl>();
   RS_ASSIGN_OR_RETURN(impl->channel, nonblocking_channel());
@@ -310,37 +180,83 @@ Result<std::unique_ptr<PullOrigin>> PullOrigin::connect(const std::string& ip, u
       return Status::ok();
     };
     RS_RETURN_IF_ERROR(
-        impl->queue->authenticate(raw->qp, *security, PeerRole::kClient, ip, peer, peer_left));
+        impl->queue->authenticate(*security, PeerRole::kClient, ip, peer, peer_left));
   }
-  impl->text =
-      fmt::format("rdma {} -> {}:{}{}", device_of(raw), ip, port, impl->queue->session_text());
+  impl->no_windows = why_no_windows(raw->verbs, memory_windows);
+  impl->text = fmt::format("rdma {} -> {}:{}, {}{}", device_of(raw), ip, port,
+                           impl->no_windows.empty() ? "memory windows" : "region keys",
+                           impl->queue->session_text());
   return std::unique_ptr<PullOrigin>(new PullOrigin(std::move(impl)));
 }
 
 Result<uint32_t> PullOrigin::expose(std::span<const std::byte> mapping) {
+  for (const PullKey& k : impl_->exposed)
+    if (reinterpret_cast<uint64_t>(mapping.data()) >= k.address &&
+        reinterpret_cast<uint64_t>(mapping.data()) + mapping.size() <= k.address + k.length)
+      return k.key;
+  const bool windows = impl_->no_windows.empty();
   // LOCAL_WRITE although nothing here writes: without it the kernel pins the pages read-only,
   // and an anonymous page the guest had not touched yet would stay pinned as the shared zero
   // page while QEMU's later writes land in a new page the device never sees. The peer gets
-  // read access only.
+  // read access only: through a window bound on this queue pair, or the region's own key.
   RS_ASSIGN_OR_RETURN(ibv_mr * mr, impl_->queue->registrations().ensure(
                                        mapping.data(), mapping.size(),
-                                       IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_READ,
+                                       IBV_ACCESS_LOCAL_WRITE |
+                                           (windows ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_READ),
                                        "guest memory exposed for reads"));
-  return mr->rkey;
+  const auto deadline = Clock::now() + kExposeTimeout;
+  PullKey key{reinterpret_cast<uint64_t>(mr->addr), mr->length, mr->rkey};
+  Queue& q = *impl_->queue;
+  auto sent = [&q] { return q.sends_done(); };
+  if (windows) {
+    MemoryWindow mw;
+    RS_ASSIGN_OR_RETURN(WindowBind bind,
+                        new_window(q.registrations().pd(), mr, IBV_ACCESS_REMOTE_READ, mw));
+    RS_RETURN_IF_ERROR(q.post_bind(bind));
+    RS_RETURN_IF_ERROR(q.poll_until(sent, deadline, "a memory window bind"));
+    key.key = bind.rkey;
+    impl_->windows.push_back(std::move(mw));
+  }
+  // The peer holds the key once the SEND completed (acknowledged: in its receive buffer),
+  // before any frame that names this memory is written on QEMU's socket.
+  std::byte message[kPullKeyBytes];
+  encode_key(message, key);
+  RS_RETURN_IF_ERROR(q.post_message(message));
+  RS_RETURN_IF_ERROR(q.poll_until(sent, deadline, "the key's message to the destination"));
+  impl_->take_messages();
+  impl_->exposed.push_back(key);
+  return key.key;
 }
 
-void PullOrigin::wait_closed(PullMillis timeout) {
-  auto deadline = Clock::now() + timeout;
-  for (;;) {
-    auto ev = wait_event(impl_->channel.get(), deadline);
-    if (!ev || ev->type == RDMA_CM_EVENT_DISCONNECTED || ev->type == RDMA_CM_EVENT_DEVICE_REMOVAL)
-      break;
-  }
+PullOrigin::End PullOrigin::linger(PullMillis bound) {
+  const auto deadline = Clock::now() + bound;
+  End end = End::kBound;
+  impl_->take_messages();
+  Status s = impl_->done ? Status::ok()
+                         : impl_->queue->poll_until(
+                               [&] {
+                                 impl_->take_messages();
+                                 if (impl_->done) return true;
+                                 if (!impl_->peer_left()) return false;
+                                 end = End::kDisconnected;
+                                 return true;
+                               },
+                               deadline, "the destination's DONE");
+  if (impl_->done)
+    end = End::kDone;
+  else if (s.code() == ErrorCode::kDisconnected)
+    end = End::kDisconnected;
+  // The exposure ends here, whatever the peer does next: the windows first (their keys die at
+  // once), then the regions (the region keys with them).
+  impl_->windows.clear();
+  impl_->queue->registrations().release_all();
   rdma_disconnect(impl_->id.get());
+  return end;
 }
 
 PullStats PullOrigin::stats() const { return impl_->queue->registrations().stats(); }
 std::string PullOrigin::describe() const { return impl_->text; }
+std::string PullOrigin::why_region_keys() const { return impl_->no_windows; }
 
 // ---------------------------------------------------------------------------------------
 // Destination.
@@ -351,40 +267,28 @@ struct PullTarget::Impl {
   std::unique_ptr<Queue> queue;
   CmId id;
   std::string text;
+  std::vector<PullKey> keys;  // from the source's KEYs
+  bool done_sent = false;
   ~Impl() {
     if (id) rdma_disconnect(id.get());
   }
 
-  Status completed(const ibv_wc& wc) {
-    if (wc.status != IBV_WC_SUCCESS)
-      return Status(ErrorCode::kIo, fmt::format("RDMA READ from the source failed: {}",
-                                                ibv_wc_status_str(wc.status)));
-    // Only READs are posted once the set-up is over; a receive completing means the source
-    // sent a message it had no business sending.
-    if (wc.opcode != IBV_WC_RDMA_READ)
-      return Status(ErrorCode::kProtocol, "the source sent a message on the READ connection");
+  // The KEYs received so far into `keys`; kProtocol for any other message (the source sends
+  // nothing else).
+  Status take_keys() {
+    for (auto& m : queue->take_messages()) {
+      auto k = decode_key(m);
+      if (!k)
+        return Status(ErrorCode::kProtocol,
+                      fmt::format("the source sent a {}-byte message that is not a key", m.size()));
+      keys.push_back(*k);
+    }
     return Status::ok();
   }
-
-  // Waits for one completion; every posted batch signals only its last read, and an error
-  // completion of any read is reported on its own.
-  Status wait_completion(PullMillis timeout) {
-    for (;;) {
-      ibv_wc wc{};
-      int n = ibv_poll_cq(queue->cq(), 1, &wc);
-      if (n < 0) return Status(ErrorCode::kIo, "ibv_poll_cq failed");
-      if (n == 1) return completed(wc);
-      if (ibv_req_notify_cq(queue->cq(), 0) != 0)
-        return Status(ErrorCode::kIo, "ibv_req_notify_cq failed");
-      n = ibv_poll_cq(queue->cq(), 1, &wc);  // one may have landed before the arm
-      if (n == 1) return completed(wc);
-      pollfd pfd{queue->comp()->fd, POLLIN, 0};
-      int rc = ::poll(&pfd, 1, static_cast<int>(timeout.count()));
-      if (rc == 0) return Status(ErrorCode::kTimeout, "RDMA READ did not complete in time");
-      ibv_cq* cq = nullptr;
-      void* ctx = nullptr;
-      if (ibv_get_cq_event(queue->comp(), &cq, &ctx) == 0) ibv_ack_cq_events(cq, 1);
-    }
+  std::optional<uint32_t> find(uint64_t addr, uint64_t len) const {
+    for (auto it = keys.rbegin(); it != keys.rend(); ++it)
+      if (addr >= it->address && addr + len <= it->address + it->length) return it->key;
+    return std::nullopt;
   }
 };
 
@@ -399,24 +303,48 @@ Result<uint32_t> PullTarget::lkey(std::span<std::byte> mapping, PullStats* added
 }
 
 Status PullTarget::read(std::span<const PullRead> reads, PullMillis timeout) {
-  // Batches of at most kSendDepth / 2 reads, each waited for before the next is posted.
-  constexpr size_t kBatch = kSendDepth / 2;
-  std::vector<ibv_sge> sge(std::min(reads.size(), kBatch));
-  std::vector<ibv_send_wr> wr(sge.size());
+  // Batches of at most half the send queue, each waited for before the next is posted; a
+  // batch that makes no progress for `timeout` fails.
+  constexpr size_t kBatch = 128;
+  Queue& q = *impl_->queue;
   for (size_t at = 0; at < reads.size(); at += kBatch) {
-    size_t n = std::min(kBatch, reads.size() - at);
-    for (size_t i = 0; i < n; ++i) {
-      fill_read_request(reads[at + i], sge[i], wr[i]);
-      wr[i].wr_id = at + i;
-      wr[i].send_flags = i + 1 == n ? IBV_SEND_SIGNALED : 0;
-      wr[i].next = i + 1 < n ? &wr[i + 1] : nullptr;
-    }
-    ibv_send_wr* bad = nullptr;
-    if (int rc = ibv_post_send(impl_->id->qp, wr.data(), &bad); rc != 0)
-      return errno_status(ErrorCode::kIo, "posting RDMA READs", rc);
-    RS_RETURN_IF_ERROR(impl_->wait_completion(timeout));
+    RS_RETURN_IF_ERROR(q.post_reads(reads.subspan(at, std::min(kBatch, reads.size() - at))));
+    RS_RETURN_IF_ERROR(
+        q.poll_until([&q] { return q.sends_done(); }, Clock::now() + timeout, "RDMA READ"));
   }
   return Status::ok();
+}
+
+Result<uint32_t> PullTarget::key_for(uint64_t addr, uint64_t len, PullMillis timeout) {
+  RS_RETURN_IF_ERROR(impl_->take_keys());
+  if (auto k = impl_->find(addr, len)) return *k;
+  // The source's KEY completed before it wrote the frame; its receive may still be on its way
+  // through this side's CQ.
+  Status keys = Status::ok();
+  Status s = impl_->queue->poll_until(
+      [&] {
+        keys = impl_->take_keys();
+        return !keys || impl_->find(addr, len).has_value();
+      },
+      Clock::now() + timeout, "the source's key");
+  RS_RETURN_IF_ERROR(keys);
+  if (auto k = impl_->find(addr, len)) return *k;
+  if (s.code() == ErrorCode::kTimeout)
+    return Status(ErrorCode::kProtocol,
+                  fmt::format("the source named {} bytes at 0x{:x} without giving their key on "
+                              "the READ connection",
+                              len, addr));
+  return s;
+}
+
+Status PullTarget::done(PullMillis timeout) {
+  if (impl_->done_sent) return Status::ok();
+  impl_->done_sent = true;
+  std::byte message[4];
+  store_le<uint32_t>(message, kPullDoneMagic);
+  Queue& q = *impl_->queue;
+  RS_RETURN_IF_ERROR(q.post_message(message));
+  return q.poll_until([&q] { return q.sends_done(); }, Clock::now() + timeout, "DONE");
 }
 
 PullStats PullTarget::stats() const { return impl_->queue->registrations().stats(); }
@@ -494,8 +422,7 @@ Result<std::unique_ptr<PullTarget>> PullListener::accept(
   if (security) {
     // The peer's departure shows on the listener's channel, shared with every other connection:
     // a refused peer's alert, or the deadline, ends the wait instead.
-    Status a =
-        impl->queue->authenticate(raw->qp, *security, PeerRole::kServer, "", "the source", nullptr);
+    Status a = impl->queue->authenticate(*security, PeerRole::kServer, "", "the source", nullptr);
     if (!a) return Status(ErrorCode::kMismatch, a.message());
   }
   impl->text =

@@ -6,10 +6,22 @@
 //   source (PullOrigin)                         destination (PullListener -> PullTarget)
 //   connect(ip, port, private data) ---------->  accept: `decide` sees the private data
 //   [with security: TLS 1.3 over SEND/RECV, then the destination's verdict (auth_pipe.h)]
-//   expose(mapping) -> rkey (REMOTE_READ)        lkey(mapping) (LOCAL_WRITE)
-//   (posts nothing; its QP only answers READs)   read(ops): RDMA READ, waits for all of them
-//   wait_closed(): until the peer disconnects    disconnect()
+//   expose(mapping): registers it, binds a       lkey(mapping) (LOCAL_WRITE)
+//     window on this QP (or takes the region's
+//     key), then KEY{addr, len, key} --SEND--->  key_for(addr, len): from the KEYs received
+//   (posts nothing else; its QP answers READs)   read(ops): RDMA READ, waits for all of them
+//   linger(bound): until DONE or the peer  <----  done(): DONE --SEND (no READ after it)
+//     leaves, else `bound`; then every key dies  disconnect()
 //
+// Keys exist only on this connection: they travel in its own SEND messages, after the set-up
+// (with security: after the peer authenticated and was allowed), never anywhere else.
+// Where the device has type-2 memory windows (and `memory_windows` was not turned off, as
+// with --rdma-memory-windows false), the memory is registered for local access and window
+// binding only, and the key the peer gets is a window's bound on this connection's queue pair
+// for REMOTE_READ: the device refuses it through any other queue pair, and it dies when
+// the window is deallocated (when the exposure ends, before the queue pair goes). Otherwise
+// the key is the region's (REMOTE_READ), valid through this connection's PD until it is
+// deregistered. describe() says which.
 // Each source connection has its own protection domain: memory is registered in it for that
 // connection only (an rkey opens nothing through another connection's queue pair) and
 // deregistered with it, the PD last, whether the connection ends or fails. The destination's
@@ -18,7 +30,7 @@
 // ChannelSecurity, connect/accept return only after the peer authenticated (and the
 // destination allowed it): nothing is registered for remote access before, so no rkey can
 // exist for an unauthenticated peer.
-// Thread-safety: one thread per connection object; expose/lkey may run on any thread.
+// Thread-safety: one thread per connection object at a time.
 #pragma once
 
 #include <chrono>
@@ -55,23 +67,35 @@ class PullOrigin {
   // destination's certificate must name `ip`, and the destination must accept this side's
   // identity. Blocks until established and authenticated, refused (kMismatch with the reason
   // either side gave) or `timeout`.
+  // `memory_windows`: expose through type-2 memory windows where the device has them (false:
+  // the regions' keys, as --rdma-memory-windows false).
   static Result<std::unique_ptr<PullOrigin>> connect(const std::string& ip, uint16_t port,
                                                      std::span<const std::byte> private_data,
                                                      PullMillis timeout,
-                                                     transport::ChannelSecurity* security);
+                                                     transport::ChannelSecurity* security,
+                                                     bool memory_windows = true);
   ~PullOrigin();
   PullOrigin(const PullOrigin&) = delete;
   PullOrigin& operator=(const PullOrigin&) = delete;
 
-  // Registers `mapping` for remote reads through this connection (in its own PD, once per
-  // connection) and returns its rkey.
+  // Opens `mapping` to the peer's READs through this connection (registered in its own PD,
+  // once per connection; a window bound on its queue pair where there are windows) and tells
+  // the peer its key in a KEY message, which the peer holds when this returns; returns the key.
   // kNoSpace with the memlock advice when the limit is too low.
   Result<uint32_t> expose(std::span<const std::byte> mapping);
-  // Waits until the peer disconnects (it finished reading) or `timeout`.
-  void wait_closed(PullMillis timeout);
+  // How the exposure ended (linger).
+  enum class End { kDone, kDisconnected, kBound };
+  // Keeps the exposure until the peer says it is done (DONE) or disconnects, or `bound` passed;
+  // then ends it (every window deallocated, every region deregistered: no key opens anything)
+  // and disconnects.
+  End linger(PullMillis bound);
   PullStats stats() const;
-  // "rdma rxe0 -> 10.9.0.2:4791", and with security ", TLSv1.3 ..., peer CN=...".
+  // "rdma rxe0 -> 10.9.0.2:4791, memory windows", and with security ", TLSv1.3 ..., peer
+  // CN=..."; "region keys" instead where there are no windows.
   std::string describe() const;
+  // Why the peer gets region keys ("rxe0 has no type-2 memory windows", "--rdma-memory-windows
+  // false was given"); empty with windows.
+  std::string why_region_keys() const;
 
  private:
   struct Impl;
@@ -113,6 +137,13 @@ class PullTarget {
   // Posts every read and returns when all completed (kIo naming the failed completion, or
   // kTimeout after `timeout` without progress).
   Status read(std::span<const PullRead> reads, PullMillis timeout);
+  // The key the source gave for [addr, addr + len) in a KEY message on this connection,
+  // waiting up to `timeout` for it (the source sends it before the frame that names the
+  // address). kProtocol when the source named memory it gave no key for.
+  Result<uint32_t> key_for(uint64_t addr, uint64_t len, PullMillis timeout);
+  // Tells the source no READ follows (DONE): it ends its exposure at once. Once; later calls
+  // do nothing.
+  Status done(PullMillis timeout);
   PullStats stats() const;
   std::string describe() const;
 

@@ -202,12 +202,7 @@ Result<std::unique_ptr<Connection>> finish(EventChannel channel, SharedPd pd,
   std::string text = describe(queues[0]->id(), queues.size());
   // Which keys the peer gets for one-sided access (none at all with --encrypt), and why not
   // windows, for the log.
-  std::string no_windows;
-  if (!sec.windows)
-    no_windows = "--rdma-memory-windows false was given";
-  else if (!RdmaConnection::device_has_windows(pd->context))
-    no_windows =
-        fmt::format("{} has no type-2 memory windows", ibv_get_device_name(pd->context->device));
+  std::string no_windows = why_no_windows(pd->context, sec.windows);
   const bool windows = sec.queue_keys && no_windows.empty();
   if (!sec.encrypt) {
     text.pop_back();

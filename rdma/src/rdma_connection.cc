@@ -68,13 +68,6 @@ RdmaConnection::~RdmaConnection() {
   queues_.clear();
 }
 
-bool RdmaConnection::device_has_windows(ibv_context* ctx) {
-  ibv_device_attr attr{};
-  if (ibv_query_device(ctx, &attr) != 0) return false;
-  return attr.max_mw > 0 && (attr.device_cap_flags &
-                             (IBV_DEVICE_MEM_WINDOW_TYPE_2A | IBV_DEVICE_MEM_WINDOW_TYPE_2B)) != 0;
-}
-
 // Every CM event is acknowledged at once: destroying an id waits for its unacked events.
 void RdmaConnection::watch_cm_events() {
   while (!stop_) {
@@ -246,17 +239,12 @@ Status RdmaConnection::bind_windows(std::vector<GuestRegistration>& regs, unsign
   std::vector<std::vector<WindowBind>> binds(queues);
   for (size_t c = 0; c < regs.size(); ++c) {
     for (uint32_t q = 0; q < queues; ++q) {
-      MemoryWindow mw(ibv_alloc_mw(pd_.get(), IBV_MW_TYPE_2));
-      if (!mw)
-        return errno_status(
-            ErrorCode::kIo,
-            fmt::format("rdma: ibv_alloc_mw (a window for queue {} of chunk {})", q, c), errno);
-      // A fresh key byte each bind: a key seen before never opens this window.
-      const uint32_t rkey = ibv_inc_rkey(mw->rkey);
-      ibv_mr* mr = regs[c].mr.get();
-      binds[q].push_back(
-          {mw.get(), mr, reinterpret_cast<uint64_t>(mr->addr), mr->length, access, rkey});
-      key.queue_rkeys[c * queues + q] = rkey;
+      MemoryWindow mw;
+      auto bind = new_window(pd_.get(), regs[c].mr.get(), access, mw);
+      if (!bind)
+        return bind.status().with_context(fmt::format("a window for queue {} of chunk {}", q, c));
+      binds[q].push_back(*bind);
+      key.queue_rkeys[c * queues + q] = bind->rkey;
       regs[c].windows.push_back(std::move(mw));
     }
     key.rkeys.push_back(regs[c].rkey = key.queue_rkeys[c * queues]);

@@ -49,8 +49,6 @@ class RdmaConnection final : public Connection {
   Result<MemoryKey> register_memory(std::span<std::byte> memory, MemoryAccess access) override;
   Result<MemoryKey> register_memory_per_queue(std::span<std::byte> memory,
                                               MemoryAccess access) override;
-  // Whether the device binds type-2 memory windows (type 2A or 2B in its capabilities).
-  static bool device_has_windows(ibv_context* ctx);
   Status release_memory(const MemoryKey& key) override;
   Status can_register(uint64_t bytes) const override;
   Status post_send(uint32_t queue, std::span<const ConstBuffer> segments) override;

@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "async_events.h"
+#include "memory_windows.h"
 #include "page_pull.h"
 #include "peer_liveness.h"
 #include "ramshift/base/mapped_memory.h"
@@ -46,19 +47,6 @@
 #include "work_requests.h"
 
 namespace ramshift::transport::rdma {
-
-// One type-2 memory window to bind on a queue: [address, address + length) of `mr` (which
-// was registered with IBV_ACCESS_MW_BIND), opened to the peer for `access`
-// (IBV_ACCESS_REMOTE_WRITE or IBV_ACCESS_REMOTE_READ) under `rkey` (the window's key with
-// the consumer's 8 bits chosen, ibv_inc_rkey).
-struct WindowBind {
-  ibv_mw* mw = nullptr;
-  ibv_mr* mr = nullptr;
-  uint64_t address = 0;
-  uint64_t length = 0;
-  unsigned access = 0;
-  uint32_t rkey = 0;
-};
 
 class RdmaQueue {
  public:

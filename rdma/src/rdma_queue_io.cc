@@ -140,18 +140,7 @@ Status RdmaQueue::read(std::span<const PullRead> reads, Millis timeout) {
 Result<uint64_t> RdmaQueue::post_binds(std::span<const WindowBind> binds,
                                        Clock::time_point deadline) {
   return post_waited(
-      binds.size(),
-      [&](size_t i, ibv_sge&, ibv_send_wr& wr) {
-        const WindowBind& b = binds[i];
-        wr = ibv_send_wr{};
-        wr.opcode = IBV_WR_BIND_MW;
-        wr.bind_mw.mw = b.mw;
-        wr.bind_mw.rkey = b.rkey;
-        wr.bind_mw.bind_info.mr = b.mr;
-        wr.bind_mw.bind_info.addr = b.address;
-        wr.bind_mw.bind_info.length = b.length;
-        wr.bind_mw.bind_info.mw_access_flags = b.access;
-      },
+      binds.size(), [&](size_t i, ibv_sge&, ibv_send_wr& wr) { fill_bind_request(binds[i], wr); },
       deadline, "memory window bind");
 }
 

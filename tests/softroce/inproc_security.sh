@@ -6,8 +6,13 @@
 #  - a wrong PSK, a certificate not in --tls-authz, TLS on one side only: refused on both sides
 #    with the reason in each side's stats; no key made or sent (no registration on the source,
 #    no frame); the migration completes over plain multifd, RAM identical
-#  - rdma_pull_probe: a guest-memory rkey from an earlier connection, with or without that
-#    connection still held, reads nothing through the next one
+#  - the source's stats: each channel gave the destination memory-window keys on its READ
+#    connection, and its exposure ended on the destination's DONE (not the peer timeout); with
+#    --rdma-memory-windows false on the source, region keys, said why, RAM identical
+#  - rdma_pull_probe: a guest-memory key from an earlier connection, with or without that
+#    connection still held, reads nothing through the next one; a destination that holds its
+#    connection without saying it is done reads nothing after the bound; DONE ends the
+#    exposure at once
 #  - with INPROC_BASE_LIB on inproc_run.sh: figures, what registering per connection costs
 #    (the same plain 2-channel migration with that build's library and with this one,
 #    alternated three times; registration time per side and the migration's time;
@@ -28,6 +33,7 @@ SRC_EXEC=(--tls-dir "$P/good")
 DST_EXEC=(--tls-dir "$P/good" --tls-authz "CN=sender,O=ramshift-test")
 if migrate_paused x509 2 rdma; then pass "x509: qemu-migrate completed"; else
   fail "x509: qemu-migrate: $(tail -3 "$W/mx509.err")"; cat "$W/qsx509.log" "$W/qdx509.log"; fi
+sleep 2  # the source QEMU closes its channels just after it reports completion
 stop_all
 cmp -s "$W/src.img" "$W/dst.ram" && pass "x509: destination RAM identical to the image" ||
   fail "x509: destination RAM differs from the image"
@@ -40,11 +46,43 @@ notes "$W/sx509.json" | grep -q 'RDMA READ (rdma .*TLSv1.3 .*x509, peer CN=recei
 notes "$W/dx509.json" | grep -q 'RDMA READ (rdma .*TLSv1.3 .*x509, peer CN=sender,O=ramshift-test)' &&
   pass "x509: the destination's note names TLS 1.3 and the source's certificate" ||
   { fail "x509: the destination's note lacks the session"; notes "$W/dx509.json"; }
+# keys_and_exposure TAG KEYS: every RDMA channel of the source gave the destination KEYS ("memory
+# windows" or "region keys") on its READ connection, and its exposure ended when the
+# destination said it was done, well before the peer timeout (5 s).
+keys_and_exposure() {
+  local f=$W/s$1.json ch k e ms
+  ch=$(jget "$f" source rdma_channels)
+  k=$(tr -d '\n' < "$f" | grep -o "\"keys\": *\"$2\"" | wc -l)
+  [ "${ch:-0}" -gt 0 ] && [ "$k" = "$ch" ] &&
+    pass "$1: the source's $ch RDMA channel(s) gave the destination $2" ||
+    { fail "$1: keys: $k of ${ch:-?} channels say $2"; show "$f"; }
+  e=$(tr -d '\n' < "$f" | grep -o '"exposure_ended": *"done"' | wc -l)
+  ms=$(tr -d '\n' < "$f" | grep -o '"exposed_after_close_ms": *[0-9]*' | grep -o '[0-9]*$' | sort -n | tail -1)
+  [ "$e" = "$ch" ] && [ "${ms:-99999}" -lt 5000 ] &&
+    pass "$1: every channel's exposure ended on the destination's DONE, at most $ms ms after the source QEMU closed it" ||
+    { fail "$1: exposure: $e of ${ch:-?} ended on DONE, the longest ${ms:-?} ms"; show "$f"; }
+}
+keys_and_exposure x509 "memory windows"
 for side in s:source d:destination; do
   f=$W/${side%%:*}x509.json
   echo "x509 ${side#*:}: $(tr -d '\n' < "$f" |
     grep -o '"registered_bytes": *[0-9]*\|"registration_ms": *[0-9.]*\|"registrations": *[0-9]*' | tr '\n' ' ')"
 done
+
+step "the region-key fallback: the source with --rdma-memory-windows false"
+SRC_EXEC=(--tls-dir "$P/good" --rdma-memory-windows false)
+DST_EXEC=(--tls-dir "$P/good" --tls-authz "CN=sender,O=ramshift-test")
+if migrate_paused nowin 2 rdma; then pass "no windows: qemu-migrate completed"; else
+  fail "no windows: qemu-migrate: $(tail -3 "$W/mnowin.err")"; fi
+sleep 2
+stop_all
+cmp -s "$W/src.img" "$W/dst.ram" && pass "no windows: destination RAM identical to the image" ||
+  fail "no windows: destination RAM differs from the image"
+keys_and_exposure nowin "region keys"
+notes "$W/snowin.json" | grep -q 'rdma-memory-windows false was given: the destination.s keys are the memory regions' &&
+  pass "no windows: the source's stats say why the keys are the regions'" ||
+  { fail "no windows: the source's notes lack the reason"; notes "$W/snowin.json"; }
+SRC_EXEC=(); DST_EXEC=()
 
 # refused TAG WHAT SOURCE_SAYS DESTINATION_SAYS: a migration whose READ connection is refused.
 refused() {

@@ -30,7 +30,8 @@ SERVER_SAN=IP:10.9.0.1 bash "$HERE/../security/make_pki.sh" "$PKI/pki" >"$PKI/ma
 echo "$PKI/pki" >"$PKI/softroce_pki"
 # SOFTROCE_ONLY=faults [FAULT_CASES=...]: only the fault matrix (fault_cases.sh);
 # SOFTROCE_ONLY=security: only rdma:// with --tls-* (security_cases.sh);
-# SOFTROCE_ONLY=postcopy: only post-copy over rdma:// (postcopy_cases.sh).
+# SOFTROCE_ONLY=postcopy: only post-copy over rdma:// (postcopy_cases.sh);
+# SOFTROCE_ONLY=bridge: only stock QEMU through the bridges over rdma:// (bridge_cases.sh).
 # perftest's ib_read_lat goes in for the post-copy step's peer figure (rxe_vm.sh installs it).
 IRL=$(command -v ib_read_lat || true)
 [ -n "$IRL" ] && QARGS+=(-b "$IRL")

@@ -1,7 +1,7 @@
 #!/bin/bash
 # The soft-RoCE suite: runs where an RDMA device exists (inside tests/softroce/rxe_vm.sh's VM,
 # or directly on a host with RDMA), with `ramshift` and `conformance_tests` on PATH.
-#   suite.sh E2E_DIR [faults [GROUPS] | security | postcopy]   (E2E_DIR holds tests/e2e/lib.sh; tests/lib and
+#   suite.sh E2E_DIR [faults [GROUPS] | security | postcopy | bridge]   (E2E_DIR holds tests/e2e/lib.sh; tests/lib and
 #   tests/softroce sit beside it)
 # RAMSHIFT_RDMA_ADDR is the address of the device to listen on (the VM's rxe0: 10.9.0.1).
 [ -n "${BASH_VERSION:-}" ] || exec bash "$0" "$@"  # the VM's init starts us with busybox sh
@@ -25,6 +25,13 @@ if [ "${2:-}" = postcopy ]; then
     grep -q "1 test.* PASSED\|PASSED.*1 test" "$WORK/conf.log" && ! grep -q SKIPPED "$WORK/conf.log" &&
     pass "RemoteReadsReturnThePeersBytesUntilReleased on rdma" || { fail "read conformance on rdma"; cat "$WORK/conf.log"; }
   source "$E2E_DIR/../softroce/postcopy_cases.sh"
+  finish
+fi
+
+# suite.sh E2E_DIR bridge: only stock QEMU through the bridges over rdma:// (bridge_cases.sh).
+if [ "${2:-}" = bridge ]; then
+  ramshift make-image --size 64M --pattern mixed "$WORK/src.img" >/dev/null
+  source "$E2E_DIR/../softroce/bridge_cases.sh"
   finish
 fi
 
@@ -191,37 +198,7 @@ expect_exit 2 "send to an address outside every RDMA device's network" -- \
   "$RAMSHIFT" send --to "rdma://192.0.2.1:7000" --guest "file:$WORK/src.img" --connect-timeout 3
 expect_stderr "RDMA device|route|timed out" "says the address cannot be reached over RDMA"
 
-step "QEMU through the bridge over rdma://: a paused 64 MiB guest"
-# QEMU runs its guest RAM from files here: the source's is the image, the destination's a
-# fresh file it fills as the migration lands, so the two must end byte-identical.
-QEMU=/usr/bin/qemu-system-x86_64
-export QEMU_MODULE_DIR=/usr/lib/x86_64-linux-gnu/qemu
-if [ -x "$QEMU" ]; then
-  for ch in 0 2; do
-    rm -f "$WORK/qemu-dst.ram"
-    qcommon=(-accel tcg -m 64 -machine pc,memory-backend=ram0 -S -display none -nodefaults -no-user-config)
-    "$QEMU" "${qcommon[@]}" -qmp "unix:$WORK/qs.qmp,server=on,wait=off" \
-      -object memory-backend-file,id=ram0,size=64M,mem-path="$WORK/src.img",share=off >"$WORK/qs.log" 2>&1 &
-    qs=$!
-    "$QEMU" "${qcommon[@]}" -qmp "unix:$WORK/qd.qmp,server=on,wait=off" -incoming defer \
-      -object memory-backend-file,id=ram0,size=64M,mem-path="$WORK/qemu-dst.ram",share=on >"$WORK/qd.log" 2>&1 &
-    qd=$!
-    expect_exit 0 "qemu-migrate via rdma:// with $ch multifd channels" -- \
-      "$RAMSHIFT" qemu-migrate --src-qmp "$WORK/qs.qmp" --dst-qmp "$WORK/qd.qmp" \
-      --via "rdma://$ADDR:0" --multifd-channels $ch --json "$WORK/qm-$ch.json"
-    kill $qs $qd 2>/dev/null; wait $qs $qd 2>/dev/null
-    cmp -s "$WORK/src.img" "$WORK/qemu-dst.ram" && pass "destination RAM identical to the source's ($ch channels)" ||
-      fail "destination RAM differs ($ch channels)"
-    grep -q '"transport": "rdma"' "$WORK/qm-$ch.json" && pass "the bridges used rdma" || fail "bridges not on rdma"
-    if [ $ch -gt 0 ]; then  # multifd packets: raw pages go by RDMA WRITE into reassembly slots
-      placed=$(grep -o '"placed": *[0-9]*' "$WORK/qm-$ch.json" | head -1 | grep -o '[0-9]*$')
-      [ "${placed:-0}" -gt 1000 ] && pass "$placed multifd pages placed by RDMA WRITE at their final offset" ||
-        fail "only ${placed:-0} multifd pages were placed"
-    fi
-  done
-else
-  fail "no $QEMU in the VM (run.sh copies it in)"
-fi
+source "$E2E_DIR/../softroce/bridge_cases.sh"
 
 step "ramshift bench and doctor on the rdma device"
 "$RAMSHIFT" bench --server --listen "rdma://$ADDR:0" >"$WORK/bs.out" 2>"$WORK/bs.err" &

@@ -53,7 +53,7 @@ TEST(PreloadWire, OfferAndConnectRoundTripAndRefuseOtherVersions) {
 }
 
 TEST(PreloadWire, FrameRoundTripsAndLimitsHold) {
-  std::vector<FrameRead> reads{{0x7f0000001000, 4096, 9}, {0x7f0000100000, 65536, 9}};
+  std::vector<FrameRead> reads{{0x7f0000001000, 4096}, {0x7f0000100000, 65536}};
   auto f = encode_frame(1344, reads);
   ASSERT_EQ(f.size(), kFrameHeaderBytes + 2 * kFrameReadBytes);
   auto h = decode_frame_header(f);
@@ -69,10 +69,23 @@ TEST(PreloadWire, FrameRoundTripsAndLimitsHold) {
   EXPECT_FALSE(decode_frame_header(many));
   auto big = encode_frame(kMaxFrameInline + 1, {});
   EXPECT_FALSE(decode_frame_header(big));
-  auto zero = encode_frame(0, std::vector<FrameRead>{{1, 0, 1}});
+  auto zero = encode_frame(0, std::vector<FrameRead>{{1, 0}});
   EXPECT_FALSE(decode_frame_read(zero.data() + kFrameHeaderBytes));
   f[0] = std::byte{0x44};  // QEMU's multifd magic starts 0x11223344 (big-endian)
   EXPECT_FALSE(decode_frame_header(f));
+}
+
+// The keys to the source's memory travel on the authenticated READ connection only
+// (page_pull.h, KEY): a frame on QEMU's socket names addresses and lengths, and the word a
+// version 1 frame kept each read's rkey in is zero, and must be.
+TEST(PreloadWire, FramesOnQemusSocketCarryNoKey) {
+  auto f = encode_frame(64, std::vector<FrameRead>{{0x7f0000001000, 4096}});
+  const std::byte* read = f.data() + kFrameHeaderBytes;
+  for (size_t i = 12; i < kFrameReadBytes; ++i) EXPECT_EQ(read[i], std::byte{0}) << "byte " << i;
+  EXPECT_TRUE(decode_frame_read(read));
+  f[kFrameHeaderBytes + 12] = std::byte{0x31};  // a key where a version 1 source put it
+  EXPECT_FALSE(decode_frame_read(f.data() + kFrameHeaderBytes));
+  EXPECT_GE(kWireVersion, 2);  // a version 1 peer (keys in frames) falls back to plain TCP
 }
 
 TEST(PreloadWire, RandomBytesNeverDecodeAsAFrameWithoutTheMagic) {
