@@ -137,6 +137,29 @@ TEST(Batch, ZeroCopyBatchesPointIntoGuestMemoryAndDecodeTheSame) {
   }
 }
 
+// An image's pages while compressing: zstd reads them where they lie (one run, or several
+// gathered around zero pages), a payload of consecutive pages is decompressed in place, and
+// a batch zstd cannot shrink still goes out raw, pointing into the guest.
+TEST(Batch, ZeroCopyCompressedBatchesArriveExactly) {
+  CodecConfig cfg;
+  cfg.mode = CodecMode::kZstd;
+  for (auto pattern : {guest::Pattern::kText, guest::Pattern::kMixed, guest::Pattern::kRandom}) {
+    Memory src(128), dst(128);
+    guest::fill_pattern(src.bytes, pattern, 6);
+    BatchEncoder enc(cfg, kPage, kBatch, 0);
+    BatchDecoder dec(kPage, kBatch, 0);
+    PageCounts counts = transfer(enc, dec, src, dst, 0, true, /*zero_copy=*/true);
+    EXPECT_EQ(std::memcmp(src.bytes.data(), dst.bytes.data(), src.bytes.size()), 0)
+        << guest::pattern_name(pattern);
+    if (pattern == guest::Pattern::kRandom) {
+      EXPECT_EQ(counts.zstd, 0u);
+      EXPECT_GT(counts.raw, 0u);
+    } else {
+      EXPECT_GT(counts.zstd, 0u) << guest::pattern_name(pattern);
+    }
+  }
+}
+
 TEST(Batch, EntriesOutsideTheBatchChunkAreRejected) {
   CodecConfig cfg;
   cfg.mode = CodecMode::kZero;

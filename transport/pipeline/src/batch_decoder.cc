@@ -61,6 +61,12 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
   // Pass 1: every entry is checked before any byte of guest memory changes.
   size_t sum = 0;
   out.chunk = load_le<uint64_t>(entries) / max_pages_;
+  // Whether the payload is whole raw pages bound for consecutive pages (no cache copy):
+  // then a compressed payload is decompressed straight into guest memory, not into
+  // payload_ and copied page by page (a copy of every page the receiver gets).
+  bool in_place = compressed;
+  uint64_t first_payload_page = 0;
+  size_t payload_pages = 0;
   for (size_t i = 0; i < count; ++i) {
     const std::byte* e = entries + i * kPageEntryBytes;
     uint64_t index = load_le<uint64_t>(e);
@@ -91,19 +97,28 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
                       i));
     if ((k == PageKind::kXbzrle || (eflags & kEntryCacheInsert)) && !cache_.enabled())
       return bad(fmt::format("entry {}: uses the XBZRLE cache, which this session has not got", i));
+    if (len > 0 && in_place) {
+      if (payload_pages == 0) first_payload_page = index;
+      in_place = k == PageKind::kRaw && !(eflags & kEntryCacheInsert) &&
+                 index == first_payload_page + payload_pages;
+      ++payload_pages;
+    }
     sum += len;
   }
   if (sum != payload_len)
     return bad(fmt::format("entry lengths add up to {}, payload_len says {}", sum, payload_len));
 
   const std::byte* payload = h + kBatchHeaderBytes;
-  if (compressed) {
-    RS_RETURN_IF_ERROR(zstd_.decompress({payload, stored_len}, {payload_.data(), payload_len})
-                           .with_context("page batch"));
-    payload = payload_.data();
-  }
-
+  in_place = in_place && payload_pages > 0;
   if (write_gate_) RS_RETURN_IF_ERROR(write_gate_(out.region_id, out.chunk));
+  if (compressed) {
+    // In place, a payload that fails to decompress leaves its pages partly written: the
+    // batch fails, and with it the migration, which never commits such memory.
+    std::byte* into = in_place ? region.data() + first_payload_page * page_size_ : payload_.data();
+    RS_RETURN_IF_ERROR(
+        zstd_.decompress({payload, stored_len}, {into, payload_len}).with_context("page batch"));
+    payload = into;
+  }
 
   // Pass 2: place the pages.
   size_t off = 0;
@@ -123,7 +138,7 @@ Result<DecodedBatch> BatchDecoder::apply(std::span<const std::byte> body,
         ++out.counts.zero;
         break;
       case PageKind::kRaw:
-        std::memcpy(dst, payload + off, page_size_);
+        if (!in_place) std::memcpy(dst, payload + off, page_size_);
         if (insert) cache_.insert(key, dst);
         ++(compressed ? out.counts.zstd : out.counts.raw);
         break;

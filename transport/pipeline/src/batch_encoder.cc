@@ -31,7 +31,7 @@ void BatchEncoder::begin(uint32_t region_id, uint32_t round, const BatchPolicy& 
   round_ = round;
   policy_ = policy;
   compress_ = policy.compress && codec_may_compress(config_.mode);
-  zero_copy_ = policy.zero_copy && !compress_ && !policy.cache_insert;
+  zero_copy_ = policy.zero_copy && !policy.cache_insert;
   // While compressing, only pages that would not compress are placed (place_page()).
   place_ = policy.place_raw && (!policy.cache_insert || policy.stable_pages);
   runs_.clear();
@@ -159,6 +159,18 @@ void BatchEncoder::add(uint64_t page_index, const std::byte* page, uint64_t cach
   emit_raw(page_index, dst, page, 0);
 }
 
+const std::byte* BatchEncoder::gather_runs() {
+  // One run (a batch without zero pages) is compressed where it lies: copying it into
+  // staging_ first was a copy of every page zstd compresses.
+  if (runs_.size() == 1) return runs_.front().data();
+  size_t off = 0;
+  for (const auto& run : runs_) {
+    std::memcpy(staging_.data() + off, run.data(), run.size());
+    off += run.size();
+  }
+  return staging_.data();
+}
+
 BatchView BatchEncoder::finish() {
   if (entries_ == 0) return {};
   std::byte* h = out_.data();
@@ -167,11 +179,12 @@ BatchView BatchEncoder::finish() {
   uint8_t flags = 0;
   if (compress_ && payload_len_ > 0) {
     auto t0 = std::chrono::steady_clock::now();
+    const std::byte* src = zero_copy_ ? gather_runs() : staging_.data();
     // Keep the result only if it saves at least 1/32 of the payload (≈ 3%): below that the
     // receiver's decompression costs more than the link time it saves. The output buffer
     // is given its full compressBound: zstd takes a slower, bounds-checked path otherwise.
     size_t budget = payload_len_ - payload_len_ / 32;
-    size_t n = zstd_.compress(std::span<const std::byte>(staging_.data(), payload_len_),
+    size_t n = zstd_.compress(std::span<const std::byte>(src, payload_len_),
                               std::span<std::byte>(payload, ZstdCompressor::bound(payload_len_)));
     if (n > budget) n = 0;
     compress_ns_ = static_cast<uint64_t>(
@@ -181,7 +194,7 @@ BatchView BatchEncoder::finish() {
     if (n > 0) {
       stored = n;
       flags |= kBatchCompressed;
-    } else {
+    } else if (!zero_copy_) {
       std::memcpy(payload, staging_.data(), payload_len_);
     }
   }
@@ -200,7 +213,7 @@ BatchView BatchEncoder::finish() {
   store_le<uint32_t>(h + 20, 0);
   segments_.clear();
   const size_t entry_bytes = entries_ * kPageEntryBytes;
-  if (zero_copy_) {
+  if (zero_copy_ && !(flags & kBatchCompressed)) {
     // header | runs of guest memory | entries (copied behind the header in out_)
     std::memcpy(payload, entry_buf_.data(), entry_bytes);
     segments_.emplace_back(h, kBatchHeaderBytes);

@@ -6,7 +6,9 @@
 // index outside its region, an unknown kind or flag, lengths that do not add up, a payload
 // that does not decompress to the announced size, or a delta against a page the cache does
 // not hold all return kProtocol/kCorrupt with the field named. Nothing is ever written
-// outside the region spans given.
+// outside the region spans given. The one write before a failure: a compressed payload of
+// consecutive raw pages is decompressed straight into them, so a payload that turns out
+// not to decompress leaves those pages (and only those) partly written.
 #pragma once
 
 #include <cstddef>

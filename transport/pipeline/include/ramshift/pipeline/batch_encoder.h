@@ -26,8 +26,9 @@ struct BatchPolicy {
   bool compress = false;      // zstd the payload (ignored unless the codec may compress)
   bool cache_insert = false;  // raw pages also enter the XBZRLE cache (later rounds)
   // Raw pages are not copied: the batch points into guest memory, and the transport gathers
-  // them straight from there. Only for memory that cannot change until the batch is sent
-  // (a memory image); ignored when compressing or inserting into the cache.
+  // them straight from there (when compressing, zstd reads them there). Only for memory
+  // that cannot change until the batch is sent (a memory image); ignored when inserting
+  // into the cache.
   bool zero_copy = false;
   // Raw pages are placed by the transport's one-sided writes (placements()) and the batch
   // carries only kPlaced entries for them. While compressing, only the pages that look
@@ -96,6 +97,8 @@ class BatchEncoder {
   void emit_placed(uint64_t page_index, const std::byte* page, uint8_t flags);
   // A raw page: placed (entry only) when place_page(), else stored in the payload.
   void emit_raw(uint64_t page_index, std::byte* dst, const std::byte* page, uint8_t flags);
+  // Zero copy while compressing: the payload in one piece, the run itself or staging_.
+  const std::byte* gather_runs();
 
   CodecConfig config_;
   size_t page_size_;
