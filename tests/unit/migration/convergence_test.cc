@@ -165,10 +165,30 @@ TEST(Convergence, ASwitchoverAbortedForRunningLateWidensTheGuard) {
   // against what the switch-over predicted, and the next switch-over must fit even then.
   const uint64_t rest = rounds.back().dirty_bytes;
   const double late_s = 3.0 * static_cast<double>(rest) / (100 * MB);
-  d = p.after_round(
-      {rounds.back().round + 1, late_s, rest, static_cast<uint64_t>(late_s * 60 * MB)});
+  const uint64_t left = static_cast<uint64_t>(late_s * 60 * MB);
+  RoundMeasurement aborted{rounds.back().round + 1, late_s, rest, left};
+  aborted.aborted_switchover = true;
+  d = p.after_round(aborted);
   EXPECT_NEAR(d.slowdown, 3, 0.05) << d.reason;
   EXPECT_NE(d.kind, Decision::kSwitchover) << d.reason;  // 3x the rest does not fit any more
+  EXPECT_EQ(d.kind, Decision::kNextRound) << "a stall is not the guest outrunning the link";
+  // ...but the link is still 100 MB/s, not the aborted round's third of it: the next round,
+  // at the link's rate, is costed at that rate, and the rounds converge to a switch-over
+  // that fits even 3x slow.
+  const double next_s = static_cast<double>(left) / (100 * MB);
+  d = p.after_round({aborted.round + 1, next_s, left, left * 6 / 10});
+  EXPECT_NEAR(d.expected_downtime_ms - d.switchover_fixed_ms - d.device_state_ms,
+              static_cast<double>(left * 6 / 10) / (100 * MB) * 1000, 0.5)
+      << d.reason;
+  uint64_t now_left = left * 6 / 10;
+  for (uint32_t r = aborted.round + 2; d.kind != Decision::kSwitchover && r < aborted.round + 12;
+       ++r) {
+    ASSERT_EQ(d.kind, Decision::kNextRound) << d.reason;
+    d = p.after_round({r, static_cast<double>(now_left) / (100 * MB), now_left, now_left * 6 / 10});
+    now_left = now_left * 6 / 10;
+  }
+  EXPECT_EQ(d.kind, Decision::kSwitchover) << d.reason;
+  EXPECT_LE(d.worst_downtime_ms, 100) << d.reason;
 }
 
 TEST(Convergence, MeasuresTheFixedCostsFromTheRounds) {

@@ -79,8 +79,13 @@ Decision ConvergencePolicy::after_round(const RoundMeasurement& m) {
   d.bandwidth = per_second(static_cast<double>(m.sent_guest_bytes), m.seconds);
   // The device state moves in bulk: at the rate of the last large round, not at a small
   // round's, which is mostly its fixed cost (1 MB of state took 8.4 ms at 1 Gbit/s).
-  if (raw_bytes(m) >= kBulkBytes) bulk_rate_ = raw_rate(m);
-  measure_overhead(m);
+  // An aborted switch-over ran late for a reason the rounds did not show (a stall, a slow
+  // check): counted once, in the slowdown (at most 3x), and not again through a rate taken
+  // from it. Taking its rate too (a 3 s stall of a 1 MB round: 0.3 MB/s) compounded the two
+  // and left no switch-over predicted to fit after one stall on a loaded host.
+  const bool measures_link = !m.aborted_switchover;
+  if (measures_link && raw_bytes(m) >= kBulkBytes) bulk_rate_ = raw_rate(m);
+  if (measures_link) measure_overhead(m);
   const bool measured = overheads_ >= kOverheadsToTrust;
   d.fixed_measured = measured;
   const double largest_overhead_ms =
@@ -96,7 +101,7 @@ Decision ConvergencePolicy::after_round(const RoundMeasurement& m) {
   d.switchover_fixed_ms = measured ? 2 * largest_overhead_ms : config_.switchover_overhead_ms;
   // The slower of two rounds: one round's rate swings by a fifth on a shared host
   // (docs/design.md). A round that sent nothing measured no rate: the previous one stands.
-  const double this_byte_rate = byte_rate(m);
+  const double this_byte_rate = measures_link ? byte_rate(m) : 0;
   const double rate = !have_previous_      ? this_byte_rate
                       : this_byte_rate > 0 ? std::min(this_byte_rate, previous_rate_)
                                            : previous_rate_;
@@ -157,11 +162,11 @@ Decision ConvergencePolicy::after_round(const RoundMeasurement& m) {
   }
   const bool next_round_pays = m.dirty_bytes > 0 && rate > 0 && rounds_without_shrink_ < 2 &&
                                next_rest <= config_.min_shrink * static_cast<double>(m.dirty_bytes);
-  if (m.sent_guest_bytes > 0) previous_rate_ = this_byte_rate;
-  have_previous_ = have_previous_ || m.sent_guest_bytes > 0;
+  if (measures_link && m.sent_guest_bytes > 0) previous_rate_ = this_byte_rate;
+  have_previous_ = have_previous_ || (measures_link && m.sent_guest_bytes > 0);
   previous_dirty_rate_ = dirty_rate;
   // The round after round 0 is the first that measures the dirty rate against itself.
-  const bool no_progress = m.round > 0 && dirty_rate >= d.bandwidth;
+  const bool no_progress = measures_link && m.round > 0 && dirty_rate >= d.bandwidth;
   stalls_ = no_progress ? stalls_ + 1 : 0;
 
   const double limit_ms = static_cast<double>(config_.downtime_limit.count());

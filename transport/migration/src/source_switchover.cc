@@ -1,6 +1,8 @@
 // The rounds' policy, the switch-over round (or post-copy), the verification and the hand-off.
 #include <fmt/format.h>
 
+#include <utility>
+
 #include "frame_io.h"
 #include "hybrid_discard.h"
 #include "postcopy_source.h"
@@ -21,13 +23,19 @@ using wire::FrameType;
 Status SourceRun::precopy_rounds() {
   ConvergencePolicy policy(config_.convergence);
   RoundDetail last = report_.rounds_detail.back();
+  bool aborted = false;  // the last round was a switch-over the guard aborted
   for (uint32_t round = 1;; ++round) {
     RS_ASSIGN_OR_RETURN(Selection dirty, fetch_dirty_pages(guest_));
     const uint64_t dirty_bytes = count_pages(dirty) * config_.page_size;
     // The round's rate counts only pages that travelled: zero pages skipped in round 0 cost
     // nothing and would make the link look faster than it is for the dirty pages to come.
-    RoundMeasurement m{round - 1,   last.ms / 1000,  last.sent_bytes,
-                       dirty_bytes, last.wire_bytes, guest_.device_state_bytes()};
+    RoundMeasurement m{round - 1,
+                       last.ms / 1000,
+                       last.sent_bytes,
+                       dirty_bytes,
+                       last.wire_bytes,
+                       guest_.device_state_bytes(),
+                       std::exchange(aborted, false)};
     Decision d = policy.after_round(m);
     auto& detail = report_.rounds_detail.back();
     detail.dirty_bytes_after = dirty_bytes;
@@ -49,6 +57,7 @@ Status SourceRun::precopy_rounds() {
       RS_RETURN_IF_ERROR(too_many_aborted_switchovers());
       last = report_.rounds_detail.back();
       round = report_.rounds - 1;
+      aborted = true;
       continue;
     }
     RS_RETURN_IF_ERROR(stream_round(round, dirty));

@@ -72,6 +72,9 @@ struct RoundMeasurement {
   uint64_t dirty_bytes = 0;         // dirty at the end of the round (what is left to send)
   uint64_t wire_bytes = 0;          // what the round put on the wire; 0 = unknown (guest bytes)
   uint64_t device_state_bytes = 0;  // what the switch-over sends besides pages (0 = unknown)
+  // A switch-over the guard aborted (switchover.h): timed against its prediction, so its
+  // overrun widens the slowdown, but no measure of the link's rate or of the guest's progress.
+  bool aborted_switchover = false;
 };
 
 struct Decision {
