@@ -78,14 +78,20 @@ TEST(DeviceState, ADamagedCompressedStateIsRefusedNotCrashedOn) {
 // The guard's deadline: the limit less what follows the pages (half the fixed part for the
 // commit exchange and hand-off, the device state at the slowdown the rounds showed), and no
 // guard where the policy itself predicted the limit would be passed.
-TEST(SwitchoverGuard, LeavesRoomForWhatFollowsThePagesAndGuardsOnlyAPredictionThatFits) {
-  using Clock = SwitchoverGuard::Clock;
-  const Clock::time_point pause{};
+// A switch-over predicted to fit 100 ms: 20 ms fixed, 5 ms of device state, rounds 2x slow.
+Decision fitting_switchover() {
   Decision d;
   d.switchover_fixed_ms = 20;
   d.device_state_ms = 5;
   d.slowdown = 2;
   d.worst_downtime_ms = 90;
+  return d;
+}
+
+TEST(SwitchoverGuard, LeavesRoomForWhatFollowsThePagesAndGuardsOnlyAPredictionThatFits) {
+  using Clock = SwitchoverGuard::Clock;
+  const Clock::time_point pause{};
+  Decision d = fitting_switchover();
   const SwitchoverGuard guard(pause, 100, d);
   ASSERT_TRUE(guard.armed());
   EXPECT_DOUBLE_EQ(guard.tail_ms(), 20.0);  // 10 ms hand-off + 5 ms state x 2
@@ -100,17 +106,13 @@ TEST(SwitchoverGuard, LeavesRoomForWhatFollowsThePagesAndGuardsOnlyAPredictionTh
   EXPECT_FALSE(SwitchoverGuard().overdue(Clock::now()));
 }
 
-// Its second stage: once the pages are placed, the verdict on the DIGEST must come by the
+// Its second stage: once the pages are placed, COMMIT on the DIGEST must come by the
 // limit less the hand-off (a quarter of the fixed part), and only a destination that takes
 // SWITCHOVER_ABORT is watched.
 TEST(SwitchoverGuard, ThenWatchesTheVerdictWhereTheDestinationCanDropItsCopy) {
   using Clock = SwitchoverGuard::Clock;
   const Clock::time_point pause{};
-  Decision d;
-  d.switchover_fixed_ms = 20;
-  d.device_state_ms = 5;
-  d.slowdown = 2;
-  d.worst_downtime_ms = 90;
+  Decision d = fitting_switchover();
   SwitchoverGuard guard(pause, 100, d);
   EXPECT_FALSE(guard.watching_verdict());
   guard.watch_verdict(true);
