@@ -258,12 +258,16 @@ Status SourceRun::abort_switchover() {
   const double paused_ms = ms_since(pause_time_);
   guest_.resume();
   count_aborted_switchover(paused_ms, "the destination's COMMIT had not come", "the hand-off");
-  for (;;) {
+  // At most one COMMIT can have crossed the abort; a second is the peer's error, not a loop.
+  for (int crossed = 0;; ++crossed) {
     RS_ASSIGN_OR_RETURN(auto v, await_verdict(
                                     *conn_, session_, config_.verdict_timeout,
                                     [this](std::span<const std::byte> b) { return absorb_keys(b); },
                                     config_.cancel));
     if (v.type == FrameType::kSwitchoverAborted) break;
+    if (crossed > 0)
+      return Status(ErrorCode::kProtocol,
+                    "the destination sent a second commit after the switch-over was aborted");
     log::info("the destination's {} came {:.0f} ms after its digest, too late: dropped",
               wire::frame_type_name(v.type), ms_since(digest_sent_));
   }

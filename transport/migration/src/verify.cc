@@ -76,7 +76,9 @@ Result<Verdict> await_verdict(transport::Connection& conn, SourceSession& sessio
     // await_control_frame does); up to the guard's deadline at most.
     if (cancel_requested(cancel) && session.cancel().is_ok()) return cancel->status("source");
     const auto now = Clock::now();
-    if (give_up_at && now >= *give_up_at) return Verdict{FrameType::kCommit, {}, true};
+    // Typed as the abort the source sends next, never as a verdict: a caller that missed
+    // `overdue` fails on it instead of handing the guest over.
+    if (give_up_at && now >= *give_up_at) return Verdict{FrameType::kSwitchoverAbort, {}, true};
     auto left = std::chrono::duration_cast<milliseconds>(deadline - now);
     auto slice = std::clamp(left, milliseconds(0), milliseconds(100));
     if (give_up_at) slice = std::min(slice, std::chrono::ceil<milliseconds>(*give_up_at - now));
@@ -100,7 +102,7 @@ Result<Verdict> await_verdict(transport::Connection& conn, SourceSession& sessio
     if (f->type != FrameType::kCommit && f->type != FrameType::kVerifyMismatch &&
         f->type != FrameType::kSwitchoverAborted)
       return Status(ErrorCode::kProtocol,
-                    fmt::format("expected commit or verify_mismatch from the destination, got {}",
+                    fmt::format("expected the destination's verdict on the digest, got {}",
                                 wire::frame_type_name(f->type)));
     if (f->type != FrameType::kVerifyMismatch)
       RS_RETURN_IF_ERROR(wire::expect_empty(f->type, f->body));
