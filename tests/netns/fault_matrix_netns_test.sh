@@ -139,8 +139,8 @@ unset PT
 wait_log "$W/tx.err" "connected"
 sleep 1
 cut_link 2
-ends_with "post-copy, link down 2 s: sender" "$TX" 0 60
-ends_with "post-copy, link down 2 s: receiver" "$RX" 0 10
+ends_with "post-copy, link down 2 s: sender" "$TX" 0 60 "$W/tx.err $W/rx.err"
+ends_with "post-copy, link down 2 s: receiver" "$RX" 0 10 "$W/rx.err"
 python3 - "$W/tx.json" "$W/rx.json" <<'PY' && pass "post-copy, link down 2 s: every page placed and verified; the guest checked its memory there; faulting threads waited out the outage ($(python3 -c "import json;print(round(max(b['max_ms'] for b in json.load(open('$W/rx.json'))['postcopy']['blocked_ms'])))") ms)" || fail "post-copy, link down 2 s: reports"
 import json, sys
 tx, rx = (json.load(open(p)) for p in sys.argv[1:3])

@@ -50,7 +50,7 @@ Status DestinationRun::control_loop() {
         else {
           RS_ASSIGN_OR_RETURN(device_state_, inflate_device_state(f->body));
         }
-        if (!config_.guest) RS_RETURN_IF_ERROR(adopt_guest());
+        if (!config_.guest && !device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
         break;
       }
       case FrameType::kSwitchoverAbort:  // the last pages ran late: the source's guest runs
