@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "ramshift/base/byte_order.h"
+#include "signaled_send.h"
 
 namespace ramshift::transport::rdma {
 namespace {
@@ -50,15 +51,7 @@ Status AuthPipe::send(std::span<const std::byte> message) {
                               queue_, kAuthSlots, kAuthSlots * kAuthSlotBytes / 1024));
   std::byte* slot = buffer_.data() + (kAuthSlots + sent_) * size_t{kAuthSlotBytes};
   std::copy(message.begin(), message.end(), slot);
-  ibv_sge sge{reinterpret_cast<uint64_t>(slot), static_cast<uint32_t>(message.size()), lkey_};
-  ibv_send_wr wr{};
-  wr.wr_id = kAuthSendId | sent_;
-  wr.sg_list = message.empty() ? nullptr : &sge;
-  wr.num_sge = message.empty() ? 0 : 1;
-  wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  ibv_send_wr* bad = nullptr;
-  if (int rc = ibv_post_send(qp_, &wr, &bad); rc != 0)
+  if (int rc = post_signaled_send(qp_, kAuthSendId | sent_, {slot, message.size()}, lkey_); rc != 0)
     return errno_status(ErrorCode::kIo, "ibv_post_send (authentication)", rc);
   ++sent_;
   return Status::ok();

@@ -12,6 +12,7 @@
 #include "ramshift/base/byte_order.h"
 #include "ramshift/base/clock.h"
 #include "read_requests.h"
+#include "signaled_send.h"
 
 namespace ramshift::transport::rdma {
 namespace {
@@ -198,15 +199,9 @@ Status Queue::post_message(std::span<const std::byte> message) {
   const uint32_t slot = kPullMessageSlots + messages_sent_ % kPullMessageSlots;
   std::byte* p = msg_buf_.bytes().data() + slot * kPullMessageBytes;
   std::copy(message.begin(), message.end(), p);
-  ibv_sge sge{reinterpret_cast<uint64_t>(p), static_cast<uint32_t>(message.size()), msg_mr_->lkey};
-  ibv_send_wr wr{};
-  wr.wr_id = kMessageSendId | messages_sent_;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  ibv_send_wr* bad = nullptr;
-  if (int rc = ibv_post_send(qp_, &wr, &bad); rc != 0)
+  if (int rc = post_signaled_send(qp_, kMessageSendId | messages_sent_, {p, message.size()},
+                                  msg_mr_->lkey);
+      rc != 0)
     return errno_status(ErrorCode::kIo, "ibv_post_send (pull message)", rc);
   ++messages_sent_;
   ++signaled_posted_;

@@ -17,6 +17,7 @@
 #include "host_limits.h"
 #include "queue_auth.h"
 #include "ramshift/base/log.h"
+#include "signaled_send.h"
 
 namespace ramshift::transport::rdma {
 namespace {
@@ -171,15 +172,9 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline,
   RS_RETURN_IF_ERROR(check_gid_index(id_->qp, id_->port_num, tuning_.gid_index, index_));
   std::byte* out = hello_buf_.bytes().data() + 64;
   encode_own_hello(std::span(out, kHelloBytes));
-  ibv_sge sge{reinterpret_cast<uint64_t>(out), kHelloBytes, hello_mr_->lkey};
-  ibv_send_wr wr{};
-  wr.wr_id = kHelloSendId;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  ibv_send_wr* bad = nullptr;
-  if (int rc = ibv_post_send(id_->qp, &wr, &bad); rc != 0) return verbs_error("sending hello", rc);
+  if (int rc = post_signaled_send(id_->qp, kHelloSendId, {out, kHelloBytes}, hello_mr_->lkey);
+      rc != 0)
+    return verbs_error("sending hello", rc);
 
   bool got = false;
   ibv_wc wcs[16];

@@ -88,7 +88,10 @@ Result<wire::FrameView> DestinationRun::next_control(milliseconds timeout,
 Status DestinationRun::send_control(FrameType type, std::span<const std::byte> body) {
   std::lock_guard lock(send_mu_);
   auto n = send_frame(*conn_, 0, type, body, milliseconds(10000));
-  return n ? Status::ok() : n.status();
+  if (!n) return n.status();
+  // The source waits for every control frame (a ROUND_END, a PAGE_REQUEST's page, COMMIT):
+  // none may stay in the transport for a later send to push out (transport.h, post_send).
+  return conn_->flush(0, milliseconds(10000));
 }
 
 Status DestinationRun::migrate() {

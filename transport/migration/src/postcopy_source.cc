@@ -119,6 +119,16 @@ void PostcopySender::push_main(uint32_t queue) {
     }
     pushed_.fetch_add(run->count, std::memory_order_relaxed);
   }
+  // The last run may still be partly in the transport (tcp keeps what the socket did not
+  // take until the next send, transport.h): it leaves now, or the destination waits for its
+  // pages for good. Seen after a 2 s link cut: two pages never placed, both ends idle.
+  if (!abort_.load()) {
+    Status s = conn_.flush(queue + 1, milliseconds(60000));
+    if (!s && !abort_.load()) {
+      std::lock_guard lock(mu_);
+      push_status_[queue] = s.with_context("pushing the last pages");
+    }
+  }
   pushers_done_.fetch_add(1);
 }
 
@@ -138,7 +148,8 @@ Status PostcopySender::serve_request(std::span<const std::byte> body) {
     service_us_.push_back(
         std::chrono::duration<double, std::micro>(Clock::now() - received).count());
   }
-  return Status::ok();
+  // A guest thread waits for these: none may wait in the transport for the next answer.
+  return conn_.flush(0, milliseconds(60000));
 }
 
 void PostcopySender::expose_main() {
@@ -189,6 +200,7 @@ Status PostcopySender::announce_reads() {
   RS_ASSIGN_OR_RETURN(uint64_t bytes, send_frame(conn_, 0, FrameType::kMemoryKeys, segments,
                                                  milliseconds(60000), nullptr));
   wire_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  RS_RETURN_IF_ERROR(conn_.flush(0, milliseconds(60000)));
   log::info("post-copy: the destination may read {} MiB of guest memory ({} keys)",
             read_exposed_bytes_ >> 20, keys.ranges.size());
   return Status::ok();

@@ -91,6 +91,12 @@ Status SourceRun::send_control(FrameType type, std::span<const std::byte> body) 
   auto n = send_frame(*conn_, 0, type, body, milliseconds(10000));
   if (!n) return n.status();
   wire_control_ += *n;
+  // A control frame is answered (or ends the session): it must leave whole, not wait in the
+  // transport for a later send (transport.h, post_send). DEVICE_STATE is not waited for: the
+  // frame behind it (DIGEST, POSTCOPY_START) flushes both, so on rdma it does not wait for
+  // its completion first.
+  if (type != FrameType::kDeviceState && type != FrameType::kDeviceStateZstd)
+    RS_RETURN_IF_ERROR(conn_->flush(0, milliseconds(10000)));
   auto event = source_sent_event(type);  // none for the courtesy BYE after an image's COMMIT
   return event ? session_.advance(*event) : Status::ok();
 }

@@ -112,13 +112,21 @@ Status SourceRun::switchover(uint32_t round, Selection dirty, const Decision& de
 }
 
 // During the switch-over's round (stream_round's control thread, which owns queue 0): the
-// device state goes as soon as it has been read, beside the pages still travelling.
+// device state goes as soon as it has been read, beside the pages still travelling, and is
+// pushed out until it has left (tcp keeps what the socket did not take until the next send:
+// a 97 KB state on a quiet control socket did not fit whole), or until the guard's deadline
+// (the loop then resumes the guest; the DIGEST, or the abort, flushes the rest).
 Status SourceRun::send_device_state_with_pages() {
   if (!device_state_with_pages_ || session_.state() != SourceState::kPaused ||
       !device_state_.valid() ||
       device_state_.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
     return Status::ok();
-  return send_device_state(device_state_.get());
+  RS_RETURN_IF_ERROR(send_device_state(device_state_.get()));
+  const auto left = guard_.armed()
+                        ? std::chrono::ceil<milliseconds>(guard_.deadline() - Clock::now())
+                        : milliseconds(10000);
+  Status f = conn_->flush(0, std::max(left, milliseconds(1)));
+  return f.code() == ErrorCode::kTimeout ? Status::ok() : f;
 }
 
 // The guard resumed the guest after DEVICE_STATE went with the last pages, and their round
