@@ -103,8 +103,6 @@ rm -f "$WORK/tx.dump" "$WORK/rx.dump"
 # The switch-over guard: a final round whose pages run late (queue 0 held 3 s, test knob)
 # must not become downtime. The source resumes its guest before the limit, the round ends
 # live, pre-copy goes on and the next switch-over lands under the limit: the guest verified.
-# The device state went beside those pages, so the destination, which took the guest over
-# from it, is told to drop it (SWITCHOVER_ABORT after the round) and says so.
 GUARDED=(--guest "synthetic:size=128M,dirty-rate=20M,pattern=mixed" --downtime-limit 1000)
 start_receiver --once --json "$WORK/rx.json" --resume-seconds 1 --dump-guest "$WORK/rx.dump" || exit 1
 expect_exit 0 "a switch-over whose last pages run late is aborted, and the next one completes" -- \
@@ -112,14 +110,10 @@ expect_exit 0 "a switch-over whose last pages run late is aborted, and the next 
   --json "$WORK/tx.json" --dump-guest "$WORK/tx.dump"
 expect_stderr "switch-over aborted" "the sender says it resumed the guest and why"
 wait "$RX_PID" && pass "receiver exit 0 (switch-over aborted once)" || { fail "receiver (guard)"; cat "$WORK/rx.err"; }
-grep -q "the source aborted its switch-over" "$WORK/rx.err" \
-  && pass "the receiver dropped the device state sent with the late pages" \
-  || fail "the receiver does not say it dropped the device state"
 same_memory $((128 << 20)) "after an aborted switch-over"
-python3 - "$WORK/tx.json" "$WORK/rx.json" <<'PY' && pass "guard: downtime and the aborted pause both under --downtime-limit 1000, counted on both ends" || fail "guard report"
+python3 - "$WORK/tx.json" <<'PY' && pass "guard: downtime and the aborted pause both under --downtime-limit 1000" || fail "guard report"
 import json, sys
-tx, rx = (json.load(open(p)) for p in sys.argv[1:3])
-assert rx["downtime_detail"]["aborted_switchovers"] == 1, rx["downtime_detail"]
+tx = json.load(open(sys.argv[1]))
 d = tx["downtime_detail"]
 assert tx["status"] == "completed" and tx["verified"], tx["error"]
 assert d["aborted_switchovers"] == 1, d

@@ -51,14 +51,6 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kAbortingSwitchover, SE::kMemoryKeysReceived}, S::kAbortingSwitchover},
     {{S::kAbortingSwitchover, SE::kSwitchoverAbortedReceived}, S::kStreaming},
     {{S::kAbortingSwitchover, SE::kCancelled}, S::kCancelled},
-    // DEVICE_STATE went with the last pages; they ran late: the guest runs here again and,
-    // once their round has ended, the destination drops the state.
-    {{S::kDeviceStateSent, SE::kRoundEndReceived}, S::kDeviceStateSent},
-    {{S::kDeviceStateSent, SE::kGuestResumed}, S::kAbortPending},
-    {{S::kAbortPending, SE::kRoundEndReceived}, S::kAbortPending},
-    {{S::kAbortPending, SE::kMemoryKeysReceived}, S::kAbortPending},
-    {{S::kAbortPending, SE::kSwitchoverAbortSent}, S::kAbortingSwitchover},
-    {{S::kAbortPending, SE::kCancelled}, S::kCancelled},
     {{S::kTableSent, SE::kMemoryKeysReceived}, S::kTableSent},
     {{S::kStreaming, SE::kMemoryKeysReceived}, S::kStreaming},
     {{S::kPaused, SE::kMemoryKeysReceived}, S::kPaused},
@@ -109,7 +101,6 @@ const std::map<std::pair<D, DE>, D> kDestinationLegal = {
     {{D::kImageCommitted, DE::kFinished}, D::kDone},
     {{D::kLiveCommitted, DE::kHandOffReceived}, D::kRunning},
     {{D::kLiveCommitted, DE::kSwitchoverAbortReceived}, D::kReceiving},
-    {{D::kDeviceStateReceived, DE::kSwitchoverAbortReceived}, D::kReceiving},
     {{D::kRunning, DE::kFinished}, D::kDone},
     // Post-copy.
     {{D::kDeviceStateReceived, DE::kPostcopyStartReceived}, D::kPostcopyRunning},
@@ -513,30 +504,6 @@ TEST(SessionState, AnAbortedSwitchoverNeverReleasesNorRunsTheGuestAndRoundsGoOn)
   EXPECT_TRUE(destination_may_run_guest(dst.state()));
   EXPECT_FALSE(next_state(D::kRunning, DE::kSwitchoverAbortReceived).is_ok())
       << "after HANDOFF the guest is the destination's";
-}
-
-// The last pages ran late after DEVICE_STATE went with them: the guest runs on the source
-// again at once, the round's ROUND_END still comes, and only then SWITCHOVER_ABORT, which the
-// destination (holding the state, nothing verified) takes before any DIGEST.
-TEST(SessionState, ADeviceStateSentWithLatePagesIsDroppedAfterTheirRound) {
-  SourceSession src(S::kPaused);
-  for (SE e : {SE::kDeviceStateSent, SE::kGuestResumed})
-    ASSERT_TRUE(src.advance(e).is_ok()) << event_name(e) << " in " << state_name(src.state());
-  EXPECT_EQ(src.state(), S::kAbortPending);
-  EXPECT_FALSE(source_guest_paused(src.state()));
-  EXPECT_FALSE(source_may_resume_guest(src.state())) << "it runs already";
-  EXPECT_FALSE(next_state(S::kAbortPending, SE::kDigestSent).is_ok());
-  EXPECT_FALSE(next_state(S::kAbortPending, SE::kSwitchoverAbortedReceived).is_ok())
-      << "no answer before the abort went";
-  for (SE e : {SE::kRoundEndReceived, SE::kSwitchoverAbortSent, SE::kSwitchoverAbortedReceived})
-    ASSERT_TRUE(src.advance(e).is_ok()) << event_name(e) << " in " << state_name(src.state());
-  EXPECT_EQ(src.state(), S::kStreaming);
-
-  DestinationSession dst(D::kReceiving);
-  for (DE e : {DE::kDeviceStateReceived, DE::kSwitchoverAbortReceived, DE::kDeviceStateReceived,
-               DE::kDigestReceived, DE::kCommitSent, DE::kHandOffReceived})
-    ASSERT_TRUE(dst.advance(e).is_ok()) << event_name(e) << " in " << state_name(dst.state());
-  EXPECT_TRUE(destination_may_run_guest(dst.state()));
 }
 
 // "table_sent" -> "kTableSent": the enum's spelling, which docs/protocol.md uses.

@@ -42,22 +42,14 @@ Status DestinationRun::control_loop() {
       case FrameType::kDeviceState:
       case FrameType::kDeviceStateZstd: {
         // A guest that ran on the source, now paused there: a hand-off follows the commit.
-        // Its last pages may still be arriving: a synthetic guest is taken over now, while
-        // they do (its threads parked, its memory untouched until it resumes).
         RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kDeviceStateReceived));
         if (f->type == FrameType::kDeviceState)
           device_state_.assign(reinterpret_cast<const char*>(f->body.data()), f->body.size());
         else {
           RS_ASSIGN_OR_RETURN(device_state_, inflate_device_state(f->body));
         }
-        if (!config_.guest && !device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
         break;
       }
-      case FrameType::kSwitchoverAbort:  // the last pages ran late: the source's guest runs
-        RS_RETURN_IF_ERROR(wire::expect_empty(f->type, f->body));
-        RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kSwitchoverAbortReceived));
-        RS_RETURN_IF_ERROR(drop_switchover());
-        break;
       case FrameType::kDigest: {
         RS_ASSIGN_OR_RETURN(bool over, take_digest(f->body));
         if (over) return Status::ok();
@@ -87,7 +79,7 @@ Result<bool> DestinationRun::take_digest(std::span<const std::byte> body) {
   if (preparer_) RS_RETURN_IF_ERROR(preparer_->finish());
   RS_RETURN_IF_ERROR(memory_->commit());
   // Ready to run before COMMIT, so the hand-off costs only its round trip.
-  if (config_.guest || (!guest_ && !device_state_.empty())) RS_RETURN_IF_ERROR(adopt_guest());
+  if (config_.guest || !device_state_.empty()) RS_RETURN_IF_ERROR(adopt_guest());
   test_hold("destination-check");
   RS_RETURN_IF_ERROR(send_control(FrameType::kCommit, {}));
   RS_RETURN_IF_ERROR(session_.advance(DestinationEvent::kCommitSent));
@@ -127,8 +119,8 @@ Result<bool> DestinationRun::take_digest(std::span<const std::byte> body) {
 }
 
 // The source resumed its guest instead of handing it over (its guard, switchover.h): the
-// copy here never ran. The output file goes back to PATH.partial if it was committed (a later
-// failure removes it), the adopted guest and its device state are dropped, and rounds follow.
+// verified copy here never ran. The output file goes back to PATH.partial (a later failure
+// removes it), the adopted guest and its device state are dropped, and rounds follow again.
 Status DestinationRun::drop_switchover() {
   guest_.reset();
   device_state_.clear();
@@ -136,8 +128,8 @@ Status DestinationRun::drop_switchover() {
   ++aborted_switchovers_;
   RS_RETURN_IF_ERROR(send_control(FrameType::kSwitchoverAborted, {}));
   log::warn(
-      "the source aborted its switch-over ({} so far): its guest runs there again, what was "
-      "taken over here was dropped, and pre-copy goes on",
+      "the source aborted its switch-over ({} so far): its guest runs there again, the copy "
+      "verified here was dropped, and pre-copy goes on",
       aborted_switchovers_);
   return Status::ok();
 }
@@ -154,9 +146,8 @@ Status DestinationRun::run_postcopy(std::span<const std::byte> body) {
   PostcopyReceiver pc({*conn_, session_, table_, hello_.page_size, *digest_, postcopy_slot_,
                        [this](FrameType t, auto b) { return send_control(t, b); }, progress_,
                        stop_});
-  // Its threads start parked before placing pages competes for the CPU (after: up to 307 ms);
-  // a synthetic guest was adopted when its device state came.
-  Status s = guest_ ? Status::ok() : adopt_guest();
+  // Its threads start parked before placing pages competes for the CPU (after: up to 307 ms).
+  Status s = adopt_guest();
   if (s)
     s = pc.start(body, memory_->regions(), std::move(discarded_), [this] {
       guest_->resume();

@@ -34,13 +34,6 @@ constexpr Row<S, SE> kSourceRows[] = {
     // on. Only before DEVICE_STATE: until then the destination knows nothing of the pause.
     {S::kPaused, SE::kGuestResumed, S::kStreaming},
     {S::kPaused, SE::kDeviceStateSent, S::kDeviceStateSent},
-    // A destination that can drop it (kCapSwitchoverAbort) takes DEVICE_STATE while the last
-    // pages go; their round's ROUND_END follows. If they run late the guest runs again here,
-    // and once the round has ended SWITCHOVER_ABORT tells the destination to drop the state.
-    {S::kDeviceStateSent, SE::kRoundEndReceived, S::kDeviceStateSent},
-    {S::kDeviceStateSent, SE::kGuestResumed, S::kAbortPending},
-    {S::kAbortPending, SE::kRoundEndReceived, S::kAbortPending},
-    {S::kAbortPending, SE::kSwitchoverAbortSent, S::kAbortingSwitchover},
     {S::kDeviceStateSent, SE::kDigestSent, S::kLiveDigestSent},
     {S::kImageDigestSent, SE::kCommitReceived, S::kDone},
     // --verify full of an image (a file that changed while it was read): the same repair.
@@ -73,7 +66,6 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kReleased, SE::kMemoryKeysReceived, S::kReleased},
     {S::kHandedOff, SE::kMemoryKeysReceived, S::kHandedOff},
     {S::kAbortingSwitchover, SE::kMemoryKeysReceived, S::kAbortingSwitchover},
-    {S::kAbortPending, SE::kMemoryKeysReceived, S::kAbortPending},
     // Post-copy: after DEVICE_STATE the guest goes to the destination before its memory.
     // Hybrid: before the pause the destination drops the pages dirtied since they were sent.
     {S::kStreaming, SE::kPostcopyDiscardSent, S::kStreaming},
@@ -100,7 +92,6 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kImageDigestSent, SE::kCancelled, S::kCancelled},
     {S::kImageRepairing, SE::kCancelled, S::kCancelled},
     {S::kLiveDigestSent, SE::kCancelled, S::kCancelled},
-    {S::kAbortPending, SE::kCancelled, S::kCancelled},
     {S::kAbortingSwitchover, SE::kCancelled, S::kCancelled},
 };
 
@@ -124,8 +115,6 @@ constexpr Row<D, DE> kDestinationRows[] = {
     // The source resumed its guest instead (COMMIT reached it too late): the copy here,
     // which never ran, is dropped and rounds of pages follow again.
     {D::kLiveCommitted, DE::kSwitchoverAbortReceived, D::kReceiving},
-    // ... or its last pages ran late after its DEVICE_STATE came with them: the state goes.
-    {D::kDeviceStateReceived, DE::kSwitchoverAbortReceived, D::kReceiving},
     {D::kRunning, DE::kFinished, D::kDone},
     // Post-copy: the guest runs here from POSTCOPY_START on, while its pages arrive.
     {D::kReceiving, DE::kPostcopyDiscardReceived, D::kReceiving},
@@ -240,8 +229,6 @@ const char* state_name(SourceState state) {
       return "released";
     case S::kHandedOff:
       return "handed_off";
-    case S::kAbortPending:
-      return "abort_pending";
     case S::kAbortingSwitchover:
       return "aborting_switchover";
     case S::kPostcopyActive:

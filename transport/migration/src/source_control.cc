@@ -106,7 +106,7 @@ Result<std::vector<std::byte>> await_control_frame(transport::Connection& conn,
                   fmt::format("expected {} from the destination, got {}",
                               wire::frame_type_name(want), wire::frame_type_name(f->type)));
   if (want == FrameType::kReady || want == FrameType::kCommit ||
-      want == FrameType::kPostcopyDiscarded || want == FrameType::kSwitchoverAborted)
+      want == FrameType::kPostcopyDiscarded)
     RS_RETURN_IF_ERROR(wire::expect_empty(want, f->body));
   auto event = source_received_event(want);
   if (!event)

@@ -66,7 +66,6 @@ Status SourceRun::stream_round(uint32_t round, const Selection& selection) {
     if (finished_.load() == n) break;
     control = resume_if_overdue();  // a guarded switch-over whose pages run late
     if (control) control = cancel_if_asked();
-    if (control) control = send_device_state_with_pages();
     if (!control) {
       // Tell the destination now, before the data queues close under it.
       send_error_frame(*conn_, control);

@@ -72,8 +72,6 @@ class SourceRun {
   void count_aborted_switchover(double paused_ms, const char* what, const char* kept_for);
   Status too_many_aborted_switchovers() const;
   Status send_device_state(const DeviceStateFrame& frame);
-  Status send_device_state_with_pages();
-  Status drop_sent_device_state();
   Status go_postcopy(uint32_t rounds, Selection dirty);
   Status verify();
   Status hand_off();
@@ -101,7 +99,6 @@ class SourceRun {
   std::vector<double> aborted_pauses_ms_;       // each switch-over the guard aborted, its pause
   bool round_paused_ = false;                   // the round in flight started with the guest paused
   std::future<DeviceStateFrame> device_state_;  // read while the switch-over's pages go
-  bool device_state_with_pages_ = false;        // sent once read, not after the pages
   uint64_t cache_per_queue_ = 0;
   bool placing_ = false;  // raw pages travel as one-sided writes (rdma)
   bool keys_logged_ = false;

@@ -1,7 +1,6 @@
 // The rounds' policy, the switch-over round (or post-copy), the verification and the hand-off.
 #include <fmt/format.h>
 
-#include <optional>
 #include <utility>
 
 #include "frame_io.h"
@@ -81,62 +80,26 @@ Status SourceRun::switchover(uint32_t round, Selection dirty, const Decision& de
   guest_.pause();
   const double limit_ms = static_cast<double>(config_.convergence.downtime_limit.count());
   guard_ = SwitchoverGuard(pause_time_, limit_ms, decision);
-  // The paused guest's device state is final: it is read (and compressed, on a slow link)
-  // from now on, while the last dirty pages are fetched and sent. A destination that can
-  // drop it (kCapSwitchoverAbort) is sent it as soon as it is read, and takes it over while
-  // those pages arrive; any other is sent it once they are placed. At defaults (1 GiB
-  // synthetic guest, 1 Gbit/s) inflating and adopting it were 8 of a 22 ms median downtime,
-  // and reading and compressing it outlasted the last pages in most runs (docs/benchmarks).
-  const bool can_abort = (peer_capabilities_ & wire::kCapSwitchoverAbort) != 0;
-  device_state_with_pages_ = can_abort;
-  device_state_ = prepare_device_state(
-      guest_, compress_device_state(peer_capabilities_, config_.codec.mode, link_rate_));
   test_hold("source-switchover");
   RS_ASSIGN_OR_RETURN(Selection more, fetch_dirty_pages(guest_));
   merge_selection(dirty, more);
+  // The paused guest's device state is final: it is read (and compressed, on a slow link)
+  // while the last pages go, and sent once they are placed.
+  device_state_ = prepare_device_state(
+      guest_, compress_device_state(peer_capabilities_, config_.codec.mode, link_rate_));
   Status pages = stream_round(round, dirty);
   downtime_.last_pages_ms = downtime_clock_.lap();
-  device_state_with_pages_ = false;
-  std::optional<DeviceStateFrame> frame;  // not sent yet (joined before any return)
-  if (device_state_.valid()) frame = device_state_.get();
+  DeviceStateFrame frame = device_state_.get();  // joined before any return
   RS_RETURN_IF_ERROR(pages);
-  // Placed, but too late for what follows to fit: the guest runs again.
+  // Placed, but too late for what follows to fit: still the source's pause alone.
   RS_RETURN_IF_ERROR(resume_if_overdue());
-  if (session_.state() == SourceState::kAbortPending) return drop_sent_device_state();
   if (!source_guest_paused(session_.state())) return Status::ok();
   // --verify full hashes all of memory on both ends from here, a cost the policy does not
   // predict: only its pages are guarded (switchover.h).
-  guard_.watch_verdict(can_abort && config_.verify != VerifyMode::kFull);
-  if (frame) RS_RETURN_IF_ERROR(send_device_state(*frame));
+  guard_.watch_verdict((peer_capabilities_ & wire::kCapSwitchoverAbort) != 0 &&
+                       config_.verify != VerifyMode::kFull);
+  RS_RETURN_IF_ERROR(send_device_state(frame));
   downtime_.device_state_ms = downtime_clock_.lap();
-  return Status::ok();
-}
-
-// During the switch-over's round (stream_round's control thread, which owns queue 0): the
-// device state goes as soon as it has been read, beside the pages still travelling, and is
-// pushed out until it has left (tcp keeps what the socket did not take until the next send:
-// a 97 KB state on a quiet control socket did not fit whole), or until the guard's deadline
-// (the loop then resumes the guest; the DIGEST, or the abort, flushes the rest).
-Status SourceRun::send_device_state_with_pages() {
-  if (!device_state_with_pages_ || session_.state() != SourceState::kPaused ||
-      !device_state_.valid() ||
-      device_state_.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
-    return Status::ok();
-  RS_RETURN_IF_ERROR(send_device_state(device_state_.get()));
-  const auto left = guard_.armed()
-                        ? std::chrono::ceil<milliseconds>(guard_.deadline() - Clock::now())
-                        : milliseconds(10000);
-  Status f = conn_->flush(0, std::max(left, milliseconds(1)));
-  return f.code() == ErrorCode::kTimeout ? Status::ok() : f;
-}
-
-// The guard resumed the guest after DEVICE_STATE went with the last pages, and their round
-// has ended: the destination drops the state (it never ran or verified anything of this
-// switch-over), and pre-copy goes on.
-Status SourceRun::drop_sent_device_state() {
-  RS_RETURN_IF_ERROR(send_control(FrameType::kSwitchoverAbort, {}));
-  RS_RETURN_IF_ERROR(await(FrameType::kSwitchoverAborted, config_.verdict_timeout).status());
-  log::info("the destination dropped the device state sent with the late pages");
   return Status::ok();
 }
 
@@ -270,10 +233,9 @@ Status SourceRun::hand_off() {
   return Status::ok();
 }
 
-// The guard's deadline passed with the switch-over's pages not all placed: the guest runs
-// again, and the round in flight finishes as a live round (dirty tracking never stopped, so
-// what the guest writes now is sent again later). A device state sent with those pages is
-// dropped once the round has ended (kAbortPending, drop_sent_device_state()).
+// The guard's deadline passed with the guest still paused and nothing of the switch-over
+// sent but pages: the guest runs again, and the round in flight finishes as a live round
+// (dirty tracking never stopped, so what the guest writes now is sent again later).
 Status SourceRun::resume_if_overdue() {
   if (guard_.watching_verdict() || !guard_.overdue(Clock::now())) return Status::ok();
   guard_.disarm();

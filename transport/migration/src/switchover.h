@@ -41,8 +41,7 @@ struct DeviceStateFrame {
 DeviceStateFrame encode_device_state(std::string state, bool compress);
 // Reads the paused guest's device state and encodes it.
 DeviceStateFrame read_device_state(const guest::SourceGuest& guest, bool compress);
-// The same on another thread, so that it goes with the last pages (or is ready when they are
-// placed, to a destination that cannot drop it).
+// The same on another thread, so that it is ready when the last pages are placed.
 std::future<DeviceStateFrame> prepare_device_state(const guest::SourceGuest& guest, bool compress);
 
 // A wrong prediction must not push the downtime past --downtime-limit. So a switch-over the
@@ -50,10 +49,8 @@ std::future<DeviceStateFrame> prepare_device_state(const guest::SourceGuest& gue
 //  - its last pages must be placed at the destination by the limit less what still follows
 //    them (the tail: the device state at the bulk rate, times the slowdown the rounds showed,
 //    and the commit exchange and hand-off, half of the policy's fixed part). If they are not,
-//    the source resumes its guest and the round in flight ends as an ordinary live round;
-//    a destination that was sent the device state with those pages (kCapSwitchoverAbort) is
-//    then told to drop it (SWITCHOVER_ABORT after the round's ROUND_END), one that was not
-//    never learns of the pause;
+//    the source resumes its guest before anything but pages was sent, so the destination never
+//    learns of the pause: the round in flight ends as an ordinary live round;
 //  - then (watch_verdict) the destination's COMMIT on the DIGEST must arrive by the limit less
 //    the hand-off (HANDOFF -> BYE: one round trip and the resume, a quarter of the fixed part).
 //    If it does not, the source resumes its guest and sends SWITCHOVER_ABORT; the destination,

@@ -36,17 +36,15 @@ enum class SourceState : unsigned char {
   kTableSent,           // REGION_TABLE sent; waiting for READY (MEMORY_KEYS may come)
   kStreaming,           // rounds while the guest runs (an image: its only round)
   kPaused,              // live guest paused: its final round
-  kDeviceStateSent,     // live guest paused, DEVICE_STATE sent (with its last pages, or after)
+  kDeviceStateSent,     // live guest paused, DEVICE_STATE sent
   kImageDigestSent,     // image: DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
   kImageRepairing,      // image, --verify full: resending the chunks the destination got wrong
   kLiveDigestSent,      // live guest paused, DIGEST sent; waiting for COMMIT (or VERIFY_MISMATCH)
   kRepairing,           // --verify full: resending the chunks the destination got wrong, paused
   kReleased,            // COMMIT received: the guest belongs to the destination now
   kHandedOff,           // HANDOFF sent; waiting for the BYE that says the guest runs there
-  kAbortPending,        // the last pages ran late after DEVICE_STATE went with them: guest
-                        // resumed; SWITCHOVER_ABORT follows the round's ROUND_END
-  kAbortingSwitchover,  // guest resumed, SWITCHOVER_ABORT sent (COMMIT ran late, or from
-                        // kAbortPending); awaiting SWITCHOVER_ABORTED (a crossed COMMIT dropped)
+  kAbortingSwitchover,  // COMMIT ran late: guest resumed, SWITCHOVER_ABORT sent; awaiting
+                        // SWITCHOVER_ABORTED (a COMMIT on the way is dropped)
   kPostcopyActive,      // POSTCOPY_START sent: the guest is the destination's; serving its pages
   kPostcopyPlaced,      // POSTCOPY_PLACED received: every page is there; DIGEST goes next
   kPostcopyDigestSent,  // post-copy: DIGEST sent; waiting for COMMIT
@@ -65,8 +63,7 @@ enum class SourceEvent : unsigned char {
   kMemoryKeysReceived,
   kRoundEndReceived,  // the destination placed a whole round
   kGuestPaused,       // switchover: the convergence policy said the rest fits the downtime
-  kGuestResumed,      // switchover aborted: its pages ran late (switchover.h); pre-copy again,
-                      // after SWITCHOVER_ABORT if DEVICE_STATE went already
+  kGuestResumed,      // switchover aborted: its pages ran late (switchover.h); pre-copy again
   kDeviceStateSent,
   kDigestSent,
   kCommitReceived,
@@ -123,8 +120,7 @@ enum class DestinationEvent : unsigned char {
   kCommitSent,
   kVerifyMismatchSent,  // --verify full: memory differs from the source's; resend these
   kHandOffReceived,
-  kSwitchoverAbortReceived,  // the source resumed its guest: drop the device state (and the
-                             // verified copy) held here
+  kSwitchoverAbortReceived,  // the source resumed its guest: drop the verified copy held here
   kPostcopyStartReceived,    // post-copy: resume the guest here now
   kPostcopyPlacedSent,       // post-copy: every page the start named is placed
   kPostcopyDiscardReceived,  // hybrid, the source's guest running: drop these pages now

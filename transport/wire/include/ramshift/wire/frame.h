@@ -54,7 +54,7 @@ enum class FrameType : uint8_t {
   // Hybrid, before the pause (capability kCapPostcopyDiscard):
   kPostcopyDiscard = 21,    // source -> destination: drop these pages now, the guest still runs
   kPostcopyDiscarded = 22,  // destination -> source: they are dropped
-  // A switch-over whose last pages or COMMIT ran late (capability kCapSwitchoverAbort):
+  // A switch-over whose COMMIT ran late (capability kCapSwitchoverAbort):
   kSwitchoverAbort = 23,    // source -> destination: the guest runs here again; drop the copy
   kSwitchoverAborted = 24,  // destination -> source: dropped; rounds of pages may follow
 };
@@ -100,11 +100,10 @@ inline constexpr uint64_t kCapDeviceStateZstd = 1 << 5;
 // those dirtied after the last one are dropped in the downtime. Offered by a destination that
 // answers kCapPostcopy; a source sends the frame only to one that set it.
 inline constexpr uint64_t kCapPostcopyDiscard = 1 << 6;
-// The destination takes SWITCHOVER_ABORT from DEVICE_STATE until HANDOFF: it drops the device
-// state and the copy it holds paused (its output file back to PATH.partial, the adopted guest
-// never run) and answers SWITCHOVER_ABORTED, and pre-copy rounds go on. Since it can drop a
-// device state, the source sends it DEVICE_STATE with the last pages, not after them. Offered
-// to any source, like kCapDeviceStateZstd; a source sends the frame only to one that set it.
+// The destination takes SWITCHOVER_ABORT until HANDOFF: it drops the verified copy it holds
+// paused (its output file back to PATH.partial, the adopted guest never run) and answers
+// SWITCHOVER_ABORTED, and pre-copy rounds go on. Offered to any source, like
+// kCapDeviceStateZstd; a source sends the frame only to one that set it.
 inline constexpr uint64_t kCapSwitchoverAbort = 1 << 7;
 // Every bit this build knows; a peer asking for any other is refused (it needs a newer peer).
 inline constexpr uint64_t kCapKnown = kCapAll | kCapVerifyFull | kCapPostcopy |
