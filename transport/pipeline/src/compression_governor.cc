@@ -39,7 +39,7 @@ void CompressionGovernor::record(const BatchSample& batch, Clock::time_point now
   const double zero_s = batch.payload_bytes == 0 ? seconds(batch.encode) / queues_ : 0;
   if (batch.compressed && compress_.load(std::memory_order_relaxed)) {
     zstd_run_.add(batch);
-  } else if (batch.compressed && batch.payload_bytes > 0 && lost_ratio_ > 0) {
+  } else if (batch.compressed && batch.payload_bytes > 0 && lost_prediction_ > 0) {
     // A hold's sample (one of zero pages only says nothing of the content).
     const double w = 0.75;
     held_ = {held_.batches * w, held_.guest * w,    held_.payload * w,
@@ -125,10 +125,10 @@ void CompressionGovernor::end_opening(bool compress, double raw_rate, double zst
   // is none: zstd is probed after raw's first window, as without an opening.
   rate_[1] = zstd_rate;
   if (zstd_rate == 0) return;
-  // The samples stand for the content zstd lost on: the hold samples from here on.
+  // The prediction stands for the content zstd lost on: the hold samples from here on.
+  lost_prediction_ = zstd_rate;
   const Totals& z = totals_[1];
-  lost_ratio_ = z.wire > 0 ? z.payload / z.wire : 0;
-  if (lost_ratio_ > 0 && raw_rate > 0) hold_sampling(z, raw_rate / (z.payload / z.batches));
+  if (z.payload > 0 && raw_rate > 0) hold_sampling(z, raw_rate / (z.payload / z.batches));
   const double loss = raw_rate > 0 ? std::max(0.0, 1 - zstd_rate / raw_rate) : 0;
   const double wait = seconds(kSettle + kMinProbe) * loss / kProbeBudget;
   hold_windows_ = std::clamp(static_cast<int>(std::ceil(wait / seconds(kWindow))), kHoldWindows,
@@ -207,9 +207,9 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
     const bool winner = score[1] > score[0];
     finish_probe(now - mode_start_);
     if (winner != mode) switch_to(winner, false);
-    if (!winner && zstd_run_.wire > 0) {  // raw holds: zstd's samples watch what follows
-      lost_ratio_ = zstd_run_.payload / zstd_run_.wire;
-      hold_sampling(zstd_run_, batches_per_s);
+    if (!winner && zstd_run_.batches > 0) {  // raw holds: zstd's samples watch what follows
+      lost_prediction_ = predict(zstd_run_, path_rate_);
+      if (lost_prediction_ > 0) hold_sampling(zstd_run_, batches_per_s);
       zstd_run_ = {};
     }
   } else if (windows_in_mode_ >= hold_windows_ || last_score < 0.95 * score[!mode] ||
@@ -218,7 +218,7 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
     // other mode was when last measured, or zstd's samples show content it compresses
     // clearly better than what it lost on (the content or the link changed).
     switch_to(!mode, true);
-  } else if (!mode && lost_ratio_ > 0 && held_.batches > 0) {
+  } else if (!mode && lost_prediction_ > 0 && held_.batches > 0) {
     hold_sampling(held_, batches_per_s);
   }
   log::debug("codec auto: {} window {:.1f} MB/s (average {:.1f}, other mode {:.1f}); next {}",
@@ -238,19 +238,14 @@ void CompressionGovernor::finish_probe(Clock::duration probe_length) {
 }
 
 bool CompressionGovernor::samples_favour_zstd() const {
-  if (lost_ratio_ <= 0 || held_samples_ < kHoldSamples || path_rate_ <= 0 || held_.wire <= 0)
-    return false;
-  // The content is judged by zstd's ratio alone: a sample encodes on a thread that otherwise
-  // waits for the link, so its speed flatters zstd (1.8x what the same content compressed
-  // at on both threads in a probe, synthetic image at 1 Gbit/s), its ratio does not.
-  const double ratio = held_.payload / held_.wire;
-  const double rate = predict(held_, path_rate_);
-  const bool favour = ratio >= kClearRatio * lost_ratio_ && rate > kCompressMargin * rate_[0];
+  if (lost_prediction_ <= 0 || held_samples_ < kHoldSamples || path_rate_ <= 0) return false;
+  // Against the prediction where zstd lost, not its measured rate there: one stalled probe
+  // window (1 MB/s on a loaded host) would otherwise rule out every later region.
+  const double now = predict(held_, path_rate_);
+  const bool favour = now >= kClearRatio * lost_prediction_ && now > kCompressMargin * rate_[0];
   if (favour)
-    log::debug(
-        "codec auto: zstd's samples shrink {:.2f}x ({:.2f}x where it lost), predict "
-        "{:.1f} MB/s of pages against raw's {:.1f}",
-        ratio, lost_ratio_, rate / 1e6, rate_[0] / 1e6);
+    log::debug("codec auto: zstd's samples predict {:.1f} MB/s of pages, {:.1f} where it lost",
+               now / 1e6, lost_prediction_ / 1e6);
   return favour;
 }
 
@@ -265,7 +260,7 @@ void CompressionGovernor::hold_sampling(const Totals& z, double batches_per_s) {
 void CompressionGovernor::switch_to(bool mode, bool probing) {
   sample_every_.store(0, std::memory_order_relaxed);
   if (mode) {  // zstd's run starts afresh; a hold ends
-    lost_ratio_ = 0;
+    lost_prediction_ = 0;
     zstd_run_ = {};
   }
   held_ = {};

@@ -39,13 +39,13 @@
 // - a probe is decided against the incumbent's average over its windows, not its last
 //   window, so one slow window of the incumbent does not hand the win to the probe.
 // While raw holds after zstd lost, every n-th batch is still zstd (a sample), n chosen so the
-// samples take kHoldSampleShare of the queue threads' time. When the samples shrink
-// kClearRatio times what the batches zstd lost on did (the content changed) and predict zstd
-// ahead of raw by kCompressMargin (as the opening predicts), zstd is probed at once instead of
-// when the hold runs out: a probe lost on one region (a guest's compressed kernel, gzip
-// output) no longer sends the next, compressible ones raw for seconds. Content like the one
-// it lost on never ends a hold early: there the samples' speed flatters zstd (they encode on
-// threads that otherwise wait for the link), their ratio does not.
+// samples take kHoldSampleShare of the queue threads' time. They predict zstd's rate on the
+// content now, as the opening does; when that is kClearRatio times what the same prediction
+// said of the batches zstd lost on and beats raw's rate by kCompressMargin, zstd is probed at
+// once instead of when the hold runs out: a probe lost on one region (a guest's compressed
+// kernel, gzip output) no longer sends the next, compressible ones raw for seconds. The
+// kClearRatio gate keeps a prediction that flatters zstd (samples encode on threads that
+// otherwise wait for the link) from probing it again on content like the one it lost on.
 // Thread-safe; queue threads call should_compress() per batch (one atomic load; during the
 // opening's sampling, one atomic add) and record() after each batch (one short mutex hold
 // per batch, never per page).
@@ -187,10 +187,10 @@ class CompressionGovernor {
   };
   Totals totals_[2];  // [0] raw, [1] zstd batches of the opening
   Totals period_;     // all batches of the current measuring period
-  // zstd batches since zstd last became the mode (older windows weigh half), and their ratio
-  // when raw took over: the content zstd lost on (0: raw does not hold after a loss).
+  // zstd batches since zstd last became the mode (older windows weigh half), and what they
+  // predicted when raw took over: the content zstd lost on.
   Totals zstd_run_;
-  double lost_ratio_ = 0;
+  double lost_prediction_ = 0;
   Totals held_;              // the hold's zstd samples (each older one weighs 3/4)
   double held_samples_ = 0;  // samples taken in this hold
   uint32_t queues_ = 1;
