@@ -44,8 +44,11 @@
 // said of the batches zstd lost on and beats raw's rate by kCompressMargin, zstd is probed at
 // once instead of when the hold runs out: a probe lost on one region (a guest's compressed
 // kernel, gzip output) no longer sends the next, compressible ones raw for seconds. The
-// kClearRatio gate keeps a prediction that flatters zstd (samples encode on threads that
-// otherwise wait for the link) from probing it again on content like the one it lost on.
+// prediction flatters the samples (they encode on threads that otherwise wait for the link:
+// 1.8x the speed of the same content in a probe, synthetic image at 1 Gbit/s), so on content
+// like the one zstd lost on it may still probe it every few windows; gating on zstd's ratio
+// alone, which the samples do not flatter, measured worse (docs/benchmarks, *The hold's
+// samples*): on a link-bound path a probe of zstd undersells it.
 // Thread-safe; queue threads call should_compress() per batch (one atomic load; during the
 // opening's sampling, one atomic add) and record() after each batch (one short mutex hold
 // per batch, never per page).
