@@ -226,6 +226,30 @@ TEST(CompressionGovernor, AGuestsCompressedKernelDoesNotDecideTheOpening) {
   EXPECT_GT(simulate(opening, guest, 1.5), 0.95 * simulate(always, guest, 1.5));
 }
 
+TEST(CompressionGovernor, AProbeLostOnIncompressibleMemoryDoesNotHoldRawOverWhatFollows) {
+  // 1 Gbit/s, a guest whose first 128 MB shrink nothing (its compressed kernel, gzip output):
+  // zstd's probe there ties with raw and loses. The pages after it shrink 2.6x, where zstd
+  // moves 1.6x what raw does; a hold that ran its 2 s out sent them raw (0.75x of always
+  // compressing over these 3 s). zstd's samples during the hold see the change.
+  Path guest = kSlowLink;
+  guest.first_bytes = 128e6;
+  guest.first_ratio = 1.0;
+  CompressionGovernor always(true, true), adaptive(true, false);
+  const double best = simulate(always, guest, 3.0);
+  EXPECT_GT(simulate(adaptive, guest, 3.0), 0.9 * best);
+  EXPECT_TRUE(adaptive.should_compress());
+}
+
+TEST(CompressionGovernor, ACpuBoundPathStaysRawWhenTheContentTurnsCompressible) {
+  // Raw is limited by the queue threads (300 MB/s each), zstd by its speed (250 MB/s each)
+  // whatever the content: after its probe lost, pages that shrink 20x must not start it
+  // compressing. auto stays within its probe budget of raw (the hold's samples cost 0.3%).
+  const Path cpu_bound{1.5e9, 300e6, 250e6, 20, 8e6, 2, 0, 0, 128e6, 1.0};
+  CompressionGovernor never(false, false), adaptive(true, false);
+  const double raw = simulate(never, cpu_bound, 4.0);
+  EXPECT_GT(simulate(adaptive, cpu_bound, 4.0), (1 - CompressionGovernor::kProbeBudget) * raw);
+}
+
 TEST(CompressionGovernor, FixedModesDoNotAdapt) {
   CompressionGovernor never(false, false), always(true, true);
   EXPECT_EQ(run(never, 1, 1e9, 10), 0.0);

@@ -19,7 +19,7 @@ CompressionGovernor::CompressionGovernor(bool enabled, bool always)
 void CompressionGovernor::record(uint64_t guest_bytes, Clock::time_point now) {
   if (!adaptive_) return;
   std::lock_guard lock(mu_);
-  record_locked(guest_bytes, 0, now);
+  record_locked(guest_bytes, 0, 0, now);
 }
 
 void CompressionGovernor::record(const BatchSample& batch, Clock::time_point now) {
@@ -37,7 +37,17 @@ void CompressionGovernor::record(const BatchSample& batch, Clock::time_point now
   // The pages that travel, per second of the sender's time not spent on zero pages: both
   // modes skip zero pages alike, and a region full of them says nothing about either.
   const double zero_s = batch.payload_bytes == 0 ? seconds(batch.encode) / queues_ : 0;
-  record_locked(batch.payload_bytes, zero_s, now);
+  if (batch.compressed && compress_.load(std::memory_order_relaxed)) {
+    zstd_run_.add(batch);
+  } else if (batch.compressed && batch.payload_bytes > 0 && lost_prediction_ > 0) {
+    // A hold's sample (one of zero pages only says nothing of the content).
+    const double w = 0.75;
+    held_ = {held_.batches * w, held_.guest * w,    held_.payload * w,
+             held_.wire * w,    held_.encode_s * w, held_.zero_s * w};
+    held_.add(batch);
+    held_samples_ += 1;
+  }
+  record_locked(batch.payload_bytes, zero_s, batch.wire_bytes, now);
 }
 
 void CompressionGovernor::Totals::add(const BatchSample& b) {
@@ -71,7 +81,7 @@ void CompressionGovernor::open(const BatchSample& batch, Clock::time_point now) 
   Totals& z = totals_[1];
   const double cpu = z.encode_s > 0 ? queues_ * z.payload / z.encode_s : 0;
   const double ratio = z.wire > 0 ? z.payload / z.wire : 1;
-  const double zstd_rate = std::min(cpu, path_rate * ratio);
+  const double zstd_rate = predict(z, path_rate);
   votes_ = zstd_rate > kCompressMargin * raw_rate ? votes_ + 1 : 0;
   const bool clear_loss = zstd_rate * kClearRatio < raw_rate;
   log::debug(
@@ -83,19 +93,26 @@ void CompressionGovernor::open(const BatchSample& batch, Clock::time_point now) 
   z = {z.batches / 2, z.guest / 2, z.payload / 2, z.wire / 2, z.encode_s / 2, z.zero_s / 2};
   sample_every_.store(clear_loss ? 0 : kUnclearSampling, std::memory_order_relaxed);
   if (votes_ >= 2)
-    end_opening(true, raw_rate, zstd_rate, now);
+    end_opening(true, raw_rate, zstd_rate, path_rate, now);
   else if (now - opening_start_ >= kWindow)
-    end_opening(false, raw_rate, clear_loss ? zstd_rate : 0, now);
+    end_opening(false, raw_rate, clear_loss ? zstd_rate : 0, path_rate, now);
+}
+
+double CompressionGovernor::predict(const Totals& z, double path_rate) const {
+  const double cpu = z.encode_s > 0 ? queues_ * z.payload / z.encode_s : 0;
+  const double ratio = z.wire > 0 ? z.payload / z.wire : 1;
+  return std::min(cpu, path_rate * ratio);
 }
 
 void CompressionGovernor::end_opening(bool compress, double raw_rate, double zstd_rate,
-                                      Clock::time_point now) {
+                                      double path_rate, Clock::time_point now) {
   opening_ = Opening::kDone;
   sample_every_.store(0, std::memory_order_relaxed);
   started_ = warmed_up_ = true;
   window_start_ = mode_start_ = now;
-  window_bytes_ = 0;
+  window_bytes_ = window_wire_ = window_batches_ = 0;
   window_zero_s_ = 0;
+  path_rate_ = path_rate;
   if (compress) {
     // A probe like any other: zstd is measured and decided against raw's last rate.
     rate_[0] = raw_rate;
@@ -108,13 +125,18 @@ void CompressionGovernor::end_opening(bool compress, double raw_rate, double zst
   // is none: zstd is probed after raw's first window, as without an opening.
   rate_[1] = zstd_rate;
   if (zstd_rate == 0) return;
+  // The prediction stands for the content zstd lost on: the hold samples from here on.
+  lost_prediction_ = zstd_rate;
+  const Totals& z = totals_[1];
+  if (z.payload > 0 && raw_rate > 0) hold_sampling(z, raw_rate / (z.payload / z.batches));
   const double loss = raw_rate > 0 ? std::max(0.0, 1 - zstd_rate / raw_rate) : 0;
   const double wait = seconds(kSettle + kMinProbe) * loss / kProbeBudget;
   hold_windows_ = std::clamp(static_cast<int>(std::ceil(wait / seconds(kWindow))), kHoldWindows,
                              kMaxHoldWindows);
 }
 
-void CompressionGovernor::record_locked(uint64_t bytes, double zero_s, Clock::time_point now) {
+void CompressionGovernor::record_locked(uint64_t bytes, double zero_s, uint64_t wire,
+                                        Clock::time_point now) {
   if (!started_) {
     started_ = true;
     window_start_ = mode_start_ = now;
@@ -122,8 +144,10 @@ void CompressionGovernor::record_locked(uint64_t bytes, double zero_s, Clock::ti
   // A batch recorded at the settle's end was mostly encoded before it: count only later ones.
   if (now - window_start_ > kSettle) {
     window_bytes_ += bytes;
+    window_wire_ += wire;
     window_zero_s_ += zero_s;
   }
+  ++window_batches_;
   if (now - window_start_ >= kWindow || probe_is_clear(now)) evaluate(now);
 }
 
@@ -140,9 +164,11 @@ bool CompressionGovernor::probe_is_clear(Clock::time_point now) const {
 }
 
 void CompressionGovernor::evaluate(Clock::time_point now) {
+  const double batches_per_s = window_batches_ / seconds(now - window_start_);
+  window_batches_ = 0;
   if (!warmed_up_) {
     warmed_up_ = true;
-    window_bytes_ = 0;
+    window_bytes_ = window_wire_ = 0;
     window_zero_s_ = 0;
     window_start_ = now;
     return;
@@ -150,7 +176,7 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   const double secs = measured_seconds(now);
   window_zero_s_ = 0;
   if (secs < seconds(kMinProbe)) {  // mostly zero pages: nothing measured, nothing decided
-    window_bytes_ = 0;
+    window_bytes_ = window_wire_ = 0;
     window_start_ = now;
     return;
   }
@@ -160,9 +186,17 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   // weighs half), so one slow window of noise or of a region's content decides nothing.
   const bool fresh = probing_ || rate_[mode] == 0;
   rate_[mode] = fresh ? measured : (rate_[mode] + measured) / 2;
-  window_bytes_ = 0;
+  if (!mode && window_wire_ > 0) {
+    const double path = static_cast<double>(window_wire_) / secs;
+    path_rate_ = fresh || path_rate_ == 0 ? path : (path_rate_ + path) / 2;
+  }
+  window_bytes_ = window_wire_ = 0;
   window_start_ = now;
   ++windows_in_mode_;
+  // zstd's batches of older windows weigh half: raw is judged against its latest content.
+  const double h = 0.5;
+  zstd_run_ = {zstd_run_.batches * h, zstd_run_.guest * h,    zstd_run_.payload * h,
+               zstd_run_.wire * h,    zstd_run_.encode_s * h, zstd_run_.zero_s * h};
 
   // Each mode's score is its rate, compressing's discounted by the margin raw wins ties by.
   const double score[2] = {rate_[0], rate_[1] / kCompressMargin};
@@ -173,14 +207,23 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
     const bool winner = score[1] > score[0];
     finish_probe(now - mode_start_);
     if (winner != mode) switch_to(winner, false);
-  } else if (windows_in_mode_ >= hold_windows_ || last_score < 0.95 * score[!mode]) {
+    if (!winner && zstd_run_.batches > 0) {  // raw holds: zstd's samples watch what follows
+      lost_prediction_ = predict(zstd_run_, path_rate_);
+      if (lost_prediction_ > 0) hold_sampling(zstd_run_, batches_per_s);
+      zstd_run_ = {};
+    }
+  } else if (windows_in_mode_ >= hold_windows_ || last_score < 0.95 * score[!mode] ||
+             (!mode && samples_favour_zstd())) {
     // Time to check the other mode again — at once if this window was slower than the
-    // other mode was when last measured (the content or the link changed).
+    // other mode was when last measured, or zstd's samples show content it compresses
+    // clearly better than what it lost on (the content or the link changed).
     switch_to(!mode, true);
+  } else if (!mode && lost_prediction_ > 0 && held_.batches > 0) {
+    hold_sampling(held_, batches_per_s);
   }
   log::debug("codec auto: {} window {:.1f} MB/s (average {:.1f}, other mode {:.1f}); next {}",
              mode ? "zstd" : "raw", measured / 1e6, rate_[mode] / 1e6, rate_[!mode] / 1e6,
-             should_compress() ? "zstd" : "raw");
+             compress_.load(std::memory_order_relaxed) ? "zstd" : "raw");
 }
 
 void CompressionGovernor::finish_probe(Clock::duration probe_length) {
@@ -194,7 +237,34 @@ void CompressionGovernor::finish_probe(Clock::duration probe_length) {
   hold_windows_ = std::clamp(windows, kHoldWindows, kMaxHoldWindows);
 }
 
+bool CompressionGovernor::samples_favour_zstd() const {
+  if (lost_prediction_ <= 0 || held_samples_ < kHoldSamples || path_rate_ <= 0) return false;
+  // Against the prediction where zstd lost, not its measured rate there: one stalled probe
+  // window (1 MB/s on a loaded host) would otherwise rule out every later region.
+  const double now = predict(held_, path_rate_);
+  const bool favour = now >= kClearRatio * lost_prediction_ && now > kCompressMargin * rate_[0];
+  if (favour)
+    log::debug("codec auto: zstd's samples predict {:.1f} MB/s of pages, {:.1f} where it lost",
+               now / 1e6, lost_prediction_ / 1e6);
+  return favour;
+}
+
+void CompressionGovernor::hold_sampling(const Totals& z, double batches_per_s) {
+  // A sample costs its encode time (`z`: zstd's batches on recent content); the queue
+  // threads have queues_ seconds per second, of which samples may take kHoldSampleShare.
+  double every = z.encode_s / z.batches * batches_per_s / (kHoldSampleShare * queues_);
+  every = std::clamp(std::ceil(every), static_cast<double>(kUnclearSampling), 1e6);
+  sample_every_.store(static_cast<uint32_t>(every), std::memory_order_relaxed);
+}
+
 void CompressionGovernor::switch_to(bool mode, bool probing) {
+  sample_every_.store(0, std::memory_order_relaxed);
+  if (mode) {  // zstd's run starts afresh; a hold ends
+    lost_prediction_ = 0;
+    zstd_run_ = {};
+  }
+  held_ = {};
+  held_samples_ = 0;
   probing_ = probing;
   compress_.store(mode, std::memory_order_relaxed);
   windows_in_mode_ = 0;

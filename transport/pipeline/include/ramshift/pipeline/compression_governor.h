@@ -38,6 +38,17 @@
 //   loss (zstd on random memory or a fast link) ever more rarely;
 // - a probe is decided against the incumbent's average over its windows, not its last
 //   window, so one slow window of the incumbent does not hand the win to the probe.
+// While raw holds after zstd lost, every n-th batch is still zstd (a sample), n chosen so the
+// samples take kHoldSampleShare of the queue threads' time. They predict zstd's rate on the
+// content now, as the opening does; when that is kClearRatio times what the same prediction
+// said of the batches zstd lost on and beats raw's rate by kCompressMargin, zstd is probed at
+// once instead of when the hold runs out: a probe lost on one region (a guest's compressed
+// kernel, gzip output) no longer sends the next, compressible ones raw for seconds. The
+// prediction flatters the samples (they encode on threads that otherwise wait for the link:
+// 1.8x the speed of the same content in a probe, synthetic image at 1 Gbit/s), so on content
+// like the one zstd lost on it may still probe it every few windows; gating on zstd's ratio
+// alone, which the samples do not flatter, measured worse (docs/benchmarks, *The hold's
+// samples*): on a link-bound path a probe of zstd undersells it.
 // Thread-safe; queue threads call should_compress() per batch (one atomic load; during the
 // opening's sampling, one atomic add) and record() after each batch (one short mutex hold
 // per batch, never per page).
@@ -88,6 +99,16 @@ class CompressionGovernor {
   // the opening sampled first (a guest's first megabytes: its compressed kernel) may not be
   // what follows. Such batches cost little: zstd is about as fast as raw there.
   static constexpr uint32_t kUnclearSampling = 4;
+  // The share of the queue threads' time that a hold's zstd samples may take (their encode
+  // time, measured), so on a CPU-bound path auto stays within it of raw. Why 2%: with
+  // kProbeBudget it stays inside the 5% auto may lose to the best fixed setting, and on
+  // guest-ram at 1 Gbit/s it is 15-30 samples a second on an idle host (zstd 1.3-2.6 ms a
+  // batch, raw 460 batches/s), 5 at load 9 (7.5 ms, 380/s): kHoldSamples of a new region
+  // within one to three windows.
+  static constexpr double kHoldSampleShare = 0.02;
+  // A hold's samples decide only once this many were taken, each older one weighing 3/4 of
+  // the next: a region's content, not one batch (a page table, one file).
+  static constexpr double kHoldSamples = 3;
 
   // `enabled` false: never compress (codec without zstd). `always` true: always compress.
   CompressionGovernor(bool enabled, bool always);
@@ -121,14 +142,22 @@ class CompressionGovernor {
 
  private:
   // `bytes` measured in this batch; `zero_s` of the sender's time it spent on zero pages only.
-  void record_locked(uint64_t bytes, double zero_s, Clock::time_point now);
+  void record_locked(uint64_t bytes, double zero_s, uint64_t wire, Clock::time_point now);
   double measured_seconds(Clock::time_point now) const;
   void open(const BatchSample& batch, Clock::time_point now);
-  void end_opening(bool compress, double raw_rate, double zstd_rate, Clock::time_point now);
+  void end_opening(bool compress, double raw_rate, double zstd_rate, double path_rate,
+                   Clock::time_point now);
   bool probe_is_clear(Clock::time_point now) const;
   void evaluate(Clock::time_point now);
   void finish_probe(Clock::duration probe_length);
   void switch_to(bool mode, bool probing);
+  struct Totals;
+  // zstd's rate on the pages of `z` (bytes/s of pages): the lesser of what the queue threads
+  // compress and what a path taking `path_rate` wire bytes/s takes at zstd's ratio.
+  double predict(const Totals& z, double path_rate) const;
+  // While raw holds: probe zstd now if its samples say the content changed in its favour.
+  bool samples_favour_zstd() const;
+  void hold_sampling(const Totals& z, double batches_per_s);
 
   const bool adaptive_;
   std::atomic<bool> compress_;
@@ -144,6 +173,9 @@ class CompressionGovernor {
   bool probing_ = false;
   double rate_[2] = {0, 0};  // [0] raw, [1] compressed: each mode's smoothed rate
   uint64_t switches_ = 0;
+  uint64_t window_wire_ = 0;     // wire bytes of the window's batches (per-batch samples)
+  uint32_t window_batches_ = 0;  // batches recorded in the window
+  double path_rate_ = 0;         // wire bytes/s raw achieves (its windows, averaged)
 
   // The opening (per-batch samples only).
   enum class Opening { kNotBegun, kSampling, kMeasuring, kDone };
@@ -158,6 +190,12 @@ class CompressionGovernor {
   };
   Totals totals_[2];  // [0] raw, [1] zstd batches of the opening
   Totals period_;     // all batches of the current measuring period
+  // zstd batches since zstd last became the mode (older windows weigh half), and what they
+  // predicted when raw took over: the content zstd lost on.
+  Totals zstd_run_;
+  double lost_prediction_ = 0;
+  Totals held_;              // the hold's zstd samples (each older one weighs 3/4)
+  double held_samples_ = 0;  // samples taken in this hold
   uint32_t queues_ = 1;
   int votes_ = 0;  // periods in a row that predicted zstd ahead
 };
