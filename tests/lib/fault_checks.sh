@@ -16,13 +16,15 @@ wait_log() {
   echo "(never saw /$2/ in $1)"; return 1
 }
 
-# ends_with CASE PID WANT SECONDS [LOGS]: PID exits with WANT within SECONDS (else it is killed);
-# on failure the tails of LOGS (space-separated stderr files, both ends') say why.
+# ends_with CASE PID WANT SECONDS [LOGS [ON_HANG]]: PID exits with WANT within SECONDS (else it
+# is killed); on failure the tails of LOGS (space-separated stderr files, both ends') say why,
+# and a hang first runs the function ON_HANG (e.g. asking both ends for their status).
 ends_with() {
-  local what=$1 pid=$2 want=$3 limit=$4 log=${5:-} rc
+  local what=$1 pid=$2 want=$3 limit=$4 log=${5:-} on_hang=${6:-} rc
   for _ in $(seq $((limit * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then
     fail "$what: still running after $limit s"; [ -n "$log" ] && tail -n 12 $log
+    [ -n "$on_hang" ] && "$on_hang"
     kill -9 "$pid"; wait "$pid" 2>/dev/null; return 1
   fi
   wait "$pid"; rc=$?

@@ -41,13 +41,20 @@ void CompressionGovernor::record(const BatchSample& batch, Clock::time_point now
     zstd_run_.add(batch);
   } else if (batch.compressed && batch.payload_bytes > 0 && lost_prediction_ > 0) {
     // A hold's sample (one of zero pages only says nothing of the content).
-    const double w = 0.75;
-    held_ = {held_.batches * w, held_.guest * w,    held_.payload * w,
-             held_.wire * w,    held_.encode_s * w, held_.zero_s * w};
+    held_.weigh(0.75);
     held_.add(batch);
     held_samples_ += 1;
   }
   record_locked(batch.payload_bytes, zero_s, batch.wire_bytes, now);
+}
+
+void CompressionGovernor::Totals::weigh(double w) {
+  batches *= w;
+  guest *= w;
+  payload *= w;
+  wire *= w;
+  encode_s *= w;
+  zero_s *= w;
 }
 
 void CompressionGovernor::Totals::add(const BatchSample& b) {
@@ -90,7 +97,7 @@ void CompressionGovernor::open(const BatchSample& batch, Clock::time_point now) 
       raw_rate / 1e6, path_rate / 1e6, zstd_rate / 1e6, queues_, cpu / 1e6, ratio);
   period_start_ = now;
   period_ = {};
-  z = {z.batches / 2, z.guest / 2, z.payload / 2, z.wire / 2, z.encode_s / 2, z.zero_s / 2};
+  z.weigh(0.5);
   sample_every_.store(clear_loss ? 0 : kUnclearSampling, std::memory_order_relaxed);
   if (votes_ >= 2)
     end_opening(true, raw_rate, zstd_rate, path_rate, now);
@@ -194,9 +201,7 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   window_start_ = now;
   ++windows_in_mode_;
   // zstd's batches of older windows weigh half: raw is judged against its latest content.
-  const double h = 0.5;
-  zstd_run_ = {zstd_run_.batches * h, zstd_run_.guest * h,    zstd_run_.payload * h,
-               zstd_run_.wire * h,    zstd_run_.encode_s * h, zstd_run_.zero_s * h};
+  zstd_run_.weigh(0.5);
 
   // Each mode's score is its rate, compressing's discounted by the margin raw wins ties by.
   const double score[2] = {rate_[0], rate_[1] / kCompressMargin};

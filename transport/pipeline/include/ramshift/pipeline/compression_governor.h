@@ -187,6 +187,7 @@ class CompressionGovernor {
     double batches = 0, guest = 0, payload = 0, wire = 0, encode_s = 0;
     double zero_s = 0;  // encoding batches that carried no page (all zero)
     void add(const BatchSample& b);
+    void weigh(double w);  // every sum times `w`: older batches count less than newer ones
   };
   Totals totals_[2];  // [0] raw, [1] zstd batches of the opening
   Totals period_;     // all batches of the current measuring period
