@@ -46,7 +46,9 @@ const std::map<std::pair<S, SE>, S> kSourceLegal = {
     {{S::kReleased, SE::kHandOffSent}, S::kHandedOff},
     {{S::kHandedOff, SE::kByeReceived}, S::kDone},
     // The verdict ran late: the guest runs here again; the destination drops its copy.
-    {{S::kLiveDigestSent, SE::kSwitchoverAbortSent}, S::kAbortingSwitchover},
+    {{S::kLiveDigestSent, SE::kGuestResumed}, S::kTakenBack},
+    {{S::kTakenBack, SE::kSwitchoverAbortSent}, S::kAbortingSwitchover},
+    {{S::kTakenBack, SE::kCancelled}, S::kCancelled},
     {{S::kAbortingSwitchover, SE::kCommitReceived}, S::kAbortingSwitchover},
     {{S::kAbortingSwitchover, SE::kMemoryKeysReceived}, S::kAbortingSwitchover},
     {{S::kAbortingSwitchover, SE::kSwitchoverAbortedReceived}, S::kStreaming},
@@ -483,9 +485,15 @@ TEST(SessionState, SourceFramesMapToTheirEvents) {
 // and a later switch-over runs it as usual.
 TEST(SessionState, AnAbortedSwitchoverNeverReleasesNorRunsTheGuestAndRoundsGoOn) {
   SourceSession src(S::kLiveDigestSent);
+  EXPECT_FALSE(next_state(S::kLiveDigestSent, SE::kSwitchoverAbortSent).is_ok())
+      << "the guest runs again before the abort is sent";
+  ASSERT_TRUE(src.advance(SE::kGuestResumed).is_ok());
+  for (S taken_back : {S::kTakenBack, S::kAbortingSwitchover}) {
+    EXPECT_FALSE(source_guest_paused(taken_back)) << state_name(taken_back);
+    EXPECT_FALSE(source_may_resume_guest(taken_back)) << "it runs already, never resumed twice";
+  }
+  EXPECT_FALSE(next_state(S::kTakenBack, SE::kCommitReceived).is_ok());
   ASSERT_TRUE(src.advance(SE::kSwitchoverAbortSent).is_ok());
-  EXPECT_FALSE(source_guest_paused(src.state()));
-  EXPECT_FALSE(source_may_resume_guest(src.state())) << "it runs already";
   ASSERT_TRUE(src.advance(SE::kCommitReceived).is_ok());
   EXPECT_EQ(src.state(), S::kAbortingSwitchover) << "a crossed COMMIT releases nothing";
   EXPECT_FALSE(next_state(S::kAbortingSwitchover, SE::kHandOffSent).is_ok());

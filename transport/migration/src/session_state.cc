@@ -48,10 +48,12 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kRepairing, SE::kDigestSent, S::kLiveDigestSent},
     {S::kReleased, SE::kHandOffSent, S::kHandedOff},
     {S::kHandedOff, SE::kByeReceived, S::kDone},
-    // The guard's second stage (switchover.h): no COMMIT in time. The guest runs here again;
+    // The guard's second stage (switchover.h): no COMMIT in time. The guest runs here again
+    // first (so the pause ends at once, and a failure to send the abort finds it running);
     // the destination, which runs it only after HANDOFF, drops its copy, and a COMMIT that
     // crossed the abort on the way is dropped here.
-    {S::kLiveDigestSent, SE::kSwitchoverAbortSent, S::kAbortingSwitchover},
+    {S::kLiveDigestSent, SE::kGuestResumed, S::kTakenBack},
+    {S::kTakenBack, SE::kSwitchoverAbortSent, S::kAbortingSwitchover},
     {S::kAbortingSwitchover, SE::kCommitReceived, S::kAbortingSwitchover},
     {S::kAbortingSwitchover, SE::kSwitchoverAbortedReceived, S::kStreaming},
     // MEMORY_KEYS may come any time after REGION_TABLE (rdma): taken in passing.
@@ -92,6 +94,7 @@ constexpr Row<S, SE> kSourceRows[] = {
     {S::kImageDigestSent, SE::kCancelled, S::kCancelled},
     {S::kImageRepairing, SE::kCancelled, S::kCancelled},
     {S::kLiveDigestSent, SE::kCancelled, S::kCancelled},
+    {S::kTakenBack, SE::kCancelled, S::kCancelled},
     {S::kAbortingSwitchover, SE::kCancelled, S::kCancelled},
 };
 
@@ -229,6 +232,8 @@ const char* state_name(SourceState state) {
       return "released";
     case S::kHandedOff:
       return "handed_off";
+    case S::kTakenBack:
+      return "taken_back";
     case S::kAbortingSwitchover:
       return "aborting_switchover";
     case S::kPostcopyActive:

@@ -251,13 +251,17 @@ Status SourceRun::resume_if_overdue() {
 
 // The guard's second stage (switchover.h): no COMMIT on the DIGEST by its deadline. The
 // guest runs here again, and the destination, which never ran it (no HANDOFF was sent),
-// drops its copy; a COMMIT it sent before it read the abort is dropped here.
+// drops its copy; a COMMIT it sent before it read the abort is dropped here. The guest is
+// resumed before the abort is sent: nothing the destination does can run it without a
+// HANDOFF, and sending first kept it paused for the send and its flush, past the
+// guard's deadline on a starved host.
 Status SourceRun::abort_switchover() {
   guard_.disarm();  // its tail_ms() stays for the log
-  RS_RETURN_IF_ERROR(send_control(FrameType::kSwitchoverAbort, {}));
   const double paused_ms = ms_since(pause_time_);
   guest_.resume();
+  RS_RETURN_IF_ERROR(session_.advance(SourceEvent::kGuestResumed));
   count_aborted_switchover(paused_ms, "the destination's COMMIT had not come", "the hand-off");
+  RS_RETURN_IF_ERROR(send_control(FrameType::kSwitchoverAbort, {}));
   // At most one COMMIT can have crossed the abort; a second is the peer's error, not a loop.
   for (int crossed = 0;; ++crossed) {
     RS_ASSIGN_OR_RETURN(auto v, await_verdict(

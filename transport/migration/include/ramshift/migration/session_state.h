@@ -43,7 +43,8 @@ enum class SourceState : unsigned char {
   kRepairing,           // --verify full: resending the chunks the destination got wrong, paused
   kReleased,            // COMMIT received: the guest belongs to the destination now
   kHandedOff,           // HANDOFF sent; waiting for the BYE that says the guest runs there
-  kAbortingSwitchover,  // COMMIT ran late: guest resumed, SWITCHOVER_ABORT sent; awaiting
+  kTakenBack,           // COMMIT ran late: the guest runs here again; SWITCHOVER_ABORT goes next
+  kAbortingSwitchover,  // SWITCHOVER_ABORT sent after the guest was resumed; awaiting
                         // SWITCHOVER_ABORTED (a COMMIT on the way is dropped)
   kPostcopyActive,      // POSTCOPY_START sent: the guest is the destination's; serving its pages
   kPostcopyPlaced,      // POSTCOPY_PLACED received: every page is there; DIGEST goes next
@@ -63,7 +64,7 @@ enum class SourceEvent : unsigned char {
   kMemoryKeysReceived,
   kRoundEndReceived,  // the destination placed a whole round
   kGuestPaused,       // switchover: the convergence policy said the rest fits the downtime
-  kGuestResumed,      // switchover aborted: its pages ran late (switchover.h); pre-copy again
+  kGuestResumed,      // switchover aborted: its pages or verdict ran late (switchover.h)
   kDeviceStateSent,
   kDigestSent,
   kCommitReceived,
