@@ -262,15 +262,51 @@ std::string PullOrigin::why_region_keys() const { return impl_->no_windows; }
 // Destination.
 
 struct PullTarget::Impl {
-  // The id lives on the listener's event channel; destroyed (with its QP) before the queue's
-  // CQ, MRs and PD.
+  // Destroyed bottom-up: the id (with its QP) before the queue's CQ, MRs and PD, and the id's
+  // own event channel (it is moved there from the listener's on accept) last.
+  EventChannel channel;
   std::unique_ptr<Queue> queue;
   CmId id;
   std::string text;
   std::vector<PullKey> keys;  // from the source's KEYs
   bool done_sent = false;
+  bool source_left = false;
   ~Impl() {
     if (id) rdma_disconnect(id.get());
+  }
+
+  // Whether the source closed the connection (its DISCONNECTED, kept once seen). Why it is
+  // watched: the source closes the connection when it ends its exposure (DONE, or its peer
+  // timeout), and a READ posted after that is never answered on soft-RoCE: it waited for the
+  // caller's whole timeout (10 s in rdma_pull_probe) instead of failing.
+  bool peer_left() {
+    rdma_cm_event* ev = nullptr;
+    while (!source_left && rdma_get_cm_event(channel.get(), &ev) == 0) {
+      const auto type = ev->event;
+      rdma_ack_cm_event(ev);
+      source_left = type == RDMA_CM_EVENT_DISCONNECTED || type == RDMA_CM_EVENT_DEVICE_REMOVAL;
+    }
+    return source_left;
+  }
+  Status left_status(const char* waiting_for) const {
+    return Status(ErrorCode::kDisconnected,
+                  fmt::format("the source closed the READ connection (its exposure of the "
+                              "guest memory ended) while {} was outstanding",
+                              waiting_for));
+  }
+  // poll_until on the queue, ended early (kDisconnected) when the source leaves.
+  Status poll_until(const std::function<bool()>& ready, PullMillis timeout, const char* what) {
+    if (peer_left()) return left_status(what);
+    bool left = false;
+    Status s = queue->poll_until(
+        [&] {
+          if (ready()) return true;
+          left = peer_left();
+          return left;
+        },
+        Clock::now() + timeout, what);
+    if (!s) return s;
+    return left ? left_status(what) : Status::ok();
   }
 
   // The KEYs received so far into `keys`; kProtocol for any other message (the source sends
@@ -308,9 +344,9 @@ Status PullTarget::read(std::span<const PullRead> reads, PullMillis timeout) {
   constexpr size_t kBatch = 128;
   Queue& q = *impl_->queue;
   for (size_t at = 0; at < reads.size(); at += kBatch) {
+    if (impl_->peer_left()) return impl_->left_status("an RDMA READ");
     RS_RETURN_IF_ERROR(q.post_reads(reads.subspan(at, std::min(kBatch, reads.size() - at))));
-    RS_RETURN_IF_ERROR(
-        q.poll_until([&q] { return q.sends_done(); }, Clock::now() + timeout, "RDMA READ"));
+    RS_RETURN_IF_ERROR(impl_->poll_until([&q] { return q.sends_done(); }, timeout, "an RDMA READ"));
   }
   return Status::ok();
 }
@@ -321,12 +357,12 @@ Result<uint32_t> PullTarget::key_for(uint64_t addr, uint64_t len, PullMillis tim
   // The source's KEY completed before it wrote the frame; its receive may still be on its way
   // through this side's CQ.
   Status keys = Status::ok();
-  Status s = impl_->queue->poll_until(
+  Status s = impl_->poll_until(
       [&] {
         keys = impl_->take_keys();
         return !keys || impl_->find(addr, len).has_value();
       },
-      Clock::now() + timeout, "the source's key");
+      timeout, "the source's key");
   RS_RETURN_IF_ERROR(keys);
   if (auto k = impl_->find(addr, len)) return *k;
   if (s.code() == ErrorCode::kTimeout)
@@ -417,12 +453,25 @@ Result<std::unique_ptr<PullTarget>> PullListener::accept(
   impl->queue = std::move(*q);
   impl->id = std::move(id);  // from here the Impl destroys the QP before the queue's PD
   rdma_cm_id* raw = impl->id.get();
+  // Its events (ESTABLISHED, the source's DISCONNECTED) on a channel of its own, so that
+  // this connection, not whoever waits on the listener, learns that the source left.
+  auto channel = nonblocking_channel();
+  if (!channel || rdma_migrate_id(raw, channel->get()) != 0) {
+    rdma_reject(raw, nullptr, 0);
+    return channel ? errno_status(ErrorCode::kIo, "rdma_migrate_id", errno) : channel.status();
+  }
+  impl->channel = std::move(*channel);
   auto param = conn_param(nullptr, 0);
   if (rdma_accept(raw, &param) != 0) return errno_status(ErrorCode::kIo, "rdma_accept", errno);
   if (security) {
-    // The peer's departure shows on the listener's channel, shared with every other connection:
-    // a refused peer's alert, or the deadline, ends the wait instead.
-    Status a = impl->queue->authenticate(*security, PeerRole::kServer, "", "the source", nullptr);
+    PullTarget::Impl* target = impl.get();
+    auto peer_left = [target]() -> Status {
+      return target->peer_left() ? Status(ErrorCode::kDisconnected,
+                                          "the source closed the connection during "
+                                          "authentication (its log says why)")
+                                 : Status::ok();
+    };
+    Status a = impl->queue->authenticate(*security, PeerRole::kServer, "", "the source", peer_left);
     if (!a) return Status(ErrorCode::kMismatch, a.message());
   }
   impl->text =
