@@ -28,6 +28,7 @@ Status RdmaQueue::authenticate(ChannelSecurity& security, PeerRole role, const s
                                const std::function<Status()>& peer_left) {
   if (!auth_mr_)
     return Status(ErrorCode::kInternal, "rdma: queue created without authentication buffers");
+  RS_RETURN_IF_ERROR(bind_ring_window());  // before the hello, sent inside the session, names it
   // Kept with the queue: the session refers to it.
   auto owned = std::make_unique<AuthPipe>(id_->qp, cq_.get(), auth_buf_.bytes(), auth_mr_->lkey,
                                           index_, peer_left);

@@ -29,6 +29,7 @@ constexpr uint64_t kRecvTag = 1ull << 63;
 constexpr uint64_t kHelloRecvId = kRecvTag | 1;
 constexpr uint64_t kImmRecvId = kRecvTag | 2;
 constexpr uint64_t kHelloSendId = 1ull << 62;
+constexpr uint64_t kRingBindId = kHelloSendId | 2;
 
 Status verbs_error(const std::string& what, int err) {
   return errno_status(ErrorCode::kIo, what, err);
@@ -82,8 +83,13 @@ Status RdmaQueue::init_resources() {
   const uint64_t ring_bytes = uint64_t{tuning_.ring_slots} * tuning_.slot_bytes;
   RS_RETURN_IF_ERROR(check_memlock(ring_bytes + 4096, "the transport's receive ring"));
   RS_ASSIGN_OR_RETURN(ring_, MappedMemory::anonymous(ring_bytes));
-  ring_mr_.reset(ibv_reg_mr(pd_.get(), ring_.bytes().data(), ring_bytes,
-                            IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE));
+  // With windows the ring's region grants no remote access itself: only the window bound on
+  // this queue pair does (bind_ring_window), so its key opens the ring through this queue only.
+  ring_window_wanted_ = tuning_.memory_windows && device_has_windows(ctx);
+  ring_mr_.reset(
+      ibv_reg_mr(pd_.get(), ring_.bytes().data(), ring_bytes,
+                 IBV_ACCESS_LOCAL_WRITE |
+                     (ring_window_wanted_ ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_WRITE)));
   if (!ring_mr_) return registration_error(errno, ring_bytes, "the transport's receive ring");
   receive_.attach(ring_.bytes());
   RS_ASSIGN_OR_RETURN(hello_buf_, MappedMemory::anonymous(4096));
@@ -167,9 +173,27 @@ RdmaQueue::~RdmaQueue() {
 
 // ---- handshake ----
 
+// Posted before the queue's first SEND (the authentication's or the hello's), unsignaled: the
+// send queue runs in order, so the window is bound before the hello that names its key
+// leaves, and a bind that fails completes in error and fails the handshake.
+Status RdmaQueue::bind_ring_window() {
+  if (!ring_window_wanted_ || ring_window_) return Status::ok();
+  RS_ASSIGN_OR_RETURN(WindowBind bind,
+                      new_window(pd_.get(), ring_mr_.get(), IBV_ACCESS_REMOTE_WRITE, ring_window_));
+  ibv_send_wr wr{};
+  fill_bind_request(bind, wr);
+  wr.wr_id = kRingBindId;
+  ibv_send_wr* bad = nullptr;
+  if (int rc = ibv_post_send(id_->qp, &wr, &bad); rc != 0)
+    return verbs_error("ibv_post_send (receive ring window bind)", rc);
+  ring_rkey_ = bind.rkey;
+  return Status::ok();
+}
+
 Status RdmaQueue::exchange_hello(Clock::time_point deadline,
                                  const std::function<Status()>& peer_left) {
   RS_RETURN_IF_ERROR(check_gid_index(id_->qp, id_->port_num, tuning_.gid_index, index_));
+  RS_RETURN_IF_ERROR(bind_ring_window());
   std::byte* out = hello_buf_.bytes().data() + 64;
   encode_own_hello(std::span(out, kHelloBytes));
   if (int rc = post_signaled_send(id_->qp, kHelloSendId, {out, kHelloBytes}, hello_mr_->lkey);
@@ -234,10 +258,11 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline,
 }
 
 void RdmaQueue::encode_own_hello(std::span<std::byte> out) const {
-  encode_hello({reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_mr_->rkey,
-                tuning_.ring_slots, tuning_.slot_bytes, index_,
-                LivenessAnnounce{.sends_heartbeats = true, .silence_limit = tuning_.peer_timeout}},
-               out);
+  encode_hello(
+      {reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_window_ ? ring_rkey_ : ring_mr_->rkey,
+       tuning_.ring_slots, tuning_.slot_bytes, index_,
+       LivenessAnnounce{.sends_heartbeats = true, .silence_limit = tuning_.peer_timeout}},
+      out);
 }
 
 // ---- completions ----

@@ -5,7 +5,8 @@
 // receive_ring.h, work_requests.h and ring_protocol.h.
 //
 // Messages travel as RDMA WRITE WITH IMMEDIATE into a ring of fixed-size slots the receiver
-// registered (REMOTE_WRITE) and announced in its hello. The sender copies a message into the
+// opened for REMOTE_WRITE (by a memory window bound on this queue pair where the device has
+// them, else by the region's key) and announced in its hello. The sender copies a message into the
 // matching slot of its own registered staging ring and writes it across; the immediate says
 // "fragment of N bytes, last or not". A message larger than a slot travels as several
 // fragments and is reassembled (copied) by the receiver; one that fits a slot is delivered
@@ -126,6 +127,9 @@ class RdmaQueue {
   Status post_initial_receives();
   Status post_auth_receives();  // queue_auth.cc
   void encode_own_hello(std::span<std::byte> out) const;
+  // Once the queue pair is connected, before its first SEND: binds the receive ring's window
+  // (when the device has them and --rdma-memory-windows is not false).
+  Status bind_ring_window();
 
   // Completion handling (poller thread, and exchange_hello before the poller starts).
   void run_poller();
@@ -159,8 +163,9 @@ class RdmaQueue {
                                std::chrono::steady_clock::time_point deadline,
                                std::string_view what);
 
-  // Verbs owners, destroyed bottom-up: id (with its QP) first, then MRs before the memory
-  // they pin, then the CQ, its channel, and the PD last (shared with the connection).
+  // Verbs owners, destroyed bottom-up: the ring's window, the id (with its QP), then MRs
+  // before the memory they pin, then the CQ, its channel, and the PD last (shared with the
+  // connection).
   SharedPd pd_;
   CompletionChannel channel_;
   CompletionQueue cq_;
@@ -173,6 +178,10 @@ class RdmaQueue {
   MappedMemory auth_buf_;  // queue_auth.h: receive slots, then send slots
   MemoryRegion auth_mr_;
   CmId id_;
+  // The receive ring's window, bound on id_'s QP: deallocated (its key dead) before the QP.
+  MemoryWindow ring_window_;
+  uint32_t ring_rkey_ = 0;  // the window's key, as bound
+  bool ring_window_wanted_ = false;
 
   RdmaTuning tuning_;
   uint32_t index_;

@@ -32,6 +32,11 @@
 // where the destination binds memory windows, which work only through their own queue
 // pair); other-queue-key-old does the same as a source from before keys per queue, which
 // the destination gives its region's keys (they land). Both exit 0 unless the control fails (3).
+// ring-key-other-queue: after the hellos, writes 64 bytes without an immediate (the peer
+// is told of nothing) into the last slot of queue 1's ring with its key through queue 1
+// (control: must land), then through queue 0: "through queue 0: STATUS", exit 0 when
+// refused (a ring key is a window bound on its own queue pair), 1 when it landed (region
+// keys), 3 when the control failed.
 // Formats: rdma/src/rdma_cm.cc (private data), ring_protocol.h (hello, immediates),
 // transport/wire (frames).
 #include <arpa/inet.h>
@@ -350,6 +355,20 @@ int main(int argc, char** argv) {
     std::printf("captured %llu %u\n", static_cast<unsigned long long>(r0.address), r0.rkey);
     close_queues(qs);
     return 0;
+  }
+  if (c == "ring-key-other-queue") {
+    const PeerRing& r1 = rings[1];
+    const PeerRing last_slot{r1.address + uint64_t{r1.slots - 1} * r1.slot_bytes, r1.rkey, 0, 0};
+    std::vector<std::byte> junk(64, std::byte{0xaa});
+    std::printf("control, queue 1's ring key through queue 1: ");
+    if (ring_write(qs[1], last_slot, junk.data(), junk.size(), 0, false) != IBV_WC_SUCCESS) {
+      close_queues(qs);
+      return 3;
+    }
+    std::printf("through queue 0: ");
+    const ibv_wc_status st = ring_write(q0, last_slot, junk.data(), junk.size(), 0, false);
+    close_queues(qs);
+    return st == IBV_WC_SUCCESS ? 1 : 0;
   }
   if (c.rfind("stale-rkey:", 0) == 0) {
     unsigned long long address = 0;

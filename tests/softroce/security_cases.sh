@@ -81,7 +81,7 @@ step "remote memory: a key captured from an earlier connection opens nothing in 
 # Each connection has its own protection domain, and the old registrations (and memory
 # windows) went with their connection, so both old keys must be refused by the device.
 # Memory windows (rxe has type 2B): a key is bound to its queue's queue pair, so the data
-# queue's key through queue 0 is refused; a source from before keys per queue is given the
+# queue's key through queue 0 is refused, and so is queue 1's receive-ring key; a source from before keys per queue is given the
 # region's key, which works through any queue (the fallback, the same as on a device without
 # windows). A real migration afterwards completes, its copy is identical, and its report
 # names the memory windows.
@@ -130,6 +130,12 @@ if command -v rdma_bad_peer >/dev/null; then
     pass "memory windows: the data queue's key through queue 0 was refused, through its own queue it wrote" ||
     { fail "memory windows: another queue's key was not refused (exit $rc)"; cat "$WORK/otherq.out"; }
   sleep 1
+  bad_peer ring-key-other-queue >"$WORK/ringq.out" 2>&1
+  rc=$?
+  grep -q '^through queue 0: write: remote access error' "$WORK/ringq.out" && [ "$rc" = 0 ] &&
+    pass "memory windows: queue 1's receive-ring key through queue 0 was refused, through queue 1 it wrote" ||
+    { fail "memory windows: a receive ring's key opened it through another queue (exit $rc)"; cat "$WORK/ringq.out"; }
+  sleep 1
   bad_peer other-queue-key-old >"$WORK/otherq-old.out" 2>&1
   rc=$?
   grep -q '^through queue 0: write: success' "$WORK/otherq-old.out" && [ "$rc" = 0 ] &&
@@ -163,6 +169,12 @@ if command -v rdma_bad_peer >/dev/null; then
     grep -q "rdma-memory-windows false was given: the peer's keys are the memory regions'" "$WORK/rx.err" &&
     pass "region keys: with --rdma-memory-windows false the receiver says so and a key works through any queue" ||
     { fail "region keys: --rdma-memory-windows false (exit $rc)"; cat "$WORK/otherq-off.out"; tail -3 "$WORK/rx.err"; }
+  sleep 1
+  bad_peer ring-key-other-queue >"$WORK/ringq-off.out" 2>&1
+  rc=$?
+  grep -q '^through queue 0: write: success' "$WORK/ringq-off.out" && [ "$rc" = 1 ] &&
+    pass "region keys: with --rdma-memory-windows false a receive ring's key works through any queue" ||
+    { fail "region keys: ring key through another queue (exit $rc)"; cat "$WORK/ringq-off.out"; }
   kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
 else
   fail "stale rkey: no rdma_bad_peer in the VM (run.sh copies it in)"
