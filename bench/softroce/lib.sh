@@ -51,15 +51,17 @@ bench_image() { ramshift make-image --overwrite --size ${IMG_MIB}M --pattern mix
 # the guest in anonymous memory, as a migrated guest's RAM is, and verifies it against the
 # source's digest (XXH3 of every page, compared before it exits 0); no file, so no cmp.
 # Report: /tmp/tx.json.
+# RS_RX_FLAGS / RS_TX_FLAGS: more flags for the receiver / the sender (split on spaces).
 rs_run() {  # QUEUES CODEC [BATCH_PAGES (0 = the transport's default)] [file|mem] -> seconds
   rm -f /tmp/dst.img
   local out=(--guest-out /tmp/dst.img)
   [ "${4:-file}" = mem ] && out=()
-  ramshift -q receive --listen rdma://$A:7000 --once "${out[@]}" >/tmp/rx.out 2>&1 &
+  # shellcheck disable=SC2086  # the flags are words on purpose
+  ramshift -q receive --listen rdma://$A:7000 --once "${out[@]}" ${RS_RX_FLAGS:-} >/tmp/rx.out 2>&1 &
   local rx=$!
   for _ in $(seq 200); do grep -q listening /tmp/rx.out 2>/dev/null && break; sleep 0.05; done
   ramshift -q send --to rdma://$A:7000 --guest file:$IMG --queues "$1" --codec "$2" \
-    --batch-pages "${3:-0}" --json /tmp/tx.json >/dev/null 2>/tmp/tx.err ||
+    --batch-pages "${3:-0}" ${RS_TX_FLAGS:-} --json /tmp/tx.json >/dev/null 2>/tmp/tx.err ||
     { cat /tmp/tx.err >&2; kill $rx 2>/dev/null; wait $rx 2>/dev/null; echo 0; return; }
   wait $rx || { echo "receiver failed: $(tail -1 /tmp/rx.out)" >&2; echo 0; return; }
   if [ "${4:-file}" != mem ]; then cmp -s $IMG /tmp/dst.img || { echo "image differs" >&2; echo 0; return; }; fi

@@ -46,13 +46,14 @@ void fill_generations(guest::Pattern pattern, std::span<std::byte> a, std::span<
 const transport::SendWait kControlWait{milliseconds(10000)};
 const transport::SendWait kPlaceWait{milliseconds(30000)};
 
-// Where a placed run lands: the same offset of the server's working set (one memory key);
-// a write stops at a registration chunk of either side's key.
+// Where a placed run lands: the same offset of the server's working set (one memory key),
+// under the key for `queue`, the one the write goes through; a write stops at a registration
+// chunk of either side's key.
 class KeyPlacement final : public migration::PlacementMap {
  public:
   KeyPlacement(const transport::MemoryKey& remote, const transport::MemoryKey& local,
-               uint32_t page_size)
-      : remote_(remote), local_(local), page_size_(page_size) {}
+               uint32_t page_size, uint32_t queue)
+      : remote_(remote), local_(local), page_size_(page_size), queue_(queue) {}
   Result<migration::PlacementPiece> locate(const pipeline::Placement& run,
                                            uint64_t offset) override {
     const uint64_t remote = remote_.address + run.first_page * page_size_ + offset;
@@ -66,13 +67,14 @@ class KeyPlacement final : public migration::PlacementMap {
       const uint64_t off = reinterpret_cast<uint64_t>(local) - local_.address;
       max = std::min(max, local_.chunk_bytes - off % local_.chunk_bytes);
     }
-    return migration::PlacementPiece{local, remote, remote_.rkey_at(remote), max};
+    return migration::PlacementPiece{local, remote, remote_.rkey_at(remote, queue_), max};
   }
 
  private:
   const transport::MemoryKey& remote_;
   const transport::MemoryKey& local_;
   uint32_t page_size_;
+  uint32_t queue_;
 };
 
 struct QueueOutcome {
@@ -105,9 +107,9 @@ class PointRunner {
     RS_ASSIGN_OR_RETURN(gen_[1], MappedMemory::anonymous(s_.working_set_bytes));
     fill_generations(s_.pattern, gen_[0].bytes(), gen_[1].bytes(), s_.page_size);
 
-    wire::Config config{s_.page_size,         batch_pages_,  p_.queues,
-                        uint8_t(p_.codec),    p_.zstd_level, s_.working_set_bytes,
-                        s_.xbzrle_cache_bytes};
+    wire::Config config{s_.page_size,          batch_pages_,           p_.queues,
+                        uint8_t(p_.codec),     p_.zstd_level,          s_.working_set_bytes,
+                        s_.xbzrle_cache_bytes, /*keys_per_queue=*/true};
     RS_RETURN_IF_ERROR(send_control(wire::encode(config)));
     RS_ASSIGN_OR_RETURN(auto ready_msg,
                         await_control(wire::ControlKind::kReady, milliseconds(60000)));
@@ -118,6 +120,10 @@ class PointRunner {
       if (ready.key.length != s_.working_set_bytes)
         return Status(ErrorCode::kProtocol,
                       "the server's memory key does not cover the working set");
+      if (!ready.key.queue_rkeys.empty() && ready.key.queues != conn_->queue_count())
+        return Status(ErrorCode::kProtocol,
+                      fmt::format("the server gave keys for {} queues on a connection of {}",
+                                  ready.key.queues, conn_->queue_count()));
       for (auto& g : gen_) {
         auto key = conn_->register_memory(g.bytes(), transport::MemoryAccess::kLocal);
         if (!key) return key.status().with_context("bench working set");
@@ -251,7 +257,7 @@ class PointRunner {
         auto batch = encoder.finish();
         uint64_t bytes = 0;
         if (!encoder.placements().empty()) {
-          KeyPlacement map(remote_key_, local_keys_[gen], ps);
+          KeyPlacement map(remote_key_, local_keys_[gen], ps, queue);
           RS_ASSIGN_OR_RETURN(bytes, sender.place(encoder.placements(), map));
         }
         wire::store_data_header(header, wire::DataKind::kBatch, sent.size());

@@ -106,7 +106,10 @@ Status serve_one(transport::Connection& conn) {
   RS_ASSIGN_OR_RETURN(auto memory, MappedMemory::anonymous(config.working_set_bytes));
   wire::Ready ready;
   if (conn.capabilities().zero_copy_write) {
-    auto key = conn.register_memory(memory.bytes(), transport::MemoryAccess::kRemoteWrite);
+    auto key =
+        config.keys_per_queue
+            ? conn.register_memory_per_queue(memory.bytes(), transport::MemoryAccess::kRemoteWrite)
+            : conn.register_memory(memory.bytes(), transport::MemoryAccess::kRemoteWrite);
     if (!key) return key.status().with_context("bench working set");
     ready.placed = true;
     ready.key = std::move(key).value();

@@ -14,6 +14,8 @@ using ramshift::wire::SpanWriter;
 constexpr size_t kControlHeader = 8;  // magic u32, version u16, kind u16
 constexpr size_t kConfigBytes = kControlHeader + 40;
 constexpr size_t kReadyFixedBytes = kControlHeader + 32;  // then u32 per rkey
+constexpr uint32_t kFlagKeysPerQueue = 1;
+constexpr uint32_t kMaxKeyQueues = 65;  // 64 data queues and the control queue
 constexpr size_t kResultBytes = kControlHeader + 32;
 constexpr size_t kMaxRkeys = 4096;
 
@@ -44,7 +46,7 @@ std::vector<std::byte> encode(const Config& c) {
   w.write<uint32_t>(c.queues);
   w.write<uint32_t>(c.codec);
   w.write<int32_t>(c.zstd_level);
-  w.write<uint32_t>(0);  // reserved
+  w.write<uint32_t>(c.keys_per_queue ? kFlagKeysPerQueue : 0);
   w.write<uint64_t>(c.working_set_bytes);
   w.write<uint64_t>(c.cache_bytes);
   return w.take();
@@ -59,6 +61,10 @@ std::vector<std::byte> encode(const Ready& r) {
   w.write<uint64_t>(r.placed ? r.key.length : 0);
   w.write<uint64_t>(r.placed ? r.key.chunk_bytes : 0);
   for (size_t i = 0; i < n; ++i) w.write<uint32_t>(r.key.rkeys[i]);
+  if (n > 0 && !r.key.queue_rkeys.empty()) {
+    w.write<uint32_t>(r.key.queues);
+    for (uint32_t k : r.key.queue_rkeys) w.write<uint32_t>(k);
+  }
   return w.take();
 }
 
@@ -110,7 +116,8 @@ Result<Config> decode_config(std::span<const std::byte> msg) {
   c.queues = r.read<uint32_t>("queues");
   uint32_t codec = r.read<uint32_t>("codec");
   c.zstd_level = r.read<int32_t>("zstd_level");
-  (void)r.read<uint32_t>("reserved");  // ignored, as it always was
+  // Flags: builds before them sent 0 here; bits not known here are ignored, as all were.
+  c.keys_per_queue = (r.read<uint32_t>("flags") & kFlagKeysPerQueue) != 0;
   c.working_set_bytes = r.read<uint64_t>("working_set_bytes");
   c.cache_bytes = r.read<uint64_t>("cache_bytes");
   RS_RETURN_IF_ERROR(r.finish());
@@ -140,13 +147,25 @@ Result<Ready> decode_ready(std::span<const std::byte> msg) {
   uint32_t placed = r.read<uint32_t>("placed");
   uint32_t n = r.read<uint32_t>("rkeys");
   if (placed > 1) return bad(fmt::format("ready.placed {}", placed));
-  if (n > kMaxRkeys || msg.size() != kReadyFixedBytes + 4ull * n)
+  const size_t chunk_keys_end = kReadyFixedBytes + 4ull * n;
+  if (n > kMaxRkeys || msg.size() < chunk_keys_end ||
+      (msg.size() > chunk_keys_end && msg.size() < chunk_keys_end + 4))
     return bad(fmt::format("ready carries {} rkeys in {} bytes", n, msg.size()));
   ready.placed = placed == 1;
   ready.key.address = r.read<uint64_t>("address");
   ready.key.length = r.read<uint64_t>("length");
   ready.key.chunk_bytes = r.read<uint64_t>("chunk_bytes");
   for (uint32_t i = 0; i < n; ++i) ready.key.rkeys.push_back(r.read<uint32_t>("rkey"));
+  if (msg.size() > chunk_keys_end) {
+    const uint32_t queues = r.read<uint32_t>("queues");
+    if (queues == 0 || queues > kMaxKeyQueues ||
+        msg.size() != chunk_keys_end + 4 + 4ull * n * queues)
+      return bad(fmt::format("ready carries {} keys per chunk for {} chunks in {} bytes", queues, n,
+                             msg.size()));
+    ready.key.queues = queues;
+    for (uint64_t i = 0; i < uint64_t{n} * queues; ++i)
+      ready.key.queue_rkeys.push_back(r.read<uint32_t>("queue rkey"));
+  }
   RS_RETURN_IF_ERROR(r.finish());
   if (ready.placed) {
     const auto& k = ready.key;

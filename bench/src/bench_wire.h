@@ -35,10 +35,16 @@ struct Config {
   int32_t zstd_level = 0;
   uint64_t working_set_bytes = 0;
   uint64_t cache_bytes = 0;
+  // The client writes each queue's pages with that queue's key (flag bit 0, in a field
+  // builds before it sent as 0 and ignored): the server then registers the working set
+  // per queue, as a migration's destination does (memory windows where the device has them).
+  bool keys_per_queue = false;
 };
 struct Ready {
   bool placed = false;
-  transport::MemoryKey key;  // when placed
+  // When placed: the working set's chunks and keys; for a client that asked for keys per
+  // queue, also `queues` keys per chunk (`queue_rkeys`), sent after the chunks' keys.
+  transport::MemoryKey key;
 };
 struct ServerResult {
   uint64_t cpu_ns = 0;

@@ -16,7 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // starts at i * chunk_bytes < length, so this cannot overflow.
       const auto& key = ready->key;
       for (size_t i = 0; i < key.rkeys.size(); ++i)
-        (void)key.rkey_at(key.address + i * key.chunk_bytes);
+        for (uint32_t q = 0; q <= key.queues; ++q)  // keys per queue, when sent, cover each
+          (void)key.rkey_at(key.address + i * key.chunk_bytes, q);
     }
     (void)decode_result(msg);
   }

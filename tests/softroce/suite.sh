@@ -114,7 +114,7 @@ expect_exit 0 "send with --rdma-device, --rdma-source-ip and --rdma-tos" -- \
 [ "$(cat "$WORK/out" "$WORK/err" | grep -c "timed out")" = 0 ] || kill "$RX_PID"
 wait "$RX_PID"; rc=$?
 [ "$rc" = 0 ] && cmp -s "$WORK/src.img" "$WORK/dst.img" && pass "image identical with the RoCE settings" ||
-  fail "receiver exit $rc or image differs (RoCE settings)"
+  { fail "receiver exit $rc or image differs (RoCE settings)"; tail -5 "$WORK/rx.err"; }
 expect_exit 2 "a destination reached through another device than --rdma-device" -- \
   "$RAMSHIFT" send --to "rdma://$ADDR:7" --guest "file:$WORK/src.img" --rdma-device rxe1
 expect_stderr "the route to $ADDR is on RDMA device rxe0, not --rdma-device rxe1" "the mismatch names both devices"
