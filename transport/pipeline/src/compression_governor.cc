@@ -37,6 +37,9 @@ void CompressionGovernor::record(const BatchSample& batch, Clock::time_point now
   // The pages that travel, per second of the sender's time not spent on zero pages: both
   // modes skip zero pages alike, and a region full of them says nothing about either.
   const double zero_s = batch.payload_bytes == 0 ? seconds(batch.encode) / queues_ : 0;
+  // A probe is judged by its batches after the settle (the ones before it were mostly
+  // encoded under the previous mode).
+  if (started_ && now - window_start_ > kSettle) window_[batch.compressed].add(batch);
   if (batch.compressed && compress_.load(std::memory_order_relaxed)) {
     zstd_run_.add(batch);
   } else if (batch.compressed && batch.payload_bytes > 0 && lost_prediction_ > 0) {
@@ -118,6 +121,7 @@ void CompressionGovernor::end_opening(bool compress, double raw_rate, double zst
   started_ = warmed_up_ = true;
   window_start_ = mode_start_ = now;
   window_bytes_ = window_wire_ = window_batches_ = 0;
+  window_[0] = window_[1] = {};
   window_zero_s_ = 0;
   path_rate_ = path_rate;
   if (compress) {
@@ -162,10 +166,24 @@ double CompressionGovernor::measured_seconds(Clock::time_point now) const {
   return seconds(now - window_start_ - kSettle) - window_zero_s_;
 }
 
+double CompressionGovernor::judged(bool mode, double measured) const {
+  const Totals& w = window_[mode];
+  if (!probing_ || path_rate_ <= 0 || w.batches < kProbeBatches || w.payload <= 0) return measured;
+  // What the probe's batches move on this path: zstd's as predicted (its window sold it
+  // short while raw's backlog drained), raw's at most what the path took over raw's holds
+  // (its window flattered it while it filled the buffers zstd had left empty; its CPU cost
+  // is in what it measured).
+  if (mode) return predict(w, path_rate_);
+  return std::min(measured, path_rate_ * w.payload / w.wire);
+}
+
 bool CompressionGovernor::probe_is_clear(Clock::time_point now) const {
   if (!probing_ || measured_seconds(now) < seconds(kMinProbe)) return false;
   const bool mode = compress_.load(std::memory_order_relaxed);
-  const double rate = static_cast<double>(window_bytes_) / measured_seconds(now);
+  // With per-batch samples a probe is clear only once it can be judged by its batches: the
+  // first ones may wait behind the other mode's backlog.
+  if (path_rate_ > 0 && window_[mode].batches < kProbeBatches) return false;
+  const double rate = judged(mode, static_cast<double>(window_bytes_) / measured_seconds(now));
   const double other = rate_[!mode];
   return rate > kClearRatio * other || rate * kClearRatio < other;
 }
@@ -176,6 +194,7 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   if (!warmed_up_) {
     warmed_up_ = true;
     window_bytes_ = window_wire_ = 0;
+    window_[0] = window_[1] = {};
     window_zero_s_ = 0;
     window_start_ = now;
     return;
@@ -184,20 +203,32 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   window_zero_s_ = 0;
   if (secs < seconds(kMinProbe)) {  // mostly zero pages: nothing measured, nothing decided
     window_bytes_ = window_wire_ = 0;
+    window_[0] = window_[1] = {};
     window_start_ = now;
     return;
   }
   const bool mode = compress_.load(std::memory_order_relaxed);
   const double measured = static_cast<double>(window_bytes_) / secs;
+  const double rate = judged(mode, measured);
+  if (const Totals& w = window_[mode]; w.encode_s > 0 && w.wire > 0)
+    log::debug(
+        "codec auto: {} {} {:.1f} MB/s of pages measured, {:.1f} predicted ({} batches: "
+        "{:.1f} MB/s on {} queues, ratio {:.2f}; path {:.1f} MB/s)",
+        mode ? "zstd" : "raw", probing_ ? "probe" : "window", measured / 1e6,
+        predict(w, path_rate_) / 1e6, w.batches, queues_ * w.payload / w.encode_s / 1e6, queues_,
+        w.payload / w.wire, path_rate_ / 1e6);
   // A probe's rate is its own; the incumbent's is averaged over its windows (each window
   // weighs half), so one slow window of noise or of a region's content decides nothing.
   const bool fresh = probing_ || rate_[mode] == 0;
-  rate_[mode] = fresh ? measured : (rate_[mode] + measured) / 2;
-  if (!mode && window_wire_ > 0) {
+  rate_[mode] = fresh ? rate : (rate_[mode] + measured) / 2;
+  // The path's rate: wire bytes per second of raw's windows once the buffers are full (not
+  // a probe's, not the first after a switch).
+  if (!mode && window_wire_ > 0 && !probing_ && windows_in_mode_ > 0) {
     const double path = static_cast<double>(window_wire_) / secs;
-    path_rate_ = fresh || path_rate_ == 0 ? path : (path_rate_ + path) / 2;
+    path_rate_ = path_rate_ == 0 ? path : (path_rate_ + path) / 2;
   }
   window_bytes_ = window_wire_ = 0;
+  window_[0] = window_[1] = {};
   window_start_ = now;
   ++windows_in_mode_;
   // zstd's batches of older windows weigh half: raw is judged against its latest content.

@@ -43,12 +43,14 @@
 // content now, as the opening does; when that is kClearRatio times what the same prediction
 // said of the batches zstd lost on and beats raw's rate by kCompressMargin, zstd is probed at
 // once instead of when the hold runs out: a probe lost on one region (a guest's compressed
-// kernel, gzip output) no longer sends the next, compressible ones raw for seconds. The
-// prediction flatters the samples (they encode on threads that otherwise wait for the link:
-// 1.8x the speed of the same content in a probe, synthetic image at 1 Gbit/s), so on content
-// like the one zstd lost on it may still probe it every few windows; gating on zstd's ratio
-// alone, which the samples do not flatter, measured worse (docs/benchmarks, *The hold's
-// samples*): on a link-bound path a probe of zstd undersells it.
+// kernel, gzip output) no longer sends the next, compressible ones raw for seconds.
+// With per-batch samples a probe is judged by what its batches would move on this path, not
+// by its window's throughput: zstd's by predict() from the probe's own batches (their encode
+// time with every queue thread compressing, their ratio) and raw's long-run wire rate; raw's
+// by what it measured, at most that wire rate. On a link-bound path a probe of zstd starts
+// behind raw's backlog in the socket buffers and the link's queue and a probe of raw starts
+// by filling them, so their windows favoured raw (docs/benchmarks, *The probe judged by its
+// batches*). A probe is not clear before it has kProbeBatches batches to be judged by.
 // Thread-safe; queue threads call should_compress() per batch (one atomic load; during the
 // opening's sampling, one atomic add) and record() after each batch (one short mutex hold
 // per batch, never per page).
@@ -109,6 +111,9 @@ class CompressionGovernor {
   // A hold's samples decide only once this many were taken, each older one weighing 3/4 of
   // the next: a region's content, not one batch (a page table, one file).
   static constexpr double kHoldSamples = 3;
+  // A probe is judged by the prediction from its own batches once it has this many (a few
+  // per queue thread), else by what it measured.
+  static constexpr double kProbeBatches = 4;
 
   // `enabled` false: never compress (codec without zstd). `always` true: always compress.
   CompressionGovernor(bool enabled, bool always);
@@ -148,6 +153,9 @@ class CompressionGovernor {
   void end_opening(bool compress, double raw_rate, double zstd_rate, double path_rate,
                    Clock::time_point now);
   bool probe_is_clear(Clock::time_point now) const;
+  // The rate a window is judged by: `measured`, or for a probe what its batches move on
+  // this path (predict()): its first window is not what it would move.
+  double judged(bool mode, double measured) const;
   void evaluate(Clock::time_point now);
   void finish_probe(Clock::duration probe_length);
   void switch_to(bool mode, bool probing);
@@ -195,6 +203,7 @@ class CompressionGovernor {
   // predicted when raw took over: the content zstd lost on.
   Totals zstd_run_;
   double lost_prediction_ = 0;
+  Totals window_[2];         // the window's batches after its settle: [0] raw, [1] zstd
   Totals held_;              // the hold's zstd samples (each older one weighs 3/4)
   double held_samples_ = 0;  // samples taken in this hold
   uint32_t queues_ = 1;
