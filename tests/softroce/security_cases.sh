@@ -124,24 +124,22 @@ if command -v rdma_bad_peer >/dev/null; then
     *) fail "stale guest-memory key: exit $rc"; cat "$WORK/stalemem.out"; tail -5 "$WORK/rx.err" ;;
   esac
   sleep 1
-  bad_peer other-queue-key >"$WORK/otherq.out" 2>&1
-  rc=$?
-  grep -q '^through queue 0: write: remote access error' "$WORK/otherq.out" && [ "$rc" = 0 ] &&
-    pass "memory windows: the data queue's key through queue 0 was refused, through its own queue it wrote" ||
-    { fail "memory windows: another queue's key was not refused (exit $rc)"; cat "$WORK/otherq.out"; }
-  sleep 1
-  bad_peer ring-key-other-queue >"$WORK/ringq.out" 2>&1
-  rc=$?
-  grep -q '^through queue 0: write: remote access error' "$WORK/ringq.out" && [ "$rc" = 0 ] &&
-    pass "memory windows: queue 1's receive-ring key through queue 0 was refused, through queue 1 it wrote" ||
-    { fail "memory windows: a receive ring's key opened it through another queue (exit $rc)"; cat "$WORK/ringq.out"; }
-  sleep 1
-  bad_peer other-queue-key-old >"$WORK/otherq-old.out" 2>&1
-  rc=$?
-  grep -q '^through queue 0: write: success' "$WORK/otherq-old.out" && [ "$rc" = 0 ] &&
-    pass "region keys: a source without keys per queue gets the region's key, which works through any queue" ||
-    { fail "region keys: exit $rc"; cat "$WORK/otherq-old.out"; }
-  sleep 1
+  # through_queue_0 CASE STATUS RC WHAT: rdma_bad_peer CASE's write through queue 0 ended
+  # with STATUS and the tool exited RC.
+  through_queue_0() {
+    local out="$WORK/$1-$RX_PID.out" rc
+    bad_peer "$1" >"$out" 2>&1
+    rc=$?
+    grep -q "^through queue 0: write: $2" "$out" && [ "$rc" = "$3" ] && pass "$4" ||
+      { fail "$4 (exit $rc)"; cat "$out"; }
+    sleep 1
+  }
+  through_queue_0 other-queue-key "remote access error" 0 \
+    "memory windows: the data queue's key through queue 0 was refused, through its own queue it wrote"
+  through_queue_0 ring-key-other-queue "remote access error" 0 \
+    "memory windows: queue 1's receive-ring key through queue 0 was refused, through queue 1 it wrote"
+  through_queue_0 other-queue-key-old success 0 \
+    "region keys: a source without keys per queue gets the region's key, which works through any queue"
   kill -0 "$RX_PID" 2>/dev/null && pass "stale keys: the receiver is still listening" ||
     { fail "stale keys: the receiver is gone"; tail -5 "$WORK/rx.err"; }
   rm -f "$WORK"/dst-*.img
@@ -163,18 +161,13 @@ if command -v rdma_bad_peer >/dev/null; then
   start_receiver -v --accept-timeout 60 --guest-out "$WORK/dst-{id}.img" --rdma-memory-windows false ||
     fail "region keys: receiver"
   hp=${RX_URI#rdma://}
-  bad_peer other-queue-key >"$WORK/otherq-off.out" 2>&1
-  rc=$?
-  grep -q '^through queue 0: write: success' "$WORK/otherq-off.out" && [ "$rc" = 0 ] &&
-    grep -q "rdma-memory-windows false was given: the peer's keys are the memory regions'" "$WORK/rx.err" &&
-    pass "region keys: with --rdma-memory-windows false the receiver says so and a key works through any queue" ||
-    { fail "region keys: --rdma-memory-windows false (exit $rc)"; cat "$WORK/otherq-off.out"; tail -3 "$WORK/rx.err"; }
-  sleep 1
-  bad_peer ring-key-other-queue >"$WORK/ringq-off.out" 2>&1
-  rc=$?
-  grep -q '^through queue 0: write: success' "$WORK/ringq-off.out" && [ "$rc" = 1 ] &&
-    pass "region keys: with --rdma-memory-windows false a receive ring's key works through any queue" ||
-    { fail "region keys: ring key through another queue (exit $rc)"; cat "$WORK/ringq-off.out"; }
+  through_queue_0 other-queue-key success 0 \
+    "region keys: with --rdma-memory-windows false a guest-memory key works through any queue"
+  grep -q "rdma-memory-windows false was given: the peer's keys are the memory regions'" "$WORK/rx.err" &&
+    pass "region keys: the receiver says why its keys are the regions'" ||
+    { fail "region keys: the receiver does not say why"; tail -3 "$WORK/rx.err"; }
+  through_queue_0 ring-key-other-queue success 1 \
+    "region keys: with --rdma-memory-windows false a receive ring's key works through any queue"
   kill "$RX_PID" 2>/dev/null; wait "$RX_PID" 2>/dev/null
 else
   fail "stale rkey: no rdma_bad_peer in the VM (run.sh copies it in)"

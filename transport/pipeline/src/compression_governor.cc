@@ -119,10 +119,9 @@ void CompressionGovernor::end_opening(bool compress, double raw_rate, double zst
   opening_ = Opening::kDone;
   sample_every_.store(0, std::memory_order_relaxed);
   started_ = warmed_up_ = true;
-  window_start_ = mode_start_ = now;
-  window_bytes_ = window_wire_ = window_batches_ = 0;
-  window_[0] = window_[1] = {};
-  window_zero_s_ = 0;
+  mode_start_ = now;
+  window_batches_ = 0;
+  new_window(now);
   path_rate_ = path_rate;
   if (compress) {
     // A probe like any other: zstd is measured and decided against raw's last rate.
@@ -166,6 +165,13 @@ double CompressionGovernor::measured_seconds(Clock::time_point now) const {
   return seconds(now - window_start_ - kSettle) - window_zero_s_;
 }
 
+void CompressionGovernor::new_window(Clock::time_point now) {
+  window_start_ = now;
+  window_bytes_ = window_wire_ = 0;
+  window_zero_s_ = 0;
+  window_[0] = window_[1] = {};
+}
+
 double CompressionGovernor::judged(bool mode, double measured) const {
   const Totals& w = window_[mode];
   if (!probing_ || path_rate_ <= 0 || w.batches < kProbeBatches || w.payload <= 0) return measured;
@@ -193,18 +199,13 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
   window_batches_ = 0;
   if (!warmed_up_) {
     warmed_up_ = true;
-    window_bytes_ = window_wire_ = 0;
-    window_[0] = window_[1] = {};
-    window_zero_s_ = 0;
-    window_start_ = now;
+    new_window(now);
     return;
   }
   const double secs = measured_seconds(now);
   window_zero_s_ = 0;
   if (secs < seconds(kMinProbe)) {  // mostly zero pages: nothing measured, nothing decided
-    window_bytes_ = window_wire_ = 0;
-    window_[0] = window_[1] = {};
-    window_start_ = now;
+    new_window(now);
     return;
   }
   const bool mode = compress_.load(std::memory_order_relaxed);
@@ -227,9 +228,7 @@ void CompressionGovernor::evaluate(Clock::time_point now) {
     const double path = static_cast<double>(window_wire_) / secs;
     path_rate_ = path_rate_ == 0 ? path : (path_rate_ + path) / 2;
   }
-  window_bytes_ = window_wire_ = 0;
-  window_[0] = window_[1] = {};
-  window_start_ = now;
+  new_window(now);
   ++windows_in_mode_;
   // zstd's batches of older windows weigh half: raw is judged against its latest content.
   zstd_run_.weigh(0.5);

@@ -153,6 +153,8 @@ class CompressionGovernor {
   void end_opening(bool compress, double raw_rate, double zstd_rate, double path_rate,
                    Clock::time_point now);
   bool probe_is_clear(Clock::time_point now) const;
+  // Starts a measuring window at `now`: its counts and per-mode batch totals from zero.
+  void new_window(Clock::time_point now);
   // The rate a window is judged by: `measured`, or for a probe what its batches move on
   // this path (predict()): its first window is not what it would move.
   double judged(bool mode, double measured) const;
