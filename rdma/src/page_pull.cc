@@ -294,9 +294,10 @@ struct PullTarget::Impl {
                               "guest memory ended) while {} was outstanding",
                               waiting_for));
   }
-  // poll_until on the queue, ended early (kDisconnected) when the source leaves.
+  // poll_until on the queue, ended early (kDisconnected) when the source leaves; what
+  // already completed is taken first, so a key or READ that landed before the source left
+  // still counts.
   Status poll_until(const std::function<bool()>& ready, PullMillis timeout, const char* what) {
-    if (peer_left()) return left_status(what);
     bool left = false;
     Status s = queue->poll_until(
         [&] {
