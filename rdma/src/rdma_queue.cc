@@ -85,12 +85,13 @@ Status RdmaQueue::init_resources() {
   RS_ASSIGN_OR_RETURN(ring_, MappedMemory::anonymous(ring_bytes));
   // With windows the ring's region grants no remote access itself: only the window bound on
   // this queue pair does (bind_ring_window), so its key opens the ring through this queue only.
-  ring_window_wanted_ = tuning_.memory_windows && device_has_windows(ctx);
+  ring_window_wanted_ = why_no_windows(ctx, tuning_.memory_windows).empty();
   ring_mr_.reset(
       ibv_reg_mr(pd_.get(), ring_.bytes().data(), ring_bytes,
                  IBV_ACCESS_LOCAL_WRITE |
                      (ring_window_wanted_ ? IBV_ACCESS_MW_BIND : IBV_ACCESS_REMOTE_WRITE)));
   if (!ring_mr_) return registration_error(errno, ring_bytes, "the transport's receive ring");
+  ring_rkey_ = ring_mr_->rkey;  // the window's once bound
   receive_.attach(ring_.bytes());
   RS_ASSIGN_OR_RETURN(hello_buf_, MappedMemory::anonymous(4096));
   hello_mr_.reset(ibv_reg_mr(pd_.get(), hello_buf_.bytes().data(), 4096, IBV_ACCESS_LOCAL_WRITE));
@@ -258,11 +259,10 @@ Status RdmaQueue::exchange_hello(Clock::time_point deadline,
 }
 
 void RdmaQueue::encode_own_hello(std::span<std::byte> out) const {
-  encode_hello(
-      {reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_window_ ? ring_rkey_ : ring_mr_->rkey,
-       tuning_.ring_slots, tuning_.slot_bytes, index_,
-       LivenessAnnounce{.sends_heartbeats = true, .silence_limit = tuning_.peer_timeout}},
-      out);
+  encode_hello({reinterpret_cast<uint64_t>(ring_.bytes().data()), ring_rkey_, tuning_.ring_slots,
+                tuning_.slot_bytes, index_,
+                LivenessAnnounce{.sends_heartbeats = true, .silence_limit = tuning_.peer_timeout}},
+               out);
 }
 
 // ---- completions ----

@@ -180,7 +180,7 @@ class RdmaQueue {
   CmId id_;
   // The receive ring's window, bound on id_'s QP: deallocated (its key dead) before the QP.
   MemoryWindow ring_window_;
-  uint32_t ring_rkey_ = 0;  // the window's key, as bound
+  uint32_t ring_rkey_ = 0;  // what the hello names: the window's key, or the region's
   bool ring_window_wanted_ = false;
 
   RdmaTuning tuning_;
